@@ -1,0 +1,191 @@
+//! The library's error type. Every variant names the file or entry it is about, and
+//! [`Hint::hint`] says what to do next; the binary prints the error, then the hint.
+
+use std::path::PathBuf;
+
+/// Process exit codes, documented in `docs/CLI.md`. Scripts (installer hooks) rely on them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ExitCode {
+    Ok = 0,
+    /// Anything not listed below (I/O on the workstation, an external tool missing, ...).
+    Failure = 1,
+    /// Bad command line (clap's own code).
+    Usage = 2,
+    /// The passphrase was wrong (after all tries on a TTY).
+    WrongPassphrase = 3,
+    /// The bundle is truncated, tampered with, not a vault bundle, or has hostile contents.
+    BadBundle = 4,
+    /// `vault.toml` (or another input the user wrote) is invalid.
+    BadManifest = 5,
+    /// Placement refused before anything was written: existing files, links in the target
+    /// tree, `--root` not a mount point.
+    Refused = 6,
+    /// Placement failed part way and was rolled back.
+    RolledBack = 7,
+    /// `vault rekey --check`: the secrets repo is stale.
+    Stale = 8,
+}
+
+/// What an error can say beyond its message.
+pub trait Hint {
+    /// The next thing the user should do, if there is something specific.
+    fn hint(&self) -> Option<String>;
+    /// The exit code the binary uses for this error.
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::Failure
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Errors from the core pack/unlock path. Subsystems with their own vocabulary (keys, rekey,
+/// media) have their own enums, wrapped here.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Reading or writing a named file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// `vault.toml` could not be parsed or failed validation.
+    #[error("{path}: {message}")]
+    Manifest { path: PathBuf, message: String },
+
+    /// The passphrase does not open this bundle.
+    #[error("wrong passphrase for {path}")]
+    WrongPassphrase { path: PathBuf },
+
+    /// The file is not a vault bundle (no age header, or no vault Argon2id stanza).
+    #[error("{path} is not a vault bundle: {why}")]
+    NotABundle { path: PathBuf, why: String },
+
+    /// The bundle header asks for more work than this machine allows.
+    #[error("{path}: the bundle's key derivation asks for {what}")]
+    KdfTooExpensive { path: PathBuf, what: String },
+
+    /// Authentication of the payload failed: the bundle was truncated or modified.
+    #[error("{path} is damaged or was tampered with: {why}")]
+    Tampered { path: PathBuf, why: String },
+
+    /// The payload authenticated, but its contents break vault's rules (hostile or buggy packer).
+    #[error("{path} has invalid contents: {why}")]
+    BadPayload { path: PathBuf, why: String },
+
+    /// The requested host is not in the bundle, or a choice is needed.
+    #[error("{0}")]
+    Host(String),
+
+    /// Placement refused before writing anything.
+    #[error("refusing to place files: {why}")]
+    Refused { why: String, hint: Option<String> },
+
+    /// Placement failed part way; everything this run wrote was removed again.
+    #[error(
+        "placing files failed at {path}: {source}; everything this run placed was removed again"
+    )]
+    RolledBack {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// No passphrase could be read.
+    #[error("cannot read a passphrase: {0}")]
+    Prompt(String),
+
+    #[error(transparent)]
+    Keys(#[from] crate::keys::Error),
+
+    #[error(transparent)]
+    Rekey(#[from] crate::rekey::Error),
+
+    #[error(transparent)]
+    Media(#[from] crate::media::Error),
+
+    #[error(transparent)]
+    Hosts(#[from] crate::hosts::Error),
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn manifest(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Manifest {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl Hint for Error {
+    fn hint(&self) -> Option<String> {
+        match self {
+            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
+                Some("check the file's permissions, or run as the user that owns it".into())
+            }
+            Error::Io { .. } => None,
+            Error::Manifest { path, .. } => Some(format!(
+                "fix the entry in {} (format: docs/MANIFEST.md); `vault init` writes a commented example",
+                path.display()
+            )),
+            Error::WrongPassphrase { .. } => Some(
+                "check the keyboard layout on the installer console (the live system uses US by default) and try again"
+                    .into(),
+            ),
+            Error::NotABundle { .. } => Some(
+                "give the bundle written by `vault pack`, or an image written by `vault attach`".into(),
+            ),
+            Error::KdfTooExpensive { .. } => Some(
+                "repack with lower --kdf-memory (see `vault pack --help`), or unlock on a machine with more RAM".into(),
+            ),
+            Error::Tampered { .. } => Some(
+                "nothing was placed; copy the bundle again from the workstation (or re-run `vault pack`)".into(),
+            ),
+            Error::BadPayload { .. } => Some(
+                "nothing was placed; this bundle was not written by a trustworthy `vault pack`: repack it on your workstation".into(),
+            ),
+            Error::Host(_) => Some("choose one with --host NAME; `vault inspect` lists the hosts".into()),
+            Error::Refused { hint, .. } => hint.clone(),
+            Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
+            Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
+            Error::Keys(e) => e.hint(),
+            Error::Rekey(e) => e.hint(),
+            Error::Media(e) => e.hint(),
+            Error::Hosts(e) => e.hint(),
+        }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            Error::Manifest { .. } => ExitCode::BadManifest,
+            Error::WrongPassphrase { .. } => ExitCode::WrongPassphrase,
+            Error::NotABundle { .. }
+            | Error::KdfTooExpensive { .. }
+            | Error::Tampered { .. }
+            | Error::BadPayload { .. } => ExitCode::BadBundle,
+            Error::Refused { .. } => ExitCode::Refused,
+            Error::RolledBack { .. } => ExitCode::RolledBack,
+            Error::Keys(e) => e.exit_code(),
+            Error::Rekey(e) => e.exit_code(),
+            Error::Media(e) => e.exit_code(),
+            Error::Hosts(e) => e.exit_code(),
+            _ => ExitCode::Failure,
+        }
+    }
+}

@@ -1,0 +1,512 @@
+//! The user's manifest, `vault.toml`: which files go into a bundle, and where each one lands.
+//! The format is documented in `docs/MANIFEST.md`; `vault init` writes [`TEMPLATE`].
+//!
+//! Parsing is two steps: serde reads the raw TOML shapes, then [`Manifest::from_str`] validates
+//! every field into typed values, naming the entry (by line) on any error.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::{Error, Result};
+
+/// The manifest `vault init` writes.
+pub const TEMPLATE: &str = include_str!("manifest_template.toml");
+
+/// Where an entry is placed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Stage {
+    /// Needed before partitioning (e.g. `/tmp/disko-password`): placed at its absolute path on
+    /// the live system, which must be under `/tmp/` or `/run/`.
+    Disk,
+    /// Placed under the target root (default `/mnt`) after the target is mounted.
+    Root,
+}
+
+impl Stage {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stage::Disk => "disk",
+            Stage::Root => "root",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Stage> {
+        match s {
+            "disk" => Some(Stage::Disk),
+            "root" => Some(Stage::Root),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Stage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Directories under which disk-stage entries may be placed on the live system. Anything else
+/// would let a bundle write into the installer's own `/etc`.
+pub const DISK_STAGE_PREFIXES: &[&str] = &["/tmp/", "/run/"];
+
+/// Largest permission value an entry may ask for: no setuid, setgid or sticky bits.
+pub const MAX_MODE: u32 = 0o777;
+
+/// One line of the manifest: a source on the workstation and where it lands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Source file or directory, resolved against the manifest's folder.
+    pub source: PathBuf,
+    /// Absolute, normalized target path (see [`check_target`]).
+    pub target: String,
+    /// Permission bits. For a directory entry: the top directory's mode (`None`: keep the
+    /// source's); files inside keep their own permission bits.
+    pub mode: Option<u32>,
+    pub uid: u32,
+    pub gid: u32,
+    pub stage: Stage,
+    /// 1-based line in `vault.toml`, for error messages.
+    pub line: usize,
+}
+
+/// A host: its own entries plus the shared ones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Host {
+    /// The host's OpenSSH ed25519 private host key on the workstation, if vault manages it.
+    pub ssh_host_key: Option<PathBuf>,
+    /// The host's age recipient (`age1…`, the ssh-to-age conversion), if recorded.
+    pub age_recipient: Option<String>,
+    pub entries: Vec<Entry>,
+}
+
+/// Where `vault rekey` finds the secrets repo.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretsRepo {
+    /// `.sops.yaml`, resolved against the manifest's folder.
+    pub sops_config: Option<PathBuf>,
+    /// agenix `secrets.nix`, resolved against the manifest's folder.
+    pub agenix_rules: Option<PathBuf>,
+}
+
+/// A validated `vault.toml`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Manifest {
+    /// The file it was read from.
+    pub path: PathBuf,
+    /// Entries every host gets.
+    pub shared: Vec<Entry>,
+    pub hosts: BTreeMap<String, Host>,
+    pub secrets: SecretsRepo,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    version: Option<i64>,
+    #[serde(default)]
+    secrets: Option<RawSecrets>,
+    #[serde(default)]
+    entry: Vec<toml::Spanned<RawEntry>>,
+    #[serde(default)]
+    hosts: BTreeMap<String, toml::Spanned<RawHost>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecrets {
+    sops_config: Option<String>,
+    agenix_rules: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHost {
+    ssh_host_key: Option<String>,
+    age_recipient: Option<String>,
+    #[serde(default)]
+    entry: Vec<toml::Spanned<RawEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    source: String,
+    target: String,
+    mode: Option<RawMode>,
+    owner: Option<String>,
+    stage: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RawMode {
+    Int(i64),
+    Str(String),
+}
+
+impl Manifest {
+    /// Reads and validates a manifest file.
+    pub fn load(path: &Path) -> Result<Manifest> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        Manifest::from_str(path, &text)
+    }
+
+    /// Validates manifest text; `path` names it in errors and anchors relative sources.
+    pub fn from_str(path: &Path, text: &str) -> Result<Manifest> {
+        let raw: RawManifest = toml::from_str(text)
+            .map_err(|e| Error::manifest(path, format!("invalid TOML: {}", e.message().trim())))?;
+        match raw.version {
+            Some(1) => {}
+            None => return Err(Error::manifest(path, "missing `version = 1` at the top")),
+            Some(v) => {
+                return Err(Error::manifest(
+                    path,
+                    format!("version {v} is not supported by this vault (it reads version 1)"),
+                ))
+            }
+        }
+        let dir = path.parent().unwrap_or(Path::new("")).to_path_buf();
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
+
+        let mut shared = Vec::new();
+        for e in raw.entry {
+            let line = line_of(e.span().start);
+            shared.push(check_entry(path, &dir, e.into_inner(), line)?);
+        }
+        let mut hosts = BTreeMap::new();
+        for (name, h) in raw.hosts {
+            let hline = line_of(h.span().start);
+            check_host_name(&name).map_err(|why| {
+                Error::manifest(path, format!("line {hline}: host name {name:?} {why}"))
+            })?;
+            let h = h.into_inner();
+            let mut entries = Vec::new();
+            for e in h.entry {
+                let line = line_of(e.span().start);
+                entries.push(check_entry(path, &dir, e.into_inner(), line)?);
+            }
+            if let Some(r) = &h.age_recipient {
+                if !r.starts_with("age1") {
+                    return Err(Error::manifest(
+                        path,
+                        format!(
+                            "line {hline}: hosts.{name}.age_recipient must be an age1… recipient"
+                        ),
+                    ));
+                }
+            }
+            hosts.insert(
+                name,
+                Host {
+                    ssh_host_key: h.ssh_host_key.map(|p| dir.join(p)),
+                    age_recipient: h.age_recipient,
+                    entries,
+                },
+            );
+        }
+        let secrets = raw
+            .secrets
+            .map(|s| SecretsRepo {
+                sops_config: s.sops_config.map(|p| dir.join(p)),
+                agenix_rules: s.agenix_rules.map(|p| dir.join(p)),
+            })
+            .unwrap_or_default();
+        let m = Manifest {
+            path: path.to_path_buf(),
+            shared,
+            hosts,
+            secrets,
+        };
+        m.check_duplicates()?;
+        Ok(m)
+    }
+
+    /// The folder relative sources are resolved against.
+    pub fn dir(&self) -> &Path {
+        self.path.parent().unwrap_or(Path::new(""))
+    }
+
+    /// Entries of one host: the shared ones first, then its own.
+    pub fn entries_for(&self, host: &str) -> impl Iterator<Item = &Entry> {
+        let own = self
+            .hosts
+            .get(host)
+            .map(|h| h.entries.as_slice())
+            .unwrap_or(&[]);
+        self.shared.iter().chain(own.iter())
+    }
+
+    /// Two entries with one target on the same host would silently shadow each other.
+    fn check_duplicates(&self) -> Result<()> {
+        let names: Vec<Option<&str>> = if self.hosts.is_empty() {
+            vec![None]
+        } else {
+            self.hosts.keys().map(|k| Some(k.as_str())).collect()
+        };
+        for host in names {
+            let mut seen: BTreeMap<(&str, Stage), usize> = BTreeMap::new();
+            let entries: Vec<&Entry> = match host {
+                Some(h) => self.entries_for(h).collect(),
+                None => self.shared.iter().collect(),
+            };
+            for e in entries {
+                if let Some(first) = seen.insert((e.target.as_str(), e.stage), e.line) {
+                    let whose = host.map(|h| format!(" for host {h}")).unwrap_or_default();
+                    return Err(Error::manifest(
+                        &self.path,
+                        format!(
+                            "line {}: target {} is already placed by the entry on line {first}{whose}",
+                            e.line, e.target
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_entry(path: &Path, dir: &Path, raw: RawEntry, line: usize) -> Result<Entry> {
+    let err = |msg: String| Error::manifest(path, format!("line {line}: {msg}"));
+    if raw.source.is_empty() {
+        return Err(err("source is empty".into()));
+    }
+    let stage = match raw.stage.as_deref() {
+        None => Stage::Root,
+        Some(s) => Stage::parse(s)
+            .ok_or_else(|| err(format!("stage {s:?} is not one of \"disk\", \"root\"")))?,
+    };
+    check_target(&raw.target).map_err(|why| err(format!("target {:?} {why}", raw.target)))?;
+    if stage == Stage::Disk
+        && !DISK_STAGE_PREFIXES
+            .iter()
+            .any(|p| raw.target.starts_with(p))
+    {
+        return Err(err(format!(
+            "target {} has stage \"disk\", so it lands on the live system; it must be under /tmp/ or /run/",
+            raw.target
+        )));
+    }
+    let mode = match raw.mode {
+        None => None,
+        Some(m) => Some(parse_mode(&m).map_err(|why| err(why))?),
+    };
+    let (uid, gid) = match raw.owner.as_deref() {
+        None => (0, 0),
+        Some(o) => parse_owner(o).map_err(|why| err(why))?,
+    };
+    Ok(Entry {
+        source: dir.join(&raw.source),
+        target: raw.target,
+        mode,
+        uid,
+        gid,
+        stage,
+        line,
+    })
+}
+
+fn parse_mode(m: &RawMode) -> std::result::Result<u32, String> {
+    let value = match m {
+        // TOML has octal literals (`mode = 0o600`); a bare decimal 600 is almost surely a slip.
+        RawMode::Int(i) => {
+            return Err(format!(
+                "mode {i} is a decimal number; write it as a string (mode = \"0{i}\") or an octal literal (mode = 0o{i})"
+            ))
+        }
+        RawMode::Str(s) => {
+            let digits = s.strip_prefix("0o").unwrap_or(s);
+            if digits.is_empty() || digits.len() > 4 || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+                return Err(format!("mode {s:?} is not an octal mode like \"0600\""));
+            }
+            u32::from_str_radix(digits, 8).map_err(|_| format!("mode {s:?} is not an octal mode"))?
+        }
+    };
+    if value > MAX_MODE {
+        return Err(format!(
+            "mode {value:o}: setuid, setgid and sticky bits are not allowed in a bundle"
+        ));
+    }
+    Ok(value)
+}
+
+fn parse_owner(o: &str) -> std::result::Result<(u32, u32), String> {
+    let numeric = |s: &str| s.parse::<u32>().ok();
+    match o.split_once(':') {
+        Some((u, g)) => match (numeric(u), numeric(g)) {
+            (Some(u), Some(g)) => Ok((u, g)),
+            _ => Err(format!(
+                "owner {o:?} must be numeric \"uid:gid\": users do not exist before nixos-install (root is \"0:0\"; the first normal user on NixOS is usually \"1000:100\")"
+            )),
+        },
+        None => Err(format!("owner {o:?} must be \"uid:gid\", e.g. \"0:0\"")),
+    }
+}
+
+/// Host names become path components inside the bundle; keep them hostname-like.
+pub fn check_host_name(name: &str) -> std::result::Result<(), &'static str> {
+    let ok_start = name
+        .bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit());
+    if !ok_start || name.len() > 63 {
+        return Err("must start with a lowercase letter or digit and be at most 63 characters");
+    }
+    if !name.bytes().all(|b| {
+        b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.'
+    }) {
+        return Err("may contain only a-z, 0-9, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// A target must be an absolute, normalized path: no `.` or `..` components, no empty
+/// components, no trailing slash, no NUL, not `/` itself. The same check guards targets read
+/// back from an (untrusted) bundle.
+pub fn check_target(t: &str) -> std::result::Result<(), &'static str> {
+    if !t.starts_with('/') {
+        return Err("must be an absolute path (start with /)");
+    }
+    if t == "/" {
+        return Err("must name a file or directory, not /");
+    }
+    if t.len() > 4095 {
+        return Err("is longer than 4095 bytes");
+    }
+    if t.ends_with('/') {
+        return Err("must not end with /");
+    }
+    if t.contains('\0') {
+        return Err("must not contain a NUL byte");
+    }
+    for c in t[1..].split('/') {
+        match c {
+            "" => return Err("must not contain an empty component (//)"),
+            "." | ".." => return Err("must not contain . or .. components"),
+            c if c.len() > 255 => return Err("has a component longer than 255 bytes"),
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Manifest> {
+        Manifest::from_str(Path::new("/ws/vault.toml"), text)
+    }
+
+    #[test]
+    fn template_parses() {
+        let m = parse(TEMPLATE).expect("template must be valid");
+        assert!(!m.hosts.is_empty());
+    }
+
+    #[test]
+    fn full_example() {
+        let m = parse(
+            r#"
+version = 1
+[secrets]
+sops_config = "secrets/.sops.yaml"
+
+[[entry]]
+source = "deploy"
+target = "/root/.ssh/id_ed25519"
+mode = "0600"
+
+[hosts.laptop]
+ssh_host_key = "hosts/laptop/key"
+
+[[hosts.laptop.entry]]
+source = "hosts/laptop/key"
+target = "/etc/ssh/ssh_host_ed25519_key"
+mode = 0o600
+owner = "0:0"
+
+[[hosts.laptop.entry]]
+source = "pw"
+target = "/tmp/disko-password"
+stage = "disk"
+owner = "1000:100"
+"#,
+        )
+        .unwrap();
+        assert_eq!(m.shared[0].source, Path::new("/ws/deploy"));
+        assert_eq!(m.shared[0].line, 6);
+        let l = &m.hosts["laptop"];
+        assert_eq!(l.entries[0].mode, Some(0o600));
+        assert_eq!(l.entries[1].stage, Stage::Disk);
+        assert_eq!((l.entries[1].uid, l.entries[1].gid), (1000, 100));
+        assert_eq!(
+            m.secrets.sops_config.as_deref(),
+            Some(Path::new("/ws/secrets/.sops.yaml"))
+        );
+        assert_eq!(m.entries_for("laptop").count(), 3);
+    }
+
+    fn err_of(text: &str) -> String {
+        parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn errors_name_the_line_and_fix() {
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"etc/x\"\n");
+        assert!(e.contains("line 2") && e.contains("absolute"), "{e}");
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\nmode = 600\n");
+        assert!(e.contains("0o600"), "{e}");
+        let e =
+            err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\nmode = \"4755\"\n");
+        assert!(e.contains("setuid"), "{e}");
+        let e = err_of(
+            "version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\nowner = \"root:root\"\n",
+        );
+        assert!(e.contains("numeric"), "{e}");
+        let e = err_of(
+            "version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/etc/x\"\nstage = \"disk\"\n",
+        );
+        assert!(e.contains("/tmp/"), "{e}");
+        let e =
+            err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\nstage = \"boot\"\n");
+        assert!(e.contains("\"disk\", \"root\""), "{e}");
+        let e = err_of("[[entry]]\nsource = \"a\"\ntarget = \"/x\"\n");
+        assert!(e.contains("version = 1"), "{e}");
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\ncolour = 1\n");
+        assert!(e.contains("unknown field"), "{e}");
+        let e = err_of("version = 1\n[hosts.Bad]\n");
+        assert!(e.contains("lowercase"), "{e}");
+    }
+
+    #[test]
+    fn duplicate_targets_are_refused_per_host() {
+        let e = err_of(
+            "version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\n[hosts.h]\n[[hosts.h.entry]]\nsource = \"b\"\ntarget = \"/x\"\n",
+        );
+        assert!(
+            e.contains("line 6") && e.contains("line 2") && e.contains("host h"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn targets() {
+        for bad in [
+            "", "x", "/", "/a/", "/a//b", "/a/./b", "/a/../b", "/..", "/a\0b",
+        ] {
+            assert!(check_target(bad).is_err(), "{bad:?}");
+        }
+        for good in [
+            "/a",
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/a/.hidden",
+            "/a/..b",
+        ] {
+            assert!(check_target(good).is_ok(), "{good:?}");
+        }
+    }
+}

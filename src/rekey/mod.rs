@@ -1,0 +1,15 @@
+//! Re-encrypting a secrets repository (sops files per `.sops.yaml`, agenix files per `secrets.nix`).
+
+/// Errors of this subsystem. (Stub: the owner of this module fills it in.)
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("{0}")]
+    Other(String),
+}
+
+impl crate::Hint for Error {
+    fn hint(&self) -> Option<String> {
+        None
+    }
+}

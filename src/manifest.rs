@@ -135,7 +135,7 @@ struct RawHost {
 struct RawEntry {
     source: String,
     target: String,
-    mode: Option<RawMode>,
+    mode: Option<toml::Spanned<RawMode>>,
     owner: Option<String>,
     stage: Option<String>,
 }
@@ -174,7 +174,7 @@ impl Manifest {
         let mut shared = Vec::new();
         for e in raw.entry {
             let line = line_of(e.span().start);
-            shared.push(check_entry(path, &dir, e.into_inner(), line)?);
+            shared.push(check_entry(path, &dir, text, e.into_inner(), line)?);
         }
         let mut hosts = BTreeMap::new();
         for (name, h) in raw.hosts {
@@ -186,7 +186,7 @@ impl Manifest {
             let mut entries = Vec::new();
             for e in h.entry {
                 let line = line_of(e.span().start);
-                entries.push(check_entry(path, &dir, e.into_inner(), line)?);
+                entries.push(check_entry(path, &dir, text, e.into_inner(), line)?);
             }
             if let Some(r) = &h.age_recipient {
                 if !r.starts_with("age1") {
@@ -269,7 +269,7 @@ impl Manifest {
     }
 }
 
-fn check_entry(path: &Path, dir: &Path, raw: RawEntry, line: usize) -> Result<Entry> {
+fn check_entry(path: &Path, dir: &Path, text: &str, raw: RawEntry, line: usize) -> Result<Entry> {
     let err = |msg: String| Error::manifest(path, format!("line {line}: {msg}"));
     if raw.source.is_empty() {
         return Err(err("source is empty".into()));
@@ -292,11 +292,14 @@ fn check_entry(path: &Path, dir: &Path, raw: RawEntry, line: usize) -> Result<En
     }
     let mode = match raw.mode {
         None => None,
-        Some(m) => Some(parse_mode(&m).map_err(|why| err(why))?),
+        Some(m) => {
+            let written = text.get(m.span()).unwrap_or("");
+            Some(parse_mode(m.get_ref(), written).map_err(err)?)
+        }
     };
     let (uid, gid) = match raw.owner.as_deref() {
         None => (0, 0),
-        Some(o) => parse_owner(o).map_err(|why| err(why))?,
+        Some(o) => parse_owner(o).map_err(err)?,
     };
     Ok(Entry {
         source: dir.join(&raw.source),
@@ -309,9 +312,11 @@ fn check_entry(path: &Path, dir: &Path, raw: RawEntry, line: usize) -> Result<En
     })
 }
 
-fn parse_mode(m: &RawMode) -> std::result::Result<u32, String> {
+/// `written` is the value's source text: TOML turns `0o600` and `384` into the same integer.
+fn parse_mode(m: &RawMode, written: &str) -> std::result::Result<u32, String> {
     let value = match m {
-        // TOML has octal literals (`mode = 0o600`); a bare decimal 600 is almost surely a slip.
+        RawMode::Int(i) if written.starts_with("0o") && *i >= 0 => *i as u32,
+        // A bare decimal 600 is almost surely a slip for 0o600.
         RawMode::Int(i) => {
             return Err(format!(
                 "mode {i} is a decimal number; write it as a string (mode = \"0{i}\") or an octal literal (mode = 0o{i})"

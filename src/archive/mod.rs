@@ -1,1 +1,363 @@
-//! TODO
+//! The payload inside a bundle: `zstd(tar(vault.json, then one tar entry per item))`.
+//!
+//! `vault.json` is the in-bundle manifest ([`BundleManifest`]): every item's target, stage,
+//! mode, owner, size and SHA-256, in the order the tar entries follow. The reader
+//! ([`read::walk`]) checks each tar entry against it, so what gets placed is exactly what the
+//! manifest says, whatever a hostile tar stream contains. This layer knows nothing of ciphers.
+
+pub mod read;
+pub mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::manifest::{check_host_name, check_target, Stage, DISK_STAGE_PREFIXES, MAX_MODE};
+
+/// Name of the first tar entry.
+pub const MANIFEST_NAME: &str = "vault.json";
+/// Current in-bundle manifest format.
+pub const FORMAT: u32 = 1;
+/// Archive path prefix for items every host gets. Host names cannot start with `_`.
+pub const SHARED: &str = "_shared";
+
+/// Limits on what an untrusted bundle may declare.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_manifest_bytes: u64,
+    pub max_items: usize,
+    pub max_item_bytes: u64,
+    pub max_total_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_manifest_bytes: 64 << 20,
+            max_items: 1_000_000,
+            max_item_bytes: 64 << 30,
+            max_total_bytes: 256 << 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    File,
+    Dir,
+}
+
+/// One file or directory in the bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Item {
+    /// `None`: every host gets it.
+    pub host: Option<String>,
+    #[serde(with = "stage_serde")]
+    pub stage: Stage,
+    pub kind: Kind,
+    /// Absolute path on the installed system (root stage) or the live system (disk stage).
+    pub target: String,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    /// File size in bytes; 0 for directories.
+    pub size: u64,
+    /// Lowercase hex SHA-256 of the contents; `None` for directories.
+    pub sha256: Option<String>,
+}
+
+impl Item {
+    /// The tar entry name: `<host or _shared>/<stage><target>`.
+    pub fn archive_path(&self) -> String {
+        format!(
+            "{}/{}{}",
+            self.host.as_deref().unwrap_or(SHARED),
+            self.stage.as_str(),
+            self.target
+        )
+    }
+
+    /// Whether `host` gets this item.
+    pub fn is_for(&self, host: &str) -> bool {
+        self.host.as_deref().is_none_or(|h| h == host)
+    }
+}
+
+mod stage_serde {
+    use super::Stage;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(s: &Stage, ser: S) -> Result<S::Ok, S::Error> {
+        ser.serialize_str(s.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(de: D) -> Result<Stage, D::Error> {
+        let s = String::deserialize(de)?;
+        Stage::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown stage {s:?}")))
+    }
+}
+
+/// The in-bundle manifest, `vault.json`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    pub format: u32,
+    /// `vault <version>` that wrote it; informational.
+    pub created_by: String,
+    pub hosts: Vec<String>,
+    pub items: Vec<Item>,
+}
+
+impl BundleManifest {
+    /// Checks every rule a placed item relies on. Run on manifests read from bundles (untrusted)
+    /// and before writing one (so `pack` cannot produce what `unlock` refuses).
+    pub fn validate(&self, limits: &Limits) -> Result<(), String> {
+        if self.format != FORMAT {
+            return Err(format!(
+                "manifest format {} (this vault reads format {FORMAT}; upgrade vault)",
+                self.format
+            ));
+        }
+        if self.items.len() > limits.max_items {
+            return Err(format!(
+                "{} items (at most {} allowed)",
+                self.items.len(),
+                limits.max_items
+            ));
+        }
+        let mut hosts = BTreeSet::new();
+        for h in &self.hosts {
+            check_host_name(h).map_err(|why| format!("host name {h:?} {why}"))?;
+            if !hosts.insert(h.as_str()) {
+                return Err(format!("host {h} is listed twice"));
+            }
+        }
+        let mut total: u64 = 0;
+        for (i, item) in self.items.iter().enumerate() {
+            let at = |msg: String| format!("item {i} ({}): {msg}", item.target);
+            if let Some(h) = &item.host {
+                if !hosts.contains(h.as_str()) {
+                    return Err(at(format!("host {h} is not in the host list")));
+                }
+            }
+            check_target(&item.target).map_err(|why| at(format!("target {why}")))?;
+            if item.stage == Stage::Disk
+                && !DISK_STAGE_PREFIXES
+                    .iter()
+                    .any(|p| item.target.starts_with(p))
+            {
+                return Err(at("a disk-stage target outside /tmp/ and /run/".into()));
+            }
+            if item.mode > MAX_MODE {
+                return Err(at(format!(
+                    "mode {:o} has setuid/setgid/sticky bits",
+                    item.mode
+                )));
+            }
+            match item.kind {
+                Kind::File => {
+                    let ok = item.sha256.as_deref().is_some_and(|h| {
+                        h.len() == 64
+                            && h.bytes()
+                                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+                    });
+                    if !ok {
+                        return Err(at("a file without a valid SHA-256".into()));
+                    }
+                    if item.size > limits.max_item_bytes {
+                        return Err(at(format!(
+                            "declared size {} is beyond the limit",
+                            item.size
+                        )));
+                    }
+                    total = total.saturating_add(item.size);
+                }
+                Kind::Dir => {
+                    if item.size != 0 || item.sha256.is_some() {
+                        return Err(at("a directory with a size or hash".into()));
+                    }
+                }
+            }
+        }
+        if total > limits.max_total_bytes {
+            return Err(format!("declared total size {total} is beyond the limit"));
+        }
+        self.check_tree()
+    }
+
+    /// Per host and stage: no duplicate targets, no file that is also a directory's ancestor,
+    /// and directories listed before what they contain.
+    fn check_tree(&self) -> Result<(), String> {
+        let scopes: Vec<Option<&str>> = std::iter::once(None)
+            .chain(self.hosts.iter().map(|h| Some(h.as_str())))
+            .collect();
+        for host in scopes {
+            for stage in [Stage::Disk, Stage::Root] {
+                let mut seen: BTreeMap<&str, Kind> = BTreeMap::new();
+                for item in self.items.iter().filter(|i| {
+                    i.stage == stage
+                        && match host {
+                            None => i.host.is_none(),
+                            Some(h) => i.is_for(h),
+                        }
+                }) {
+                    if seen.insert(&item.target, item.kind).is_some() {
+                        return Err(format!("target {} appears twice", item.target));
+                    }
+                    let mut parent = item.target.as_str();
+                    while let Some(idx) = parent.rfind('/').filter(|&i| i > 0) {
+                        parent = &parent[..idx];
+                        if seen.get(parent) == Some(&Kind::File) {
+                            return Err(format!(
+                                "target {} is inside {parent}, which is a file in this bundle",
+                                item.target
+                            ));
+                        }
+                    }
+                }
+                // A file listed *before* a directory beneath it is caught when the directory
+                // comes; one listed after its would-be children is caught here.
+                for (t, k) in &seen {
+                    if *k == Kind::File {
+                        let prefix = format!("{t}/");
+                        if let Some((child, _)) = seen.range(prefix.as_str()..).next() {
+                            if child.starts_with(&prefix) {
+                                return Err(format!(
+                                    "target {t} is a file but {child} is inside it"
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Items for `host` (all hosts' shared items plus its own) in bundle order, with indices.
+    pub fn items_for<'a>(&'a self, host: &'a str) -> impl Iterator<Item = (usize, &'a Item)> + 'a {
+        self.items
+            .iter()
+            .enumerate()
+            .filter(move |(_, i)| i.is_for(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(target: &str) -> Item {
+        Item {
+            host: None,
+            stage: Stage::Root,
+            kind: Kind::File,
+            target: target.into(),
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            size: 1,
+            sha256: Some("0".repeat(64)),
+        }
+    }
+
+    fn dir(target: &str) -> Item {
+        Item {
+            kind: Kind::Dir,
+            size: 0,
+            sha256: None,
+            mode: 0o700,
+            ..file(target)
+        }
+    }
+
+    fn check(items: Vec<Item>) -> Result<(), String> {
+        BundleManifest {
+            format: 1,
+            created_by: "t".into(),
+            hosts: vec!["h".into()],
+            items,
+        }
+        .validate(&Limits::default())
+    }
+
+    #[test]
+    fn valid_trees() {
+        check(vec![
+            dir("/root/.ssh"),
+            file("/root/.ssh/id"),
+            file("/etc/x"),
+        ])
+        .unwrap();
+        let mut per_host = file("/etc/x");
+        per_host.host = Some("h".into());
+        let mut disk = file("/tmp/disko-password");
+        disk.stage = Stage::Disk;
+        check(vec![file("/etc/y"), per_host, disk]).unwrap();
+    }
+
+    #[test]
+    fn hostile_trees() {
+        let cases: Vec<(Vec<Item>, &str)> = vec![
+            (vec![file("/etc/x"), file("/etc/x")], "twice"),
+            (vec![file("/etc"), file("/etc/x")], "which is a file"),
+            (vec![file("/etc/x/y"), file("/etc/x")], "inside it"),
+            (vec![file("/etc/../x")], ". or .."),
+            (vec![file("etc/x")], "absolute"),
+            (
+                vec![Item {
+                    mode: 0o4755,
+                    ..file("/x")
+                }],
+                "setuid",
+            ),
+            (
+                vec![Item {
+                    sha256: None,
+                    ..file("/x")
+                }],
+                "SHA-256",
+            ),
+            (
+                vec![Item {
+                    size: 5,
+                    ..dir("/x")
+                }],
+                "directory with a size",
+            ),
+            (
+                vec![Item {
+                    host: Some("other".into()),
+                    ..file("/x")
+                }],
+                "not in the host list",
+            ),
+            (
+                vec![Item {
+                    stage: Stage::Disk,
+                    ..file("/etc/shadow")
+                }],
+                "outside /tmp/",
+            ),
+            (
+                vec![Item {
+                    size: u64::MAX,
+                    ..file("/x")
+                }],
+                "beyond the limit",
+            ),
+        ];
+        for (items, want) in cases {
+            let e = check(items.clone()).unwrap_err();
+            assert!(e.contains(want), "{items:?}: {e}");
+        }
+        // A per-host item that shadows a shared one on that host.
+        let mut per_host = file("/etc/x");
+        per_host.host = Some("h".into());
+        assert!(check(vec![file("/etc/x"), per_host])
+            .unwrap_err()
+            .contains("twice"));
+    }
+}

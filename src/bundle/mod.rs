@@ -1,1 +1,345 @@
-//! TODO
+//! The bundle file format: an age v1 file whose only real recipient is vault's Argon2id
+//! passphrase stanza (`docs/FORMAT.md`). This layer knows nothing of manifests or files on
+//! disk: it turns a passphrase and a byte stream into an authenticated byte stream.
+
+pub mod argon2id;
+pub mod header;
+
+use std::io::{self, BufReader, Cursor, Read, Write};
+use std::path::{Path, PathBuf};
+
+use age::stream::{StreamReader, StreamWriter};
+use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
+use age_core::secrecy::{ExposeSecret, SecretString};
+use zeroize::Zeroizing;
+
+pub use argon2id::{KdfLimits, KdfParams};
+pub use header::{looks_like_bundle, HeaderError, HeaderInfo};
+
+use crate::{Error, Result};
+
+/// Writes the header for a new bundle to `out` and returns the payload writer. Call
+/// [`StreamWriter::finish`] when done: it writes the final, authenticating chunk.
+pub fn encrypt<W: Write>(
+    out: W,
+    passphrase: SecretString,
+    kdf: KdfParams,
+) -> io::Result<StreamWriter<W>> {
+    let recipient = argon2id::Recipient::new(passphrase, kdf);
+    let encryptor =
+        age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
+            .map_err(|e| io::Error::other(e.to_string()))?;
+    encryptor.wrap_output(out)
+}
+
+/// A bundle whose header was read and checked, waiting for a passphrase.
+pub struct Locked<R> {
+    name: PathBuf,
+    info: HeaderInfo,
+    /// The bytes read so far (the header and possibly some payload), replayed to age.
+    head: Vec<u8>,
+    rest: R,
+}
+
+/// The file key of a bundle, unwrapped by the right passphrase.
+pub struct Unwrapped(Zeroizing<[u8; FILE_KEY_BYTES]>);
+
+impl<R: Read> Locked<R> {
+    /// Reads the header of the bundle in `input`. `name` is used in error messages.
+    pub fn open(mut input: R, name: &Path) -> Result<Locked<R>> {
+        let mut head = Vec::with_capacity(1024);
+        let mut chunk = [0u8; 1024];
+        let info = loop {
+            match header::parse(&head) {
+                Ok(info) => break info,
+                Err(HeaderError::Incomplete) => {}
+                Err(e @ (HeaderError::NotAge | HeaderError::NoVaultStanza)) => {
+                    return Err(Error::NotABundle {
+                        path: name.into(),
+                        why: e.to_string(),
+                    })
+                }
+                Err(e) => {
+                    return Err(Error::Tampered {
+                        path: name.into(),
+                        why: e.to_string(),
+                    })
+                }
+            }
+            let n = input
+                .read(&mut chunk)
+                .map_err(|e| Error::io("cannot read", name, e))?;
+            if n == 0 {
+                let why = if head.is_empty() {
+                    "it is empty".to_owned()
+                } else {
+                    "it ends inside the header (truncated)".to_owned()
+                };
+                return Err(
+                    if head.is_empty() || !head.starts_with(header::VERSION_LINE) {
+                        Error::NotABundle {
+                            path: name.into(),
+                            why,
+                        }
+                    } else {
+                        Error::Tampered {
+                            path: name.into(),
+                            why,
+                        }
+                    },
+                );
+            }
+            head.extend_from_slice(&chunk[..n]);
+        };
+        Ok(Locked {
+            name: name.into(),
+            info,
+            head,
+            rest: input,
+        })
+    }
+
+    pub fn info(&self) -> &HeaderInfo {
+        &self.info
+    }
+
+    /// Refuses KDF parameters beyond `limits` before any work is done.
+    pub fn check_limits(&self, limits: &KdfLimits) -> Result<()> {
+        self.info
+            .kdf
+            .check_untrusted(limits)
+            .map_err(|what| Error::KdfTooExpensive {
+                path: self.name.clone(),
+                what,
+            })
+    }
+
+    /// Tries a passphrase: `Ok(None)` when it is wrong. Costs one Argon2id derivation.
+    pub fn try_passphrase(
+        &self,
+        passphrase: &SecretString,
+        limits: &KdfLimits,
+    ) -> Result<Option<Unwrapped>> {
+        self.check_limits(limits)?;
+        let stanza = self.stanza()?;
+        let identity = argon2id::Identity::new(passphrase.clone(), *limits);
+        match age::Identity::unwrap_stanza(&identity, &stanza) {
+            None => Ok(None),
+            Some(Ok(key)) => Ok(Some(Unwrapped(Zeroizing::new(*key.expose_secret())))),
+            Some(Err(e)) => Err(Error::Tampered {
+                path: self.name.clone(),
+                why: format!("the passphrase stanza is invalid ({e})"),
+            }),
+        }
+    }
+
+    fn stanza(&self) -> Result<Stanza> {
+        let mut rest = &self.head[header::VERSION_LINE.len()..self.info.len];
+        while let Ok((r, s)) = age_core::format::read::age_stanza(rest) {
+            if s.tag == argon2id::TAG {
+                return Ok(s.into());
+            }
+            rest = r;
+        }
+        Err(Error::Tampered {
+            path: self.name.clone(),
+            why: "the passphrase stanza could not be read again".into(),
+        })
+    }
+
+    /// Starts decrypting with an unwrapped key. age checks the header MAC here; the payload is
+    /// authenticated chunk by chunk as it is read, and its end only by reading to EOF.
+    pub fn decrypt(self, key: Unwrapped) -> Result<Payload<R>> {
+        let name = self.name;
+        let input = BufReader::with_capacity(256 * 1024, Cursor::new(self.head).chain(self.rest));
+        let decryptor =
+            age::Decryptor::new_buffered(input).map_err(|e| map_decrypt_error(&name, e))?;
+        let identity = argon2id::UnwrappedKey(key.0);
+        let reader = decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|e| map_decrypt_error(&name, e))?;
+        Ok(Payload {
+            inner: reader,
+            position: 0,
+            failure: FailureProbe::default(),
+        })
+    }
+}
+
+/// Builds an unwrapped key from raw bytes (for tests and the format test vector).
+#[doc(hidden)]
+pub fn unwrapped_from_bytes(bytes: [u8; FILE_KEY_BYTES]) -> Unwrapped {
+    Unwrapped(Zeroizing::new(bytes))
+}
+
+impl Unwrapped {
+    /// The raw file key, for the test vector in `docs/FORMAT.md`.
+    #[doc(hidden)]
+    pub fn expose(&self) -> &[u8; FILE_KEY_BYTES] {
+        &self.0
+    }
+
+    #[doc(hidden)]
+    pub fn to_file_key(&self) -> FileKey {
+        FileKey::new(Box::new(*self.0))
+    }
+}
+
+fn map_decrypt_error(name: &Path, e: age::DecryptError) -> Error {
+    use age::DecryptError as D;
+    let why = match e {
+        D::InvalidMac => "the header MAC does not match (the header was modified)".to_owned(),
+        D::InvalidHeader => "the age header is invalid".to_owned(),
+        D::Io(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+            "it ends before the payload (truncated)".to_owned()
+        }
+        D::Io(e) => return Error::io("cannot read", name, e),
+        D::UnknownFormat => {
+            return Error::NotABundle {
+                path: name.into(),
+                why: "unknown age version".into(),
+            }
+        }
+        other => other.to_string(),
+    };
+    Error::Tampered {
+        path: name.into(),
+        why,
+    }
+}
+
+/// The decrypted payload stream. When a read fails authentication, the error carries an
+/// [`AuthFailure`] and the [`FailureProbe`] records it, so callers that see the error only
+/// through layers (zstd, tar) can still tell a tampered bundle from a malformed archive.
+pub struct Payload<R: Read> {
+    inner: StreamReader<BufReader<io::Chain<Cursor<Vec<u8>>, R>>>,
+    position: u64,
+    failure: FailureProbe,
+}
+
+/// Shared record of an authentication failure in a [`Payload`].
+#[derive(Debug, Clone, Default)]
+pub struct FailureProbe(std::sync::Arc<std::sync::OnceLock<AuthFailure>>);
+
+impl FailureProbe {
+    pub fn get(&self) -> Option<&AuthFailure> {
+        self.0.get()
+    }
+}
+
+impl<R: Read> Payload<R> {
+    /// A handle that says, after the payload was consumed elsewhere, whether it failed to
+    /// authenticate.
+    pub fn probe(&self) -> FailureProbe {
+        self.failure.clone()
+    }
+}
+
+/// Why the payload stream stopped: it did not authenticate.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{what} (at payload byte {position})")]
+pub struct AuthFailure {
+    pub what: &'static str,
+    pub position: u64,
+}
+
+impl AuthFailure {
+    /// The authentication failure inside an I/O error, if that is what it is.
+    pub fn of(e: &io::Error) -> Option<&AuthFailure> {
+        e.get_ref()
+            .and_then(|inner| inner.downcast_ref::<AuthFailure>())
+    }
+}
+
+impl<R: Read> Read for Payload<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.position += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let what = match e.kind() {
+                    io::ErrorKind::UnexpectedEof => {
+                        "the payload is truncated: its final chunk is missing"
+                    }
+                    io::ErrorKind::InvalidData => "a payload chunk failed authentication",
+                    _ => return Err(e),
+                };
+                let failure = AuthFailure {
+                    what,
+                    position: self.position,
+                };
+                let _ = self.failure.0.set(failure.clone());
+                Err(io::Error::new(e.kind(), failure))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FAST: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    fn seal(plain: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = encrypt(&mut out, SecretString::from("pw".to_owned()), FAST).unwrap();
+        w.write_all(plain).unwrap();
+        w.finish().unwrap();
+        out
+    }
+
+    fn open(bytes: &[u8], pass: &str) -> Result<Vec<u8>> {
+        let limits = KdfLimits::for_this_machine();
+        let locked = Locked::open(bytes, Path::new("b"))?;
+        let key = locked
+            .try_passphrase(&SecretString::from(pass.to_owned()), &limits)?
+            .ok_or(Error::WrongPassphrase { path: "b".into() })?;
+        let mut out = Vec::new();
+        locked
+            .decrypt(key)?
+            .read_to_end(&mut out)
+            .map_err(|e| Error::Tampered {
+                path: "b".into(),
+                why: AuthFailure::of(&e)
+                    .map(|a| a.to_string())
+                    .unwrap_or(e.to_string()),
+            })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn round_trip_and_failures() {
+        let plain = vec![42u8; 200_000];
+        let sealed = seal(&plain);
+        assert!(looks_like_bundle(&sealed));
+        assert_eq!(open(&sealed, "pw").unwrap(), plain);
+        assert!(matches!(
+            open(&sealed, "PW"),
+            Err(Error::WrongPassphrase { .. })
+        ));
+        // Truncated in the payload, in the header, flipped bits in the payload.
+        let e = open(&sealed[..sealed.len() - 10], "pw").unwrap_err();
+        assert!(
+            e.to_string().contains("authentication") || e.to_string().contains("truncated"),
+            "{e}"
+        );
+        let e = open(&sealed[..60], "pw").unwrap_err();
+        assert!(matches!(e, Error::Tampered { .. }), "{e}");
+        let mut flipped = sealed.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(open(&flipped, "pw"), Err(Error::Tampered { .. })));
+        assert!(matches!(open(b"", "pw"), Err(Error::NotABundle { .. })));
+        assert!(matches!(
+            open(b"hello world, this is not age", "pw"),
+            Err(Error::NotABundle { .. })
+        ));
+    }
+}

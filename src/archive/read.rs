@@ -1,0 +1,235 @@
+//! Reading the payload: every tar entry is checked against the in-bundle manifest (type,
+//! name, size, SHA-256, order) and the stream is read to its authenticated end. Nothing here
+//! writes to disk; a [`Sink`] receives the contents and decides where they are staged.
+
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::write::HashingReader;
+use super::{BundleManifest, Item, Kind, Limits, MANIFEST_NAME};
+use crate::bundle::FailureProbe;
+use crate::{Error, Result};
+
+/// Most trailing zero bytes accepted after the tar end marker (tar pads to records).
+const MAX_TRAILING_ZEROS: u64 = 1 << 20;
+
+/// Receives a bundle's contents while [`walk`] verifies them.
+pub trait Sink {
+    /// Called with the validated manifest before any item: the place to refuse early.
+    fn manifest(&mut self, manifest: &BundleManifest) -> Result<()>;
+    /// Whether the contents of this item are wanted; unwanted files are verified and dropped.
+    fn wants(&self, index: usize, item: &Item) -> bool;
+    /// A directory item, in bundle order.
+    fn dir(&mut self, index: usize, item: &Item) -> Result<()>;
+    /// A file item: `data` yields at most `item.size` bytes; the sink must read it to its end.
+    /// The hash is checked after this returns: until [`walk`] returns Ok, nothing is trusted.
+    fn file(&mut self, index: usize, item: &Item, data: &mut dyn Read) -> Result<()>;
+}
+
+/// A sink that wants nothing: `vault inspect` and dry runs, which still verify everything.
+pub struct Discard;
+
+impl Sink for Discard {
+    fn manifest(&mut self, _: &BundleManifest) -> Result<()> {
+        Ok(())
+    }
+    fn wants(&self, _: usize, _: &Item) -> bool {
+        false
+    }
+    fn dir(&mut self, _: usize, _: &Item) -> Result<()> {
+        Ok(())
+    }
+    fn file(&mut self, _: usize, _: &Item, _: &mut dyn Read) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Verifies the whole payload in `input` (the decrypted bundle stream) and feeds `sink`.
+/// `name` labels errors; `probe` (from [`crate::bundle::Payload::probe`]) tells an
+/// authentication failure from a malformed archive.
+pub fn walk<R: Read>(
+    input: R,
+    name: &Path,
+    limits: &Limits,
+    probe: Option<&FailureProbe>,
+    sink: &mut dyn Sink,
+) -> Result<BundleManifest> {
+    let mut w = Walker {
+        name: name.to_path_buf(),
+        probe: probe.cloned(),
+    };
+    let decoder = zstd::Decoder::new(input).map_err(|e| w.stream_error(e))?;
+    let mut archive = tar::Archive::new(decoder);
+    let manifest = {
+        let mut entries = archive.entries().map_err(|e| w.stream_error(e))?;
+        let manifest = w.read_manifest(&mut entries, limits)?;
+        sink.manifest(&manifest)?;
+        for (index, item) in manifest.items.iter().enumerate() {
+            w.read_item(&mut entries, index, item, sink)?;
+        }
+        if let Some(extra) = entries.next() {
+            let extra = extra.map_err(|e| w.stream_error(e))?;
+            let path = String::from_utf8_lossy(&extra.path_bytes()).into_owned();
+            return Err(w.bad(format!(
+                "the archive holds an entry not in its manifest: {path:?}"
+            )));
+        }
+        manifest
+    };
+    // Read to the very end: only the last chunk proves the bundle was not cut short.
+    let mut rest = archive.into_inner();
+    let mut buf = [0u8; 16 * 1024];
+    let mut trailing = 0u64;
+    loop {
+        let n = rest.read(&mut buf).map_err(|e| w.stream_error(e))?;
+        if n == 0 {
+            break;
+        }
+        trailing += n as u64;
+        if trailing > MAX_TRAILING_ZEROS || buf[..n].iter().any(|&b| b != 0) {
+            return Err(w.bad("there is data after the end of the archive".into()));
+        }
+    }
+    Ok(manifest)
+}
+
+struct Walker {
+    name: PathBuf,
+    probe: Option<FailureProbe>,
+}
+
+type Entries<'a, R> = tar::Entries<'a, zstd::Decoder<'static, io::BufReader<R>>>;
+
+impl Walker {
+    fn bad(&self, why: String) -> Error {
+        Error::BadPayload {
+            path: self.name.clone(),
+            why,
+        }
+    }
+
+    /// An error from reading the stream: tampering if authentication failed, else a bad archive.
+    fn stream_error(&self, e: io::Error) -> Error {
+        if let Some(failure) = self.probe.as_ref().and_then(|p| p.get()) {
+            return Error::Tampered {
+                path: self.name.clone(),
+                why: failure.to_string(),
+            };
+        }
+        self.bad(format!("the archive is malformed: {e}"))
+    }
+
+    fn read_manifest<R: Read>(
+        &mut self,
+        entries: &mut Entries<'_, R>,
+        limits: &Limits,
+    ) -> Result<BundleManifest> {
+        let entry = match entries.next() {
+            Some(e) => e.map_err(|e| self.stream_error(e))?,
+            None => return Err(self.bad("the archive is empty".into())),
+        };
+        if entry.header().entry_type() != tar::EntryType::Regular
+            || entry.path_bytes().as_ref() != MANIFEST_NAME.as_bytes()
+        {
+            return Err(self.bad(format!("the archive does not start with {MANIFEST_NAME}")));
+        }
+        let size = entry.header().size().map_err(|e| self.stream_error(e))?;
+        if size > limits.max_manifest_bytes {
+            return Err(self.bad(format!(
+                "{MANIFEST_NAME} is {size} bytes (at most {} allowed)",
+                limits.max_manifest_bytes
+            )));
+        }
+        let mut json = Vec::with_capacity(size as usize);
+        entry
+            .take(size)
+            .read_to_end(&mut json)
+            .map_err(|e| self.stream_error(e))?;
+        let manifest: BundleManifest = serde_json::from_slice(&json)
+            .map_err(|e| self.bad(format!("{MANIFEST_NAME} is invalid: {e}")))?;
+        manifest
+            .validate(limits)
+            .map_err(|why| self.bad(format!("{MANIFEST_NAME}: {why}")))?;
+        Ok(manifest)
+    }
+
+    fn read_item<R: Read>(
+        &mut self,
+        entries: &mut Entries<'_, R>,
+        index: usize,
+        item: &Item,
+        sink: &mut dyn Sink,
+    ) -> Result<()> {
+        let expected = item.archive_path();
+        let entry = match entries.next() {
+            Some(e) => e.map_err(|e| self.stream_error(e))?,
+            None => {
+                return Err(self.bad(format!("the archive ends before item {index} ({expected})")));
+            }
+        };
+        let kind = entry.header().entry_type();
+        let path = entry.path_bytes();
+        let path_ok = path.as_ref() == expected.as_bytes()
+            || (item.kind == Kind::Dir && path.strip_suffix(b"/") == Some(expected.as_bytes()));
+        if !path_ok {
+            let got = String::from_utf8_lossy(&path).into_owned();
+            return Err(self.bad(format!(
+                "entry {} is {got:?}, but the manifest says {expected:?}",
+                index + 1
+            )));
+        }
+        let size = entry.header().size().map_err(|e| self.stream_error(e))?;
+        match (item.kind, kind) {
+            (Kind::Dir, tar::EntryType::Directory) if size == 0 => {
+                if sink.wants(index, item) {
+                    sink.dir(index, item)?;
+                }
+                Ok(())
+            }
+            (Kind::File, tar::EntryType::Regular) if size == item.size => {
+                let mut data = HashingReader {
+                    inner: entry.take(item.size),
+                    hasher: Sha256::new(),
+                    count: 0,
+                };
+                if sink.wants(index, item) {
+                    sink.file(index, item, &mut data)?;
+                }
+                // Whatever the sink left unread is still verified.
+                io::copy(&mut data, &mut io::sink()).map_err(|e| self.stream_error(e))?;
+                if data.count != item.size {
+                    return Err(self.bad(format!("{expected}: the archive holds fewer bytes than the manifest says")));
+                }
+                let digest = hex::encode(data.hasher.finalize());
+                if Some(digest.as_str()) != item.sha256.as_deref() {
+                    return Err(self.bad(format!("{expected}: SHA-256 does not match the manifest")));
+                }
+                Ok(())
+            }
+            (Kind::File, tar::EntryType::Regular) => Err(self.bad(format!(
+                "{expected}: the archive says {size} bytes, the manifest {}",
+                item.size
+            ))),
+            (_, other) => Err(self.bad(format!(
+                "{expected} is a {} in the archive but a {} in the manifest; bundles hold only regular files and directories",
+                entry_type_name(other),
+                if item.kind == Kind::Dir { "directory" } else { "file" }
+            ))),
+        }
+    }
+}
+
+fn entry_type_name(t: tar::EntryType) -> &'static str {
+    match t {
+        tar::EntryType::Regular => "regular file",
+        tar::EntryType::Directory => "directory",
+        tar::EntryType::Symlink => "symbolic link",
+        tar::EntryType::Link => "hard link",
+        tar::EntryType::Char => "character device",
+        tar::EntryType::Block => "block device",
+        tar::EntryType::Fifo => "FIFO",
+        _ => "special entry",
+    }
+}

@@ -1,0 +1,130 @@
+//! Writing the payload: `vault.json` first, then each item as a tar entry, through zstd.
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use super::{BundleManifest, Kind, MANIFEST_NAME};
+use crate::{Error, Result};
+
+/// Compression settings for the payload.
+#[derive(Debug, Clone, Copy)]
+pub struct Compression {
+    pub level: i32,
+    /// zstd worker threads (0: compress on the calling thread).
+    pub threads: u32,
+}
+
+impl Default for Compression {
+    fn default() -> Self {
+        Compression {
+            level: 3,
+            threads: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        }
+    }
+}
+
+/// Writes the compressed archive for `manifest` to `out`. `sources[i]` is the file on disk
+/// for item `i` (`None` for directories). Each file is hashed again as it is streamed and
+/// must match the manifest (it was hashed when the manifest was made): a file that changed
+/// in between is an error, not a silently inconsistent bundle.
+pub fn write<W: Write>(
+    out: W,
+    manifest: &BundleManifest,
+    sources: &[Option<PathBuf>],
+    compression: Compression,
+    progress: &dyn Fn(u64),
+) -> Result<W> {
+    let json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::io("cannot encode", MANIFEST_NAME, io::Error::other(e)))?;
+    let mut encoder = zstd::Encoder::new(out, compression.level)
+        .map_err(|e| Error::io("cannot start zstd for", "bundle", e))?;
+    if compression.threads > 0 {
+        encoder
+            .multithread(compression.threads)
+            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+    }
+    let mut tar = tar::Builder::new(encoder);
+    tar.mode(tar::HeaderMode::Deterministic);
+
+    let mut header = regular_header(json.len() as u64, 0o600, 0, 0);
+    tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
+        .map_err(|e| Error::io("cannot write", "bundle", e))?;
+
+    for (item, source) in manifest.items.iter().zip(sources) {
+        let name = item.archive_path();
+        match (item.kind, source) {
+            (Kind::Dir, _) => {
+                let mut h = tar::Header::new_gnu();
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                h.set_mode(item.mode);
+                h.set_uid(item.uid.into());
+                h.set_gid(item.gid.into());
+                h.set_mtime(0);
+                tar.append_data(&mut h, &name, io::empty())
+                    .map_err(|e| Error::io("cannot write", "bundle", e))?;
+            }
+            (Kind::File, Some(path)) => {
+                let file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+                let mut reader = HashingReader {
+                    inner: file.take(item.size),
+                    hasher: Sha256::new(),
+                    count: 0,
+                };
+                let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
+                tar.append_data(&mut h, &name, &mut reader)
+                    .map_err(|e| Error::io("cannot pack", path, e))?;
+                let digest = hex::encode(reader.hasher.finalize());
+                if reader.count != item.size || Some(digest.as_str()) != item.sha256.as_deref() {
+                    return Err(changed(path));
+                }
+                progress(item.size);
+            }
+            (Kind::File, None) => unreachable!("pack plan gives every file a source"),
+        }
+    }
+    let encoder = tar
+        .into_inner()
+        .map_err(|e| Error::io("cannot write", "bundle", e))?;
+    encoder
+        .finish()
+        .map_err(|e| Error::io("cannot write", "bundle", e))
+}
+
+fn changed(path: &Path) -> Error {
+    Error::io(
+        "cannot pack",
+        path,
+        io::Error::other("the file changed while vault was packing it; run `vault pack` again"),
+    )
+}
+
+fn regular_header(size: u64, mode: u32, uid: u32, gid: u32) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_size(size);
+    h.set_mode(mode);
+    h.set_uid(uid.into());
+    h.set_gid(gid.into());
+    h.set_mtime(0);
+    h
+}
+
+/// Hashes and counts what passes through.
+pub(crate) struct HashingReader<R> {
+    pub(crate) inner: R,
+    pub(crate) hasher: Sha256,
+    pub(crate) count: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+}

@@ -1,0 +1,428 @@
+//! vault's passphrase stanza: the file key wrapped under an Argon2id-derived key.
+//!
+//! ```text
+//! -> vault.bundle/argon2id <base64 salt16> <m_KiB> <t> <p>
+//! <ChaCha20-Poly1305(key = Argon2id(passphrase, LABEL || salt, m, t, p), nonce = 0) of the file key>
+//! ```
+//!
+//! Same shape as age's own `scrypt` stanza (age/src/native/scrypt.rs), with a memory-hard KDF whose
+//! parameters a reader can cap before doing any work. `docs/FORMAT.md` is the specification.
+
+use std::collections::HashSet;
+
+use age::{DecryptError, EncryptError};
+use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
+use age_core::secrecy::{ExposeSecret, SecretString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::{prelude::BASE64_STANDARD_NO_PAD, Engine};
+use chacha20poly1305::aead::{Aead, KeyInit};
+use chacha20poly1305::ChaCha20Poly1305;
+use rand::{distributions::Alphanumeric, distributions::DistString, rngs::OsRng, RngCore};
+use zeroize::Zeroizing;
+
+/// The stanza type. A namespaced name (not a URL) so it cannot collide with other age stanzas.
+pub const TAG: &str = "vault.bundle/argon2id";
+/// Prefixed to the random salt, so a key derived for this stanza is useless anywhere else.
+pub const SALT_LABEL: &[u8] = b"vault.bundle/argon2id";
+pub const SALT_LEN: usize = 16;
+const ENCRYPTED_FILE_KEY_BYTES: usize = FILE_KEY_BYTES + 16;
+
+/// Argon2id cost parameters, as they appear in the stanza.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfParams {
+    /// Memory in KiB.
+    pub m_kib: u32,
+    /// Passes over memory.
+    pub t: u32,
+    /// Lanes. The derived key depends on p, not on how many cores compute it.
+    pub p: u32,
+}
+
+impl KdfParams {
+    /// The default: 256 MiB, 3 passes, 4 lanes (about 0.7 s on a 2-core VM).
+    pub const DEFAULT: KdfParams = KdfParams {
+        m_kib: 256 * 1024,
+        t: 3,
+        p: 4,
+    };
+    /// The strong preset: 1 GiB, as LUKS2 caps it.
+    pub const STRONG: KdfParams = KdfParams {
+        m_kib: 1024 * 1024,
+        t: 3,
+        p: 4,
+    };
+
+    /// Checks parameters a bundle asks for before any work is done. `mem_available` is the
+    /// unlocking machine's `MemAvailable` in bytes, when known.
+    pub fn check_untrusted(&self, limits: &KdfLimits) -> Result<(), String> {
+        if self.p == 0 || self.t == 0 {
+            return Err("zero passes or lanes (invalid)".into());
+        }
+        if self.p > limits.max_p {
+            return Err(format!(
+                "{} lanes (at most {} allowed)",
+                self.p, limits.max_p
+            ));
+        }
+        if self.t > limits.max_t {
+            return Err(format!(
+                "{} passes (at most {} allowed)",
+                self.t, limits.max_t
+            ));
+        }
+        if u64::from(self.m_kib) < 8 * u64::from(self.p) {
+            return Err(format!(
+                "{} KiB for {} lanes (Argon2 needs 8 KiB a lane)",
+                self.m_kib, self.p
+            ));
+        }
+        if self.m_kib > limits.max_m_kib {
+            return Err(format!(
+                "{} MiB of memory (at most {} MiB allowed)",
+                self.m_kib / 1024,
+                limits.max_m_kib / 1024
+            ));
+        }
+        if let Some(avail) = limits.mem_available {
+            // Leave room for the rest of the unlock (decompression, staging).
+            let need = u64::from(self.m_kib) * 1024 + 64 * 1024 * 1024;
+            if need > avail {
+                return Err(format!(
+                    "{} MiB of memory, but this machine has only {} MiB available",
+                    self.m_kib / 1024,
+                    avail / (1024 * 1024)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn argon2(&self) -> Result<Argon2<'static>, argon2::Error> {
+        let params = Params::new(self.m_kib, self.t, self.p, Some(32))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+}
+
+/// Caps on what a bundle header may ask an unlocking machine to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KdfLimits {
+    pub max_m_kib: u32,
+    pub max_t: u32,
+    pub max_p: u32,
+    pub mem_available: Option<u64>,
+}
+
+impl KdfLimits {
+    /// 4 GiB, 64 passes, 64 lanes, and the machine's `MemAvailable`.
+    pub fn for_this_machine() -> KdfLimits {
+        KdfLimits {
+            max_m_kib: 4 * 1024 * 1024,
+            max_t: 64,
+            max_p: 64,
+            mem_available: mem_available(),
+        }
+    }
+}
+
+/// `MemAvailable` from `/proc/meminfo`, in bytes.
+pub fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Derives the stanza's wrapping key. Public for the test vector in `docs/FORMAT.md`.
+pub fn derive_key(
+    passphrase: &SecretString,
+    salt: &[u8; SALT_LEN],
+    params: KdfParams,
+) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
+    let mut inner_salt = [0u8; SALT_LABEL.len() + SALT_LEN];
+    inner_salt[..SALT_LABEL.len()].copy_from_slice(SALT_LABEL);
+    inner_salt[SALT_LABEL.len()..].copy_from_slice(salt);
+    let mut key = Zeroizing::new([0u8; 32]);
+    params.argon2()?.hash_password_into(
+        passphrase.expose_secret().as_bytes(),
+        &inner_salt,
+        key.as_mut(),
+    )?;
+    Ok(key)
+}
+
+/// Builds the stanza for a given salt. Deterministic; used by [`Recipient`] with a random salt
+/// and by the test vector with a fixed one.
+pub fn wrap_with_salt(
+    passphrase: &SecretString,
+    salt: &[u8; SALT_LEN],
+    params: KdfParams,
+    file_key: &FileKey,
+) -> Result<Stanza, argon2::Error> {
+    let key = derive_key(passphrase, salt, params)?;
+    let cipher = ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.as_ref()));
+    let body = cipher
+        .encrypt(&[0u8; 12].into(), file_key.expose_secret().as_slice())
+        .map_err(|_| argon2::Error::OutputTooLong)?;
+    Ok(Stanza {
+        tag: TAG.to_owned(),
+        args: vec![
+            BASE64_STANDARD_NO_PAD.encode(salt),
+            params.m_kib.to_string(),
+            params.t.to_string(),
+            params.p.to_string(),
+        ],
+        body,
+    })
+}
+
+/// Parses the stanza's arguments strictly: canonical base64 salt, canonical decimals.
+pub fn parse_args(args: &[String]) -> Option<([u8; SALT_LEN], KdfParams)> {
+    let [salt, m, t, p] = args else { return None };
+    if salt.len() != 22 {
+        return None;
+    }
+    let raw = BASE64_STANDARD_NO_PAD.decode(salt).ok()?;
+    // Reject non-canonical encodings (stray bits in the last character).
+    if BASE64_STANDARD_NO_PAD.encode(&raw) != *salt {
+        return None;
+    }
+    let salt: [u8; SALT_LEN] = raw.try_into().ok()?;
+    Some((
+        salt,
+        KdfParams {
+            m_kib: decimal(m)?,
+            t: decimal(t)?,
+            p: decimal(p)?,
+        },
+    ))
+}
+
+/// A canonical decimal: digits only, no leading zero, fits in u32.
+fn decimal(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 10 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if s.len() > 1 && s.starts_with('0') {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Encrypts a file key to a passphrase.
+pub struct Recipient {
+    passphrase: SecretString,
+    params: KdfParams,
+}
+
+impl Recipient {
+    pub fn new(passphrase: SecretString, params: KdfParams) -> Self {
+        Recipient { passphrase, params }
+    }
+}
+
+impl age::Recipient for Recipient {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> Result<(Vec<Stanza>, HashSet<String>), EncryptError> {
+        let mut salt = [0u8; SALT_LEN];
+        OsRng.fill_bytes(&mut salt);
+        let stanza =
+            wrap_with_salt(&self.passphrase, &salt, self.params, file_key).map_err(|e| {
+                EncryptError::Io(std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    e.to_string(),
+                ))
+            })?;
+        // A random label: a passphrase file must not also open with some other key.
+        let label = Alphanumeric.sample_string(&mut OsRng, 32);
+        Ok((vec![stanza], HashSet::from([label])))
+    }
+}
+
+/// Decrypts a file key with a passphrase, refusing parameters beyond `limits`.
+pub struct Identity {
+    passphrase: SecretString,
+    limits: KdfLimits,
+}
+
+impl Identity {
+    pub fn new(passphrase: SecretString, limits: KdfLimits) -> Self {
+        Identity { passphrase, limits }
+    }
+}
+
+impl age::Identity for Identity {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, DecryptError>> {
+        if stanza.tag != TAG {
+            return None;
+        }
+        let Some((salt, params)) = parse_args(&stanza.args) else {
+            return Some(Err(DecryptError::InvalidHeader));
+        };
+        if stanza.body.len() != ENCRYPTED_FILE_KEY_BYTES
+            || params.check_untrusted(&self.limits).is_err()
+        {
+            return Some(Err(DecryptError::InvalidHeader));
+        }
+        let key = match derive_key(&self.passphrase, &salt, params) {
+            Ok(k) => k,
+            Err(_) => return Some(Err(DecryptError::InvalidHeader)),
+        };
+        let cipher = ChaCha20Poly1305::new(chacha20poly1305::Key::from_slice(key.as_ref()));
+        let plain = Zeroizing::new(
+            cipher
+                .decrypt(&[0u8; 12].into(), stanza.body.as_slice())
+                .ok()?,
+        );
+        // Any failure above (`.ok()?`) means the passphrase is wrong: report "no match".
+        Some(FileKey::try_init_with_mut(|k| {
+            if plain.len() == FILE_KEY_BYTES {
+                k.copy_from_slice(&plain);
+                Ok(())
+            } else {
+                Err(DecryptError::DecryptionFailed)
+            }
+        }))
+    }
+
+    fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, DecryptError>> {
+        // Two passphrase stanzas would let a bundle open with either of two passphrases.
+        if stanzas.iter().filter(|s| s.tag == TAG).count() > 1 {
+            return Some(Err(DecryptError::InvalidHeader));
+        }
+        stanzas.iter().find_map(|s| self.unwrap_stanza(s))
+    }
+}
+
+/// Hands age a file key already unwrapped (so a retry loop derives the key once per attempt,
+/// and decryption does not derive it again).
+pub(crate) struct UnwrappedKey(pub(crate) Zeroizing<[u8; FILE_KEY_BYTES]>);
+
+impl age::Identity for UnwrappedKey {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, DecryptError>> {
+        (stanza.tag == TAG).then(|| Ok(FileKey::new(Box::new(*self.0))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use age::Identity as _;
+
+    const FAST: KdfParams = KdfParams {
+        m_kib: 64,
+        t: 1,
+        p: 1,
+    };
+
+    fn key() -> FileKey {
+        FileKey::new(Box::new([7u8; 16]))
+    }
+
+    #[test]
+    fn wrap_unwrap_round_trip_and_wrong_passphrase() {
+        let pass = SecretString::from("correct horse".to_owned());
+        let stanza = wrap_with_salt(&pass, &[1; 16], FAST, &key()).unwrap();
+        let limits = KdfLimits::for_this_machine();
+        let got = Identity::new(pass, limits)
+            .unwrap_stanza(&stanza)
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.expose_secret(), &[7u8; 16]);
+        let wrong = Identity::new(SecretString::from("nope".to_owned()), limits);
+        assert!(wrong.unwrap_stanza(&stanza).is_none());
+    }
+
+    #[test]
+    fn refuses_two_passphrase_stanzas_and_bad_args() {
+        let pass = SecretString::from("p".to_owned());
+        let s = wrap_with_salt(&pass, &[1; 16], FAST, &key()).unwrap();
+        let id = Identity::new(pass, KdfLimits::for_this_machine());
+        let copy = |s: &Stanza| Stanza {
+            tag: s.tag.clone(),
+            args: s.args.clone(),
+            body: s.body.clone(),
+        };
+        assert!(matches!(
+            id.unwrap_stanzas(&[copy(&s), copy(&s)]),
+            Some(Err(DecryptError::InvalidHeader))
+        ));
+        for args in [
+            vec!["AQEBAQEBAQEBAQEBAQEBAQ", "064", "1", "1"], // leading zero
+            vec!["AQEBAQEBAQEBAQEBAQEBAR", "64", "1", "1"],  // non-canonical base64
+            vec!["AQEBAQEBAQEBAQEBAQEBAQ", "64", "1"],       // missing p
+            vec!["AQEBAQEBAQEBAQEBAQEBAQ", "64", "+1", "1"], // sign
+            vec!["AQEBAQEBAQEBAQEBAQEBAQ", "99999999999", "1", "1"], // overflow
+        ] {
+            let mut bad = copy(&s);
+            bad.args = args.into_iter().map(String::from).collect();
+            assert!(
+                matches!(
+                    id.unwrap_stanza(&bad),
+                    Some(Err(DecryptError::InvalidHeader))
+                ),
+                "{:?}",
+                bad.args
+            );
+        }
+    }
+
+    #[test]
+    fn untrusted_limits() {
+        let limits = KdfLimits {
+            max_m_kib: 1024,
+            max_t: 4,
+            max_p: 2,
+            mem_available: Some(1 << 30),
+        };
+        assert!(KdfParams {
+            m_kib: 1024,
+            t: 4,
+            p: 2
+        }
+        .check_untrusted(&limits)
+        .is_ok());
+        assert!(KdfParams {
+            m_kib: 2048,
+            t: 1,
+            p: 1
+        }
+        .check_untrusted(&limits)
+        .is_err());
+        assert!(KdfParams {
+            m_kib: 64,
+            t: 5,
+            p: 1
+        }
+        .check_untrusted(&limits)
+        .is_err());
+        assert!(KdfParams {
+            m_kib: 64,
+            t: 1,
+            p: 3
+        }
+        .check_untrusted(&limits)
+        .is_err());
+        assert!(KdfParams {
+            m_kib: 64,
+            t: 0,
+            p: 1
+        }
+        .check_untrusted(&limits)
+        .is_err());
+        assert!(KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 2
+        }
+        .check_untrusted(&limits)
+        .is_err());
+        let small = KdfLimits {
+            mem_available: Some(32 << 20),
+            ..KdfLimits::for_this_machine()
+        };
+        let e = KdfParams::DEFAULT.check_untrusted(&small).unwrap_err();
+        assert!(e.contains("available"), "{e}");
+    }
+}

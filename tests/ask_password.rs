@@ -1,0 +1,194 @@
+//! `vault::prompt::systemd::ask_password` against the real `systemd-ask-password`, with this test
+//! playing the password agent: it watches `/run/systemd/ask-password` for the `.ask` file carrying
+//! its own `Id=`, parses it, and answers on the socket named there, exactly as
+//! `systemd-tty-ask-password-agent` does. systemd need not be running for this; root is needed
+//! (the directory is root's, and systemd-ask-password ignores answers not sent by root).
+mod common;
+
+use std::collections::HashMap;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use secrecy::ExposeSecret;
+use vault::prompt::systemd::{ask_password, ask_password_with};
+
+const ASK_DIR: &str = "/run/systemd/ask-password";
+
+/// Tool present and running as root; otherwise the reason to skip (CI fails on a missing tool).
+fn ready() -> bool {
+    if common::require_tool("systemd-ask-password").is_none() {
+        return false;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: the ask-password protocol needs root (only root may answer)");
+        return false;
+    }
+    true
+}
+
+fn unique_id() -> String {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "vault-test:{}:{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// The `[Ask]` section of an `.ask` file.
+fn parse_ask(text: &str) -> HashMap<String, String> {
+    let mut section = "";
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        if line.starts_with('[') {
+            section = line;
+        } else if section == "[Ask]" {
+            if let Some((k, v)) = line.split_once('=') {
+                out.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Wait for the question with this id; returns its file and fields.
+fn wait_for_question(id: &str) -> (PathBuf, HashMap<String, String>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(dir) = std::fs::read_dir(ASK_DIR) {
+            for e in dir.flatten() {
+                let name = e.file_name();
+                if !name.to_string_lossy().starts_with("ask.") {
+                    continue;
+                }
+                // The file is written under a tmp. name and renamed, so it is complete here;
+                // it may vanish between listing and reading when another test's question ends.
+                if let Ok(text) = std::fs::read_to_string(e.path()) {
+                    let fields = parse_ask(&text);
+                    if fields.get("Id").map(String::as_str) == Some(id) {
+                        return (e.path(), fields);
+                    }
+                }
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no question with Id={id} appeared in {ASK_DIR}"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn answer(fields: &HashMap<String, String>, datagram: &[u8]) {
+    let socket = fields.get("Socket").expect("Socket= in the .ask file");
+    UnixDatagram::unbound()
+        .unwrap()
+        .send_to(datagram, socket)
+        .unwrap_or_else(|e| panic!("sending the answer to {socket}: {e}"));
+}
+
+/// Runs `ask_password` on a thread, answers the question it raises with `datagram`, and returns
+/// the function's result with the question's fields.
+fn ask_and_answer(
+    message: &'static str,
+    datagram: &[u8],
+) -> (Result<String, String>, HashMap<String, String>, PathBuf) {
+    let id = unique_id();
+    let (tx, rx) = mpsc::channel();
+    let id2 = id.clone();
+    thread::spawn(move || {
+        let r = ask_password(message, &id2).map(|s| s.expose_secret().to_string());
+        let _ = tx.send(r);
+    });
+    let (file, fields) = wait_for_question(&id);
+    // The asking process's argv is exactly what the module documents: id, no timeout, message.
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", fields["PID"])).unwrap();
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    assert_eq!(
+        argv,
+        [
+            "systemd-ask-password".to_string(),
+            format!("--id={id}"),
+            "--timeout=0".to_string(),
+            "--".to_string(),
+            message.to_string(),
+        ]
+    );
+    answer(&fields, datagram);
+    let result = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| {
+            // Do not leave a systemd-ask-password waiting forever behind a failed test.
+            answer(&fields, b"-");
+            panic!("ask_password did not return after the answer was sent");
+        });
+    (result, fields, file)
+}
+
+#[test]
+fn the_agents_answer_is_returned_and_the_question_is_cleaned_up() {
+    if !ready() {
+        return;
+    }
+    let secret = "correct horse battery staple — ünïcode";
+    let (result, fields, file) = ask_and_answer(
+        "Passphrase for the vault bundle:",
+        format!("+{secret}").as_bytes(),
+    );
+    assert_eq!(result.as_deref(), Ok(secret));
+    assert_eq!(fields["Message"], "Passphrase for the vault bundle:");
+    // --timeout=0: no deadline; no echo.
+    assert_eq!(fields["NotAfter"], "0");
+    assert_eq!(fields["Echo"], "0");
+    assert!(!file.exists(), "{} left behind", file.display());
+    assert!(!Path::new(&fields["Socket"]).exists(), "socket left behind");
+}
+
+#[test]
+fn a_message_starting_with_a_dash_is_a_message_not_an_option() {
+    if !ready() {
+        return;
+    }
+    let (result, fields, _) = ask_and_answer("--echo=yes is not an option here", b"+x");
+    assert_eq!(result.as_deref(), Ok("x"));
+    assert_eq!(fields["Message"], "--echo=yes is not an option here");
+    assert_eq!(fields["Echo"], "0");
+}
+
+#[test]
+fn an_empty_answer_is_an_empty_passphrase() {
+    if !ready() {
+        return;
+    }
+    let (result, _, _) = ask_and_answer("Passphrase:", b"+");
+    assert_eq!(result.as_deref(), Ok(""));
+}
+
+#[test]
+fn a_cancelled_question_is_an_error() {
+    if !ready() {
+        return;
+    }
+    let (result, _, _) = ask_and_answer("Passphrase:", b"-");
+    let err = result.expect_err("a cancelled question must not yield a passphrase");
+    assert!(err.contains("systemd-ask-password failed"), "{err}");
+    assert!(err.to_lowercase().contains("cancel"), "{err}");
+}
+
+#[test]
+fn a_missing_program_says_what_to_do_instead() {
+    let missing = std::ffi::OsStr::new("/nonexistent/systemd-ask-password");
+    let err = ask_password_with(missing, "Passphrase:", "vault:test")
+        .map(|_| ())
+        .expect_err("a missing program cannot answer");
+    assert!(err.contains("not found"), "{err}");
+    assert!(err.contains("--passphrase-file"), "{err}");
+}

@@ -1,1 +1,678 @@
-//! TODO
+//! Writing files under a target root without ever following a link, and without leaving a
+//! half-placed state.
+//!
+//! Every path is walked component by component from an open root directory with
+//! `O_NOFOLLOW`, so a symlink planted in the target tree (`/mnt/etc -> /etc`) is refused, not
+//! followed. Files are first written as `O_EXCL` temporaries beside their targets, created
+//! with their final mode and owner before any byte is written; [`Placer::commit`] renames
+//! them into place only when all of them exist, after one `syncfs`. Any failure, or dropping
+//! a `Placer` uncommitted, removes everything this run wrote (see [`Placer::rollback`]).
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::io::Errno;
+
+use crate::{Error, Result};
+
+/// Mode of parent directories vault has to create and that the bundle does not list.
+pub const PARENT_DIR_MODE: u32 = 0o755;
+/// Suffix of the backup kept when `--force` replaces a file.
+pub const BACKUP_SUFFIX: &str = ".vault-backup";
+
+#[derive(Debug, Clone, Copy)]
+pub struct PlaceOptions {
+    /// Replace existing files (default: refuse).
+    pub force: bool,
+    /// With `force`: keep the replaced file as `<name>.vault-backup`.
+    pub backup: bool,
+    /// Set owners (needs root; without it files keep the caller's owner).
+    pub chown: bool,
+}
+
+/// Something already in the way of a target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conflict {
+    pub path: PathBuf,
+    pub what: ConflictKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// A file exists where a file goes: replaced with `--force`.
+    Exists,
+    /// A link, or a non-directory, where a directory must be walked through: always refused.
+    NotADirectory,
+    /// A directory where a file goes: always refused.
+    IsADirectory,
+}
+
+struct Pending {
+    target: String,
+    temp: String,
+}
+
+struct Committed {
+    target: String,
+    backup: Option<String>,
+}
+
+/// Places files under one root directory.
+pub struct Placer {
+    root_path: PathBuf,
+    root: OwnedFd,
+    opts: PlaceOptions,
+    created_dirs: Vec<String>,
+    pending: Vec<Pending>,
+    committed: Vec<Committed>,
+    /// The last parent directory opened, as consecutive files usually share one.
+    last_parent: Option<(String, OwnedFd)>,
+    finished: bool,
+}
+
+fn errno_io(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e.raw_os_error())
+}
+
+/// Splits `/a/b/c` into (`/a/b`, `c`).
+fn split(target: &str) -> (&str, &str) {
+    match target.rfind('/') {
+        Some(0) | None => ("", target.trim_start_matches('/')),
+        Some(i) => (&target[..i], &target[i + 1..]),
+    }
+}
+
+impl Placer {
+    /// Opens `root`. The root itself may be reached through links (the user named it); nothing
+    /// below it is.
+    pub fn new(root: &Path, opts: PlaceOptions) -> Result<Placer> {
+        let fd = rustix::fs::open(
+            root,
+            OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| Error::io("cannot open target root", root, errno_io(e)))?;
+        Ok(Placer {
+            root_path: root.to_path_buf(),
+            root: fd,
+            opts,
+            created_dirs: Vec::new(),
+            pending: Vec::new(),
+            committed: Vec::new(),
+            last_parent: None,
+            finished: false,
+        })
+    }
+
+    /// Where `target` lands, for messages.
+    pub fn display_path(&self, target: &str) -> PathBuf {
+        self.root_path.join(target.trim_start_matches('/'))
+    }
+
+    /// Without writing anything: what stands in the way of placing these targets.
+    /// `dirs` are directory targets, `files` file targets.
+    pub fn check<'a>(
+        &self,
+        dirs: impl IntoIterator<Item = &'a str>,
+        files: impl IntoIterator<Item = &'a str>,
+    ) -> Vec<Conflict> {
+        let mut out = Vec::new();
+        for (target, is_dir) in dirs
+            .into_iter()
+            .map(|d| (d, true))
+            .chain(files.into_iter().map(|f| (f, false)))
+        {
+            let mut dir = match rustix::io::dup(&self.root) {
+                Ok(fd) => fd,
+                Err(_) => continue,
+            };
+            let comps: Vec<&str> = target.trim_start_matches('/').split('/').collect();
+            let mut walked = String::new();
+            let mut blocked = false;
+            for c in &comps[..comps.len() - 1] {
+                walked.push('/');
+                walked.push_str(c);
+                match rustix::fs::openat(
+                    &dir,
+                    *c,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::PATH | OFlags::CLOEXEC,
+                    Mode::empty(),
+                ) {
+                    Ok(fd) => dir = fd,
+                    Err(Errno::NOENT) => {
+                        blocked = true; // will be created: nothing below can exist
+                        break;
+                    }
+                    Err(_) => {
+                        out.push(Conflict {
+                            path: self.display_path(&walked),
+                            what: ConflictKind::NotADirectory,
+                        });
+                        blocked = true;
+                        break;
+                    }
+                }
+            }
+            if blocked {
+                continue;
+            }
+            let last = comps[comps.len() - 1];
+            match rustix::fs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW) {
+                Err(_) => {}
+                Ok(st) => {
+                    let ft = FileType::from_raw_mode(st.st_mode);
+                    let what = match (is_dir, ft) {
+                        (true, FileType::Directory) => continue,
+                        (true, _) => ConflictKind::NotADirectory,
+                        (false, FileType::Directory) => ConflictKind::IsADirectory,
+                        (false, _) => ConflictKind::Exists,
+                    };
+                    out.push(Conflict {
+                        path: self.display_path(target),
+                        what,
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Opens (creating as needed) the parent directory of `target`, never following a link.
+    fn parent(&mut self, target: &str) -> Result<(OwnedFd, String)> {
+        let (parent, name) = split(target);
+        if let Some((p, fd)) = &self.last_parent {
+            if p == parent {
+                let fd = rustix::io::dup(fd).map_err(|e| self.io_error(target, e))?;
+                return Ok((fd, name.to_owned()));
+            }
+        }
+        let mut dir = rustix::io::dup(&self.root).map_err(|e| self.io_error(target, e))?;
+        let mut walked = String::new();
+        for c in parent.split('/').filter(|c| !c.is_empty()) {
+            walked.push('/');
+            walked.push_str(c);
+            dir = match self.open_dir(&dir, c) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => {
+                    self.make_dir(&dir, c, &walked, PARENT_DIR_MODE, 0, 0)?;
+                    self.open_dir(&dir, c)
+                        .map_err(|e| self.io_error(&walked, e))?
+                }
+                Err(e) => return Err(self.walk_error(&walked, e)),
+            };
+        }
+        let keep = rustix::io::dup(&dir).map_err(|e| self.io_error(target, e))?;
+        self.last_parent = Some((parent.to_owned(), keep));
+        Ok((dir, name.to_owned()))
+    }
+
+    fn open_dir(&self, dir: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
+        rustix::fs::openat(
+            dir,
+            name,
+            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+    }
+
+    fn make_dir(
+        &mut self,
+        parent: &OwnedFd,
+        name: &str,
+        target: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
+        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
+            .map_err(|e| self.io_error(target, e))?;
+        self.created_dirs.push(target.to_owned());
+        // Owner and mode set on the still-empty directory, before anything goes in (umask-proof).
+        let fd = self
+            .open_dir(parent, name)
+            .map_err(|e| self.io_error(target, e))?;
+        if self.opts.chown {
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| self.io_error(target, e))?;
+        }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))?;
+        Ok(())
+    }
+
+    fn io_error(&self, target: &str, e: Errno) -> Error {
+        Error::RolledBack {
+            path: self.display_path(target),
+            source: errno_io(e),
+        }
+    }
+
+    fn walk_error(&self, walked: &str, e: Errno) -> Error {
+        if e == Errno::LOOP || e == Errno::NOTDIR {
+            Error::Refused {
+                why: format!(
+                    "{} is a symbolic link or not a directory; vault never follows links in the target tree",
+                    self.display_path(walked).display()
+                ),
+                hint: Some("check what is mounted at the target root; remove the link if it is stale".into()),
+            }
+        } else {
+            self.io_error(walked, e)
+        }
+    }
+
+    /// A directory item: created with its mode and owner if missing; an existing directory is
+    /// left as it is.
+    pub fn dir(&mut self, target: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
+        let (parent, name) = self.parent(target)?;
+        match self.open_dir(&parent, &name) {
+            Ok(_) => Ok(()),
+            Err(Errno::NOENT) => self.make_dir(&parent, &name, target, mode, uid, gid),
+            Err(e) => Err(self.walk_error(target, e)),
+        }
+    }
+
+    /// Writes a file item's contents to a temporary beside its target (made visible by
+    /// [`Placer::commit`]). The temporary has its final mode and owner before the first byte.
+    pub fn file(
+        &mut self,
+        target: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        data: &mut dyn Read,
+    ) -> Result<()> {
+        let (parent, name) = self.parent(target)?;
+        let _ = name;
+        let temp = format!(".vault-{:016x}.tmp", rand::random::<u64>());
+        let fd = rustix::fs::openat(
+            &parent,
+            temp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| self.io_error(target, e))?;
+        let (ptemp, _) = split(target);
+        self.pending.push(Pending {
+            target: target.to_owned(),
+            temp: format!("{ptemp}/{temp}"),
+        });
+        if self.opts.chown {
+            rustix::fs::fchown(
+                &fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| self.io_error(target, e))?;
+        }
+        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))?;
+        let mut file = File::from(fd);
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = match data.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    return Err(Error::io(
+                        "cannot read bundle data for",
+                        self.display_path(target),
+                        e,
+                    ))
+                }
+            };
+            file.write_all(&buf[..n]).map_err(|e| Error::RolledBack {
+                path: self.display_path(target),
+                source: e,
+            })?;
+        }
+        zeroize::Zeroize::zeroize(&mut buf);
+        Ok(())
+    }
+
+    /// Makes every written file visible: one `syncfs` so the contents are durable, then the
+    /// renames, then another `syncfs` so the renames are. On failure, rolls back and returns
+    /// the error.
+    pub fn commit(&mut self) -> Result<()> {
+        let r = self.try_commit();
+        if r.is_err() {
+            self.rollback();
+        } else {
+            self.finished = true;
+        }
+        r
+    }
+
+    fn try_commit(&mut self) -> Result<()> {
+        rustix::fs::syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
+        let pending = std::mem::take(&mut self.pending);
+        let mut rest = pending.into_iter();
+        while let Some(p) = rest.next() {
+            if let Err(e) = self.commit_one(&p) {
+                // Put back what is not committed, so rollback removes those temporaries too.
+                self.pending.push(p);
+                self.pending.extend(rest);
+                return Err(e);
+            }
+        }
+        rustix::fs::syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
+        Ok(())
+    }
+
+    fn commit_one(&mut self, p: &Pending) -> Result<()> {
+        let (parent, name) = self.parent(&p.target)?;
+        let (_, temp) = split(&p.temp);
+        let exists = rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
+        let mut backup = None;
+        if exists {
+            if !self.opts.force {
+                return Err(Error::Refused {
+                    why: format!(
+                        "{} appeared while vault was placing files",
+                        self.display_path(&p.target).display()
+                    ),
+                    hint: Some("nothing was changed; run again, with --force to replace it".into()),
+                });
+            }
+            if self.opts.backup {
+                let b = format!("{name}{BACKUP_SUFFIX}");
+                rustix::fs::renameat_with(
+                    &parent,
+                    name.as_str(),
+                    &parent,
+                    b.as_str(),
+                    RenameFlags::NOREPLACE,
+                )
+                .map_err(|e| {
+                    if e == Errno::EXIST {
+                        Error::Refused {
+                            why: format!(
+                                "{}{BACKUP_SUFFIX} already exists",
+                                self.display_path(&p.target).display()
+                            ),
+                            hint: Some("move the old backup away, or use --no-backup".into()),
+                        }
+                    } else {
+                        self.io_error(&p.target, e)
+                    }
+                })?;
+                backup = Some(b);
+            }
+        }
+        let flags = if exists && !self.opts.backup {
+            RenameFlags::empty()
+        } else {
+            RenameFlags::NOREPLACE
+        };
+        if let Err(e) = rustix::fs::renameat_with(&parent, temp, &parent, name.as_str(), flags) {
+            if let Some(b) = &backup {
+                let _ = rustix::fs::renameat_with(
+                    &parent,
+                    b.as_str(),
+                    &parent,
+                    name.as_str(),
+                    RenameFlags::NOREPLACE,
+                );
+            }
+            return Err(self.io_error(&p.target, e));
+        }
+        self.committed.push(Committed {
+            target: p.target.clone(),
+            backup,
+        });
+        Ok(())
+    }
+
+    /// Removes everything this run placed or created and restores backups, newest first. Best
+    /// effort: what cannot be removed is reported on stderr.
+    pub fn rollback(&mut self) {
+        self.last_parent = None;
+        for c in std::mem::take(&mut self.committed).into_iter().rev() {
+            if let Ok((parent, name)) = self.parent_no_create(&c.target) {
+                let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty());
+                if let Some(b) = c.backup {
+                    let _ = rustix::fs::renameat_with(
+                        &parent,
+                        b.as_str(),
+                        &parent,
+                        name.as_str(),
+                        RenameFlags::NOREPLACE,
+                    );
+                }
+            }
+        }
+        for p in std::mem::take(&mut self.pending) {
+            if let Ok((parent, name)) = self.parent_no_create(&p.temp) {
+                if let Err(e) = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty()) {
+                    if e != Errno::NOENT {
+                        eprintln!(
+                            "warning: could not remove {}: {}",
+                            self.display_path(&p.temp).display(),
+                            e
+                        );
+                    }
+                }
+            }
+        }
+        for d in std::mem::take(&mut self.created_dirs).into_iter().rev() {
+            if let Ok((parent, name)) = self.parent_no_create(&d) {
+                let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR);
+            }
+        }
+        let _ = rustix::fs::syncfs(&self.root);
+        self.finished = true;
+    }
+
+    fn parent_no_create(&self, target: &str) -> std::result::Result<(OwnedFd, String), Errno> {
+        let (parent, name) = split(target);
+        let mut dir = rustix::io::dup(&self.root)?;
+        for c in parent.split('/').filter(|c| !c.is_empty()) {
+            dir = self.open_dir(&dir, c)?;
+        }
+        Ok((dir, name.to_owned()))
+    }
+
+    /// Files placed by the last successful commit, with their backups.
+    pub fn placed(&self) -> impl Iterator<Item = (PathBuf, Option<PathBuf>)> + '_ {
+        self.committed.iter().map(|c| {
+            let (p, _) = split(&c.target);
+            (
+                self.display_path(&c.target),
+                c.backup
+                    .as_ref()
+                    .map(|b| self.display_path(&format!("{p}/{b}"))),
+            )
+        })
+    }
+
+    /// Directories this run created.
+    pub fn created_dirs(&self) -> &[String] {
+        &self.created_dirs
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root_path
+    }
+}
+
+impl Drop for Placer {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.rollback();
+        }
+    }
+}
+
+/// Whether `path` is a mount point, per `/proc/self/mountinfo`.
+pub fn is_mount_point(path: &Path) -> io::Result<bool> {
+    let canon = std::fs::canonicalize(path)?;
+    if canon == Path::new("/") {
+        return Ok(true);
+    }
+    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
+    Ok(info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| Path::new(&unescape_mountinfo(mp)) == canon))
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push(((b[i + 1] - b'0') << 6) | ((b[i + 2] - b'0') << 3) | (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+
+    fn opts() -> PlaceOptions {
+        PlaceOptions {
+            force: false,
+            backup: true,
+            chown: false,
+        }
+    }
+
+    #[test]
+    fn places_with_mode_and_parents_and_commits_atomically() {
+        let t = tempfile::tempdir().unwrap();
+        let mut p = Placer::new(t.path(), opts()).unwrap();
+        p.dir("/root/.ssh", 0o700, 0, 0).unwrap();
+        p.file("/root/.ssh/id", 0o600, 0, 0, &mut &b"key"[..])
+            .unwrap();
+        p.file("/etc/ssh/host", 0o640, 0, 0, &mut &b"host"[..])
+            .unwrap();
+        // Nothing visible before commit.
+        assert!(!t.path().join("root/.ssh/id").exists());
+        p.commit().unwrap();
+        let m = std::fs::metadata(t.path().join("root/.ssh/id")).unwrap();
+        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
+        assert_eq!(
+            std::fs::read(t.path().join("etc/ssh/host")).unwrap(),
+            b"host"
+        );
+        assert_eq!(
+            std::fs::metadata(t.path().join("root/.ssh"))
+                .unwrap()
+                .mode()
+                & 0o7777,
+            0o700
+        );
+        assert_eq!(
+            std::fs::metadata(t.path().join("etc")).unwrap().mode() & 0o7777,
+            PARENT_DIR_MODE
+        );
+        // No temporaries left.
+        let names: Vec<_> = std::fs::read_dir(t.path().join("etc/ssh"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec!["host"]);
+    }
+
+    #[test]
+    fn drop_without_commit_removes_everything() {
+        let t = tempfile::tempdir().unwrap();
+        {
+            let mut p = Placer::new(t.path(), opts()).unwrap();
+            p.file("/a/b/c", 0o600, 0, 0, &mut &b"x"[..]).unwrap();
+        }
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn refuses_symlinked_parent_and_reports_conflicts() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        symlink(outside.path(), t.path().join("etc")).unwrap();
+        std::fs::write(t.path().join("existing"), "old").unwrap();
+        std::fs::create_dir(t.path().join("adir")).unwrap();
+        let p = Placer::new(t.path(), opts()).unwrap();
+        let c = p.check(
+            ["/etc/d"],
+            ["/etc/ssh/key", "/existing", "/adir", "/new/file"],
+        );
+        let kinds: Vec<_> = c.iter().map(|c| c.what).collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ConflictKind::NotADirectory,
+                ConflictKind::NotADirectory,
+                ConflictKind::Exists,
+                ConflictKind::IsADirectory
+            ]
+        );
+        let mut p = Placer::new(t.path(), opts()).unwrap();
+        let e = p
+            .file("/etc/ssh/key", 0o600, 0, 0, &mut &b"x"[..])
+            .unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e}");
+        drop(p);
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn force_keeps_a_backup_and_rollback_restores_it() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), "old").unwrap();
+        let mut p = Placer::new(
+            t.path(),
+            PlaceOptions {
+                force: true,
+                ..opts()
+            },
+        )
+        .unwrap();
+        p.file("/f", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
+        p.commit().unwrap();
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"new");
+        assert_eq!(
+            std::fs::read(t.path().join("f.vault-backup")).unwrap(),
+            b"old"
+        );
+        p.rollback();
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
+        assert!(!t.path().join("f.vault-backup").exists());
+    }
+
+    #[test]
+    fn without_force_an_existing_file_is_never_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("f"), "old").unwrap();
+        let mut p = Placer::new(t.path(), opts()).unwrap();
+        p.file("/g", 0o600, 0, 0, &mut &b"g"[..]).unwrap();
+        p.file("/f", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
+        assert!(matches!(p.commit(), Err(Error::Refused { .. })));
+        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
+        assert!(!t.path().join("g").exists());
+        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+        assert!(is_mount_point(Path::new("/")).unwrap());
+    }
+}

@@ -65,6 +65,8 @@ pub struct Entry {
     /// Permission bits. For a directory entry: the top directory's mode (`None`: keep the
     /// source's); files inside keep their own permission bits.
     pub mode: Option<u32>,
+    /// For a directory entry: the mode of every file inside (`None`: each keeps its own).
+    pub file_mode: Option<u32>,
     pub uid: u32,
     pub gid: u32,
     pub stage: Stage,
@@ -136,6 +138,7 @@ struct RawEntry {
     source: String,
     target: String,
     mode: Option<toml::Spanned<RawMode>>,
+    file_mode: Option<toml::Spanned<RawMode>>,
     owner: Option<String>,
     stage: Option<String>,
 }
@@ -290,13 +293,17 @@ fn check_entry(path: &Path, dir: &Path, text: &str, raw: RawEntry, line: usize) 
             raw.target
         )));
     }
-    let mode = match raw.mode {
-        None => None,
-        Some(m) => {
-            let written = text.get(m.span()).unwrap_or("");
-            Some(parse_mode(m.get_ref(), written).map_err(err)?)
+    let spanned_mode = |m: Option<toml::Spanned<RawMode>>| -> Result<Option<u32>> {
+        match m {
+            None => Ok(None),
+            Some(m) => {
+                let written = text.get(m.span()).unwrap_or("");
+                Ok(Some(parse_mode(m.get_ref(), written).map_err(err)?))
+            }
         }
     };
+    let mode = spanned_mode(raw.mode)?;
+    let file_mode = spanned_mode(raw.file_mode)?;
     let (uid, gid) = match raw.owner.as_deref() {
         None => (0, 0),
         Some(o) => parse_owner(o).map_err(err)?,
@@ -305,6 +312,7 @@ fn check_entry(path: &Path, dir: &Path, text: &str, raw: RawEntry, line: usize) 
         source: dir.join(&raw.source),
         target: raw.target,
         mode,
+        file_mode,
         uid,
         gid,
         stage,

@@ -1,1 +1,357 @@
-//! TODO
+//! `vault unlock`: verify a whole decrypted payload, then place the chosen host's items.
+//!
+//! Staging (DESIGN.md §3): when the files to place total at most
+//! [`UnlockOptions::memory_limit`], they are held in zeroizing memory until the stream's final
+//! chunk has authenticated, and only then written. Larger payloads (a repo mirror) go straight
+//! into `O_EXCL` temporaries beside their targets, which stay invisible until the commit and
+//! are removed if anything fails, so peak memory does not grow with the payload.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::archive::read::{walk, Sink};
+use crate::archive::{BundleManifest, Item, Kind, Limits};
+use crate::bundle::Payload;
+use crate::manifest::Stage;
+use crate::place::{is_mount_point, Conflict, ConflictKind, PlaceOptions, Placer};
+use crate::{Error, Result};
+
+/// Which stages to place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageSel {
+    Disk,
+    Root,
+    All,
+}
+
+impl StageSel {
+    pub fn includes(self, s: Stage) -> bool {
+        matches!((self, s), (StageSel::All, _) | (StageSel::Disk, Stage::Disk) | (StageSel::Root, Stage::Root))
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct UnlockOptions {
+    /// The host to place; `None`: the bundle's only host.
+    pub host: Option<String>,
+    pub stages: StageSel,
+    /// Target root for root-stage items (`/mnt`).
+    pub root: PathBuf,
+    /// Where disk-stage targets are resolved (`/` on the live system; a test directory in tests).
+    pub disk_root: PathBuf,
+    /// Verify everything and report the plan, place nothing.
+    pub dry_run: bool,
+    pub place: PlaceOptions,
+    /// Largest total size staged in memory before placing.
+    pub memory_limit: u64,
+    pub limits: Limits,
+}
+
+impl UnlockOptions {
+    pub fn new(root: PathBuf) -> Self {
+        UnlockOptions {
+            host: None,
+            stages: StageSel::All,
+            root,
+            disk_root: PathBuf::from("/"),
+            dry_run: false,
+            place: PlaceOptions {
+                force: false,
+                backup: true,
+                chown: rustix::process::geteuid().is_root(),
+            },
+            memory_limit: 32 << 20,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// What happened (or, in a dry run, would happen) to one item.
+#[derive(Debug, Clone, Serialize)]
+pub struct Placed {
+    /// Where it lands on this system.
+    pub path: PathBuf,
+    pub target: String,
+    pub stage: &'static str,
+    pub kind: Kind,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub size: u64,
+    /// `create`, `replace`, or `exists` (an existing directory, kept).
+    pub action: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub host: Option<String>,
+    pub dry_run: bool,
+    pub items: Vec<Placed>,
+    /// Bytes of all hosts' files verified.
+    pub verified_bytes: u64,
+}
+
+/// Checks that can fail before a passphrase is asked for.
+pub fn precheck(opts: &UnlockOptions, require_mount_point: bool) -> Result<()> {
+    if !opts.stages.includes(Stage::Root) || opts.dry_run {
+        return Ok(());
+    }
+    match is_mount_point(&opts.root) {
+        Err(e) => Err(Error::Refused {
+            why: format!("target root {} cannot be used: {e}", opts.root.display()),
+            hint: Some(format!(
+                "create and mount the target first, e.g. `mount /dev/disk/by-label/nixos {}`",
+                opts.root.display()
+            )),
+        }),
+        Ok(false) if require_mount_point => Err(Error::Refused {
+            why: format!("{} is not a mount point", opts.root.display()),
+            hint: Some(format!(
+                "mount the installed system's root at {} first (otherwise the keys land in the live system's RAM and vanish on reboot), or pass --root-not-mountpoint",
+                opts.root.display()
+            )),
+        }),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Verifies the payload and places the chosen items. Nothing is placed unless the whole
+/// payload authenticated and matched its manifest.
+pub fn unlock<R: Read>(payload: Payload<R>, name: &Path, opts: &UnlockOptions) -> Result<Report> {
+    let probe = payload.probe();
+    let mut sink = UnlockSink {
+        opts,
+        host: None,
+        placers: BTreeMap::new(),
+        memory: None,
+        report: Vec::new(),
+    };
+    let manifest = walk(payload, name, &opts.limits, Some(&probe), &mut sink)?;
+    let verified_bytes = manifest.items.iter().map(|i| i.size).sum();
+    if !opts.dry_run {
+        sink.finish()?;
+    }
+    Ok(Report {
+        host: sink.host,
+        dry_run: opts.dry_run,
+        items: sink.report,
+        verified_bytes,
+    })
+}
+
+/// Reads the manifest only, verifying the whole payload (`vault inspect`).
+pub fn inspect<R: Read>(payload: Payload<R>, name: &Path, limits: &Limits) -> Result<BundleManifest> {
+    let probe = payload.probe();
+    walk(payload, name, limits, Some(&probe), &mut crate::archive::read::Discard)
+}
+
+/// Picks the host: the one asked for, or the only one.
+pub fn choose_host(manifest: &BundleManifest, asked: Option<&str>) -> Result<Option<String>> {
+    match asked {
+        Some(h) if manifest.hosts.iter().any(|x| x == h) => Ok(Some(h.to_owned())),
+        Some(h) => Err(Error::Host(format!(
+            "host {h} is not in this bundle (it has: {})",
+            list_or_none(&manifest.hosts)
+        ))),
+        None => match manifest.hosts.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some(one.clone())),
+            many => Err(Error::Host(format!(
+                "this bundle holds several hosts ({}); say which one this machine is",
+                many.join(", ")
+            ))),
+        },
+    }
+}
+
+fn list_or_none(v: &[String]) -> String {
+    if v.is_empty() {
+        "no hosts, only shared entries".into()
+    } else {
+        v.join(", ")
+    }
+}
+
+struct UnlockSink<'a> {
+    opts: &'a UnlockOptions,
+    host: Option<String>,
+    placers: BTreeMap<Stage, Placer>,
+    /// Staged contents when the payload fits in memory: (index, contents).
+    memory: Option<Vec<(usize, Item, Option<Zeroizing<Vec<u8>>>)>>,
+    report: Vec<Placed>,
+}
+
+impl UnlockSink<'_> {
+    fn root_for(&self, stage: Stage) -> &Path {
+        match stage {
+            Stage::Disk => &self.opts.disk_root,
+            Stage::Root => &self.opts.root,
+        }
+    }
+
+    fn wanted(&self, item: &Item) -> bool {
+        self.opts.stages.includes(item.stage)
+            && match &self.host {
+                Some(h) => item.is_for(h),
+                None => item.host.is_none(),
+            }
+    }
+
+    fn placer(&mut self, stage: Stage) -> Result<&mut Placer> {
+        if !self.placers.contains_key(&stage) {
+            let p = Placer::new(self.root_for(stage), self.opts.place)?;
+            self.placers.insert(stage, p);
+        }
+        Ok(self.placers.get_mut(&stage).expect("inserted above"))
+    }
+
+    /// Places what was staged in memory, then commits every placer; if a later commit fails,
+    /// the earlier ones are rolled back too.
+    fn finish(&mut self) -> Result<()> {
+        if let Some(staged) = self.memory.take() {
+            for (_, item, data) in staged {
+                let placer = self.placer(item.stage)?;
+                match (item.kind, data) {
+                    (Kind::Dir, _) => placer.dir(&item.target, item.mode, item.uid, item.gid)?,
+                    (Kind::File, Some(data)) => {
+                        placer.file(&item.target, item.mode, item.uid, item.gid, &mut data.as_slice())?
+                    }
+                    (Kind::File, None) => unreachable!("files are staged with contents"),
+                }
+            }
+        }
+        let stages: Vec<Stage> = self.placers.keys().copied().collect();
+        for (i, s) in stages.iter().enumerate() {
+            let result = self.placers.get_mut(s).map_or(Ok(()), Placer::commit);
+            if let Err(e) = result {
+                for earlier in &stages[..i] {
+                    if let Some(p) = self.placers.get_mut(earlier) {
+                        p.rollback();
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Sink for UnlockSink<'_> {
+    fn manifest(&mut self, manifest: &BundleManifest) -> Result<()> {
+        self.host = choose_host(manifest, self.opts.host.as_deref())?;
+        let wanted: Vec<&Item> = manifest.items.iter().filter(|i| self.wanted(i)).collect();
+
+        // Refuse before writing anything: links in the way, and existing files without --force.
+        let mut conflicts: Vec<Conflict> = Vec::new();
+        let mut actions: BTreeMap<PathBuf, ConflictKind> = BTreeMap::new();
+        for stage in [Stage::Disk, Stage::Root] {
+            let items: Vec<&&Item> = wanted.iter().filter(|i| i.stage == stage).collect();
+            if items.is_empty() {
+                continue;
+            }
+            let placer = Placer::new(self.root_for(stage), self.opts.place)?;
+            let dirs = items.iter().filter(|i| i.kind == Kind::Dir).map(|i| i.target.as_str());
+            let files = items.iter().filter(|i| i.kind == Kind::File).map(|i| i.target.as_str());
+            for c in placer.check(dirs, files) {
+                actions.insert(c.path.clone(), c.what);
+                conflicts.push(c);
+            }
+            let existing_dirs: Vec<&str> = items
+                .iter()
+                .filter(|i| i.kind == Kind::Dir)
+                .map(|i| i.target.as_str())
+                .filter(|t| placer.display_path(t).is_dir())
+                .collect();
+            for t in existing_dirs {
+                actions.insert(placer.display_path(t), ConflictKind::IsADirectory);
+            }
+            for i in &items {
+                let path = placer.display_path(&i.target);
+                let action = match (i.kind, actions.get(&path)) {
+                    (Kind::Dir, Some(ConflictKind::IsADirectory)) => "exists",
+                    (_, Some(ConflictKind::Exists)) => "replace",
+                    (_, None) => "create",
+                    (_, Some(_)) => "refused",
+                };
+                self.report.push(Placed {
+                    path,
+                    target: i.target.clone(),
+                    stage: stage.as_str(),
+                    kind: i.kind,
+                    mode: i.mode,
+                    uid: i.uid,
+                    gid: i.gid,
+                    size: i.size,
+                    action,
+                });
+            }
+        }
+        if self.opts.dry_run {
+            return Ok(());
+        }
+        let blocking: Vec<&Conflict> = conflicts
+            .iter()
+            .filter(|c| c.what != ConflictKind::Exists || !self.opts.place.force)
+            .collect();
+        if !blocking.is_empty() {
+            let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
+            let list: Vec<String> = blocking
+                .iter()
+                .map(|c| {
+                    let what = match c.what {
+                        ConflictKind::Exists => "exists",
+                        ConflictKind::NotADirectory => "is a link or not a directory (never followed)",
+                        ConflictKind::IsADirectory => "is a directory where a file goes",
+                    };
+                    format!("\n  {} {what}", c.path.display())
+                })
+                .collect();
+            return Err(Error::Refused {
+                why: format!("nothing was written; in the way:{}", list.concat()),
+                hint: Some(if only_existing {
+                    format!(
+                        "add --force to replace them (each old file is kept as NAME{}; add --no-backup to drop them)",
+                        crate::place::BACKUP_SUFFIX
+                    )
+                } else {
+                    "remove or fix those paths in the target, then run the same command again".into()
+                }),
+            });
+        }
+        let total: u64 = wanted.iter().map(|i| i.size).sum();
+        self.memory = (total <= self.opts.memory_limit).then(Vec::new);
+        Ok(())
+    }
+
+    fn wants(&self, _index: usize, item: &Item) -> bool {
+        !self.opts.dry_run && self.wanted(item)
+    }
+
+    fn dir(&mut self, index: usize, item: &Item) -> Result<()> {
+        match &mut self.memory {
+            Some(m) => {
+                m.push((index, item.clone(), None));
+                Ok(())
+            }
+            None => self.placer(item.stage)?.dir(&item.target, item.mode, item.uid, item.gid),
+        }
+    }
+
+    fn file(&mut self, index: usize, item: &Item, data: &mut dyn Read) -> Result<()> {
+        match &mut self.memory {
+            Some(m) => {
+                // Never trust the declared size for an allocation; the reader is capped by it.
+                let mut buf = Zeroizing::new(Vec::with_capacity(item.size.min(1 << 20) as usize));
+                data.read_to_end(&mut buf)
+                    .map_err(|e| Error::io("cannot read bundle data for", &item.target, e))?;
+                m.push((index, item.clone(), Some(buf)));
+                Ok(())
+            }
+            None => self.placer(item.stage)?.file(&item.target, item.mode, item.uid, item.gid, data),
+        }
+    }
+}

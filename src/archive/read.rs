@@ -195,7 +195,14 @@ impl Walker {
                     count: 0,
                 };
                 if sink.wants(index, item) {
-                    sink.file(index, item, &mut data)?;
+                    let mut recording = RecordingReader { inner: &mut data, error: None };
+                    if let Err(e) = sink.file(index, item, &mut recording) {
+                        // A read error inside the sink is the stream's, not the sink's.
+                        return Err(match recording.error {
+                            Some(io) => self.stream_error(io),
+                            None => e,
+                        });
+                    }
                 }
                 // Whatever the sink left unread is still verified.
                 io::copy(&mut data, &mut io::sink()).map_err(|e| self.stream_error(e))?;
@@ -218,6 +225,22 @@ impl Walker {
                 if item.kind == Kind::Dir { "directory" } else { "file" }
             ))),
         }
+    }
+}
+
+/// Keeps the first read error, so the walker can classify errors a sink wrapped.
+struct RecordingReader<'a, R: Read> {
+    inner: &'a mut R,
+    error: Option<io::Error>,
+}
+
+impl<R: Read> Read for RecordingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if self.error.is_none() {
+                self.error = Some(io::Error::new(e.kind(), e.to_string()));
+            }
+        })
     }
 }
 

@@ -1,8 +1,61 @@
 //! `vault init`.
+
+use std::io::Write;
+use std::path::PathBuf;
+
 use clap::Args;
-use vault::ExitCode;
+use vault::{Error, ExitCode};
+
 #[derive(Debug, Args)]
-pub struct InitArgs {}
-pub fn run(_a: InitArgs, _q: bool) -> vault::Result<ExitCode> {
+pub struct InitArgs {
+    /// Folder to write vault.toml into.
+    #[arg(default_value = ".")]
+    pub dir: PathBuf,
+    /// Overwrite an existing vault.toml.
+    #[arg(long)]
+    pub force: bool,
+}
+
+pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
+    std::fs::create_dir_all(&a.dir).map_err(|e| Error::Io {
+        action: "cannot create",
+        path: a.dir.clone(),
+        source: e,
+    })?;
+    let path = a.dir.join("vault.toml");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true);
+    if a.force {
+        opts.create(true).truncate(true);
+    } else {
+        opts.create_new(true);
+    }
+    let mut f = opts.open(&path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            Error::Refused {
+                why: format!("{} already exists", path.display()),
+                hint: Some("edit it, or pass --force to start over".into()),
+            }
+        } else {
+            Error::Io {
+                action: "cannot create",
+                path: path.clone(),
+                source: e,
+            }
+        }
+    })?;
+    f.write_all(vault::manifest::TEMPLATE.as_bytes())
+        .map_err(|e| Error::Io {
+            action: "cannot write",
+            path: path.clone(),
+            source: e,
+        })?;
+    if !quiet {
+        println!(
+            "Wrote {}. Next: list your files in it, then run `vault pack -m {}`.",
+            path.display(),
+            path.display()
+        );
+    }
     Ok(ExitCode::Ok)
 }

@@ -4,7 +4,7 @@
 use std::process::ExitCode as ProcessExitCode;
 
 use clap::{Parser, Subcommand};
-use vault::{ExitCode, Hint};
+use vault::Hint;
 
 mod attach;
 mod host;
@@ -13,6 +13,7 @@ mod inspect;
 mod keys;
 mod pack;
 mod rekey;
+mod source;
 mod unlock;
 mod util;
 

@@ -1,8 +1,124 @@
 //! `vault pack`.
+
+use std::path::PathBuf;
+
 use clap::Args;
-use vault::ExitCode;
+use vault::bundle::KdfParams;
+use vault::manifest::Manifest;
+use vault::pack::{self, PackOptions};
+use vault::{prompt, Error, ExitCode};
+
+use super::util::{human_bytes, passphrase_source, PassphraseArgs};
+
 #[derive(Debug, Args)]
-pub struct PackArgs {}
-pub fn run(_a: PackArgs, _q: bool) -> vault::Result<ExitCode> {
+pub struct PackArgs {
+    /// The manifest.
+    #[arg(short, long, default_value = "vault.toml")]
+    pub manifest: PathBuf,
+    /// Where to write the bundle.
+    #[arg(short, long, default_value = "vault.bundle")]
+    pub output: PathBuf,
+    /// Pack only these hosts (repeatable; default: all).
+    #[arg(long = "host", value_name = "NAME")]
+    pub hosts: Vec<String>,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Argon2id memory in MiB [default: 256, or 1024 with --strong].
+    #[arg(long, value_name = "MiB")]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes [default: 3].
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+    /// Argon2id lanes [default: 4]. The key does not depend on the unlocking machine's cores.
+    #[arg(long, value_name = "N")]
+    pub kdf_parallelism: Option<u32>,
+    /// The stronger preset: 1 GiB of memory (as LUKS2 caps it).
+    #[arg(long)]
+    pub strong: bool,
+    /// zstd level (1-19).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub level: i32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let manifest = Manifest::load(&a.manifest)?;
+    let plan = pack::plan(&manifest, &a.hosts)?;
+    let base = if a.strong {
+        KdfParams::STRONG
+    } else {
+        KdfParams::DEFAULT
+    };
+    let kdf = KdfParams {
+        m_kib: a.kdf_memory.map_or(base.m_kib, |m| m.saturating_mul(1024)),
+        t: a.kdf_iterations.unwrap_or(base.t),
+        p: a.kdf_parallelism.unwrap_or(base.p),
+    };
+    kdf.check_untrusted(&vault::bundle::KdfLimits {
+        mem_available: None,
+        ..vault::bundle::KdfLimits::for_this_machine()
+    })
+    .map_err(|why| Error::Refused {
+        why: format!("Argon2id parameters out of range: {why}"),
+        hint: Some("see `vault pack --help` for the ranges".into()),
+    })?;
+    let passphrase = match passphrase_source(&a.passphrase)? {
+        Some(p) => p,
+        None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,
+    };
+    if age_core::secrecy::ExposeSecret::expose_secret(&passphrase)
+        .chars()
+        .count()
+        < prompt::SHORT_PASSPHRASE
+        && !quiet
+    {
+        eprintln!(
+            "warning: the passphrase is shorter than {} characters; a lost stick is then only as safe as Argon2id makes a short passphrase",
+            prompt::SHORT_PASSPHRASE
+        );
+    }
+    let opts = PackOptions {
+        kdf,
+        compression: vault::archive::write::Compression {
+            level: a.level,
+            ..Default::default()
+        },
+    };
+    let size = pack::write_bundle(&plan, &a.output, passphrase, opts, &|_| {})?;
+    let files = plan
+        .manifest
+        .items
+        .iter()
+        .filter(|i| i.kind == vault::archive::Kind::File)
+        .count();
+    if a.json {
+        let out = serde_json::json!({
+            "output": a.output,
+            "size": size,
+            "hosts": plan.manifest.hosts,
+            "files": files,
+            "payload_bytes": plan.total_bytes,
+            "kdf": { "memory_kib": kdf.m_kib, "iterations": kdf.t, "parallelism": kdf.p },
+        });
+        println!("{out}");
+    } else if !quiet {
+        println!(
+            "Packed {} file(s), {} for host(s) {} into {} ({}; Argon2id {} MiB, t={}, p={}).",
+            files,
+            human_bytes(plan.total_bytes),
+            if plan.manifest.hosts.is_empty() {
+                "(shared only)".to_owned()
+            } else {
+                plan.manifest.hosts.join(", ")
+            },
+            a.output.display(),
+            human_bytes(size),
+            kdf.m_kib / 1024,
+            kdf.t,
+            kdf.p
+        );
+    }
     Ok(ExitCode::Ok)
 }

@@ -1,18 +1,157 @@
 //! `vault unlock`, `vault place`, `vault wipe`.
-use clap::Args;
-use vault::ExitCode;
+
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+use vault::bundle::KdfLimits;
+use vault::unlock::{StageSel, UnlockOptions};
+use vault::{prompt, ExitCode};
+
+use super::source::{open_bundle, unwrap_with_retries};
+use super::util::{human_bytes, PassphraseArgs};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum StageArg {
+    /// Only entries needed before partitioning (placed on the live system under /tmp or /run).
+    Disk,
+    /// Only entries placed under --root.
+    Root,
+    /// Both.
+    All,
+}
+
 #[derive(Debug, Args)]
-pub struct UnlockArgs {}
+pub struct UnlockArgs {
+    /// The bundle: a bundle file, or an image or device carrying one.
+    pub bundle: Option<PathBuf>,
+    /// Root of the installed system, where root-stage entries go.
+    #[arg(long, default_value = "/mnt")]
+    pub root: PathBuf,
+    /// The host this machine is (default: the bundle's only host).
+    #[arg(long, value_name = "NAME")]
+    pub host: Option<String>,
+    /// Which entries to place.
+    #[arg(long, value_enum, default_value = "all")]
+    pub stage: StageArg,
+    /// Verify everything and print what would be placed; write nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Replace existing files, keeping each as NAME.vault-backup.
+    #[arg(long)]
+    pub force: bool,
+    /// With --force: do not keep backups.
+    #[arg(long, requires = "force")]
+    pub no_backup: bool,
+    /// Allow a --root that is not a mount point.
+    #[arg(long)]
+    pub root_not_mountpoint: bool,
+    #[command(flatten)]
+    pub passphrase: PassphraseArgs,
+    /// Ask through systemd-ask-password (automatic when there is no terminal).
+    #[arg(long)]
+    pub ask_password: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Resolve disk-stage targets under DIR instead of / (for tests).
+    #[arg(long, hide = true, default_value = "/")]
+    pub disk_root: PathBuf,
+}
+
 #[derive(Debug, Args)]
-pub struct PlaceArgs {}
+pub struct PlaceArgs {
+    /// Root of the installed system.
+    #[arg(long, default_value = "/mnt")]
+    pub root: PathBuf,
+}
+
 #[derive(Debug, Args)]
 pub struct WipeArgs {}
-pub fn run(_a: UnlockArgs, _q: bool) -> vault::Result<ExitCode> {
+
+pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let mut opts = UnlockOptions::new(a.root.clone());
+    opts.host = a.host.clone();
+    opts.stages = match a.stage {
+        StageArg::Disk => StageSel::Disk,
+        StageArg::Root => StageSel::Root,
+        StageArg::All => StageSel::All,
+    };
+    opts.dry_run = a.dry_run;
+    opts.place.force = a.force;
+    opts.place.backup = !a.no_backup;
+    opts.disk_root = a.disk_root.clone();
+    // Before the passphrase: a wrong --root should not cost a typed passphrase.
+    vault::unlock::precheck(&opts, !a.root_not_mountpoint)?;
+    if !opts.place.chown && !quiet && !a.dry_run {
+        eprintln!(
+            "note: not running as root, so files keep your owner instead of the bundle's uid:gid"
+        );
+    }
+
+    let opened = open_bundle(a.bundle.as_deref())?;
+    let name = opened.name.clone();
+    let limits = KdfLimits::for_this_machine();
+    let given = match &a.passphrase.passphrase_file {
+        Some(f) => Some(prompt::from_file(f)?),
+        None => None,
+    };
+    let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, a.ask_password)?;
+    let payload = locked.decrypt(key)?;
+    let report = vault::unlock::unlock(payload, &name, &opts)?;
+
+    if a.json {
+        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        return Ok(ExitCode::Ok);
+    }
+    if quiet {
+        return Ok(ExitCode::Ok);
+    }
+    let host = report.host.as_deref().unwrap_or("(shared entries only)");
+    for i in &report.items {
+        let verb = match (report.dry_run, i.action) {
+            (true, "create") => "would create ",
+            (true, "replace") => "would replace",
+            (true, "exists") => "exists (kept)",
+            (true, _) => "REFUSED      ",
+            (false, "replace") => "replaced     ",
+            (false, "exists") => "exists (kept)",
+            (false, _) => "placed       ",
+        };
+        let size = if i.kind == vault::archive::Kind::Dir {
+            "dir".to_owned()
+        } else {
+            human_bytes(i.size)
+        };
+        println!(
+            "{verb} {} ({:04o} {}:{}, {size})",
+            i.path.display(),
+            i.mode,
+            i.uid,
+            i.gid
+        );
+    }
+    let n = report.items.len();
+    if report.dry_run {
+        println!("Dry run for host {host}: the bundle verified ({}); {n} item(s) would be placed. Nothing was written.", human_bytes(report.verified_bytes));
+    } else {
+        println!(
+            "Unlocked {}: placed {n} item(s) for host {host}.",
+            name.display()
+        );
+    }
     Ok(ExitCode::Ok)
 }
-pub fn run_place(_a: PlaceArgs, _q: bool) -> vault::Result<ExitCode> {
-    Ok(ExitCode::Ok)
+
+pub fn run_place(_a: PlaceArgs, _quiet: bool) -> vault::Result<ExitCode> {
+    Err(vault::Error::Refused {
+        why: "`vault place` needs a staged bundle, and staging is not implemented yet".into(),
+        hint: Some("run `vault unlock --root /mnt` once the target is mounted".into()),
+    })
 }
-pub fn run_wipe(_a: WipeArgs, _q: bool) -> vault::Result<ExitCode> {
-    Ok(ExitCode::Ok)
+
+pub fn run_wipe(_a: WipeArgs, _quiet: bool) -> vault::Result<ExitCode> {
+    Err(vault::Error::Refused {
+        why: "nothing is staged: staging is not implemented yet".into(),
+        hint: None,
+    })
 }

@@ -20,3 +20,43 @@ pub fn report(e: &vault::Error) {
         eprintln!("  hint: {h}");
     }
 }
+
+use std::path::PathBuf;
+
+use age_core::secrecy::SecretString;
+use clap::Args;
+
+/// Passphrase flags shared by the commands that need one. There is deliberately no flag that
+/// takes the passphrase itself: argv is visible to every user of the machine.
+#[derive(Debug, Args)]
+pub struct PassphraseArgs {
+    /// Read the passphrase from the first line of FILE (for automation) instead of the terminal.
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+/// The passphrase from a file, or `None` when it should be asked for interactively.
+pub fn passphrase_source(a: &PassphraseArgs) -> vault::Result<Option<SecretString>> {
+    match &a.passphrase_file {
+        Some(p) => vault::prompt::from_file(p).map(Some),
+        None if vault::prompt::has_tty() => Ok(None),
+        None => Err(vault::Error::Prompt(
+            "there is no terminal to ask on".into(),
+        )),
+    }
+}
+
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

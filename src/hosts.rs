@@ -1,15 +1,619 @@
-//! Registering hosts in `vault.toml` (`vault host add/list/remove`).
+//! Registering hosts (`vault host add/list/remove`): the host key pair beside `vault.toml`,
+//! the host's table in `vault.toml` (edited with `toml_edit`, so comments survive), its
+//! recipient in `.sops.yaml` ([`crate::rekey::config_splice`]) and in an agenix keys file.
+//!
+//! Every edit is computed and checked before anything is written; then the key pair is
+//! created, then each text file is replaced by rename. A failure before the key pair exists
+//! changes nothing.
 
-/// Errors of this subsystem. (Stub: the owner of this module fills it in.)
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use regex::Regex;
+use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
+
+use crate::keys::{passphrase, HostKey};
+use crate::manifest::{check_host_name, Manifest};
+use crate::rekey::config_splice;
+
+/// Where the host key lands on the installed system.
+pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
+
+/// Errors of this subsystem.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{0}")]
-    Other(String),
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("host name {name:?} {why}")]
+    BadName { name: String, why: &'static str },
+    #[error("host {name} already has a host key in {manifest}")]
+    Exists { name: String, manifest: PathBuf },
+    #[error("host {name} is not in {manifest}")]
+    NotFound { name: String, manifest: PathBuf },
+    /// A file the user wrote cannot be edited as asked.
+    #[error("{path}: {message}")]
+    Edit { path: PathBuf, message: String },
+    #[error(transparent)]
+    Keys(#[from] crate::keys::Error),
+    #[error(transparent)]
+    Manifest(Box<crate::Error>),
+}
+
+impl Error {
+    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+    fn edit(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Edit {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
-        None
+        match self {
+            Error::Io { .. } => None,
+            Error::BadName { .. } => Some("use a hostname-like name, e.g. `web1`".into()),
+            Error::Exists { name, .. } => Some(format!(
+                "`vault host list` shows it; `vault host remove {name}` first to replace it"
+            )),
+            Error::NotFound { .. } => Some("`vault host list` shows the hosts".into()),
+            Error::Edit { .. } => {
+                Some("fix the file (nothing was changed), then run the same command again".into())
+            }
+            Error::Keys(e) => crate::Hint::hint(e),
+            Error::Manifest(e) => crate::Hint::hint(e.as_ref()),
+        }
     }
+
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
+            Error::Edit { .. } | Error::BadName { .. } => crate::ExitCode::BadManifest,
+            Error::Keys(e) => crate::Hint::exit_code(e),
+            Error::Manifest(e) => crate::Hint::exit_code(e.as_ref()),
+            _ => crate::ExitCode::Failure,
+        }
+    }
+}
+
+fn load_manifest(path: &Path) -> Result<Manifest, Error> {
+    Manifest::load(path).map_err(|e| Error::Manifest(Box::new(e)))
+}
+
+/// What `vault host add` should do.
+#[derive(Debug, Default)]
+pub struct AddOptions {
+    pub name: String,
+    pub manifest: PathBuf,
+    /// `.sops.yaml` to add the recipient to (default: the manifest's `[secrets] sops_config`).
+    pub sops_config: Option<PathBuf>,
+    /// A `keys.nix`-style or JSON file of agenix public keys.
+    pub agenix_keys: Option<PathBuf>,
+    /// Only creation rules whose `path_regex` matches one of these (default: all).
+    pub rules: Vec<Regex>,
+    /// Adopt this private key instead of generating one.
+    pub from_existing: Option<PathBuf>,
+    pub passphrase: passphrase::Source,
+}
+
+/// What `vault host add` did.
+#[derive(Debug)]
+pub struct Added {
+    pub private_key: PathBuf,
+    pub public_key: PathBuf,
+    pub age_recipient: String,
+    pub ssh_public: String,
+    /// `.sops.yaml` and the 1-based creation rules that got the host.
+    pub sops: Option<(PathBuf, Vec<usize>)>,
+    pub agenix_keys: Option<PathBuf>,
+}
+
+/// Paths of a host's key pair beside the manifest, relative and absolute.
+pub fn key_paths(manifest_dir: &Path, name: &str) -> (String, PathBuf, PathBuf) {
+    let rel = format!("hosts/{name}/ssh_host_ed25519_key");
+    let abs = manifest_dir.join(&rel);
+    let public = manifest_dir.join(format!("{rel}.pub"));
+    (rel, abs, public)
+}
+
+pub fn add(opts: &AddOptions) -> Result<Added, Error> {
+    check_host_name(&opts.name).map_err(|why| Error::BadName {
+        name: opts.name.clone(),
+        why,
+    })?;
+    let manifest = load_manifest(&opts.manifest)?;
+    if manifest
+        .hosts
+        .get(&opts.name)
+        .is_some_and(|h| h.ssh_host_key.is_some())
+    {
+        return Err(Error::Exists {
+            name: opts.name.clone(),
+            manifest: opts.manifest.clone(),
+        });
+    }
+    let dir = manifest.dir().to_path_buf();
+    let (rel, key_path, pub_path) = key_paths(&dir, &opts.name);
+
+    // The key: adopted or new. Nothing is written yet.
+    let (key, adopt_in_place) = match &opts.from_existing {
+        Some(p) => {
+            let k = HostKey::load(p, &opts.passphrase)?;
+            let same = std::fs::canonicalize(p).ok() == std::fs::canonicalize(&key_path).ok()
+                && key_path.exists();
+            (k, same)
+        }
+        None => (HostKey::generate(&format!("root@{}", opts.name))?, false),
+    };
+    if !adopt_in_place {
+        for p in [&key_path, &pub_path] {
+            if p.exists() {
+                return Err(crate::keys::Error::Exists { path: p.clone() }.into());
+            }
+        }
+    }
+    let recipient = key.age_recipient()?;
+    let ssh_public = key.public_openssh_bare();
+
+    // Every text edit, computed and checked first.
+    let mut writes: Vec<(PathBuf, String)> = Vec::new();
+    let manifest_text = read(&opts.manifest)?;
+    let sops_path = opts
+        .sops_config
+        .clone()
+        .or_else(|| manifest.secrets.sops_config.clone());
+    let new_manifest = edit_manifest_add(
+        &opts.manifest,
+        &manifest_text,
+        &opts.name,
+        &rel,
+        &recipient,
+        opts.sops_config
+            .as_deref()
+            .filter(|_| manifest.secrets.sops_config.is_none())
+            .map(|p| relative_to(&dir, p)),
+    )?;
+    writes.push((opts.manifest.clone(), new_manifest));
+    let mut sops = None;
+    if let Some(sp) = &sops_path {
+        let text = read(sp)?;
+        let (new, changed) =
+            config_splice::add_recipient(&text, &opts.name, &recipient, &opts.rules)
+                .map_err(|m| Error::edit(sp, m))?;
+        writes.push((sp.clone(), new));
+        sops = Some((sp.clone(), changed));
+    }
+    if let Some(kp) = &opts.agenix_keys {
+        let text = read(kp)?;
+        let new = keys_file_add(kp, &text, &opts.name, &ssh_public)?;
+        writes.push((kp.clone(), new));
+    }
+
+    // Now write: key pair first (0600 from creation), then the edits.
+    if !adopt_in_place {
+        let host_dir = key_path.parent().unwrap_or(&dir);
+        std::fs::create_dir_all(host_dir).map_err(|e| Error::io("cannot create", host_dir, e))?;
+        key.write_pair(&key_path, &pub_path)?;
+    } else if !pub_path.exists() {
+        crate::keys::ssh::write_new(
+            &pub_path,
+            format!("{}\n", key.public_openssh()).as_bytes(),
+            0o644,
+        )?;
+    }
+    for (path, text) in &writes {
+        if let Err(e) = replace(path, text) {
+            if !adopt_in_place {
+                let _ = std::fs::remove_file(&key_path);
+                let _ = std::fs::remove_file(&pub_path);
+            }
+            return Err(e);
+        }
+    }
+    Ok(Added {
+        private_key: key_path,
+        public_key: pub_path,
+        age_recipient: recipient,
+        ssh_public,
+        sops,
+        agenix_keys: opts.agenix_keys.clone(),
+    })
+}
+
+fn relative_to(dir: &Path, p: &Path) -> String {
+    let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    abs.strip_prefix(&d)
+        .map(|r| r.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| abs.to_string_lossy().into_owned())
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))
+}
+
+/// Replaces `path` with `text` by writing a sibling and renaming it over (same mode).
+fn replace(path: &Path, text: &str) -> Result<(), Error> {
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .map_err(|e| Error::io("cannot stat", path, e))?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let tmp = dir.join(format!(".{name}.vault-edit-{}", std::process::id()));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(|e| Error::io("cannot create", &tmp, e))?;
+    let res = f
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| f.write_all(text.as_bytes()))
+        .and_then(|()| f.sync_all())
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = res {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::io("cannot write", path, e));
+    }
+    Ok(())
+}
+
+fn entry_table(source: &str, target: &str, mode: &str) -> Table {
+    let mut t = Table::new();
+    t["source"] = value(source);
+    t["target"] = value(target);
+    t["mode"] = value(mode);
+    t
+}
+
+/// `vault.toml` with `[hosts.NAME]` filled in (creating it, or completing a table the user
+/// started without a key).
+fn edit_manifest_add(
+    path: &Path,
+    text: &str,
+    name: &str,
+    rel_key: &str,
+    recipient: &str,
+    sops_config: Option<String>,
+) -> Result<String, Error> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| Error::edit(path, e.to_string()))?;
+    if let Some(sc) = sops_config {
+        let secrets = doc
+            .entry("secrets")
+            .or_insert(Item::Table(Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| Error::edit(path, "`secrets` is not a table"))?;
+        secrets["sops_config"] = value(sc);
+    }
+    let hosts = doc
+        .entry("hosts")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or_else(|| Error::edit(path, "`hosts` is not a table"))?;
+    let host = hosts
+        .entry(name)
+        .or_insert(Item::Table(Table::new()))
+        .as_table_mut()
+        .ok_or_else(|| Error::edit(path, format!("`hosts.{name}` is not a table")))?;
+    host["ssh_host_key"] = value(rel_key);
+    host["age_recipient"] = value(recipient);
+    let entries = host
+        .entry("entry")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| {
+            Error::edit(
+                path,
+                format!("`hosts.{name}.entry` is not an array of tables"),
+            )
+        })?;
+    let has_target = |entries: &ArrayOfTables, t: &str| {
+        entries
+            .iter()
+            .any(|e| e.get("target").and_then(|v| v.as_str()) == Some(t))
+    };
+    let pub_target = format!("{KEY_TARGET}.pub");
+    if !has_target(entries, KEY_TARGET) {
+        entries.push(entry_table(rel_key, KEY_TARGET, "0600"));
+    }
+    if !has_target(entries, &pub_target) {
+        entries.push(entry_table(&format!("{rel_key}.pub"), &pub_target, "0644"));
+    }
+    let out = doc.to_string();
+    Manifest::from_str(path, &out).map_err(|e| {
+        Error::edit(
+            path,
+            format!("the edited manifest would be invalid ({e}); nothing was changed"),
+        )
+    })?;
+    Ok(out)
+}
+
+/// Adds `name`'s public key to an agenix keys file: a JSON object or list, or a Nix attribute
+/// set or list (`keys.nix`). Only the new line (and, in JSON, a comma) is added.
+pub fn keys_file_add(path: &Path, text: &str, name: &str, key: &str) -> Result<String, Error> {
+    if text.contains(key) {
+        return Err(Error::edit(path, "already holds this key"));
+    }
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let close = last_code_char(text, is_json)
+        .ok_or_else(|| Error::edit(path, "no closing } or ] to add the key before"))?;
+    let closer = text.as_bytes()[close];
+    let before = text[..close].trim_end();
+    let last_line = before.lines().last().unwrap_or("");
+    let pad: String = last_line
+        .chars()
+        .take_while(|c| c.is_whitespace())
+        .collect();
+    let pad = if before.ends_with(['{', '[']) || pad.is_empty() {
+        "  ".to_string()
+    } else {
+        pad
+    };
+    let js = |s: &str| serde_json::to_string(s).unwrap_or_default();
+    let line = match (is_json, closer) {
+        (true, b'}') => format!("{pad}{}: {}", js(name), js(key)),
+        (true, _) => format!("{pad}{}", js(key)),
+        (false, b'}') => format!("{pad}{} = {};", nix_attr(name), js(key)),
+        (false, _) => format!("{pad}{}", js(key)),
+    };
+    let needs_comma = is_json && !before.ends_with(['{', '[']);
+    let head = &text[..before.len()];
+    let out = format!(
+        "{head}{}\n{line}\n{}",
+        if needs_comma { "," } else { "" },
+        text[before.len()..].trim_start_matches([' ', '\t', '\r', '\n'])
+    );
+    // Re-read what was written: the key must be there, as a value of the new structure.
+    if is_json {
+        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
+            Error::edit(
+                path,
+                format!("the edit would break the JSON ({e}); nothing was changed"),
+            )
+        })?;
+        if !json_holds(&v, key) {
+            return Err(Error::edit(
+                path,
+                "the key is not a top-level value after editing; add it by hand",
+            ));
+        }
+    } else if let Some(v) = nix_eval(&out) {
+        if !json_holds(&v?, key) {
+            return Err(Error::edit(
+                path,
+                "nix-instantiate does not see the key after editing; add it by hand",
+            ));
+        }
+    }
+    Ok(out)
+}
+
+fn json_holds(v: &serde_json::Value, key: &str) -> bool {
+    match v {
+        serde_json::Value::Object(m) => m
+            .values()
+            .any(|x| x.as_str() == Some(key) || json_holds(x, key)),
+        serde_json::Value::Array(a) => a
+            .iter()
+            .any(|x| x.as_str() == Some(key) || json_holds(x, key)),
+        _ => false,
+    }
+}
+
+fn nix_attr(name: &str) -> String {
+    // Host names may hold `.`, which Nix would read as a path; quote those.
+    if name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        name.to_string()
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// Position of the last `}`/`]` outside comments (Nix `#` comments; JSON has none).
+fn last_code_char(text: &str, json: bool) -> Option<usize> {
+    let mut found = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let code = if json {
+            line
+        } else {
+            line.split('#').next().unwrap_or("")
+        };
+        if let Some(i) = code.rfind(['}', ']']) {
+            found = Some(offset + i);
+        }
+        offset += line.len();
+    }
+    found
+}
+
+/// Evaluates Nix text when `nix-instantiate` exists (None when it does not).
+fn nix_eval(text: &str) -> Option<Result<serde_json::Value, Error>> {
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "-E"])
+        .arg(text)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return Some(Err(Error::edit(
+            "keys file",
+            format!(
+                "the edit would not evaluate: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        )));
+    }
+    Some(serde_json::from_slice(&out.stdout).map_err(|e| Error::edit("keys file", e.to_string())))
+}
+
+/// Removes lines holding `key` from a keys file (and a JSON comma left dangling).
+pub fn keys_file_remove(path: &Path, text: &str, key: &str) -> Result<(String, usize), Error> {
+    let mut removed = 0;
+    let kept: Vec<&str> = text
+        .split_inclusive('\n')
+        .filter(|l| {
+            let hit = l.contains(key);
+            removed += usize::from(hit);
+            !hit
+        })
+        .collect();
+    let mut out = kept.concat();
+    if path.extension().is_some_and(|e| e == "json") && removed > 0 {
+        if serde_json::from_str::<serde_json::Value>(&out).is_err() {
+            // The removed line was the last member: drop the comma before the closer.
+            if let Some(close) = last_code_char(&out, true) {
+                let before = out[..close].trim_end();
+                if let Some(stripped) = before.strip_suffix(',') {
+                    out = format!("{stripped}{}", &out[before.len()..]);
+                }
+            }
+        }
+        serde_json::from_str::<serde_json::Value>(&out).map_err(|e| {
+            Error::edit(path, format!("removing the key would break the JSON ({e})"))
+        })?;
+    }
+    Ok((out, removed))
+}
+
+/// One host as `vault host list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct HostInfo {
+    pub name: String,
+    pub ssh_host_key: Option<PathBuf>,
+    pub key_present: bool,
+    pub age_recipient: Option<String>,
+    pub ssh_public: Option<String>,
+    pub entries: usize,
+}
+
+pub fn list(manifest: &Path) -> Result<Vec<HostInfo>, Error> {
+    let m = load_manifest(manifest)?;
+    Ok(m.hosts
+        .iter()
+        .map(|(name, h)| {
+            let pub_line = h.ssh_host_key.as_ref().and_then(|k| {
+                let mut p = k.clone().into_os_string();
+                p.push(".pub");
+                std::fs::read_to_string(PathBuf::from(p)).ok()
+            });
+            HostInfo {
+                name: name.clone(),
+                key_present: h.ssh_host_key.as_ref().is_some_and(|k| k.is_file()),
+                ssh_host_key: h.ssh_host_key.clone(),
+                age_recipient: h.age_recipient.clone(),
+                ssh_public: pub_line
+                    .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" ")),
+                entries: h.entries.len(),
+            }
+        })
+        .collect())
+}
+
+/// What `vault host remove` did.
+#[derive(Debug, Default)]
+pub struct Removed {
+    pub sops_lines: usize,
+    pub keys_lines: usize,
+    pub deleted_keys: Vec<PathBuf>,
+}
+
+/// Removes `[hosts.NAME]` from the manifest and the lines `add` wrote elsewhere. Key files
+/// are deleted only with `delete_keys`.
+pub fn remove(
+    manifest_path: &Path,
+    name: &str,
+    sops_config: Option<&Path>,
+    agenix_keys: Option<&Path>,
+    delete_keys: bool,
+) -> Result<Removed, Error> {
+    let manifest = load_manifest(manifest_path)?;
+    let host = manifest.hosts.get(name).ok_or_else(|| Error::NotFound {
+        name: name.into(),
+        manifest: manifest_path.into(),
+    })?;
+    let mut writes = Vec::new();
+    let mut removed = Removed::default();
+    let text = read(manifest_path)?;
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| Error::edit(manifest_path, e.to_string()))?;
+    if let Some(h) = doc.get_mut("hosts").and_then(|h| h.as_table_like_mut()) {
+        h.remove(name);
+    }
+    writes.push((manifest_path.to_path_buf(), doc.to_string()));
+    let sops_path = sops_config
+        .map(Path::to_path_buf)
+        .or_else(|| manifest.secrets.sops_config.clone());
+    if let Some(sp) = &sops_path {
+        let (new, n) =
+            config_splice::remove_recipient(&read(sp)?, name).map_err(|m| Error::edit(sp, m))?;
+        removed.sops_lines = n;
+        if n > 0 {
+            writes.push((sp.clone(), new));
+        }
+    }
+    let pub_path = host.ssh_host_key.as_ref().map(|k| {
+        let mut p = k.clone().into_os_string();
+        p.push(".pub");
+        PathBuf::from(p)
+    });
+    if let Some(kp) = agenix_keys {
+        let key = pub_path
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
+            .ok_or_else(|| {
+                Error::edit(
+                    kp,
+                    "cannot read the host's .pub file to know which key to remove",
+                )
+            })?;
+        let (new, n) = keys_file_remove(kp, &read(kp)?, &key)?;
+        removed.keys_lines = n;
+        if n > 0 {
+            writes.push((kp.to_path_buf(), new));
+        }
+    }
+    for (p, t) in &writes {
+        replace(p, t)?;
+    }
+    if delete_keys {
+        for p in host.ssh_host_key.iter().chain(pub_path.iter()) {
+            if p.exists() {
+                std::fs::remove_file(p).map_err(|e| Error::io("cannot delete", p, e))?;
+                removed.deleted_keys.push(p.clone());
+            }
+        }
+    }
+    Ok(removed)
 }

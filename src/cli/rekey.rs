@@ -1,11 +1,143 @@
-//! `vault rekey`. (Stub: the owner of this file fills it in.)
+//! `vault rekey`: re-encrypt the secrets repo to the recipients its rules name now.
+
+use std::collections::BTreeSet;
+use std::io::IsTerminal;
+use std::path::PathBuf;
 
 use clap::Args;
+use vault::keys::passphrase;
+use vault::manifest::Manifest;
+use vault::rekey::{self, identities, Identities, Status, Which};
 use vault::ExitCode;
 
+/// Re-encrypt sops files (per .sops.yaml) and agenix files (per secrets.nix) to their current
+/// recipients. All files change or none do. Where the repo lives comes from the `[secrets]`
+/// table of vault.toml.
 #[derive(Debug, Args)]
-pub struct RekeyArgs {}
+pub struct RekeyArgs {
+    /// The manifest naming the secrets repo.
+    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
+    pub manifest: PathBuf,
+    /// Only sops files (default: both kinds).
+    #[arg(long)]
+    pub sops: bool,
+    /// Only agenix files (default: both kinds).
+    #[arg(long)]
+    pub agenix: bool,
+    /// Identity to decrypt with: an age identity file (plain or passphrase-encrypted) or an
+    /// OpenSSH private key (plain or passphrase-protected). Repeat for several. Default: those
+    /// of $SOPS_AGE_KEY_FILE, ~/.config/sops/age/keys.txt, ~/.ssh/id_ed25519, ~/.ssh/id_rsa
+    /// that exist.
+    #[arg(short, long = "identity", value_name = "FILE")]
+    pub identities: Vec<PathBuf>,
+    /// Show what would change; write nothing.
+    #[arg(long, conflicts_with = "check")]
+    pub dry_run: bool,
+    /// Exit with code 8 if any file is stale, 0 if all are current; write nothing.
+    #[arg(long)]
+    pub check: bool,
+    /// Worker threads (default: one per core).
+    #[arg(short, long, value_name = "N", default_value_t = 0)]
+    pub jobs: usize,
+    /// Read passphrases of protected identities from the first line of this file (default:
+    /// ask on the terminal, once per key).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
 
-pub fn run(_args: RekeyArgs, _quiet: bool) -> vault::Result<ExitCode> {
-    Err(vault::Error::Prompt("not implemented".into()))
+pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let manifest = Manifest::load(&a.manifest)?;
+    let which = if a.sops || a.agenix {
+        Which {
+            sops: a.sops,
+            agenix: a.agenix,
+        }
+    } else {
+        Which {
+            sops: true,
+            agenix: true,
+        }
+    };
+    // Leftovers of a run that was killed: originals are intact, the temporaries are garbage.
+    let dirs: BTreeSet<PathBuf> = [
+        &manifest.secrets.sops_config,
+        &manifest.secrets.agenix_rules,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| p.parent().map(PathBuf::from))
+    .collect();
+    for d in &dirs {
+        rekey::commit::remove_stale_temps(d);
+    }
+    let plan = rekey::plan(&manifest.secrets, &manifest.path, which)?;
+    let stale = plan.stale();
+    if a.check || a.dry_run {
+        if !quiet {
+            for item in &plan.items {
+                match &item.status {
+                    Status::Fresh if a.dry_run => {
+                        println!("current  {:<6} {}", item.kind, item.path.display())
+                    }
+                    Status::Fresh => {}
+                    Status::Stale(why) => {
+                        println!("stale    {:<6} {}  ({why})", item.kind, item.path.display())
+                    }
+                }
+            }
+            eprintln!(
+                "{stale} of {} secret files {} rekeying",
+                plan.items.len(),
+                if a.dry_run { "would need" } else { "need" }
+            );
+        }
+        if a.check && stale > 0 {
+            return Err(rekey::Error::Stale { count: stale }.into());
+        }
+        return Ok(ExitCode::Ok);
+    }
+    if stale == 0 {
+        if !quiet {
+            eprintln!(
+                "all {} secret files are current; nothing to do",
+                plan.items.len()
+            );
+        }
+        return Ok(ExitCode::Ok);
+    }
+    let paths = if a.identities.is_empty() {
+        identities::default_paths()
+    } else {
+        a.identities.clone()
+    };
+    if paths.is_empty() {
+        return Err(rekey::Error::NoIdentity.into());
+    }
+    let ids = Identities::load(&paths, &passphrase::Source::from_option(a.passphrase_file))?;
+    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(stale as u64);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("rekeying {bar:40} {pos}/{len} {elapsed}")
+        {
+            b.set_style(style);
+        }
+        b
+    });
+    let tick = || {
+        if let Some(b) = &bar {
+            b.inc(1);
+        }
+    };
+    let result = plan.apply(&ids, a.jobs, &tick);
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    let written = result?;
+    if !quiet {
+        for p in &written {
+            println!("rekeyed  {}", p.display());
+        }
+        eprintln!("rekeyed {} secret files", written.len());
+    }
+    Ok(ExitCode::Ok)
 }

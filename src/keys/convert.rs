@@ -67,7 +67,10 @@ pub fn ssh_public_to_age(line: &str) -> Result<String, Error> {
 
 fn abbreviate(s: &str) -> String {
     if s.len() > 40 {
-        format!("{}…", &s[..s.char_indices().nth(40).map_or(s.len(), |(i, _)| i)])
+        format!(
+            "{}…",
+            &s[..s.char_indices().nth(40).map_or(s.len(), |(i, _)| i)]
+        )
     } else {
         s.to_string()
     }

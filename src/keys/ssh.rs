@@ -119,10 +119,12 @@ impl HostKey {
 
     /// The unencrypted OpenSSH PEM text.
     pub fn openssh_pem(&self) -> Result<Zeroizing<String>, Error> {
-        self.key.to_openssh(LineEnding::LF).map_err(|e| Error::Parse {
-            what: "host key".into(),
-            why: e.to_string(),
-        })
+        self.key
+            .to_openssh(LineEnding::LF)
+            .map_err(|e| Error::Parse {
+                what: "host key".into(),
+                why: e.to_string(),
+            })
     }
 
     /// Writes `private` (mode 0600 from creation) and `public` (0644). Neither may exist; on a

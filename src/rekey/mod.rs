@@ -1,15 +1,301 @@
-//! Re-encrypting a secrets repository (sops files per `.sops.yaml`, agenix files per `secrets.nix`).
+//! Re-encrypting a secrets repository: sops files per `.sops.yaml`, agenix files per
+//! `secrets.nix` (DESIGN.md §5, user docs in `docs/REKEY.md`).
+//!
+//! Two phases. [`plan`] reads the rules and every file's current recipients (no key needed),
+//! which is all `--check` and `--dry-run` use. [`Plan::apply`] decrypts and re-encrypts the
+//! stale files in memory, in parallel; only if every file succeeded does [`commit`] write them,
+//! each beside its original first, then renamed over it.
 
-/// Errors of this subsystem. (Stub: the owner of this module fills it in.)
+pub mod age_util;
+pub mod agenix;
+pub mod commit;
+pub mod config_splice;
+pub mod identities;
+pub mod preflight;
+pub mod sops;
+mod sops_flat;
+mod sops_json;
+mod sops_yaml;
+
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+pub use identities::Identities;
+pub use preflight::{preflight, PreflightReport};
+
+/// Errors of this subsystem.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{0}")]
-    Other(String),
+    /// Reading or writing a named file failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `vault.toml` names no secrets repo.
+    #[error("{manifest} has no [secrets] table naming {what}")]
+    NoRepo {
+        manifest: PathBuf,
+        what: &'static str,
+    },
+    /// `.sops.yaml` or `secrets.nix` is invalid.
+    #[error("{path}: {message}")]
+    Config { path: PathBuf, message: String },
+    /// `nix-instantiate` could not evaluate `secrets.nix`.
+    #[error("cannot evaluate {path} with nix-instantiate: {message}")]
+    Nix { path: PathBuf, message: String },
+    /// An identity file could not be used.
+    #[error("identity {path}: {message}")]
+    Identity { path: PathBuf, message: String },
+    /// No identity was given or found.
+    #[error("no identity to decrypt with")]
+    NoIdentity,
+    /// Some files could not be re-encrypted; nothing was written.
+    #[error("{} of the files to rekey failed; nothing was changed:{}", failures.len(), list(failures))]
+    Failed { failures: Vec<(PathBuf, String)> },
+    /// Writing the new files failed before any rename; the repo is as it was.
+    #[error("cannot write {path}: {source}; nothing was changed")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A rename failed part way through the commit (an I/O error on the repo's filesystem).
+    #[error("renaming {path} into place failed: {source}; {renamed} files were already rekeyed, the others are unchanged")]
+    Commit {
+        path: PathBuf,
+        renamed: usize,
+        #[source]
+        source: std::io::Error,
+    },
+    /// `--check` found stale files.
+    #[error("{count} secret files are not encrypted to their current recipients")]
+    Stale { count: usize },
+}
+
+fn list(failures: &[(PathBuf, String)]) -> String {
+    failures
+        .iter()
+        .map(|(p, why)| format!("\n  {}: {why}", p.display()))
+        .collect()
+}
+
+impl Error {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Config {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
 }
 
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
-        None
+        match self {
+            Error::Io { .. } => None,
+            Error::NoRepo { manifest, .. } => Some(format!(
+                "add `[secrets]` with `sops_config = \"…/.sops.yaml\"` and/or `agenix_rules = \"…/secrets.nix\"` to {}",
+                manifest.display()
+            )),
+            Error::Config { .. } => Some("fix the file, then run `vault rekey --dry-run`".into()),
+            Error::Nix { .. } => Some(
+                "check it with `nix-instantiate --eval --strict --json secrets.nix` (Debian: apt-get install nix-bin)".into(),
+            ),
+            Error::Identity { .. } => Some(
+                "give an age identity file or an OpenSSH private key with -i FILE".into(),
+            ),
+            Error::NoIdentity => Some(
+                "give one with -i FILE (an age key file or an SSH private key that opens the secrets)".into(),
+            ),
+            Error::Failed { .. } => Some(
+                "give an identity that opens those files with -i FILE, or restore the damaged files from git, then run `vault rekey` again".into(),
+            ),
+            Error::Write { .. } => Some("free space or fix permissions in the secrets repo, then run `vault rekey` again".into()),
+            Error::Commit { .. } => Some("fix the filesystem error and run `vault rekey` again: it finishes the rest".into()),
+            Error::Stale { .. } => Some("run `vault rekey` to re-encrypt them".into()),
+        }
+    }
+
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
+            Error::NoRepo { .. } | Error::Config { .. } => crate::ExitCode::BadManifest,
+            Error::Stale { .. } => crate::ExitCode::Stale,
+            _ => crate::ExitCode::Failure,
+        }
+    }
+}
+
+/// Which kinds of secrets to look at.
+#[derive(Debug, Clone, Copy)]
+pub struct Which {
+    pub sops: bool,
+    pub agenix: bool,
+}
+
+/// What a file needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    /// Already encrypted to exactly its rule's recipients.
+    Fresh,
+    /// Must be re-encrypted; the text says what differs.
+    Stale(String),
+}
+
+/// One secret file found in the repo.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub path: PathBuf,
+    pub kind: &'static str,
+    pub status: Status,
+}
+
+pub(crate) enum Job {
+    Sops(sops::SopsJob),
+    Agenix(agenix::AgenixJob),
+}
+
+impl Job {
+    fn path(&self) -> &Path {
+        match self {
+            Job::Sops(j) => &j.path,
+            Job::Agenix(j) => &j.path,
+        }
+    }
+
+    fn run(&self, ids: &Identities) -> Result<Vec<u8>, String> {
+        match self {
+            Job::Sops(j) => j.rekey(ids).map(String::into_bytes),
+            Job::Agenix(j) => j.rekey(ids),
+        }
+    }
+}
+
+/// Every secret file with its status; the stale ones carry what [`Plan::apply`] needs.
+pub struct Plan {
+    pub items: Vec<Item>,
+    /// Files matched by a rule but skipped, with the reason (not sops-encrypted, missing).
+    pub skipped: Vec<(PathBuf, String)>,
+    jobs: Vec<Job>,
+}
+
+/// Reads the rules and the current recipients of every secret file.
+pub fn plan(
+    repo: &crate::manifest::SecretsRepo,
+    manifest: &Path,
+    which: Which,
+) -> Result<Plan, Error> {
+    let mut plan = Plan {
+        items: Vec::new(),
+        skipped: Vec::new(),
+        jobs: Vec::new(),
+    };
+    let agenix_rules = repo.agenix_rules.as_deref().filter(|_| which.agenix);
+    let sops_config = repo.sops_config.as_deref().filter(|_| which.sops);
+    if agenix_rules.is_none() && sops_config.is_none() {
+        return Err(Error::NoRepo {
+            manifest: manifest.to_path_buf(),
+            what: match (which.sops, which.agenix) {
+                (true, false) => "sops_config",
+                (false, true) => "agenix_rules",
+                _ => "sops_config or agenix_rules",
+            },
+        });
+    }
+    // agenix files are age files, never sops files: keep the sops walk off them.
+    let mut agenix_files = Vec::new();
+    if let Some(rules) = agenix_rules {
+        for job in agenix::plan(rules, &mut plan.skipped)? {
+            agenix_files.push(job.path.clone());
+            push(&mut plan, Job::Agenix(job));
+        }
+    }
+    if let Some(config) = sops_config {
+        for job in sops::plan(config, &agenix_files, &mut plan.skipped)? {
+            push(&mut plan, Job::Sops(job));
+        }
+    }
+    Ok(plan)
+}
+
+fn push(plan: &mut Plan, job: Job) {
+    let (kind, status) = match &job {
+        Job::Sops(j) => ("sops", j.status()),
+        Job::Agenix(j) => ("agenix", j.status()),
+    };
+    plan.items.push(Item {
+        path: job.path().to_path_buf(),
+        kind,
+        status: status.clone(),
+    });
+    if status != Status::Fresh {
+        plan.jobs.push(job);
+    }
+}
+
+impl Plan {
+    pub fn stale(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Re-encrypts every stale file with `jobs` threads (0: one per core), then commits all
+    /// of them or none. `tick` is called once per file done. Returns the files rewritten.
+    pub fn apply(
+        self,
+        ids: &Identities,
+        jobs: usize,
+        tick: &(dyn Fn() + Sync),
+    ) -> Result<Vec<PathBuf>, Error> {
+        if self.jobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(jobs)
+            .build()
+            .map_err(|e| {
+                Error::io(
+                    "cannot start worker threads for",
+                    ".",
+                    std::io::Error::other(e),
+                )
+            })?;
+        let results: Vec<(PathBuf, Result<Vec<u8>, String>)> = pool.install(|| {
+            self.jobs
+                .par_iter()
+                .map(|job| {
+                    let r = job.run(ids);
+                    tick();
+                    (job.path().to_path_buf(), r)
+                })
+                .collect()
+        });
+        let mut outputs = Vec::new();
+        let mut failures = Vec::new();
+        for (path, r) in results {
+            match r {
+                Ok(bytes) => outputs.push((path, bytes)),
+                Err(why) => failures.push((path, why)),
+            }
+        }
+        if !failures.is_empty() {
+            failures.sort();
+            return Err(Error::Failed { failures });
+        }
+        commit::commit(outputs)
     }
 }

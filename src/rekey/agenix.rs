@@ -1,0 +1,169 @@
+//! agenix files: rules from `secrets.nix` (evaluated once with `nix-instantiate`), each file
+//! re-encrypted in process to its rule's `publicKeys`.
+//!
+//! Whether a file is stale is read from its header without decrypting: `ssh-ed25519` and
+//! `ssh-rsa` stanzas carry a 4-byte tag of the recipient key, compared as a multiset with the
+//! rule's SSH keys; X25519 stanzas name nobody, so for `age1…` recipients only the count is
+//! compared (documented in docs/REKEY.md). Armor: a file stays armored if it was, and becomes
+//! armored if its rule says `armor = true`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{age_util, Error, Identities, Status};
+
+/// One entry of `secrets.nix`.
+#[derive(Debug, Clone)]
+pub struct AgenixRule {
+    pub file: PathBuf,
+    pub public_keys: Vec<String>,
+    pub armor: bool,
+}
+
+/// Evaluates `secrets.nix` once.
+pub fn load_rules(path: &Path) -> Result<Vec<AgenixRule>, Error> {
+    let abs = std::fs::canonicalize(path).map_err(|e| Error::io("cannot find", path, e))?;
+    let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let out = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json"])
+        .arg(&abs)
+        .current_dir(&dir)
+        .output()
+        .map_err(|e| Error::Nix {
+            path: path.into(),
+            message: format!("cannot run nix-instantiate: {e}"),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Nix {
+            path: path.into(),
+            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::Nix {
+        path: path.into(),
+        message: format!("output is not JSON: {e}"),
+    })?;
+    let obj = v
+        .as_object()
+        .ok_or_else(|| Error::config(path, "does not evaluate to an attribute set"))?;
+    let mut rules = Vec::new();
+    for (name, rule) in obj {
+        let bad = |m: &str| Error::config(path, format!("{name:?}: {m}"));
+        let keys = rule
+            .get("publicKeys")
+            .and_then(|k| k.as_array())
+            .ok_or_else(|| bad("no publicKeys list"))?
+            .iter()
+            .map(|k| {
+                k.as_str()
+                    .map(|s| s.trim().to_string())
+                    .ok_or_else(|| bad("a public key is not a string"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let armor = rule.get("armor").and_then(|a| a.as_bool()).unwrap_or(false);
+        if name.contains("..") || Path::new(name).is_absolute() {
+            return Err(bad("file names must stay inside the secrets.nix folder"));
+        }
+        rules.push(AgenixRule {
+            file: dir.join(name),
+            public_keys: keys,
+            armor,
+        });
+    }
+    rules.sort_by(|a, b| a.file.cmp(&b.file));
+    Ok(rules)
+}
+
+/// An agenix file and its rule.
+pub struct AgenixJob {
+    pub path: PathBuf,
+    bytes: Vec<u8>,
+    pub rule: AgenixRule,
+    stanzas: Result<Vec<age_util::Stanza>, String>,
+}
+
+impl AgenixJob {
+    fn armored(&self) -> bool {
+        age_util::is_armored(&self.bytes)
+    }
+
+    pub(crate) fn status(&self) -> Status {
+        let stanzas = match &self.stanzas {
+            Ok(s) => s,
+            Err(why) => return Status::Stale(format!("unreadable: {why}")),
+        };
+        let mut have_ssh: Vec<(String, String)> = stanzas
+            .iter()
+            .filter(|s| s.kind == "ssh-ed25519" || s.kind == "ssh-rsa")
+            .filter_map(|s| s.args.first().map(|t| (s.kind.clone(), t.clone())))
+            .collect();
+        let have_x = stanzas.iter().filter(|s| s.kind == "X25519").count();
+        let mut want_ssh: Vec<(String, String)> = self
+            .rule
+            .public_keys
+            .iter()
+            .filter(|k| k.starts_with("ssh-"))
+            .filter_map(|k| age_util::ssh_tag(k))
+            .collect();
+        let want_x = self
+            .rule
+            .public_keys
+            .iter()
+            .filter(|k| k.starts_with("age1"))
+            .count();
+        have_ssh.sort();
+        want_ssh.sort();
+        let mut why = Vec::new();
+        if have_ssh != want_ssh {
+            let added = want_ssh.iter().filter(|w| !have_ssh.contains(w)).count();
+            let removed = have_ssh.iter().filter(|h| !want_ssh.contains(h)).count();
+            why.push(format!("SSH recipients +{added} -{removed}"));
+        }
+        if have_x != want_x {
+            why.push(format!("{have_x} X25519 recipients, rule has {want_x}"));
+        }
+        if self.rule.armor && !self.armored() {
+            why.push("rule asks for armor".into());
+        }
+        if why.is_empty() {
+            Status::Fresh
+        } else {
+            Status::Stale(why.join(", "))
+        }
+    }
+
+    pub(crate) fn rekey(&self, ids: &Identities) -> Result<Vec<u8>, String> {
+        if self.rule.public_keys.is_empty() {
+            return Err("its rule in secrets.nix has no publicKeys".into());
+        }
+        let plain = age_util::decrypt(&self.bytes, ids)?;
+        let armor = self.rule.armor || self.armored();
+        age_util::encrypt(&plain, &self.rule.public_keys, armor)
+    }
+}
+
+pub(crate) fn plan(
+    rules_path: &Path,
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> Result<Vec<AgenixJob>, Error> {
+    let mut jobs = Vec::new();
+    for rule in load_rules(rules_path)? {
+        let path = rule.file.clone();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                skipped.push((path, "listed in secrets.nix but does not exist".into()));
+                continue;
+            }
+            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        };
+        let stanzas = age_util::stanzas(&bytes);
+        jobs.push(AgenixJob {
+            path,
+            bytes,
+            rule,
+            stanzas,
+        });
+    }
+    Ok(jobs)
+}

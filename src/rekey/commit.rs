@@ -1,0 +1,122 @@
+//! All-or-nothing replacement of many files.
+//!
+//! Phase 1 writes every new file beside its original (`.NAME.vault-rekey-PID-N`, created with
+//! `O_EXCL` and the original's mode, fsynced). Any failure removes them all: the repo is
+//! byte-identical. Phase 2 renames them over the originals, then fsyncs the directories.
+//!
+//! SIGKILL (or power loss) in phase 1 leaves every original untouched, plus stray temporaries
+//! that the next run removes. In phase 2 each `rename(2)` is atomic, so every file is either
+//! its complete old or its complete new version, never a mix within one file; the repo as a
+//! whole may be part old, part new, and running `vault rekey` again finishes it (old files are
+//! still encrypted to their old recipients, which still open them).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::Error;
+
+/// Marker in temporary names; [`is_temp_name`] recognises leftovers from a killed run.
+const TEMP_MARK: &str = ".vault-rekey-";
+
+/// Whether `name` is a temporary this module writes.
+pub fn is_temp_name(name: &str) -> bool {
+    name.starts_with('.') && name.contains(TEMP_MARK)
+}
+
+/// Writes every `(path, bytes)` pair, all or nothing (see the module docs).
+pub fn commit(mut outputs: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<PathBuf>, Error> {
+    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(outputs.len());
+    for (i, (path, bytes)) in outputs.iter().enumerate() {
+        match write_temp(path, bytes, i) {
+            Ok(t) => temps.push(t),
+            Err(e) => {
+                for t in &temps {
+                    let _ = std::fs::remove_file(t);
+                }
+                return Err(e);
+            }
+        }
+    }
+    let mut dirs = BTreeSet::new();
+    for (n, ((path, _), temp)) in outputs.iter().zip(&temps).enumerate() {
+        if let Err(source) = std::fs::rename(temp, path) {
+            for t in &temps[n..] {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(Error::Commit {
+                path: path.clone(),
+                renamed: n,
+                source,
+            });
+        }
+        dirs.insert(parent(path).to_path_buf());
+    }
+    for d in dirs {
+        // Durability of the renames; the data itself was fsynced in phase 1.
+        if let Ok(f) = std::fs::File::open(&d) {
+            let _ = f.sync_all();
+        }
+    }
+    Ok(outputs.into_iter().map(|(p, _)| p).collect())
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+fn write_temp(path: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let temp = parent(path).join(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()));
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .map_err(|source| Error::Write {
+            path: path.into(),
+            source,
+        })?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&temp)
+        .map_err(|source| Error::Write {
+            path: temp.clone(),
+            source,
+        })?;
+    // `mode` went through the umask; the original's exact bits are what we keep.
+    let res = f
+        .set_permissions(std::fs::Permissions::from_mode(mode))
+        .and_then(|()| f.write_all(bytes))
+        .and_then(|()| f.sync_all());
+    if let Err(source) = res {
+        let _ = std::fs::remove_file(&temp);
+        return Err(Error::Write { path: temp, source });
+    }
+    Ok(temp)
+}
+
+/// Removes temporaries a killed run left in `dir` (not recursive). Returns how many.
+pub fn remove_stale_temps(dir: &Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    let mut n = 0;
+    for e in rd.flatten() {
+        let name = e.file_name();
+        if is_temp_name(&name.to_string_lossy())
+            && e.file_type().is_ok_and(|t| t.is_file())
+            && std::fs::remove_file(e.path()).is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}

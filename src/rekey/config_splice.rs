@@ -1,0 +1,333 @@
+//! Adding (and removing) a host's recipient in `.sops.yaml` by splicing text, so the user's
+//! comments, anchors and order survive: an anchor `- &NAME age1…` after the last item of the
+//! top-level `keys:` list, and an alias `- *NAME` after the last item of each chosen creation
+//! rule's `age` list (in every key group, for rules with `key_groups`). The file only gains
+//! lines. The result is parsed again and checked before anyone writes it.
+
+use regex::Regex;
+
+use super::sops::SopsConfig;
+
+fn indent(line: &str) -> usize {
+    line.len() - line.trim_start_matches(' ').len()
+}
+
+/// Blank or comment-only.
+fn filler(line: &str) -> bool {
+    let t = line.trim();
+    t.is_empty() || t.starts_with('#')
+}
+
+fn content(line: &str) -> &str {
+    line.trim_end_matches(['\n', '\r'])
+}
+
+/// Whether `line` is the key `key:` (at any indent, or after `- `) with nothing but an
+/// optional comment after the colon.
+fn is_block_key(line: &str, key: &str) -> bool {
+    let t = content(line).trim_start();
+    let t = t.strip_prefix("- ").map(str::trim_start).unwrap_or(t);
+    match t.strip_prefix(key).and_then(|r| r.strip_prefix(':')) {
+        Some(rest) => {
+            let rest = rest.trim();
+            rest.is_empty() || rest.starts_with('#')
+        }
+        None => false,
+    }
+}
+
+/// Column where a key begins on `line` (after `- ` for the first key of a list item).
+fn key_column(line: &str) -> usize {
+    let i = indent(line);
+    let rest = &line[i..];
+    match rest.strip_prefix("- ") {
+        Some(r) => i + 2 + (r.len() - r.trim_start().len()),
+        None => i,
+    }
+}
+
+/// The block sequence below the key on line `k`: its item indent and the last line that
+/// belongs to it. None if the key's value is not a block sequence.
+fn sequence_after(lines: &[&str], k: usize) -> Option<(usize, usize)> {
+    let kc = key_column(lines[k]);
+    let first = (k + 1..lines.len()).find(|&i| !filler(lines[i]))?;
+    let item_indent = indent(lines[first]);
+    if item_indent < kc || !lines[first][item_indent..].starts_with("- ") {
+        return None;
+    }
+    let mut last = first;
+    for (i, line) in lines.iter().enumerate().skip(first + 1) {
+        if filler(line) {
+            continue;
+        }
+        let ind = indent(line);
+        if ind > item_indent || (ind == item_indent && line[ind..].starts_with("- ")) {
+            last = i;
+        } else {
+            break;
+        }
+    }
+    Some((item_indent, last))
+}
+
+/// The line range of each item of the block sequence under top-level `key`.
+fn items_of_top(lines: &[&str], key: &str) -> Option<(usize, Vec<(usize, usize)>)> {
+    let k = lines
+        .iter()
+        .position(|l| indent(l) == 0 && is_block_key(l, key))?;
+    let (item_indent, last) = sequence_after(lines, k)?;
+    let starts: Vec<usize> = (k + 1..=last)
+        .filter(|&i| indent(lines[i]) == item_indent && lines[i][item_indent..].starts_with("- "))
+        .collect();
+    let ranges = starts
+        .iter()
+        .enumerate()
+        .map(|(n, &s)| (s, starts.get(n + 1).map_or(last + 1, |&e| e)))
+        .collect();
+    Some((k, ranges))
+}
+
+/// Adds `recipient` as `&name` to `keys:` and `*name` to the rules whose `path_regex` matches
+/// one of `rules` (all rules if empty). Returns the new text and the 1-based rules changed.
+pub fn add_recipient(
+    text: &str,
+    name: &str,
+    recipient: &str,
+    rules: &[Regex],
+) -> Result<(String, Vec<usize>), String> {
+    let doc: serde_norway::Value =
+        serde_norway::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
+    let anchor =
+        Regex::new(&format!(r"[&*]{}(\s|$)", regex::escape(name))).map_err(|e| e.to_string())?;
+    if anchor.is_match(text) {
+        return Err(format!("already has an anchor or alias named {name}; remove the host first (`vault host remove {name}`)"));
+    }
+    if text.contains(recipient) {
+        return Err(format!("already lists {recipient}"));
+    }
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // (insert after line index, text)
+    let mut inserts: Vec<(usize, String)> = Vec::new();
+
+    let (rules_line, rule_ranges) = items_of_top(&lines, "creation_rules")
+        .ok_or("no creation_rules: list (block style) to add the host to")?;
+    let keys_line = match items_of_top(&lines, "keys") {
+        Some((k, ranges)) => {
+            let (s, e) = *ranges.last().ok_or("keys: is empty")?;
+            let ind = indent(lines[s]);
+            let last = (s..e).rev().find(|&i| !filler(lines[i])).unwrap_or(s);
+            inserts.push((last, format!("{}- &{name} {recipient}\n", " ".repeat(ind))));
+            k
+        }
+        None => {
+            if lines
+                .iter()
+                .any(|l| indent(l) == 0 && content(l).starts_with("keys:"))
+            {
+                return Err(
+                    "keys: is not a block list (`keys:` then `  - &name age1…` lines); make it one"
+                        .into(),
+                );
+            }
+            // No keys list yet: start one at the top, after a leading `---` if any.
+            let at = lines
+                .iter()
+                .position(|l| !filler(l))
+                .filter(|&i| content(lines[i]).trim() == "---");
+            let line = format!("keys:\n  - &{name} {recipient}\n");
+            match at {
+                Some(i) => inserts.push((i, line)),
+                None => inserts.push((usize::MAX, line)),
+            }
+            0
+        }
+    };
+    if keys_line > rules_line {
+        return Err("keys: comes after creation_rules:, so an alias in a rule would precede its anchor; move keys: above creation_rules:".into());
+    }
+
+    let parsed_rules = doc
+        .get("creation_rules")
+        .and_then(|r| r.as_sequence())
+        .ok_or("no creation_rules list")?;
+    if parsed_rules.len() != rule_ranges.len() {
+        return Err("cannot line up creation_rules with their text; use one `- path_regex: …` item per rule".into());
+    }
+    let mut changed = Vec::new();
+    for (n, ((s, e), parsed)) in rule_ranges.iter().zip(parsed_rules).enumerate() {
+        let regex = parsed
+            .get("path_regex")
+            .and_then(|v| v.as_str())
+            .unwrap_or("");
+        if !rules.is_empty() && !rules.iter().any(|r| r.is_match(regex)) {
+            continue;
+        }
+        let rule_no = n + 1;
+        let rule_lines: Vec<usize> = (*s..*e).collect();
+        let kg = rule_lines
+            .iter()
+            .copied()
+            .find(|&i| is_block_key(lines[i], "key_groups"));
+        let age_keys: Vec<usize> = match kg {
+            Some(k) => {
+                let (gi, last) = sequence_after(&lines, k).ok_or(format!(
+                    "creation rule {rule_no}: key_groups is not a block list"
+                ))?;
+                let starts: Vec<usize> = (k + 1..=last)
+                    .filter(|&i| indent(lines[i]) == gi && lines[i][gi..].starts_with("- "))
+                    .collect();
+                let mut ks = Vec::new();
+                for (g, &gs) in starts.iter().enumerate() {
+                    let ge = starts.get(g + 1).map_or(last + 1, |&x| x);
+                    let a = (gs..ge)
+                        .find(|&i| key_column(lines[i]) == gi + 2 && is_age_key(lines[i]))
+                        .ok_or(format!(
+                            "creation rule {rule_no}, key group {}: no `age:` list",
+                            g + 1
+                        ))?;
+                    ks.push(a);
+                }
+                ks
+            }
+            None => {
+                let col = key_column(lines[*s]);
+                let a = rule_lines
+                    .iter()
+                    .copied()
+                    .find(|&i| key_column(lines[i]) == col && is_age_key(lines[i]));
+                match a {
+                    Some(a) => vec![a],
+                    None => {
+                        // No age list at all (e.g. pgp only): add one.
+                        let last = (*s..*e).rev().find(|&i| !filler(lines[i])).unwrap_or(*s);
+                        let pad = " ".repeat(col);
+                        inserts.push((last, format!("{pad}age:\n{pad}  - *{name}\n")));
+                        changed.push(rule_no);
+                        continue;
+                    }
+                }
+            }
+        };
+        for a in age_keys {
+            if !is_block_key(lines[a], "age") {
+                return Err(format!(
+                    "creation rule {rule_no}: `age` is a single value ({}); write it as a list, one recipient per `- ` line, so vault can add one without rewriting it",
+                    content(lines[a]).trim()
+                ));
+            }
+            let (ind, last) = sequence_after(&lines, a).ok_or(format!(
+                "creation rule {rule_no}: `age:` has no list items below it"
+            ))?;
+            inserts.push((last, format!("{}- *{name}\n", " ".repeat(ind))));
+        }
+        changed.push(rule_no);
+    }
+    if changed.is_empty() {
+        return Err("no creation rule matched --rule".into());
+    }
+
+    inserts.sort_by_key(|(i, _)| *i);
+    let mut out = String::new();
+    if let Some((_, t)) = inserts.iter().find(|(i, _)| *i == usize::MAX) {
+        out.push_str(t);
+    }
+    for (i, line) in lines.iter().enumerate() {
+        out.push_str(line);
+        if !line.ends_with('\n') && inserts.iter().any(|(j, _)| *j == i) {
+            out.push('\n');
+        }
+        for (_, t) in inserts.iter().filter(|(j, _)| *j == i) {
+            out.push_str(t);
+        }
+    }
+    verify(&out, recipient, &changed)?;
+    Ok((out, changed))
+}
+
+fn is_age_key(line: &str) -> bool {
+    let t = content(line).trim_start();
+    let t = t.strip_prefix("- ").map(str::trim_start).unwrap_or(t);
+    t.starts_with("age:")
+}
+
+/// The spliced text must parse, and the changed rules must now list the recipient.
+fn verify(text: &str, recipient: &str, changed: &[usize]) -> Result<(), String> {
+    let cfg = SopsConfig::parse(std::path::Path::new(".sops.yaml"), text)
+        .map_err(|e| format!("the edited file would not parse ({e}); left unchanged"))?;
+    for &n in changed {
+        let rule = cfg.rules.get(n - 1).ok_or("rule count changed")?;
+        if !rule.groups.iter().all(|g| g.iter().any(|r| r == recipient)) {
+            return Err(format!("internal error: rule {n} does not list the recipient after editing; left unchanged"));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the lines [`add_recipient`] adds for `name` (`- &name …` and `- *name`).
+pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), String> {
+    let esc = regex::escape(name);
+    let ours =
+        Regex::new(&format!(r"^\s*- (&{esc} \S+|\*{esc})\s*(#.*)?$")).map_err(|e| e.to_string())?;
+    let mut removed = 0;
+    let out: String = text
+        .split_inclusive('\n')
+        .filter(|l| {
+            let hit = ours.is_match(content(l));
+            removed += usize::from(hit);
+            !hit
+        })
+        .collect();
+    // Anything else still naming the anchor would now be a dangling alias.
+    if Regex::new(&format!(r"[&*]{esc}(\s|$)"))
+        .map_err(|e| e.to_string())?
+        .is_match(&out)
+    {
+        return Err(format!(
+            "{name} is still used in a form vault did not write; edit the file by hand"
+        ));
+    }
+    // Age lists emptied by the removal (`age:` with nothing under it) would parse as null.
+    SopsConfig::parse(std::path::Path::new(".sops.yaml"), &out)
+        .map_err(|e| format!("the edited file would not parse ({e}); left unchanged"))?;
+    Ok((out, removed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CFG: &str = "# secrets for the fleet\nkeys:\n  # admins\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p # laptop\n  - &old age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg\ncreation_rules:\n  - path_regex: secrets/web/.*\n    age:\n      - *admin\n  # the rest\n  - path_regex: .*\n    key_groups:\n    - age:\n      - *admin\n      - *old\n";
+
+    #[test]
+    fn adds_only_lines() {
+        let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
+        let (out, changed) = add_recipient(CFG, "web1", r, &[]).unwrap();
+        assert_eq!(changed, vec![1, 2]);
+        let old: Vec<&str> = CFG.lines().collect();
+        let new: Vec<&str> = out.lines().collect();
+        assert_eq!(new.len(), old.len() + 3);
+        // Deleting the added lines gives back the original exactly.
+        let back: Vec<&str> = new
+            .iter()
+            .copied()
+            .filter(|l| !l.contains("web1"))
+            .collect();
+        assert_eq!(back, old);
+        assert!(out.contains("  - &web1 age1zvk"));
+        assert!(out.contains("      - *admin\n      - *web1\n  # the rest"));
+        assert!(out.contains("      - *old\n      - *web1\n"));
+        let (again, n) = remove_recipient(&out, "web1").unwrap();
+        assert_eq!(n, 3);
+        assert_eq!(again, CFG);
+    }
+
+    #[test]
+    fn picks_rules_and_refuses_scalars() {
+        let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
+        let (_, changed) = add_recipient(CFG, "web1", r, &[Regex::new("web").unwrap()]).unwrap();
+        assert_eq!(changed, vec![1]);
+        let scalar = "keys:\n  - &a age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: .*\n    age: *a\n";
+        let e = add_recipient(scalar, "web1", r, &[]).unwrap_err();
+        assert!(e.contains("list"), "{e}");
+    }
+}

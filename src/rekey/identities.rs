@@ -1,0 +1,162 @@
+//! The identities a rekey decrypts with, loaded once per run: age identity files (plain or
+//! passphrase-encrypted), OpenSSH private keys (plain or passphrase-protected; ed25519 keys
+//! also count as their ssh-to-age X25519 identity, which is how sops-nix uses host keys), and
+//! old-style PEM RSA keys.
+
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
+
+use super::Error;
+use crate::keys::{passphrase, HostKey};
+
+type BoxedIdentity = Box<dyn age::Identity + Send + Sync>;
+
+/// A set of decryption identities.
+#[derive(Default)]
+pub struct Identities {
+    list: Vec<BoxedIdentity>,
+    /// The files they came from, for messages.
+    pub sources: Vec<PathBuf>,
+}
+
+impl Identities {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
+        self.list.iter().map(|b| b.as_ref() as &dyn age::Identity)
+    }
+
+    /// Adds both forms of an ed25519 host key: the SSH identity (agenix) and the ssh-to-age
+    /// X25519 identity (sops-nix).
+    pub fn push_host_key(&mut self, key: &HostKey, source: &Path) -> Result<(), Error> {
+        let err = |e: crate::keys::Error| Error::Identity {
+            path: source.into(),
+            message: e.to_string(),
+        };
+        self.list.push(Box::new(key.ssh_identity().map_err(err)?));
+        self.list
+            .push(Box::new(key.x25519_identity().map_err(err)?));
+        self.sources.push(source.into());
+        Ok(())
+    }
+
+    /// Loads every file in `paths`; passphrases (for protected keys) come from `pass`.
+    pub fn load(paths: &[PathBuf], pass: &passphrase::Source) -> Result<Identities, Error> {
+        let mut ids = Identities::default();
+        for p in paths {
+            ids.load_file(p, pass)?;
+        }
+        Ok(ids)
+    }
+
+    fn load_file(&mut self, path: &Path, pass: &passphrase::Source) -> Result<(), Error> {
+        let bytes =
+            Zeroizing::new(std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?);
+        let ierr = |message: String| Error::Identity {
+            path: path.into(),
+            message,
+        };
+        // A passphrase-encrypted age identity file (`age -p keys.txt`).
+        if super::age_util::is_armored(&bytes) || bytes.starts_with(b"age-encryption.org/v1") {
+            let phrase = pass
+                .read(&path.display().to_string())
+                .map_err(|e| ierr(e.to_string()))?;
+            let id = age::scrypt::Identity::new(phrase);
+            let dec = age::Decryptor::new(age::armor::ArmoredReader::new(&bytes[..]))
+                .map_err(|e| ierr(e.to_string()))?;
+            let mut r = dec
+                .decrypt(std::iter::once(&id as &dyn age::Identity))
+                .map_err(|e| ierr(format!("cannot decrypt: {e}")))?;
+            let mut inner = Zeroizing::new(Vec::new());
+            std::io::Read::read_to_end(&mut r, &mut *inner).map_err(|e| ierr(e.to_string()))?;
+            return self.load_text(path, &inner, pass);
+        }
+        self.load_text(path, &bytes, pass)
+    }
+
+    fn load_text(
+        &mut self,
+        path: &Path,
+        bytes: &[u8],
+        pass: &passphrase::Source,
+    ) -> Result<(), Error> {
+        let ierr = |message: String| Error::Identity {
+            path: path.into(),
+            message,
+        };
+        let text = std::str::from_utf8(bytes)
+            .map_err(|_| ierr("not a text file (age identity or SSH key)".into()))?;
+        if text.contains("-----BEGIN OPENSSH PRIVATE KEY-----") {
+            let what = path.display().to_string();
+            let key = crate::keys::load_private_key(text, &what, pass)
+                .map_err(|e| ierr(e.to_string()))?;
+            if let ssh_key::private::KeypairData::Ed25519(_) = key.key_data() {
+                let hk = HostKey::from_private(key, &what).map_err(|e| ierr(e.to_string()))?;
+                return self.push_host_key(&hk, path);
+            }
+            // RSA and others: hand age the decrypted key.
+            let pem = key
+                .to_openssh(ssh_key::LineEnding::LF)
+                .map_err(|e| ierr(e.to_string()))?;
+            return self.push_ssh_text(path, &pem);
+        }
+        if text.contains("-----BEGIN RSA PRIVATE KEY-----") {
+            return self.push_ssh_text(path, text);
+        }
+        if text.contains("AGE-SECRET-KEY-") || text.contains("AGE-PLUGIN-") {
+            let file = age::IdentityFile::from_buffer(text.as_bytes())
+                .map_err(|e| ierr(format!("not an age identity file: {e}")))?;
+            let list = file
+                .into_identities()
+                .map_err(|e| ierr(format!("cannot use identity: {e}")))?;
+            self.list.extend(list);
+            self.sources.push(path.into());
+            return Ok(());
+        }
+        Err(ierr(
+            "neither an age identity file (AGE-SECRET-KEY-1…) nor an SSH private key".into(),
+        ))
+    }
+
+    fn push_ssh_text(&mut self, path: &Path, text: &str) -> Result<(), Error> {
+        let id = age::ssh::Identity::from_buffer(text.as_bytes(), Some(path.display().to_string()))
+            .map_err(|e| Error::Identity {
+                path: path.into(),
+                message: e.to_string(),
+            })?;
+        match id {
+            age::ssh::Identity::Unencrypted(_) => {
+                self.list.push(Box::new(id));
+                self.sources.push(path.into());
+                Ok(())
+            }
+            _ => Err(Error::Identity {
+                path: path.into(),
+                message: "unsupported or still encrypted SSH key".into(),
+            }),
+        }
+    }
+}
+
+/// Where to look when no `-i` is given, like sops and agenix do: `$SOPS_AGE_KEY_FILE`,
+/// `~/.config/sops/age/keys.txt`, `~/.ssh/id_ed25519`, `~/.ssh/id_rsa` (those that exist).
+pub fn default_paths() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(p) = std::env::var_os("SOPS_AGE_KEY_FILE") {
+        out.push(PathBuf::from(p));
+    }
+    if let Some(home) = std::env::var_os("HOME").map(PathBuf::from) {
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join(".config"));
+        out.push(config.join("sops/age/keys.txt"));
+        out.push(home.join(".ssh/id_ed25519"));
+        out.push(home.join(".ssh/id_rsa"));
+    }
+    out.retain(|p| p.is_file());
+    out.dedup();
+    out
+}

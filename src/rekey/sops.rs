@@ -1,0 +1,488 @@
+//! sops files: `sops updatekeys` semantics for age recipients.
+//!
+//! The recipients come from the first `.sops.yaml` creation rule whose `path_regex` matches
+//! the file's path relative to the `.sops.yaml` folder (Go's `MatchString`: an unanchored
+//! search; Rust's `regex` has the same RE2 syntax). A rule's `age` is a comma-separated string
+//! or a list; with `key_groups`, each group has its own list.
+//!
+//! Per key group, every `enc` wraps the same secret (the data key, or with several groups that
+//! group's Shamir share), so a group is rekeyed by opening any one of its entries and wrapping
+//! the result for each new recipient: one armored single-recipient age file per recipient, as
+//! sops writes them. Entries of recipients that stay are kept byte for byte (sops would
+//! re-wrap them too; keeping them makes diffs small). Values, `mac`, `lastmodified` and the
+//! non-age key entries are never touched: only the text of the `age` lists changes, spliced
+//! into the file (see `sops_yaml`, `sops_json`, `sops_flat`), and the result is parsed back
+//! and compared with the original before it is accepted.
+
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use zeroize::Zeroizing;
+
+use super::{age_util, sops_flat, sops_json, sops_yaml, Error, Identities, Status};
+
+/// One `recipient`/`enc` pair of a sops file's metadata.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgeEntry {
+    pub recipient: String,
+    pub enc: String,
+}
+
+/// Age entries per key group (one group when the file has no `key_groups`).
+pub type Groups = Vec<Vec<AgeEntry>>;
+
+/// The store a sops file uses, by extension, as sops decides it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Yaml,
+    /// JSON, and sops's "binary" files (a JSON document with a `data` key).
+    Json,
+    Dotenv,
+    Ini,
+}
+
+impl Format {
+    pub fn of(path: &Path) -> Format {
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("yaml" | "yml") => Format::Yaml,
+            Some("env") => Format::Dotenv,
+            Some("ini") => Format::Ini,
+            _ => Format::Json,
+        }
+    }
+
+    /// The file's age entries, or `None` if it is not a sops-encrypted file of this format.
+    pub fn read(self, text: &str) -> Result<Option<Groups>, String> {
+        match self {
+            Format::Yaml => sops_yaml::read(text),
+            Format::Json => sops_json::read(text),
+            Format::Dotenv => sops_flat::read(text, sops_flat::Flavor::Dotenv),
+            Format::Ini => sops_flat::read(text, sops_flat::Flavor::Ini),
+        }
+    }
+
+    fn write(self, text: &str, groups: &Groups) -> Result<String, String> {
+        match self {
+            Format::Yaml => sops_yaml::write(text, groups),
+            Format::Json => sops_json::write(text, groups),
+            Format::Dotenv => sops_flat::write(text, groups, sops_flat::Flavor::Dotenv),
+            Format::Ini => sops_flat::write(text, groups, sops_flat::Flavor::Ini),
+        }
+    }
+
+    /// Whether two versions differ only in their age entries.
+    fn same_apart_from_age(self, a: &str, b: &str) -> Result<bool, String> {
+        match self {
+            Format::Yaml => sops_yaml::same_apart_from_age(a, b),
+            Format::Json => sops_json::same_apart_from_age(a, b),
+            Format::Dotenv => Ok(sops_flat::same_apart_from_age(
+                a,
+                b,
+                sops_flat::Flavor::Dotenv,
+            )),
+            Format::Ini => Ok(sops_flat::same_apart_from_age(a, b, sops_flat::Flavor::Ini)),
+        }
+    }
+}
+
+/// Age entries from a sops metadata object (JSON form; YAML converts to it).
+pub(crate) fn groups_from_meta(meta: &serde_json::Value) -> Result<Groups, String> {
+    fn entries(v: Option<&serde_json::Value>) -> Result<Vec<AgeEntry>, String> {
+        let Some(v) = v.filter(|v| !v.is_null()) else {
+            return Ok(Vec::new());
+        };
+        let arr = v.as_array().ok_or("sops.age is not a list")?;
+        arr.iter()
+            .map(|e| {
+                let field = |k: &str| {
+                    e.get(k)
+                        .and_then(|s| s.as_str())
+                        .map(str::to_string)
+                        .ok_or_else(|| format!("an age entry has no {k}"))
+                };
+                Ok(AgeEntry {
+                    recipient: field("recipient")?,
+                    enc: field("enc")?,
+                })
+            })
+            .collect()
+    }
+    match meta.get("key_groups").filter(|v| !v.is_null()) {
+        Some(kg) => kg
+            .as_array()
+            .ok_or("sops.key_groups is not a list")?
+            .iter()
+            .map(|g| entries(g.get("age")))
+            .collect(),
+        None => Ok(vec![entries(meta.get("age"))?]),
+    }
+}
+
+/// Removes every `age` list from sops metadata (for comparing everything else).
+pub(crate) fn strip_age(meta: &mut serde_json::Value) {
+    if let Some(m) = meta.as_object_mut() {
+        m.remove("age");
+        if let Some(groups) = m.get_mut("key_groups").and_then(|g| g.as_array_mut()) {
+            for g in groups {
+                if let Some(g) = g.as_object_mut() {
+                    g.remove("age");
+                }
+            }
+        }
+    }
+}
+
+/// A creation rule, reduced to what rekey needs.
+#[derive(Debug, Clone)]
+pub struct Rule {
+    pub index: usize,
+    pub path_regex: Option<Regex>,
+    /// Age recipients per key group.
+    pub groups: Vec<Vec<String>>,
+}
+
+/// A parsed `.sops.yaml`.
+#[derive(Debug, Clone)]
+pub struct SopsConfig {
+    pub path: PathBuf,
+    pub dir: PathBuf,
+    pub rules: Vec<Rule>,
+}
+
+impl SopsConfig {
+    pub fn load(path: &Path) -> Result<SopsConfig, Error> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<SopsConfig, Error> {
+        let cfg = |m: String| Error::config(path, m);
+        let doc: serde_norway::Value =
+            serde_norway::from_str(text).map_err(|e| cfg(format!("invalid YAML: {e}")))?;
+        let rules = doc
+            .get("creation_rules")
+            .and_then(|r| r.as_sequence())
+            .ok_or_else(|| cfg("no creation_rules list".into()))?;
+        let mut out = Vec::new();
+        for (index, r) in rules.iter().enumerate() {
+            let n = index + 1;
+            let path_regex = match r.get("path_regex") {
+                None | Some(serde_norway::Value::Null) => None,
+                Some(v) => {
+                    let s = v.as_str().ok_or_else(|| {
+                        cfg(format!("creation rule {n}: path_regex is not a string"))
+                    })?;
+                    Some(Regex::new(s).map_err(|e| {
+                        cfg(format!(
+                            "creation rule {n}: path_regex {s:?} is invalid: {e}"
+                        ))
+                    })?)
+                }
+            };
+            let groups =
+                match r.get("key_groups").filter(|v| !v.is_null()) {
+                    Some(kg) => kg
+                        .as_sequence()
+                        .ok_or_else(|| cfg(format!("creation rule {n}: key_groups is not a list")))?
+                        .iter()
+                        .map(|g| recipients(g.get("age")))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|m| cfg(format!("creation rule {n}: {m}")))?,
+                    None => vec![recipients(r.get("age"))
+                        .map_err(|m| cfg(format!("creation rule {n}: {m}")))?],
+                };
+            out.push(Rule {
+                index: n,
+                path_regex,
+                groups,
+            });
+        }
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        Ok(SopsConfig {
+            path: path.to_path_buf(),
+            dir,
+            rules: out,
+        })
+    }
+
+    /// The first rule matching `rel` (a path relative to the config's folder, `/`-separated).
+    pub fn rule_for(&self, rel: &str) -> Option<&Rule> {
+        self.rules
+            .iter()
+            .find(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(rel)))
+    }
+}
+
+/// `age:` as a comma-separated string or a list (of strings that may hold commas too).
+fn recipients(v: Option<&serde_norway::Value>) -> Result<Vec<String>, String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut add = |s: &str| {
+        for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+            if !out.iter().any(|o| o == r) {
+                out.push(r.to_string());
+            }
+        }
+    };
+    match v {
+        None | Some(serde_norway::Value::Null) => {}
+        Some(serde_norway::Value::String(s)) => add(s),
+        Some(serde_norway::Value::Sequence(items)) => {
+            for i in items {
+                add(i.as_str().ok_or("an age recipient is not a string")?);
+            }
+        }
+        Some(_) => return Err("age must be a string or a list of strings".into()),
+    }
+    Ok(out)
+}
+
+/// A sops file and what its rule wants.
+pub struct SopsJob {
+    pub path: PathBuf,
+    pub format: Format,
+    text: String,
+    pub current: Groups,
+    pub desired: Vec<Vec<String>>,
+    pub rule: usize,
+}
+
+fn same_set(a: &[AgeEntry], b: &[String]) -> bool {
+    let mut x: Vec<&str> = a.iter().map(|e| e.recipient.as_str()).collect();
+    let mut y: Vec<&str> = b.iter().map(String::as_str).collect();
+    x.sort_unstable();
+    y.sort_unstable();
+    x == y
+}
+
+impl SopsJob {
+    pub(crate) fn status(&self) -> Status {
+        if self.current.len() != self.desired.len() {
+            return Status::Stale(format!(
+                "{} key groups in the file, {} in creation rule {}",
+                self.current.len(),
+                self.desired.len(),
+                self.rule
+            ));
+        }
+        let mut added = Vec::new();
+        let mut removed = Vec::new();
+        for (cur, want) in self.current.iter().zip(&self.desired) {
+            if same_set(cur, want) {
+                continue;
+            }
+            added.extend(
+                want.iter()
+                    .filter(|w| !cur.iter().any(|c| &c.recipient == *w))
+                    .cloned(),
+            );
+            removed.extend(
+                cur.iter()
+                    .filter(|c| !want.contains(&c.recipient))
+                    .map(|c| c.recipient.clone()),
+            );
+        }
+        if added.is_empty() && removed.is_empty() {
+            Status::Fresh
+        } else {
+            Status::Stale(describe_change(&added, &removed))
+        }
+    }
+
+    /// The rekeyed file text.
+    pub(crate) fn rekey(&self, ids: &Identities) -> Result<String, String> {
+        if self.current.len() != self.desired.len() {
+            return Err(format!(
+                "the file has {} key groups but creation rule {} has {}; vault does not re-split keys, run `sops updatekeys {}`",
+                self.current.len(),
+                self.rule,
+                self.desired.len(),
+                self.path.display()
+            ));
+        }
+        let mut groups = Groups::new();
+        for (g, (cur, want)) in self.current.iter().zip(&self.desired).enumerate() {
+            if same_set(cur, want) {
+                groups.push(cur.clone());
+                continue;
+            }
+            if want.is_empty() {
+                return Err(format!(
+                    "creation rule {} leaves key group {} without age recipients; vault does not remove whole groups, use `sops updatekeys`",
+                    self.rule,
+                    g + 1
+                ));
+            }
+            let secret = open_group(cur, ids).map_err(|why| {
+                if self.current.len() > 1 {
+                    format!("key group {}: {why}", g + 1)
+                } else {
+                    why
+                }
+            })?;
+            let mut entries = Vec::new();
+            for r in want {
+                match cur.iter().find(|e| &e.recipient == r) {
+                    Some(e) => entries.push(e.clone()),
+                    None => {
+                        let enc = age_util::encrypt(&secret, std::slice::from_ref(r), true)?;
+                        entries.push(AgeEntry {
+                            recipient: r.clone(),
+                            enc: String::from_utf8(enc)
+                                .map_err(|_| "armor is not text".to_string())?,
+                        });
+                    }
+                }
+            }
+            groups.push(entries);
+        }
+        let out = self.format.write(&self.text, &groups)?;
+        // Accept the splice only if it reads back as intended, with nothing else changed.
+        if self.format.read(&out)?.as_ref() != Some(&groups) {
+            return Err(
+                "internal error: the rewritten metadata does not read back; file left as it was"
+                    .into(),
+            );
+        }
+        if !self.format.same_apart_from_age(&self.text, &out)? {
+            return Err(
+                "internal error: rewriting changed more than the age entries; file left as it was"
+                    .into(),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Opens any entry of a group: the data key (or Shamir share) it wraps.
+pub(crate) fn open_group(
+    entries: &[AgeEntry],
+    ids: &Identities,
+) -> Result<Zeroizing<Vec<u8>>, String> {
+    let mut last = None;
+    for e in entries {
+        match age_util::decrypt(e.enc.as_bytes(), ids) {
+            Ok(k) => return Ok(k),
+            Err(why) => last = Some(why),
+        }
+    }
+    let names: Vec<&str> = entries.iter().map(|e| e.recipient.as_str()).collect();
+    Err(match last {
+        Some(why) if why.contains("no identity") || names.is_empty() => format!(
+            "no identity given opens it (its age recipients: {})",
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        ),
+        Some(why) => why,
+        None => "it has no age entries to open".into(),
+    })
+}
+
+pub(crate) fn describe_change(added: &[String], removed: &[String]) -> String {
+    let short = |r: &String| {
+        if r.len() > 16 {
+            format!("{}…", &r[..16])
+        } else {
+            r.clone()
+        }
+    };
+    let mut parts = Vec::new();
+    if !added.is_empty() {
+        parts.push(format!(
+            "+{}",
+            added.iter().map(short).collect::<Vec<_>>().join(" +")
+        ));
+    }
+    if !removed.is_empty() {
+        parts.push(format!(
+            "-{}",
+            removed.iter().map(short).collect::<Vec<_>>().join(" -")
+        ));
+    }
+    parts.join(" ")
+}
+
+/// Reads one file as a sops file of its extension's format; `Ok(None)` if it is not one.
+pub fn read_file(path: &Path) -> Result<Option<(Format, String, Groups)>, Error> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let Ok(text) = String::from_utf8(bytes) else {
+        return Ok(None);
+    };
+    let format = Format::of(path);
+    match format.read(&text) {
+        Ok(Some(groups)) => Ok(Some((format, text, groups))),
+        Ok(None) => Ok(None),
+        Err(why) => Err(Error::config(path, format!("damaged sops metadata: {why}"))),
+    }
+}
+
+/// Every sops file under the config's folder that a creation rule matches.
+pub(crate) fn plan(
+    config_path: &Path,
+    exclude: &[PathBuf],
+    skipped: &mut Vec<(PathBuf, String)>,
+) -> Result<Vec<SopsJob>, Error> {
+    let config = SopsConfig::load(config_path)?;
+    let mut files = Vec::new();
+    walk(&config.dir, &mut files)?;
+    let mut jobs = Vec::new();
+    for path in files {
+        if path == config.path || exclude.contains(&path) {
+            continue;
+        }
+        let rel = path
+            .strip_prefix(&config.dir)
+            .unwrap_or(&path)
+            .to_string_lossy()
+            .replace('\\', "/");
+        let Some(rule) = config.rule_for(&rel) else {
+            continue;
+        };
+        match read_file(&path) {
+            Ok(Some((format, text, current))) => jobs.push(SopsJob {
+                path,
+                format,
+                text,
+                current,
+                desired: rule.groups.clone(),
+                rule: rule.index,
+            }),
+            Ok(None) => skipped.push((
+                path,
+                format!(
+                    "matches creation rule {} but is not sops-encrypted",
+                    rule.index
+                ),
+            )),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(jobs)
+}
+
+/// Regular files below `dir`, sorted; hidden directories (`.git`, …), symlinks and vault's
+/// own temporaries are skipped.
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
+    let mut entries: Vec<_> = rd
+        .collect::<Result<_, _>>()
+        .map_err(|e| Error::io("cannot list", dir, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let ft = e
+            .file_type()
+            .map_err(|err| Error::io("cannot stat", e.path(), err))?;
+        if ft.is_dir() && !name.starts_with('.') {
+            walk(&e.path(), out)?;
+        } else if ft.is_file() && !super::commit::is_temp_name(&name) && name != ".sops.yaml" {
+            out.push(e.path());
+        }
+    }
+    Ok(())
+}

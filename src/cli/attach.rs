@@ -1,18 +1,247 @@
-//! `vault attach` / `vault detach`. (Stub: the owner of this file fills it in.)
+//! `vault attach` / `vault detach`: put a bundle on installer media, show or remove it.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
 
 use clap::Args;
+use vault::media::{self, DeviceInfo};
 use vault::ExitCode;
 
-#[derive(Debug, Args)]
-pub struct AttachArgs {}
+use super::util::human_bytes;
 
 #[derive(Debug, Args)]
-pub struct DetachArgs {}
-
-pub fn run(_args: AttachArgs, _quiet: bool) -> vault::Result<ExitCode> {
-    Err(vault::Error::Prompt("not implemented".into()))
+#[command(group(clap::ArgGroup::new("medium").required(true).args(["image", "device"])))]
+pub struct AttachArgs {
+    /// The installer image to start from (never modified); needs -o.
+    #[arg(long, value_name = "ISO", requires = "output")]
+    pub image: Option<PathBuf>,
+    /// An already-written stick (whole disk, e.g. /dev/sdb): adds the bundle in place.
+    #[arg(long, value_name = "DEV", conflicts_with_all = ["output", "iso_file"])]
+    pub device: Option<PathBuf>,
+    /// The bundle written by `vault pack`.
+    #[arg(long, value_name = "FILE")]
+    pub bundle: PathBuf,
+    /// Where to write the new image.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Swap the bundle of an image or stick that already carries one (same MBR slot).
+    #[arg(long, conflicts_with = "iso_file")]
+    pub replace: bool,
+    /// Put the bundle at /vault/bundle inside the ISO9660 tree (works when booted as a CD;
+    /// rewrites the image with xorriso) instead of in an appended partition.
+    #[arg(long, requires = "image")]
+    pub iso_file: bool,
+    /// Overwrite an existing output file (never the input).
+    #[arg(long)]
+    pub force: bool,
+    /// Do not ask for confirmation before writing to a device.
+    #[arg(long)]
+    pub yes: bool,
+    /// Allow a device that does not report itself as removable.
+    #[arg(long)]
+    pub yes_not_removable: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Treat a regular file as the device (tests; skips the block-device checks).
+    #[arg(long, hide = true, requires = "device")]
+    pub test_file_as_device: bool,
 }
 
-pub fn run_detach(_args: DetachArgs, _quiet: bool) -> vault::Result<ExitCode> {
-    Err(vault::Error::Prompt("not implemented".into()))
+#[derive(Debug, Args)]
+pub struct DetachArgs {
+    /// The image (or device) to look at.
+    #[arg(long, value_name = "IMG")]
+    pub image: PathBuf,
+    /// Write a copy without the bundle partition here; without -o, only show what it carries.
+    #[arg(short, long, value_name = "OUT")]
+    pub output: Option<PathBuf>,
+    /// Overwrite an existing output file (never the input).
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
+    if let Some(dev) = &a.device {
+        return run_device(&a, dev.clone(), quiet);
+    }
+    let (Some(image), Some(output)) = (&a.image, &a.output) else {
+        unreachable!("clap requires --image with -o, or --device");
+    };
+    if a.iso_file {
+        media::attach_iso_file(image, &a.bundle, output, a.force)?;
+        let info = media::inspect_image(output)?;
+        let (offset, len) = info.iso_file.unwrap_or((0, 0));
+        if a.json {
+            print_json(&serde_json::json!({
+                "output": output, "mode": "iso-file", "path": media::ISO_BUNDLE_PATH,
+                "offset": offset, "length": len, "image_length": info.len,
+            }));
+        } else if !quiet {
+            println!(
+                "wrote {}: the bundle ({}) is {} in the ISO tree; the image is {}",
+                output.display(),
+                human_bytes(len),
+                media::ISO_BUNDLE_PATH,
+                human_bytes(info.len)
+            );
+        }
+        return Ok(ExitCode::Ok);
+    }
+    let r = media::attach_image(image, &a.bundle, output, a.replace, a.force)?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "output": r.output, "mode": "partition", "slot": r.slot, "offset": r.start,
+            "length": r.len, "sectors": r.sectors, "image_length": r.image_len,
+            "replaced": r.replaced,
+        }));
+    } else if !quiet {
+        println!(
+            "wrote {}: bundle ({}) in MBR slot {} (type 0xDA) at byte {}; the image is {}",
+            output.display(),
+            human_bytes(r.len),
+            r.slot,
+            r.start,
+            human_bytes(r.image_len)
+        );
+        println!(
+            "write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync",
+            output.display()
+        );
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn run_device(a: &AttachArgs, dev: PathBuf, quiet: bool) -> vault::Result<ExitCode> {
+    let about = if a.test_file_as_device {
+        format!("{} (a file standing in for a device)", dev.display())
+    } else {
+        let info = DeviceInfo::read(&dev)?;
+        info.check(a.yes_not_removable)?;
+        format!(
+            "{} ({}, {}, {})",
+            dev.display(),
+            info.model,
+            human_bytes(info.size),
+            if info.removable {
+                "removable"
+            } else {
+                "NOT removable"
+            }
+        )
+    };
+    let plan = media::plan_in_place(&dev, &a.bundle, a.replace)?;
+    if !a.yes {
+        eprintln!("About to change {about}:");
+        eprintln!("  {}", plan.describe());
+        eprint!("Type `yes` to continue: ");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() && !a.test_file_as_device {
+            return Err(media::Error::NotConfirmed { path: dev }.into());
+        }
+        let _ = stdin.lock().read_line(&mut line);
+        if line.trim() != "yes" {
+            return Err(media::Error::NotConfirmed { path: dev }.into());
+        }
+    }
+    let warning = media::attach_in_place(&plan)?;
+    if let Some(w) = &warning {
+        eprintln!("warning: {w}");
+    }
+    if a.json {
+        print_json(&serde_json::json!({
+            "device": dev, "mode": "partition", "slot": plan.slot, "offset": plan.extent.start,
+            "length": plan.extent.len, "sectors": plan.extent.sectors(), "replaced": plan.replace,
+            "warning": warning,
+        }));
+    } else if !quiet {
+        println!(
+            "wrote the bundle ({}) to {} in MBR slot {} at byte {}",
+            human_bytes(plan.extent.len),
+            dev.display(),
+            plan.slot,
+            plan.extent.start
+        );
+    }
+    Ok(ExitCode::Ok)
+}
+
+pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let info = match &a.output {
+        Some(out) => media::detach_image(&a.image, out, a.force)?,
+        None => media::inspect_image(&a.image)?,
+    };
+    if a.json {
+        print_json(&serde_json::json!({
+            "image": a.image,
+            "output": a.output,
+            "length": info.len,
+            "iso_end": info.iso_end,
+            "slots": info.slots.iter().map(|s| serde_json::json!({
+                "slot": s.index, "type": s.sys, "start_lba": s.start_lba, "sectors": s.sectors,
+            })).collect::<Vec<_>>(),
+            "partition": info.partition.map(|(slot, offset, len)| serde_json::json!({
+                "slot": slot, "offset": offset, "length": len,
+            })),
+            "iso_file": info.iso_file.map(|(offset, len)| serde_json::json!({
+                "path": media::ISO_BUNDLE_PATH, "offset": offset, "length": len,
+            })),
+        }));
+        return Ok(ExitCode::Ok);
+    }
+    if quiet {
+        return Ok(ExitCode::Ok);
+    }
+    let shown = a.output.as_ref().unwrap_or(&a.image);
+    if a.output.is_some() {
+        println!(
+            "wrote {} without its bundle partition ({})",
+            shown.display(),
+            human_bytes(info.len)
+        );
+    }
+    println!("{} ({}):", shown.display(), human_bytes(info.len));
+    if let Some(end) = info.iso_end {
+        println!("  ISO9660 volume: bytes 0..{end}");
+    }
+    for s in &info.slots {
+        println!(
+            "  MBR slot {}: type 0x{:02X}, sectors {}..{} ({})",
+            s.index,
+            s.sys,
+            s.start_lba,
+            s.start_lba + s.sectors,
+            human_bytes(s.sectors * media::SECTOR)
+        );
+    }
+    match (info.partition, info.iso_file) {
+        (None, None) => println!("  no vault bundle"),
+        (p, f) => {
+            if let Some((slot, offset, len)) = p {
+                println!(
+                    "  vault bundle: MBR slot {slot}, bytes {offset}..{} ({})",
+                    offset + len,
+                    human_bytes(len)
+                );
+            }
+            if let Some((offset, len)) = f {
+                println!(
+                    "  vault bundle: {} in the ISO tree, bytes {offset}..{} ({})",
+                    media::ISO_BUNDLE_PATH,
+                    offset + len,
+                    human_bytes(len)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!("{v}");
 }

@@ -1,15 +1,266 @@
 //! Installer media: attaching a bundle to images and sticks, and finding it on the live system.
+//!
+//! Layout (docs/MEDIA.md): the bundle is appended to the installer image at the next 1 MiB
+//! boundary and recorded in a free MBR slot with type 0xDA ("non-FS data"). The partition holds
+//! the bundle, zero padding to the next sector, and one last 512-byte sector, the *trailer*,
+//! that records the bundle's exact length (age's STREAM finds its end by EOF, so the reader
+//! must stop exactly there). The CD-capable alternative puts the bundle at `/vault/bundle` in
+//! the ISO9660 tree.
+//!
+//! - [`mbr`]: reading and updating the MBR, slots, the trailer.
+//! - [`image`]: `attach`/`detach` on image files (copy, never edit the input).
+//! - [`device`]: the same in place on a written stick, with the safety checks.
+//! - [`isofile`]: the ISO9660 reader and the `xorriso` file mode.
+//! - [`source`]: [`open_source`], used by `vault unlock FILE` and `vault inspect FILE`.
+//! - [`discover`]: [`discover()`], used by `vault unlock` with no FILE on the live system.
 
-/// Errors of this subsystem. (Stub: the owner of this module fills it in.)
+pub mod device;
+pub mod discover;
+pub mod image;
+pub mod isofile;
+pub mod mbr;
+pub mod source;
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+
+pub use device::{attach_in_place, plan_in_place, DeviceInfo, InPlacePlan};
+pub use discover::{discover, Candidate, CandidateKind};
+pub use image::{attach_image, detach_image, inspect_image, Attached, ImageInfo};
+pub use isofile::attach_iso_file;
+pub use source::{open_source, BundleSource};
+
+/// Sector size of MBR addressing. Installer images and USB sticks use 512-byte sectors.
+pub const SECTOR: u64 = 512;
+/// Partitions start on a 1 MiB boundary, as every partitioning tool aligns them.
+pub const ALIGN: u64 = 1 << 20;
+/// MBR type of the bundle partition: 0xDA, "non-FS data" — nothing tries to mount it.
+pub const PART_TYPE: u8 = 0xDA;
+/// How much of a partition or file is read to recognise a bundle: the largest header vault
+/// accepts.
+pub const PREFIX_LEN: usize = 16 * 1024;
+/// Where the CD-capable variant keeps the bundle inside the ISO9660 tree.
+pub const ISO_BUNDLE_PATH: &str = "/vault/bundle";
+
+/// Errors of the media subsystem. Each names the file or device and what to do.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{0}")]
-    Other(String),
+    /// Reading or writing a named file or device failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    /// The image or device has no usable MBR (no 0x55AA signature, or a broken entry).
+    #[error("{path} has no usable MBR partition table: {why}")]
+    NoTable { path: PathBuf, why: String },
+    /// A protective MBR (0xEE): the disk is partitioned by GPT, which vault does not update.
+    #[error("{path} is partitioned with GPT (protective MBR entry 0xEE in slot {slot}); vault only adds MBR partitions")]
+    ProtectiveGpt { path: PathBuf, slot: usize },
+    /// All four primary MBR slots are in use.
+    #[error("{path} has no free MBR slot: all four primary entries are in use")]
+    NoFreeSlot { path: PathBuf },
+    /// The image already carries a bundle partition and `--replace` was not given.
+    #[error("{path} already carries a vault bundle (MBR slot {slot})")]
+    AlreadyCarries { path: PathBuf, slot: usize },
+    /// `--replace` or `detach` on an image that carries no bundle partition.
+    #[error("{path} carries no vault bundle partition (no MBR entry of type 0xDA)")]
+    NothingAttached { path: PathBuf },
+    /// The file given as bundle is not a vault bundle.
+    #[error("{path} is not a vault bundle (it must start with the age header and vault's argon2id stanza)")]
+    NotABundle { path: PathBuf },
+    /// No bundle found in a file, image or device given as a source.
+    #[error("no vault bundle in {path}: {why}")]
+    NoBundle { path: PathBuf, why: String },
+    /// The output path is the input, or a link to it.
+    #[error("the output {output} is the input image {input}; the input is never modified")]
+    OutputIsInput { input: PathBuf, output: PathBuf },
+    /// The output exists and `--force` was not given.
+    #[error("{path} already exists")]
+    OutputExists { path: PathBuf },
+    /// The device lacks room for the bundle after the data it holds.
+    #[error("{path} is too small: the bundle partition needs bytes {start}..{end}, the device has {capacity} bytes")]
+    TooSmall {
+        path: PathBuf,
+        start: u64,
+        end: u64,
+        capacity: u64,
+    },
+    /// MBR addresses are 32-bit sector numbers: nothing past 2 TiB.
+    #[error("{path}: the bundle partition would end past 2 TiB, which an MBR cannot address")]
+    BeyondMbr { path: PathBuf },
+    /// The new partition would overlap an existing one.
+    #[error(
+        "{path}: the bundle partition at sectors {start}..{end} would overlap MBR slot {slot}"
+    )]
+    Overlap {
+        path: PathBuf,
+        slot: usize,
+        start: u64,
+        end: u64,
+    },
+    /// The device (or one of its partitions) is mounted.
+    #[error("{path} is in use: {what} is mounted at {mount_point}")]
+    Mounted {
+        path: PathBuf,
+        what: String,
+        mount_point: PathBuf,
+    },
+    /// The device does not call itself removable.
+    #[error("{path} is not a removable device ({model})")]
+    NotRemovable { path: PathBuf, model: String },
+    /// `--device` was given something that is not a whole-disk block device.
+    #[error("{path} is not a whole-disk block device: {why}")]
+    NotADisk { path: PathBuf, why: String },
+    /// The user did not confirm.
+    #[error("nothing was written to {path}")]
+    NotConfirmed { path: PathBuf },
+    /// An external tool (xorriso) failed or is missing.
+    #[error("{tool} failed: {why}")]
+    Tool { tool: &'static str, why: String },
+    /// The bundle partition's trailer is missing or inconsistent.
+    #[error("{path}: the bundle partition at byte {offset} is damaged: {why}")]
+    Damaged {
+        path: PathBuf,
+        offset: u64,
+        why: String,
+    },
+    /// Discovery on the live system found nothing.
+    #[error("no vault bundle found: looked at {looked}")]
+    NothingFound { looked: String },
 }
+
+impl Error {
+    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
+        Error::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
-        None
+        Some(match self {
+            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+                "run as root (writing to a device needs it), or check the file's permissions".into()
+            }
+            Error::Io { .. } => return None,
+            Error::NoTable { .. } => {
+                "give an isohybrid installer image (nixpkgs builds them), or use `vault attach --iso-file`"
+                    .into()
+            }
+            Error::ProtectiveGpt { .. } => {
+                "use `vault attach --iso-file --image IN -o OUT` (the bundle as a file in the ISO), or copy the bundle to the installer another way"
+                    .into()
+            }
+            Error::NoFreeSlot { .. } => {
+                "use `vault attach --iso-file` instead, which needs no partition slot".into()
+            }
+            Error::AlreadyCarries { .. } => {
+                "add --replace to swap the bundle, or `vault detach --image IMG -o OUT` first".into()
+            }
+            Error::NothingAttached { path } => format!(
+                "attach one with `vault attach --image {} --bundle FILE -o OUT.img`",
+                path.display()
+            ),
+            Error::NotABundle { .. } => "give the file written by `vault pack`".into(),
+            Error::NoBundle { .. } => {
+                "give a bundle written by `vault pack`, or an image or device written by `vault attach`"
+                    .into()
+            }
+            Error::OutputIsInput { .. } => "give a new output path with -o".into(),
+            Error::OutputExists { .. } => "choose another path with -o, or add --force to replace it".into(),
+            Error::TooSmall { .. } => {
+                "use a larger stick, or write the image made by `vault attach --image` to it".into()
+            }
+            Error::BeyondMbr { .. } => "use `vault attach --iso-file` instead".into(),
+            Error::Overlap { .. } => {
+                "this image's partitions extend beyond its data; use `vault attach --iso-file`".into()
+            }
+            Error::Mounted { what, .. } => format!("unmount it first: `umount {what}`"),
+            Error::NotRemovable { .. } => {
+                "check that this is the stick and not a system disk (`lsblk`); if it is, add --yes-not-removable"
+                    .into()
+            }
+            Error::NotADisk { .. } => {
+                "give the whole stick, e.g. /dev/sdb, not a partition such as /dev/sdb1".into()
+            }
+            Error::NotConfirmed { .. } => "run again and answer `yes`, or add --yes".into(),
+            Error::Tool { tool, .. } => {
+                format!("install {tool} (`apt-get install {tool}` or `nix shell nixpkgs#{tool}`)")
+            }
+            Error::Damaged { .. } => {
+                "attach the bundle again with `vault attach --replace` on the workstation".into()
+            }
+            Error::NothingFound { .. } => {
+                "give the bundle's path: `vault unlock /path/to/bundle` (or a device such as /dev/sdb3)"
+                    .into()
+            }
+        })
     }
+
+    fn exit_code(&self) -> crate::ExitCode {
+        match self {
+            Error::NotABundle { .. } | Error::NoBundle { .. } | Error::Damaged { .. } => {
+                crate::ExitCode::BadBundle
+            }
+            Error::ProtectiveGpt { .. }
+            | Error::NoFreeSlot { .. }
+            | Error::AlreadyCarries { .. }
+            | Error::OutputIsInput { .. }
+            | Error::OutputExists { .. }
+            | Error::TooSmall { .. }
+            | Error::BeyondMbr { .. }
+            | Error::Overlap { .. }
+            | Error::Mounted { .. }
+            | Error::NotRemovable { .. }
+            | Error::NotADisk { .. }
+            | Error::NotConfirmed { .. } => crate::ExitCode::Refused,
+            _ => crate::ExitCode::Failure,
+        }
+    }
+}
+
+/// Whether `prefix` starts a vault bundle (the age header with vault's Argon2id stanza).
+pub fn looks_like_bundle(prefix: &[u8]) -> bool {
+    crate::bundle::looks_like_bundle(prefix)
+}
+
+/// Reads up to [`PREFIX_LEN`] bytes at `offset` (fewer at the end of the file).
+pub(crate) fn read_prefix(file: &mut File, path: &Path, offset: u64) -> Result<Vec<u8>> {
+    read_at_most(file, path, offset, PREFIX_LEN)
+}
+
+/// Reads up to `max` bytes at `offset`; short only at the end of the file.
+pub(crate) fn read_at_most(
+    file: &mut File,
+    path: &Path,
+    offset: u64,
+    max: usize,
+) -> Result<Vec<u8>> {
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| Error::io("cannot seek in", path, e))?;
+    let mut buf = Vec::with_capacity(max);
+    file.take(max as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    Ok(buf)
+}
+
+/// The size of a regular file or block device (block devices report 0 in metadata).
+pub(crate) fn byte_len(file: &mut File, path: &Path) -> Result<u64> {
+    file.seek(SeekFrom::End(0))
+        .map_err(|e| Error::io("cannot find the size of", path, e))
+}
+
+pub(crate) fn align_up(n: u64, to: u64) -> Option<u64> {
+    n.checked_add(to - 1).map(|v| v / to * to)
 }

@@ -1,0 +1,280 @@
+//! Finding the bundle on the booted installer without udev or mounts: the disk holding `/iso`
+//! first, then every block device the kernel lists, then files under `/iso`.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use super::{looks_like_bundle, mbr, read_prefix, source, BundleSource, Error, Result, SECTOR};
+
+/// Where a candidate was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CandidateKind {
+    /// A bundle partition or a bundle written to a whole device.
+    Device,
+    /// A bundle carried in an MBR slot of a disk whose partition nodes do not show it.
+    DiskSlot,
+    /// A file in the ISO tree (the `--iso-file` variant).
+    File,
+}
+
+/// A bundle found on this system.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+    pub kind: CandidateKind,
+    /// For the list shown when there are several, e.g. "/dev/vda3 (on the installer disk vda)".
+    pub description: String,
+}
+
+impl Candidate {
+    pub fn open(&self) -> Result<BundleSource> {
+        BundleSource::open_at(&self.path, self.offset, self.len, self.description.clone())
+    }
+}
+
+/// One line of /proc/self/mountinfo: "major:minor" and the mount point.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    pub dev: String,
+    pub mount_point: PathBuf,
+}
+
+pub(crate) fn mountinfo() -> Vec<Mount> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .map(|s| parse_mountinfo(&s))
+        .unwrap_or_default()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|l| {
+            let mut f = l.split(' ');
+            let dev = f.nth(2)?.to_owned();
+            let mp = f.nth(1)?;
+            Some(Mount {
+                dev,
+                mount_point: PathBuf::from(unescape(mp)),
+            })
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The kernel name of the whole disk behind "major:minor" (itself when it is a disk).
+fn disk_of(dev: &str) -> Option<String> {
+    let link = std::fs::read_link(format!("/sys/dev/block/{dev}")).ok()?;
+    let sys = Path::new("/sys/dev/block").join(&link);
+    let p = if Path::new(&format!("/sys/dev/block/{dev}/partition")).exists() {
+        sys.parent()?.to_path_buf()
+    } else {
+        sys
+    };
+    Some(p.file_name()?.to_string_lossy().into_owned())
+}
+
+/// The bundle at the start of `/dev/NAME`, if any.
+fn check_device(name: &str) -> Option<Candidate> {
+    let path = PathBuf::from("/dev").join(name);
+    let mut f = File::open(&path).ok()?;
+    let prefix = read_prefix(&mut f, &path, 0).ok()?;
+    if !looks_like_bundle(&prefix) {
+        return None;
+    }
+    drop(f);
+    let src = source::open_source(&path).ok()?;
+    Some(Candidate {
+        path,
+        offset: src.offset,
+        len: src.len,
+        kind: CandidateKind::Device,
+        description: src.description,
+    })
+}
+
+/// Bundle partitions recorded in the MBR of `/dev/DISK` (for disks whose partitions the kernel
+/// did not expose).
+fn check_disk_table(disk: &str) -> Vec<Candidate> {
+    let path = PathBuf::from("/dev").join(disk);
+    let Ok(mut f) = File::open(&path) else {
+        return Vec::new();
+    };
+    let Ok(Some(table)) = mbr::Table::read(&mut f, &path) else {
+        return Vec::new();
+    };
+    table
+        .vault_slots()
+        .filter_map(|s| {
+            let head = read_prefix(&mut f, &path, s.start()).ok()?;
+            if !looks_like_bundle(&head) {
+                return None;
+            }
+            let len = mbr::bundle_len(&mut f, &path, s.start(), s.sectors * SECTOR).ok()?;
+            Some(Candidate {
+                path: path.clone(),
+                offset: s.start(),
+                len,
+                kind: CandidateKind::DiskSlot,
+                description: format!(
+                    "{} (MBR slot {}, the installer disk)",
+                    path.display(),
+                    s.index
+                ),
+            })
+        })
+        .collect()
+}
+
+/// Kernel names from /proc/partitions, skipping RAM, loop and zram devices.
+fn partitions() -> Vec<String> {
+    let Ok(text) = std::fs::read_to_string("/proc/partitions") else {
+        return Vec::new();
+    };
+    text.lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        .filter(|n| !(n.starts_with("ram") || n.starts_with("loop") || n.starts_with("zram")))
+        .collect()
+}
+
+/// Regular files under `dir` that are bundles, up to a small depth (the ISO tree is shallow;
+/// the Nix store is a single squashfs file there).
+fn walk_files(dir: &Path, depth: usize, out: &mut Vec<Candidate>) {
+    if depth == 0 {
+        return;
+    }
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(ft) = e.file_type() else { continue };
+        let p = e.path();
+        if ft.is_dir() {
+            walk_files(&p, depth - 1, out);
+        } else if ft.is_file() {
+            let Ok(mut f) = File::open(&p) else { continue };
+            let Ok(prefix) = read_prefix(&mut f, &p, 0) else {
+                continue;
+            };
+            if looks_like_bundle(&prefix) {
+                let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                out.push(Candidate {
+                    description: p.display().to_string(),
+                    path: p,
+                    offset: 0,
+                    len,
+                    kind: CandidateKind::File,
+                });
+            }
+        }
+    }
+}
+
+/// Every bundle on this system, best first: on the disk holding `/iso`, then on any block
+/// device, then files under `/iso` (`/iso/vault/bundle` first). Never an empty list: nothing
+/// found is [`Error::NothingFound`].
+pub fn discover() -> Result<Vec<Candidate>> {
+    let mut found: Vec<Candidate> = Vec::new();
+    let mounts = mountinfo();
+    let iso_disk = mounts
+        .iter()
+        .find(|m| m.mount_point == Path::new("/iso"))
+        .and_then(|m| disk_of(&m.dev));
+    let names = partitions();
+    let push = |c: Candidate, found: &mut Vec<Candidate>| {
+        if !found
+            .iter()
+            .any(|f| f.path == c.path && f.offset == c.offset)
+        {
+            found.push(c);
+        }
+    };
+    if let Some(disk) = &iso_disk {
+        let mine: Vec<&String> = names
+            .iter()
+            .filter(|n| {
+                *n != disk
+                    && n.starts_with(disk.as_str())
+                    && Path::new(&format!("/sys/block/{disk}/{n}")).exists()
+            })
+            .collect();
+        let before = found.len();
+        for n in mine {
+            if let Some(mut c) = check_device(n) {
+                c.description = format!("{} (on the installer disk {disk})", c.path.display());
+                push(c, &mut found);
+            }
+        }
+        if found.len() == before {
+            for c in check_disk_table(disk) {
+                push(c, &mut found);
+            }
+        }
+    }
+    for n in &names {
+        if let Some(c) = check_device(n) {
+            push(c, &mut found);
+        }
+    }
+    let iso = Path::new("/iso");
+    let preferred = iso.join("vault/bundle");
+    let mut files = Vec::new();
+    walk_files(iso, 4, &mut files);
+    files.sort_by_key(|c| c.path != preferred);
+    for c in files {
+        push(c, &mut found);
+    }
+    if found.is_empty() {
+        return Err(Error::NothingFound {
+            looked: format!(
+                "{}every block device in /proc/partitions ({}), and files under /iso",
+                iso_disk
+                    .map(|d| format!("the installer disk {d}, "))
+                    .unwrap_or_default(),
+                names.len()
+            ),
+        });
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_lines() {
+        let m = parse_mountinfo(
+            "36 1 254:1 / /iso ro,relatime - iso9660 /dev/vda1 ro\n\
+             40 1 8:3 / /mnt/my\\040disk rw - ext4 /dev/sda3 rw\n\
+             bad\n",
+        );
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].dev, "254:1");
+        assert_eq!(m[0].mount_point, PathBuf::from("/iso"));
+        assert_eq!(m[1].mount_point, PathBuf::from("/mnt/my disk"));
+    }
+}

@@ -1,0 +1,186 @@
+//! ISO9660: the volume size (where the ISO ends on a stick) and the `/vault/bundle` file of the
+//! CD-capable variant, which `xorriso` writes into the ISO tree.
+//!
+//! The reader is minimal and defensive: only the primary volume descriptor and the primary
+//! directory tree (ISO9660 names, compared without version and trailing dot, case-insensitive),
+//! with every offset bounds-checked. Rock Ridge and Joliet names are not needed for the two
+//! fixed names vault looks up.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::{read_at_most, Error, Result};
+
+const SECTOR: u64 = 2048;
+/// Directories larger than this are not walked (the path vault looks for is two levels deep).
+const MAX_DIR: u64 = 1 << 20;
+
+/// The primary volume descriptor's essentials.
+#[derive(Debug, Clone, Copy)]
+pub struct Volume {
+    pub block_size: u64,
+    /// Bytes covered by the ISO9660 volume.
+    pub size: u64,
+    root_extent: u64,
+    root_len: u64,
+}
+
+/// Reads the primary volume descriptor at sector 16. `Ok(None)` when there is none.
+pub fn volume(file: &mut File, path: &Path) -> Result<Option<Volume>> {
+    let pvd = read_at_most(file, path, 16 * SECTOR, SECTOR as usize)?;
+    if pvd.len() < 190 || pvd[0] != 1 || &pvd[1..6] != b"CD001" {
+        return Ok(None);
+    }
+    let blocks = u64::from(u32::from_le_bytes([pvd[80], pvd[81], pvd[82], pvd[83]]));
+    let block_size = u64::from(u16::from_le_bytes([pvd[128], pvd[129]]));
+    if !matches!(block_size, 512 | 1024 | 2048) {
+        return Ok(None);
+    }
+    let root = &pvd[156..190];
+    Ok(Some(Volume {
+        block_size,
+        size: blocks * block_size,
+        root_extent: u64::from(u32::from_le_bytes([root[2], root[3], root[4], root[5]])),
+        root_len: u64::from(u32::from_le_bytes([root[10], root[11], root[12], root[13]])),
+    }))
+}
+
+/// A file found in the ISO9660 tree: byte offset and length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IsoFile {
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// Looks up `/vault/bundle` in the ISO at the start of `file`.
+pub fn find_bundle(file: &mut File, path: &Path) -> Result<Option<IsoFile>> {
+    let Some(vol) = volume(file, path)? else {
+        return Ok(None);
+    };
+    let Some(dir) = lookup(
+        file,
+        path,
+        &vol,
+        vol.root_extent,
+        vol.root_len,
+        "VAULT",
+        true,
+    )?
+    else {
+        return Ok(None);
+    };
+    lookup(
+        file,
+        path,
+        &vol,
+        dir.offset / vol.block_size,
+        dir.len,
+        "BUNDLE",
+        false,
+    )
+}
+
+fn lookup(
+    file: &mut File,
+    path: &Path,
+    vol: &Volume,
+    extent: u64,
+    len: u64,
+    want: &str,
+    want_dir: bool,
+) -> Result<Option<IsoFile>> {
+    if len > MAX_DIR {
+        return Ok(None);
+    }
+    let Some(start) = extent.checked_mul(vol.block_size) else {
+        return Ok(None);
+    };
+    let data = read_at_most(file, path, start, len as usize)?;
+    let mut i = 0usize;
+    while i < data.len() {
+        let rec_len = usize::from(data[i]);
+        if rec_len == 0 {
+            // Records do not cross sectors: the rest of this sector is padding.
+            i = (i / SECTOR as usize + 1) * SECTOR as usize;
+            continue;
+        }
+        let Some(rec) = data.get(i..i + rec_len) else {
+            break;
+        };
+        i += rec_len;
+        if rec.len() < 33 {
+            continue;
+        }
+        let name_len = usize::from(rec[32]);
+        let Some(name) = rec.get(33..33 + name_len) else {
+            continue;
+        };
+        let flags = rec[25];
+        let is_dir = flags & 0x02 != 0;
+        // Multi-extent files are not something vault writes.
+        if is_dir != want_dir || flags & 0x80 != 0 {
+            continue;
+        }
+        let name = String::from_utf8_lossy(name);
+        let name = name.split(';').next().unwrap_or("").trim_end_matches('.');
+        if name.eq_ignore_ascii_case(want) {
+            let ext = u64::from(u32::from_le_bytes([rec[2], rec[3], rec[4], rec[5]]));
+            let size = u64::from(u32::from_le_bytes([rec[10], rec[11], rec[12], rec[13]]));
+            return Ok(ext
+                .checked_mul(vol.block_size)
+                .map(|offset| IsoFile { offset, len: size }));
+        }
+    }
+    Ok(None)
+}
+
+/// `vault attach --iso-file`: a new image with the bundle at `/vault/bundle` in the ISO tree,
+/// boot setup replayed by xorriso. The output is written under a temporary name and renamed.
+pub fn attach_iso_file(input: &Path, bundle: &Path, output: &Path, force: bool) -> Result<PathBuf> {
+    super::image::check_output(input, output, force)?;
+    super::image::check_bundle(bundle)?;
+    let dir = super::image::parent_dir(output);
+    // xorriso refuses to write to an existing non-empty file as -outdev: give it a fresh name.
+    let tmp = tempfile::Builder::new()
+        .prefix(".vault-attach-")
+        .tempdir_in(&dir)
+        .map_err(|e| Error::io("cannot create a temporary directory in", &dir, e))?;
+    let tmp_out = tmp.path().join("image.iso");
+    let result = Command::new("xorriso")
+        .arg("-indev")
+        .arg(input)
+        .arg("-outdev")
+        .arg(&tmp_out)
+        .arg("-map")
+        .arg(bundle)
+        .arg(super::ISO_BUNDLE_PATH)
+        .args(["-boot_image", "any", "replay"])
+        .output()
+        .map_err(|e| Error::Tool {
+            tool: "xorriso",
+            why: e.to_string(),
+        })?;
+    if !result.status.success() {
+        let stderr = String::from_utf8_lossy(&result.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
+        return Err(Error::Tool {
+            tool: "xorriso",
+            why: format!(
+                "{} ({})",
+                result.status,
+                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
+            ),
+        });
+    }
+    // Check what xorriso wrote before it replaces anything.
+    let mut f = File::open(&tmp_out).map_err(|e| Error::io("cannot open", &tmp_out, e))?;
+    if find_bundle(&mut f, &tmp_out)?.is_none() {
+        return Err(Error::Tool {
+            tool: "xorriso",
+            why: format!("its output has no {}", super::ISO_BUNDLE_PATH),
+        });
+    }
+    super::image::publish(&tmp_out, output, force)?;
+    Ok(output.to_path_buf())
+}

@@ -6,10 +6,12 @@
 mod common;
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -28,6 +30,12 @@ fn ready() -> bool {
         return false;
     }
     true
+}
+
+/// systemd's own agent answers every pending question, so questions are asked one at a time.
+fn one_question_at_a_time() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn unique_id() -> String {
@@ -97,6 +105,7 @@ fn ask_and_answer(
     message: &'static str,
     datagram: &[u8],
 ) -> (Result<String, String>, HashMap<String, String>, PathBuf) {
+    let _one = one_question_at_a_time();
     let id = unique_id();
     let (tx, rx) = mpsc::channel();
     let id2 = id.clone();
@@ -191,4 +200,76 @@ fn a_missing_program_says_what_to_do_instead() {
         .expect_err("a missing program cannot answer");
     assert!(err.contains("not found"), "{err}");
     assert!(err.contains("--passphrase-file"), "{err}");
+}
+
+#[test]
+fn systemds_own_tty_agent_answers_the_question() {
+    if !ready()
+        || common::require_tool("systemd-tty-ask-password-agent").is_none()
+        || common::require_tool("script").is_none()
+    {
+        return;
+    }
+    let _one = one_question_at_a_time();
+    let id = unique_id();
+    let (tx, rx) = mpsc::channel();
+    let id2 = id.clone();
+    thread::spawn(move || {
+        let r = ask_password("Passphrase for the vault bundle:", &id2)
+            .map(|s| s.expose_secret().to_string());
+        let _ = tx.send(r);
+    });
+    let (_, fields) = wait_for_question(&id);
+
+    // The agent wants a terminal: `script` gives it a pty and types what we write to its stdin.
+    let mut agent = Command::new("script")
+        .args([
+            "-qec",
+            "systemd-tty-ask-password-agent --query",
+            "/dev/null",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = agent.stdin.take().unwrap();
+    let mut stdout = agent.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    let reader = thread::spawn(move || {
+        let mut buf = [0u8; 256];
+        while let Ok(n) = std::io::Read::read(&mut stdout, &mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen2.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    // Type once the agent shows the question.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !String::from_utf8_lossy(&seen.lock().unwrap()).contains("Passphrase for the vault") {
+        if Instant::now() > deadline {
+            answer(&fields, b"-");
+            panic!("the agent did not show the question");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    stdin.write_all(b"typed at the agent\r").unwrap();
+    let result = rx.recv_timeout(Duration::from_secs(20));
+    drop(stdin);
+    agent.wait().unwrap();
+    reader.join().unwrap();
+    let shown = String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    let result = result.unwrap_or_else(|_| {
+        answer(&fields, b"-");
+        panic!("no answer through systemd-tty-ask-password-agent; it showed: {shown}");
+    });
+    assert_eq!(result.as_deref(), Ok("typed at the agent"));
+    // The agent showed our message, and echoed nothing of what was typed.
+    assert!(
+        shown.contains("Passphrase for the vault bundle:"),
+        "{shown}"
+    );
+    assert!(!shown.contains("typed at the agent"), "{shown}");
 }

@@ -49,6 +49,20 @@
         };
       });
 
+      # `nix flake check`: the package builds, and (x86_64) the example installer evaluates
+      # through the real NixOS module system — assertions included, since instantiating the
+      # system's toplevel checks them — and its vault-unlock unit renders. Nothing is booted.
+      checks = forAllSystems (system: pkgs:
+        { vault = self.packages.${system}.vault; }
+        // lib.optionalAttrs (system == "x86_64-linux") {
+          installer-eval =
+            let config = self.nixosConfigurations.installer.config; in
+            pkgs.writeText "vault-installer-eval" ''
+              toplevel: ${builtins.unsafeDiscardStringContext config.system.build.toplevel.drvPath}
+              ${config.systemd.units."vault-unlock.service".text}
+            '';
+        });
+
       # An example installer ISO with the module and auto-unlock (docs/NIXOS.md):
       #   nix build .#nixosConfigurations.installer.config.system.build.isoImage
       nixosConfigurations.installer = lib.nixosSystem {

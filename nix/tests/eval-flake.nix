@@ -69,6 +69,12 @@ let
       a.inputsFrom == [ self.packages.x86_64-linux.vault ]
       && elem (stubDrv "sops") a.packages && elem (stubDrv "cargo") a.packages;
 
+    checks-build-the-package-and-evaluate-the-installer =
+      attrNames self.checks == systems
+      && self.checks.x86_64-linux.vault == self.packages.x86_64-linux.vault
+      && self.checks.x86_64-linux ? installer-eval
+      && !(self.checks.aarch64-linux ? installer-eval);
+
     example-installer-uses-the-minimal-cd-and-the-module =
       let m = self.nixosConfigurations.installer.nixosSystemArgs.modules; in
       elem "${nixpkgs}/nixos/modules/installer/cd-dvd/installation-cd-minimal.nix" m

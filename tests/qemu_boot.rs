@@ -1,0 +1,552 @@
+//! End to end, in a real virtual machine: a tiny isohybrid installer image (built by
+//! `scripts/mkiso-test` the way nixpkgs builds its ISOs) carrying a bundle attached by
+//! `vault attach`, booted in `qemu-system-x86_64 -accel tcg`. The guest's initramfs mounts the
+//! ISO at /iso and the target disk (ext4, label "target") at /mnt and runs the static vault on
+//! the serial console. The test types a wrong passphrase, expects the retry message, types the
+//! right one, and then reads the target disk image with `debugfs`: every root-stage entry of
+//! the example manifest with its content, mode and owner, and nothing else.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+const PASSPHRASE: &str = "correct horse battery staple";
+const HOST: &str = "laptop";
+/// Per boot, from qemu start to power-off. TCG boots take ~15 s here; the margin is for a
+/// loaded CI machine.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn tools() -> bool {
+    [
+        "qemu-system-x86_64",
+        "xorriso",
+        "debugfs",
+        "mkfs.ext4",
+        "busybox",
+        "cpio",
+        "modprobe",
+    ]
+    .iter()
+    .all(|t| common::require_tool(t).is_some())
+        && Path::new("/usr/lib/ISOLINUX/isohdpfx.bin").exists()
+}
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The static vault, built (or found up to date) by `scripts/build-static`.
+fn static_vault() -> PathBuf {
+    if let Some(p) = std::env::var_os("VAULT_STATIC_BIN") {
+        return PathBuf::from(p);
+    }
+    let out = run(Command::new(repo().join("scripts/build-static")));
+    PathBuf::from(
+        out.lines()
+            .last()
+            .expect("build-static prints the path")
+            .trim(),
+    )
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    bundle: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let pass = dir.path().join("pass");
+    std::fs::write(&pass, format!("{PASSPHRASE}\n")).unwrap();
+    let bundle = dir.path().join("example.vault");
+    run(Command::new(common::vault_bin())
+        .args(["pack", "-m"])
+        .arg(repo().join("keys-example/vault.toml"))
+        .arg("-o")
+        .arg(&bundle)
+        .arg("--passphrase-file")
+        .arg(&pass)
+        .args(common::FAST_KDF));
+    Fixture { dir, bundle }
+}
+
+/// Builds the installer ISO whose init runs `vault <cmd>`.
+fn make_iso(dir: &Path, name: &str, cmd: &str) -> PathBuf {
+    let out = dir.join(name);
+    run(Command::new(repo().join("scripts/mkiso-test"))
+        .arg("--vault")
+        .arg(static_vault())
+        .arg("--out")
+        .arg(&out)
+        .arg("--cmd")
+        .arg(cmd));
+    out.join("installer.iso")
+}
+
+fn make_target(dir: &Path, name: &str) -> PathBuf {
+    let t = dir.join(name);
+    let f = std::fs::File::create(&t).unwrap();
+    f.set_len(32 << 20).unwrap();
+    drop(f);
+    run(Command::new("mkfs.ext4")
+        .args(["-q", "-L", "target"])
+        .arg(&t));
+    t
+}
+
+/// The serial console of a running guest: everything it printed so far, and its input.
+struct Guest {
+    child: Child,
+    stdin: ChildStdin,
+    out: Arc<(Mutex<String>, Condvar)>,
+    started: Instant,
+}
+
+impl Guest {
+    fn boot(args: &[String]) -> Guest {
+        let mut child = Command::new("qemu-system-x86_64")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("qemu starts");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let out = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let o = out.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match stdout.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let (m, c) = &*o;
+                        m.lock()
+                            .unwrap()
+                            .push_str(&String::from_utf8_lossy(&buf[..n]));
+                        c.notify_all();
+                    }
+                }
+            }
+        });
+        Guest {
+            child,
+            stdin,
+            out,
+            started: Instant::now(),
+        }
+    }
+
+    fn transcript(&self) -> String {
+        self.out.0.lock().unwrap().clone()
+    }
+
+    /// Waits until `needle` appears for the `nth` time (1-based) in the output.
+    fn wait_for(&mut self, needle: &str, nth: usize) -> Duration {
+        let deadline = self.started + BOOT_TIMEOUT;
+        let (m, c) = &*self.out;
+        let mut text = m.lock().unwrap();
+        loop {
+            if text.matches(needle).count() >= nth {
+                return self.started.elapsed();
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                let t = text.clone();
+                drop(text);
+                let _ = self.child.kill();
+                panic!("timed out waiting for {needle:?} (#{nth}); console:\n{t}");
+            }
+            text = c.wait_timeout(text, deadline - now).unwrap().0;
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    fn wait_exit(mut self) -> String {
+        let deadline = self.started + BOOT_TIMEOUT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                // The reader thread may still be draining the pipe.
+                std::thread::sleep(Duration::from_millis(200));
+                let t = self.transcript();
+                assert!(status.success(), "qemu exited with {status}; console:\n{t}");
+                return t;
+            }
+            if Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "the guest did not power off; console:\n{}",
+                    self.transcript()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Firmware {
+    Bios,
+    Uefi,
+}
+
+#[derive(Clone, Copy)]
+enum Attach {
+    Virtio,
+    Usb,
+}
+
+fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach) -> Vec<String> {
+    let mut a: Vec<String> = [
+        "-accel",
+        "tcg",
+        "-m",
+        "512",
+        "-display",
+        "none",
+        "-serial",
+        "stdio",
+        "-monitor",
+        "none",
+        "-no-reboot",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    match fw {
+        Firmware::Bios => a.extend(["-machine".into(), "pc".into()]),
+        Firmware::Uefi => {
+            let vars = dir.join("OVMF_VARS.fd");
+            std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars).unwrap();
+            a.extend([
+                "-machine".into(),
+                "q35".into(),
+                "-drive".into(),
+                "if=pflash,format=raw,unit=0,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd"
+                    .into(),
+                "-drive".into(),
+                format!("if=pflash,format=raw,unit=1,file={}", vars.display()),
+            ]);
+        }
+    }
+    match how {
+        Attach::Virtio => a.extend([
+            "-drive".into(),
+            format!("file={},format=raw,if=virtio,readonly=on", stick.display()),
+        ]),
+        Attach::Usb => a.extend([
+            "-device".into(),
+            "qemu-xhci".into(),
+            "-drive".into(),
+            format!(
+                "file={},format=raw,if=none,id=stick,readonly=on",
+                stick.display()
+            ),
+            "-device".into(),
+            "usb-storage,drive=stick,bootindex=0".into(),
+        ]),
+    }
+    a.extend([
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", target.display()),
+    ]);
+    a
+}
+
+/// Boots, answers the prompts, returns the console transcript.
+fn boot_and_unlock(args: Vec<String>, label: &str) -> String {
+    let mut g = Guest::boot(&args);
+    let t_prompt = g.wait_for("Passphrase for ", 1);
+    g.type_line("not the passphrase");
+    g.wait_for("wrong passphrase, try again (attempt 2 of 3)", 1);
+    g.wait_for("Passphrase for ", 2);
+    g.type_line(PASSPHRASE);
+    g.wait_for("vault-e2e: vault exited with ", 1);
+    let started = g.started;
+    let t = g.wait_exit();
+    eprintln!(
+        "{label}: prompt after {:.1} s, powered off after {:.1} s",
+        t_prompt.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        t.contains("vault-e2e: vault exited with 0"),
+        "{label}: vault failed; console:\n{t}"
+    );
+    t
+}
+
+/// One entry of the target tree as debugfs sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Node {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    dir: bool,
+}
+
+/// Every path in the ext4 image, walked with `debugfs -R 'ls -p'` (no mount).
+fn walk_target(img: &Path) -> BTreeMap<String, Node> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec!["/".to_string()];
+    while let Some(dir) = todo.pop() {
+        let listing = run(Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("ls -p \"{dir}\""))
+            .arg(img));
+        for line in listing.lines() {
+            // /inode/mode/uid/gid/name/size/
+            let f: Vec<&str> = line.split('/').collect();
+            if f.len() < 7 || f[5] == "." || f[5] == ".." || f[5].is_empty() {
+                continue;
+            }
+            let mode = u32::from_str_radix(f[2], 8).unwrap();
+            let path = if dir == "/" {
+                format!("/{}", f[5])
+            } else {
+                format!("{dir}/{}", f[5])
+            };
+            let node = Node {
+                mode: mode & 0o7777,
+                uid: f[3].parse().unwrap(),
+                gid: f[4].parse().unwrap(),
+                dir: mode & 0o170000 == 0o040000,
+            };
+            if node.dir {
+                todo.push(path.clone());
+            }
+            out.insert(path, node);
+        }
+    }
+    out
+}
+
+fn debugfs_cat(img: &Path, path: &str) -> Vec<u8> {
+    let out = Command::new("debugfs")
+        .arg("-R")
+        .arg(format!("cat \"{path}\""))
+        .arg(img)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    out.stdout
+}
+
+/// Root-stage files the example manifest gives `HOST`: target → (content, mode, uid, gid),
+/// and the directories it names with their modes.
+type Expected = (
+    BTreeMap<String, (Vec<u8>, u32, u32, u32)>,
+    BTreeMap<String, (u32, u32, u32)>,
+);
+
+fn expected() -> Expected {
+    let base = repo().join("keys-example");
+    let text = std::fs::read_to_string(base.join("vault.toml")).unwrap();
+    let doc: toml::Value = toml::from_str(&text).unwrap();
+    let mut entries: Vec<toml::Value> = doc
+        .get("entry")
+        .and_then(|e| e.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if let Some(h) = doc
+        .get("hosts")
+        .and_then(|h| h.get(HOST))
+        .and_then(|h| h.get("entry"))
+        .and_then(|e| e.as_array())
+    {
+        entries.extend(h.iter().cloned());
+    }
+    let mut files = BTreeMap::new();
+    let mut dirs = BTreeMap::new();
+    let oct = |v: Option<&toml::Value>| {
+        v.and_then(|v| v.as_str())
+            .map(|s| u32::from_str_radix(s, 8).unwrap())
+    };
+    for e in entries {
+        if e.get("stage").and_then(|s| s.as_str()) == Some("disk") {
+            continue;
+        }
+        let src = base.join(e["source"].as_str().unwrap());
+        let target = e["target"].as_str().unwrap().to_string();
+        let mode = oct(e.get("mode")).unwrap();
+        let owner = e.get("owner").and_then(|o| o.as_str()).unwrap_or("0:0");
+        let (uid, gid) = owner.split_once(':').unwrap();
+        let (uid, gid): (u32, u32) = (uid.parse().unwrap(), gid.parse().unwrap());
+        if src.is_dir() {
+            dirs.insert(target.clone(), (mode, uid, gid));
+            let file_mode = oct(e.get("file_mode"));
+            for f in std::fs::read_dir(&src).unwrap() {
+                let f = f.unwrap();
+                let m = file_mode
+                    .unwrap_or_else(|| f.metadata().unwrap().permissions().mode() & 0o7777);
+                files.insert(
+                    format!("{target}/{}", f.file_name().to_string_lossy()),
+                    (std::fs::read(f.path()).unwrap(), m, uid, gid),
+                );
+            }
+        } else {
+            files.insert(target, (std::fs::read(&src).unwrap(), mode, uid, gid));
+        }
+    }
+    (files, dirs)
+}
+
+/// The target holds exactly the root-stage entries: content, mode, owner; every other path is
+/// `lost+found` (from mkfs) or a parent directory of an entry.
+fn check_target(img: &Path, label: &str) {
+    let tree = walk_target(img);
+    let (files, dirs) = expected();
+    for (path, (content, mode, uid, gid)) in &files {
+        let n = tree
+            .get(path)
+            .unwrap_or_else(|| panic!("{label}: {path} missing on the target; tree: {tree:#?}"));
+        assert!(!n.dir, "{label}: {path} is a directory");
+        assert_eq!(
+            (n.mode, n.uid, n.gid),
+            (*mode, *uid, *gid),
+            "{label}: mode/owner of {path}"
+        );
+        assert_eq!(
+            &debugfs_cat(img, path),
+            content,
+            "{label}: content of {path}"
+        );
+    }
+    for (path, (mode, uid, gid)) in &dirs {
+        let n = &tree[path];
+        assert!(n.dir);
+        assert_eq!(
+            (n.mode, n.uid, n.gid),
+            (*mode, *uid, *gid),
+            "{label}: {path}"
+        );
+    }
+    let mut allowed: BTreeSet<String> = files.keys().chain(dirs.keys()).cloned().collect();
+    for p in files.keys().chain(dirs.keys()) {
+        let mut a = Path::new(p);
+        while let Some(parent) = a.parent() {
+            allowed.insert(parent.display().to_string());
+            a = parent;
+        }
+    }
+    for path in tree.keys() {
+        assert!(
+            allowed.contains(path) || path.starts_with("/lost+found"),
+            "{label}: unexpected {path} on the target"
+        );
+        if !files.contains_key(path) {
+            assert!(tree[path].dir, "{label}: unexpected file {path}");
+        }
+    }
+}
+
+/// Partition mode: `vault attach --image`, and `vault unlock` with no FILE finds the bundle
+/// partition on the disk holding /iso. BIOS, as a virtio disk and as a USB stick.
+#[test]
+fn bios_partition_mode_virtio_and_usb() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_iso(dir, "iso", &format!("unlock --root /mnt --host {HOST}"));
+    let stick = dir.join("stick.img");
+    run(Command::new(common::vault_bin())
+        .args(["attach", "--image"])
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&stick));
+    for (how, label) in [(Attach::Virtio, "bios-virtio"), (Attach::Usb, "bios-usb")] {
+        let target = make_target(dir, &format!("{label}.img"));
+        let t = boot_and_unlock(qemu_args(dir, &stick, &target, Firmware::Bios, how), label);
+        assert!(t.contains("vault-e2e: iso=/dev/"), "{t}");
+        check_target(&target, label);
+    }
+}
+
+/// ISO-file mode: `vault attach --iso-file`, the guest names /iso/vault/bundle explicitly.
+#[test]
+fn bios_iso_file_mode() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_iso(
+        dir,
+        "iso",
+        &format!("unlock /iso/vault/bundle --root /mnt --host {HOST}"),
+    );
+    let stick = dir.join("stick.iso");
+    run(Command::new(common::vault_bin())
+        .args(["attach", "--iso-file", "--image"])
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&stick));
+    let target = make_target(dir, "target.img");
+    boot_and_unlock(
+        qemu_args(dir, &stick, &target, Firmware::Bios, Attach::Virtio),
+        "bios-iso-file",
+    );
+    check_target(&target, "bios-iso-file");
+}
+
+/// UEFI (OVMF, q35): the same partition-mode stick boots through the EFI El Torito image.
+#[test]
+fn uefi_partition_mode() {
+    if !tools() || common::require_tool("grub-mkstandalone").is_none() {
+        return;
+    }
+    if !Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "ovmf is not installed"
+        );
+        eprintln!("SKIP: no OVMF firmware");
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_iso(dir, "iso", &format!("unlock --root /mnt --host {HOST}"));
+    let stick = dir.join("stick.img");
+    run(Command::new(common::vault_bin())
+        .args(["attach", "--image"])
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&stick));
+    let target = make_target(dir, "target.img");
+    boot_and_unlock(
+        qemu_args(dir, &stick, &target, Firmware::Uefi, Attach::Virtio),
+        "uefi-virtio",
+    );
+    check_target(&target, "uefi-virtio");
+}

@@ -1,14 +1,174 @@
-//! `vault host`. (Stub: the owner of this file fills it in.)
+//! `vault host`: generate or adopt host keys and register their recipients.
 
-use clap::Subcommand;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use vault::hosts::{self, AddOptions};
+use vault::keys::passphrase;
 use vault::ExitCode;
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
-    /// Not implemented yet.
-    List,
+    /// Generate (or adopt) a host's SSH host key and register it everywhere it is needed.
+    ///
+    /// Writes hosts/NAME/ssh_host_ed25519_key (mode 0600) and .pub beside vault.toml, adds
+    /// [hosts.NAME] to vault.toml (placing the key at /etc/ssh/ssh_host_ed25519_key), adds the
+    /// host's age recipient (ssh-to-age) to .sops.yaml as an anchor under `keys:` and an alias
+    /// in each creation rule, and its ssh-ed25519 key to an agenix keys file if given. Then
+    /// run `vault rekey`.
+    Add(AddArgs),
+    /// List the hosts of vault.toml with their keys and recipients.
+    List(ListArgs),
+    /// Remove a host from vault.toml and the lines `host add` wrote. Key files stay unless
+    /// --delete-keys.
+    Remove(RemoveArgs),
 }
 
-pub fn run(_cmd: HostCommand, _quiet: bool) -> vault::Result<ExitCode> {
-    Err(vault::Error::Prompt("not implemented".into()))
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// Host name (lowercase, hostname-like).
+    pub name: String,
+    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
+    pub manifest: PathBuf,
+    /// .sops.yaml to add the recipient to (default: [secrets] sops_config of vault.toml;
+    /// recorded there if it has none).
+    #[arg(long, value_name = "FILE")]
+    pub sops_config: Option<PathBuf>,
+    /// File of agenix public keys to add the host's ssh-ed25519 key to: a keys.nix-style
+    /// attribute set or list, or a .json object or list.
+    #[arg(long, value_name = "FILE")]
+    pub agenix_keys: Option<PathBuf>,
+    /// Add the host only to creation rules whose path_regex matches this regex (repeatable;
+    /// default: every rule).
+    #[arg(long = "rule", value_name = "REGEX")]
+    pub rules: Vec<String>,
+    /// Adopt this existing OpenSSH ed25519 private key instead of generating one (copied,
+    /// unencrypted, to hosts/NAME/).
+    #[arg(long, value_name = "FILE")]
+    pub from_existing: Option<PathBuf>,
+    /// Passphrase for --from-existing, first line of this file (default: ask on the terminal).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
+    pub manifest: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RemoveArgs {
+    pub name: String,
+    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
+    pub manifest: PathBuf,
+    /// .sops.yaml to remove the host's lines from (default: [secrets] sops_config).
+    #[arg(long, value_name = "FILE")]
+    pub sops_config: Option<PathBuf>,
+    /// agenix keys file to remove the host's key from.
+    #[arg(long, value_name = "FILE")]
+    pub agenix_keys: Option<PathBuf>,
+    /// Also delete hosts/NAME/ssh_host_ed25519_key and .pub.
+    #[arg(long)]
+    pub delete_keys: bool,
+}
+
+pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
+    match cmd {
+        HostCommand::Add(a) => add(a, quiet),
+        HostCommand::List(a) => list(a),
+        HostCommand::Remove(a) => remove(a, quiet),
+    }
+}
+
+fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let mut rules = Vec::new();
+    for r in &a.rules {
+        rules.push(regex::Regex::new(r).map_err(|e| hosts::Error::Edit {
+            path: "--rule".into(),
+            message: format!("{r:?} is not a valid regex: {e}"),
+        })?);
+    }
+    let opts = AddOptions {
+        name: a.name.clone(),
+        manifest: a.manifest,
+        sops_config: a.sops_config,
+        agenix_keys: a.agenix_keys,
+        rules,
+        from_existing: a.from_existing,
+        passphrase: passphrase::Source::from_option(a.passphrase_file),
+    };
+    let added = hosts::add(&opts)?;
+    if !quiet {
+        println!("host key    {}", added.private_key.display());
+        println!("public key  {}", added.ssh_public);
+        println!("age         {}", added.age_recipient);
+        if let Some((p, rules)) = &added.sops {
+            let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
+            println!(
+                "sops        {} (creation rules {})",
+                p.display(),
+                rules.join(", ")
+            );
+        }
+        if let Some(p) = &added.agenix_keys {
+            println!("agenix      {}", p.display());
+        }
+        eprintln!("next: add the key to the rules that need it, then run `vault rekey`");
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn list(a: ListArgs) -> vault::Result<ExitCode> {
+    let hosts = hosts::list(&a.manifest)?;
+    if a.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&hosts).unwrap_or_else(|_| "[]".into())
+        );
+        return Ok(ExitCode::Ok);
+    }
+    for h in hosts {
+        let key = match (&h.ssh_host_key, h.key_present) {
+            (Some(p), true) => p.display().to_string(),
+            (Some(p), false) => format!("{} (missing)", p.display()),
+            (None, _) => "no host key".into(),
+        };
+        println!(
+            "{:<16} {:<64} {}",
+            h.name,
+            h.age_recipient.as_deref().unwrap_or("-"),
+            key
+        );
+    }
+    Ok(ExitCode::Ok)
+}
+
+fn remove(a: RemoveArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let r = hosts::remove(
+        &a.manifest,
+        &a.name,
+        a.sops_config.as_deref(),
+        a.agenix_keys.as_deref(),
+        a.delete_keys,
+    )?;
+    if !quiet {
+        eprintln!(
+            "removed {} from {} ({} lines of .sops.yaml, {} of the keys file)",
+            a.name,
+            a.manifest.display(),
+            r.sops_lines,
+            r.keys_lines
+        );
+        for p in &r.deleted_keys {
+            eprintln!("deleted {}", p.display());
+        }
+        if !a.delete_keys {
+            eprintln!("key files were kept; --delete-keys removes them. Run `vault rekey` to drop the host's access.");
+        }
+    }
+    Ok(ExitCode::Ok)
 }

@@ -57,7 +57,7 @@ fn static_vault() -> PathBuf {
     if let Some(p) = std::env::var_os("VAULT_STATIC_BIN") {
         return PathBuf::from(p);
     }
-    let out = run(Command::new(repo().join("scripts/build-static")));
+    let out = run(&mut Command::new(repo().join("scripts/build-static")));
     PathBuf::from(
         out.lines()
             .last()

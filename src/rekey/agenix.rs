@@ -132,6 +132,16 @@ impl AgenixJob {
         }
     }
 
+    /// The recipient stanzas of the file's header.
+    pub fn stanzas(&self) -> Result<&[age_util::Stanza], &str> {
+        self.stanzas.as_deref().map_err(String::as_str)
+    }
+
+    /// Whether `ids` open the file (decrypts it fully, so the payload is checked too).
+    pub fn open(&self, ids: &Identities) -> Result<(), String> {
+        age_util::decrypt(&self.bytes, ids).map(drop)
+    }
+
     pub(crate) fn rekey(&self, ids: &Identities) -> Result<Vec<u8>, String> {
         if self.rule.public_keys.is_empty() {
             return Err("its rule in secrets.nix has no publicKeys".into());

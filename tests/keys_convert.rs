@@ -1,0 +1,229 @@
+//! `vault keys convert` against ssh-to-age's own vectors and the files sops-nix encrypted with
+//! the real sops; and a rekey decrypting with a passphrase-protected SSH key.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vault(args: &[&str]) -> Output {
+    Command::new(common::vault_bin())
+        .args(args)
+        .output()
+        .expect("run vault")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "vault failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8(o.stdout.clone()).unwrap()
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn ssh_to_age_readme_vectors() {
+    let Some(dir) = common::fixtures("ssh-to-age") else {
+        return;
+    };
+    let secret = stdout(&vault(&["keys", "convert", p(&dir.join("id_ed25519"))]));
+    assert_eq!(
+        secret.trim(),
+        "AGE-SECRET-KEY-1K3VN4N03PTHJWSJSCCMQCN33RY5FSKQPJ4KRRTG3JMQUYE0TUSEQEDH6V8"
+    );
+    let public = "age17044m9wgakla6pzftf4srtl3h5mcsr85jysgt5fg23zpnta8sfdqhzn452";
+    let from_pub = stdout(&vault(&["keys", "convert", p(&dir.join("id_ed25519.pub"))]));
+    assert_eq!(from_pub.trim(), public);
+    let from_priv = stdout(&vault(&[
+        "keys",
+        "convert",
+        "--public",
+        p(&dir.join("id_ed25519")),
+    ]));
+    assert_eq!(from_priv.trim(), public);
+
+    // ssh-keyscan output: one recipient per ed25519 line, RSA lines skipped.
+    let scan = stdout(&vault(&["keys", "convert", p(&dir.join("keyscan.txt"))]));
+    let lines: Vec<&str> = scan.lines().collect();
+    assert_eq!(lines.len(), 2, "{scan}");
+    assert!(lines.iter().all(|l| l.starts_with("age1")));
+    assert_ne!(lines[0], lines[1]);
+}
+
+#[test]
+fn passphrase_protected_key() {
+    let Some(dir) = common::fixtures("ssh-to-age") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let pass = tmp.path().join("pass");
+    // ssh-to-age's own test uses the passphrase "test" for this key.
+    std::fs::write(&pass, "test\n").unwrap();
+    let key = dir.join("id_ed25519_passphrase");
+    let secret = stdout(&vault(&[
+        "keys",
+        "convert",
+        "--passphrase-file",
+        p(&pass),
+        p(&key),
+    ]));
+    let id: age::x25519::Identity = secret.trim().parse().unwrap();
+    let from_pub = stdout(&vault(&[
+        "keys",
+        "convert",
+        p(&dir.join("id_ed25519_passphrase.pub")),
+    ]));
+    assert_eq!(id.to_public().to_string(), from_pub.trim());
+
+    std::fs::write(&pass, "wrong\n").unwrap();
+    let o = vault(&["keys", "convert", "--passphrase-file", p(&pass), p(&key)]);
+    assert_eq!(o.status.code(), Some(3), "wrong passphrase exits 3");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("wrong passphrase"));
+    assert!(o.stdout.is_empty(), "nothing printed on failure");
+}
+
+#[test]
+fn sops_nix_files_open_with_converted_host_key() {
+    let Some(dir) = common::fixtures("sops-nix") else {
+        return;
+    };
+    let Some(sops) = common::require_tool("sops") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let secret = stdout(&vault(&[
+        "keys",
+        "convert",
+        p(&dir.join("ssh-ed25519-key")),
+    ]));
+    let keyfile = tmp.path().join("keys.txt");
+    std::fs::write(&keyfile, &secret).unwrap();
+    let public = stdout(&vault(&[
+        "keys",
+        "convert",
+        p(&dir.join("ssh-ed25519-key.pub")),
+    ]));
+    let mut opened = 0;
+    for name in [
+        "secrets.yaml",
+        "secrets.json",
+        "secrets.env",
+        "secrets.ini",
+        "secrets.bin",
+    ] {
+        let file = dir.join(name);
+        // Only some fixture files have age recipients (the older ones are PGP-only); those
+        // that do list the converted recipient...
+        let text = std::fs::read_to_string(&file).unwrap();
+        if !text.contains("age1") {
+            eprintln!("{name}: no age recipients in this fixture, skipped");
+            continue;
+        }
+        assert!(
+            text.contains(public.trim()),
+            "{name} does not list {public}"
+        );
+        opened += 1;
+        // ...and the real sops opens the file (checking its MAC) with the converted identity.
+        let mut cmd = Command::new(&sops);
+        cmd.args(["-d"]);
+        match name {
+            "secrets.bin" => {
+                cmd.args(["--input-type", "binary", "--output-type", "binary"]);
+            }
+            "secrets.env" => {
+                cmd.args(["--input-type", "dotenv", "--output-type", "dotenv"]);
+            }
+            _ => {}
+        }
+        let o = cmd
+            .arg(&file)
+            .env("SOPS_AGE_KEY_FILE", &keyfile)
+            .env_remove("SOPS_AGE_KEY")
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sops -d {name}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(!o.stdout.is_empty());
+    }
+    assert!(
+        opened >= 1,
+        "secrets.yaml at least must list the converted key"
+    );
+}
+
+#[test]
+fn rekey_with_passphrase_protected_ssh_identity() {
+    let Some(dir) = common::fixtures("ssh-to-age") else {
+        return;
+    };
+    let Some(sops) = common::require_tool("sops") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let pass = root.join("pass");
+    std::fs::write(&pass, "test\n").unwrap();
+    let old = stdout(&vault(&[
+        "keys",
+        "convert",
+        p(&dir.join("id_ed25519_passphrase.pub")),
+    ]));
+    let new_id = age::x25519::Identity::generate();
+    let new_key = root.join("new.txt");
+    {
+        use secrecy::ExposeSecret;
+        std::fs::write(
+            &new_key,
+            format!("{}\n", new_id.to_string().expose_secret()),
+        )
+        .unwrap();
+    }
+    let rule = |recips: &str| format!("creation_rules:\n  - age: {recips}\n");
+    std::fs::write(root.join(".sops.yaml"), rule(old.trim())).unwrap();
+    std::fs::write(root.join("s.yaml"), "password: hunter2\n").unwrap();
+    let o = Command::new(&sops)
+        .args(["-e", "-i", "s.yaml"])
+        .current_dir(root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    std::fs::write(
+        root.join(".sops.yaml"),
+        rule(&format!("{},{}", old.trim(), new_id.to_public())),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("vault.toml"),
+        "version = 1\n[secrets]\nsops_config = \".sops.yaml\"\n",
+    )
+    .unwrap();
+    let o = vault(&[
+        "rekey",
+        "-m",
+        p(&root.join("vault.toml")),
+        "-i",
+        p(&dir.join("id_ed25519_passphrase")),
+        "--passphrase-file",
+        p(&pass),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = Command::new(&sops)
+        .args(["-d", "s.yaml"])
+        .current_dir(root)
+        .env("SOPS_AGE_KEY_FILE", &new_key)
+        .env("HOME", root)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "password: hunter2\n");
+}

@@ -87,16 +87,15 @@ fn fixture() -> Fixture {
     Fixture { dir, bundle }
 }
 
-/// Builds the installer ISO whose init runs `vault <cmd>`.
-fn make_iso(dir: &Path, name: &str, cmd: &str) -> PathBuf {
+/// Builds the installer ISO whose init runs `vault <cmd>` for each of `cmds`.
+fn make_iso(dir: &Path, name: &str, cmds: &[&str]) -> PathBuf {
     let out = dir.join(name);
-    run(Command::new(repo().join("scripts/mkiso-test"))
-        .arg("--vault")
-        .arg(static_vault())
-        .arg("--out")
-        .arg(&out)
-        .arg("--cmd")
-        .arg(cmd));
+    let mut c = Command::new(repo().join("scripts/mkiso-test"));
+    c.arg("--vault").arg(static_vault()).arg("--out").arg(&out);
+    for cmd in cmds {
+        c.arg("--cmd").arg(cmd);
+    }
+    run(&mut c);
     out.join("installer.iso")
 }
 
@@ -115,7 +114,8 @@ fn make_target(dir: &Path, name: &str) -> PathBuf {
 struct Guest {
     child: Child,
     stdin: ChildStdin,
-    out: Arc<(Mutex<String>, Condvar)>,
+    /// Console output so far, and whether qemu closed it (exited).
+    out: Arc<(Mutex<(String, bool)>, Condvar)>,
     started: Instant,
 }
 
@@ -130,17 +130,23 @@ impl Guest {
             .expect("qemu starts");
         let stdin = child.stdin.take().unwrap();
         let mut stdout = child.stdout.take().unwrap();
-        let out = Arc::new((Mutex::new(String::new()), Condvar::new()));
+        let out = Arc::new((Mutex::new((String::new(), false)), Condvar::new()));
         let o = out.clone();
         std::thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
                 match stdout.read(&mut buf) {
-                    Ok(0) | Err(_) => break,
+                    Ok(0) | Err(_) => {
+                        let (m, c) = &*o;
+                        m.lock().unwrap().1 = true;
+                        c.notify_all();
+                        break;
+                    }
                     Ok(n) => {
                         let (m, c) = &*o;
                         m.lock()
                             .unwrap()
+                            .0
                             .push_str(&String::from_utf8_lossy(&buf[..n]));
                         c.notify_all();
                     }
@@ -156,7 +162,7 @@ impl Guest {
     }
 
     fn transcript(&self) -> String {
-        self.out.0.lock().unwrap().clone()
+        self.out.0.lock().unwrap().0.clone()
     }
 
     /// Waits until `needle` appears for the `nth` time (1-based) in the output.
@@ -165,15 +171,20 @@ impl Guest {
         let (m, c) = &*self.out;
         let mut text = m.lock().unwrap();
         loop {
-            if text.matches(needle).count() >= nth {
+            if text.0.matches(needle).count() >= nth {
                 return self.started.elapsed();
             }
             let now = Instant::now();
-            if now >= deadline {
-                let t = text.clone();
+            if now >= deadline || text.1 {
+                let t = text.0.clone();
+                let why = if text.1 {
+                    "the guest stopped"
+                } else {
+                    "timed out"
+                };
                 drop(text);
                 let _ = self.child.kill();
-                panic!("timed out waiting for {needle:?} (#{nth}); console:\n{t}");
+                panic!("{why} waiting for {needle:?} (#{nth}); console:\n{t}");
             }
             text = c.wait_timeout(text, deadline - now).unwrap().0;
         }
@@ -279,12 +290,12 @@ fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach)
 /// Boots, answers the prompts, returns the console transcript.
 fn boot_and_unlock(args: Vec<String>, label: &str) -> String {
     let mut g = Guest::boot(&args);
+    g.wait_for("vault-e2e: running vault unlock", 1);
     let t_prompt = g.wait_for("Passphrase for ", 1);
     g.type_line("not the passphrase");
     g.wait_for("wrong passphrase, try again (attempt 2 of 3)", 1);
     g.wait_for("Passphrase for ", 2);
     g.type_line(PASSPHRASE);
-    g.wait_for("vault-e2e: vault exited with ", 1);
     let started = g.started;
     let t = g.wait_exit();
     eprintln!(
@@ -292,9 +303,13 @@ fn boot_and_unlock(args: Vec<String>, label: &str) -> String {
         t_prompt.as_secs_f64(),
         started.elapsed().as_secs_f64()
     );
+    let after_unlock = t
+        .split("vault-e2e: running vault unlock")
+        .nth(1)
+        .unwrap_or("");
     assert!(
-        t.contains("vault-e2e: vault exited with 0"),
-        "{label}: vault failed; console:\n{t}"
+        after_unlock.contains("vault-e2e: vault exited with 0"),
+        "{label}: vault unlock failed; console:\n{t}"
     );
     t
 }
@@ -472,7 +487,14 @@ fn bios_partition_mode_virtio_and_usb() {
     }
     let fx = fixture();
     let dir = fx.dir.path();
-    let iso = make_iso(dir, "iso", &format!("unlock --root /mnt --host {HOST}"));
+    let iso = make_iso(
+        dir,
+        "iso",
+        &[
+            "detach --discover",
+            &format!("unlock --root /mnt --host {HOST}"),
+        ],
+    );
     let stick = dir.join("stick.img");
     run(Command::new(common::vault_bin())
         .args(["attach", "--image"])
@@ -481,10 +503,22 @@ fn bios_partition_mode_virtio_and_usb() {
         .arg(&fx.bundle)
         .arg("-o")
         .arg(&stick));
-    for (how, label) in [(Attach::Virtio, "bios-virtio"), (Attach::Usb, "bios-usb")] {
+    for (how, disk, label) in [
+        (Attach::Virtio, "vda", "bios-virtio"),
+        (Attach::Usb, "sda", "bios-usb"),
+    ] {
         let target = make_target(dir, &format!("{label}.img"));
         let t = boot_and_unlock(qemu_args(dir, &stick, &target, Firmware::Bios, how), label);
-        assert!(t.contains("vault-e2e: iso=/dev/"), "{t}");
+        // Discovery found the bundle partition (slot 3) on the disk holding /iso, first.
+        let listed = t
+            .split("vault-e2e: running vault detach --discover")
+            .nth(1)
+            .and_then(|r| r.lines().nth(1))
+            .unwrap_or("");
+        assert!(
+            listed.starts_with(&format!("/dev/{disk}3 (on the installer disk {disk})")),
+            "{label}: discovery listed {listed:?}; console:\n{t}"
+        );
         check_target(&target, label);
     }
 }
@@ -500,7 +534,9 @@ fn bios_iso_file_mode() {
     let iso = make_iso(
         dir,
         "iso",
-        &format!("unlock /iso/vault/bundle --root /mnt --host {HOST}"),
+        &[&format!(
+            "unlock /iso/vault/bundle --root /mnt --host {HOST}"
+        )],
     );
     let stick = dir.join("stick.iso");
     run(Command::new(common::vault_bin())
@@ -534,7 +570,7 @@ fn uefi_partition_mode() {
     }
     let fx = fixture();
     let dir = fx.dir.path();
-    let iso = make_iso(dir, "iso", &format!("unlock --root /mnt --host {HOST}"));
+    let iso = make_iso(dir, "iso", &[&format!("unlock --root /mnt --host {HOST}")]);
     let stick = dir.join("stick.img");
     run(Command::new(common::vault_bin())
         .args(["attach", "--image"])

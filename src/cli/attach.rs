@@ -51,8 +51,11 @@ pub struct AttachArgs {
 #[derive(Debug, Args)]
 pub struct DetachArgs {
     /// The image (or device) to look at.
-    #[arg(long, value_name = "IMG")]
-    pub image: PathBuf,
+    #[arg(long, value_name = "IMG", required_unless_present = "discover")]
+    pub image: Option<PathBuf>,
+    /// On the live system: list the bundles `vault unlock` with no FILE would find, best first.
+    #[arg(long, conflicts_with_all = ["image", "output"])]
+    pub discover: bool,
     /// Write a copy without the bundle partition here; without -o, only show what it carries.
     #[arg(short, long, value_name = "OUT")]
     pub output: Option<PathBuf>,
@@ -172,13 +175,16 @@ fn run_device(a: &AttachArgs, dev: PathBuf, quiet: bool) -> vault::Result<ExitCo
 }
 
 pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let Some(image) = &a.image else {
+        return run_discover(a.json);
+    };
     let info = match &a.output {
-        Some(out) => media::detach_image(&a.image, out, a.force)?,
-        None => media::inspect_image(&a.image)?,
+        Some(out) => media::detach_image(image, out, a.force)?,
+        None => media::inspect_image(image)?,
     };
     if a.json {
         print_json(&serde_json::json!({
-            "image": a.image,
+            "image": image,
             "output": a.output,
             "length": info.len,
             "iso_end": info.iso_end,
@@ -197,7 +203,7 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
     if quiet {
         return Ok(ExitCode::Ok);
     }
-    let shown = a.output.as_ref().unwrap_or(&a.image);
+    let shown = a.output.as_ref().unwrap_or(image);
     if a.output.is_some() {
         println!(
             "wrote {} without its bundle partition ({})",
@@ -237,6 +243,35 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
                     human_bytes(len)
                 );
             }
+        }
+    }
+    Ok(ExitCode::Ok)
+}
+
+/// `vault detach --discover`: what discovery finds on this system.
+fn run_discover(json: bool) -> vault::Result<ExitCode> {
+    let found = media::discover()?;
+    if json {
+        print_json(&serde_json::Value::Array(
+            found
+                .iter()
+                .map(|c| {
+                    serde_json::json!({
+                        "path": c.path, "offset": c.offset, "length": c.len,
+                        "description": c.description,
+                    })
+                })
+                .collect(),
+        ));
+    } else {
+        for c in &found {
+            println!(
+                "{} ({}, {} bytes at byte {})",
+                c.description,
+                human_bytes(c.len),
+                c.len,
+                c.offset
+            );
         }
     }
     Ok(ExitCode::Ok)

@@ -136,6 +136,9 @@ impl Walker {
             return Err(self.bad(format!("the archive does not start with {MANIFEST_NAME}")));
         }
         let size = entry.header().size().map_err(|e| self.stream_error(e))?;
+        if entry.size() != size {
+            return Err(self.bad(format!("{MANIFEST_NAME}: a PAX record changes its size")));
+        }
         if size > limits.max_manifest_bytes {
             return Err(self.bad(format!(
                 "{MANIFEST_NAME} is {size} bytes (at most {} allowed)",
@@ -180,7 +183,16 @@ impl Walker {
                 index + 1
             )));
         }
-        let size = entry.header().size().map_err(|e| self.stream_error(e))?;
+        // The size tar will actually read: a PAX `size` record overrides the header's, and
+        // both must agree with the manifest, so no member can hide bytes past what is hashed.
+        let header_size = entry.header().size().map_err(|e| self.stream_error(e))?;
+        let size = entry.size();
+        if size != header_size {
+            return Err(self.bad(format!(
+                "{expected}: the archive says {size} bytes (PAX) and {header_size} bytes (header), the manifest {}",
+                item.size
+            )));
+        }
         match (item.kind, kind) {
             (Kind::Dir, tar::EntryType::Directory) if size == 0 => {
                 if sink.wants(index, item) {
@@ -215,6 +227,9 @@ impl Walker {
                 }
                 Ok(())
             }
+            (Kind::Dir, tar::EntryType::Directory) => Err(self.bad(format!(
+                "{expected}: a directory entry with data ({size} bytes)"
+            ))),
             (Kind::File, tar::EntryType::Regular) => Err(self.bad(format!(
                 "{expected}: the archive says {size} bytes, the manifest {}",
                 item.size

@@ -56,6 +56,10 @@ pub struct UnlockArgs {
     /// Resolve disk-stage targets under DIR instead of / (for tests).
     #[arg(long, hide = true, default_value = "/")]
     pub disk_root: PathBuf,
+    /// Largest total size staged in memory before placing; above it files stream into
+    /// temporaries beside their targets (for tests of that path).
+    #[arg(long, hide = true, value_name = "BYTES")]
+    pub staging_memory: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -80,6 +84,9 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     opts.place.force = a.force;
     opts.place.backup = !a.no_backup;
     opts.disk_root = a.disk_root.clone();
+    if let Some(m) = a.staging_memory {
+        opts.memory_limit = m;
+    }
     // Before the passphrase: a wrong --root should not cost a typed passphrase.
     vault::unlock::precheck(&opts, !a.root_not_mountpoint)?;
     if !opts.place.chown && !quiet && !a.dry_run {

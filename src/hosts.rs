@@ -186,6 +186,14 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
             .as_deref()
             .filter(|_| manifest.secrets.sops_config.is_none())
             .map(|p| relative_to(&dir, p)),
+        // agenix keeps its rules beside the keys, by convention: record them for `rekey`.
+        opts.agenix_keys
+            .as_deref()
+            .filter(|_| manifest.secrets.agenix_rules.is_none())
+            .and_then(|k| k.parent())
+            .map(|d| d.join("secrets.nix"))
+            .filter(|r| r.is_file())
+            .map(|r| relative_to(&dir, &r)),
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
     let mut sops = None;
@@ -295,17 +303,19 @@ fn edit_manifest_add(
     rel_key: &str,
     recipient: &str,
     sops_config: Option<String>,
+    agenix_rules: Option<String>,
 ) -> Result<String, Error> {
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::edit(path, e.to_string()))?;
-    if let Some(sc) = sops_config {
+    for (key, v) in [("sops_config", sops_config), ("agenix_rules", agenix_rules)] {
+        let Some(v) = v else { continue };
         let secrets = doc
             .entry("secrets")
             .or_insert(Item::Table(Table::new()))
             .as_table_mut()
             .ok_or_else(|| Error::edit(path, "`secrets` is not a table"))?;
-        secrets["sops_config"] = value(sc);
+        secrets[key] = value(v);
     }
     let hosts = doc
         .entry("hosts")
@@ -616,4 +626,73 @@ pub fn remove(
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL0idNvgGiucWgup/mP78zyC23uFjYq0evcWdjGQUaBH";
+
+    #[test]
+    fn json_keys_files() {
+        let p = Path::new("keys.json");
+        let obj = "{\n  \"alice\": \"ssh-ed25519 AAAA\"\n}\n";
+        let out = keys_file_add(p, obj, "web1", KEY).unwrap();
+        assert_eq!(
+            out,
+            format!("{{\n  \"alice\": \"ssh-ed25519 AAAA\",\n  \"web1\": \"{KEY}\"\n}}\n")
+        );
+        let (back, n) = keys_file_remove(p, &out, KEY).unwrap();
+        assert_eq!((back.as_str(), n), (obj, 1));
+        let list = "[\n  \"ssh-ed25519 AAAA\"\n]\n";
+        let out = keys_file_add(p, list, "web1", KEY).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v[1], KEY);
+        assert!(
+            keys_file_add(p, &out, "web1", KEY).is_err(),
+            "no duplicates"
+        );
+    }
+
+    #[test]
+    fn nix_keys_files() {
+        let p = Path::new("keys.nix");
+        let attrs = "# people\n{\n  alice = \"ssh-ed25519 AAAA\"; # laptop\n}\n";
+        let out = keys_file_add(p, attrs, "web1", KEY).unwrap();
+        assert_eq!(
+            out,
+            format!(
+                "# people\n{{\n  alice = \"ssh-ed25519 AAAA\"; # laptop\n  web1 = \"{KEY}\";\n}}\n"
+            )
+        );
+        let list = "[\n  \"ssh-ed25519 AAAA\"\n]\n";
+        let out = keys_file_add(p, list, "web.1", KEY).unwrap();
+        assert_eq!(out, format!("[\n  \"ssh-ed25519 AAAA\"\n  \"{KEY}\"\n]\n"));
+    }
+
+    #[test]
+    fn manifest_edit_keeps_comments_and_validates() {
+        let p = Path::new("/ws/vault.toml");
+        let out = edit_manifest_add(
+            p,
+            crate::manifest::TEMPLATE,
+            "myhost",
+            "hosts/myhost/ssh_host_ed25519_key",
+            "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj",
+            Some("secrets/.sops.yaml".into()),
+            None,
+        )
+        .unwrap();
+        assert!(out.starts_with("# vault.toml"));
+        assert!(out.contains("# The LUKS passphrase disko reads"));
+        let m = Manifest::from_str(p, &out).unwrap();
+        let h = &m.hosts["myhost"];
+        assert_eq!(h.entries.len(), 2);
+        assert_eq!(h.entries[0].mode, Some(0o600));
+        assert_eq!(h.entries[1].target, "/etc/ssh/ssh_host_ed25519_key.pub");
+        assert_eq!(h.entries[1].mode, Some(0o644));
+        assert!(m.secrets.sops_config.is_some());
+    }
 }

@@ -117,7 +117,10 @@ fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         if let Some(p) = &added.agenix_keys {
             println!("agenix      {}", p.display());
         }
-        eprintln!("next: add the key to the rules that need it, then run `vault rekey`");
+        if added.agenix_keys.is_none() {
+            eprintln!("agenix: add the public key above to the publicKeys of the secrets this host needs in secrets.nix");
+        }
+        eprintln!("next: `vault rekey` re-encrypts the secrets to the new host; `vault pack` then ships its key");
     }
     Ok(ExitCode::Ok)
 }

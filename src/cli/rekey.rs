@@ -1,7 +1,6 @@
 //! `vault rekey`: re-encrypt the secrets repo to the recipients its rules name now.
 
 use std::collections::BTreeSet;
-use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -9,6 +8,8 @@ use vault::keys::passphrase;
 use vault::manifest::Manifest;
 use vault::rekey::{self, identities, Identities, Status, Which};
 use vault::ExitCode;
+
+use super::progress::{Progress, Unit};
 
 /// Re-encrypt sops files (per .sops.yaml) and agenix files (per secrets.nix) to their current
 /// recipients. All files change or none do. Where the repo lives comes from the `[secrets]`
@@ -58,18 +59,6 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             agenix: true,
         }
     };
-    // Leftovers of a run that was killed: originals are intact, the temporaries are garbage.
-    let dirs: BTreeSet<PathBuf> = [
-        &manifest.secrets.sops_config,
-        &manifest.secrets.agenix_rules,
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|p| p.parent().map(PathBuf::from))
-    .collect();
-    for d in &dirs {
-        rekey::commit::remove_stale_temps(d);
-    }
     let plan = rekey::plan(&manifest.secrets, &manifest.path, which)?;
     let stale = plan.stale();
     if a.check || a.dry_run {
@@ -105,6 +94,26 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         }
         return Ok(ExitCode::Ok);
     }
+    // Leftovers of a run that was killed: originals are intact, the temporaries are garbage.
+    let dirs: BTreeSet<PathBuf> = [
+        &manifest.secrets.sops_config,
+        &manifest.secrets.agenix_rules,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| p.parent().map(PathBuf::from))
+    .collect();
+    for d in &dirs {
+        rekey::commit::remove_stale_temps(d);
+    }
+    let item_dirs: BTreeSet<PathBuf> = plan
+        .items
+        .iter()
+        .filter_map(|i| i.path.parent().map(PathBuf::from))
+        .collect();
+    for d in item_dirs.difference(&dirs) {
+        rekey::commit::remove_stale_temps(d);
+    }
     let paths = if a.identities.is_empty() {
         identities::default_paths()
     } else {
@@ -114,24 +123,11 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         return Err(rekey::Error::NoIdentity.into());
     }
     let ids = Identities::load(&paths, &passphrase::Source::from_option(a.passphrase_file))?;
-    let bar = (!quiet && std::io::stderr().is_terminal()).then(|| {
-        let b = indicatif::ProgressBar::new(stale as u64);
-        if let Ok(style) =
-            indicatif::ProgressStyle::with_template("rekeying {bar:40} {pos}/{len} {elapsed}")
-        {
-            b.set_style(style);
-        }
-        b
-    });
-    let tick = || {
-        if let Some(b) = &bar {
-            b.inc(1);
-        }
-    };
+    // Drawn only on a terminal, without --quiet, and once the work takes a moment.
+    let bar = Progress::new(stale as u64, Unit::Items, "rekeying", quiet);
+    let tick = || bar.inc(1);
     let result = plan.apply(&ids, a.jobs, &tick);
-    if let Some(b) = &bar {
-        b.finish_and_clear();
-    }
+    bar.finish();
     let written = result?;
     if !quiet {
         for p in &written {

@@ -23,11 +23,16 @@ pub struct AgenixRule {
 /// Evaluates `secrets.nix` once.
 pub fn load_rules(path: &Path) -> Result<Vec<AgenixRule>, Error> {
     let abs = std::fs::canonicalize(path).map_err(|e| Error::io("cannot find", path, e))?;
-    let dir = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+    // Files are named relative to secrets.nix as the manifest names it (for messages and to
+    // line up with the sops walk); nix runs on the canonical path.
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let out = Command::new("nix-instantiate")
         .args(["--eval", "--strict", "--json"])
         .arg(&abs)
-        .current_dir(&dir)
+        .current_dir(abs.parent().unwrap_or(Path::new("/")))
         .output()
         .map_err(|e| Error::Nix {
             path: path.into(),
@@ -130,6 +135,10 @@ impl AgenixJob {
         } else {
             Status::Stale(why.join(", "))
         }
+    }
+
+    pub(crate) fn original(&self) -> &[u8] {
+        &self.bytes
     }
 
     /// The recipient stanzas of the file's header.

@@ -12,7 +12,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::Error;
@@ -25,23 +25,42 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARK)
 }
 
-/// Writes every `(path, bytes)` pair, all or nothing (see the module docs).
-pub fn commit(mut outputs: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<PathBuf>, Error> {
-    outputs.sort_by(|a, b| a.0.cmp(&b.0));
+/// One file to replace: its bytes as they were read when planning, and its new bytes.
+pub struct Output {
+    pub path: PathBuf,
+    pub old: Vec<u8>,
+    pub new: Vec<u8>,
+}
+
+/// Replaces every file, all or nothing (see the module docs). A file that no longer holds
+/// `old` (edited meanwhile) aborts the whole commit before any rename.
+pub fn commit(mut outputs: Vec<Output>) -> Result<Vec<PathBuf>, Error> {
+    outputs.sort_by(|a, b| a.path.cmp(&b.path));
     let mut temps: Vec<PathBuf> = Vec::with_capacity(outputs.len());
-    for (i, (path, bytes)) in outputs.iter().enumerate() {
-        match write_temp(path, bytes, i) {
+    let abort = |temps: &[PathBuf], e: Error| {
+        for t in temps {
+            let _ = std::fs::remove_file(t);
+        }
+        Err(e)
+    };
+    for (i, out) in outputs.iter().enumerate() {
+        match write_temp(&out.path, &out.new, i) {
             Ok(t) => temps.push(t),
-            Err(e) => {
-                for t in &temps {
-                    let _ = std::fs::remove_file(t);
-                }
-                return Err(e);
-            }
+            Err(e) => return abort(&temps, e),
+        }
+    }
+    for out in &outputs {
+        if std::fs::read(&out.path).ok().as_deref() != Some(out.old.as_slice()) {
+            return abort(
+                &temps,
+                Error::Changed {
+                    path: out.path.clone(),
+                },
+            );
         }
     }
     let mut dirs = BTreeSet::new();
-    for (n, ((path, _), temp)) in outputs.iter().zip(&temps).enumerate() {
+    for (n, (Output { path, .. }, temp)) in outputs.iter().zip(&temps).enumerate() {
         if let Err(source) = std::fs::rename(temp, path) {
             for t in &temps[n..] {
                 let _ = std::fs::remove_file(t);
@@ -60,7 +79,7 @@ pub fn commit(mut outputs: Vec<(PathBuf, Vec<u8>)>) -> Result<Vec<PathBuf>, Erro
             let _ = f.sync_all();
         }
     }
-    Ok(outputs.into_iter().map(|(p, _)| p).collect())
+    Ok(outputs.into_iter().map(|o| o.path).collect())
 }
 
 fn parent(path: &Path) -> &Path {
@@ -76,12 +95,11 @@ fn write_temp(path: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = parent(path).join(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()));
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .map_err(|source| Error::Write {
-            path: path.into(),
-            source,
-        })?;
+    let meta = std::fs::metadata(path).map_err(|source| Error::Write {
+        path: path.into(),
+        source,
+    })?;
+    let mode = meta.permissions().mode() & 0o7777;
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -91,6 +109,8 @@ fn write_temp(path: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
             path: temp.clone(),
             source,
         })?;
+    // Keep the owner too when allowed (a rekey run as root in a user's repo); best effort.
+    let _ = std::os::unix::fs::fchown(&f, Some(meta.uid()), Some(meta.gid()));
     // `mode` went through the umask; the original's exact bits are what we keep.
     let res = f
         .set_permissions(std::fs::Permissions::from_mode(mode))
@@ -103,7 +123,20 @@ fn write_temp(path: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
     Ok(temp)
 }
 
-/// Removes temporaries a killed run left in `dir` (not recursive). Returns how many.
+/// Whether the run that wrote temporary `name` is still alive (its pid is in the name).
+fn writer_alive(name: &str) -> bool {
+    let pid = name
+        .rsplit_once(TEMP_MARK)
+        .and_then(|(_, rest)| rest.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) => Path::new(&format!("/proc/{pid}")).exists(),
+        None => false,
+    }
+}
+
+/// Removes temporaries a killed run left in `dir` (not recursive); those of a run still
+/// going are left alone. Returns how many were removed.
 pub fn remove_stale_temps(dir: &Path) -> usize {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return 0;
@@ -111,7 +144,9 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
     let mut n = 0;
     for e in rd.flatten() {
         let name = e.file_name();
-        if is_temp_name(&name.to_string_lossy())
+        let name = name.to_string_lossy();
+        if is_temp_name(&name)
+            && !writer_alive(&name)
             && e.file_type().is_ok_and(|t| t.is_file())
             && std::fs::remove_file(e.path()).is_ok()
         {

@@ -71,7 +71,7 @@ impl Identities {
                 .decrypt(std::iter::once(&id as &dyn age::Identity))
                 .map_err(|e| ierr(format!("cannot decrypt: {e}")))?;
             let mut inner = Zeroizing::new(Vec::new());
-            std::io::Read::read_to_end(&mut r, &mut *inner).map_err(|e| ierr(e.to_string()))?;
+            std::io::Read::read_to_end(&mut r, &mut inner).map_err(|e| ierr(e.to_string()))?;
             return self.load_text(path, &inner, pass);
         }
         self.load_text(path, &bytes, pass)

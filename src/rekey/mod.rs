@@ -57,6 +57,9 @@ pub enum Error {
     /// Some files could not be re-encrypted; nothing was written.
     #[error("{} of the files to rekey failed; nothing was changed:{}", failures.len(), list(failures))]
     Failed { failures: Vec<(PathBuf, String)> },
+    /// A file changed on disk while it was being rekeyed (an editor, a `git pull`).
+    #[error("{path} changed while vault was rekeying it; nothing was changed")]
+    Changed { path: PathBuf },
     /// Writing the new files failed before any rename; the repo is as it was.
     #[error("cannot write {path}: {source}; nothing was changed")]
     Write {
@@ -126,6 +129,7 @@ impl crate::Hint for Error {
             Error::Failed { .. } => Some(
                 "give an identity that opens those files with -i FILE, or restore the damaged files from git, then run `vault rekey` again".into(),
             ),
+            Error::Changed { .. } => Some("run `vault rekey` again".into()),
             Error::Write { .. } => Some("free space or fix permissions in the secrets repo, then run `vault rekey` again".into()),
             Error::Commit { .. } => Some("fix the filesystem error and run `vault rekey` again: it finishes the rest".into()),
             Error::Stale { .. } => Some("run `vault rekey` to re-encrypt them".into()),
@@ -175,6 +179,13 @@ impl Job {
         match self {
             Job::Sops(j) => &j.path,
             Job::Agenix(j) => &j.path,
+        }
+    }
+
+    fn original(&self) -> &[u8] {
+        match self {
+            Job::Sops(j) => j.original(),
+            Job::Agenix(j) => j.original(),
         }
     }
 
@@ -274,22 +285,26 @@ impl Plan {
                     std::io::Error::other(e),
                 )
             })?;
-        let results: Vec<(PathBuf, Result<Vec<u8>, String>)> = pool.install(|| {
+        let results: Vec<(&Job, Result<Vec<u8>, String>)> = pool.install(|| {
             self.jobs
                 .par_iter()
                 .map(|job| {
                     let r = job.run(ids);
                     tick();
-                    (job.path().to_path_buf(), r)
+                    (job, r)
                 })
                 .collect()
         });
         let mut outputs = Vec::new();
         let mut failures = Vec::new();
-        for (path, r) in results {
+        for (job, r) in results {
             match r {
-                Ok(bytes) => outputs.push((path, bytes)),
-                Err(why) => failures.push((path, why)),
+                Ok(new) => outputs.push(commit::Output {
+                    path: job.path().to_path_buf(),
+                    old: job.original().to_vec(),
+                    new,
+                }),
+                Err(why) => failures.push((job.path().to_path_buf(), why)),
             }
         }
         if !failures.is_empty() {

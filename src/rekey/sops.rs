@@ -258,6 +258,10 @@ fn same_set(a: &[AgeEntry], b: &[String]) -> bool {
 }
 
 impl SopsJob {
+    pub(crate) fn original(&self) -> &[u8] {
+        self.text.as_bytes()
+    }
+
     pub(crate) fn status(&self) -> Status {
         if self.current.len() != self.desired.len() {
             return Status::Stale(format!(

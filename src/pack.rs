@@ -5,9 +5,11 @@
 //! tar → zstd → age into a 0600 temporary beside the output and renames it into place.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
+use std::io::Write;
+use std::num::NonZeroU64;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use age_core::secrecy::SecretString;
 use rayon::prelude::*;
@@ -40,7 +42,10 @@ pub fn plan(m: &Manifest, hosts: &[String]) -> Result<PackPlan> {
                 let known: Vec<&str> = m.hosts.keys().map(String::as_str).collect();
                 return Err(Error::manifest(
                     &m.path,
-                    format!("host {h} is not in this manifest (hosts: {})", known.join(", ")),
+                    format!(
+                        "host {h} is not in this manifest (hosts: {})",
+                        known.join(", ")
+                    ),
                 ));
             }
         }
@@ -89,7 +94,13 @@ pub fn plan(m: &Manifest, hosts: &[String]) -> Result<PackPlan> {
     })
 }
 
-fn expand(m: &Manifest, e: &Entry, host: Option<&String>, items: &mut Vec<Item>, sources: &mut Vec<Option<PathBuf>>) -> Result<()> {
+fn expand(
+    m: &Manifest,
+    e: &Entry,
+    host: Option<&String>,
+    items: &mut Vec<Item>,
+    sources: &mut Vec<Option<PathBuf>>,
+) -> Result<()> {
     let at = |msg: String| Error::manifest(&m.path, format!("line {}: {msg}", e.line));
     let meta = fs::metadata(&e.source).map_err(|err| {
         at(match err.kind() {
@@ -115,7 +126,11 @@ fn expand(m: &Manifest, e: &Entry, host: Option<&String>, items: &mut Vec<Item>,
                 e.source.display()
             )));
         }
-        items.push(item(Kind::File, e.target.clone(), e.mode.unwrap_or(DEFAULT_FILE_MODE)));
+        items.push(item(
+            Kind::File,
+            e.target.clone(),
+            e.mode.unwrap_or(DEFAULT_FILE_MODE),
+        ));
         sources.push(Some(e.source.clone()));
         return Ok(());
     }
@@ -125,7 +140,11 @@ fn expand(m: &Manifest, e: &Entry, host: Option<&String>, items: &mut Vec<Item>,
             e.source.display()
         )));
     }
-    items.push(item(Kind::Dir, e.target.clone(), e.mode.unwrap_or(meta.permissions().mode() & 0o777)));
+    items.push(item(
+        Kind::Dir,
+        e.target.clone(),
+        e.mode.unwrap_or(meta.permissions().mode() & 0o777),
+    ));
     sources.push(None);
     let mut stack = vec![(e.source.clone(), e.target.clone())];
     while let Some((dir, target)) = stack.pop() {
@@ -142,7 +161,8 @@ fn expand(m: &Manifest, e: &Entry, host: Option<&String>, items: &mut Vec<Item>,
                 .into_string()
                 .map_err(|_| at(format!("{} has a name that is not UTF-8", path.display())))?;
             let child_target = format!("{target}/{name}");
-            let meta = fs::symlink_metadata(&path).map_err(|err| at(format!("{}: {err}", path.display())))?;
+            let meta = fs::symlink_metadata(&path)
+                .map_err(|err| at(format!("{}: {err}", path.display())))?;
             let mode = meta.permissions().mode() & 0o777;
             if meta.file_type().is_symlink() {
                 return Err(at(format!(
@@ -157,7 +177,10 @@ fn expand(m: &Manifest, e: &Entry, host: Option<&String>, items: &mut Vec<Item>,
                 items.push(item(Kind::File, child_target, e.file_mode.unwrap_or(mode)));
                 sources.push(Some(path));
             } else {
-                return Err(at(format!("{} is not a regular file or directory", path.display())));
+                return Err(at(format!(
+                    "{} is not a regular file or directory",
+                    path.display()
+                )));
             }
         }
         // Depth-first in name order; reversed because the stack pops from the end.
@@ -182,13 +205,30 @@ pub struct PackOptions {
 
 /// Encrypts `plan` to `out`. The bundle appears at `out` only when complete; until then it
 /// is a 0600 temporary in the same folder, removed on any error.
-pub fn write_bundle(plan: &PackPlan, out: &Path, passphrase: SecretString, opts: PackOptions, progress: &dyn Fn(u64)) -> Result<u64> {
+///
+/// Three stages overlap (docs/BENCHMARKS.md): this thread reads, hashes and tars the files
+/// and feeds zstd, whose worker threads compress; a second thread encrypts the compressed
+/// stream and writes it, asking the kernel to start writing back every few MiB so that the
+/// final `fsync` has little left to wait for.
+pub fn write_bundle(
+    plan: &PackPlan,
+    out: &Path,
+    passphrase: SecretString,
+    opts: PackOptions,
+    progress: &dyn Fn(u64),
+) -> Result<u64> {
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let file_name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
-    let temp = dir.join(format!(".{file_name}.vault-{:08x}.tmp", rand::random::<u32>()));
+    let file_name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "bundle".into());
+    let temp = dir.join(format!(
+        ".{file_name}.vault-{:08x}.tmp",
+        rand::random::<u32>()
+    ));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -196,16 +236,142 @@ pub fn write_bundle(plan: &PackPlan, out: &Path, passphrase: SecretString, opts:
         .open(&temp)
         .map_err(|e| Error::io("cannot create", &temp, e))?;
     let guard = TempGuard(Some(temp.clone()));
-    let stream = bundle::encrypt(BufWriter::with_capacity(1 << 20, file), passphrase, opts.kdf).map_err(|e| Error::io("cannot write", &temp, e))?;
-    let stream = archive::write::write(stream, &plan.manifest, &plan.sources, opts.compression, progress)?;
-    let mut buffered = stream.finish().map_err(|e| Error::io("cannot write", &temp, e))?;
-    buffered.flush().map_err(|e| Error::io("cannot write", &temp, e))?;
-    let file = buffered.into_inner().map_err(|e| Error::io("cannot write", &temp, e.into_error()))?;
-    file.sync_all().map_err(|e| Error::io("cannot write", &temp, e))?;
-    let size = file.metadata().map_err(|e| Error::io("cannot read", &temp, e))?.len();
+    let write_err = |e| Error::io("cannot write", &temp, e);
+    // The KDF runs here, before any thread starts.
+    let stream = bundle::encrypt(Writeback::new(file), passphrase, opts.kdf).map_err(write_err)?;
+    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+    let (file, packed) = std::thread::scope(|s| {
+        let encryptor = s.spawn(move || -> std::io::Result<File> {
+            let mut stream = stream;
+            for chunk in rx {
+                stream.write_all(&chunk)?;
+            }
+            // age writes whole 64 KiB chunks: no buffer needed in front of the file.
+            let file = stream.finish()?.into_file();
+            file.sync_all()?;
+            Ok(file)
+        });
+        let pipe = ChunkSender {
+            tx,
+            buf: Vec::with_capacity(PIPE_CHUNK),
+        };
+        let packed = archive::write::write(
+            pipe,
+            &plan.manifest,
+            &plan.sources,
+            opts.compression,
+            progress,
+        )
+        .and_then(|mut pipe| pipe.send().map_err(write_err));
+        // On error the sender is dropped with `packed`, so the encryptor stops too.
+        let encrypted = encryptor
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the encryption thread panicked")));
+        (encrypted, packed)
+    });
+    // A closed pipe in `packed` is the encryptor's error showing through: report the cause.
+    let file = match (file, packed) {
+        (Err(e), _) => return Err(write_err(e)),
+        (Ok(_), Err(e)) => return Err(e),
+        (Ok(f), Ok(())) => f,
+    };
+    let size = file
+        .metadata()
+        .map_err(|e| Error::io("cannot read", &temp, e))?
+        .len();
     fs::rename(&temp, out).map_err(|e| Error::io("cannot create", out, e))?;
     guard.disarm();
     Ok(size)
+}
+
+/// Chunks in flight between the compressing and the encrypting thread (memory: depth × chunk).
+const PIPE_DEPTH: usize = 8;
+const PIPE_CHUNK: usize = 1 << 20;
+
+/// The writing end of the pipe to the encryption thread: batches writes into whole chunks.
+struct ChunkSender {
+    tx: mpsc::SyncSender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl ChunkSender {
+    fn send(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        self.tx.send(full).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::BrokenPipe,
+                "the encryption thread stopped",
+            )
+        })
+    }
+}
+
+impl Write for ChunkSender {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = data.len().min(PIPE_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIPE_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        // Chunks go when full or at the end; zstd's flushes need not cross threads.
+        Ok(())
+    }
+}
+
+/// A file that asks the kernel to start writing back what was written, every
+/// [`WRITEBACK_EVERY`] bytes, without waiting for it (`POSIX_FADV_DONTNEED` starts
+/// asynchronous writeback of dirty pages on Linux). Disk writes then overlap the CPU work
+/// instead of all happening in the final `fsync`.
+pub(crate) struct Writeback {
+    file: File,
+    written: u64,
+    flushed: u64,
+}
+
+/// How much is written before writeback of it is started.
+const WRITEBACK_EVERY: u64 = 8 << 20;
+
+impl Writeback {
+    pub(crate) fn new(file: File) -> Writeback {
+        Writeback {
+            file,
+            written: 0,
+            flushed: 0,
+        }
+    }
+
+    pub(crate) fn into_file(self) -> File {
+        self.file
+    }
+}
+
+impl Write for Writeback {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(data)?;
+        self.written += n as u64;
+        if self.written - self.flushed >= WRITEBACK_EVERY {
+            // Advice only: a failure here changes nothing, the fsync at the end still decides.
+            let _ = rustix::fs::fadvise(
+                &self.file,
+                self.flushed,
+                NonZeroU64::new(self.written - self.flushed),
+                rustix::fs::Advice::DontNeed,
+            );
+            self.flushed = self.written;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
 }
 
 /// Removes a temporary unless disarmed.

@@ -12,6 +12,7 @@ mod init;
 mod inspect;
 mod keys;
 mod pack;
+mod progress;
 mod rekey;
 mod source;
 mod unlock;

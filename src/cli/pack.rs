@@ -8,6 +8,7 @@ use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
 
+use super::progress::{Progress, Unit};
 use super::util::{human_bytes, passphrase_source, PassphraseArgs};
 
 #[derive(Debug, Args)]
@@ -86,7 +87,9 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             ..Default::default()
         },
     };
-    let size = pack::write_bundle(&plan, &a.output, passphrase, opts, &|_| {})?;
+    let bar = Progress::new(plan.total_bytes, Unit::Bytes, "packing", quiet || a.json);
+    let size = pack::write_bundle(&plan, &a.output, passphrase, opts, &bar.callback())?;
+    bar.finish();
     let files = plan
         .manifest
         .items

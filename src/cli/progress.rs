@@ -1,0 +1,146 @@
+//! Progress bars on stderr, shared by `pack`, `unlock` and `rekey`.
+//!
+//! A bar is drawn only when stderr is a terminal, `--quiet` was not given, and the work has
+//! already taken longer than [`DELAY`]: a bundle of a few keys finishes without any flicker,
+//! and scripts (stderr a pipe or a file) see nothing. The bar is cloneable and `Send`, so a
+//! worker thread can advance it.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How long work runs before a bar appears.
+pub const DELAY: Duration = Duration::from_millis(400);
+
+/// What a bar counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Bytes,
+    /// Files, secrets, items: plain counts.
+    Items,
+}
+
+/// A progress bar that may never be drawn. Cheap to clone; every clone drives the same bar.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    start: Instant,
+    shown: Arc<AtomicBool>,
+}
+
+impl Progress {
+    /// A bar for `total` units labelled `label` (e.g. "packing"); inert when `quiet` or when
+    /// stderr is not a terminal.
+    pub fn new(total: u64, unit: Unit, label: &str, quiet: bool) -> Progress {
+        let enabled = !quiet && std::io::stderr().is_terminal();
+        Progress::with_enabled(total, unit, label, enabled)
+    }
+
+    /// A bar that never draws.
+    pub fn hidden() -> Progress {
+        Progress {
+            bar: None,
+            start: Instant::now(),
+            shown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    fn with_enabled(total: u64, unit: Unit, label: &str, enabled: bool) -> Progress {
+        if !enabled {
+            return Progress::hidden();
+        }
+        let template = match unit {
+            Unit::Bytes => {
+                "{msg:>10} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}"
+            }
+            Unit::Items => "{msg:>10} [{bar:30}] {pos}/{len} ({per_sec}) ETA {eta}",
+        };
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        // Hidden at first: drawn only once the work proves longer than DELAY.
+        let bar = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::hidden())
+            .with_style(style)
+            .with_message(label.to_owned());
+        Progress {
+            bar: Some(bar),
+            start: Instant::now(),
+            shown: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    /// Advances by `n` units.
+    pub fn inc(&self, n: u64) {
+        if let Some(bar) = &self.bar {
+            bar.inc(n);
+            self.show_if_slow(bar);
+        }
+    }
+
+    /// Replaces the label (e.g. "verifying" then "placing").
+    pub fn set_label(&self, label: &str) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(label.to_owned());
+        }
+    }
+
+    /// Changes the total, for work whose size is learnt late (unlock reads it from the
+    /// manifest inside the bundle).
+    pub fn set_total(&self, total: u64) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(total);
+        }
+    }
+
+    /// Removes the bar, so the command's own output starts on a clean line.
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+
+    /// `inc` as a callback, for library functions that report progress through `&dyn Fn(u64)`.
+    pub fn callback(&self) -> impl Fn(u64) + Send + Sync + '_ {
+        move |n| self.inc(n)
+    }
+
+    fn show_if_slow(&self, bar: &ProgressBar) {
+        if !self.shown.load(Ordering::Relaxed)
+            && self.start.elapsed() >= DELAY
+            && !self.shown.swap(true, Ordering::Relaxed)
+        {
+            bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+        }
+    }
+}
+
+impl Drop for Progress {
+    fn drop(&mut self) {
+        // Only the last clone clears the bar: an error message must not land mid-bar.
+        if Arc::strong_count(&self.shown) == 1 {
+            self.finish();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quiet_and_hidden_bars_count_nothing_and_never_draw() {
+        let p = Progress::new(10, Unit::Items, "x", true);
+        assert!(p.bar.is_none());
+        p.inc(3);
+        p.finish();
+        let p = Progress::with_enabled(10, Unit::Bytes, "x", true);
+        let q = p.clone();
+        q.inc(4);
+        assert_eq!(p.bar.as_ref().map(|b| b.position()), Some(4));
+        // Fast work never switches the bar on.
+        assert!(!p.shown.load(Ordering::Relaxed));
+    }
+}

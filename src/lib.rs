@@ -21,6 +21,7 @@ pub mod pack;
 pub mod place;
 pub mod prompt;
 pub mod rekey;
+pub mod staging;
 pub mod unlock;
 
 pub use error::{Error, ExitCode, Hint, Result};

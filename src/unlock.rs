@@ -18,6 +18,7 @@ use crate::archive::{BundleManifest, Item, Kind, Limits};
 use crate::bundle::Payload;
 use crate::manifest::Stage;
 use crate::place::{is_mount_point, Conflict, ConflictKind, PlaceOptions, Placer};
+use crate::staging::Stager;
 use crate::{Error, Result};
 
 /// Which stages to place.
@@ -30,7 +31,10 @@ pub enum StageSel {
 
 impl StageSel {
     pub fn includes(self, s: Stage) -> bool {
-        matches!((self, s), (StageSel::All, _) | (StageSel::Disk, Stage::Disk) | (StageSel::Root, Stage::Root))
+        matches!(
+            (self, s),
+            (StageSel::All, _) | (StageSel::Disk, Stage::Disk) | (StageSel::Root, Stage::Root)
+        )
     }
 }
 
@@ -122,6 +126,29 @@ pub fn precheck(opts: &UnlockOptions, require_mount_point: bool) -> Result<()> {
 /// Verifies the payload and places the chosen items. Nothing is placed unless the whole
 /// payload authenticated and matched its manifest.
 pub fn unlock<R: Read>(payload: Payload<R>, name: &Path, opts: &UnlockOptions) -> Result<Report> {
+    unlock_inner(payload, name, opts, None)
+}
+
+/// `vault unlock --stage disk`: places the disk-stage items (`opts.stages` must be
+/// [`StageSel::Disk`]) and keeps the chosen host's root-stage items in `stager`, which is
+/// committed only once the whole payload verified and before the disk items are made visible.
+pub fn unlock_and_stage<R: Read>(
+    payload: Payload<R>,
+    name: &Path,
+    opts: &UnlockOptions,
+    mut stager: Stager,
+) -> Result<(Report, usize)> {
+    debug_assert_eq!(opts.stages, StageSel::Disk);
+    let report = unlock_inner(payload, name, opts, Some(&mut stager))?;
+    Ok((report, stager.len()))
+}
+
+fn unlock_inner<R: Read>(
+    payload: Payload<R>,
+    name: &Path,
+    opts: &UnlockOptions,
+    stager: Option<&mut Stager>,
+) -> Result<Report> {
     let probe = payload.probe();
     let mut sink = UnlockSink {
         opts,
@@ -129,11 +156,23 @@ pub fn unlock<R: Read>(payload: Payload<R>, name: &Path, opts: &UnlockOptions) -
         placers: BTreeMap::new(),
         memory: None,
         report: Vec::new(),
+        stager,
     };
     let manifest = walk(payload, name, &opts.limits, Some(&probe), &mut sink)?;
     let verified_bytes = manifest.items.iter().map(|i| i.size).sum();
     if !opts.dry_run {
-        sink.finish()?;
+        // Stage first (RAM only, cheap, reversible), then make the disk items visible; if
+        // that fails, the staged copy is wiped too, so a failed run leaves nothing behind.
+        let staged_dir = match sink.stager.take() {
+            Some(st) => Some(st.commit()?),
+            None => None,
+        };
+        if let Err(e) = sink.finish() {
+            if let Some(d) = staged_dir.as_deref().and_then(Path::parent) {
+                let _ = crate::staging::wipe(d);
+            }
+            return Err(e);
+        }
     }
     Ok(Report {
         host: sink.host,
@@ -144,9 +183,19 @@ pub fn unlock<R: Read>(payload: Payload<R>, name: &Path, opts: &UnlockOptions) -
 }
 
 /// Reads the manifest only, verifying the whole payload (`vault inspect`).
-pub fn inspect<R: Read>(payload: Payload<R>, name: &Path, limits: &Limits) -> Result<BundleManifest> {
+pub fn inspect<R: Read>(
+    payload: Payload<R>,
+    name: &Path,
+    limits: &Limits,
+) -> Result<BundleManifest> {
     let probe = payload.probe();
-    walk(payload, name, limits, Some(&probe), &mut crate::archive::read::Discard)
+    walk(
+        payload,
+        name,
+        limits,
+        Some(&probe),
+        &mut crate::archive::read::Discard,
+    )
 }
 
 /// Picks the host: the one asked for, or the only one.
@@ -176,13 +225,18 @@ fn list_or_none(v: &[String]) -> String {
     }
 }
 
+/// An item staged in memory: (index, item, contents for files).
+type InMemory = (usize, Item, Option<Zeroizing<Vec<u8>>>);
+
 struct UnlockSink<'a> {
     opts: &'a UnlockOptions,
     host: Option<String>,
     placers: BTreeMap<Stage, Placer>,
     /// Staged contents when the payload fits in memory: (index, contents).
-    memory: Option<Vec<(usize, Item, Option<Zeroizing<Vec<u8>>>)>>,
+    memory: Option<Vec<InMemory>>,
     report: Vec<Placed>,
+    /// `--stage disk`: keeps the root-stage items for `vault place`.
+    stager: Option<&'a mut Stager>,
 }
 
 impl UnlockSink<'_> {
@@ -217,9 +271,13 @@ impl UnlockSink<'_> {
                 let placer = self.placer(item.stage)?;
                 match (item.kind, data) {
                     (Kind::Dir, _) => placer.dir(&item.target, item.mode, item.uid, item.gid)?,
-                    (Kind::File, Some(data)) => {
-                        placer.file(&item.target, item.mode, item.uid, item.gid, &mut data.as_slice())?
-                    }
+                    (Kind::File, Some(data)) => placer.file(
+                        &item.target,
+                        item.mode,
+                        item.uid,
+                        item.gid,
+                        &mut data.as_slice(),
+                    )?,
                     (Kind::File, None) => unreachable!("files are staged with contents"),
                 }
             }
@@ -243,6 +301,9 @@ impl UnlockSink<'_> {
 impl Sink for UnlockSink<'_> {
     fn manifest(&mut self, manifest: &BundleManifest) -> Result<()> {
         self.host = choose_host(manifest, self.opts.host.as_deref())?;
+        if let Some(st) = self.stager.as_deref_mut() {
+            st.set_host(self.host.clone());
+        }
         let wanted: Vec<&Item> = manifest.items.iter().filter(|i| self.wanted(i)).collect();
 
         // Refuse before writing anything: links in the way, and existing files without --force.
@@ -254,8 +315,14 @@ impl Sink for UnlockSink<'_> {
                 continue;
             }
             let placer = Placer::new(self.root_for(stage), self.opts.place)?;
-            let dirs = items.iter().filter(|i| i.kind == Kind::Dir).map(|i| i.target.as_str());
-            let files = items.iter().filter(|i| i.kind == Kind::File).map(|i| i.target.as_str());
+            let dirs = items
+                .iter()
+                .filter(|i| i.kind == Kind::Dir)
+                .map(|i| i.target.as_str());
+            let files = items
+                .iter()
+                .filter(|i| i.kind == Kind::File)
+                .map(|i| i.target.as_str());
             for c in placer.check(dirs, files) {
                 actions.insert(c.path.clone(), c.what);
                 conflicts.push(c);
@@ -304,7 +371,9 @@ impl Sink for UnlockSink<'_> {
                 .map(|c| {
                     let what = match c.what {
                         ConflictKind::Exists => "exists",
-                        ConflictKind::NotADirectory => "is a link or not a directory (never followed)",
+                        ConflictKind::NotADirectory => {
+                            "is a link or not a directory (never followed)"
+                        }
                         ConflictKind::IsADirectory => "is a directory where a file goes",
                     };
                     format!("\n  {} {what}", c.path.display())
@@ -318,7 +387,8 @@ impl Sink for UnlockSink<'_> {
                         crate::place::BACKUP_SUFFIX
                     )
                 } else {
-                    "remove or fix those paths in the target, then run the same command again".into()
+                    "remove or fix those paths in the target, then run the same command again"
+                        .into()
                 }),
             });
         }
@@ -328,20 +398,29 @@ impl Sink for UnlockSink<'_> {
     }
 
     fn wants(&self, _index: usize, item: &Item) -> bool {
-        !self.opts.dry_run && self.wanted(item)
+        !self.opts.dry_run
+            && (self.wanted(item) || self.stager.as_deref().is_some_and(|s| s.wants(item)))
     }
 
     fn dir(&mut self, index: usize, item: &Item) -> Result<()> {
+        if let Some(st) = self.stager.as_deref_mut().filter(|s| s.wants(item)) {
+            return st.dir(item);
+        }
         match &mut self.memory {
             Some(m) => {
                 m.push((index, item.clone(), None));
                 Ok(())
             }
-            None => self.placer(item.stage)?.dir(&item.target, item.mode, item.uid, item.gid),
+            None => self
+                .placer(item.stage)?
+                .dir(&item.target, item.mode, item.uid, item.gid),
         }
     }
 
     fn file(&mut self, index: usize, item: &Item, data: &mut dyn Read) -> Result<()> {
+        if let Some(st) = self.stager.as_deref_mut().filter(|s| s.wants(item)) {
+            return st.file(item, data);
+        }
         match &mut self.memory {
             Some(m) => {
                 // Never trust the declared size for an allocation; the reader is capped by it.
@@ -351,7 +430,10 @@ impl Sink for UnlockSink<'_> {
                 m.push((index, item.clone(), Some(buf)));
                 Ok(())
             }
-            None => self.placer(item.stage)?.file(&item.target, item.mode, item.uid, item.gid, data),
+            None => {
+                self.placer(item.stage)?
+                    .file(&item.target, item.mode, item.uid, item.gid, data)
+            }
         }
     }
 }

@@ -60,6 +60,9 @@ pub struct UnlockArgs {
     /// temporaries beside their targets (for tests of that path).
     #[arg(long, hide = true, value_name = "BYTES")]
     pub staging_memory: Option<u64>,
+    /// Where `--stage disk` keeps the root-stage entries (must be on ramfs or tmpfs).
+    #[arg(long, hide = true, default_value = vault::staging::DEFAULT_DIR)]
+    pub staging_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -67,10 +70,26 @@ pub struct PlaceArgs {
     /// Root of the installed system.
     #[arg(long, default_value = "/mnt")]
     pub root: PathBuf,
+    /// Replace existing files, keeping each as NAME.vault-backup.
+    #[arg(long)]
+    pub force: bool,
+    /// With --force: do not keep backups.
+    #[arg(long, requires = "force")]
+    pub no_backup: bool,
+    /// Allow a --root that is not a mount point.
+    #[arg(long)]
+    pub root_not_mountpoint: bool,
+    /// The staging area `vault unlock --stage disk` wrote.
+    #[arg(long, hide = true, default_value = vault::staging::DEFAULT_DIR)]
+    pub staging_dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
-pub struct WipeArgs {}
+pub struct WipeArgs {
+    /// The staging area to discard.
+    #[arg(long, hide = true, default_value = vault::staging::DEFAULT_DIR)]
+    pub staging_dir: PathBuf,
+}
 
 pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     let mut opts = UnlockOptions::new(a.root.clone());
@@ -95,6 +114,14 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         );
     }
 
+    // `--stage disk` keeps the root entries in RAM for `vault place`: check the staging
+    // area before the passphrase too. Only the default location gets a fresh ramfs mounted.
+    let stage_root = matches!(a.stage, StageArg::Disk) && !a.dry_run;
+    if stage_root {
+        let mount = a.staging_dir == std::path::Path::new(vault::staging::DEFAULT_DIR);
+        vault::staging::prepare(&a.staging_dir, mount)?;
+    }
+
     let opened = open_bundle(a.bundle.as_deref())?;
     let name = opened.name.clone();
     let limits = KdfLimits::for_this_machine();
@@ -104,7 +131,13 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, a.ask_password)?;
     let payload = locked.decrypt(key)?;
-    let report = vault::unlock::unlock(payload, &name, &opts)?;
+    let (report, staged) = if stage_root {
+        let stager = vault::staging::Stager::new(&a.staging_dir, &name)?;
+        let (r, n) = vault::unlock::unlock_and_stage(payload, &name, &opts, stager)?;
+        (r, Some(n))
+    } else {
+        (vault::unlock::unlock(payload, &name, &opts)?, None)
+    };
 
     if a.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());
@@ -146,19 +179,44 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
             name.display()
         );
     }
+    if let Some(k) = staged {
+        println!(
+            "Kept {k} root-stage item(s) in RAM at {}. After partitioning and mounting the target, run `vault place --root /mnt` (or `vault wipe` to discard them).",
+            a.staging_dir.display()
+        );
+    }
     Ok(ExitCode::Ok)
 }
 
-pub fn run_place(_a: PlaceArgs, _quiet: bool) -> vault::Result<ExitCode> {
-    Err(vault::Error::Refused {
-        why: "`vault place` needs a staged bundle, and staging is not implemented yet".into(),
-        hint: Some("run `vault unlock --root /mnt` once the target is mounted".into()),
-    })
+pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let mut opts = UnlockOptions::new(a.root.clone());
+    opts.stages = StageSel::Root;
+    vault::unlock::precheck(&opts, !a.root_not_mountpoint)?;
+    opts.place.force = a.force;
+    opts.place.backup = !a.no_backup;
+    let report = vault::staging::place(&a.staging_dir, &a.root, opts.place)?;
+    if !quiet {
+        for p in &report.placed {
+            println!("placed        {}", p.display());
+        }
+        println!(
+            "Placed {} file(s) from {} for host {} and wiped the staging area.",
+            report.placed.len(),
+            report.bundle,
+            report.host.as_deref().unwrap_or("(shared entries only)")
+        );
+    }
+    Ok(ExitCode::Ok)
 }
 
-pub fn run_wipe(_a: WipeArgs, _quiet: bool) -> vault::Result<ExitCode> {
-    Err(vault::Error::Refused {
-        why: "nothing is staged: staging is not implemented yet".into(),
-        hint: None,
-    })
+pub fn run_wipe(a: WipeArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let had = vault::staging::wipe(&a.staging_dir)?;
+    if !quiet {
+        if had {
+            println!("Wiped the staged bundle in {}.", a.staging_dir.display());
+        } else {
+            println!("Nothing was staged in {}.", a.staging_dir.display());
+        }
+    }
+    Ok(ExitCode::Ok)
 }

@@ -1,0 +1,320 @@
+//! Two-step installs: `vault unlock --stage disk` places the disk entries and keeps the root
+//! entries in a RAM-backed staging area; `vault place` places them without the passphrase and
+//! wipes the area; `vault wipe` discards it. Run as root (CI is): the tests mount their own
+//! ramfs for the hidden `--staging-dir`, and one runs the default `/run/vault` path inside a
+//! private mount namespace.
+
+mod hostile;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use hostile::*;
+
+fn is_root() -> bool {
+    rustix::process::geteuid().is_root()
+}
+
+/// A ramfs mounted on a fresh directory, unmounted on drop.
+struct Ram {
+    _dir: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl Ram {
+    fn new() -> Ram {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ram");
+        std::fs::create_dir(&path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "ramfs", "-o", "mode=0700", "ramfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount ramfs");
+        Ram { _dir: dir, path }
+    }
+}
+
+impl Drop for Ram {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+fn items() -> Vec<(vault::archive::Item, Option<Vec<u8>>)> {
+    vec![
+        (
+            disk_item("/tmp/disko-password", b"luks pass"),
+            Some(b"luks pass".to_vec()),
+        ),
+        // Staged as 0 (directory), 1 and 2 (files).
+        (dir_item("/root/.ssh"), None),
+        (
+            file_item("/root/.ssh/id_ed25519", b"deploy key\n"),
+            Some(b"deploy key\n".to_vec()),
+        ),
+        (
+            vault::archive::Item {
+                mode: 0o640,
+                uid: 1000,
+                gid: 100,
+                ..file_item("/etc/ssh/ssh_host_ed25519_key", b"host key\n")
+            },
+            Some(b"host key\n".to_vec()),
+        ),
+    ]
+}
+
+fn vault(args: &[&str], staging: &Path) -> Output {
+    Command::new(vault_bin())
+        .args(args)
+        .arg("--staging-dir")
+        .arg(staging)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn place(s: &Scratch, staging: &Path, extra: &[&str]) -> Output {
+    let mnt = s.mnt();
+    let mut args = vec![
+        "place",
+        "--root",
+        mnt.to_str().unwrap(),
+        "--root-not-mountpoint",
+    ];
+    args.extend_from_slice(extra);
+    vault(&args, staging)
+}
+
+fn stage_disk(s: &Scratch, bundle: &[u8], staging: &Path) -> Output {
+    s.unlock(
+        bundle,
+        &[
+            "--stage",
+            "disk",
+            "--staging-dir",
+            staging.to_str().unwrap(),
+        ],
+    )
+}
+
+#[test]
+fn stage_disk_then_place_without_the_passphrase() {
+    if !is_root() {
+        eprintln!("SKIP: needs root to mount a ramfs");
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    let mnt_before = snapshot(&s.mnt());
+    let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("vault place"), "{}", text(&o));
+    // Disk entries placed; root entries not yet.
+    assert_eq!(
+        std::fs::read(s.path("live/tmp/disko-password")).unwrap(),
+        b"luks pass"
+    );
+    assert_eq!(
+        snapshot(&s.mnt()),
+        mnt_before,
+        "root stage placed too early"
+    );
+    let staged = ram.path.join("staged");
+    let m = std::fs::metadata(&staged).unwrap();
+    assert_eq!(m.permissions().mode() & 0o777, 0o700);
+    assert_eq!(std::fs::read(staged.join("1")).unwrap(), b"deploy key\n");
+
+    // The passphrase file is gone: place must not need it (stdin is /dev/null too).
+    std::fs::remove_file(s.path("pw")).unwrap();
+    let o = place(&s, &ram.path, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(s.path("mnt/root/.ssh/id_ed25519")).unwrap(),
+        b"deploy key\n"
+    );
+    let k = std::fs::metadata(s.path("mnt/etc/ssh/ssh_host_ed25519_key")).unwrap();
+    assert_eq!(k.mode() & 0o7777, 0o640);
+    assert_eq!((k.uid(), k.gid()), (1000, 100));
+    assert_eq!(
+        std::fs::metadata(s.path("mnt/root/.ssh")).unwrap().mode() & 0o7777,
+        0o755
+    );
+    // Wiped: nothing left in the area.
+    assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
+    // A second place has nothing to do.
+    let o = place(&s, &ram.path, &[]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("nothing is staged"), "{}", text(&o));
+}
+
+#[test]
+fn wipe_discards_the_staged_bundle() {
+    if !is_root() {
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    // Staging twice is refused, before the passphrase.
+    let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("already staged"), "{}", text(&o));
+    let o = vault(&["wipe"], &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("Wiped"), "{}", text(&o));
+    assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
+    let before = s.state();
+    let o = place(&s, &ram.path, &[]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert_eq!(s.state(), before);
+    let o = vault(&["wipe"], &ram.path);
+    assert!(text(&o).contains("Nothing was staged"), "{}", text(&o));
+}
+
+#[test]
+fn a_disk_backed_staging_area_is_refused() {
+    let s = Scratch::new();
+    // The scratch directory is on the build machine's disk (not tmpfs/ramfs).
+    let disk = s.path("staging");
+    let fs_is_ram = {
+        std::fs::create_dir(&disk).unwrap();
+        vault::staging::check_ram_backed(&disk).is_ok()
+    };
+    if fs_is_ram {
+        eprintln!("SKIP: the scratch directory is on tmpfs here");
+        return;
+    }
+    let before = s.state();
+    let o = stage_disk(&s, &honest(items()), &disk);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("not on ramfs or tmpfs"), "{}", text(&o));
+    assert!(text(&o).contains("hint:"), "{}", text(&o));
+    assert_eq!(
+        s.state(),
+        before,
+        "disk entries placed although staging was refused"
+    );
+    assert_eq!(std::fs::read_dir(&disk).unwrap().count(), 0);
+}
+
+#[test]
+fn a_modified_staging_area_is_refused_at_place() {
+    if !is_root() {
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(ram.path.join("staged/2"), b"evil key\n").unwrap();
+    let before = s.state();
+    let o = place(&s, &ram.path, &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("does not match its SHA-256"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        s.state(),
+        before,
+        "a file was placed from a modified staging area"
+    );
+    // Staging area kept for inspection / wipe.
+    assert!(ram.path.join("staged/manifest.json").exists());
+}
+
+#[test]
+fn place_refuses_existing_files_and_keeps_the_staged_copy() {
+    if !is_root() {
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(s.path("mnt/etc/ssh/ssh_host_ed25519_key"), b"old").unwrap();
+    let before = s.state();
+    let o = place(&s, &ram.path, &[]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("exists"), "{}", text(&o));
+    assert_eq!(s.state(), before);
+    let o = place(&s, &ram.path, &["--force"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        std::fs::read(s.path("mnt/etc/ssh/ssh_host_ed25519_key.vault-backup")).unwrap(),
+        b"old"
+    );
+    assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
+}
+
+#[test]
+fn a_hostile_bundle_stages_nothing() {
+    if !is_root() {
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    // The last item's contents do not match: the walk fails after the root items were copied
+    // into the incoming area, which must be wiped.
+    let mut its = items();
+    let last = its.len() - 1;
+    its[last].1 = Some(b"HOST key\n".to_vec());
+    let b = honest(its);
+    let before = s.state();
+    let o = stage_disk(&s, &b, &ram.path);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(s.state(), before);
+    assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
+}
+
+#[test]
+fn the_default_area_is_a_fresh_ramfs_under_run() {
+    // The real default path, /run/vault, in a private mount namespace so the ramfs vault
+    // mounts there cannot outlive the test or meet another run.
+    if !is_root() || Path::new("/run/vault").exists() {
+        eprintln!("SKIP: needs root and no existing /run/vault");
+        return;
+    }
+    let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: unshare not found");
+        return;
+    };
+    let s = Scratch::new();
+    std::fs::write(s.path("b.vault"), honest(items())).unwrap();
+    let script = format!(
+        "set -e\n\
+         V={vault}\n\
+         $V unlock {b} --stage disk --root {mnt} --root-not-mountpoint --disk-root {live} --passphrase-file {pw}\n\
+         stat -f -c %T /run/vault\n\
+         stat -c %a /run/vault\n\
+         $V place --root {mnt} --root-not-mountpoint </dev/null\n\
+         if mountpoint -q /run/vault; then echo still-mounted; else echo unmounted; fi\n",
+        vault = vault_bin().display(),
+        b = s.path("b.vault").display(),
+        mnt = s.mnt().display(),
+        live = s.live().display(),
+        pw = s.path("pw").display(),
+    );
+    let o = Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir("/run/vault");
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains("\nramfs\n700\n"), "{out}");
+    assert!(out.contains("unmounted"), "{out}");
+    assert_eq!(
+        std::fs::read(s.path("mnt/root/.ssh/id_ed25519")).unwrap(),
+        b"deploy key\n"
+    );
+}

@@ -287,8 +287,13 @@ fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach)
     a
 }
 
+/// One guest at a time: on a 2-core CI machine parallel TCG guests only make each slower and
+/// the timings meaningless.
+static ONE_GUEST: Mutex<()> = Mutex::new(());
+
 /// Boots, answers the prompts, returns the console transcript.
 fn boot_and_unlock(args: Vec<String>, label: &str) -> String {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let mut g = Guest::boot(&args);
     g.wait_for("vault-e2e: running vault unlock", 1);
     let t_prompt = g.wait_for("Passphrase for ", 1);
@@ -570,7 +575,14 @@ fn uefi_partition_mode() {
     }
     let fx = fixture();
     let dir = fx.dir.path();
-    let iso = make_iso(dir, "iso", &[&format!("unlock --root /mnt --host {HOST}")]);
+    let iso = make_iso(
+        dir,
+        "iso",
+        &[
+            "detach --discover",
+            &format!("unlock --root /mnt --host {HOST}"),
+        ],
+    );
     let stick = dir.join("stick.img");
     run(Command::new(common::vault_bin())
         .args(["attach", "--image"])
@@ -580,9 +592,10 @@ fn uefi_partition_mode() {
         .arg("-o")
         .arg(&stick));
     let target = make_target(dir, "target.img");
-    boot_and_unlock(
+    let t = boot_and_unlock(
         qemu_args(dir, &stick, &target, Firmware::Uefi, Attach::Virtio),
         "uefi-virtio",
     );
+    assert!(t.contains("/dev/vda3 (on the installer disk vda)"), "{t}");
     check_target(&target, "uefi-virtio");
 }

@@ -68,7 +68,9 @@ pub fn open_source(path: &Path) -> Result<BundleSource> {
         };
         return BundleSource::open_at(path, 0, len, shown);
     }
-    if let Some(table) = Table::read(&mut f, path)? {
+    // A sector that merely ends in 0x55AA with invalid entries is not an error here: the file
+    // may still be an ISO with /vault/bundle.
+    if let Ok(Some(table)) = Table::read(&mut f, path) {
         if let Some(slot) = table.vault_slots().next().copied() {
             let start = slot.start();
             let part_len = slot.sectors * SECTOR;

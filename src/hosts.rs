@@ -9,14 +9,13 @@
 use std::io::Write;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use regex::Regex;
 use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
 
 use crate::keys::{passphrase, HostKey};
 use crate::manifest::{check_host_name, Manifest};
-use crate::rekey::config_splice;
+use crate::rekey::{config_splice, keys_file};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
@@ -207,7 +206,8 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
     }
     if let Some(kp) = &opts.agenix_keys {
         let text = read(kp)?;
-        let new = keys_file_add(kp, &text, &opts.name, &ssh_public)?;
+        let new =
+            keys_file::add(kp, &text, &opts.name, &ssh_public).map_err(|m| Error::edit(kp, m))?;
         writes.push((kp.clone(), new));
     }
 
@@ -365,156 +365,6 @@ fn edit_manifest_add(
     Ok(out)
 }
 
-/// Adds `name`'s public key to an agenix keys file: a JSON object or list, or a Nix attribute
-/// set or list (`keys.nix`). Only the new line (and, in JSON, a comma) is added.
-pub fn keys_file_add(path: &Path, text: &str, name: &str, key: &str) -> Result<String, Error> {
-    if text.contains(key) {
-        return Err(Error::edit(path, "already holds this key"));
-    }
-    let is_json = path.extension().is_some_and(|e| e == "json");
-    let close = last_code_char(text, is_json)
-        .ok_or_else(|| Error::edit(path, "no closing } or ] to add the key before"))?;
-    let closer = text.as_bytes()[close];
-    let before = text[..close].trim_end();
-    let last_line = before.lines().last().unwrap_or("");
-    let pad: String = last_line
-        .chars()
-        .take_while(|c| c.is_whitespace())
-        .collect();
-    let pad = if before.ends_with(['{', '[']) || pad.is_empty() {
-        "  ".to_string()
-    } else {
-        pad
-    };
-    let js = |s: &str| serde_json::to_string(s).unwrap_or_default();
-    let line = match (is_json, closer) {
-        (true, b'}') => format!("{pad}{}: {}", js(name), js(key)),
-        (true, _) => format!("{pad}{}", js(key)),
-        (false, b'}') => format!("{pad}{} = {};", nix_attr(name), js(key)),
-        (false, _) => format!("{pad}{}", js(key)),
-    };
-    let needs_comma = is_json && !before.ends_with(['{', '[']);
-    let head = &text[..before.len()];
-    let out = format!(
-        "{head}{}\n{line}\n{}",
-        if needs_comma { "," } else { "" },
-        text[before.len()..].trim_start_matches([' ', '\t', '\r', '\n'])
-    );
-    // Re-read what was written: the key must be there, as a value of the new structure.
-    if is_json {
-        let v: serde_json::Value = serde_json::from_str(&out).map_err(|e| {
-            Error::edit(
-                path,
-                format!("the edit would break the JSON ({e}); nothing was changed"),
-            )
-        })?;
-        if !json_holds(&v, key) {
-            return Err(Error::edit(
-                path,
-                "the key is not a top-level value after editing; add it by hand",
-            ));
-        }
-    } else if let Some(v) = nix_eval(&out) {
-        if !json_holds(&v?, key) {
-            return Err(Error::edit(
-                path,
-                "nix-instantiate does not see the key after editing; add it by hand",
-            ));
-        }
-    }
-    Ok(out)
-}
-
-fn json_holds(v: &serde_json::Value, key: &str) -> bool {
-    match v {
-        serde_json::Value::Object(m) => m
-            .values()
-            .any(|x| x.as_str() == Some(key) || json_holds(x, key)),
-        serde_json::Value::Array(a) => a
-            .iter()
-            .any(|x| x.as_str() == Some(key) || json_holds(x, key)),
-        _ => false,
-    }
-}
-
-fn nix_attr(name: &str) -> String {
-    // Host names may hold `.`, which Nix would read as a path; quote those.
-    if name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-    {
-        name.to_string()
-    } else {
-        format!("{name:?}")
-    }
-}
-
-/// Position of the last `}`/`]` outside comments (Nix `#` comments; JSON has none).
-fn last_code_char(text: &str, json: bool) -> Option<usize> {
-    let mut found = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let code = if json {
-            line
-        } else {
-            line.split('#').next().unwrap_or("")
-        };
-        if let Some(i) = code.rfind(['}', ']']) {
-            found = Some(offset + i);
-        }
-        offset += line.len();
-    }
-    found
-}
-
-/// Evaluates Nix text when `nix-instantiate` exists (None when it does not).
-fn nix_eval(text: &str) -> Option<Result<serde_json::Value, Error>> {
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "-E"])
-        .arg(text)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return Some(Err(Error::edit(
-            "keys file",
-            format!(
-                "the edit would not evaluate: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        )));
-    }
-    Some(serde_json::from_slice(&out.stdout).map_err(|e| Error::edit("keys file", e.to_string())))
-}
-
-/// Removes lines holding `key` from a keys file (and a JSON comma left dangling).
-pub fn keys_file_remove(path: &Path, text: &str, key: &str) -> Result<(String, usize), Error> {
-    let mut removed = 0;
-    let kept: Vec<&str> = text
-        .split_inclusive('\n')
-        .filter(|l| {
-            let hit = l.contains(key);
-            removed += usize::from(hit);
-            !hit
-        })
-        .collect();
-    let mut out = kept.concat();
-    if path.extension().is_some_and(|e| e == "json") && removed > 0 {
-        if serde_json::from_str::<serde_json::Value>(&out).is_err() {
-            // The removed line was the last member: drop the comma before the closer.
-            if let Some(close) = last_code_char(&out, true) {
-                let before = out[..close].trim_end();
-                if let Some(stripped) = before.strip_suffix(',') {
-                    out = format!("{stripped}{}", &out[before.len()..]);
-                }
-            }
-        }
-        serde_json::from_str::<serde_json::Value>(&out).map_err(|e| {
-            Error::edit(path, format!("removing the key would break the JSON ({e})"))
-        })?;
-    }
-    Ok((out, removed))
-}
-
 /// One host as `vault host list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HostInfo {
@@ -608,7 +458,7 @@ pub fn remove(
                     "cannot read the host's .pub file to know which key to remove",
                 )
             })?;
-        let (new, n) = keys_file_remove(kp, &read(kp)?, &key)?;
+        let (new, n) = keys_file::remove(kp, &read(kp)?, &key).map_err(|m| Error::edit(kp, m))?;
         removed.keys_lines = n;
         if n > 0 {
             writes.push((kp.to_path_buf(), new));
@@ -631,46 +481,6 @@ pub fn remove(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const KEY: &str =
-        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIL0idNvgGiucWgup/mP78zyC23uFjYq0evcWdjGQUaBH";
-
-    #[test]
-    fn json_keys_files() {
-        let p = Path::new("keys.json");
-        let obj = "{\n  \"alice\": \"ssh-ed25519 AAAA\"\n}\n";
-        let out = keys_file_add(p, obj, "web1", KEY).unwrap();
-        assert_eq!(
-            out,
-            format!("{{\n  \"alice\": \"ssh-ed25519 AAAA\",\n  \"web1\": \"{KEY}\"\n}}\n")
-        );
-        let (back, n) = keys_file_remove(p, &out, KEY).unwrap();
-        assert_eq!((back.as_str(), n), (obj, 1));
-        let list = "[\n  \"ssh-ed25519 AAAA\"\n]\n";
-        let out = keys_file_add(p, list, "web1", KEY).unwrap();
-        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
-        assert_eq!(v[1], KEY);
-        assert!(
-            keys_file_add(p, &out, "web1", KEY).is_err(),
-            "no duplicates"
-        );
-    }
-
-    #[test]
-    fn nix_keys_files() {
-        let p = Path::new("keys.nix");
-        let attrs = "# people\n{\n  alice = \"ssh-ed25519 AAAA\"; # laptop\n}\n";
-        let out = keys_file_add(p, attrs, "web1", KEY).unwrap();
-        assert_eq!(
-            out,
-            format!(
-                "# people\n{{\n  alice = \"ssh-ed25519 AAAA\"; # laptop\n  web1 = \"{KEY}\";\n}}\n"
-            )
-        );
-        let list = "[\n  \"ssh-ed25519 AAAA\"\n]\n";
-        let out = keys_file_add(p, list, "web.1", KEY).unwrap();
-        assert_eq!(out, format!("[\n  \"ssh-ed25519 AAAA\"\n  \"{KEY}\"\n]\n"));
-    }
 
     #[test]
     fn manifest_edit_keeps_comments_and_validates() {

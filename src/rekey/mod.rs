@@ -11,6 +11,7 @@ pub mod agenix;
 pub mod commit;
 pub mod config_splice;
 pub mod identities;
+pub mod keys_file;
 pub mod preflight;
 pub mod sops;
 mod sops_flat;

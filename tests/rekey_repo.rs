@@ -1,5 +1,5 @@
 //! A realistic secrets repo, built with the real tools: `.sops.yaml` with anchors, aliases and
-//! comments; a dozen sops files (YAML, JSON, dotenv, INI, one rule with two key groups); agenix
+//! comments; 13 sops files (YAML, JSON, binary, dotenv, INI; one rule with two key groups); agenix
 //! files made by `age` with rules importing a `keys.nix`. Then `vault host add` + `vault
 //! rekey`, checked with the real `sops -d` and `age -d`.
 
@@ -122,6 +122,7 @@ fn data_part(path: &Path, text: &str) -> String {
         Some("json") => text.split("\t\"sops\": {").next().unwrap().to_string(),
         Some("env") => text.lines().filter(|l| !l.starts_with("sops_")).collect(),
         Some("ini") => text.split("[sops]").next().unwrap().to_string(),
+        Some("bin") => text.split("\t\"sops\": {").next().unwrap().to_string(),
         _ => unreachable!(),
     }
 }
@@ -133,7 +134,7 @@ keys:
   - &ops OPS
 creation_rules:
   # per-host secrets
-  - path_regex: hosts/[^/]+\.(yaml|json)$
+  - path_regex: hosts/[^/]+\.(yaml|json|bin)$
     age:
       - *admin
       - *ops # on-call
@@ -211,6 +212,8 @@ fn build(t: &Tools) -> Repo {
             "shared/tls.yaml",
             "cert: |\n  -----BEGIN CERT-----\n  abc\n  -----END CERT-----\n".into(),
         ),
+        // sops's "binary" store: any other extension.
+        ("hosts/web-luks.bin", "raw key material\n".into()),
     ];
     let mut sops_plain = BTreeMap::new();
     for (name, content) in &files {
@@ -365,7 +368,7 @@ fn host_add_then_rekey_opens_everything_with_the_new_host_key() {
             r.user1.to_str().unwrap(),
         ],
     ));
-    eprintln!("rekey of 15 files: {:?}", t0.elapsed());
+    eprintln!("rekey of 16 files: {:?}", t0.elapsed());
 
     // The host's sops identity, as sops-nix derives it at boot.
     let host_age = root.join("web1.agekey");
@@ -434,7 +437,7 @@ fn host_add_then_rekey_opens_everything_with_the_new_host_key() {
     let m = vault::manifest::Manifest::load(&root.join("vault.toml")).unwrap();
     let reports = vault::rekey::preflight(&m, &["web1".to_string()]).unwrap();
     let rep = &reports[0];
-    assert_eq!((rep.sops_listed, rep.sops_ok), (12, 12), "{rep:?}");
+    assert_eq!((rep.sops_listed, rep.sops_ok), (13, 13), "{rep:?}");
     assert_eq!((rep.agenix_listed, rep.agenix_ok), (3, 3), "{rep:?}");
     assert!(rep.all_ok(), "{}", rep.summary());
 

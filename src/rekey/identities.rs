@@ -160,3 +160,45 @@ pub fn default_paths() -> Vec<PathBuf> {
     out.dedup();
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::{ExposeSecret, SecretString};
+    use std::io::Write;
+
+    #[test]
+    fn passphrase_encrypted_age_identity_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = age::x25519::Identity::generate();
+        // What `age -p -a -o keys.age keys.txt` writes.
+        let enc =
+            age::Encryptor::with_user_passphrase(SecretString::from("correct horse".to_string()));
+        let mut out = Vec::new();
+        let armored =
+            age::armor::ArmoredWriter::wrap_output(&mut out, age::armor::Format::AsciiArmor)
+                .unwrap();
+        let mut w = enc.wrap_output(armored).unwrap();
+        writeln!(w, "# a comment\n{}", id.to_string().expose_secret()).unwrap();
+        w.finish().unwrap().finish().unwrap();
+        let file = dir.path().join("keys.age");
+        std::fs::write(&file, &out).unwrap();
+        let pass = dir.path().join("pass");
+        std::fs::write(&pass, "correct horse\n").unwrap();
+
+        let ids =
+            Identities::load(&[file.clone()], &passphrase::Source::File(pass.clone())).unwrap();
+        let secret =
+            crate::rekey::age_util::encrypt(b"s", &[id.to_public().to_string()], true).unwrap();
+        assert_eq!(
+            &*crate::rekey::age_util::decrypt(&secret, &ids).unwrap(),
+            b"s"
+        );
+
+        std::fs::write(&pass, "wrong\n").unwrap();
+        let e = Identities::load(&[file], &passphrase::Source::File(pass))
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("cannot decrypt"), "{e}");
+    }
+}

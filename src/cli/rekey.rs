@@ -40,6 +40,9 @@ pub struct RekeyArgs {
     /// Worker threads (default: one per core).
     #[arg(short, long, value_name = "N", default_value_t = 0)]
     pub jobs: usize,
+    /// With --check or --dry-run: print the files and their status as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// Read passphrases of protected identities from the first line of this file (default:
     /// ask on the terminal, once per key).
     #[arg(long, value_name = "FILE")]
@@ -62,7 +65,22 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     let plan = rekey::plan(&manifest.secrets, &manifest.path, which)?;
     let stale = plan.stale();
     if a.check || a.dry_run {
-        if !quiet {
+        if a.json {
+            let items: Vec<serde_json::Value> = plan
+                .items
+                .iter()
+                .map(|i| {
+                    let (status, why) = match &i.status {
+                        Status::Fresh => ("current", None),
+                        Status::Stale(w) => ("stale", Some(w.clone())),
+                    };
+                    serde_json::json!({
+                        "path": i.path, "kind": i.kind, "status": status, "why": why,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::Value::Array(items));
+        } else if !quiet {
             for item in &plan.items {
                 match &item.status {
                     Status::Fresh if a.dry_run => {

@@ -599,3 +599,111 @@ fn uefi_partition_mode() {
     assert!(t.contains("/dev/vda3 (on the installer disk vda)"), "{t}");
     check_target(&target, "uefi-virtio");
 }
+
+/// `vault attach --device` on a real block device in the guest (a second "stick", /dev/vdc,
+/// holding a small isohybrid ISO): refused while not removable, refused while mounted, then
+/// written; the kernel re-reads the table (BLKRRPART) so /dev/vdc3 appears and discovery lists
+/// it. Afterwards the host reads the bundle back from the disk image.
+#[test]
+fn bios_device_mode_in_the_guest() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    // The second stick: an isohybrid ISO with its own label, plus 4 MiB of room.
+    let tree = dir.join("stick2-tree");
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    std::fs::copy(
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        tree.join("isolinux/isolinux.bin"),
+    )
+    .unwrap();
+    let stick2 = dir.join("stick2.img");
+    run(Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-iso-level",
+            "3",
+            "-volid",
+            "second-stick",
+        ])
+        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
+        .args(["-eltorito-catalog", "isolinux/boot.cat", "-no-emul-boot"])
+        .args(["-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-isohybrid-mbr",
+            "/usr/lib/ISOLINUX/isohdpfx.bin",
+            "-r",
+            "-o",
+        ])
+        .arg(&stick2)
+        .arg(&tree));
+    let iso_len = std::fs::metadata(&stick2).unwrap().len();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stick2)
+        .unwrap();
+    f.set_len(iso_len + (4 << 20)).unwrap();
+    drop(f);
+
+    let attach = "attach --device /dev/vdc --bundle /bundle.vault --yes";
+    let mut c = Command::new(repo().join("scripts/mkiso-test"));
+    c.arg("--vault")
+        .arg(static_vault())
+        .arg("--out")
+        .arg(dir.join("iso"))
+        .arg("--file")
+        .arg(format!("{}=/bundle.vault", fx.bundle.display()));
+    for cmd in [
+        attach.to_string(),
+        "sh:mkdir -p /tmp/s && mount -t iso9660 -o ro /dev/vdc /tmp/s".into(),
+        format!("{attach} --yes-not-removable"),
+        "sh:umount /tmp/s".into(),
+        format!("{attach} --yes-not-removable"),
+        "sh:grep -c vdc3 /proc/partitions".into(),
+        "detach --discover".into(),
+    ] {
+        c.arg("--cmd").arg(cmd);
+    }
+    run(&mut c);
+    let iso = dir.join("iso/installer.iso");
+    let target = make_target(dir, "target.img");
+    let mut args = qemu_args(dir, &iso, &target, Firmware::Bios, Attach::Virtio);
+    args.extend([
+        "-drive".into(),
+        format!("file={},format=raw,if=virtio", stick2.display()),
+    ]);
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let g = Guest::boot(&args);
+    let t = g.wait_exit();
+    let step = |n: usize| -> String {
+        t.split("vault-e2e: running ")
+            .nth(n)
+            .unwrap_or_else(|| panic!("step {n} missing; console:\n{t}"))
+            .to_string()
+    };
+    assert!(
+        step(1).contains("is not a removable device") && step(1).contains("exited with 6"),
+        "{t}"
+    );
+    assert!(
+        step(3).contains("is in use: /dev/vdc is mounted at /tmp/s")
+            && step(3).contains("exited with 6"),
+        "{t}"
+    );
+    assert!(step(5).contains("exited with 0"), "{t}");
+    assert!(
+        step(6).contains("\n1\r\n") || step(6).contains("\n1\n"),
+        "{t}"
+    );
+    assert!(step(7).contains("/dev/vdc3 ("), "{t}");
+    drop(_one);
+    // What the guest wrote: the bundle, found by the host in the stick's image.
+    let src = vault::media::open_source(&stick2).unwrap();
+    assert_eq!(src.offset, iso_len.div_ceil(1 << 20) << 20);
+    let mut got = Vec::new();
+    std::io::Read::read_to_end(&mut src.reader(), &mut got).unwrap();
+    assert_eq!(got, std::fs::read(&fx.bundle).unwrap());
+}

@@ -704,3 +704,26 @@ fn a_refused_bundle_for_another_stage_places_nothing_either() {
     let _ = Stage::Disk;
     let _ = Kind::File;
 }
+
+#[test]
+fn kdf_parameters_beyond_the_caps_are_refused_before_any_work() {
+    // The header is edited after encryption: the caps are checked before the header MAC
+    // (which needs the expensive key), so the edit itself is not what is reported.
+    let b = honest(vec![(file_item("/etc/x", b"x"), Some(b"x".to_vec()))]);
+    let h = vault::bundle::header::parse(&b).unwrap().len;
+    let head = String::from_utf8(b[..h].to_vec()).unwrap();
+    let s = Scratch::new();
+    for (args, needle) in [
+        (" 4194305 1 1\n", "key derivation asks for"),
+        (" 8 65 1\n", "key derivation asks for"),
+        (" 8 1 65\n", "key derivation asks for"),
+    ] {
+        let edited = head.replacen(" 8 1 1\n", args, 1);
+        assert_ne!(edited, head);
+        let mut v = edited.into_bytes();
+        v.extend_from_slice(&b[h..]);
+        let t = Instant::now();
+        s.expect_refused(args.trim(), &v, &[], 4, needle);
+        assert!(t.elapsed() < Duration::from_secs(5), "{args}: the KDF ran");
+    }
+}

@@ -1,0 +1,92 @@
+//! `cargo run --bin make-seeds` (in fuzz/): writes small seed corpora for each target.
+use std::path::Path;
+
+use vault::archive::{write, BundleManifest, Item, Kind};
+use vault::manifest::Stage;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+    let put = |target: &str, name: &str, data: &[u8]| {
+        let d = root.join(target);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join(name), data).expect("write seed");
+    };
+
+    // header: a real bundle's first bytes.
+    let mut b = Vec::new();
+    let mut w = vault::bundle::encrypt(
+        &mut b,
+        "seed".to_owned().into(),
+        vault::bundle::KdfParams { m_kib: 8, t: 1, p: 1 },
+    )
+    .expect("encrypt");
+    std::io::Write::write_all(&mut w, b"payload").expect("write");
+    w.finish().expect("finish");
+    put("header", "bundle", &b);
+    put("header", "sample", include_bytes!("../seeds/header-sample"));
+
+    // manifest: the template and the example.
+    put("manifest", "template.toml", vault::manifest::TEMPLATE.as_bytes());
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/vault.toml");
+    if let Ok(t) = std::fs::read(example) {
+        put("manifest", "example.toml", &t);
+    }
+
+    // walker: an honest payload with a directory and two files.
+    let dir = std::env::temp_dir().join(format!("vault-seeds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    let files = [("a", b"alpha\n".as_slice()), ("b", b"".as_slice())];
+    let mut items = vec![Item {
+        host: Some("h".into()),
+        stage: Stage::Root,
+        kind: Kind::Dir,
+        target: "/etc/ssh".into(),
+        mode: 0o755,
+        uid: 0,
+        gid: 0,
+        size: 0,
+        sha256: None,
+    }];
+    let mut sources = vec![None];
+    for (name, data) in files {
+        let p = dir.join(name);
+        std::fs::write(&p, data).expect("write");
+        use sha2_hex::hex_sha256;
+        items.push(Item {
+            kind: Kind::File,
+            target: format!("/etc/ssh/{name}"),
+            mode: 0o600,
+            size: data.len() as u64,
+            sha256: Some(hex_sha256(data)),
+            stage: if name == "b" { Stage::Disk } else { Stage::Root },
+            ..items[0].clone()
+        });
+        if name == "b" {
+            items.last_mut().expect("pushed").target = "/tmp/disko-password".into();
+        }
+        sources.push(Some(p));
+    }
+    let m = BundleManifest {
+        format: 1,
+        created_by: "seed".into(),
+        hosts: vec!["h".into()],
+        items,
+    };
+    let payload = write::write(
+        Vec::new(),
+        &m,
+        &sources,
+        write::Compression { level: 1, threads: 0 },
+        &|_| {},
+    )
+    .expect("payload");
+    put("walker", "honest", &payload);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+mod sha2_hex {
+    pub fn hex_sha256(data: &[u8]) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(data))
+    }
+}

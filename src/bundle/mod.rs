@@ -194,12 +194,9 @@ fn map_decrypt_error(name: &Path, e: age::DecryptError) -> Error {
             "it ends before the payload (truncated)".to_owned()
         }
         D::Io(e) => return Error::io("cannot read", name, e),
-        D::UnknownFormat => {
-            return Error::NotABundle {
-                path: name.into(),
-                why: "unknown age version".into(),
-            }
-        }
+        // Our own reader already saw a v1 header with a vault stanza, so age failing to
+        // recognise it means a damaged header line, not a newer format.
+        D::UnknownFormat => "the age header is malformed".to_owned(),
         other => other.to_string(),
     };
     Error::Tampered {
@@ -263,7 +260,7 @@ impl<R: Read> Read for Payload<R> {
                     io::ErrorKind::UnexpectedEof => {
                         "the payload is truncated: its final chunk is missing"
                     }
-                    io::ErrorKind::InvalidData => "a payload chunk failed authentication",
+                    io::ErrorKind::InvalidData => "a payload chunk failed authentication (the bundle was cut short or modified)",
                     _ => return Err(e),
                 };
                 let failure = AuthFailure {

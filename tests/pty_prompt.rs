@@ -1,0 +1,133 @@
+//! The passphrase prompts, driven through a real pseudo-terminal: pack asks twice without
+//! echo, unlock retries after a wrong passphrase and then succeeds.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use common::vault_bin;
+use expectrl::{Eof, Session};
+
+fn session(cmd: Command) -> Session {
+    let mut s = Session::spawn(cmd).expect("spawn in a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    s
+}
+
+fn exit_code(s: &mut Session) -> i32 {
+    match s.get_process().wait().expect("wait") {
+        expectrl::WaitStatus::Exited(_, code) => code,
+        other => panic!("vault did not exit normally: {other:?}"),
+    }
+}
+
+#[test]
+fn pack_then_unlock_with_typed_passphrases() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("key"), "host key\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[hosts.h]\n[[hosts.h.entry]]\nsource = \"key\"\ntarget = \"/etc/ssh/key\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("mnt")).unwrap();
+    let bundle = d.join("b");
+
+    let mut pack = Command::new(vault_bin());
+    pack.args([
+        "pack",
+        "-m",
+        d.join("vault.toml").to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+    ]);
+    pack.args(common::FAST_KDF);
+    let mut p = session(pack);
+    p.expect("New passphrase for").unwrap();
+    p.send_line("typed secret words").unwrap();
+    p.expect("Repeat it:").unwrap();
+    p.send_line("different words").unwrap();
+    p.expect("differ; try again").unwrap();
+    p.expect("New passphrase for").unwrap();
+    p.send_line("typed secret words").unwrap();
+    p.expect("Repeat it:").unwrap();
+    p.send_line("typed secret words").unwrap();
+    let out = p.expect(Eof).unwrap();
+    let shown = String::from_utf8_lossy(out.before()).into_owned();
+    assert!(
+        !shown.contains("typed secret words"),
+        "the passphrase was echoed: {shown}"
+    );
+    assert_eq!(exit_code(&mut p), 0, "{shown}");
+    assert!(bundle.exists());
+
+    let mut unlock = Command::new(vault_bin());
+    unlock.args([
+        "unlock",
+        bundle.to_str().unwrap(),
+        "--root",
+        d.join("mnt").to_str().unwrap(),
+        "--root-not-mountpoint",
+    ]);
+    let mut u = session(unlock);
+    u.expect("Passphrase for").unwrap();
+    u.send_line("not it").unwrap();
+    u.expect("wrong passphrase, try again (attempt 2 of 3)")
+        .unwrap();
+    u.expect("Passphrase for").unwrap();
+    u.send_line("typed secret words").unwrap();
+    u.expect("Unlocked").unwrap();
+    u.expect(Eof).unwrap();
+    assert_eq!(exit_code(&mut u), 0);
+    assert_eq!(
+        std::fs::read(d.join("mnt/etc/ssh/key")).unwrap(),
+        b"host key\n"
+    );
+}
+
+#[test]
+fn three_wrong_passphrases_exit_3_and_place_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("key"), "k").unwrap();
+    std::fs::write(d.join("pw"), "right one\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("mnt")).unwrap();
+    let bundle = d.join("b");
+    let o = Command::new(vault_bin())
+        .args([
+            "pack",
+            "-m",
+            d.join("vault.toml").to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+        ])
+        .args(["--passphrase-file", d.join("pw").to_str().unwrap()])
+        .args(common::FAST_KDF)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let mut unlock = Command::new(vault_bin());
+    unlock.args([
+        "unlock",
+        bundle.to_str().unwrap(),
+        "--root",
+        d.join("mnt").to_str().unwrap(),
+        "--root-not-mountpoint",
+    ]);
+    let mut u = session(unlock);
+    for attempt in 1..=3 {
+        u.expect("Passphrase for").unwrap();
+        u.send_line(format!("wrong {attempt}")).unwrap();
+    }
+    u.expect("wrong passphrase for").unwrap();
+    u.expect(Eof).unwrap();
+    assert_eq!(exit_code(&mut u), 3);
+    assert_eq!(std::fs::read_dir(d.join("mnt")).unwrap().count(), 0);
+}

@@ -5,11 +5,20 @@ use libfuzzer_sys::fuzz_target;
 use std::path::Path;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
     if let Ok(m) = vault::manifest::Manifest::from_str(Path::new("/ws/vault.toml"), text) {
-        let all = m.shared.iter().chain(m.hosts.values().flat_map(|h| h.entries.iter()));
+        let all = m
+            .shared
+            .iter()
+            .chain(m.hosts.values().flat_map(|h| h.entries.iter()));
         for e in all {
-            assert!(vault::manifest::check_target(&e.target).is_ok(), "{}", e.target);
+            assert!(
+                vault::manifest::check_target(&e.target).is_ok(),
+                "{}",
+                e.target
+            );
             assert!(e.mode.is_none_or(|m| m <= vault::manifest::MAX_MODE));
         }
     }

@@ -17,7 +17,11 @@ fn main() {
     let mut w = vault::bundle::encrypt(
         &mut b,
         "seed".to_owned().into(),
-        vault::bundle::KdfParams { m_kib: 8, t: 1, p: 1 },
+        vault::bundle::KdfParams {
+            m_kib: 8,
+            t: 1,
+            p: 1,
+        },
     )
     .expect("encrypt");
     std::io::Write::write_all(&mut w, b"payload").expect("write");
@@ -26,7 +30,11 @@ fn main() {
     put("header", "sample", include_bytes!("../seeds/header-sample"));
 
     // manifest: the template and the example.
-    put("manifest", "template.toml", vault::manifest::TEMPLATE.as_bytes());
+    put(
+        "manifest",
+        "template.toml",
+        vault::manifest::TEMPLATE.as_bytes(),
+    );
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../keys-example/vault.toml");
     if let Ok(t) = std::fs::read(example) {
         put("manifest", "example.toml", &t);
@@ -58,7 +66,11 @@ fn main() {
             mode: 0o600,
             size: data.len() as u64,
             sha256: Some(hex_sha256(data)),
-            stage: if name == "b" { Stage::Disk } else { Stage::Root },
+            stage: if name == "b" {
+                Stage::Disk
+            } else {
+                Stage::Root
+            },
             ..items[0].clone()
         });
         if name == "b" {
@@ -76,7 +88,10 @@ fn main() {
         Vec::new(),
         &m,
         &sources,
-        write::Compression { level: 1, threads: 0 },
+        write::Compression {
+            level: 1,
+            threads: 0,
+        },
         &|_| {},
     )
     .expect("payload");

@@ -677,7 +677,12 @@ fn bios_device_mode_in_the_guest() {
     ]);
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let g = Guest::boot(&args);
+    let started = g.started;
     let t = g.wait_exit();
+    eprintln!(
+        "bios-device: powered off after {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     let step = |n: usize| -> String {
         t.split("vault-e2e: running ")
             .nth(n)

@@ -390,3 +390,50 @@ impl Drop for TempGuard {
         }
     }
 }
+
+/// The outcome of [`calibrate_kdf`].
+#[derive(Debug, Clone, Copy)]
+pub struct Calibration {
+    pub params: KdfParams,
+    /// Seconds one derivation took on this machine with `params`.
+    pub seconds: f64,
+}
+
+/// Chooses Argon2id parameters whose derivation takes about `target_secs` on this machine:
+/// the memory first (more memory is what makes a guess expensive on a GPU), up to
+/// `max_m_kib`, then passes. Lanes stay at the default, so the key does not depend on the
+/// unlocking machine's cores. Costs a few derivations (about 3× the target).
+pub fn calibrate_kdf(target_secs: f64, max_m_kib: u32) -> Result<Calibration> {
+    const MIN_M_KIB: u32 = 64 * 1024;
+    let p = KdfParams::DEFAULT.p;
+    let time = |params: KdfParams| -> Result<f64> {
+        let start = std::time::Instant::now();
+        let pass = SecretString::from("calibration".to_owned());
+        bundle::argon2id::derive_key(&pass, &[0u8; bundle::argon2id::SALT_LEN], params).map_err(
+            |e| Error::Refused {
+                why: format!("Argon2id with {params:?} failed: {e}"),
+                hint: Some("choose a smaller --target-memory".into()),
+            },
+        )?;
+        Ok(start.elapsed().as_secs_f64())
+    };
+    let max_m = max_m_kib.max(MIN_M_KIB);
+    // One pass at the largest memory allowed: the unit cost of a pass.
+    let mut m = max_m;
+    let one = time(KdfParams { m_kib: m, t: 1, p })?;
+    let t = if one > target_secs {
+        // Even one pass is too slow: less memory, one pass (time is linear in memory).
+        m = ((f64::from(m) * target_secs / one) as u32).clamp(MIN_M_KIB, max_m);
+        1
+    } else {
+        ((target_secs / one).round() as u32).max(1)
+    };
+    // Rounded to whole MiB, as the CLI shows it.
+    let params = KdfParams {
+        m_kib: m / 1024 * 1024,
+        t,
+        p,
+    };
+    let seconds = time(params)?;
+    Ok(Calibration { params, seconds })
+}

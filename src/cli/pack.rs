@@ -36,12 +36,51 @@ pub struct PackArgs {
     /// The stronger preset: 1 GiB of memory (as LUKS2 caps it).
     #[arg(long)]
     pub strong: bool,
+    /// Choose Argon2id memory and passes so one derivation takes about SECONDS on this
+    /// machine (memory first, up to --target-memory / 2, at most 1 GiB without it), print
+    /// them and the cost of one guess, and pack with them.
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["strong", "kdf_memory", "kdf_iterations"])]
+    pub kdf_calibrate: Option<f64>,
+    /// With --kdf-calibrate: RAM of the machine that will unlock (the installer), in MiB.
+    #[arg(long, value_name = "MiB", requires = "kdf_calibrate")]
+    pub target_memory: Option<u64>,
     /// zstd level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `--kdf-calibrate`: the installer must be able to afford the memory (half its RAM), and so
+/// must this machine, which measures it.
+fn calibrate(secs: f64, target_mib: Option<u64>, p: u32, quiet: bool) -> vault::Result<KdfParams> {
+    if !(0.05..=600.0).contains(&secs) {
+        return Err(Error::Refused {
+            why: format!("--kdf-calibrate {secs}: choose between 0.05 and 600 seconds"),
+            hint: None,
+        });
+    }
+    let mut cap_kib: u64 = target_mib.map_or(1 << 20, |m| m * 1024 / 2).min(4 << 20);
+    if let Some(here) = vault::bundle::argon2id::mem_available() {
+        cap_kib = cap_kib.min(here / 1024 / 2);
+    }
+    let c = pack::calibrate_kdf(secs, cap_kib as u32)?;
+    let kdf = KdfParams { p, ..c.params };
+    if !quiet {
+        let mib = kdf.m_kib / 1024;
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        eprintln!(
+            "Argon2id calibrated for {secs} s: memory {mib} MiB, t={}, p={} (--kdf-memory {mib} --kdf-iterations {} --kdf-parallelism {}).",
+            kdf.t, kdf.p, kdf.t, kdf.p
+        );
+        eprintln!(
+            "Cost per guess: {:.2} s and {mib} MiB on this machine; {:.1} guesses/s with all {cores} cores here, memory permitting. Unlocking costs the same once.",
+            c.seconds,
+            cores as f64 / c.seconds
+        );
+    }
+    Ok(kdf)
 }
 
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
@@ -52,11 +91,14 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     } else {
         KdfParams::DEFAULT
     };
-    let kdf = KdfParams {
+    let mut kdf = KdfParams {
         m_kib: a.kdf_memory.map_or(base.m_kib, |m| m.saturating_mul(1024)),
         t: a.kdf_iterations.unwrap_or(base.t),
         p: a.kdf_parallelism.unwrap_or(base.p),
     };
+    if let Some(secs) = a.kdf_calibrate {
+        kdf = calibrate(secs, a.target_memory, kdf.p, quiet)?;
+    }
     kdf.check_untrusted(&vault::bundle::KdfLimits {
         mem_available: None,
         ..vault::bundle::KdfLimits::for_this_machine()

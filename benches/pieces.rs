@@ -1,0 +1,221 @@
+//! In-process pieces of pack and unlock (issue 7), one criterion group each:
+//! `cargo bench --bench pieces [-- FILTER]`. End-to-end numbers against other tools come
+//! from `scripts/bench`; these say where inside vault the time goes.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+use age_core::secrecy::SecretString;
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use vault::archive::read::{walk, Discard};
+use vault::archive::write::Compression;
+use vault::archive::Limits;
+use vault::bundle::{self, KdfLimits, KdfParams, Locked};
+use vault::place::{PlaceOptions, Placer};
+
+const CHEAP: KdfParams = KdfParams {
+    m_kib: 8 * 1024,
+    t: 1,
+    p: 1,
+};
+const MIB: usize = 1 << 20;
+
+fn pass() -> SecretString {
+    SecretString::from("bench passphrase".to_owned())
+}
+
+/// Incompressible bytes, without a random-number dependency.
+fn noise(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 32) as u8
+        })
+        .collect()
+}
+
+/// Source-like text that zstd compresses about 3×.
+fn text(len: usize) -> Vec<u8> {
+    let words = [
+        "let", "in", "pkgs", "lib", "config", "services", "enable", "=", "true;", "{", "};",
+        "mkIf", "options",
+    ];
+    let mut out = Vec::with_capacity(len + 16);
+    let mut i = 7usize;
+    while out.len() < len {
+        i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        out.extend_from_slice(words[(i >> 16) % words.len()].as_bytes());
+        out.push(if (i >> 8) % 9 == 0 { b'\n' } else { b' ' });
+    }
+    out.truncate(len);
+    out
+}
+
+fn seal(plain: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut w = bundle::encrypt(&mut out, pass(), CHEAP).unwrap();
+    w.write_all(plain).unwrap();
+    w.finish().unwrap();
+    out
+}
+
+fn argon2id(c: &mut Criterion) {
+    let mut g = c.benchmark_group("argon2id");
+    g.sample_size(10);
+    for (name, params) in [
+        ("default 256MiB t3 p4", KdfParams::DEFAULT),
+        ("cheap 8MiB t1 p1", CHEAP),
+    ] {
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                bundle::argon2id::derive_key(&pass(), &[7u8; bundle::argon2id::SALT_LEN], params)
+                    .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+fn stream(c: &mut Criterion) {
+    let plain = noise(16 * MIB);
+    let sealed = seal(&plain);
+    let mut g = c.benchmark_group("stream");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(plain.len() as u64));
+    g.bench_function("encrypt 16MiB", |b| {
+        b.iter(|| {
+            let mut w = bundle::encrypt(io::sink(), pass(), CHEAP).unwrap();
+            w.write_all(&plain).unwrap();
+            w.finish().unwrap();
+        })
+    });
+    let limits = KdfLimits::for_this_machine();
+    g.bench_function("decrypt 16MiB", |b| {
+        b.iter(|| {
+            let locked = Locked::open(sealed.as_slice(), Path::new("b")).unwrap();
+            let key = locked.try_passphrase(&pass(), &limits).unwrap().unwrap();
+            let mut p = locked.decrypt(key).unwrap();
+            io::copy(&mut p, &mut io::sink()).unwrap();
+        })
+    });
+    g.finish();
+}
+
+fn zstd_level3(c: &mut Criterion) {
+    let mut g = c.benchmark_group("zstd");
+    g.sample_size(10);
+    for (name, data) in [("text", text(16 * MIB)), ("noise", noise(16 * MIB))] {
+        g.throughput(Throughput::Bytes(data.len() as u64));
+        g.bench_function(format!("compress -3 {name} 16MiB"), |b| {
+            b.iter(|| zstd::encode_all(data.as_slice(), 3).unwrap())
+        });
+        let packed = zstd::encode_all(data.as_slice(), 3).unwrap();
+        g.bench_function(format!("decompress {name} 16MiB"), |b| {
+            b.iter(|| {
+                io::copy(
+                    &mut zstd::Decoder::new(packed.as_slice()).unwrap(),
+                    &mut io::sink(),
+                )
+                .unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+/// A folder of `n` files of `size` bytes and the vault.toml packing it.
+fn tree(n: usize, size: usize) -> (tempfile::TempDir, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    let body = text(size);
+    for i in 0..n {
+        std::fs::write(src.join(format!("f{i:05}")), &body).unwrap();
+    }
+    let toml = t.path().join("vault.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "version = 1\n[[entry]]\nsource = \"{}\"\ntarget = \"/data\"\nmode = \"0755\"\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    (t, toml)
+}
+
+fn archive(c: &mut Criterion) {
+    let (_t, toml) = tree(2000, 8 * 1024);
+    let manifest = vault::manifest::Manifest::load(&toml).unwrap();
+    let plan = vault::pack::plan(&manifest, &[]).unwrap();
+    let single = Compression {
+        level: 3,
+        threads: 0,
+    };
+    let payload =
+        vault::archive::write::write(Vec::new(), &plan.manifest, &plan.sources, single, &|_| {})
+            .unwrap();
+    let mut g = c.benchmark_group("archive");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes(plan.total_bytes));
+    g.bench_function("write 2000 files x 8KiB (1 thread)", |b| {
+        b.iter(|| {
+            vault::archive::write::write(Vec::new(), &plan.manifest, &plan.sources, single, &|_| {})
+                .unwrap()
+        })
+    });
+    g.bench_function("walk + verify 2000 files x 8KiB", |b| {
+        b.iter(|| {
+            walk(
+                payload.as_slice(),
+                Path::new("b"),
+                &Limits::default(),
+                None,
+                &mut Discard,
+            )
+            .unwrap()
+        })
+    });
+    g.finish();
+}
+
+fn place(c: &mut Criterion) {
+    let body = text(8 * 1024);
+    let opts = PlaceOptions {
+        force: false,
+        backup: false,
+        chown: false,
+    };
+    let mut g = c.benchmark_group("place");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1000));
+    // Includes the two syncfs of the commit, as unlock does.
+    g.bench_function("1000 files x 8KiB + commit", |b| {
+        b.iter_batched(
+            || tempfile::tempdir().unwrap(),
+            |root| {
+                let mut p = Placer::new(root.path(), opts).unwrap();
+                for i in 0..1000 {
+                    p.file(
+                        &format!("/d{}/f{i}", i / 50),
+                        0o600,
+                        0,
+                        0,
+                        &mut body.as_slice().take(body.len() as u64),
+                    )
+                    .unwrap();
+                }
+                p.commit().unwrap();
+                root
+            },
+            BatchSize::PerIteration,
+        )
+    });
+    g.finish();
+}
+
+criterion_group!(benches, argon2id, stream, zstd_level3, archive, place);
+criterion_main!(benches);

@@ -39,6 +39,36 @@ impl Progress {
         Progress::with_enabled(total, unit, label, enabled)
     }
 
+    /// A spinner with the elapsed time, for work whose size is not known up front (unlock
+    /// learns it only inside the encrypted bundle). Appears after [`DELAY`] like a bar.
+    pub fn spinner(label: &str, quiet: bool) -> Progress {
+        if quiet || !std::io::stderr().is_terminal() {
+            return Progress::hidden();
+        }
+        let style = ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden())
+            .with_style(style)
+            .with_message(label.to_owned());
+        let p = Progress {
+            bar: Some(bar.clone()),
+            start: Instant::now(),
+            shown: Arc::new(AtomicBool::new(false)),
+        };
+        // Nothing calls `inc`: a timer shows it once the work outlasts DELAY.
+        let shown = Arc::downgrade(&p.shown);
+        std::thread::spawn(move || {
+            std::thread::sleep(DELAY);
+            if let Some(flag) = shown.upgrade() {
+                if !bar.is_finished() && !flag.swap(true, Ordering::Relaxed) {
+                    bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
+                    bar.enable_steady_tick(Duration::from_millis(120));
+                }
+            }
+        });
+        p
+    }
+
     /// A bar that never draws.
     pub fn hidden() -> Progress {
         Progress {
@@ -77,21 +107,6 @@ impl Progress {
         if let Some(bar) = &self.bar {
             bar.inc(n);
             self.show_if_slow(bar);
-        }
-    }
-
-    /// Replaces the label (e.g. "verifying" then "placing").
-    pub fn set_label(&self, label: &str) {
-        if let Some(bar) = &self.bar {
-            bar.set_message(label.to_owned());
-        }
-    }
-
-    /// Changes the total, for work whose size is learnt late (unlock reads it from the
-    /// manifest inside the bundle).
-    pub fn set_total(&self, total: u64) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(total);
         }
     }
 

@@ -131,6 +131,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, a.ask_password)?;
     let payload = locked.decrypt(key)?;
+    let bar = super::progress::Progress::spinner("verifying and placing", quiet || a.json);
     let (report, staged) = if stage_root {
         let stager = vault::staging::Stager::new(&a.staging_dir, &name)?;
         let (r, n) = vault::unlock::unlock_and_stage(payload, &name, &opts, stager)?;
@@ -138,6 +139,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     } else {
         (vault::unlock::unlock(payload, &name, &opts)?, None)
     };
+    bar.finish();
 
     if a.json {
         println!("{}", serde_json::to_string(&report).unwrap_or_default());

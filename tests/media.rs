@@ -505,6 +505,18 @@ fn device_mode_on_a_file_standing_in_for_a_stick() {
         .unwrap();
     refused(o, "nothing was written");
     assert_eq!(fs::read(&stick).unwrap(), after);
+
+    // --replace in place: the big bundle still does not fit; another small one does, same slot.
+    assert!(matches!(
+        media::plan_in_place(&stick, &big, true),
+        Err(media::Error::TooSmall { .. })
+    ));
+    let other = bundle(dir.path(), "other", 9000);
+    let plan = media::plan_in_place(&stick, &other, true).unwrap();
+    assert_eq!((plan.slot, plan.extent.start), (3, start));
+    assert_eq!(media::attach_in_place(&plan).unwrap(), None);
+    assert_eq!(carried(&stick), fs::read(&other).unwrap());
+    assert_eq!(fs::read(&stick).unwrap().len(), content.len());
 }
 
 #[test]

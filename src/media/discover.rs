@@ -146,7 +146,8 @@ fn check_disk_table(disk: &str) -> Vec<Candidate> {
         .collect()
 }
 
-/// Kernel names from /proc/partitions, skipping RAM, loop and zram devices.
+/// Kernel names from /proc/partitions, skipping RAM, loop and zram devices, and floppies (a
+/// read from an empty drive can take seconds).
 fn partitions() -> Vec<String> {
     let Ok(text) = std::fs::read_to_string("/proc/partitions") else {
         return Vec::new();
@@ -154,7 +155,11 @@ fn partitions() -> Vec<String> {
     text.lines()
         .skip(2)
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
-        .filter(|n| !(n.starts_with("ram") || n.starts_with("loop") || n.starts_with("zram")))
+        .filter(|n| {
+            !["ram", "loop", "zram", "fd"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
         .collect()
 }
 

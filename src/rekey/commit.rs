@@ -1,8 +1,9 @@
 //! All-or-nothing replacement of many files.
 //!
 //! Phase 1 writes every new file beside its original (`.NAME.vault-rekey-PID-N`, created with
-//! `O_EXCL` and the original's mode, fsynced). Any failure removes them all: the repo is
-//! byte-identical. Phase 2 renames them over the originals, then fsyncs the directories.
+//! `O_EXCL` and the original's mode), then makes them durable with one `syncfs` per
+//! filesystem. Any failure removes them all: the repo is byte-identical. Phase 2 renames them
+//! over the originals, then fsyncs the directories.
 //!
 //! SIGKILL (or power loss) in phase 1 leaves every original untouched, plus stray temporaries
 //! that the next run removes. In phase 2 each `rename(2)` is atomic, so every file is either
@@ -49,6 +50,11 @@ pub fn commit(mut outputs: Vec<Output>) -> Result<Vec<PathBuf>, Error> {
             Err(e) => return abort(&temps, e),
         }
     }
+    // One syncfs per filesystem instead of an fsync per file: the same guarantee (every new
+    // file is on disk before any rename) at a fraction of the cost for a thousand files.
+    if let Err(e) = sync_filesystems(&temps) {
+        return abort(&temps, e);
+    }
     for out in &outputs {
         if std::fs::read(&out.path).ok().as_deref() != Some(out.old.as_slice()) {
             return abort(
@@ -80,6 +86,30 @@ pub fn commit(mut outputs: Vec<Output>) -> Result<Vec<PathBuf>, Error> {
         }
     }
     Ok(outputs.into_iter().map(|o| o.path).collect())
+}
+
+/// `syncfs(2)` once for each filesystem holding one of `files`.
+fn sync_filesystems(files: &[PathBuf]) -> Result<(), Error> {
+    let mut done = BTreeSet::new();
+    for f in files {
+        let dir = parent(f);
+        let meta = std::fs::metadata(dir).map_err(|source| Error::Write {
+            path: dir.into(),
+            source,
+        })?;
+        if !done.insert(meta.dev()) {
+            continue;
+        }
+        let d = std::fs::File::open(dir).map_err(|source| Error::Write {
+            path: dir.into(),
+            source,
+        })?;
+        rustix::fs::syncfs(&d).map_err(|e| Error::Write {
+            path: dir.into(),
+            source: e.into(),
+        })?;
+    }
+    Ok(())
 }
 
 fn parent(path: &Path) -> &Path {
@@ -114,8 +144,7 @@ fn write_temp(path: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
     // `mode` went through the umask; the original's exact bits are what we keep.
     let res = f
         .set_permissions(std::fs::Permissions::from_mode(mode))
-        .and_then(|()| f.write_all(bytes))
-        .and_then(|()| f.sync_all());
+        .and_then(|()| f.write_all(bytes));
     if let Err(source) = res {
         let _ = std::fs::remove_file(&temp);
         return Err(Error::Write { path: temp, source });

@@ -1,0 +1,123 @@
+//! `vault host add/list/remove` edge cases: adopting an existing key, refusing what it cannot
+//! do without touching anything, `--rule` selection.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn vault(dir: &Path, args: &[&str]) -> Output {
+    Command::new(common::vault_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run vault")
+}
+
+const SOPS_YAML: &str = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: web/.*\n    age:\n      - *admin\n  - path_regex: db/.*\n    age:\n      - *admin\n";
+
+fn setup(dir: &Path, sops_yaml: &str) {
+    std::fs::write(dir.join(".sops.yaml"), sops_yaml).unwrap();
+    std::fs::write(
+        dir.join("vault.toml"),
+        "version = 1 # keep me\n[secrets]\nsops_config = \".sops.yaml\"\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn adopt_existing_key_with_rule_selection() {
+    let Some(fx) = common::fixtures("sops-nix") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir, SOPS_YAML);
+    let o = vault(
+        dir,
+        &[
+            "host",
+            "add",
+            "db1",
+            "--rule",
+            "^db/",
+            "--from-existing",
+            fx.join("ssh-ed25519-key").to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The recipient sops-nix's test files list for this key.
+    let r = "age1a8pk4akrdamj7nvqy3zywgtny8dxz7t5xzu7u8v9mhrayp9freqsqatyrs";
+    let toml = std::fs::read_to_string(dir.join("vault.toml")).unwrap();
+    assert!(toml.contains(&format!("age_recipient = \"{r}\"")), "{toml}");
+    assert!(toml.starts_with("version = 1 # keep me\n"));
+    let cfg = std::fs::read_to_string(dir.join(".sops.yaml")).unwrap();
+    assert_eq!(
+        cfg,
+        SOPS_YAML
+            .replace("  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n", &format!("  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n  - &db1 {r}\n"))
+            .replace("db/.*\n    age:\n      - *admin\n", "db/.*\n    age:\n      - *admin\n      - *db1\n"),
+        "only the db rule gets the alias"
+    );
+    // The adopted copy is the same key, 0600.
+    let copy = dir.join("hosts/db1/ssh_host_ed25519_key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&copy).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let o = vault(
+        dir,
+        &["keys", "convert", "--public", copy.to_str().unwrap()],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), r);
+
+    // Listed; a second add of the same host is refused.
+    let o = vault(dir, &["host", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["name"], "db1");
+    assert_eq!(v[0]["key_present"], true);
+    let o = vault(dir, &["host", "add", "db1"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already has a host key"));
+
+    // remove --delete-keys takes the key files too.
+    let o = vault(dir, &["host", "remove", "db1", "--delete-keys"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!copy.exists());
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".sops.yaml")).unwrap(),
+        SOPS_YAML
+    );
+}
+
+#[test]
+fn refusal_changes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    // `age` as a scalar alias cannot gain a recipient by adding a line.
+    let scalar = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: .*\n    age: *admin\n";
+    setup(dir, scalar);
+    let toml_before = std::fs::read_to_string(dir.join("vault.toml")).unwrap();
+    let o = vault(dir, &["host", "add", "web1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(5), "{err}");
+    assert!(
+        err.contains("creation rule 1") && err.contains("list"),
+        "{err}"
+    );
+    assert!(err.contains(".sops.yaml"), "names the file: {err}");
+    assert!(!dir.join("hosts").exists(), "no key written on refusal");
+    assert_eq!(
+        std::fs::read_to_string(dir.join(".sops.yaml")).unwrap(),
+        scalar
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("vault.toml")).unwrap(),
+        toml_before
+    );
+
+    // A bad host name is refused before anything else.
+    let o = vault(dir, &["host", "add", "Web_1!"]);
+    assert_eq!(o.status.code(), Some(5));
+}

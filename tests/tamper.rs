@@ -195,7 +195,7 @@ fn truncated() {
         4,
         "header",
     );
-    f.expect_failure("empty", &[], "pw", 4, "not a vault bundle");
+    f.expect_failure("empty", &[], "pw", 4, "vault bundle");
 }
 
 #[test]
@@ -251,6 +251,6 @@ fn flipped_bits() {
         &flip(&f.bundle, 2),
         "pw",
         4,
-        "not a vault bundle",
+        "vault bundle",
     );
 }

@@ -1,6 +1,5 @@
 //! Opening a bundle and asking for its passphrase, shared by `unlock` and `inspect`.
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -17,30 +16,73 @@ pub struct Opened {
     pub locked: Locked<Box<dyn Read>>,
 }
 
-/// Opens the bundle at `path`.
+/// Opens the bundle at `path` (a bundle file, or an image or device carrying one), or, with
+/// no path, the one discovery finds on this machine (asking when there are several).
 pub fn open_bundle(path: Option<&Path>) -> vault::Result<Opened> {
-    let path = match path {
-        Some(p) => p.to_path_buf(),
-        None => {
-            return Err(Error::Refused {
-                why: "no bundle given".into(),
-                hint: Some("name the bundle file: `vault unlock /iso/vault.bundle`".into()),
-            })
-        }
+    let source = match path {
+        Some(p) => match vault::media::open_source(p) {
+            Ok(s) => s,
+            // An age file whose header vault cannot read is a damaged bundle, not "no bundle":
+            // read it as one, so the error says what is wrong with it.
+            Err(e) if starts_like_age(p) => {
+                let file = std::fs::File::open(p).map_err(|_| e)?;
+                let locked = Locked::open(Box::new(file) as Box<dyn Read>, p)?;
+                return Ok(Opened {
+                    name: p.to_path_buf(),
+                    len: None,
+                    locked,
+                });
+            }
+            Err(e) => return Err(e.into()),
+        },
+        None => choose(vault::media::discover()?)?,
     };
-    let file = File::open(&path).map_err(|e| Error::Io {
-        action: "cannot open",
-        path: path.clone(),
-        source: e,
-    })?;
-    let len = file.metadata().ok().map(|m| m.len());
-    let reader: Box<dyn Read> = Box::new(file);
-    let locked = Locked::open(reader, &path)?;
-    Ok(Opened {
-        name: path,
-        len,
-        locked,
-    })
+    let name = PathBuf::from(&source.description);
+    let len = Some(source.len);
+    let reader: Box<dyn Read> = Box::new(source.reader());
+    let locked = Locked::open(reader, &name)?;
+    Ok(Opened { name, len, locked })
+}
+
+fn starts_like_age(path: &Path) -> bool {
+    let mut head = [0u8; 22];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| head == *vault::bundle::header::VERSION_LINE)
+}
+
+fn choose(
+    found: Vec<vault::media::discover::Candidate>,
+) -> vault::Result<vault::media::source::BundleSource> {
+    if found.len() == 1 {
+        eprintln!("Found a bundle: {}", found[0].description);
+        return Ok(found[0].open()?);
+    }
+    let list: String = found
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("\n  {}) {}", i + 1, c.description))
+        .collect();
+    if !prompt::has_tty() {
+        return Err(Error::Refused {
+            why: format!("found several bundles:{list}"),
+            hint: Some("name one: `vault unlock PATH`".into()),
+        });
+    }
+    eprintln!("Found several bundles:{list}");
+    for _ in 0..3 {
+        let answer = prompt::ask_visible(&format!("Which one (1-{})? ", found.len()))?;
+        if let Some(c) = answer
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| found.get(i))
+        {
+            return Ok(c.open()?);
+        }
+    }
+    Err(Error::Prompt("no bundle chosen".into()))
 }
 
 /// Unwraps the file key: with the given passphrase once, or by asking (up to [`TRIES`] times on

@@ -17,7 +17,8 @@ pub const SHORT_PASSPHRASE: usize = 12;
 /// Reads a passphrase from a file: its first line, without the line ending.
 pub fn from_file(path: &Path) -> Result<SecretString> {
     let mut raw = Zeroizing::new(Vec::new());
-    let mut f = std::fs::File::open(path).map_err(|e| Error::io("cannot read passphrase file", path, e))?;
+    let mut f =
+        std::fs::File::open(path).map_err(|e| Error::io("cannot read passphrase file", path, e))?;
     f.read_to_end(&mut raw)
         .map_err(|e| Error::io("cannot read passphrase file", path, e))?;
     let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
@@ -25,7 +26,10 @@ pub fn from_file(path: &Path) -> Result<SecretString> {
     let text = std::str::from_utf8(line)
         .map_err(|_| Error::Prompt(format!("{} is not UTF-8 text", path.display())))?;
     if text.is_empty() {
-        return Err(Error::Prompt(format!("{} holds an empty passphrase", path.display())));
+        return Err(Error::Prompt(format!(
+            "{} holds an empty passphrase",
+            path.display()
+        )));
     }
     Ok(SecretString::from(text.to_owned()))
 }
@@ -58,5 +62,25 @@ pub fn ask_new(prompt: &str) -> Result<SecretString> {
         }
         eprintln!("The two passphrases differ; try again.");
     }
-    Err(Error::Prompt("the passphrases did not match three times".into()))
+    Err(Error::Prompt(
+        "the passphrases did not match three times".into(),
+    ))
+}
+
+/// Asks a question on the terminal with echo (for choices, never for secrets).
+pub fn ask_visible(question: &str) -> Result<String> {
+    use std::io::{BufRead, Write};
+    let tty = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/tty")
+        .map_err(|e| Error::Prompt(format!("/dev/tty: {e}")))?;
+    (&tty)
+        .write_all(question.as_bytes())
+        .map_err(|e| Error::Prompt(e.to_string()))?;
+    let mut line = String::new();
+    std::io::BufReader::new(&tty)
+        .read_line(&mut line)
+        .map_err(|e| Error::Prompt(e.to_string()))?;
+    Ok(line.trim().to_owned())
 }

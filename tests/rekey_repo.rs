@@ -14,13 +14,15 @@ use secrecy::ExposeSecret;
 struct Tools {
     sops: PathBuf,
     age: PathBuf,
+    rage: PathBuf,
 }
 
 fn tools() -> Option<Tools> {
     let sops = common::require_tool("sops")?;
     let age = common::require_tool("age")?;
+    let rage = common::require_tool("rage")?;
     common::require_tool("nix-instantiate")?;
-    Some(Tools { sops, age })
+    Some(Tools { sops, age, rage })
 }
 
 fn vault(dir: &Path, args: &[&str]) -> Output {
@@ -94,7 +96,16 @@ fn sops_decrypt(t: &Tools, file: &Path, key: &Path, home: &Path) -> Result<Vec<u
 }
 
 fn age_decrypt(t: &Tools, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
-    let o = Command::new(&t.age)
+    run_decrypt(&t.age, file, key)
+}
+
+/// The same with rage, the Rust implementation (interop both ways).
+fn rage_decrypt(t: &Tools, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
+    run_decrypt(&t.rage, file, key)
+}
+
+fn run_decrypt(tool: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
+    let o = Command::new(tool)
         .args(["-d", "-i"])
         .arg(key)
         .arg(file)
@@ -416,6 +427,12 @@ fn host_add_then_rekey_opens_everything_with_the_new_host_key() {
             &age_decrypt(&t, path, &r.user1).unwrap(),
             plain,
             "{} with user1",
+            path.display()
+        );
+        assert_eq!(
+            &rage_decrypt(&t, path, &key).unwrap(),
+            plain,
+            "rage: {} with web1",
             path.display()
         );
         let armored = std::fs::read(path).unwrap().starts_with(b"-----BEGIN AGE");

@@ -4,8 +4,10 @@
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc;
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::write::HashingReader;
 use super::{BundleManifest, Item, Kind, Limits, MANIFEST_NAME};
@@ -14,6 +16,8 @@ use crate::{Error, Result};
 
 /// Most trailing zero bytes accepted after the tar end marker (tar pads to records).
 const MAX_TRAILING_ZEROS: u64 = 1 << 20;
+/// Largest zstd window accepted (log2 bytes).
+const MAX_WINDOW_LOG: u32 = 27;
 
 /// Receives a bundle's contents while [`walk`] verifies them.
 pub trait Sink {
@@ -60,7 +64,12 @@ pub fn walk<R: Read>(
         name: name.to_path_buf(),
         probe: probe.cloned(),
     };
-    let decoder = zstd::Decoder::new(input).map_err(|e| w.stream_error(e))?;
+    let mut decoder = zstd::Decoder::new(input).map_err(|e| w.stream_error(e))?;
+    // A frame may ask for a window of up to 2 GiB of decoder memory; 2^27 (128 MiB, libzstd's
+    // own default, enough for `vault pack --level 22`) is stated here so it cannot drift.
+    decoder
+        .window_log_max(MAX_WINDOW_LOG)
+        .map_err(|e| w.stream_error(e))?;
     let mut archive = tar::Archive::new(decoder);
     let manifest = {
         let mut entries = archive.entries().map_err(|e| w.stream_error(e))?;
@@ -269,5 +278,107 @@ fn entry_type_name(t: tar::EntryType) -> &'static str {
         tar::EntryType::Block => "block device",
         tar::EntryType::Fifo => "FIFO",
         _ => "special entry",
+    }
+}
+
+/// [`walk`] split over two threads: this one reads `input` (for a bundle, that is the
+/// ChaCha20-Poly1305 decryption), a second one does everything else (zstd, tar, SHA-256, the
+/// sink), so the two halves of the work overlap (docs/BENCHMARKS.md). The same checks in the
+/// same order, the same errors: the second thread runs [`walk`] itself, on the bytes this one
+/// passes along in order, and sees a read error exactly where the input failed.
+pub fn walk_pipelined<R: Read>(
+    mut input: R,
+    name: &Path,
+    limits: &Limits,
+    probe: Option<&FailureProbe>,
+    sink: &mut (dyn Sink + Send),
+) -> Result<BundleManifest> {
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Zeroizing<Vec<u8>>>>(PIPE_DEPTH);
+    // Buffers come back for reuse; they hold plaintext, so they are zeroized when dropped.
+    let (back_tx, back_rx) = mpsc::channel::<Zeroizing<Vec<u8>>>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            let reader = ChannelReader {
+                rx,
+                back: back_tx,
+                current: Zeroizing::new(Vec::new()),
+                pos: 0,
+            };
+            walk(reader, name, limits, probe, sink)
+        });
+        loop {
+            let mut buf = back_rx
+                .try_recv()
+                .unwrap_or_else(|_| Zeroizing::new(Vec::with_capacity(PIPE_CHUNK)));
+            buf.resize(PIPE_CHUNK, 0);
+            let msg = match read_full(&mut input, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) => Err(e),
+            };
+            let failed = msg.is_err();
+            // A closed channel means the walker stopped early: its result says why.
+            if tx.send(msg).is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        worker.join().unwrap_or_else(|_| {
+            Err(Error::BadPayload {
+                path: name.to_path_buf(),
+                why: "the verifying thread panicked".into(),
+            })
+        })
+    })
+}
+
+/// Chunks in flight between the two threads of [`walk_pipelined`] (memory: depth × chunk).
+const PIPE_DEPTH: usize = 16;
+const PIPE_CHUNK: usize = 256 * 1024;
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match input.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// The reading end of [`walk_pipelined`]: the chunks in order, then the input's error or its
+/// end.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Zeroizing<Vec<u8>>>>,
+    back: mpsc::Sender<Zeroizing<Vec<u8>>>,
+    current: Zeroizing<Vec<u8>>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    let used = std::mem::replace(&mut self.current, next);
+                    let _ = self.back.send(used);
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The sender is dropped only after the input's end (or after an error sent above).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.pos);
+        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }

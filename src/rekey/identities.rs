@@ -186,8 +186,11 @@ mod tests {
         let pass = dir.path().join("pass");
         std::fs::write(&pass, "correct horse\n").unwrap();
 
-        let ids =
-            Identities::load(&[file.clone()], &passphrase::Source::File(pass.clone())).unwrap();
+        let ids = Identities::load(
+            std::slice::from_ref(&file),
+            &passphrase::Source::File(pass.clone()),
+        )
+        .unwrap();
         let secret =
             crate::rekey::age_util::encrypt(b"s", &[id.to_public().to_string()], true).unwrap();
         assert_eq!(

@@ -50,6 +50,9 @@ pub struct PackArgs {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Skip checking that each host's key opens the sops/agenix secrets meant for it.
+    #[arg(long)]
+    pub no_preflight: bool,
 }
 
 /// `--kdf-calibrate`: the installer must be able to afford the memory (half its RAM), and so
@@ -83,9 +86,38 @@ fn calibrate(secs: f64, target_mib: Option<u64>, p: u32, quiet: bool) -> vault::
     Ok(kdf)
 }
 
+/// Before anything is encrypted: can each host, with the key this bundle gives it, open the
+/// secrets the repo says are for it? A host that boots without its secrets is the failure
+/// this catches, while the workstation that can fix it is still at hand.
+fn preflight(manifest: &Manifest, hosts: &[String], quiet: bool) -> vault::Result<()> {
+    if manifest.secrets.sops_config.is_none() && manifest.secrets.agenix_rules.is_none() {
+        return Ok(());
+    }
+    let reports = vault::rekey::preflight::preflight(manifest, hosts)?;
+    let mut bad = Vec::new();
+    for r in &reports {
+        if !quiet {
+            eprintln!("{}", r.summary());
+        }
+        for (file, why) in &r.failures {
+            bad.push(format!("\n  host {}: {}: {why}", r.host, file.display()));
+        }
+    }
+    if bad.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        why: format!("some hosts cannot decrypt their secrets:{}", bad.concat()),
+        hint: Some("run `vault rekey` so the secrets include every host's recipient, or pass --no-preflight".into()),
+    })
+}
+
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
     let plan = pack::plan(&manifest, &a.hosts)?;
+    if !a.no_preflight {
+        preflight(&manifest, &plan.manifest.hosts, quiet || a.json)?;
+    }
     let base = if a.strong {
         KdfParams::STRONG
     } else {

@@ -110,7 +110,21 @@ pub fn preflight(manifest: &Manifest, hosts: &[String]) -> Result<Vec<PreflightR
                 .flatten()
                 .filter(|e| e.recipient == age1 || e.recipient == ssh_line)
                 .collect();
+            let in_rule = job
+                .desired
+                .iter()
+                .flatten()
+                .any(|r| r == &age1 || r == &ssh_line);
             if mine.is_empty() {
+                // The rules give this file to the host, but it was never rekeyed to it: the
+                // host would boot without this secret.
+                if in_rule {
+                    rep.sops_listed += 1;
+                    rep.failures.push((
+                        job.path.clone(),
+                        "the .sops.yaml rules include this host, but the file is not encrypted to it yet".into(),
+                    ));
+                }
                 continue;
             }
             rep.sops_listed += 1;

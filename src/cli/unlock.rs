@@ -22,7 +22,8 @@ pub enum StageArg {
 
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
-    /// The bundle: a bundle file, or an image or device carrying one.
+    /// The bundle: a bundle file, or an image or device carrying one. Without it, vault looks on
+    /// the installer disk, then on every block device, then under /iso.
     pub bundle: Option<PathBuf>,
     /// Root of the installed system, where root-stage entries go.
     #[arg(long, default_value = "/mnt")]

@@ -27,7 +27,10 @@ mod util;
     name = "vault",
     version,
     propagate_version = true,
-    max_term_width = 100
+    max_term_width = 100,
+    after_long_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong passphrase, 4 bad or tampered \
+bundle, 5 invalid vault.toml, 6 refused before writing, 7 failed and rolled back, 8 rekey --check: \
+stale. Details: docs/CLI.md."
 )]
 pub struct Cli {
     /// Print only errors.

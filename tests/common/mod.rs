@@ -43,4 +43,11 @@ pub fn vault_bin() -> PathBuf {
 }
 
 /// Cheap KDF flags for tests: the real Argon2id code path at a tiny cost.
-pub const FAST_KDF: &[&str] = &["--kdf-memory", "8", "--kdf-iterations", "1", "--kdf-parallelism", "1"];
+pub const FAST_KDF: &[&str] = &[
+    "--kdf-memory",
+    "8",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];

@@ -268,14 +268,28 @@ pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), Strin
     let esc = regex::escape(name);
     let ours =
         Regex::new(&format!(r"^\s*- (&{esc} \S+|\*{esc})\s*(#.*)?$")).map_err(|e| e.to_string())?;
-    let mut removed = 0;
-    let out: String = text
-        .split_inclusive('\n')
-        .filter(|l| {
-            let hit = ours.is_match(content(l));
-            removed += usize::from(hit);
-            !hit
-        })
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let mut drop: Vec<bool> = lines.iter().map(|l| ours.is_match(content(l))).collect();
+    let removed = drop.iter().filter(|d| **d).count();
+    // An `age:` list whose every item was ours (vault created it for a rule without one) goes
+    // too; a list the user left empty is not touched.
+    for i in 0..lines.len() {
+        if !is_block_key(lines[i], "age") {
+            continue;
+        }
+        if let Some((ind, last)) = sequence_after(&lines, i) {
+            let mut items = (i + 1..=last)
+                .filter(|&j| indent(lines[j]) == ind && lines[j][ind..].starts_with("- "));
+            if items.all(|j| drop[j]) {
+                drop[i] = true;
+            }
+        }
+    }
+    let out: String = lines
+        .iter()
+        .zip(&drop)
+        .filter(|(_, d)| !**d)
+        .map(|(l, _)| *l)
         .collect();
     // Anything else still naming the anchor would now be a dangling alias.
     if Regex::new(&format!(r"[&*]{esc}(\s|$)"))
@@ -329,5 +343,19 @@ mod tests {
         let scalar = "keys:\n  - &a age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: .*\n    age: *a\n";
         let e = add_recipient(scalar, "web1", r, &[]).unwrap_err();
         assert!(e.contains("list"), "{e}");
+    }
+
+    #[test]
+    fn compact_lists_at_the_key_column() {
+        // Lists indented like their key (a common yamllint-free style).
+        let cfg = "keys:\n- &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n- path_regex: a/.*\n  age:\n  - *admin\n  pgp: ABC\n- path_regex: b/.*\n  pgp: DEF\n";
+        let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
+        let (out, changed) = add_recipient(cfg, "h", r, &[]).unwrap();
+        assert_eq!(changed, vec![1, 2]);
+        assert_eq!(
+            out,
+            format!("keys:\n- &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n- &h {r}\ncreation_rules:\n- path_regex: a/.*\n  age:\n  - *admin\n  - *h\n  pgp: ABC\n- path_regex: b/.*\n  pgp: DEF\n  age:\n    - *h\n")
+        );
+        assert_eq!(remove_recipient(&out, "h").unwrap().0, cfg);
     }
 }

@@ -487,3 +487,57 @@ fn host_add_then_rekey_opens_everything_with_the_new_host_key() {
     );
     eprintln!("whole test: {:?}", started.elapsed());
 }
+
+/// sops-nix's fixture, written by sops 3.7 with PGP and age entries: adding a recipient adds
+/// exactly its entry's lines; the PGP entries, values and MAC stay byte for byte.
+#[test]
+fn sops_nix_fixture_gains_exactly_one_entry() {
+    let Some(fx) = common::fixtures("sops-nix") else {
+        return;
+    };
+    let Some(t) = tools() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let file = root.join("secrets.yaml");
+    let old = std::fs::read_to_string(fx.join("secrets.yaml")).unwrap();
+    std::fs::write(&file, &old).unwrap();
+    let new_key = root.join("new.txt");
+    let new = write_identity(&new_key);
+    std::fs::write(
+        root.join(".sops.yaml"),
+        format!(
+            "creation_rules:\n  - path_regex: secrets\\.yaml$\n    age: >-\n      age1yt3tfqlfrwdwx0z0ynwplcr6qxcxfaqycuprpmy89nr83ltx74tqdpszlw,\n      age1a8pk4akrdamj7nvqy3zywgtny8dxz7t5xzu7u8v9mhrayp9freqsqatyrs,\n      {new}\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("vault.toml"),
+        "version = 1\n[secrets]\nsops_config = \".sops.yaml\"\n",
+    )
+    .unwrap();
+    ok(vault(
+        root,
+        &["rekey", "-i", fx.join("age-keys.txt").to_str().unwrap()],
+    ));
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Cut the new entry (recipient line, `enc: |`, its armor lines) and get the old file back.
+    let lines: Vec<&str> = text.lines().collect();
+    let at = lines
+        .iter()
+        .position(|l| l.ends_with(&format!("- recipient: {new}")))
+        .expect("new entry");
+    let end = at
+        + 2
+        + lines[at + 2..]
+            .iter()
+            .position(|l| l.contains("-----END AGE ENCRYPTED FILE-----"))
+            .unwrap()
+        + 1;
+    let mut back: Vec<&str> = lines[..at].to_vec();
+    back.extend(&lines[end..]);
+    assert_eq!(back, old.lines().collect::<Vec<_>>());
+    let want = sops_decrypt(&t, &file, &fx.join("age-keys.txt"), root).unwrap();
+    assert_eq!(sops_decrypt(&t, &file, &new_key, root).unwrap(), want);
+}

@@ -17,6 +17,7 @@ pub mod hosts;
 pub mod keys;
 pub mod manifest;
 pub mod media;
+pub mod mounts;
 pub mod pack;
 pub mod place;
 pub mod prompt;

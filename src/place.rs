@@ -616,38 +616,7 @@ impl Drop for Placer {
     }
 }
 
-/// Whether `path` is a mount point, per `/proc/self/mountinfo`.
-pub fn is_mount_point(path: &Path) -> io::Result<bool> {
-    let canon = std::fs::canonicalize(path)?;
-    if canon == Path::new("/") {
-        return Ok(true);
-    }
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| Path::new(&unescape_mountinfo(mp)) == canon))
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push(((b[i + 1] - b'0') << 6) | ((b[i + 2] - b'0') << 3) | (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub use crate::mounts::is_mount_point;
 
 #[cfg(test)]
 mod tests {
@@ -775,11 +744,5 @@ mod tests {
         assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
         assert!(!t.path().join("g").exists());
         assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn mountinfo_unescape() {
-        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
-        assert!(is_mount_point(Path::new("/")).unwrap());
     }
 }

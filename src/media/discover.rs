@@ -34,53 +34,7 @@ impl Candidate {
     }
 }
 
-/// One line of /proc/self/mountinfo: "major:minor" and the mount point.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Mount {
-    pub dev: String,
-    pub mount_point: PathBuf,
-}
-
-pub(crate) fn mountinfo() -> Vec<Mount> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .map(|s| parse_mountinfo(&s))
-        .unwrap_or_default()
-}
-
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
-    text.lines()
-        .filter_map(|l| {
-            let mut f = l.split(' ');
-            let dev = f.nth(2)?.to_owned();
-            let mp = f.nth(1)?;
-            Some(Mount {
-                dev,
-                mount_point: PathBuf::from(unescape(mp)),
-            })
-        })
-        .collect()
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+pub(crate) use crate::mounts::mountinfo;
 
 /// The kernel name of the whole disk behind "major:minor" (itself when it is a disk).
 fn disk_of(dev: &str) -> Option<String> {
@@ -264,22 +218,4 @@ pub fn discover() -> Result<Vec<Candidate>> {
         });
     }
     Ok(found)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_lines() {
-        let m = parse_mountinfo(
-            "36 1 254:1 / /iso ro,relatime - iso9660 /dev/vda1 ro\n\
-             40 1 8:3 / /mnt/my\\040disk rw - ext4 /dev/sda3 rw\n\
-             bad\n",
-        );
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].dev, "254:1");
-        assert_eq!(m[0].mount_point, PathBuf::from("/iso"));
-        assert_eq!(m[1].mount_point, PathBuf::from("/mnt/my disk"));
-    }
 }

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::archive::read::{walk, Sink};
+use crate::archive::read::{walk_pipelined, Sink};
 use crate::archive::{BundleManifest, Item, Kind, Limits};
 use crate::bundle::Payload;
 use crate::manifest::Stage;
@@ -158,7 +158,7 @@ fn unlock_inner<R: Read>(
         report: Vec::new(),
         stager,
     };
-    let manifest = walk(payload, name, &opts.limits, Some(&probe), &mut sink)?;
+    let manifest = walk_pipelined(payload, name, &opts.limits, Some(&probe), &mut sink)?;
     let verified_bytes = manifest.items.iter().map(|i| i.size).sum();
     if !opts.dry_run {
         // Stage first (RAM only, cheap, reversible), then make the disk items visible; if
@@ -189,7 +189,7 @@ pub fn inspect<R: Read>(
     limits: &Limits,
 ) -> Result<BundleManifest> {
     let probe = payload.probe();
-    walk(
+    walk_pipelined(
         payload,
         name,
         limits,

@@ -91,6 +91,9 @@ enum WriteOp {
     Close,
 }
 
+/// Files at least this large get their writeback started as soon as they are written.
+const EARLY_WRITEBACK_MIN: u64 = 4 << 20;
+
 /// Chunks of at most 256 KiB in flight: bounds the memory the writer thread holds.
 const WRITE_QUEUE: usize = 32;
 
@@ -112,8 +115,15 @@ impl Writer {
                         WriteOp::Close => {
                             if let Some((f, _)) = current.take() {
                                 // Advice only (starts writeback, does not wait); syncfs decides.
-                                let _ =
-                                    rustix::fs::fadvise(&f, 0, None, rustix::fs::Advice::DontNeed);
+                                // Large files only: per small file it cost more than it saved.
+                                if f.metadata().is_ok_and(|m| m.len() >= EARLY_WRITEBACK_MIN) {
+                                    let _ = rustix::fs::fadvise(
+                                        &f,
+                                        0,
+                                        None,
+                                        rustix::fs::Advice::DontNeed,
+                                    );
+                                }
                             }
                         }
                     }

@@ -12,6 +12,9 @@ use crate::{Error, Result};
 /// Read and write buffer size: fewer syscalls and zstd calls than tar's own 8 KiB.
 const IO_BUF: usize = 256 * 1024;
 
+/// zstd job size when compressing on worker threads (bounds pack's memory).
+const MT_JOB_SIZE: u32 = 1 << 20;
+
 /// Compression settings for the payload.
 #[derive(Debug, Clone, Copy)]
 pub struct Compression {
@@ -47,6 +50,11 @@ pub fn write<W: Write>(
     if compression.threads > 0 {
         encoder
             .multithread(compression.threads)
+            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+        // Each worker holds about two jobs of input and output; libzstd's default job (4×
+        // the window, 8 MiB at level 3) made peak RSS ~115 MiB higher for large payloads.
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB_SIZE))
             .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
     }
     // tar copies in 8 KiB pieces: batch them so zstd sees large writes.

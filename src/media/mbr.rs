@@ -329,7 +329,7 @@ mod tests {
     #[test]
     fn extent_layout() {
         let p = Path::new("x");
-        let e = Extent::after(13_631_488, 1000, p).unwrap();
+        let e = Extent::after((13 << 20) + 1, 1000, p).unwrap();
         assert_eq!(e.start, 14 << 20);
         assert_eq!(e.sectors(), 2 + 1);
         assert_eq!(e.end(), (14 << 20) + 3 * 512);

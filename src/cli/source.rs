@@ -110,7 +110,8 @@ pub fn unwrap_with_retries(
         }
         let message = format!("Passphrase for {}: ", name.display());
         let pass = if use_systemd {
-            prompt::systemd::ask_password(message.trim_end(), "vault:unlock").map_err(Error::Prompt)?
+            prompt::systemd::ask_password(message.trim_end(), "vault:unlock")
+                .map_err(Error::Prompt)?
         } else {
             prompt::ask(&message)?
         };

@@ -4,15 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
-fn vault(dir: &Path, args: &[&str]) -> Output {
-    Command::new(common::vault_bin())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run vault")
-}
+use common::vault_in as vault;
 
 const SOPS_YAML: &str = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: web/.*\n    age:\n      - *admin\n  - path_regex: db/.*\n    age:\n      - *admin\n";
 

@@ -18,15 +18,7 @@ fn vault(args: &[&str]) -> Output {
         .unwrap()
 }
 
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed: {}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
+use common::ok;
 
 fn refused(o: Output, needle: &str) {
     let err = String::from_utf8_lossy(&o.stderr);

@@ -8,29 +8,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
 
-fn vault(dir: &Path, args: &[&str]) -> Output {
-    Command::new(common::vault_bin())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run vault")
-}
+use common::vault_in as vault;
 
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::ok;
 
 fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     walkdir::WalkDir::new(dir)

@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 use secrecy::ExposeSecret;
 
@@ -25,24 +25,9 @@ fn tools() -> Option<Tools> {
     Some(Tools { sops, age, rage })
 }
 
-fn vault(dir: &Path, args: &[&str]) -> Output {
-    Command::new(common::vault_bin())
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .expect("run vault")
-}
+use common::vault_in as vault;
 
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}{}",
-        o.status.code(),
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8(o.stdout).unwrap()
-}
+use common::ok;
 
 fn write_identity(path: &Path) -> String {
     let id = age::x25519::Identity::generate();

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 /// The real external tool `name` (age, rage, sops, nix-instantiate, qemu-system-x86_64, ...).
 /// `scripts/test` installs them all. Outside CI a missing tool skips the test with a message;
@@ -51,3 +52,24 @@ pub const FAST_KDF: &[&str] = &[
     "--kdf-parallelism",
     "1",
 ];
+
+/// Runs the vault binary in `dir`.
+pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(vault_bin())
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run vault")
+}
+
+/// Asserts success and returns stdout; on failure shows the exit code, stdout and stderr.
+pub fn ok(o: Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed ({:?}): {}{}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}

@@ -17,23 +17,7 @@ use common::vault_in as vault;
 
 use common::ok;
 
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
-        .collect()
-}
-
-fn assert_same(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    let differ: Vec<&PathBuf> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .collect();
-    assert!(differ.is_empty(), "{what}: {differ:?}");
-}
+use common::{assert_same, snapshot};
 
 fn new_identity(path: &Path) -> (age::x25519::Identity, String) {
     let id = age::x25519::Identity::generate();

@@ -35,25 +35,7 @@ fn write_identity(path: &Path) -> String {
     id.to_public().to_string()
 }
 
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| (e.path().to_path_buf(), std::fs::read(e.path()).unwrap()))
-        .collect()
-}
-
-/// Asserts two snapshots are equal, naming the files that differ (not dumping bytes).
-fn assert_same(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    let differ: Vec<&PathBuf> = a
-        .keys()
-        .chain(b.keys())
-        .filter(|k| a.get(*k) != b.get(*k))
-        .collect();
-    assert!(differ.is_empty(), "{what}: {differ:?}");
-}
+use common::{assert_same, snapshot};
 
 fn sops_type(path: &Path) -> &'static [&'static str] {
     match path.extension().and_then(|e| e.to_str()) {

@@ -51,6 +51,34 @@ pub(crate) fn parent_dir(p: &Path) -> PathBuf {
     }
 }
 
+/// A temporary beside `output` holding the first `keep` bytes of the input image, open for
+/// writing: the new image is built there and published by rename, so the input is never edited.
+fn copy_prefix_beside(
+    inf: &mut File,
+    input: &Path,
+    keep: u64,
+    output: &Path,
+    prefix: &str,
+) -> Result<(tempfile::NamedTempFile, PathBuf, File)> {
+    let dir = parent_dir(output);
+    let tmp = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempfile_in(&dir)
+        .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let mut out = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&tmp_path)
+        .map_err(|e| Error::io("cannot open", &tmp_path, e))?;
+    inf.seek(SeekFrom::Start(0))
+        .map_err(|e| Error::io("cannot seek in", input, e))?;
+    // std uses copy_file_range here: reflinks or in-kernel copies where the filesystem can.
+    std::io::copy(&mut std::io::Read::take(inf, keep), &mut out)
+        .map_err(|e| Error::io("cannot copy the image to", &tmp_path, e))?;
+    Ok((tmp, tmp_path, out))
+}
+
 /// Refuses an output that is the input (same inode, also through links) or that exists
 /// without `force`.
 pub(crate) fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
@@ -203,22 +231,8 @@ pub fn attach_image(
     let keep = if replace { extent.start } else { in_len };
     let sector = table.with_entry(slot, Some((extent.start_lba(), extent.sectors())), input)?;
 
-    let dir = parent_dir(output);
-    let tmp = tempfile::Builder::new()
-        .prefix(".vault-attach-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let mut out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io("cannot open", &tmp_path, e))?;
-    inf.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("cannot seek in", input, e))?;
-    // std uses copy_file_range here: reflinks or in-kernel copies where the filesystem can.
-    std::io::copy(&mut std::io::Read::take(&mut inf, keep), &mut out)
-        .map_err(|e| Error::io("cannot copy the image to", &tmp_path, e))?;
+    let (tmp, tmp_path, mut out) =
+        copy_prefix_beside(&mut inf, input, keep, output, ".vault-attach-")?;
     // Zero gap up to the 1 MiB boundary (sparse where the filesystem allows).
     out.set_len(extent.start)
         .map_err(|e| Error::io("cannot extend", &tmp_path, e))?;
@@ -284,20 +298,8 @@ pub fn detach_image(input: &Path, output: &Path, force: bool) -> Result<ImageInf
         end
     };
     let sector = table.with_entry(slot.index, None, input)?;
-    let dir = parent_dir(output);
-    let tmp = tempfile::Builder::new()
-        .prefix(".vault-detach-")
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let mut out = OpenOptions::new()
-        .write(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io("cannot open", &tmp_path, e))?;
-    inf.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("cannot seek in", input, e))?;
-    std::io::copy(&mut std::io::Read::take(&mut inf, keep), &mut out)
-        .map_err(|e| Error::io("cannot copy the image to", &tmp_path, e))?;
+    let (tmp, tmp_path, mut out) =
+        copy_prefix_beside(&mut inf, input, keep, output, ".vault-detach-")?;
     mbr::write_table(&mut out, &tmp_path, &sector)?;
     drop(out);
     publish(&tmp_path, output, force)?;

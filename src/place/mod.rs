@@ -9,15 +9,17 @@
 //! a `Placer` uncommitted, removes everything this run wrote (see [`Placer::rollback`]).
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::{Error, Result};
+
+mod writer;
+use writer::Writer;
 
 /// Mode of parent directories vault has to create and that the bundle does not list.
 pub const PARENT_DIR_MODE: u32 = 0o755;
@@ -76,91 +78,10 @@ pub struct Placer {
     writer: Option<Writer>,
 }
 
-/// Writes the bytes of files on a second thread, so the copy into the page cache overlaps
-/// the caller's decryption and hashing (docs/BENCHMARKS.md). Creating each temporary, its
-/// owner and its mode stay on the caller's thread, in order; only the bytes move. After
-/// each file it starts writeback, so the `syncfs` of the commit has little left to wait for.
-struct Writer {
-    tx: Option<mpsc::SyncSender<WriteOp>>,
-    thread: Option<std::thread::JoinHandle<std::result::Result<(), (String, io::Error)>>>,
-}
-
-enum WriteOp {
-    Open(File, String),
-    Data(zeroize::Zeroizing<Vec<u8>>),
-    Close,
-}
-
-/// Files at least this large get their writeback started as soon as they are written.
-const EARLY_WRITEBACK_MIN: u64 = 4 << 20;
-
-/// Chunks of at most 256 KiB in flight: bounds the memory the writer thread holds.
-const WRITE_QUEUE: usize = 32;
-
-impl Writer {
-    fn start() -> io::Result<Writer> {
-        let (tx, rx) = mpsc::sync_channel::<WriteOp>(WRITE_QUEUE);
-        let thread = std::thread::Builder::new()
-            .name("vault-place".into())
-            .spawn(move || {
-                let mut current: Option<(File, String)> = None;
-                for op in rx {
-                    match op {
-                        WriteOp::Open(f, target) => current = Some((f, target)),
-                        WriteOp::Data(chunk) => {
-                            if let Some((f, target)) = current.as_mut() {
-                                f.write_all(&chunk).map_err(|e| (target.clone(), e))?;
-                            }
-                        }
-                        WriteOp::Close => {
-                            if let Some((f, _)) = current.take() {
-                                // Advice only (starts writeback, does not wait); syncfs decides.
-                                // Large files only: per small file it cost more than it saved.
-                                if f.metadata().is_ok_and(|m| m.len() >= EARLY_WRITEBACK_MIN) {
-                                    let _ = rustix::fs::fadvise(
-                                        &f,
-                                        0,
-                                        None,
-                                        rustix::fs::Advice::DontNeed,
-                                    );
-                                }
-                            }
-                        }
-                    }
-                }
-                Ok(())
-            })?;
-        Ok(Writer {
-            tx: Some(tx),
-            thread: Some(thread),
-        })
-    }
-
-    fn send(&mut self, op: WriteOp) -> std::result::Result<(), (String, io::Error)> {
-        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(op).is_ok());
-        if sent {
-            Ok(())
-        } else {
-            // The thread stopped: its error says why.
-            self.finish().and(Err((
-                String::new(),
-                io::Error::other("the writer thread stopped"),
-            )))
-        }
-    }
-
-    /// Waits until every byte sent was written; the first write error, with its target.
-    fn finish(&mut self) -> std::result::Result<(), (String, io::Error)> {
-        self.tx = None;
-        match self.thread.take().map(|t| t.join()) {
-            None => Ok(()),
-            Some(Ok(r)) => r,
-            Some(Err(_)) => Err((
-                String::new(),
-                io::Error::other("the writer thread panicked"),
-            )),
-        }
-    }
+/// Why copying a file's contents stopped.
+enum Stop {
+    Read(io::Error),
+    Write(writer::Failure),
 }
 
 fn errno_io(e: Errno) -> io::Error {
@@ -405,36 +326,35 @@ impl Placer {
         rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))?;
         let file = File::from(fd);
         if self.writer.is_none() {
-            self.writer = Some(Writer::start().map_err(|e| Error::RolledBack {
+            let fs = rustix::io::dup(&self.root).map_err(|e| self.io_error(target, e))?;
+            self.writer = Some(Writer::start(fs).map_err(|e| Error::RolledBack {
                 path: self.display_path(target),
                 source: e,
             })?);
         }
-        self.write_op(WriteOp::Open(file, target.to_owned()))?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = match data.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    return Err(Error::io(
-                        "cannot read bundle data for",
-                        self.display_path(target),
-                        e,
-                    ))
-                }
-            };
-            // Copied out at its exact size: most files are far smaller than the buffer.
-            self.write_op(WriteOp::Data(zeroize::Zeroizing::new(buf[..n].to_vec())))?;
-        }
-        zeroize::Zeroize::zeroize(&mut buf);
-        self.write_op(WriteOp::Close)
-    }
-
-    fn write_op(&mut self, op: WriteOp) -> Result<()> {
-        let sent = self.writer.as_mut().map_or(Ok(()), |w| w.send(op));
-        sent.map_err(|(target, e)| self.write_error(target, e))
+        let Some(writer) = self.writer.as_mut() else {
+            unreachable!("started above")
+        };
+        let copied = (|| {
+            writer.open(file, target).map_err(Stop::Write)?;
+            loop {
+                let mut buf = writer.buffer();
+                let n = match data.read(&mut buf) {
+                    Ok(0) => {
+                        writer.unused(buf);
+                        return writer.close().map_err(Stop::Write);
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(Stop::Read(e)),
+                };
+                writer.data(buf, n).map_err(Stop::Write)?;
+            }
+        })();
+        copied.map_err(|stop| match stop {
+            Stop::Read(e) => Error::io("cannot read bundle data for", self.display_path(target), e),
+            Stop::Write((t, e)) => self.write_error(t, e),
+        })
     }
 
     /// Waits for the writer thread: every byte written, or the first error.

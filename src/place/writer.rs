@@ -1,0 +1,163 @@
+//! The second and third threads of placement: one writes file contents into the
+//! temporaries, one keeps the disk busy while that happens.
+//!
+//! Creating each temporary, its owner and its mode stay on the caller's thread, in order;
+//! only the bytes move here, so the copy into the page cache overlaps the caller's
+//! decryption and hashing. Buffers travel back to the caller to be filled again: no
+//! allocation and no wiping per chunk, and every buffer is wiped once when dropped.
+//!
+//! Why a flusher: the commit must `syncfs` before the renames, and on a machine with a lot of
+//! RAM the kernel starts writeback only when gigabytes are dirty, so without help the disk
+//! idles during the whole unlock and then writes everything while the commit waits. Every
+//! [`FLUSH_EVERY`] bytes the writer asks a flusher thread to `syncfs`; the disk then writes
+//! while the CPU decrypts, and the commit's own `syncfs` has only the tail left
+//! (docs/BENCHMARKS.md measures it).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::OwnedFd;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use zeroize::Zeroizing;
+
+/// Size of each buffer of file contents handed to the writer.
+pub const CHUNK: usize = 256 * 1024;
+/// Buffers in flight: bounds the memory the writer holds (8 MiB).
+const QUEUE: usize = 32;
+/// Written bytes between two background `syncfs` calls.
+const FLUSH_EVERY: u64 = 32 << 20;
+
+pub type Buf = Zeroizing<Vec<u8>>;
+
+enum Op {
+    Open(File, String),
+    /// A buffer and how many of its bytes are file contents.
+    Data(Buf, usize),
+    Close,
+}
+
+/// A write error and the target it happened on.
+pub type Failure = (String, io::Error);
+
+pub struct Writer {
+    tx: Option<mpsc::SyncSender<Op>>,
+    back: mpsc::Receiver<Buf>,
+    /// Buffers taken but not sent (the read that found a file's end).
+    spare: Vec<Buf>,
+    thread: Option<JoinHandle<std::result::Result<(), Failure>>>,
+}
+
+impl Writer {
+    /// `fs` is any descriptor on the target filesystem (what the flusher syncs).
+    pub fn start(fs: OwnedFd) -> io::Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel::<Op>(QUEUE);
+        let (back_tx, back) = mpsc::channel::<Buf>();
+        let thread = std::thread::Builder::new()
+            .name("vault-place".into())
+            .spawn(move || write_loop(rx, back_tx, fs))?;
+        Ok(Writer {
+            tx: Some(tx),
+            back,
+            spare: Vec::new(),
+            thread: Some(thread),
+        })
+    }
+
+    /// A buffer of [`CHUNK`] bytes to fill: a returned one, or a new one.
+    pub fn buffer(&mut self) -> Buf {
+        self.spare
+            .pop()
+            .or_else(|| self.back.try_recv().ok())
+            .unwrap_or_else(|| Zeroizing::new(vec![0; CHUNK]))
+    }
+
+    /// Gives back a buffer that was not sent.
+    pub fn unused(&mut self, buf: Buf) {
+        self.spare.push(buf);
+    }
+
+    pub fn open(&mut self, file: File, target: &str) -> std::result::Result<(), Failure> {
+        self.send(Op::Open(file, target.to_owned()))
+    }
+
+    pub fn data(&mut self, buf: Buf, len: usize) -> std::result::Result<(), Failure> {
+        self.send(Op::Data(buf, len))
+    }
+
+    pub fn close(&mut self) -> std::result::Result<(), Failure> {
+        self.send(Op::Close)
+    }
+
+    fn send(&mut self, op: Op) -> std::result::Result<(), Failure> {
+        let sent = self.tx.as_ref().is_some_and(|tx| tx.send(op).is_ok());
+        if sent {
+            Ok(())
+        } else {
+            // The thread stopped: its error says why.
+            self.finish().and(Err((
+                String::new(),
+                io::Error::other("the writer thread stopped"),
+            )))
+        }
+    }
+
+    /// Waits until every byte sent was written; the first write error, with its target.
+    pub fn finish(&mut self) -> std::result::Result<(), Failure> {
+        self.tx = None;
+        match self.thread.take().map(|t| t.join()) {
+            None => Ok(()),
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err((
+                String::new(),
+                io::Error::other("the writer thread panicked"),
+            )),
+        }
+    }
+}
+
+fn write_loop(
+    rx: mpsc::Receiver<Op>,
+    back: mpsc::Sender<Buf>,
+    fs: OwnedFd,
+) -> std::result::Result<(), Failure> {
+    let (kick, kicks) = mpsc::sync_channel::<()>(1);
+    let flusher = std::thread::Builder::new()
+        .name("vault-flush".into())
+        .spawn(move || {
+            for () in kicks {
+                // Only a head start for the commit's syncfs, which reports errors.
+                let _ = rustix::fs::syncfs(&fs);
+            }
+        })
+        .ok();
+    let mut current: Option<(File, String)> = None;
+    let mut unflushed = 0u64;
+    let result = (|| {
+        for op in rx {
+            match op {
+                Op::Open(f, target) => current = Some((f, target)),
+                Op::Data(buf, len) => {
+                    if let Some((f, target)) = current.as_mut() {
+                        f.write_all(&buf[..len]).map_err(|e| (target.clone(), e))?;
+                    }
+                    unflushed += len as u64;
+                    if unflushed >= FLUSH_EVERY {
+                        unflushed = 0;
+                        // Full means a flush is already queued: it will cover these bytes.
+                        let _ = kick.try_send(());
+                    }
+                    // The caller may be gone (it failed); then the buffer is just dropped.
+                    let _ = back.send(buf);
+                }
+                Op::Close => current = None,
+            }
+        }
+        Ok(())
+    })();
+    drop(kick);
+    if let Some(f) = flusher {
+        let _ = f.join();
+    }
+    result
+}

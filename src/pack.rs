@@ -15,7 +15,8 @@ use age_core::secrecy::SecretString;
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 
-use crate::archive::{self, write::Compression, BundleManifest, Item, Kind};
+use crate::archive::write::{Compression, Stamp};
+use crate::archive::{self, BundleManifest, Item, Kind};
 use crate::bundle::{self, KdfParams};
 use crate::manifest::{Entry, Manifest};
 use crate::{Error, Result};
@@ -29,11 +30,25 @@ pub struct PackPlan {
     pub manifest: BundleManifest,
     /// The file on disk for each item (`None` for directories).
     pub sources: Vec<Option<PathBuf>>,
+    /// For each file that had settled before it was hashed: its stamp then, so streaming
+    /// need not hash it again (see [`archive::write::Stamp`]).
+    pub settled: Vec<Option<Stamp>>,
     pub total_bytes: u64,
 }
 
 /// Expands and checks the manifest for `hosts` (empty: all of them).
 pub fn plan(m: &Manifest, hosts: &[String]) -> Result<PackPlan> {
+    // Whole seconds, rounded down: the racy margin covers the rest.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    plan_at(m, hosts, start)
+}
+
+/// [`plan`], with hashing taken to start at `start` (Unix seconds). Tests use a later time to
+/// have freshly written files count as settled.
+#[doc(hidden)]
+pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     let selected: Vec<String> = if hosts.is_empty() {
         m.hosts.keys().cloned().collect()
     } else {
@@ -63,7 +78,7 @@ pub fn plan(m: &Manifest, hosts: &[String]) -> Result<PackPlan> {
     }
 
     // Hash in parallel: reading the files is most of a large pack's first pass.
-    let hashed: Vec<Result<Option<(u64, String)>>> = sources
+    let hashed: Vec<Result<Option<Hashed>>> = sources
         .par_iter()
         .map(|s| match s {
             None => Ok(None),
@@ -71,11 +86,18 @@ pub fn plan(m: &Manifest, hosts: &[String]) -> Result<PackPlan> {
         })
         .collect();
     let mut total = 0u64;
+    let mut settled = Vec::with_capacity(items.len());
     for (item, h) in items.iter_mut().zip(hashed) {
-        if let Some((size, sha)) = h? {
-            item.size = size;
-            item.sha256 = Some(sha);
-            total += size;
+        let h = h?;
+        settled.push(
+            h.as_ref()
+                .and_then(|h| h.stamp)
+                .filter(|s| s.settled_before(start)),
+        );
+        if let Some(h) = h {
+            item.size = h.size;
+            item.sha256 = Some(h.sha256);
+            total += h.size;
         }
     }
     let manifest = BundleManifest {
@@ -90,6 +112,7 @@ pub fn plan(m: &Manifest, hosts: &[String]) -> Result<PackPlan> {
     Ok(PackPlan {
         manifest,
         sources,
+        settled,
         total_bytes: total,
     })
 }
@@ -189,11 +212,22 @@ fn expand(
     Ok(())
 }
 
-fn hash_file(path: &Path) -> Result<(u64, String)> {
+struct Hashed {
+    size: u64,
+    sha256: String,
+    /// Taken after reading; `None` if `fstat` failed (then the file is hashed again).
+    stamp: Option<Stamp>,
+}
+
+fn hash_file(path: &Path) -> Result<Hashed> {
     let mut f = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut h = Sha256::new();
     let n = std::io::copy(&mut f, &mut h).map_err(|e| Error::io("cannot read", path, e))?;
-    Ok((n, hex::encode(h.finalize())))
+    Ok(Hashed {
+        size: n,
+        sha256: hex::encode(h.finalize()),
+        stamp: Stamp::of(&f).ok(),
+    })
 }
 
 /// Settings for [`write_bundle`].
@@ -255,10 +289,11 @@ pub fn write_bundle(
             tx,
             buf: Vec::with_capacity(PIPE_CHUNK),
         };
-        let packed = archive::write::write(
+        let packed = archive::write::write_checked(
             pipe,
             &plan.manifest,
             &plan.sources,
+            &plan.settled,
             opts.compression,
             progress,
         )

@@ -32,6 +32,44 @@ impl Default for Compression {
     }
 }
 
+/// What `fstat` said of a file right after it was hashed. If it says the same after the file
+/// was streamed, and the file had last changed well before hashing began (see
+/// [`Stamp::settled_before`]), the bytes streamed are the bytes hashed: any write in between
+/// would have moved `ctime` to a later time, and the kernel offers no way to set it back.
+/// This is git's "racy clean" rule; it saves hashing every file twice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: i64,
+    mtime: (i64, i64),
+    ctime: (i64, i64),
+}
+
+/// Timestamps are coarse (a kernel tick) and clocks drift a little: a file whose `ctime` is
+/// closer than this to the start of hashing is hashed again while streamed.
+const RACY_MARGIN_SECS: i64 = 2;
+
+impl Stamp {
+    pub fn of(file: &File) -> io::Result<Stamp> {
+        let st =
+            rustix::fs::fstat(file).map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+        Ok(Stamp {
+            dev: st.st_dev,
+            ino: st.st_ino,
+            size: st.st_size,
+            mtime: (st.st_mtime, st.st_mtime_nsec as i64),
+            ctime: (st.st_ctime, st.st_ctime_nsec as i64),
+        })
+    }
+
+    /// Whether the file last changed more than the margin before `start` (Unix seconds),
+    /// so that any later change is bound to show in `ctime`.
+    pub fn settled_before(&self, start: i64) -> bool {
+        self.ctime.0 < start - RACY_MARGIN_SECS
+    }
+}
+
 /// Writes the compressed archive for `manifest` to `out`. `sources[i]` is the file on disk
 /// for item `i` (`None` for directories). Each file is hashed again as it is streamed and
 /// must match the manifest (it was hashed when the manifest was made): a file that changed
@@ -40,6 +78,19 @@ pub fn write<W: Write>(
     out: W,
     manifest: &BundleManifest,
     sources: &[Option<PathBuf>],
+    compression: Compression,
+    progress: &dyn Fn(u64),
+) -> Result<W> {
+    write_checked(out, manifest, sources, &[], compression, progress)
+}
+
+/// [`write`], except that a file with a stamp in `settled[i]` is not hashed again: it must
+/// instead have that same stamp after it was streamed. Files without one are hashed.
+pub fn write_checked<W: Write>(
+    out: W,
+    manifest: &BundleManifest,
+    sources: &[Option<PathBuf>],
+    settled: &[Option<Stamp>],
     compression: Compression,
     progress: &dyn Fn(u64),
 ) -> Result<W> {
@@ -65,7 +116,7 @@ pub fn write<W: Write>(
     tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
         .map_err(|e| Error::io("cannot write", "bundle", e))?;
 
-    for (item, source) in manifest.items.iter().zip(sources) {
+    for (i, (item, source)) in manifest.items.iter().zip(sources).enumerate() {
         let name = item.archive_path();
         match (item.kind, source) {
             (Kind::Dir, _) => {
@@ -81,17 +132,31 @@ pub fn write<W: Write>(
             }
             (Kind::File, Some(path)) => {
                 let file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-                let mut reader = HashingReader {
-                    inner: BufReader::with_capacity(IO_BUF, file.take(item.size)),
-                    hasher: Sha256::new(),
-                    count: 0,
-                };
                 let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
-                tar.append_data(&mut h, &name, &mut reader)
-                    .map_err(|e| Error::io("cannot pack", path, e))?;
-                let digest = hex::encode(reader.hasher.finalize());
-                if reader.count != item.size || Some(digest.as_str()) != item.sha256.as_deref() {
-                    return Err(changed(path));
+                if let Some(stamp) = settled.get(i).copied().flatten() {
+                    let mut reader = CountingReader(
+                        BufReader::with_capacity(IO_BUF, (&file).take(item.size)),
+                        0,
+                    );
+                    tar.append_data(&mut h, &name, &mut reader)
+                        .map_err(|e| Error::io("cannot pack", path, e))?;
+                    let now = Stamp::of(&file).map_err(|e| Error::io("cannot read", path, e))?;
+                    if reader.1 != item.size || now != stamp {
+                        return Err(changed(path));
+                    }
+                } else {
+                    let mut reader = HashingReader {
+                        inner: BufReader::with_capacity(IO_BUF, file.take(item.size)),
+                        hasher: Sha256::new(),
+                        count: 0,
+                    };
+                    tar.append_data(&mut h, &name, &mut reader)
+                        .map_err(|e| Error::io("cannot pack", path, e))?;
+                    let digest = hex::encode(reader.hasher.finalize());
+                    if reader.count != item.size || Some(digest.as_str()) != item.sha256.as_deref()
+                    {
+                        return Err(changed(path));
+                    }
                 }
                 progress(item.size);
             }
@@ -124,6 +189,17 @@ fn regular_header(size: u64, mode: u32, uid: u32, gid: u32) -> tar::Header {
     h.set_gid(gid.into());
     h.set_mtime(0);
     h
+}
+
+/// Counts what passes through.
+struct CountingReader<R>(R, u64);
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
 }
 
 /// Hashes and counts what passes through.

@@ -6,7 +6,6 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
-use std::num::NonZeroU64;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -360,46 +359,68 @@ impl Write for ChunkSender {
     }
 }
 
-/// A file that asks the kernel to start writing back what was written, every
-/// [`WRITEBACK_EVERY`] bytes, without waiting for it (`POSIX_FADV_DONTNEED` starts
-/// asynchronous writeback of dirty pages on Linux). Disk writes then overlap the CPU work
-/// instead of all happening in the final `fsync`.
+/// A file whose written data a second thread makes durable as it goes: every
+/// [`WRITEBACK_EVERY`] bytes it asks that thread to `fdatasync`. Disk writes then overlap
+/// the CPU work instead of all happening in the final `fsync` (the kernel would wait for
+/// gigabytes of dirty pages before starting on its own), and unlike `fadvise`, submitting
+/// the writeback costs this thread nothing.
 pub(crate) struct Writeback {
     file: File,
-    written: u64,
-    flushed: u64,
+    unsynced: u64,
+    kick: Option<mpsc::SyncSender<()>>,
+    syncer: Option<std::thread::JoinHandle<()>>,
 }
 
-/// How much is written before writeback of it is started.
-const WRITEBACK_EVERY: u64 = 8 << 20;
+/// How much is written before a background sync of it is asked for.
+const WRITEBACK_EVERY: u64 = 16 << 20;
 
 impl Writeback {
     pub(crate) fn new(file: File) -> Writeback {
+        let (kick, kicks) = mpsc::sync_channel::<()>(1);
+        // Without a clone or a thread, writing still works; only the overlap is lost.
+        let syncer = file.try_clone().ok().and_then(|f| {
+            std::thread::Builder::new()
+                .name("vault-sync".into())
+                .spawn(move || {
+                    for () in kicks {
+                        // A head start only: the caller's final fsync reports errors.
+                        let _ = f.sync_data();
+                    }
+                })
+                .ok()
+        });
         Writeback {
             file,
-            written: 0,
-            flushed: 0,
+            unsynced: 0,
+            kick: syncer.as_ref().map(|_| kick),
+            syncer,
         }
     }
 
+    /// Waits for a background sync in progress; the caller's `fsync` does the rest. (If a
+    /// `Writeback` is dropped instead, its thread ends by itself after its current sync.)
     pub(crate) fn into_file(self) -> File {
-        self.file
+        let Writeback {
+            file, kick, syncer, ..
+        } = self;
+        drop(kick);
+        if let Some(t) = syncer {
+            let _ = t.join();
+        }
+        file
     }
 }
 
 impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(data)?;
-        self.written += n as u64;
-        if self.written - self.flushed >= WRITEBACK_EVERY {
-            // Advice only: a failure here changes nothing, the fsync at the end still decides.
-            let _ = rustix::fs::fadvise(
-                &self.file,
-                self.flushed,
-                NonZeroU64::new(self.written - self.flushed),
-                rustix::fs::Advice::DontNeed,
-            );
-            self.flushed = self.written;
+        self.unsynced += n as u64;
+        if self.unsynced >= WRITEBACK_EVERY {
+            self.unsynced = 0;
+            if let Some(k) = &self.kick {
+                // Full means a sync is already queued: it will cover these bytes too.
+                let _ = k.try_send(());
+            }
         }
         Ok(n)
     }

@@ -3,8 +3,8 @@
 //!
 //! Whether a file is stale is read from its header without decrypting: `ssh-ed25519` and
 //! `ssh-rsa` stanzas carry a 4-byte tag of the recipient key, compared as a multiset with the
-//! rule's SSH keys; X25519 stanzas name nobody, so for `age1…` recipients only the count is
-//! compared (documented in docs/REKEY.md). Armor: a file stays armored if it was, and becomes
+//! rule's SSH keys. X25519 stanzas name nobody: a file whose rule has `age1…` recipients is
+//! always re-encrypted (documented in docs/REKEY.md). Armor: a file stays armored if it was, and becomes
 //! armored if its rule says `armor = true`.
 
 use std::path::{Path, PathBuf};
@@ -126,6 +126,12 @@ impl AgenixJob {
         }
         if have_x != want_x {
             why.push(format!("{have_x} X25519 recipients, rule has {want_x}"));
+        } else if want_x > 0 {
+            // An X25519 stanza cannot be matched to a public key without that key's secret,
+            // so equal counts prove nothing (one age1 key swapped for another looks the same).
+            why.push(format!(
+                "its {want_x} age1 recipients cannot be read back from the file; re-encrypted to be sure"
+            ));
         }
         if self.rule.armor && !self.armored() {
             why.push("rule asks for armor".into());

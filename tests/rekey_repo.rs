@@ -86,10 +86,20 @@ fn run_decrypt(tool: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, String> 
 }
 
 /// The lines holding `mac` / `lastmodified` (any format), which rekey must not touch.
+/// Matched as keys, not substrings: base64 in a new age entry may well contain "mac".
 fn mac_lines(text: &str) -> Vec<&str> {
     text.lines()
-        .filter(|l| l.contains("mac") || l.contains("lastmodified"))
-        .filter(|l| !l.contains("age__list") && !l.contains("recipient"))
+        .filter(|l| {
+            let key = l
+                .trim_start()
+                .trim_start_matches('"')
+                .trim_start_matches("sops_")
+                .trim_start_matches("sops.");
+            ["mac", "lastmodified"].iter().any(|k| {
+                key.strip_prefix(k)
+                    .is_some_and(|rest| rest.starts_with(['"', ':', '=', ' ']))
+            })
+        })
         .collect()
 }
 
@@ -369,6 +379,11 @@ fn host_add_then_rekey_opens_everything_with_the_new_host_key() {
         );
         let old = String::from_utf8(before[path].clone()).unwrap();
         let new = std::fs::read_to_string(path).unwrap();
+        assert_eq!(
+            mac_lines(&old).len(),
+            2,
+            "{name}: mac and lastmodified lines"
+        );
         assert_eq!(
             mac_lines(&old),
             mac_lines(&new),

@@ -62,7 +62,13 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             agenix: true,
         }
     };
-    let plan = rekey::plan(&manifest.secrets, &manifest.path, which)?;
+    // Planning reads every file: on as many threads as the rekey itself (-j); should the pool
+    // not start, on rayon's default one (apply reports that error if it recurs).
+    let plan_all = || rekey::plan(&manifest.secrets, &manifest.path, which);
+    let plan = match rayon::ThreadPoolBuilder::new().num_threads(a.jobs).build() {
+        Ok(pool) => pool.install(plan_all),
+        Err(_) => plan_all(),
+    }?;
     let stale = plan.stale();
     if a.check || a.dry_run {
         if a.json {

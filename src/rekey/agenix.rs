@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use rayon::prelude::*;
+
 use super::{age_util, Error, Identities, Status};
 
 /// One entry of `secrets.nix`.
@@ -171,16 +173,22 @@ pub(crate) fn plan(
     rules_path: &Path,
     skipped: &mut Vec<(PathBuf, String)>,
 ) -> Result<Vec<AgenixJob>, Error> {
+    let rules = load_rules(rules_path)?;
+    // Reading the files and their headers in parallel (on the -j workers), kept in rule order.
+    let read: Vec<_> = rules
+        .par_iter()
+        .map(|rule| match std::fs::read(&rule.file) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io("cannot read", &rule.file, e)),
+        })
+        .collect();
     let mut jobs = Vec::new();
-    for rule in load_rules(rules_path)? {
+    for (rule, bytes) in rules.into_iter().zip(read) {
         let path = rule.file.clone();
-        let bytes = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                skipped.push((path, "listed in secrets.nix but does not exist".into()));
-                continue;
-            }
-            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        let Some(bytes) = bytes? else {
+            skipped.push((path, "listed in secrets.nix but does not exist".into()));
+            continue;
         };
         let stanzas = age_util::stanzas(&bytes);
         jobs.push(AgenixJob {

@@ -312,6 +312,6 @@ impl Plan {
             failures.sort();
             return Err(Error::Failed { failures });
         }
-        commit::commit(outputs)
+        pool.install(|| commit::commit(outputs))
     }
 }

@@ -16,6 +16,8 @@
 
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use regex::Regex;
 use zeroize::Zeroizing;
 
@@ -434,7 +436,7 @@ pub(crate) fn plan(
     let config = SopsConfig::load(config_path)?;
     let mut files = Vec::new();
     walk(&config.dir, &mut files)?;
-    let mut jobs = Vec::new();
+    let mut candidates = Vec::new();
     for path in files {
         if path == config.path || exclude.contains(&path) {
             continue;
@@ -444,11 +446,19 @@ pub(crate) fn plan(
             .unwrap_or(&path)
             .to_string_lossy()
             .replace('\\', "/");
-        let Some(rule) = config.rule_for(&rel) else {
-            continue;
-        };
-        match read_file(&path) {
-            Ok(Some((format, text, current))) => jobs.push(SopsJob {
+        if let Some(rule) = config.rule_for(&rel) {
+            candidates.push((path, rule));
+        }
+    }
+    // Reading and parsing a thousand files is most of planning: on the -j workers, in order.
+    let read: Vec<_> = candidates
+        .par_iter()
+        .map(|(path, _)| read_file(path))
+        .collect();
+    let mut jobs = Vec::new();
+    for ((path, rule), r) in candidates.into_iter().zip(read) {
+        match r? {
+            Some((format, text, current)) => jobs.push(SopsJob {
                 path,
                 format,
                 text,
@@ -456,14 +466,13 @@ pub(crate) fn plan(
                 desired: rule.groups.clone(),
                 rule: rule.index,
             }),
-            Ok(None) => skipped.push((
+            None => skipped.push((
                 path,
                 format!(
                     "matches creation rule {} but is not sops-encrypted",
                     rule.index
                 ),
             )),
-            Err(e) => return Err(e),
         }
     }
     Ok(jobs)

@@ -60,16 +60,40 @@ pub fn walk<R: Read>(
     probe: Option<&FailureProbe>,
     sink: &mut dyn Sink,
 ) -> Result<BundleManifest> {
+    let decoder = match decompress(input) {
+        Ok(d) => d,
+        Err(e) => {
+            let w = Walker {
+                name: name.to_path_buf(),
+                probe: probe.cloned(),
+            };
+            return Err(w.stream_error(e));
+        }
+    };
+    walk_tar(decoder, name, limits, probe, sink)
+}
+
+/// The zstd decoder of a payload, its window capped.
+fn decompress<R: Read>(input: R) -> io::Result<zstd::Decoder<'static, io::BufReader<R>>> {
+    let mut decoder = zstd::Decoder::new(input)?;
+    // A frame may ask for a window of up to 2 GiB of decoder memory; 2^27 (128 MiB, libzstd's
+    // own default, enough for `vault pack --level 22`) is stated here so it cannot drift.
+    decoder.window_log_max(MAX_WINDOW_LOG)?;
+    Ok(decoder)
+}
+
+/// [`walk`] on the decompressed tar stream.
+fn walk_tar<R: Read>(
+    decoder: R,
+    name: &Path,
+    limits: &Limits,
+    probe: Option<&FailureProbe>,
+    sink: &mut dyn Sink,
+) -> Result<BundleManifest> {
     let mut w = Walker {
         name: name.to_path_buf(),
         probe: probe.cloned(),
     };
-    let mut decoder = zstd::Decoder::new(input).map_err(|e| w.stream_error(e))?;
-    // A frame may ask for a window of up to 2 GiB of decoder memory; 2^27 (128 MiB, libzstd's
-    // own default, enough for `vault pack --level 22`) is stated here so it cannot drift.
-    decoder
-        .window_log_max(MAX_WINDOW_LOG)
-        .map_err(|e| w.stream_error(e))?;
     let mut archive = tar::Archive::new(decoder);
     let manifest = {
         let mut entries = archive.entries().map_err(|e| w.stream_error(e))?;
@@ -109,7 +133,7 @@ struct Walker {
     probe: Option<FailureProbe>,
 }
 
-type Entries<'a, R> = tar::Entries<'a, zstd::Decoder<'static, io::BufReader<R>>>;
+type Entries<'a, R> = tar::Entries<'a, R>;
 
 impl Walker {
     fn bad(&self, why: String) -> Error {
@@ -282,12 +306,13 @@ fn entry_type_name(t: tar::EntryType) -> &'static str {
 }
 
 /// [`walk`] split over two threads: this one reads `input` (for a bundle, that is the
-/// ChaCha20-Poly1305 decryption), a second one does everything else (zstd, tar, SHA-256, the
-/// sink), so the two halves of the work overlap (docs/BENCHMARKS.md). The same checks in the
-/// same order, the same errors: the second thread runs [`walk`] itself, on the bytes this one
-/// passes along in order, and sees a read error exactly where the input failed.
+/// ChaCha20-Poly1305 decryption) and decompresses it, a second one does everything else (tar,
+/// SHA-256, the sink), so the two halves of the work overlap (docs/BENCHMARKS.md). The same
+/// checks in the same order, the same errors: the second thread runs [`walk`]'s tar half on
+/// the bytes this one passes along in order, and sees a read error (of the input, or of zstd)
+/// exactly where it happened.
 pub fn walk_pipelined<R: Read>(
-    mut input: R,
+    input: R,
     name: &Path,
     limits: &Limits,
     probe: Option<&FailureProbe>,
@@ -304,8 +329,16 @@ pub fn walk_pipelined<R: Read>(
                 current: Zeroizing::new(Vec::new()),
                 pos: 0,
             };
-            walk(reader, name, limits, probe, sink)
+            walk_tar(reader, name, limits, probe, sink)
         });
+        let mut input = match decompress(input) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                drop(tx);
+                return join(worker, name);
+            }
+        };
         loop {
             let mut buf = back_rx
                 .try_recv()
@@ -326,11 +359,18 @@ pub fn walk_pipelined<R: Read>(
             }
         }
         drop(tx);
-        worker.join().unwrap_or_else(|_| {
-            Err(Error::BadPayload {
-                path: name.to_path_buf(),
-                why: "the verifying thread panicked".into(),
-            })
+        join(worker, name)
+    })
+}
+
+fn join(
+    worker: std::thread::ScopedJoinHandle<'_, Result<BundleManifest>>,
+    name: &Path,
+) -> Result<BundleManifest> {
+    worker.join().unwrap_or_else(|_| {
+        Err(Error::BadPayload {
+            path: name.to_path_buf(),
+            why: "the verifying thread panicked".into(),
         })
     })
 }

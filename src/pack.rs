@@ -280,7 +280,7 @@ pub fn write_bundle(
                 stream.write_all(&chunk)?;
             }
             // age writes whole 64 KiB chunks: no buffer needed in front of the file.
-            let file = stream.finish()?.into_file();
+            let file = stream.finish()?.into_file()?;
             file.sync_all()?;
             Ok(file)
         });
@@ -368,7 +368,7 @@ pub(crate) struct Writeback {
     file: File,
     unsynced: u64,
     kick: Option<mpsc::SyncSender<()>>,
-    syncer: Option<std::thread::JoinHandle<()>>,
+    syncer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
 }
 
 /// How much is written before a background sync of it is asked for.
@@ -383,9 +383,12 @@ impl Writeback {
                 .name("vault-sync".into())
                 .spawn(move || {
                     for () in kicks {
-                        // A head start only: the caller's final fsync reports errors.
-                        let _ = f.sync_data();
+                        // A writeback error is reported once per open file description, and
+                        // this clone shares the caller's: it must come back from here, or the
+                        // final fsync would see success.
+                        f.sync_data()?;
                     }
+                    Ok(())
                 })
                 .ok()
         });
@@ -397,17 +400,19 @@ impl Writeback {
         }
     }
 
-    /// Waits for a background sync in progress; the caller's `fsync` does the rest. (If a
-    /// `Writeback` is dropped instead, its thread ends by itself after its current sync.)
-    pub(crate) fn into_file(self) -> File {
+    /// Waits for a background sync in progress and returns its error, if any; the caller's
+    /// `fsync` does the rest. (If a `Writeback` is dropped instead, its thread ends by itself
+    /// after its current sync.)
+    pub(crate) fn into_file(self) -> std::io::Result<File> {
         let Writeback {
             file, kick, syncer, ..
         } = self;
         drop(kick);
-        if let Some(t) = syncer {
-            let _ = t.join();
+        match syncer.map(|t| t.join()) {
+            None | Some(Ok(Ok(()))) => Ok(file),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(_)) => Err(std::io::Error::other("the sync thread panicked")),
         }
-        file
     }
 }
 

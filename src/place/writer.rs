@@ -124,11 +124,15 @@ fn write_loop(
     let (kick, kicks) = mpsc::sync_channel::<()>(1);
     let flusher = std::thread::Builder::new()
         .name("vault-flush".into())
-        .spawn(move || {
+        .spawn(move || -> io::Result<()> {
             for () in kicks {
-                // Only a head start for the commit's syncfs, which reports errors.
-                let _ = rustix::fs::syncfs(&fs);
+                // A writeback error is reported once per open file description, and this one
+                // shares the commit's: it must come back from here, or the commit's syncfs
+                // would see success.
+                rustix::fs::syncfs(&fs)
+                    .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
             }
+            Ok(())
         })
         .ok();
     let mut current: Option<(File, String)> = None;
@@ -156,8 +160,13 @@ fn write_loop(
         Ok(())
     })();
     drop(kick);
-    if let Some(f) = flusher {
-        let _ = f.join();
-    }
-    result
+    let flushed = match flusher.map(|f| f.join()) {
+        None | Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(e))) => Err((String::from("/"), e)),
+        Some(Err(_)) => Err((
+            String::from("/"),
+            io::Error::other("the flusher thread panicked"),
+        )),
+    };
+    result.and(flushed)
 }

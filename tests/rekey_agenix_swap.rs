@@ -7,28 +7,10 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::{ok, vault_in as vault};
-use secrecy::ExposeSecret;
-
-fn identity(path: &Path) -> String {
-    let id = age::x25519::Identity::generate();
-    std::fs::write(path, format!("{}\n", id.to_string().expose_secret())).unwrap();
-    id.to_public().to_string()
-}
+use common::{ok, vault_in as vault, write_identity};
 
 fn age_decrypt(age: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
-    let o = Command::new(age)
-        .arg("-d")
-        .arg("-i")
-        .arg(key)
-        .arg(file)
-        .output()
-        .unwrap();
-    if o.status.success() {
-        Ok(o.stdout)
-    } else {
-        Err(String::from_utf8_lossy(&o.stderr).into_owned())
-    }
+    common::run_decrypt(age, file, key)
 }
 
 #[test]
@@ -43,9 +25,9 @@ fn swapped_age1_recipient_is_rekeyed() {
     let root = t.path();
     let secrets = root.join("secrets");
     std::fs::create_dir(&secrets).unwrap();
-    let admin = identity(&root.join("admin.txt"));
-    let old_host = identity(&root.join("old.txt"));
-    let new_host = identity(&root.join("new.txt"));
+    let admin = write_identity(&root.join("admin.txt"));
+    let old_host = write_identity(&root.join("old.txt"));
+    let new_host = write_identity(&root.join("new.txt"));
 
     let file = secrets.join("db.age");
     let o = Command::new(&age)

@@ -9,8 +9,6 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use secrecy::ExposeSecret;
-
 struct Tools {
     sops: PathBuf,
     age: PathBuf,
@@ -29,11 +27,7 @@ use common::vault_in as vault;
 
 use common::ok;
 
-fn write_identity(path: &Path) -> String {
-    let id = age::x25519::Identity::generate();
-    std::fs::write(path, format!("{}\n", id.to_string().expose_secret())).unwrap();
-    id.to_public().to_string()
-}
+use common::write_identity;
 
 use common::{assert_same, snapshot};
 
@@ -71,19 +65,7 @@ fn rage_decrypt(t: &Tools, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
     run_decrypt(&t.rage, file, key)
 }
 
-fn run_decrypt(tool: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
-    let o = Command::new(tool)
-        .args(["-d", "-i"])
-        .arg(key)
-        .arg(file)
-        .output()
-        .unwrap();
-    if o.status.success() {
-        Ok(o.stdout)
-    } else {
-        Err(String::from_utf8_lossy(&o.stderr).into_owned())
-    }
-}
+use common::run_decrypt;
 
 /// The lines holding `mac` / `lastmodified` (any format), which rekey must not touch.
 /// Matched as keys, not substrings: base64 in a new age entry may well contain "mac".

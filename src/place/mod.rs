@@ -246,16 +246,27 @@ impl Placer {
         let fd = self
             .open_dir(parent, name)
             .map_err(|e| self.io_error(target, e))?;
+        self.set_owner_and_mode(&fd, target, mode, uid, gid)
+    }
+
+    /// Owner (when running as root) then mode, on an object nothing has been written into yet.
+    fn set_owner_and_mode(
+        &self,
+        fd: &OwnedFd,
+        target: &str,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<()> {
         if self.opts.chown {
             rustix::fs::fchown(
-                &fd,
+                fd,
                 Some(rustix::fs::Uid::from_raw(uid)),
                 Some(rustix::fs::Gid::from_raw(gid)),
             )
             .map_err(|e| self.io_error(target, e))?;
         }
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))?;
-        Ok(())
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))
     }
 
     fn io_error(&self, target: &str, e: Errno) -> Error {
@@ -300,8 +311,7 @@ impl Placer {
         gid: u32,
         data: &mut dyn Read,
     ) -> Result<()> {
-        let (parent, name) = self.parent(target)?;
-        let _ = name;
+        let (parent, _) = self.parent(target)?;
         let temp = format!(".vault-{:016x}.tmp", rand::random::<u64>());
         let fd = rustix::fs::openat(
             &parent,
@@ -315,15 +325,7 @@ impl Placer {
             target: target.to_owned(),
             temp: format!("{ptemp}/{temp}"),
         });
-        if self.opts.chown {
-            rustix::fs::fchown(
-                &fd,
-                Some(rustix::fs::Uid::from_raw(uid)),
-                Some(rustix::fs::Gid::from_raw(gid)),
-            )
-            .map_err(|e| self.io_error(target, e))?;
-        }
-        rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))?;
+        self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
         let file = File::from(fd);
         if self.writer.is_none() {
             let fs = rustix::io::dup(&self.root).map_err(|e| self.io_error(target, e))?;

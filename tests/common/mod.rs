@@ -94,3 +94,26 @@ pub fn assert_same(a: &BTreeMap<PathBuf, Vec<u8>>, b: &BTreeMap<PathBuf, Vec<u8>
         .collect();
     assert!(differ.is_empty(), "{what}: {differ:?}");
 }
+
+/// A new X25519 identity written to `path` (the age key file format); returns its recipient.
+pub fn write_identity(path: &Path) -> String {
+    use secrecy::ExposeSecret;
+    let id = age::x25519::Identity::generate();
+    std::fs::write(path, format!("{}\n", id.to_string().expose_secret())).unwrap();
+    id.to_public().to_string()
+}
+
+/// `tool -d -i key file` with the real `age` or `rage`: the plaintext, or its stderr.
+pub fn run_decrypt(tool: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
+    let o = Command::new(tool)
+        .args(["-d", "-i"])
+        .arg(key)
+        .arg(file)
+        .output()
+        .unwrap();
+    if o.status.success() {
+        Ok(o.stdout)
+    } else {
+        Err(String::from_utf8_lossy(&o.stderr).into_owned())
+    }
+}

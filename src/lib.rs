@@ -23,6 +23,7 @@ pub mod place;
 pub mod prompt;
 pub mod rekey;
 pub mod staging;
+pub mod sync_behind;
 pub mod unlock;
 
 pub use error::{Error, ExitCode, Hint, Result};

@@ -18,6 +18,7 @@ use crate::archive::write::{Compression, Stamp};
 use crate::archive::{self, BundleManifest, Item, Kind};
 use crate::bundle::{self, KdfParams};
 use crate::manifest::{Entry, Manifest};
+use crate::sync_behind::SyncBehind;
 use crate::{Error, Result};
 
 /// Default mode of a file entry that names none.
@@ -359,16 +360,11 @@ impl Write for ChunkSender {
     }
 }
 
-/// A file whose written data a second thread makes durable as it goes: every
-/// [`WRITEBACK_EVERY`] bytes it asks that thread to `fdatasync`. Disk writes then overlap
-/// the CPU work instead of all happening in the final `fsync` (the kernel would wait for
-/// gigabytes of dirty pages before starting on its own), and unlike `fadvise`, submitting
-/// the writeback costs this thread nothing.
+/// A file whose written data a second thread makes durable as it goes (see
+/// [`SyncBehind`]): an `fdatasync` every [`WRITEBACK_EVERY`] bytes.
 pub(crate) struct Writeback {
     file: File,
-    unsynced: u64,
-    kick: Option<mpsc::SyncSender<()>>,
-    syncer: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+    behind: SyncBehind,
 }
 
 /// How much is written before a background sync of it is asked for.
@@ -376,57 +372,25 @@ const WRITEBACK_EVERY: u64 = 16 << 20;
 
 impl Writeback {
     pub(crate) fn new(file: File) -> Writeback {
-        let (kick, kicks) = mpsc::sync_channel::<()>(1);
-        // Without a clone or a thread, writing still works; only the overlap is lost.
-        let syncer = file.try_clone().ok().and_then(|f| {
-            std::thread::Builder::new()
-                .name("vault-sync".into())
-                .spawn(move || {
-                    for () in kicks {
-                        // A writeback error is reported once per open file description, and
-                        // this clone shares the caller's: it must come back from here, or the
-                        // final fsync would see success.
-                        f.sync_data()?;
-                    }
-                    Ok(())
-                })
-                .ok()
-        });
-        Writeback {
-            file,
-            unsynced: 0,
-            kick: syncer.as_ref().map(|_| kick),
-            syncer,
-        }
+        let behind = match file.try_clone() {
+            Ok(f) => SyncBehind::start("vault-sync", WRITEBACK_EVERY, move || f.sync_data()),
+            Err(_) => SyncBehind::none(),
+        };
+        Writeback { file, behind }
     }
 
     /// Waits for a background sync in progress and returns its error, if any; the caller's
-    /// `fsync` does the rest. (If a `Writeback` is dropped instead, its thread ends by itself
-    /// after its current sync.)
+    /// `fsync` does the rest.
     pub(crate) fn into_file(self) -> std::io::Result<File> {
-        let Writeback {
-            file, kick, syncer, ..
-        } = self;
-        drop(kick);
-        match syncer.map(|t| t.join()) {
-            None | Some(Ok(Ok(()))) => Ok(file),
-            Some(Ok(Err(e))) => Err(e),
-            Some(Err(_)) => Err(std::io::Error::other("the sync thread panicked")),
-        }
+        self.behind.finish()?;
+        Ok(self.file)
     }
 }
 
 impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(data)?;
-        self.unsynced += n as u64;
-        if self.unsynced >= WRITEBACK_EVERY {
-            self.unsynced = 0;
-            if let Some(k) = &self.kick {
-                // Full means a sync is already queued: it will cover these bytes too.
-                let _ = k.try_send(());
-            }
-        }
+        self.behind.wrote(n as u64);
         Ok(n)
     }
 

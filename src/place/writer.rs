@@ -6,12 +6,9 @@
 //! decryption and hashing. Buffers travel back to the caller to be filled again: no
 //! allocation and no wiping per chunk, and every buffer is wiped once when dropped.
 //!
-//! Why a flusher: the commit must `syncfs` before the renames, and on a machine with a lot of
-//! RAM the kernel starts writeback only when gigabytes are dirty, so without help the disk
-//! idles during the whole unlock and then writes everything while the commit waits. Every
-//! [`FLUSH_EVERY`] bytes the writer asks a flusher thread to `syncfs`; the disk then writes
-//! while the CPU decrypts, and the commit's own `syncfs` has only the tail left
-//! (docs/BENCHMARKS.md measures it).
+//! The commit must `syncfs` before the renames: every [`FLUSH_EVERY`] bytes written, a
+//! [`SyncBehind`] thread runs a `syncfs` early, so the disk writes while the CPU decrypts and
+//! the commit's own `syncfs` has only the tail left (docs/BENCHMARKS.md measures it).
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -20,6 +17,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use zeroize::Zeroizing;
+
+use crate::sync_behind::SyncBehind;
 
 /// Size of each buffer of file contents handed to the writer.
 pub const CHUNK: usize = 256 * 1024;
@@ -121,22 +120,10 @@ fn write_loop(
     back: mpsc::Sender<Buf>,
     fs: OwnedFd,
 ) -> std::result::Result<(), Failure> {
-    let (kick, kicks) = mpsc::sync_channel::<()>(1);
-    let flusher = std::thread::Builder::new()
-        .name("vault-flush".into())
-        .spawn(move || -> io::Result<()> {
-            for () in kicks {
-                // A writeback error is reported once per open file description, and this one
-                // shares the commit's: it must come back from here, or the commit's syncfs
-                // would see success.
-                rustix::fs::syncfs(&fs)
-                    .map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
-            }
-            Ok(())
-        })
-        .ok();
+    let mut behind = SyncBehind::start("vault-flush", FLUSH_EVERY, move || {
+        rustix::fs::syncfs(&fs).map_err(io::Error::from)
+    });
     let mut current: Option<(File, String)> = None;
-    let mut unflushed = 0u64;
     let result = (|| {
         for op in rx {
             match op {
@@ -145,12 +132,7 @@ fn write_loop(
                     if let Some((f, target)) = current.as_mut() {
                         f.write_all(&buf[..len]).map_err(|e| (target.clone(), e))?;
                     }
-                    unflushed += len as u64;
-                    if unflushed >= FLUSH_EVERY {
-                        unflushed = 0;
-                        // Full means a flush is already queued: it will cover these bytes.
-                        let _ = kick.try_send(());
-                    }
+                    behind.wrote(len as u64);
                     // The caller may be gone (it failed); then the buffer is just dropped.
                     let _ = back.send(buf);
                 }
@@ -159,14 +141,6 @@ fn write_loop(
         }
         Ok(())
     })();
-    drop(kick);
-    let flushed = match flusher.map(|f| f.join()) {
-        None | Some(Ok(Ok(()))) => Ok(()),
-        Some(Ok(Err(e))) => Err((String::from("/"), e)),
-        Some(Err(_)) => Err((
-            String::from("/"),
-            io::Error::other("the flusher thread panicked"),
-        )),
-    };
+    let flushed = behind.finish().map_err(|e| (String::from("/"), e));
     result.and(flushed)
 }

@@ -313,6 +313,36 @@ fn sigkill_half_way_leaves_each_file_old_or_complete() {
 }
 
 #[test]
+fn out_of_inodes_while_staging_leaves_the_repo_byte_identical() {
+    // The new files are written while others are still being re-encrypted; running out of
+    // room half way must stop the workers and remove every temporary, before any rename.
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    // The repo takes N + 7 inodes (root, repo, N secrets, secrets.nix, keys.nix, two keys,
+    // vault.toml); about 40 temporaries fit after it.
+    let Some(fs) = common::Tmpfs::new(&format!("nr_inodes={}", N + 48)) else {
+        return;
+    };
+    let root = fs.path.as_path();
+    let (_, _, key) = kill_repo(root);
+    let repo = root.join("repo");
+    let before = snapshot(&repo);
+    let o = vault(root, &["rekey", "-j", "2", "-i", key.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot write"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    assert_same(
+        &snapshot(&repo),
+        &before,
+        "a rekey that ran out of inodes changed the repo",
+    );
+    no_temps(&repo);
+}
+
+#[test]
 fn agenix_fixtures_rekeyed_with_user1() {
     let Some(fx) = common::fixtures("agenix") else {
         return;

@@ -2,53 +2,14 @@
 //! root (the tests run as root): the error says everything was removed again (exit 7) and
 //! the target is exactly as before, in both the in-memory and the streamed placement path.
 
+mod common;
 mod hostile;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::Tmpfs;
 use hostile::*;
-
-struct Tmpfs {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Tmpfs {
-    /// A `size`-limited tmpfs, or `None` (skip) when mounting is not permitted outside CI.
-    fn new(size: &str) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("mnt");
-        std::fs::create_dir(&path).unwrap();
-        let o = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=0755"),
-                "tmpfs",
-            ])
-            .arg(&path)
-            .output()
-            .unwrap();
-        if !o.status.success() {
-            let msg = String::from_utf8_lossy(&o.stderr);
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "cannot mount a tmpfs in CI: {msg}"
-            );
-            eprintln!("SKIP: cannot mount a tmpfs: {msg}");
-            return None;
-        }
-        Some(Tmpfs { _dir: dir, path })
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
-}
 
 fn noise(n: usize, seed: u32) -> Vec<u8> {
     (0..n as u32)
@@ -90,7 +51,9 @@ fn unlock(s: &Scratch, root: &Path, extra: &[&str]) -> std::process::Output {
 #[test]
 fn out_of_space_half_way_rolls_back() {
     for mode in [&[][..], &["--staging-memory", "0"][..]] {
-        let Some(t) = Tmpfs::new("1m") else { return };
+        let Some(t) = Tmpfs::new("size=1m") else {
+            return;
+        };
         std::fs::create_dir_all(t.path.join("etc/ssh")).unwrap();
         std::fs::write(t.path.join("etc/hostname"), "target\n").unwrap();
         std::fs::create_dir_all(t.path.join("var")).unwrap();

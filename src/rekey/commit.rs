@@ -1,9 +1,10 @@
 //! All-or-nothing replacement of many files.
 //!
 //! Phase 1 writes every new file beside its original (`.NAME.vault-rekey-PID-N`, created with
-//! `O_EXCL` and the original's mode), then makes them durable with one `syncfs` per
-//! filesystem. Any failure removes them all: the repo is byte-identical. Phase 2 renames them
-//! over the originals, then fsyncs the directories.
+//! `O_EXCL` and the original's mode) as it is produced ([`Staged::add`]), then makes them
+//! durable with one `syncfs` per filesystem. Any failure removes them all: the repo is
+//! byte-identical. Phase 2 ([`Staged::commit`]) renames them over the originals, then fsyncs
+//! the directories.
 //!
 //! SIGKILL (or power loss) in phase 1 leaves every original untouched, plus stray temporaries
 //! that the next run removes. In phase 2 each `rename(2)` is atomic, so every file is either
@@ -16,6 +17,8 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
+
 use super::Error;
 
 /// Marker in temporary names; [`is_temp_name`] recognises leftovers from a killed run.
@@ -26,70 +29,95 @@ pub fn is_temp_name(name: &str) -> bool {
     name.starts_with('.') && name.contains(TEMP_MARK)
 }
 
-/// One file to replace: its bytes as they were read when planning, and its new bytes.
-pub struct Output {
-    pub path: PathBuf,
-    pub old: Vec<u8>,
-    pub new: Vec<u8>,
+/// Temporaries written beside their originals and not yet renamed over them. Dropped
+/// without [`Staged::commit`] (a failed job, an error, a panic), it removes them all, so the
+/// repo is as it was.
+///
+/// [`Staged::add`] may be called while other files are still being re-encrypted: the
+/// temporaries are written on one thread as results arrive, which hides their creation (one
+/// directory lock) behind the CPU work instead of after it.
+#[derive(Default)]
+pub struct Staged<'a> {
+    files: Vec<StagedFile<'a>>,
 }
 
-/// Replaces every file, all or nothing (see the module docs). A file that no longer holds
-/// `old` (edited meanwhile) aborts the whole commit before any rename.
-pub fn commit(mut outputs: Vec<Output>) -> Result<Vec<PathBuf>, Error> {
-    outputs.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut temps: Vec<PathBuf> = Vec::with_capacity(outputs.len());
-    let abort = |temps: &[PathBuf], e: Error| {
-        for t in temps {
-            let _ = std::fs::remove_file(t);
-        }
-        Err(e)
-    };
-    for (i, out) in outputs.iter().enumerate() {
-        match write_temp(&out.path, &out.new, i) {
-            Ok(t) => temps.push(t),
-            Err(e) => return abort(&temps, e),
-        }
+struct StagedFile<'a> {
+    path: PathBuf,
+    /// The original's bytes as they were read when planning.
+    old: &'a [u8],
+    temp: PathBuf,
+}
+
+impl<'a> Staged<'a> {
+    /// Writes `new` as a temporary beside `path` (`n` makes its name unique within this run).
+    pub fn add(&mut self, path: &Path, old: &'a [u8], new: &[u8], n: usize) -> Result<(), Error> {
+        let temp = write_temp(path, new, n)?;
+        self.files.push(StagedFile {
+            path: path.to_path_buf(),
+            old,
+            temp,
+        });
+        Ok(())
     }
-    // One syncfs per filesystem instead of an fsync per file: the same guarantee (every new
-    // file is on disk before any rename) at a fraction of the cost for a thousand files.
-    if let Err(e) = sync_filesystems(&temps) {
-        return abort(&temps, e);
-    }
-    for out in &outputs {
-        if std::fs::read(&out.path).ok().as_deref() != Some(out.old.as_slice()) {
-            return abort(
-                &temps,
-                Error::Changed {
-                    path: out.path.clone(),
-                },
-            );
+
+    /// Makes every temporary durable, checks that no original changed since it was read,
+    /// then renames them over the originals (see the module docs). A file that no longer
+    /// holds its old bytes (edited meanwhile) aborts before any rename.
+    pub fn commit(mut self) -> Result<Vec<PathBuf>, Error> {
+        // Renamed in path order whatever order the results came in, so a killed run leaves a
+        // predictable prefix done.
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+        // One syncfs per filesystem instead of an fsync per file: the same guarantee (every
+        // new file is on disk before any rename) at a fraction of the cost for many files.
+        sync_filesystems(self.files.iter().map(|f| f.temp.as_path()))?;
+        // Reads only, so in parallel (on the caller's rayon pool).
+        let changed = self
+            .files
+            .par_iter()
+            .filter(|f| std::fs::read(&f.path).ok().as_deref() != Some(f.old))
+            .map(|f| f.path.clone())
+            .min();
+        if let Some(path) = changed {
+            return Err(Error::Changed { path });
         }
-    }
-    let mut dirs = BTreeSet::new();
-    for (n, (Output { path, .. }, temp)) in outputs.iter().zip(&temps).enumerate() {
-        if let Err(source) = std::fs::rename(temp, path) {
-            for t in &temps[n..] {
-                let _ = std::fs::remove_file(t);
+        let mut dirs = BTreeSet::new();
+        let files = std::mem::take(&mut self.files);
+        let mut done = Vec::with_capacity(files.len());
+        let mut rest = files.into_iter();
+        while let Some(f) = rest.next() {
+            if let Err(source) = std::fs::rename(&f.temp, &f.path) {
+                let renamed = done.len();
+                // Dropping the rest removes their temporaries; this one too.
+                self.files = std::iter::once(f).chain(rest).collect();
+                return Err(Error::Commit {
+                    path: self.files[0].path.clone(),
+                    renamed,
+                    source,
+                });
             }
-            return Err(Error::Commit {
-                path: path.clone(),
-                renamed: n,
-                source,
-            });
+            dirs.insert(parent(&f.path).to_path_buf());
+            done.push(f.path);
         }
-        dirs.insert(parent(path).to_path_buf());
+        for d in dirs {
+            // Durability of the renames; the data itself was made durable above.
+            if let Ok(f) = std::fs::File::open(&d) {
+                let _ = f.sync_all();
+            }
+        }
+        Ok(done)
     }
-    for d in dirs {
-        // Durability of the renames; the data itself was fsynced in phase 1.
-        if let Ok(f) = std::fs::File::open(&d) {
-            let _ = f.sync_all();
+}
+
+impl Drop for Staged<'_> {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(&f.temp);
         }
     }
-    Ok(outputs.into_iter().map(|o| o.path).collect())
 }
 
 /// `syncfs(2)` once for each filesystem holding one of `files`.
-fn sync_filesystems(files: &[PathBuf]) -> Result<(), Error> {
+fn sync_filesystems<'p>(files: impl Iterator<Item = &'p Path>) -> Result<(), Error> {
     let mut done = BTreeSet::new();
     for f in files {
         let dir = parent(f);

@@ -3,8 +3,8 @@
 //!
 //! Two phases. [`plan`] reads the rules and every file's current recipients (no key needed),
 //! which is all `--check` and `--dry-run` use. [`Plan::apply`] decrypts and re-encrypts the
-//! stale files in memory, in parallel; only if every file succeeded does [`commit`] write them,
-//! each beside its original first, then renamed over it.
+//! stale files in memory, in parallel, writing each result beside its original as a
+//! temporary; only if every file succeeded are they renamed over the originals ([`commit`]).
 
 pub mod age_util;
 pub mod agenix;
@@ -19,6 +19,7 @@ mod sops_json;
 mod sops_yaml;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
@@ -286,32 +287,65 @@ impl Plan {
                     std::io::Error::other(e),
                 )
             })?;
-        let results: Vec<(&Job, Result<Vec<u8>, String>)> = pool.install(|| {
-            self.jobs
-                .par_iter()
-                .map(|job| {
-                    let r = job.run(ids);
-                    tick();
-                    (job, r)
-                })
-                .collect()
-        });
-        let mut outputs = Vec::new();
-        let mut failures = Vec::new();
-        for (job, r) in results {
-            match r {
-                Ok(new) => outputs.push(commit::Output {
-                    path: job.path().to_path_buf(),
-                    old: job.original().to_vec(),
-                    new,
-                }),
-                Err(why) => failures.push((job.path().to_path_buf(), why)),
-            }
-        }
-        if !failures.is_empty() {
+        // Workers re-encrypt; one writer thread stages each result as a temporary as soon as
+        // it arrives. Nothing is renamed until every file has succeeded.
+        // A failed job stops the staging (its result would be thrown away); a failed write
+        // also stops the workers (nothing can be committed).
+        let job_failed = AtomicBool::new(false);
+        let write_failed = AtomicBool::new(false);
+        let (failures, staged) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, &Job, Vec<u8>)>(64);
+            let (job_failed, write_failed) = (&job_failed, &write_failed);
+            let writer = s.spawn(move || {
+                let mut staged = commit::Staged::default();
+                for (n, job, new) in rx {
+                    if job_failed.load(Ordering::Relaxed) {
+                        continue; // drain, so no worker blocks on a full channel
+                    }
+                    if let Err(e) = staged.add(job.path(), job.original(), &new, n) {
+                        write_failed.store(true, Ordering::Relaxed);
+                        return Err(e);
+                    }
+                }
+                Ok(staged)
+            });
+            let mut failures: Vec<(PathBuf, String)> = pool.install(|| {
+                self.jobs
+                    .par_iter()
+                    .enumerate()
+                    .filter_map(|(n, job)| {
+                        if write_failed.load(Ordering::Relaxed) {
+                            return None;
+                        }
+                        let r = job.run(ids);
+                        tick();
+                        match r {
+                            Ok(new) => {
+                                // Err only if the writer has returned with an error.
+                                let _ = tx.send((n, job, new));
+                                None
+                            }
+                            Err(why) => {
+                                // The other jobs still run, so every failure is reported at once.
+                                job_failed.store(true, Ordering::Relaxed);
+                                Some((job.path().to_path_buf(), why))
+                            }
+                        }
+                    })
+                    .collect()
+            });
+            drop(tx);
             failures.sort();
+            let staged = writer
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (failures, staged)
+        });
+        if !failures.is_empty() {
+            // `staged` (if Ok) is dropped here, removing its temporaries.
             return Err(Error::Failed { failures });
         }
-        pool.install(|| commit::commit(outputs))
+        let staged = staged?;
+        pool.install(|| staged.commit())
     }
 }

@@ -117,3 +117,46 @@ pub fn run_decrypt(tool: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, Stri
         Err(String::from_utf8_lossy(&o.stderr).into_owned())
     }
 }
+
+/// A tmpfs mounted with `options` (e.g. `size=1m`, `nr_inodes=700`) on a fresh folder, to run
+/// out of space for real; unmounted when dropped. `None` (skip) when mounting is not permitted
+/// outside CI; in CI, which runs as root, it must work.
+pub struct Tmpfs {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    pub fn new(options: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mnt");
+        std::fs::create_dir(&path).unwrap();
+        let o = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("{options},mode=0755"),
+                "tmpfs",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        if !o.status.success() {
+            let msg = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "cannot mount a tmpfs in CI: {msg}"
+            );
+            eprintln!("SKIP: cannot mount a tmpfs: {msg}");
+            return None;
+        }
+        Some(Tmpfs { _dir: dir, path })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}

@@ -5,7 +5,7 @@
 mod common;
 mod hostile;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use common::Tmpfs;

@@ -135,7 +135,10 @@ pub fn write_checked<W: Write>(
                 let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
                 if let Some(stamp) = settled.get(i).copied().flatten() {
                     let mut reader = CountingReader(
-                        BufReader::with_capacity(IO_BUF, (&file).take(item.size)),
+                        BufReader::with_capacity(
+                            IO_BUF,
+                            Reported((&file).take(item.size), progress),
+                        ),
                         0,
                     );
                     tar.append_data(&mut h, &name, &mut reader)
@@ -146,7 +149,10 @@ pub fn write_checked<W: Write>(
                     }
                 } else {
                     let mut reader = HashingReader {
-                        inner: BufReader::with_capacity(IO_BUF, file.take(item.size)),
+                        inner: BufReader::with_capacity(
+                            IO_BUF,
+                            Reported(file.take(item.size), progress),
+                        ),
                         hasher: Sha256::new(),
                         count: 0,
                     };
@@ -158,7 +164,6 @@ pub fn write_checked<W: Write>(
                         return Err(changed(path));
                     }
                 }
-                progress(item.size);
             }
             (Kind::File, None) => unreachable!("pack plan gives every file a source"),
         }
@@ -192,6 +197,18 @@ fn regular_header(size: u64, mode: u32, uid: u32, gid: u32) -> tar::Header {
 }
 
 /// Counts what passes through.
+/// Reports each read to the progress callback: one call per buffer refill (256 KiB), so a
+/// bar moves within a large file, not only between files.
+struct Reported<'p, R>(R, &'p dyn Fn(u64));
+
+impl<R: Read> Read for Reported<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.0.read(buf)?;
+        (self.1)(n as u64);
+        Ok(n)
+    }
+}
+
 struct CountingReader<R>(R, u64);
 
 impl<R: Read> Read for CountingReader<R> {

@@ -40,20 +40,15 @@ fn sops_type(path: &Path) -> &'static [&'static str] {
 }
 
 fn sops_decrypt(t: &Tools, file: &Path, key: &Path, home: &Path) -> Result<Vec<u8>, String> {
-    let o = Command::new(&t.sops)
-        .arg("-d")
-        .args(sops_type(file))
-        .arg(file)
-        .env("SOPS_AGE_KEY_FILE", key)
-        .env_remove("SOPS_AGE_KEY")
-        .env("HOME", home)
-        .output()
-        .unwrap();
-    if o.status.success() {
-        Ok(o.stdout)
-    } else {
-        Err(String::from_utf8_lossy(&o.stderr).into_owned())
-    }
+    common::stdout_or_stderr(
+        Command::new(&t.sops)
+            .arg("-d")
+            .args(sops_type(file))
+            .arg(file)
+            .env("SOPS_AGE_KEY_FILE", key)
+            .env_remove("SOPS_AGE_KEY")
+            .env("HOME", home),
+    )
 }
 
 fn age_decrypt(t: &Tools, file: &Path, key: &Path) -> Result<Vec<u8>, String> {

@@ -52,8 +52,7 @@ const RACY_MARGIN_SECS: i64 = 2;
 
 impl Stamp {
     pub fn of(file: &File) -> io::Result<Stamp> {
-        let st =
-            rustix::fs::fstat(file).map_err(|e| io::Error::from_raw_os_error(e.raw_os_error()))?;
+        let st = rustix::fs::fstat(file).map_err(io::Error::from)?;
         Ok(Stamp {
             dev: st.st_dev,
             ino: st.st_ino,

@@ -13,12 +13,14 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::{Error, Result};
 
+mod check;
 mod writer;
+pub use check::{Conflict, ConflictKind};
 use writer::Writer;
 
 /// Mode of parent directories vault has to create and that the bundle does not list.
@@ -34,23 +36,6 @@ pub struct PlaceOptions {
     pub backup: bool,
     /// Set owners (needs root; without it files keep the caller's owner).
     pub chown: bool,
-}
-
-/// Something already in the way of a target.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
-    pub path: PathBuf,
-    pub what: ConflictKind,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConflictKind {
-    /// A file exists where a file goes: replaced with `--force`.
-    Exists,
-    /// A link, or a non-directory, where a directory must be walked through: always refused.
-    NotADirectory,
-    /// A directory where a file goes: always refused.
-    IsADirectory,
 }
 
 struct Pending {
@@ -84,10 +69,6 @@ enum Stop {
     Write(writer::Failure),
 }
 
-fn errno_io(e: Errno) -> io::Error {
-    io::Error::from_raw_os_error(e.raw_os_error())
-}
-
 /// Splits `/a/b/c` into (`/a/b`, `c`).
 fn split(target: &str) -> (&str, &str) {
     match target.rfind('/') {
@@ -105,7 +86,7 @@ impl Placer {
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| Error::io("cannot open target root", root, errno_io(e)))?;
+        .map_err(|e| Error::io("cannot open target root", root, io::Error::from(e)))?;
         Ok(Placer {
             root_path: root.to_path_buf(),
             root: fd,
@@ -122,74 +103,6 @@ impl Placer {
     /// Where `target` lands, for messages.
     pub fn display_path(&self, target: &str) -> PathBuf {
         self.root_path.join(target.trim_start_matches('/'))
-    }
-
-    /// Without writing anything: what stands in the way of placing these targets.
-    /// `dirs` are directory targets, `files` file targets.
-    pub fn check<'a>(
-        &self,
-        dirs: impl IntoIterator<Item = &'a str>,
-        files: impl IntoIterator<Item = &'a str>,
-    ) -> Vec<Conflict> {
-        let mut out = Vec::new();
-        for (target, is_dir) in dirs
-            .into_iter()
-            .map(|d| (d, true))
-            .chain(files.into_iter().map(|f| (f, false)))
-        {
-            let mut dir = match rustix::io::dup(&self.root) {
-                Ok(fd) => fd,
-                Err(_) => continue,
-            };
-            let comps: Vec<&str> = target.trim_start_matches('/').split('/').collect();
-            let mut walked = String::new();
-            let mut blocked = false;
-            for c in &comps[..comps.len() - 1] {
-                walked.push('/');
-                walked.push_str(c);
-                match rustix::fs::openat(
-                    &dir,
-                    *c,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::PATH | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => dir = fd,
-                    Err(Errno::NOENT) => {
-                        blocked = true; // will be created: nothing below can exist
-                        break;
-                    }
-                    Err(_) => {
-                        out.push(Conflict {
-                            path: self.display_path(&walked),
-                            what: ConflictKind::NotADirectory,
-                        });
-                        blocked = true;
-                        break;
-                    }
-                }
-            }
-            if blocked {
-                continue;
-            }
-            let last = comps[comps.len() - 1];
-            match rustix::fs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW) {
-                Err(_) => {}
-                Ok(st) => {
-                    let ft = FileType::from_raw_mode(st.st_mode);
-                    let what = match (is_dir, ft) {
-                        (true, FileType::Directory) => continue,
-                        (true, _) => ConflictKind::NotADirectory,
-                        (false, FileType::Directory) => ConflictKind::IsADirectory,
-                        (false, _) => ConflictKind::Exists,
-                    };
-                    out.push(Conflict {
-                        path: self.display_path(target),
-                        what,
-                    });
-                }
-            }
-        }
-        out
     }
 
     /// Opens (creating as needed) the parent directory of `target`, never following a link.
@@ -272,7 +185,7 @@ impl Placer {
     fn io_error(&self, target: &str, e: Errno) -> Error {
         Error::RolledBack {
             path: self.display_path(target),
-            source: errno_io(e),
+            source: io::Error::from(e),
         }
     }
 
@@ -551,130 +464,4 @@ impl Drop for Placer {
 pub use crate::mounts::is_mount_point;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-
-    fn opts() -> PlaceOptions {
-        PlaceOptions {
-            force: false,
-            backup: true,
-            chown: false,
-        }
-    }
-
-    #[test]
-    fn places_with_mode_and_parents_and_commits_atomically() {
-        let t = tempfile::tempdir().unwrap();
-        let mut p = Placer::new(t.path(), opts()).unwrap();
-        p.dir("/root/.ssh", 0o700, 0, 0).unwrap();
-        p.file("/root/.ssh/id", 0o600, 0, 0, &mut &b"key"[..])
-            .unwrap();
-        p.file("/etc/ssh/host", 0o640, 0, 0, &mut &b"host"[..])
-            .unwrap();
-        // Nothing visible before commit.
-        assert!(!t.path().join("root/.ssh/id").exists());
-        p.commit().unwrap();
-        let m = std::fs::metadata(t.path().join("root/.ssh/id")).unwrap();
-        assert_eq!(m.permissions().mode() & 0o7777, 0o600);
-        assert_eq!(
-            std::fs::read(t.path().join("etc/ssh/host")).unwrap(),
-            b"host"
-        );
-        assert_eq!(
-            std::fs::metadata(t.path().join("root/.ssh"))
-                .unwrap()
-                .mode()
-                & 0o7777,
-            0o700
-        );
-        assert_eq!(
-            std::fs::metadata(t.path().join("etc")).unwrap().mode() & 0o7777,
-            PARENT_DIR_MODE
-        );
-        // No temporaries left.
-        let names: Vec<_> = std::fs::read_dir(t.path().join("etc/ssh"))
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
-        assert_eq!(names, vec!["host"]);
-    }
-
-    #[test]
-    fn drop_without_commit_removes_everything() {
-        let t = tempfile::tempdir().unwrap();
-        {
-            let mut p = Placer::new(t.path(), opts()).unwrap();
-            p.file("/a/b/c", 0o600, 0, 0, &mut &b"x"[..]).unwrap();
-        }
-        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn refuses_symlinked_parent_and_reports_conflicts() {
-        let t = tempfile::tempdir().unwrap();
-        let outside = tempfile::tempdir().unwrap();
-        symlink(outside.path(), t.path().join("etc")).unwrap();
-        std::fs::write(t.path().join("existing"), "old").unwrap();
-        std::fs::create_dir(t.path().join("adir")).unwrap();
-        let p = Placer::new(t.path(), opts()).unwrap();
-        let c = p.check(
-            ["/etc/d"],
-            ["/etc/ssh/key", "/existing", "/adir", "/new/file"],
-        );
-        let kinds: Vec<_> = c.iter().map(|c| c.what).collect();
-        assert_eq!(
-            kinds,
-            vec![
-                ConflictKind::NotADirectory,
-                ConflictKind::NotADirectory,
-                ConflictKind::Exists,
-                ConflictKind::IsADirectory
-            ]
-        );
-        let mut p = Placer::new(t.path(), opts()).unwrap();
-        let e = p
-            .file("/etc/ssh/key", 0o600, 0, 0, &mut &b"x"[..])
-            .unwrap_err();
-        assert!(matches!(e, Error::Refused { .. }), "{e}");
-        drop(p);
-        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
-    }
-
-    #[test]
-    fn force_keeps_a_backup_and_rollback_restores_it() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("f"), "old").unwrap();
-        let mut p = Placer::new(
-            t.path(),
-            PlaceOptions {
-                force: true,
-                ..opts()
-            },
-        )
-        .unwrap();
-        p.file("/f", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
-        p.commit().unwrap();
-        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"new");
-        assert_eq!(
-            std::fs::read(t.path().join("f.vault-backup")).unwrap(),
-            b"old"
-        );
-        p.rollback();
-        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
-        assert!(!t.path().join("f.vault-backup").exists());
-    }
-
-    #[test]
-    fn without_force_an_existing_file_is_never_replaced() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("f"), "old").unwrap();
-        let mut p = Placer::new(t.path(), opts()).unwrap();
-        p.file("/g", 0o600, 0, 0, &mut &b"g"[..]).unwrap();
-        p.file("/f", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
-        assert!(matches!(p.commit(), Err(Error::Refused { .. })));
-        assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
-        assert!(!t.path().join("g").exists());
-        assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
-    }
-}
+mod tests;

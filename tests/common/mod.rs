@@ -105,12 +105,12 @@ pub fn write_identity(path: &Path) -> String {
 
 /// `tool -d -i key file` with the real `age` or `rage`: the plaintext, or its stderr.
 pub fn run_decrypt(tool: &Path, file: &Path, key: &Path) -> Result<Vec<u8>, String> {
-    let o = Command::new(tool)
-        .args(["-d", "-i"])
-        .arg(key)
-        .arg(file)
-        .output()
-        .unwrap();
+    stdout_or_stderr(Command::new(tool).args(["-d", "-i"]).arg(key).arg(file))
+}
+
+/// Runs `cmd`: its stdout if it succeeded, else its stderr as the error.
+pub fn stdout_or_stderr(cmd: &mut Command) -> Result<Vec<u8>, String> {
+    let o = cmd.output().unwrap();
     if o.status.success() {
         Ok(o.stdout)
     } else {

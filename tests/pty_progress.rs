@@ -43,6 +43,36 @@ fn with_stderr_to(cmd: &Command, log: &Path) -> Command {
     sh
 }
 
+/// The three cases for one command: on a terminal `marker` is drawn; with `--quiet`, or with
+/// stderr sent to a file, it is drawn nowhere. `cmd(quiet, run)` builds the command for run
+/// 0, 1, 2 (each may need its own output). Returns what the terminal showed in each run.
+fn drawn_only_on_a_terminal(
+    d: &Path,
+    marker: &str,
+    mut cmd: impl FnMut(bool, usize) -> Command,
+) -> [String; 3] {
+    let (on_tty, code) = run_in_pty(cmd(false, 0));
+    assert_eq!(code, 0, "{on_tty}");
+    assert!(
+        on_tty.contains(marker),
+        "{marker:?} not drawn on a terminal:\n{on_tty}"
+    );
+
+    let (quiet, code) = run_in_pty(cmd(true, 1));
+    assert_eq!(code, 0, "{quiet}");
+    assert!(!quiet.contains(marker), "--quiet drew {marker:?}:\n{quiet}");
+
+    let log = d.join("stderr.log");
+    let (piped, code) = run_in_pty(with_stderr_to(&cmd(false, 2), &log));
+    assert_eq!(code, 0, "{piped}");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        !piped.contains(marker) && !err.contains(marker),
+        "{marker:?} drawn with stderr not a terminal:\n{piped}\n{err}"
+    );
+    [on_tty, quiet, piped]
+}
+
 /// A manifest with one 24 MiB file, and the passphrase file.
 fn payload(d: &Path) {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -109,48 +139,28 @@ fn pack_and_unlock_draw_progress_only_on_a_terminal() {
     let d = dir.path();
     payload(d);
 
-    let (shown, code) = run_in_pty(pack_cmd(d, "a.vault", false));
-    assert_eq!(code, 0, "{shown}");
-    assert!(
-        shown.contains(PACK_BAR) && shown.contains("ETA"),
-        "no bar:\n{shown}"
-    );
+    let [on_tty, _, _] = drawn_only_on_a_terminal(d, PACK_BAR, |quiet, run| {
+        pack_cmd(d, &format!("{run}.vault"), quiet)
+    });
+    assert!(on_tty.contains("ETA"), "{on_tty}");
+    for run in 0..3 {
+        assert!(
+            std::fs::metadata(d.join(format!("{run}.vault")))
+                .unwrap()
+                .len()
+                > 24 << 20
+        );
+    }
 
-    let (shown, code) = run_in_pty(pack_cmd(d, "b.vault", true));
-    assert_eq!(code, 0, "{shown}");
-    assert!(!shown.contains(PACK_BAR), "--quiet drew a bar:\n{shown}");
-
-    let log = d.join("pack.err");
-    let (shown, code) = run_in_pty(with_stderr_to(&pack_cmd(d, "c.vault", false), &log));
-    assert_eq!(code, 0, "{shown}");
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !shown.contains(PACK_BAR) && !err.contains(PACK_BAR),
-        "a bar with stderr not a terminal:\n{shown}\n{err}"
-    );
-    // The bundles are the same content either way.
-    assert!(std::fs::metadata(d.join("c.vault")).unwrap().len() > 24 << 20);
-
-    let (shown, code) = run_in_pty(unlock_cmd(d, "a.vault", "r1", false));
-    assert_eq!(code, 0, "{shown}");
-    assert!(shown.contains(UNLOCK_SPINNER), "no spinner:\n{shown}");
-    assert_eq!(
-        std::fs::read(d.join("r1/srv/mirror.bin")).unwrap(),
-        std::fs::read(d.join("mirror.bin")).unwrap()
-    );
-
-    let (shown, code) = run_in_pty(unlock_cmd(d, "a.vault", "r2", true));
-    assert_eq!(code, 0, "{shown}");
-    assert!(!shown.contains(UNLOCK_SPINNER), "--quiet drew:\n{shown}");
-
-    let log = d.join("unlock.err");
-    let (shown, code) = run_in_pty(with_stderr_to(&unlock_cmd(d, "a.vault", "r3", false), &log));
-    assert_eq!(code, 0, "{shown}");
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !shown.contains(UNLOCK_SPINNER) && !err.contains(UNLOCK_SPINNER),
-        "a spinner with stderr not a terminal:\n{shown}\n{err}"
-    );
+    drawn_only_on_a_terminal(d, UNLOCK_SPINNER, |quiet, run| {
+        unlock_cmd(d, "0.vault", &format!("r{run}"), quiet)
+    });
+    for run in 0..3 {
+        assert_eq!(
+            std::fs::read(d.join(format!("r{run}/srv/mirror.bin"))).unwrap(),
+            std::fs::read(d.join("mirror.bin")).unwrap()
+        );
+    }
 }
 
 #[test]
@@ -200,28 +210,16 @@ fn rekey_draws_progress_only_on_a_terminal() {
     };
     // Every run has work: age1 recipients are always re-encrypted (docs/REKEY.md), and the
     // recipient list changes between runs anyway.
-    keys(&[&old, &new]);
-    let (shown, code) = run_in_pty(rekey(false));
-    assert_eq!(code, 0, "{shown}");
-    assert!(shown.contains("rekeying ["), "no bar:\n{shown}");
-    assert!(shown.contains("rekeyed"), "{shown}");
-
-    keys(&[&old]);
-    let (shown, code) = run_in_pty(rekey(true));
-    assert_eq!(code, 0, "{shown}");
+    let shown = drawn_only_on_a_terminal(d, "rekeying [", |quiet, run| {
+        if run == 1 {
+            keys(&[&old]);
+        } else {
+            keys(&[&old, &new]);
+        }
+        rekey(quiet)
+    });
     assert!(
-        !shown.contains("rekeying ["),
-        "--quiet drew a bar:\n{shown}"
+        shown[0].contains("rekeyed") && shown[2].contains("rekeyed"),
+        "{shown:?}"
     );
-
-    keys(&[&old, &new]);
-    let log = d.join("rekey.err");
-    let (shown, code) = run_in_pty(with_stderr_to(&rekey(false), &log));
-    assert_eq!(code, 0, "{shown}");
-    let err = std::fs::read_to_string(&log).unwrap();
-    assert!(
-        !shown.contains("rekeying [") && !err.contains("rekeying ["),
-        "a bar with stderr not a terminal:\n{shown}\n{err}"
-    );
-    assert!(shown.contains("rekeyed"), "{shown}");
 }

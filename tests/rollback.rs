@@ -85,7 +85,9 @@ fn out_of_space_half_way_rolls_back() {
 #[test]
 fn a_bundle_that_fits_places_on_the_same_tmpfs() {
     // The control: the tmpfs and the mount-point check are not what fails above.
-    let Some(t) = Tmpfs::new("4m") else { return };
+    let Some(t) = Tmpfs::new("size=4m") else {
+        return;
+    };
     let s = Scratch::new();
     let o = unlock(&s, &t.path, &[]);
     assert!(o.status.success(), "{}", text(&o));

@@ -195,7 +195,6 @@ fn regular_header(size: u64, mode: u32, uid: u32, gid: u32) -> tar::Header {
     h
 }
 
-/// Counts what passes through.
 /// Reports each read to the progress callback: one call per buffer refill (256 KiB), so a
 /// bar moves within a large file, not only between files.
 struct Reported<'p, R>(R, &'p dyn Fn(u64));
@@ -208,6 +207,7 @@ impl<R: Read> Read for Reported<'_, R> {
     }
 }
 
+/// Counts what passes through.
 struct CountingReader<R>(R, u64);
 
 impl<R: Read> Read for CountingReader<R> {

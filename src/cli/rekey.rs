@@ -62,10 +62,11 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             agenix: true,
         }
     };
-    // Planning reads every file: on as many threads as the rekey itself (-j); should the pool
-    // not start, on rayon's default one (apply reports that error if it recurs).
+    // Planning reads every file: on the same -j workers as the rekey itself; should the pool
+    // not start, on rayon's default one (the rekey then reports that error).
+    let pool = rekey::worker_pool(a.jobs);
     let plan_all = || rekey::plan(&manifest.secrets, &manifest.path, which);
-    let plan = match rayon::ThreadPoolBuilder::new().num_threads(a.jobs).build() {
+    let plan = match &pool {
         Ok(pool) => pool.install(plan_all),
         Err(_) => plan_all(),
     }?;
@@ -150,7 +151,7 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     // Drawn only on a terminal, without --quiet, and once the work takes a moment.
     let bar = Progress::new(stale as u64, Unit::Items, "rekeying", quiet);
     let tick = || bar.inc(1);
-    let result = plan.apply(&ids, a.jobs, &tick);
+    let result = plan.apply(&ids, &pool?, &tick);
     bar.finish();
     let written = result?;
     if !quiet {

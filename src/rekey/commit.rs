@@ -86,12 +86,12 @@ impl<'a> Staged<'a> {
         let mut rest = files.into_iter();
         while let Some(f) = rest.next() {
             if let Err(source) = std::fs::rename(&f.temp, &f.path) {
-                let renamed = done.len();
+                let path = f.path.clone();
                 // Dropping the rest removes their temporaries; this one too.
                 self.files = std::iter::once(f).chain(rest).collect();
                 return Err(Error::Commit {
-                    path: self.files[0].path.clone(),
-                    renamed,
+                    path,
+                    renamed: done.len(),
                     source,
                 });
             }

@@ -199,6 +199,20 @@ impl Job {
     }
 }
 
+/// The `-j` worker threads (0: one per core) that planning and [`Plan::apply`] run on.
+pub fn worker_pool(jobs: usize) -> Result<rayon::ThreadPool, Error> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(jobs)
+        .build()
+        .map_err(|e| {
+            Error::io(
+                "cannot start worker threads for",
+                ".",
+                std::io::Error::other(e),
+            )
+        })
+}
+
 /// Every secret file with its status; the stale ones carry what [`Plan::apply`] needs.
 pub struct Plan {
     pub items: Vec<Item>,
@@ -266,27 +280,17 @@ impl Plan {
         self.jobs.len()
     }
 
-    /// Re-encrypts every stale file with `jobs` threads (0: one per core), then commits all
-    /// of them or none. `tick` is called once per file done. Returns the files rewritten.
+    /// Re-encrypts every stale file on `pool` (see [`worker_pool`]), then commits all of them
+    /// or none. `tick` is called once per file done. Returns the files rewritten.
     pub fn apply(
         self,
         ids: &Identities,
-        jobs: usize,
+        pool: &rayon::ThreadPool,
         tick: &(dyn Fn() + Sync),
     ) -> Result<Vec<PathBuf>, Error> {
         if self.jobs.is_empty() {
             return Ok(Vec::new());
         }
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(jobs)
-            .build()
-            .map_err(|e| {
-                Error::io(
-                    "cannot start worker threads for",
-                    ".",
-                    std::io::Error::other(e),
-                )
-            })?;
         // Workers re-encrypt; one writer thread stages each result as a temporary as soon as
         // it arrives. Nothing is renamed until every file has succeeded.
         // A failed job stops the staging (its result would be thrown away); a failed write

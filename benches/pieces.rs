@@ -1,4 +1,4 @@
-//! In-process pieces of pack and unlock (issue 7), one criterion group each:
+//! In-process pieces of pack, unlock and rekey (issue 7), one criterion group each:
 //! `cargo bench --bench pieces [-- FILTER]`. End-to-end numbers against other tools come
 //! from `scripts/bench`; these say where inside vault the time goes.
 
@@ -217,5 +217,36 @@ fn place(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, argon2id, stream, zstd_level3, archive, place);
+/// Re-encrypting one agenix file to 10 `age1…` recipients: age's own recipients (a Montgomery
+/// ladder per stanza) against vault's, which reuse a table of each recipient's point.
+fn rekey_wrap(c: &mut Criterion) {
+    let keys: Vec<String> = (0..10)
+        .map(|_| age::x25519::Identity::generate().to_public().to_string())
+        .collect();
+    let age_own: Vec<Box<dyn age::Recipient>> = keys
+        .iter()
+        .map(|k| Box::new(k.parse::<age::x25519::Recipient>().unwrap()) as _)
+        .collect();
+    let tabled = vault::rekey::Recipients::default().all(&keys).unwrap();
+    let encrypt = |rs: &mut dyn Iterator<Item = &dyn age::Recipient>| {
+        let mut out = Vec::new();
+        let mut w = age::Encryptor::with_recipients(rs)
+            .unwrap()
+            .wrap_output(&mut out)
+            .unwrap();
+        w.write_all(b"a 64-byte secret, like the ones scripts/bench-rekey encrypts...").unwrap();
+        w.finish().unwrap();
+        out
+    };
+    let mut g = c.benchmark_group("rekey_wrap");
+    g.bench_function("age recipients, 10", |b| {
+        b.iter(|| encrypt(&mut age_own.iter().map(|r| r.as_ref())))
+    });
+    g.bench_function("vault tabled recipients, 10", |b| {
+        b.iter(|| encrypt(&mut tabled.iter().map(|r| r.as_ref() as &dyn age::Recipient)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, argon2id, stream, zstd_level3, archive, place, rekey_wrap);
 criterion_main!(benches);

@@ -1,5 +1,5 @@
 //! Small age helpers shared by the sops and agenix paths: reading a file's stanza types
-//! without decrypting it, decrypting, encrypting, and parsing recipient strings.
+//! without decrypting it, decrypting, and encrypting.
 
 use std::io::{Read, Write};
 
@@ -8,6 +8,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::recipients::Recipient;
 use super::Identities;
 
 pub const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
@@ -72,24 +73,6 @@ pub fn ssh_tag(public_line: &str) -> Option<(String, String)> {
     ))
 }
 
-/// A recipient string from a rule: `age1…` (X25519) or an OpenSSH public key.
-pub fn parse_recipient(s: &str) -> Result<Box<dyn age::Recipient + Send + Sync>, String> {
-    let s = s.trim();
-    if s.starts_with("ssh-") {
-        s.parse::<age::ssh::Recipient>()
-            .map(|r| Box::new(r) as _)
-            .map_err(|e| format!("invalid SSH recipient {s:?}: {e:?}"))
-    } else if s.starts_with("age1") {
-        s.parse::<age::x25519::Recipient>()
-            .map(|r| Box::new(r) as _)
-            .map_err(|e| format!("invalid or unsupported age recipient {s:?}: {e}"))
-    } else {
-        Err(format!(
-            "unsupported recipient {s:?} (expected age1… or ssh-…)"
-        ))
-    }
-}
-
 /// Decrypts a whole age file (armored or not) with any of `ids`.
 pub fn decrypt(bytes: &[u8], ids: &Identities) -> Result<Zeroizing<Vec<u8>>, String> {
     // Buffered: the unbuffered reader re-parses the header from the start after each read,
@@ -110,15 +93,12 @@ fn describe(e: age::DecryptError) -> String {
     }
 }
 
-/// Encrypts `plain` to `recipients`, armored or binary.
-pub fn encrypt(plain: &[u8], recipients: &[String], armor: bool) -> Result<Vec<u8>, String> {
-    let parsed = recipients
-        .iter()
-        .map(|r| parse_recipient(r))
-        .collect::<Result<Vec<_>, _>>()?;
-    let encryptor =
-        age::Encryptor::with_recipients(parsed.iter().map(|r| r.as_ref() as &dyn age::Recipient))
-            .map_err(|e| format!("cannot encrypt: {e}"))?;
+/// Encrypts `plain` to `recipients` (see [`super::recipients`]), armored or binary.
+pub fn encrypt(plain: &[u8], recipients: &[Recipient], armor: bool) -> Result<Vec<u8>, String> {
+    let encryptor = age::Encryptor::with_recipients(
+        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
+    )
+    .map_err(|e| format!("cannot encrypt: {e}"))?;
     let format = if armor {
         Format::AsciiArmor
     } else {

@@ -12,7 +12,7 @@ use std::process::Command;
 
 use rayon::prelude::*;
 
-use super::{age_util, Error, Identities, Status};
+use super::{age_util, Error, Identities, Recipients, Status};
 
 /// One entry of `secrets.nix`.
 #[derive(Debug, Clone)]
@@ -159,13 +159,18 @@ impl AgenixJob {
         age_util::decrypt(&self.bytes, ids).map(drop)
     }
 
-    pub(crate) fn rekey(&self, ids: &Identities) -> Result<Vec<u8>, String> {
+    pub(crate) fn rekey(
+        &self,
+        ids: &Identities,
+        recipients: &Recipients,
+    ) -> Result<Vec<u8>, String> {
         if self.rule.public_keys.is_empty() {
             return Err("its rule in secrets.nix has no publicKeys".into());
         }
+        let to = recipients.all(&self.rule.public_keys)?;
         let plain = age_util::decrypt(&self.bytes, ids)?;
         let armor = self.rule.armor || self.armored();
-        age_util::encrypt(&plain, &self.rule.public_keys, armor)
+        age_util::encrypt(&plain, &to, armor)
     }
 }
 

@@ -191,8 +191,12 @@ mod tests {
             &passphrase::Source::File(pass.clone()),
         )
         .unwrap();
-        let secret =
-            crate::rekey::age_util::encrypt(b"s", &[id.to_public().to_string()], true).unwrap();
+        let secret = crate::rekey::age_util::encrypt(
+            b"s",
+            &[crate::rekey::recipients::parse(&id.to_public().to_string()).unwrap()],
+            true,
+        )
+        .unwrap();
         assert_eq!(
             &*crate::rekey::age_util::decrypt(&secret, &ids).unwrap(),
             b"s"

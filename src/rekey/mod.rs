@@ -13,6 +13,7 @@ pub mod config_splice;
 pub mod identities;
 pub mod keys_file;
 pub mod preflight;
+pub mod recipients;
 pub mod sops;
 mod sops_flat;
 mod sops_json;
@@ -25,6 +26,7 @@ use rayon::prelude::*;
 
 pub use identities::Identities;
 pub use preflight::{preflight, PreflightReport};
+pub use recipients::Recipients;
 
 /// Errors of this subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -191,10 +193,10 @@ impl Job {
         }
     }
 
-    fn run(&self, ids: &Identities) -> Result<Vec<u8>, String> {
+    fn run(&self, ids: &Identities, recipients: &Recipients) -> Result<Vec<u8>, String> {
         match self {
-            Job::Sops(j) => j.rekey(ids).map(String::into_bytes),
-            Job::Agenix(j) => j.rekey(ids),
+            Job::Sops(j) => j.rekey(ids, recipients).map(String::into_bytes),
+            Job::Agenix(j) => j.rekey(ids, recipients),
         }
     }
 }
@@ -295,6 +297,8 @@ impl Plan {
         // it arrives. Nothing is renamed until every file has succeeded.
         // A failed job stops the staging (its result would be thrown away); a failed write
         // also stops the workers (nothing can be committed).
+        // Parsed once per run: an age1 or ssh-ed25519 recipient's table serves every file.
+        let recipients = Recipients::default();
         let job_failed = AtomicBool::new(false);
         let write_failed = AtomicBool::new(false);
         let (failures, staged) = std::thread::scope(|s| {
@@ -321,7 +325,7 @@ impl Plan {
                         if write_failed.load(Ordering::Relaxed) {
                             return None;
                         }
-                        let r = job.run(ids);
+                        let r = job.run(ids, &recipients);
                         tick();
                         match r {
                             Ok(new) => {

@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use regex::Regex;
 use zeroize::Zeroizing;
 
-use super::{age_util, sops_flat, sops_json, sops_yaml, Error, Identities, Status};
+use super::{age_util, sops_flat, sops_json, sops_yaml, Error, Identities, Recipients, Status};
 
 /// One `recipient`/`enc` pair of a sops file's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -298,7 +298,11 @@ impl SopsJob {
     }
 
     /// The rekeyed file text.
-    pub(crate) fn rekey(&self, ids: &Identities) -> Result<String, String> {
+    pub(crate) fn rekey(
+        &self,
+        ids: &Identities,
+        recipients: &Recipients,
+    ) -> Result<String, String> {
         if self.current.len() != self.desired.len() {
             return Err(format!(
                 "the file has {} key groups but creation rule {} has {}; vault does not re-split keys, run `sops updatekeys {}`",
@@ -333,7 +337,8 @@ impl SopsJob {
                 match cur.iter().find(|e| &e.recipient == r) {
                     Some(e) => entries.push(e.clone()),
                     None => {
-                        let enc = age_util::encrypt(&secret, std::slice::from_ref(r), true)?;
+                        let to = [recipients.get(r)?];
+                        let enc = age_util::encrypt(&secret, &to, true)?;
                         entries.push(AgeEntry {
                             recipient: r.clone(),
                             enc: String::from_utf8(enc)

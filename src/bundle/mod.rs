@@ -4,11 +4,12 @@
 
 pub mod argon2id;
 pub mod header;
+pub mod stream;
 
-use std::io::{self, BufReader, Cursor, Read, Write};
+use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-use age::stream::{StreamReader, StreamWriter};
+use age::stream::StreamWriter;
 use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
 use age_core::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -149,17 +150,42 @@ impl<R: Read> Locked<R> {
 
     /// Starts decrypting with an unwrapped key. age checks the header MAC here; the payload is
     /// authenticated chunk by chunk as it is read, and its end only by reading to EOF.
-    pub fn decrypt(self, key: Unwrapped) -> Result<Payload<R>> {
+    pub fn decrypt(mut self, key: Unwrapped) -> Result<Payload<R>> {
         let name = self.name;
-        let input = BufReader::with_capacity(256 * 1024, Cursor::new(self.head).chain(self.rest));
-        let decryptor =
-            age::Decryptor::new_buffered(input).map_err(|e| map_decrypt_error(&name, e))?;
-        let identity = argon2id::UnwrappedKey(key.0);
-        let reader = decryptor
-            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+        // age reads the header and the payload nonce, and checks the header's MAC: given just
+        // those bytes, it stops there. The STREAM after them is ours to read in parallel.
+        let start = self.info.len + 16;
+        if self.head.len() < start {
+            let have = self.head.len();
+            self.head.resize(start, 0);
+            let mut filled = have;
+            while filled < start {
+                match self.rest.read(&mut self.head[filled..]) {
+                    Ok(0) => break,
+                    Ok(n) => filled += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(Error::io("cannot read", &name, e)),
+                }
+            }
+            self.head.truncate(filled);
+        }
+        let header_and_nonce = &self.head[..start.min(self.head.len())];
+        let decryptor = age::Decryptor::new_buffered(header_and_nonce)
             .map_err(|e| map_decrypt_error(&name, e))?;
+        let identity = argon2id::UnwrappedKey(key.0.clone());
+        drop(
+            decryptor
+                .decrypt(std::iter::once(&identity as &dyn age::Identity))
+                .map_err(|e| map_decrypt_error(&name, e))?,
+        );
+        let payload_key = Zeroizing::new(age_core::primitives::hkdf(
+            &self.head[self.info.len..start],
+            b"payload",
+            &key.0[..],
+        ));
+        let rest = Cursor::new(self.head.split_off(start)).chain(self.rest);
         Ok(Payload {
-            inner: reader,
+            inner: stream::ParallelReader::new(&payload_key, rest),
             position: 0,
             failure: FailureProbe::default(),
         })
@@ -209,7 +235,7 @@ fn map_decrypt_error(name: &Path, e: age::DecryptError) -> Error {
 /// [`AuthFailure`] and the [`FailureProbe`] records it, so callers that see the error only
 /// through layers (zstd, tar) can still tell a tampered bundle from a malformed archive.
 pub struct Payload<R: Read> {
-    inner: StreamReader<BufReader<io::Chain<Cursor<Vec<u8>>, R>>>,
+    inner: stream::ParallelReader<io::Chain<Cursor<Vec<u8>>, R>>,
     position: u64,
     failure: FailureProbe,
 }

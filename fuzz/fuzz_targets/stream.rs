@@ -59,19 +59,6 @@ fn sealed() -> &'static [Sealed] {
     })
 }
 
-/// Opens vault's stanza with a file key already unwrapped, for age's reader.
-struct KnownKey([u8; 16]);
-
-impl age::Identity for KnownKey {
-    fn unwrap_stanza(
-        &self,
-        stanza: &age_core::format::Stanza,
-    ) -> Option<Result<age_core::format::FileKey, age::DecryptError>> {
-        (stanza.tag == bundle::argon2id::TAG)
-            .then(|| Ok(age_core::format::FileKey::new(Box::new(self.0))))
-    }
-}
-
 fn outcome(r: &mut dyn Read) -> Result<Vec<u8>, std::io::ErrorKind> {
     let mut out = Vec::new();
     r.read_to_end(&mut out).map(|_| out).map_err(|e| e.kind())
@@ -117,7 +104,7 @@ fuzz_target!(|data: &[u8]| {
             _ => {}
         }
     }
-    let id = KnownKey(s.file_key);
+    let id = bundle::argon2id::UnwrappedKey::new(s.file_key);
     let mut theirs = age::Decryptor::new_buffered(&bytes[..])
         .unwrap()
         .decrypt(std::iter::once(&id as &dyn age::Identity))
@@ -128,6 +115,7 @@ fuzz_target!(|data: &[u8]| {
         &payload_key,
         &bytes[s.start..],
         1 + *batch as usize % 4,
+        2,
     );
     assert_eq!(outcome(&mut ours), outcome(&mut theirs));
 });

@@ -297,7 +297,15 @@ impl age::Identity for Identity {
 
 /// Hands age a file key already unwrapped (so a retry loop derives the key once per attempt,
 /// and decryption does not derive it again).
-pub(crate) struct UnwrappedKey(pub(crate) Zeroizing<[u8; FILE_KEY_BYTES]>);
+pub struct UnwrappedKey(pub(crate) Zeroizing<[u8; FILE_KEY_BYTES]>);
+
+impl UnwrappedKey {
+    /// For benchmarks and the fuzz target, which hand a known file key to age's own reader.
+    #[doc(hidden)]
+    pub fn new(file_key: [u8; FILE_KEY_BYTES]) -> Self {
+        UnwrappedKey(Zeroizing::new(file_key))
+    }
+}
 
 impl age::Identity for UnwrappedKey {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, DecryptError>> {
@@ -310,11 +318,7 @@ mod tests {
     use super::*;
     use age::Identity as _;
 
-    const FAST: KdfParams = KdfParams {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
+    use crate::bundle::test_util::FAST;
 
     fn key() -> FileKey {
         FileKey::new(Box::new([7u8; 16]))

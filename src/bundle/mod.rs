@@ -300,23 +300,32 @@ impl<R: Read> Read for Payload<R> {
     }
 }
 
+/// What the unit tests of this module and its children share.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_util {
     use super::*;
 
-    const FAST: KdfParams = KdfParams {
+    /// An Argon2id cheap enough for tests.
+    pub const FAST: KdfParams = KdfParams {
         m_kib: 64,
         t: 1,
         p: 1,
     };
 
-    fn seal(plain: &[u8]) -> Vec<u8> {
+    /// `plain` as a bundle with passphrase "pw", written by age's own STREAM writer.
+    pub fn seal(plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = encrypt(&mut out, SecretString::from("pw".to_owned()), FAST).unwrap();
         w.write_all(plain).unwrap();
         w.finish().unwrap();
         out
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_util::seal;
+    use super::*;
 
     fn open(bytes: &[u8], pass: &str) -> Result<Vec<u8>> {
         let limits = KdfLimits::for_this_machine();

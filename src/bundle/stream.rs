@@ -40,6 +40,8 @@ pub struct ParallelReader<R> {
     next_chunk: u64,
     /// Chunks per batch: [`BATCH`], smaller in tests.
     batch: usize,
+    /// Threads that open a batch's chunks; `None`: this one, in order.
+    pool: Option<rayon::ThreadPool>,
     /// Sealed input: up to `batch` chunks and one byte more, to see whether more follows.
     sealed: Vec<u8>,
     filled: usize,
@@ -52,16 +54,31 @@ pub struct ParallelReader<R> {
 }
 
 impl<R: Read> ParallelReader<R> {
+    /// Decrypts with one thread per core. (On 2 cores, where unlock's walker and writer keep
+    /// the cores busy anyway, this measured the same as one thread: docs/BENCHMARKS.md.)
     pub fn new(payload_key: &[u8; 32], inner: R) -> Self {
-        Self::with_batch(payload_key, inner, BATCH)
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        Self::with_batch(payload_key, inner, BATCH, cores)
     }
 
-    /// With `batch` chunks per batch (at least 1): tests and the fuzz target use small ones,
-    /// so batch boundaries fall within a few chunks.
+    /// With `batch` chunks per batch (at least 1) opened by `threads` threads (0 or 1: this
+    /// one). Tests and the fuzz target use small batches, so batch boundaries fall within a
+    /// few chunks, and two threads.
     #[doc(hidden)]
-    pub fn with_batch(payload_key: &[u8; 32], inner: R, batch: usize) -> Self {
+    pub fn with_batch(payload_key: &[u8; 32], inner: R, batch: usize, threads: usize) -> Self {
         let batch = batch.max(1);
+        // Without a pool (the system refused a thread), decryption is sequential: slower, same
+        // result.
+        let pool = (threads > 1)
+            .then(|| {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .ok()
+            })
+            .flatten();
         ParallelReader {
+            pool,
             inner,
             aead: ChaCha20Poly1305::new(Key::from_slice(payload_key)),
             next_chunk: 0,
@@ -116,15 +133,27 @@ impl<R: Read> ParallelReader<R> {
             outs.push(out);
             rest = tail;
         }
-        let opened: Vec<bool> = self.sealed[..used]
-            .par_chunks(SEALED)
-            .zip(outs)
-            .enumerate()
-            .map(|(i, (sealed, out))| {
-                let last = short_final && i == count - 1;
-                open(aead, first + i as u64, last, sealed, out)
-            })
-            .collect();
+        let work = |(i, (sealed, out)): (usize, (&[u8], &mut [u8]))| {
+            let last = short_final && i == count - 1;
+            open(aead, first + i as u64, last, sealed, out)
+        };
+        let sealed = &self.sealed[..used];
+        let opened: Vec<bool> = match &self.pool {
+            Some(pool) => pool.install(|| {
+                sealed
+                    .par_chunks(SEALED)
+                    .zip(outs)
+                    .enumerate()
+                    .map(work)
+                    .collect()
+            }),
+            None => sealed
+                .chunks(SEALED)
+                .zip(outs)
+                .enumerate()
+                .map(work)
+                .collect(),
+        };
         // Plaintext up to the first chunk that failed; a failure stops the stream there.
         if let Some(bad) = opened.iter().position(|ok| !ok) {
             let is_final = at_end && bad == count - 1;
@@ -206,24 +235,14 @@ impl<R: Read> Read for ParallelReader<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
 
     use age_core::secrecy::SecretString;
 
-    use crate::bundle::{self, argon2id, KdfLimits, KdfParams, Locked};
-
-    const FAST: KdfParams = KdfParams {
-        m_kib: 64,
-        t: 1,
-        p: 1,
-    };
+    use crate::bundle::{argon2id, test_util::seal, KdfLimits, Locked};
 
     /// A bundle written by age's own StreamWriter, the offset of its STREAM, its file key.
     fn bundle_of(plain: &[u8]) -> (Vec<u8>, usize, [u8; 16]) {
-        let mut out = Vec::new();
-        let mut w = bundle::encrypt(&mut out, SecretString::from("pw".to_owned()), FAST).unwrap();
-        w.write_all(plain).unwrap();
-        w.finish().unwrap();
+        let out = seal(plain);
         let locked = Locked::open(&out[..], "t".as_ref()).unwrap();
         let key = locked
             .try_passphrase(
@@ -233,7 +252,8 @@ mod tests {
             .unwrap()
             .unwrap();
         let start = locked.info().len + 16;
-        (out.clone(), start, *key.expose())
+        drop(locked);
+        (out, start, *key.expose())
     }
 
     /// What age's StreamReader makes of `bytes`: the plaintext, or the kind of error.
@@ -254,7 +274,7 @@ mod tests {
         batch: usize,
     ) -> Result<Vec<u8>, io::ErrorKind> {
         let key = age_core::primitives::hkdf(&bytes[start - 16..start], b"payload", file_key);
-        let mut r = ParallelReader::with_batch(&key, &bytes[start..], batch);
+        let mut r = ParallelReader::with_batch(&key, &bytes[start..], batch, 2);
         let mut out = Vec::new();
         let got = r.read_to_end(&mut out).map(|_| out).map_err(|e| e.kind());
         if let Err(kind) = got {
@@ -384,7 +404,7 @@ mod tests {
         let (good, start, fk) = bundle_of(&noise(CHUNK));
         let key = age_core::primitives::hkdf(&good[start - 16..start], b"payload", &fk);
         let aead = ChaCha20Poly1305::new(Key::from_slice(&key));
-        let seal = |index: u64, last: bool, plain: &[u8]| {
+        let seal_chunk = |index: u64, last: bool, plain: &[u8]| {
             let mut nonce = [0u8; 12];
             nonce[3..11].copy_from_slice(&index.to_be_bytes());
             nonce[11] = u8::from(last);
@@ -396,8 +416,8 @@ mod tests {
             body
         };
         let mut forged = good[..start].to_vec();
-        forged.extend(seal(0, false, &noise(CHUNK)));
-        forged.extend(seal(1, true, b""));
+        forged.extend(seal_chunk(0, false, &noise(CHUNK)));
+        forged.extend(seal_chunk(1, true, b""));
         assert_eq!(with_age(&forged, &fk), Err(io::ErrorKind::InvalidData));
         for batch in [1, 2, BATCH] {
             assert_eq!(
@@ -407,8 +427,8 @@ mod tests {
         }
         // The same two chunks with data in the last one are fine.
         let mut fine = good[..start].to_vec();
-        fine.extend(seal(0, false, &noise(CHUNK)));
-        fine.extend(seal(1, true, b"x"));
+        fine.extend(seal_chunk(0, false, &noise(CHUNK)));
+        fine.extend(seal_chunk(1, true, b"x"));
         assert_eq!(with_ours(&fine, start, &fk, 1), with_age(&fine, &fk));
         assert!(with_age(&fine, &fk).is_ok());
     }

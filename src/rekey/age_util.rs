@@ -66,11 +66,12 @@ pub fn ssh_tag(public_line: &str) -> Option<(String, String)> {
     let blob = base64::engine::general_purpose::STANDARD
         .decode(parts.next()?)
         .ok()?;
-    let digest = Sha256::digest(&blob);
-    Some((
-        kind.to_string(),
-        base64::engine::general_purpose::STANDARD_NO_PAD.encode(&digest[..4]),
-    ))
+    Some((kind.to_string(), key_blob_tag(&blob)))
+}
+
+/// The stanza tag of an SSH key given as its wire-format blob.
+pub fn key_blob_tag(blob: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(&Sha256::digest(blob)[..4])
 }
 
 /// Decrypts a whole age file (armored or not) with any of `ids`.

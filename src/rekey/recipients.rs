@@ -23,7 +23,6 @@ use curve25519_dalek::montgomery::MontgomeryPoint;
 use curve25519_dalek::scalar::{clamp_integer, Scalar};
 use curve25519_dalek::traits::{BasepointTable, IsIdentity};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 pub type Recipient = Arc<dyn age::Recipient + Send + Sync>;
@@ -159,9 +158,8 @@ impl Tabled {
         }
         let pk = ed.to_montgomery().to_bytes();
         let tweak = Zeroizing::new(hkdf(&blob, SSH_ED25519_LABEL, &[]));
-        let digest = Sha256::digest(&blob);
         let kind = Kind::SshEd25519 {
-            tag: STANDARD_NO_PAD.encode(&digest[..4]),
+            tag: super::age_util::key_blob_tag(&blob),
         };
         let q = ed.mul_clamped(*tweak);
         // age: X25519(tweak, X25519(esk, pk)).

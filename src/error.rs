@@ -27,6 +27,23 @@ pub enum ExitCode {
     Stale = 8,
 }
 
+impl ExitCode {
+    /// A stable name for the code, as `--json` error objects report it (`kind`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitCode::Ok => "ok",
+            ExitCode::Failure => "failure",
+            ExitCode::Usage => "usage",
+            ExitCode::WrongPassphrase => "wrong_passphrase",
+            ExitCode::BadBundle => "bad_bundle",
+            ExitCode::BadManifest => "bad_manifest",
+            ExitCode::Refused => "refused",
+            ExitCode::RolledBack => "rolled_back",
+            ExitCode::Stale => "stale",
+        }
+    }
+}
+
 /// What an error can say beyond its message.
 pub trait Hint {
     /// The next thing the user should do, if there is something specific.
@@ -81,9 +98,22 @@ pub enum Error {
     #[error("{0}")]
     Host(String),
 
+    /// `--host NAME` names a host that `vault.toml` does not have.
+    #[error("{} has no host {name} (its hosts: {})", path.display(), list_or_none(known))]
+    UnknownHost {
+        path: PathBuf,
+        name: String,
+        known: Vec<String>,
+    },
+
     /// Placement refused before writing anything.
     #[error("refusing to place files: {why}")]
     Refused { why: String, hint: Option<String> },
+
+    /// Any other command refused before writing anything: an existing output without
+    /// `--force`, an output that is one of its inputs, unsafe settings.
+    #[error("{why}")]
+    Declined { why: String, hint: Option<String> },
 
     /// Placement failed part way; everything this run wrote was removed again.
     #[error(
@@ -133,6 +163,40 @@ impl Error {
     }
 }
 
+fn list_or_none(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// The known name closest to `name` by edit distance, if it is a plausible typo.
+fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
+    fn distance(a: &str, b: &str) -> usize {
+        let b: Vec<char> = b.chars().collect();
+        let mut row: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.chars().enumerate() {
+            let mut prev = row[0];
+            row[0] = i + 1;
+            for (j, cb) in b.iter().enumerate() {
+                let here = row[j + 1];
+                row[j + 1] = (prev + usize::from(ca != *cb))
+                    .min(row[j] + 1)
+                    .min(here + 1);
+                prev = here;
+            }
+        }
+        row[b.len()]
+    }
+    known
+        .iter()
+        .map(|k| (distance(name, k), k))
+        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
 impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
@@ -160,8 +224,16 @@ impl Hint for Error {
             Error::BadPayload { .. } => Some(
                 "nothing was placed; this bundle was not written by a trustworthy `vault pack`: repack it on your workstation".into(),
             ),
+            Error::UnknownHost { path, name, known } => Some(match closest(name, known) {
+                Some(k) => format!("did you mean --host {k}?"),
+                None if known.is_empty() => format!(
+                    "{} lists no [hosts.NAME] tables; leave out --host, or add one (`vault host add NAME`)",
+                    path.display()
+                ),
+                None => format!("choose one of: {}", known.join(", ")),
+            }),
             Error::Host(_) => Some("choose one with --host NAME; `vault inspect` lists the hosts".into()),
-            Error::Refused { hint, .. } => hint.clone(),
+            Error::Refused { hint, .. } | Error::Declined { hint, .. } => hint.clone(),
             Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
             Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
             Error::Keys(e) => e.hint(),
@@ -179,7 +251,8 @@ impl Hint for Error {
             | Error::KdfTooExpensive { .. }
             | Error::Tampered { .. }
             | Error::BadPayload { .. } => ExitCode::BadBundle,
-            Error::Refused { .. } => ExitCode::Refused,
+            Error::Refused { .. } | Error::Declined { .. } => ExitCode::Refused,
+            Error::UnknownHost { .. } => ExitCode::Usage,
             Error::RolledBack { .. } => ExitCode::RolledBack,
             Error::Keys(e) => e.exit_code(),
             Error::Rekey(e) => e.exit_code(),

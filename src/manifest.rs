@@ -159,8 +159,7 @@ impl Manifest {
 
     /// Validates manifest text; `path` names it in errors and anchors relative sources.
     pub fn from_str(path: &Path, text: &str) -> Result<Manifest> {
-        let raw: RawManifest = toml::from_str(text)
-            .map_err(|e| Error::manifest(path, format!("invalid TOML: {}", e.message().trim())))?;
+        let raw: RawManifest = toml::from_str(text).map_err(|e| toml_error(path, text, &e))?;
         match raw.version {
             Some(1) => {}
             None => return Err(Error::manifest(path, "missing `version = 1` at the top")),
@@ -270,6 +269,24 @@ impl Manifest {
         }
         Ok(())
     }
+}
+
+/// A TOML error with its line and column: a syntax error says "invalid TOML", an unknown key
+/// or a value of the wrong type says which.
+fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
+    let syntax = text.parse::<toml::Table>().is_err();
+    let mut message = e.message().trim().to_owned();
+    if message.contains("untagged enum RawMode") {
+        message = "a mode is an octal string like \"0600\" or an octal literal like 0o600".into();
+    }
+    let what = if syntax { "invalid TOML: " } else { "" };
+    let at = e.span().map(|span| {
+        let before = &text[..span.start.min(text.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        format!("line {line}, column {column}: ")
+    });
+    Error::manifest(path, format!("{}{what}{message}", at.unwrap_or_default()))
 }
 
 fn check_entry(path: &Path, dir: &Path, text: &str, raw: RawEntry, line: usize) -> Result<Entry> {
@@ -417,7 +434,23 @@ mod tests {
     #[test]
     fn template_parses() {
         let m = parse(TEMPLATE).expect("template must be valid");
-        assert!(!m.hosts.is_empty());
+        // Only examples in comments: nothing the user did not write gets packed.
+        assert!(m.hosts.is_empty() && m.shared.is_empty(), "{m:?}");
+        // The examples themselves are valid once uncommented.
+        let uncommented: String = TEMPLATE
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.starts_with('[') || l.contains(" = "))
+            .filter(|l| {
+                !["[secrets]", "sops_config", "agenix_rules"]
+                    .iter()
+                    .any(|k| l.contains(k))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let m = parse(&format!("version = 1\n{uncommented}")).expect("examples must be valid");
+        assert_eq!(m.hosts["myhost"].entries.len(), 2);
+        assert_eq!(m.shared.len(), 1);
     }
 
     #[test]
@@ -491,6 +524,23 @@ owner = "1000:100"
         assert!(e.contains("version = 1"), "{e}");
         let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\ncolour = 1\n");
         assert!(e.contains("unknown field"), "{e}");
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\ncolour = 1\n");
+        assert!(
+            e.contains("line 5, column 1") && !e.contains("invalid TOML"),
+            "{e}"
+        );
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = 5\n");
+        assert!(
+            e.contains("line 4, column 10") && e.contains("string"),
+            "{e}"
+        );
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\nmode = true\n");
+        assert!(e.contains("line 5") && e.contains("octal"), "{e}");
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\n");
+        assert!(
+            e.contains("line 3, column") && e.contains("invalid TOML"),
+            "{e}"
+        );
         let e = err_of("version = 1\n[hosts.Bad]\n");
         assert!(e.contains("lowercase"), "{e}");
     }

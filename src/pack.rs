@@ -21,6 +21,9 @@ use crate::manifest::{Entry, Manifest};
 use crate::sync_behind::SyncBehind;
 use crate::{Error, Result};
 
+mod checks;
+pub use checks::{check_not_empty, check_output, kdf_weakness, warnings};
+
 /// Default mode of a file entry that names none.
 pub const DEFAULT_FILE_MODE: u32 = 0o600;
 
@@ -30,6 +33,8 @@ pub struct PackPlan {
     pub manifest: BundleManifest,
     /// The file on disk for each item (`None` for directories).
     pub sources: Vec<Option<PathBuf>>,
+    /// For each item: the line in `vault.toml` of the entry it comes from.
+    pub lines: Vec<usize>,
     /// For each file that had settled before it was hashed: its stamp then, so streaming
     /// need not hash it again (see [`archive::write::Stamp`]).
     pub settled: Vec<Option<Stamp>>,
@@ -54,14 +59,11 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     } else {
         for h in hosts {
             if !m.hosts.contains_key(h) {
-                let known: Vec<&str> = m.hosts.keys().map(String::as_str).collect();
-                return Err(Error::manifest(
-                    &m.path,
-                    format!(
-                        "host {h} is not in this manifest (hosts: {})",
-                        known.join(", ")
-                    ),
-                ));
+                return Err(Error::UnknownHost {
+                    path: m.path.clone(),
+                    name: h.clone(),
+                    known: m.hosts.keys().cloned().collect(),
+                });
             }
         }
         hosts.to_vec()
@@ -76,13 +78,26 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
             expand(m, e, Some(h), &mut items, &mut sources)?;
         }
     }
+    let lines: Vec<usize> = sources.iter().map(|(_, line)| *line).collect();
+    let sources: Vec<Option<PathBuf>> = sources.into_iter().map(|(s, _)| s).collect();
 
     // Hash in parallel: reading the files is most of a large pack's first pass.
     let hashed: Vec<Result<Option<Hashed>>> = sources
         .par_iter()
-        .map(|s| match s {
+        .zip(&lines)
+        .map(|(s, line)| match s {
             None => Ok(None),
-            Some(p) => hash_file(p).map(Some),
+            Some(p) => hash_file(p).map(Some).map_err(|e| match e {
+                // Named by its entry's line, as every other source problem is.
+                Error::Io { path, source, .. } => Error::manifest(
+                    &m.path,
+                    format!(
+                        "line {line}: cannot read source {}: {source}",
+                        path.display()
+                    ),
+                ),
+                other => other,
+            }),
         })
         .collect();
     let mut total = 0u64;
@@ -112,6 +127,7 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     Ok(PackPlan {
         manifest,
         sources,
+        lines,
         settled,
         total_bytes: total,
     })
@@ -122,7 +138,7 @@ fn expand(
     e: &Entry,
     host: Option<&String>,
     items: &mut Vec<Item>,
-    sources: &mut Vec<Option<PathBuf>>,
+    sources: &mut Vec<(Option<PathBuf>, usize)>,
 ) -> Result<()> {
     let at = |msg: String| Error::manifest(&m.path, format!("line {}: {msg}", e.line));
     let meta = fs::metadata(&e.source).map_err(|err| {
@@ -154,7 +170,7 @@ fn expand(
             e.target.clone(),
             e.mode.unwrap_or(DEFAULT_FILE_MODE),
         ));
-        sources.push(Some(e.source.clone()));
+        sources.push((Some(e.source.clone()), e.line));
         return Ok(());
     }
     if !meta.is_dir() {
@@ -168,7 +184,7 @@ fn expand(
         e.target.clone(),
         e.mode.unwrap_or(meta.permissions().mode() & 0o777),
     ));
-    sources.push(None);
+    sources.push((None, e.line));
     let mut stack = vec![(e.source.clone(), e.target.clone())];
     while let Some((dir, target)) = stack.pop() {
         let mut children: Vec<_> = fs::read_dir(&dir)
@@ -194,11 +210,11 @@ fn expand(
                 )));
             } else if meta.is_dir() {
                 items.push(item(Kind::Dir, child_target.clone(), mode));
-                sources.push(None);
+                sources.push((None, e.line));
                 subdirs.push((path, child_target));
             } else if meta.is_file() {
                 items.push(item(Kind::File, child_target, e.file_mode.unwrap_or(mode)));
-                sources.push(Some(path));
+                sources.push((Some(path), e.line));
             } else {
                 return Err(at(format!(
                     "{} is not a regular file or directory",

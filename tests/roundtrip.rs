@@ -411,6 +411,7 @@ fn pack_errors_name_the_entry() {
     }
 }
 
+/// The template lists no file (see tests/pack_cli.rs); with one entry added, it packs.
 #[test]
 fn init_writes_a_manifest_that_packs() {
     let dir = tempfile::tempdir().unwrap();
@@ -426,6 +427,9 @@ fn init_writes_a_manifest_that_packs() {
     let pw = dir.path().join("pw");
     std::fs::write(&pw, "x-passphrase\n").unwrap();
     let m = dir.path().join("vault.toml");
+    let mut manifest = std::fs::read_to_string(&m).unwrap();
+    manifest.push_str("\n[[entry]]\nsource = \"pw\"\ntarget = \"/etc/example\"\n");
+    std::fs::write(&m, manifest).unwrap();
     let out = dir.path().join("b");
     let mut args = vec![
         "pack",

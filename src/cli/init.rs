@@ -32,7 +32,7 @@ pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     let mut f = opts.open(&path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Refused {
+            Error::Declined {
                 why: format!("{} already exists", path.display()),
                 hint: Some("edit it, or pass --force to start over".into()),
             }
@@ -52,7 +52,8 @@ pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
         })?;
     if !quiet {
         println!(
-            "Wrote {}. Next: list your files in it, then run `vault pack -m {}`.",
+            "Wrote {}. Next: `vault host add NAME -m {}` for each host, list your files in it, then run `vault pack -m {}`.",
+            path.display(),
             path.display(),
             path.display()
         );

@@ -19,6 +19,10 @@ pub struct PackArgs {
     /// Where to write the bundle.
     #[arg(short, long, default_value = "vault.bundle")]
     pub output: PathBuf,
+    /// Replace an existing output file. The manifest, a source or the passphrase file is never
+    /// replaced.
+    #[arg(long)]
+    pub force: bool,
     /// Pack only these hosts (repeatable; default: all).
     #[arg(long = "host", value_name = "NAME")]
     pub hosts: Vec<String>,
@@ -33,8 +37,8 @@ pub struct PackArgs {
     /// Argon2id lanes [default: 4]. The key does not depend on the unlocking machine's cores.
     #[arg(long, value_name = "N")]
     pub kdf_parallelism: Option<u32>,
-    /// The stronger preset: 1 GiB of memory (as LUKS2 caps it).
-    #[arg(long)]
+    /// The stronger preset: 1 GiB of memory (as LUKS2 caps it), 3 passes.
+    #[arg(long, conflicts_with_all = ["kdf_memory", "kdf_iterations"])]
     pub strong: bool,
     /// Choose Argon2id memory and passes so one derivation takes about SECONDS on this
     /// machine (memory first, up to --target-memory / 2, at most 1 GiB without it), print
@@ -44,6 +48,10 @@ pub struct PackArgs {
     /// With --kdf-calibrate: RAM of the machine that will unlock (the installer), in MiB.
     #[arg(long, value_name = "MiB", requires = "kdf_calibrate")]
     pub target_memory: Option<u64>,
+    /// Accept Argon2id settings weaker than the default (less memory, or less memory × passes):
+    /// each guess at the passphrase then costs an attacker less.
+    #[arg(long)]
+    pub weak_kdf: bool,
     /// zstd level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
@@ -59,7 +67,7 @@ pub struct PackArgs {
 /// must this machine, which measures it.
 fn calibrate(secs: f64, target_mib: Option<u64>, p: u32, quiet: bool) -> vault::Result<KdfParams> {
     if !(0.05..=600.0).contains(&secs) {
-        return Err(Error::Refused {
+        return Err(Error::Declined {
             why: format!("--kdf-calibrate {secs}: choose between 0.05 and 600 seconds"),
             hint: None,
         });
@@ -115,6 +123,15 @@ fn preflight(manifest: &Manifest, hosts: &[String], quiet: bool) -> vault::Resul
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
     let plan = pack::plan(&manifest, &a.hosts)?;
+    pack::check_not_empty(&manifest, &plan)?;
+    let inputs: Vec<(&str, &std::path::Path)> = a
+        .passphrase
+        .passphrase_file
+        .as_deref()
+        .map(|p| ("passphrase file", p))
+        .into_iter()
+        .collect();
+    pack::check_output(&plan, &a.manifest, &inputs, &a.output, a.force)?;
     if !a.no_preflight {
         preflight(&manifest, &plan.manifest.hosts, quiet || a.json)?;
     }
@@ -135,10 +152,34 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         mem_available: None,
         ..vault::bundle::KdfLimits::for_this_machine()
     })
-    .map_err(|why| Error::Refused {
+    .map_err(|why| Error::Declined {
         why: format!("Argon2id parameters out of range: {why}"),
         hint: Some("see `vault pack --help` for the ranges".into()),
     })?;
+    if let Some(why) = pack::kdf_weakness(&kdf) {
+        if !a.weak_kdf {
+            return Err(Error::Declined {
+                why: format!(
+                    "Argon2id {} MiB, t={} is weaker than the default: {why}",
+                    kdf.m_kib / 1024,
+                    kdf.t
+                ),
+                hint: Some(if a.kdf_calibrate.is_some() {
+                    "calibrate for more seconds or with a larger --target-memory, drop --kdf-calibrate for the default, or pass --weak-kdf to accept it".into()
+                } else {
+                    "leave out --kdf-memory/--kdf-iterations for the default, or pass --weak-kdf to accept it".into()
+                }),
+            });
+        }
+        if !quiet {
+            eprintln!("warning: weak Argon2id (--weak-kdf): {why}");
+        }
+    }
+    if !quiet {
+        for w in pack::warnings(&manifest, &plan) {
+            eprintln!("warning: {w}");
+        }
+    }
     let passphrase = match passphrase_source(&a.passphrase)? {
         Some(p) => p,
         None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,

@@ -46,6 +46,7 @@ pub fn vault_bin() -> PathBuf {
 
 /// Cheap KDF flags for tests: the real Argon2id code path at a tiny cost.
 pub const FAST_KDF: &[&str] = &[
+    "--weak-kdf",
     "--kdf-memory",
     "8",
     "--kdf-iterations",

@@ -1,0 +1,200 @@
+//! Checks `vault pack` makes on a plan before it asks for a passphrase: an output that would
+//! destroy something, a plan with nothing in it, a weak key derivation, and the warnings worth
+//! reading before the stick is written.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use super::PackPlan;
+use crate::archive::Kind;
+use crate::bundle::KdfParams;
+use crate::manifest::{Manifest, Stage};
+use crate::{Error, Result};
+
+/// Refuses an output that exists (unless `force`), and always one that is an input: the
+/// manifest, a source file, or one of `inputs` (name, path), such as the passphrase file.
+/// Inputs are compared by device and inode, so another spelling or a hard link is caught.
+pub fn check_output(
+    plan: &PackPlan,
+    manifest: &Path,
+    inputs: &[(&str, &Path)],
+    out: &Path,
+    force: bool,
+) -> Result<()> {
+    let Ok(existing) = fs::metadata(out) else {
+        return match fs::symlink_metadata(out) {
+            // A dangling link: replacing the link itself harms nothing it points to.
+            Ok(_) if force => Ok(()),
+            Ok(_) => Err(exists(out)),
+            Err(_) => Ok(()),
+        };
+    };
+    let id = (existing.dev(), existing.ino());
+    let same = |p: &Path| fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id);
+    let refuse = |what: String| Error::Declined {
+        why: format!(
+            "refusing to write the bundle to {}: it is {what}",
+            out.display()
+        ),
+        hint: Some("choose another output with -o FILE".into()),
+    };
+    if same(manifest) {
+        return Err(refuse(format!("the manifest {}", manifest.display())));
+    }
+    for (name, p) in inputs {
+        if same(p) {
+            return Err(refuse(format!("the {name} {}", p.display())));
+        }
+    }
+    for ((source, line), item) in plan
+        .sources
+        .iter()
+        .zip(&plan.lines)
+        .zip(&plan.manifest.items)
+    {
+        if let Some(s) = source {
+            if same(s) {
+                return Err(refuse(format!(
+                    "the source {} of {} (entry on line {line} of {})",
+                    s.display(),
+                    item.target,
+                    manifest.display()
+                )));
+            }
+        }
+    }
+    if force {
+        Ok(())
+    } else {
+        Err(exists(out))
+    }
+}
+
+fn exists(out: &Path) -> Error {
+    Error::Declined {
+        why: format!("{} already exists", out.display()),
+        hint: Some("choose another output with -o FILE, or pass --force to replace it".into()),
+    }
+}
+
+/// A plan that selects no file would make a bundle that places nothing.
+pub fn check_not_empty(m: &Manifest, plan: &PackPlan) -> Result<()> {
+    if plan.manifest.items.iter().any(|i| i.kind == Kind::File) {
+        return Ok(());
+    }
+    let hosts = if plan.manifest.hosts.is_empty() {
+        "no host".to_owned()
+    } else {
+        format!("host(s) {}", plan.manifest.hosts.join(", "))
+    };
+    Err(Error::manifest(
+        &m.path,
+        format!("nothing to pack: the shared entries and those of {hosts} select no file"),
+    ))
+}
+
+/// Things that pack fine but are probably not what the user meant, one line each.
+pub fn warnings(m: &Manifest, plan: &PackPlan) -> Vec<String> {
+    let mut out = Vec::new();
+    for h in &plan.manifest.hosts {
+        if m.hosts.get(h).is_some_and(|h| h.entries.is_empty()) {
+            out.push(format!(
+                "host {h} has no entries of its own in {}; its bundle gets only the shared ones (remove [hosts.{h}] if it is not a real host)",
+                m.path.display()
+            ));
+        }
+    }
+    for (item, source) in plan.manifest.items.iter().zip(&plan.sources) {
+        let Some(source) = source else { continue };
+        if item.stage == Stage::Disk
+            && is_passphrase_target(&item.target)
+            && ends_in_newline(source)
+        {
+            out.push(format!(
+                "{} (for {}) ends with a newline, which LUKS takes as part of the passphrase when disko reads the file, but you will not type it at boot; write it without one (printf '%s' 'PASSPHRASE' > FILE)",
+                source.display(),
+                item.target
+            ));
+        }
+    }
+    out
+}
+
+/// Disk-stage files disko or cryptsetup read as a passphrase, by name.
+fn is_passphrase_target(target: &str) -> bool {
+    let name = target
+        .rsplit('/')
+        .next()
+        .unwrap_or(target)
+        .to_ascii_lowercase();
+    ["password", "passphrase", "passwd", "luks"]
+        .iter()
+        .any(|w| name.contains(w))
+}
+
+fn ends_in_newline(path: &Path) -> bool {
+    let Ok(mut f) = fs::File::open(path) else {
+        return false;
+    };
+    let mut last = [0u8; 1];
+    f.seek(SeekFrom::End(-1)).is_ok() && f.read_exact(&mut last).is_ok() && last[0] == b'\n'
+}
+
+/// Why `kdf` is weaker than [`KdfParams::DEFAULT`], or `None` if it is not: less memory, or
+/// less memory × passes (the work one guess costs an attacker).
+pub fn kdf_weakness(kdf: &KdfParams) -> Option<String> {
+    let d = KdfParams::DEFAULT;
+    let work = |k: &KdfParams| u64::from(k.m_kib) * u64::from(k.t);
+    if kdf.m_kib < d.m_kib {
+        Some(format!(
+            "{} MiB of memory is less than the default {} MiB, so each guess at the passphrase costs an attacker's GPU less memory",
+            kdf.m_kib / 1024,
+            d.m_kib / 1024
+        ))
+    } else if work(kdf) < work(&d) {
+        Some(format!(
+            "{} MiB × {} passes is less work per guess than the default {} MiB × {} passes",
+            kdf.m_kib / 1024,
+            kdf.t,
+            d.m_kib / 1024,
+            d.t
+        ))
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn weaker_means_less_memory_or_less_total_work() {
+        let d = KdfParams::DEFAULT;
+        assert!(kdf_weakness(&d).is_none());
+        assert!(kdf_weakness(&KdfParams::STRONG).is_none());
+        let less_mem = KdfParams {
+            m_kib: d.m_kib / 2,
+            t: d.t * 4,
+            ..d
+        };
+        assert!(kdf_weakness(&less_mem).unwrap().contains("memory"));
+        let one_pass = KdfParams { t: 1, ..d };
+        assert!(kdf_weakness(&one_pass).unwrap().contains("passes"));
+        let more_mem_fewer_passes = KdfParams {
+            m_kib: d.m_kib * 4,
+            t: 1,
+            ..d
+        };
+        assert!(kdf_weakness(&more_mem_fewer_passes).is_none());
+    }
+
+    #[test]
+    fn passphrase_targets_by_name() {
+        assert!(is_passphrase_target("/tmp/disko-password"));
+        assert!(is_passphrase_target("/run/luks.key"));
+        assert!(!is_passphrase_target("/run/keys/deploy_key"));
+    }
+}

@@ -223,3 +223,36 @@ fn rekey_draws_progress_only_on_a_terminal() {
         "{shown:?}"
     );
 }
+
+/// A pack of a few bytes draws no bar, even when its key derivation alone outlasts the delay:
+/// the delay counts from the first byte packed, not from before the derivation.
+#[test]
+fn a_tiny_pack_draws_no_bar_however_long_its_kdf_takes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("tiny"), "7 bytes").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"tiny\"\ntarget = \"/etc/tiny\"\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("pw"), "correct horse battery staple\n").unwrap();
+    let mut c = Command::new(vault_bin());
+    c.env_remove("VAULT_PROGRESS_DELAY_MS");
+    // The default memory with many passes: several times the 0.4 s delay on any machine.
+    c.current_dir(d).args([
+        "pack",
+        "--passphrase-file",
+        "pw",
+        "--kdf-memory",
+        "256",
+        "--kdf-iterations",
+        "12",
+    ]);
+    let mut s = Session::spawn(c).expect("spawn in a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(300)));
+    let out = s.expect(Eof).unwrap();
+    let shown = String::from_utf8_lossy(out.as_bytes()).into_owned();
+    assert!(shown.contains("Packed 1 file"), "{shown}");
+    assert!(!shown.contains(PACK_BAR), "a bar for 7 bytes:\n{shown}");
+}

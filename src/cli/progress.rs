@@ -2,12 +2,14 @@
 //!
 //! A bar is drawn only when stderr is a terminal, `--quiet` was not given, and the work has
 //! already taken longer than [`DELAY`]: a bundle of a few keys finishes without any flicker,
-//! and scripts (stderr a pipe or a file) see nothing. The bar is cloneable and `Send`, so a
-//! worker thread can advance it.
+//! and scripts (stderr a pipe or a file) see nothing. A bar's clock starts at its first
+//! progress, not when it is made: `pack` makes its bar before the key derivation, which must
+//! count neither towards the delay nor into the rate and ETA. The bar is cloneable and
+//! `Send`, so a worker thread can advance it.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -40,7 +42,8 @@ pub enum Unit {
 #[derive(Debug, Clone)]
 pub struct Progress {
     bar: Option<ProgressBar>,
-    start: Instant,
+    /// Bars: the first `inc`. Spinners: when made.
+    start: Arc<OnceLock<Instant>>,
     shown: Arc<AtomicBool>,
 }
 
@@ -65,7 +68,7 @@ impl Progress {
             .with_message(label.to_owned());
         let p = Progress {
             bar: Some(bar.clone()),
-            start: Instant::now(),
+            start: Arc::new(OnceLock::from(Instant::now())),
             shown: Arc::new(AtomicBool::new(false)),
         };
         // Nothing calls `inc`: a timer shows it once the work outlasts DELAY.
@@ -86,7 +89,7 @@ impl Progress {
     pub fn hidden() -> Progress {
         Progress {
             bar: None,
-            start: Instant::now(),
+            start: Arc::new(OnceLock::new()),
             shown: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -110,7 +113,7 @@ impl Progress {
             .with_message(label.to_owned());
         Progress {
             bar: Some(bar),
-            start: Instant::now(),
+            start: Arc::new(OnceLock::new()),
             shown: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -138,8 +141,14 @@ impl Progress {
     }
 
     fn show_if_slow(&self, bar: &ProgressBar) {
+        let start = self.start.get_or_init(|| {
+            // The work starts now: rate and ETA count from here.
+            bar.reset_elapsed();
+            bar.reset_eta();
+            Instant::now()
+        });
         if !self.shown.load(Ordering::Relaxed)
-            && self.start.elapsed() >= delay()
+            && start.elapsed() >= delay()
             && !self.shown.swap(true, Ordering::Relaxed)
         {
             bar.set_draw_target(ProgressDrawTarget::stderr_with_hz(8));
@@ -172,5 +181,19 @@ mod tests {
         assert_eq!(p.bar.as_ref().map(|b| b.position()), Some(4));
         // Fast work never switches the bar on.
         assert!(!p.shown.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_bar_counts_time_from_its_first_progress() {
+        let made = Instant::now();
+        let p = Progress::with_enabled(10, Unit::Bytes, "x", true);
+        assert!(p.start.get().is_none());
+        // What pack does between making the bar and the first byte: the key derivation.
+        std::thread::sleep(Duration::from_millis(50));
+        p.inc(1);
+        let first = *p.start.get().expect("set by the first inc");
+        assert!(first >= made + Duration::from_millis(50));
+        let bar = p.bar.as_ref().unwrap();
+        assert!(bar.elapsed() < made.elapsed() - Duration::from_millis(49));
     }
 }

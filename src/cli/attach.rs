@@ -250,7 +250,11 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
 
 /// `vault detach --discover`: what discovery finds on this system.
 fn run_discover(json: bool) -> vault::Result<ExitCode> {
-    let found = media::discover()?;
+    let found = match media::discover() {
+        // For a script, finding nothing is an answer, not a failure.
+        Err(media::Error::NothingFound { .. }) if json => Vec::new(),
+        other => other?,
+    };
     if json {
         print_json(&serde_json::Value::Array(
             found

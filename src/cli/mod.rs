@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use vault::Hint;
 
 mod attach;
+mod generate;
 mod host;
 mod init;
 mod inspect;
@@ -67,10 +68,42 @@ pub enum Command {
     Keys(keys::KeysCommand),
     /// Re-encrypt the secrets repo (sops and agenix files) to the current recipients.
     Rekey(rekey::RekeyArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(generate::CompletionsArgs),
+    /// Print the man page, or write one per subcommand with --out-dir.
+    Man(generate::ManArgs),
+}
+
+/// Whether `--json` was asked for, read from the raw arguments so that even a command line
+/// clap rejects gets its error as JSON.
+fn wants_json() -> bool {
+    std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json")
 }
 
 pub fn main() -> ProcessExitCode {
-    let cli = Cli::parse();
+    let json = wants_json();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if json && e.use_stderr() => {
+            let rendered = e.render().to_string();
+            let message = rendered
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim_start_matches("error: ");
+            util::print_json_error(
+                vault::ExitCode::Usage,
+                message,
+                Vec::new(),
+                Some("see the command's --help".into()),
+            );
+            e.exit()
+        }
+        Err(e) => e.exit(),
+    };
     let quiet = cli.quiet;
     let result = match cli.command {
         Command::Init(a) => init::run(a, quiet),
@@ -84,10 +117,15 @@ pub fn main() -> ProcessExitCode {
         Command::Host(c) => host::run(c, quiet),
         Command::Keys(c) => keys::run(c, quiet),
         Command::Rekey(a) => rekey::run(a, quiet),
+        Command::Completions(a) => generate::run_completions(a),
+        Command::Man(a) => generate::run_man(a),
     };
     match result {
         Ok(code) => ProcessExitCode::from(code as u8),
         Err(e) => {
+            if json {
+                util::report_json(&e);
+            }
             util::report(&e);
             ProcessExitCode::from(e.exit_code() as u8)
         }

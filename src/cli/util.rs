@@ -21,6 +21,40 @@ pub fn report(e: &vault::Error) {
     }
 }
 
+/// `--json`: the error as one JSON object on stdout, for scripts that read only stdout. The
+/// human report still goes to stderr.
+pub fn report_json(e: &vault::Error) {
+    let mut causes = Vec::new();
+    let mut source = e.source();
+    if matches!(e, vault::Error::Io { .. } | vault::Error::RolledBack { .. }) {
+        source = source.and_then(|s| s.source());
+    }
+    while let Some(s) = source {
+        causes.push(s.to_string());
+        source = s.source();
+    }
+    print_json_error(e.exit_code(), &e.to_string(), causes, e.hint());
+}
+
+/// `{"error": {"kind", "message", "causes", "hint", "exit_code"}}` on stdout.
+pub fn print_json_error(
+    code: vault::ExitCode,
+    message: &str,
+    causes: Vec<String>,
+    hint: Option<String>,
+) {
+    let v = serde_json::json!({
+        "error": {
+            "kind": code.name(),
+            "message": message,
+            "causes": causes,
+            "hint": hint,
+            "exit_code": code as u8,
+        }
+    });
+    println!("{v}");
+}
+
 use std::path::PathBuf;
 
 use age_core::secrecy::SecretString;

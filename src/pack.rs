@@ -89,13 +89,20 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
             None => Ok(None),
             Some(p) => hash_file(p).map(Some).map_err(|e| match e {
                 // Named by its entry's line, as every other source problem is.
-                Error::Io { path, source, .. } => Error::manifest(
-                    &m.path,
-                    format!(
-                        "line {line}: cannot read source {}: {source}",
-                        path.display()
-                    ),
-                ),
+                Error::Io { path, source, .. } => {
+                    let fix = if source.kind() == std::io::ErrorKind::PermissionDenied {
+                        " (check its permissions, or run as the user that owns it)"
+                    } else {
+                        ""
+                    };
+                    Error::manifest(
+                        &m.path,
+                        format!(
+                            "line {line}: cannot read source {}: {source}{fix}",
+                            path.display()
+                        ),
+                    )
+                }
                 other => other,
             }),
         })

@@ -156,7 +156,10 @@ fn completions_and_man_pages_mention_every_subcommand() {
             std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         assert!(text.contains(".TH"), "{}", file.display());
         // A group's page lists its subcommands (`vault-host.1`: add, list, remove).
-        for child in cmds.keys().filter_map(|c| c.strip_prefix(&format!("{cmd} "))) {
+        for child in cmds
+            .keys()
+            .filter_map(|c| c.strip_prefix(&format!("{cmd} ")))
+        {
             assert!(text.contains(child), "{} lacks {child}", file.display());
         }
     }

@@ -155,7 +155,7 @@ fn an_unreadable_source_is_named_by_its_line() {
     let e = stderr(&o);
     assert_eq!(o.status.code(), Some(5), "{e}");
     assert!(
-        e.contains("line 3") && e.contains("hosts/laptop/key"),
+        e.contains("line 3") && e.contains("hosts/laptop/key") && e.contains("permissions"),
         "{e}"
     );
     assert!(!d.join("x.bundle").exists());

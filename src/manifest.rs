@@ -281,9 +281,17 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     }
     let what = if syntax { "invalid TOML: " } else { "" };
     let at = e.span().map(|span| {
-        let before = &text[..span.start.min(text.len())];
-        let line = before.matches('\n').count() + 1;
-        let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+        // Bytes, so that an offset inside a character cannot panic.
+        let before = &text.as_bytes()[..span.start.min(text.len())];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let line_start = before
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let column = String::from_utf8_lossy(&before[line_start..])
+            .chars()
+            .count()
+            + 1;
         format!("line {line}, column {column}: ")
     });
     Error::manifest(path, format!("{}{what}{message}", at.unwrap_or_default()))

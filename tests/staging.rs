@@ -160,8 +160,20 @@ fn wipe_discards_the_staged_bundle() {
     let s = Scratch::new();
     let o = stage_disk(&s, &honest(items()), &ram.path);
     assert!(o.status.success(), "{}", text(&o));
-    // Staging twice is refused, before the passphrase.
+    // Staging twice is refused, before the passphrase; a dry run reaches the same verdict.
     let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("already staged"), "{}", text(&o));
+    let o = s.unlock(
+        &honest(items()),
+        &[
+            "--stage",
+            "disk",
+            "--dry-run",
+            "--staging-dir",
+            ram.path.to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     assert!(text(&o).contains("already staged"), "{}", text(&o));
     let o = vault(&["wipe"], &ram.path);

@@ -1,5 +1,6 @@
 //! Finding the bundle on the booted installer without udev or mounts: the disk holding `/iso`
-//! first, then every block device the kernel lists, then files under `/iso`.
+//! first, then every block device the kernel lists (except RAM, loop, zram and floppy
+//! devices), then files under `/iso`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

@@ -218,7 +218,6 @@ fn place(c: &mut Criterion) {
     let body = text(8 * 1024);
     let opts = PlaceOptions {
         force: false,
-        backup: false,
         chown: false,
     };
     let mut g = c.benchmark_group("place");

@@ -129,6 +129,14 @@ pub enum Error {
     #[error("cannot read a passphrase: {0}")]
     Prompt(String),
 
+    /// The passphrase typed at the terminal was empty.
+    #[error("the passphrase is empty")]
+    EmptyPassphrase,
+
+    /// SIGINT, SIGTERM or SIGHUP arrived; everything this run wrote was removed again.
+    #[error("interrupted by {}; everything this run wrote was removed again", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
+
     #[error(transparent)]
     Keys(#[from] crate::keys::Error),
 
@@ -236,6 +244,10 @@ impl Hint for Error {
             Error::Refused { hint, .. } | Error::Declined { hint, .. } => hint.clone(),
             Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
             Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
+            Error::EmptyPassphrase => Some(
+                "type the passphrase, then press Enter (nothing is shown while you type)".into(),
+            ),
+            Error::Interrupted { .. } => Some("run the same command again when you are ready".into()),
             Error::Keys(e) => e.hint(),
             Error::Rekey(e) => e.hint(),
             Error::Media(e) => e.hint(),

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod bundle;
 pub mod error;
 pub mod hosts;
+pub mod interrupt;
 pub mod keys;
 pub mod manifest;
 pub mod media;

@@ -282,17 +282,20 @@ pub fn write_bundle(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
-    let temp = dir.join(format!(
-        ".{file_name}.vault-{:08x}.tmp",
-        rand::random::<u32>()
-    ));
+    let prefix = format!(".{file_name}");
+    remove_stale_temps(&dir, &prefix);
+    let temp = dir.join(crate::interrupt::temp_name(&prefix));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
         .mode(0o600)
         .open(&temp)
         .map_err(|e| Error::io("cannot create", &temp, e))?;
-    let guard = TempGuard(Some(temp.clone()));
+    // A signal removes it too (see crate::interrupt).
+    let guard = TempGuard(Some((
+        temp.clone(),
+        crate::interrupt::TempFile::register(&temp),
+    )));
     let write_err = |e| Error::io("cannot write", &temp, e);
     // The KDF runs here, before any thread starts.
     let stream = bundle::encrypt(Writeback::new(file), passphrase, opts.kdf).map_err(write_err)?;
@@ -422,8 +425,28 @@ impl Write for Writeback {
     }
 }
 
+/// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
+/// the output, saying so.
+fn remove_stale_temps(dir: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| crate::interrupt::is_stale_temp(n, prefix));
+        if stale && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
+            eprintln!(
+                "note: removed {}, a partial bundle left by an interrupted earlier run",
+                e.path().display()
+            );
+        }
+    }
+}
+
 /// Removes a temporary unless disarmed.
-struct TempGuard(Option<PathBuf>);
+struct TempGuard(Option<(PathBuf, crate::interrupt::TempFile)>);
 
 impl TempGuard {
     fn disarm(mut self) {
@@ -433,7 +456,7 @@ impl TempGuard {
 
 impl Drop for TempGuard {
     fn drop(&mut self) {
-        if let Some(p) = self.0.take() {
+        if let Some((p, _registered)) = self.0.take() {
             let _ = fs::remove_file(p);
         }
     }

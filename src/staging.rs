@@ -124,6 +124,11 @@ pub fn prepare(dir: &Path, mount: bool) -> Result<&'static str> {
         std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|e| Error::io("cannot make the staging area private", dir, e))?;
     }
+    refuse_if_staged(dir)?;
+    Ok(fs)
+}
+
+fn refuse_if_staged(dir: &Path) -> Result<()> {
     if dir.join(STAGED).exists() {
         return Err(Error::Refused {
             why: format!("a bundle is already staged in {}", dir.display()),
@@ -132,7 +137,43 @@ pub fn prepare(dir: &Path, mount: bool) -> Result<&'static str> {
             ),
         });
     }
-    Ok(fs)
+    Ok(())
+}
+
+/// The refusals of [`prepare`], without creating or mounting anything (for a dry run): a
+/// bundle already staged, or an existing area on a disk that vault would not mount over.
+pub fn check_usable(dir: &Path, mount: bool) -> Result<()> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    let would_mount =
+        mount && rustix::process::geteuid().is_root() && !is_mount_point(dir).unwrap_or(false);
+    if !would_mount {
+        check_ram_backed(dir)?;
+    }
+    refuse_if_staged(dir)
+}
+
+/// Wipes the half-written areas (`incoming-PID`) that a killed earlier run left in `dir`
+/// (its process is gone); returns their paths.
+pub fn sweep_stale(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let stale = name
+            .to_str()
+            .and_then(|n| n.strip_prefix("incoming-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| {
+                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            });
+        if stale {
+            wipe_tree(&e.path())?;
+            out.push(e.path());
+        }
+    }
+    Ok(out)
 }
 
 /// Receives root-stage contents during `vault unlock --stage disk`. Nothing is visible as
@@ -144,6 +185,8 @@ pub struct Stager {
     host: Option<String>,
     items: Vec<Item>,
     committed: bool,
+    /// A signal stops the copy with [`Error::Interrupted`]; dropping the stager wipes.
+    _polled: crate::interrupt::Polled,
 }
 
 impl Stager {
@@ -164,6 +207,7 @@ impl Stager {
             host: None,
             items: Vec::new(),
             committed: false,
+            _polled: crate::interrupt::Polled::enter(),
         })
     }
 
@@ -199,6 +243,7 @@ impl Stager {
             .map_err(|e| Error::io("cannot create", &path, e))?;
         let mut buf = Zeroizing::new(vec![0u8; 64 * 1024]);
         loop {
+            crate::interrupt::check()?;
             let n = match data.read(&mut buf) {
                 Ok(0) => break,
                 Ok(n) => n,
@@ -411,8 +456,11 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
     })?;
     let staged = dir.join(STAGED);
     let mut placer = Placer::new(root, opts)?;
-    refuse_conflicts(&placer, &m.items, opts.force)?;
+    let in_place = refuse_conflicts(&placer, &m.items, opts.force)?;
     for (i, item) in m.items.iter().enumerate() {
+        if in_place.contains(&item.target) {
+            continue;
+        }
         match item.kind {
             Kind::Dir => placer.dir(&item.target, item.mode, item.uid, item.gid)?,
             Kind::File => {
@@ -442,7 +490,7 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
         }
     }
     placer.commit()?;
-    let placed = placer.placed().map(|(p, _)| p).collect();
+    let placed = placer.placed().collect();
     wipe(dir)?;
     Ok(PlaceReport {
         bundle: m.bundle,
@@ -452,35 +500,26 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
 }
 
 /// The same refusal `vault unlock` gives: links in the way always, existing files without
-/// `--force`.
-fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<()> {
-    let dirs = items
+/// `--force`. Returns the targets already in place (exactly these bytes, mode and owner).
+fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<String>> {
+    let found = placer.check(items);
+    let in_place = items
         .iter()
-        .filter(|i| i.kind == Kind::Dir)
-        .map(|i| i.target.as_str());
-    let files = items
-        .iter()
-        .filter(|i| i.kind == Kind::File)
-        .map(|i| i.target.as_str());
-    let blocking: Vec<Conflict> = placer
-        .check(dirs, files)
-        .into_iter()
-        .filter(|c| c.what != ConflictKind::Exists || !force)
+        .filter(|i| {
+            found.iter().any(|c| {
+                c.what == ConflictKind::InPlace && c.path == placer.display_path(&i.target)
+            })
+        })
+        .map(|i| i.target.clone())
         .collect();
+    let blocking: Vec<&Conflict> = found.iter().filter(|c| c.what.blocks(force)).collect();
     if blocking.is_empty() {
-        return Ok(());
+        return Ok(in_place);
     }
     let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
     let list: String = blocking
         .iter()
-        .map(|c| {
-            let what = match c.what {
-                ConflictKind::Exists => "exists",
-                ConflictKind::NotADirectory => "is a link or not a directory (never followed)",
-                ConflictKind::IsADirectory => "is a directory where a file goes",
-            };
-            format!("\n  {} {what}", c.path.display())
-        })
+        .map(|c| format!("\n  {} {}", c.path.display(), c.what.describe()))
         .collect();
     Err(Error::Refused {
         why: format!("nothing was written; in the way:{list}"),

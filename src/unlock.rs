@@ -65,7 +65,6 @@ impl UnlockOptions {
             dry_run: false,
             place: PlaceOptions {
                 force: false,
-                backup: true,
                 chown: rustix::process::geteuid().is_root(),
             },
             memory_limit: 32 << 20,
@@ -97,11 +96,14 @@ pub struct Report {
     pub items: Vec<Placed>,
     /// Bytes of all hosts' files verified.
     pub verified_bytes: u64,
+    /// Temporaries an earlier, killed run left beside the targets: removed (in a dry run,
+    /// found).
+    pub swept: Vec<PathBuf>,
 }
 
 /// Checks that can fail before a passphrase is asked for.
 pub fn precheck(opts: &UnlockOptions, require_mount_point: bool) -> Result<()> {
-    if !opts.stages.includes(Stage::Root) || opts.dry_run {
+    if !opts.stages.includes(Stage::Root) {
         return Ok(());
     }
     match is_mount_point(&opts.root) {
@@ -157,21 +159,24 @@ fn unlock_inner<R: Read>(
         memory: None,
         report: Vec::new(),
         stager,
+        swept: Vec::new(),
+        in_place: Default::default(),
     };
-    let manifest = walk_pipelined(payload, name, &opts.limits, Some(&probe), &mut sink)?;
+    let manifest = walk_pipelined(payload, name, &opts.limits, Some(&probe), &mut sink)
+        .map_err(crate::interrupt::explain)?;
     let verified_bytes = manifest.items.iter().map(|i| i.size).sum();
     if !opts.dry_run {
         // Stage first (RAM only, cheap, reversible), then make the disk items visible; if
         // that fails, the staged copy is wiped too, so a failed run leaves nothing behind.
         let staged_dir = match sink.stager.take() {
-            Some(st) => Some(st.commit()?),
+            Some(st) => Some(st.commit().map_err(crate::interrupt::explain)?),
             None => None,
         };
         if let Err(e) = sink.finish() {
             if let Some(d) = staged_dir.as_deref().and_then(Path::parent) {
                 let _ = crate::staging::wipe(d);
             }
-            return Err(e);
+            return Err(crate::interrupt::explain(e));
         }
     }
     Ok(Report {
@@ -179,6 +184,7 @@ fn unlock_inner<R: Read>(
         dry_run: opts.dry_run,
         items: sink.report,
         verified_bytes,
+        swept: sink.swept,
     })
 }
 
@@ -196,6 +202,29 @@ pub fn inspect<R: Read>(
         Some(&probe),
         &mut crate::archive::read::Discard,
     )
+}
+
+/// Refuses when something is in the way: links and directories always, existing files
+/// without `force`. Nothing has been written when this is called. `vault place` refuses the
+/// same way.
+pub(crate) fn refuse_conflicts(conflicts: &[Conflict], force: bool) -> Result<()> {
+    let blocking: Vec<&Conflict> = conflicts.iter().filter(|c| c.what.blocks(force)).collect();
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
+    let list: String = blocking
+        .iter()
+        .map(|c| format!("\n  {} {}", c.path.display(), c.what.describe()))
+        .collect();
+    Err(Error::Refused {
+        why: format!("nothing was written; in the way:{list}"),
+        hint: Some(if only_existing {
+            "add --force to replace them (the old files are removed, no copy is kept)".into()
+        } else {
+            "remove or fix those paths in the target, then run the same command again".into()
+        }),
+    })
 }
 
 /// Picks the host: the one asked for, or the only one.
@@ -237,6 +266,9 @@ struct UnlockSink<'a> {
     report: Vec<Placed>,
     /// `--stage disk`: keeps the root-stage items for `vault place`.
     stager: Option<&'a mut Stager>,
+    swept: Vec<PathBuf>,
+    /// Targets that already hold exactly what would be placed: left alone.
+    in_place: std::collections::BTreeSet<(Stage, String)>,
 }
 
 impl UnlockSink<'_> {
@@ -263,6 +295,23 @@ impl UnlockSink<'_> {
         Ok(self.placers.get_mut(&stage).expect("inserted above"))
     }
 
+    /// Removes (in a dry run, lists) what a killed earlier run left beside the targets.
+    fn sweep(&mut self, wanted: &[&Item]) -> Result<()> {
+        for stage in [Stage::Disk, Stage::Root] {
+            let files: Vec<&str> = wanted
+                .iter()
+                .filter(|i| i.stage == stage && i.kind == Kind::File)
+                .map(|i| i.target.as_str())
+                .collect();
+            if !files.is_empty() {
+                let placer = Placer::new(self.root_for(stage), self.opts.place)?;
+                self.swept
+                    .extend(placer.sweep_stale(files, self.opts.dry_run));
+            }
+        }
+        Ok(())
+    }
+
     /// Places what was staged in memory, then commits every placer; if a later commit fails,
     /// the earlier ones are rolled back too.
     fn finish(&mut self) -> Result<()> {
@@ -285,14 +334,23 @@ impl UnlockSink<'_> {
         let stages: Vec<Stage> = self.placers.keys().copied().collect();
         for (i, s) in stages.iter().enumerate() {
             let result = self.placers.get_mut(s).map_or(Ok(()), Placer::commit);
+            // A signal after the last rename still rolls every stage back.
+            let result = result.and_then(|()| match i + 1 == stages.len() {
+                true => crate::interrupt::check(),
+                false => Ok(()),
+            });
             if let Err(e) = result {
-                for earlier in &stages[..i] {
-                    if let Some(p) = self.placers.get_mut(earlier) {
+                for done in &stages[..=i] {
+                    if let Some(p) = self.placers.get_mut(done) {
                         p.rollback();
                     }
                 }
                 return Err(e);
             }
+        }
+        // Complete: only now do the files --force replaced go.
+        for p in self.placers.values_mut() {
+            p.release();
         }
         Ok(())
     }
@@ -306,40 +364,31 @@ impl Sink for UnlockSink<'_> {
         }
         let wanted: Vec<&Item> = manifest.items.iter().filter(|i| self.wanted(i)).collect();
 
-        // Refuse before writing anything: links in the way, and existing files without --force.
+        // Refuse before writing anything: links in the way, and existing files without
+        // --force. A dry run reaches the same verdict here and stops before writing.
         let mut conflicts: Vec<Conflict> = Vec::new();
-        let mut actions: BTreeMap<PathBuf, ConflictKind> = BTreeMap::new();
         for stage in [Stage::Disk, Stage::Root] {
-            let items: Vec<&&Item> = wanted.iter().filter(|i| i.stage == stage).collect();
+            let items: Vec<&Item> = wanted
+                .iter()
+                .copied()
+                .filter(|i| i.stage == stage)
+                .collect();
             if items.is_empty() {
                 continue;
             }
             let placer = Placer::new(self.root_for(stage), self.opts.place)?;
-            let dirs = items
-                .iter()
-                .filter(|i| i.kind == Kind::Dir)
-                .map(|i| i.target.as_str());
-            let files = items
-                .iter()
-                .filter(|i| i.kind == Kind::File)
-                .map(|i| i.target.as_str());
-            for c in placer.check(dirs, files) {
-                actions.insert(c.path.clone(), c.what);
-                conflicts.push(c);
-            }
-            let existing_dirs: Vec<&str> = items
-                .iter()
-                .filter(|i| i.kind == Kind::Dir)
-                .map(|i| i.target.as_str())
-                .filter(|t| placer.display_path(t).is_dir())
-                .collect();
-            for t in existing_dirs {
-                actions.insert(placer.display_path(t), ConflictKind::IsADirectory);
-            }
+            let found = placer.check(items.iter().copied());
             for i in &items {
                 let path = placer.display_path(&i.target);
-                let action = match (i.kind, actions.get(&path)) {
-                    (Kind::Dir, Some(ConflictKind::IsADirectory)) => "exists",
+                let action = match (
+                    i.kind,
+                    found.iter().find(|c| c.path == path).map(|c| c.what),
+                ) {
+                    (_, Some(ConflictKind::InPlace)) => {
+                        self.in_place.insert((stage, i.target.clone()));
+                        "in place"
+                    }
+                    (Kind::Dir, None) if path.is_dir() => "exists",
                     (_, Some(ConflictKind::Exists)) => "replace",
                     (_, None) => "create",
                     (_, Some(_)) => "refused",
@@ -356,42 +405,10 @@ impl Sink for UnlockSink<'_> {
                     action,
                 });
             }
+            conflicts.extend(found);
         }
-        if self.opts.dry_run {
-            return Ok(());
-        }
-        let blocking: Vec<&Conflict> = conflicts
-            .iter()
-            .filter(|c| c.what != ConflictKind::Exists || !self.opts.place.force)
-            .collect();
-        if !blocking.is_empty() {
-            let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
-            let list: Vec<String> = blocking
-                .iter()
-                .map(|c| {
-                    let what = match c.what {
-                        ConflictKind::Exists => "exists",
-                        ConflictKind::NotADirectory => {
-                            "is a link or not a directory (never followed)"
-                        }
-                        ConflictKind::IsADirectory => "is a directory where a file goes",
-                    };
-                    format!("\n  {} {what}", c.path.display())
-                })
-                .collect();
-            return Err(Error::Refused {
-                why: format!("nothing was written; in the way:{}", list.concat()),
-                hint: Some(if only_existing {
-                    format!(
-                        "add --force to replace them (each old file is kept as NAME{}; add --no-backup to drop them)",
-                        crate::place::BACKUP_SUFFIX
-                    )
-                } else {
-                    "remove or fix those paths in the target, then run the same command again"
-                        .into()
-                }),
-            });
-        }
+        refuse_conflicts(&conflicts, self.opts.place.force)?;
+        self.sweep(&wanted)?;
         let total: u64 = wanted.iter().map(|i| i.size).sum();
         self.memory = (total <= self.opts.memory_limit).then(Vec::new);
         Ok(())
@@ -399,7 +416,8 @@ impl Sink for UnlockSink<'_> {
 
     fn wants(&self, _index: usize, item: &Item) -> bool {
         !self.opts.dry_run
-            && (self.wanted(item) || self.stager.as_deref().is_some_and(|s| s.wants(item)))
+            && ((self.wanted(item) && !self.in_place.contains(&(item.stage, item.target.clone())))
+                || self.stager.as_deref().is_some_and(|s| s.wants(item)))
     }
 
     fn dir(&mut self, index: usize, item: &Item) -> Result<()> {

@@ -139,3 +139,85 @@ fn three_wrong_passphrases_exit_3_and_place_nothing() {
     assert_eq!(exit_code(&mut u), 3);
     assert_eq!(std::fs::read_dir(d.join("mnt")).unwrap().count(), 0);
 }
+
+#[test]
+fn ctrl_c_at_the_passphrase_prompt_exits_130_and_restores_echo() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("key"), "k").unwrap();
+    std::fs::write(d.join("pw"), "right one\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("mnt")).unwrap();
+    let bundle = d.join("b");
+    let o = Command::new(vault_bin())
+        .args([
+            "pack",
+            "-m",
+            d.join("vault.toml").to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+        ])
+        .args(["--passphrase-file", d.join("pw").to_str().unwrap()])
+        .args(common::FAST_KDF)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // The pty starts with echo off: turn it on, as on a console, before vault starts.
+    let mut unlock = Command::new("sh");
+    unlock.args(["-c", "stty echo && exec \"$0\" \"$@\""]);
+    unlock.arg(vault_bin());
+    unlock.args([
+        "unlock",
+        bundle.to_str().unwrap(),
+        "--root",
+        d.join("mnt").to_str().unwrap(),
+        "--root-not-mountpoint",
+    ]);
+    let mut u = session(unlock);
+    u.expect("Passphrase for").unwrap();
+    // Ctrl-C, typed at the prompt.
+    u.send([3u8]).unwrap();
+    let rest = u.expect(Eof).unwrap();
+    let shown = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+    assert_eq!(exit_code(&mut u), 130, "{shown}");
+    assert!(shown.contains("interrupted by SIGINT"), "{shown}");
+    assert_eq!(std::fs::read_dir(d.join("mnt")).unwrap().count(), 0);
+    // Echo is back on the terminal vault left.
+    assert!(u.get_process().get_echo().unwrap(), "echo left off");
+}
+
+#[test]
+fn an_empty_passphrase_at_the_terminal_gets_a_hint_about_typing_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("key"), "k").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
+    )
+    .unwrap();
+    let mut pack = Command::new(vault_bin());
+    pack.args([
+        "pack",
+        "-m",
+        d.join("vault.toml").to_str().unwrap(),
+        "-o",
+        d.join("b").to_str().unwrap(),
+    ]);
+    pack.args(common::FAST_KDF);
+    let mut p = session(pack);
+    p.expect("New passphrase for").unwrap();
+    p.send_line("").unwrap();
+    // Everything up to the end: the error and its hint.
+    let rest = p.expect(Eof).unwrap();
+    let shown = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+    assert_ne!(exit_code(&mut p), 0, "{shown}");
+    assert!(shown.contains("empty"), "{shown}");
+    assert!(shown.contains("hint:"), "{shown}");
+    assert!(!shown.contains("run in a terminal"), "{shown}");
+    assert!(!d.join("b").exists());
+}

@@ -160,8 +160,20 @@ fn wipe_discards_the_staged_bundle() {
     let s = Scratch::new();
     let o = stage_disk(&s, &honest(items()), &ram.path);
     assert!(o.status.success(), "{}", text(&o));
-    // Staging twice is refused, before the passphrase.
+    // Staging twice is refused, before the passphrase; a dry run reaches the same verdict.
     let o = stage_disk(&s, &honest(items()), &ram.path);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("already staged"), "{}", text(&o));
+    let o = s.unlock(
+        &honest(items()),
+        &[
+            "--stage",
+            "disk",
+            "--dry-run",
+            "--staging-dir",
+            ram.path.to_str().unwrap(),
+        ],
+    );
     assert_eq!(o.status.code(), Some(6), "{}", text(&o));
     assert!(text(&o).contains("already staged"), "{}", text(&o));
     let o = vault(&["wipe"], &ram.path);
@@ -247,8 +259,12 @@ fn place_refuses_existing_files_and_keeps_the_staged_copy() {
     let o = place(&s, &ram.path, &["--force"]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
-        std::fs::read(s.path("mnt/etc/ssh/ssh_host_ed25519_key.vault-backup")).unwrap(),
-        b"old"
+        std::fs::read(s.path("mnt/etc/ssh/ssh_host_ed25519_key")).unwrap(),
+        b"host key\n"
+    );
+    assert!(
+        !format!("{:?}", s.state()).contains("backup"),
+        "a copy was kept"
     );
     assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
 }
@@ -317,4 +333,41 @@ fn the_default_area_is_a_fresh_ramfs_under_run() {
         std::fs::read(s.path("mnt/root/.ssh/id_ed25519")).unwrap(),
         b"deploy key\n"
     );
+}
+
+#[test]
+fn the_disk_stage_can_be_run_again_after_wipe() {
+    // docs/guide/disko-luks.md: `vault wipe`, then `vault unlock --stage disk` again.
+    if !is_root() {
+        eprintln!("SKIP: needs root to mount a ramfs");
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    let b = honest(items());
+    let o = stage_disk(&s, &b, &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    let placed = s.state();
+    let o = vault(&["wipe"], &ram.path);
+    assert!(o.status.success(), "{}", text(&o));
+    for extra in [&[][..], &["--force"][..]] {
+        let o = s.unlock(
+            &b,
+            &[
+                &[
+                    "--stage",
+                    "disk",
+                    "--staging-dir",
+                    ram.path.to_str().unwrap(),
+                ][..],
+                extra,
+            ]
+            .concat(),
+        );
+        assert!(o.status.success(), "{extra:?}: {}", text(&o));
+        assert!(text(&o).contains("in place"), "{}", text(&o));
+        assert_eq!(s.state(), placed, "{extra:?}: a copy or a change was left");
+        let o = vault(&["wipe"], &ram.path);
+        assert!(o.status.success(), "{}", text(&o));
+    }
 }

@@ -31,7 +31,7 @@ mod util;
     max_term_width = 100,
     after_long_help = "Exit codes: 0 ok, 1 failure, 2 usage, 3 wrong passphrase, 4 bad or tampered \
 bundle, 5 invalid vault.toml, 6 refused before writing, 7 failed and rolled back, 8 rekey --check: \
-stale. Details: docs/CLI.md."
+stale, 128+N stopped by signal N (130: Ctrl-C) and rolled back. Details: docs/CLI.md."
 )]
 pub struct Cli {
     /// Print only errors.
@@ -105,6 +105,10 @@ pub fn main() -> ProcessExitCode {
         Err(e) => e.exit(),
     };
     let quiet = cli.quiet;
+    // SIGINT, SIGTERM and SIGHUP roll back like any error (see vault::interrupt).
+    if let Err(e) = vault::interrupt::install() {
+        eprintln!("warning: cannot handle interrupt signals: {e}");
+    }
     let result = match cli.command {
         Command::Init(a) => init::run(a, quiet),
         Command::Pack(a) => pack::run(a, quiet),
@@ -120,14 +124,25 @@ pub fn main() -> ProcessExitCode {
         Command::Completions(a) => generate::run_completions(a),
         Command::Man(a) => generate::run_man(a),
     };
-    match result {
-        Ok(code) => ProcessExitCode::from(code as u8),
-        Err(e) => {
+    // A signal that arrived during work that finished anyway still ends with 128 + n.
+    let interrupted = vault::interrupt::received();
+    match (result, interrupted) {
+        (Ok(code), None) => ProcessExitCode::from(code as u8),
+        (Ok(_), Some(signal)) => vault::interrupt::exit_for(signal, || {
+            eprintln!(
+                "error: interrupted by {} after the command had completed",
+                vault::interrupt::signal_name(signal)
+            )
+        }),
+        (Err(e), None) => {
             if json {
                 util::report_json(&e);
             }
             util::report(&e);
             ProcessExitCode::from(e.exit_code() as u8)
+        }
+        (Err(e), Some(signal)) => {
+            vault::interrupt::exit_for(signal, || util::report(&vault::interrupt::explain(e)))
         }
     }
 }

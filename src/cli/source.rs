@@ -39,7 +39,8 @@ pub fn open_bundle(path: Option<&Path>) -> vault::Result<Opened> {
     };
     let name = PathBuf::from(&source.description);
     let len = Some(source.len);
-    let reader: Box<dyn Read> = Box::new(source.reader());
+    // A signal stops reading at the next block (see vault::interrupt).
+    let reader: Box<dyn Read> = Box::new(vault::interrupt::Reader(source.reader()));
     let locked = Locked::open(reader, &name)?;
     Ok(Opened { name, len, locked })
 }

@@ -23,7 +23,8 @@ pub enum StageArg {
 #[derive(Debug, Args)]
 pub struct UnlockArgs {
     /// The bundle: a bundle file, or an image or device carrying one. Without it, vault looks on
-    /// the installer disk, then on every block device, then under /iso.
+    /// the installer disk, then on the other block devices (not RAM, loop or zram ones), then
+    /// under /iso.
     pub bundle: Option<PathBuf>,
     /// Root of the installed system, where root-stage entries go.
     #[arg(long, default_value = "/mnt")]
@@ -34,15 +35,13 @@ pub struct UnlockArgs {
     /// Which entries to place.
     #[arg(long, value_enum, default_value = "all")]
     pub stage: StageArg,
-    /// Verify everything and print what would be placed; write nothing.
+    /// Verify everything and run every check of a real run (same verdict, same exit code);
+    /// print what would be placed, write nothing.
     #[arg(long)]
     pub dry_run: bool,
-    /// Replace existing files, keeping each as NAME.vault-backup.
+    /// Replace existing files that differ from the bundle's (no copy of the old file is kept).
     #[arg(long)]
     pub force: bool,
-    /// With --force: do not keep backups.
-    #[arg(long, requires = "force")]
-    pub no_backup: bool,
     /// Allow a --root that is not a mount point.
     #[arg(long)]
     pub root_not_mountpoint: bool,
@@ -71,12 +70,9 @@ pub struct PlaceArgs {
     /// Root of the installed system.
     #[arg(long, default_value = "/mnt")]
     pub root: PathBuf,
-    /// Replace existing files, keeping each as NAME.vault-backup.
+    /// Replace existing files that differ from the bundle's (no copy of the old file is kept).
     #[arg(long)]
     pub force: bool,
-    /// With --force: do not keep backups.
-    #[arg(long, requires = "force")]
-    pub no_backup: bool,
     /// Allow a --root that is not a mount point.
     #[arg(long)]
     pub root_not_mountpoint: bool,
@@ -102,7 +98,6 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     opts.dry_run = a.dry_run;
     opts.place.force = a.force;
-    opts.place.backup = !a.no_backup;
     opts.disk_root = a.disk_root.clone();
     if let Some(m) = a.staging_memory {
         opts.memory_limit = m;
@@ -118,9 +113,18 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     // `--stage disk` keeps the root entries in RAM for `vault place`: check the staging
     // area before the passphrase too. Only the default location gets a fresh ramfs mounted.
     let stage_root = matches!(a.stage, StageArg::Disk) && !a.dry_run;
+    let mount = a.staging_dir == std::path::Path::new(vault::staging::DEFAULT_DIR);
+    if matches!(a.stage, StageArg::Disk) && a.dry_run {
+        vault::staging::check_usable(&a.staging_dir, mount)?;
+    }
     if stage_root {
-        let mount = a.staging_dir == std::path::Path::new(vault::staging::DEFAULT_DIR);
         vault::staging::prepare(&a.staging_dir, mount)?;
+        for p in vault::staging::sweep_stale(&a.staging_dir)? {
+            eprintln!(
+                "note: wiped {}, the staging area of an interrupted earlier run",
+                p.display()
+            );
+        }
     }
 
     let opened = open_bundle(a.bundle.as_deref())?;
@@ -150,11 +154,23 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let host = report.host.as_deref().unwrap_or("(shared entries only)");
+    for p in &report.swept {
+        let verb = if report.dry_run {
+            "would remove "
+        } else {
+            "removed      "
+        };
+        println!(
+            "{verb} {} (a temporary left by an interrupted earlier run)",
+            p.display()
+        );
+    }
     for i in &report.items {
         let verb = match (report.dry_run, i.action) {
             (true, "create") => "would create ",
             (true, "replace") => "would replace",
             (true, "exists") => "exists (kept)",
+            (_, "in place") => "in place     ",
             (true, _) => "REFUSED      ",
             (false, "replace") => "replaced     ",
             (false, "exists") => "exists (kept)",
@@ -196,7 +212,6 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
     opts.stages = StageSel::Root;
     vault::unlock::precheck(&opts, !a.root_not_mountpoint)?;
     opts.place.force = a.force;
-    opts.place.backup = !a.no_backup;
     let report = vault::staging::place(&a.staging_dir, &a.root, opts.place)?;
     if !quiet {
         for p in &report.placed {

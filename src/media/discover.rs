@@ -1,5 +1,6 @@
 //! Finding the bundle on the booted installer without udev or mounts: the disk holding `/iso`
-//! first, then every block device the kernel lists, then files under `/iso`.
+//! first, then every block device the kernel lists (except RAM, loop, zram and floppy
+//! devices), then files under `/iso`.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -100,21 +101,48 @@ fn check_disk_table(disk: &str) -> Vec<Candidate> {
         .collect()
 }
 
-/// Kernel names from /proc/partitions, skipping RAM, loop and zram devices, and floppies (a
-/// read from an empty drive can take seconds).
-fn partitions() -> Vec<String> {
+/// Kernel names from /proc/partitions: those to look at, and those skipped (RAM, loop and
+/// zram devices, and floppies: a read from an empty drive can take seconds).
+fn partitions() -> (Vec<String>, Vec<String>) {
     let Ok(text) = std::fs::read_to_string("/proc/partitions") else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
+    partitions_in(&text)
+}
+
+fn partitions_in(text: &str) -> (Vec<String>, Vec<String>) {
     text.lines()
         .skip(2)
         .filter_map(|l| l.split_whitespace().nth(3).map(str::to_owned))
-        .filter(|n| {
+        .partition(|n| {
             !["ram", "loop", "zram", "fd"]
                 .iter()
                 .any(|p| n.starts_with(p))
         })
-        .collect()
+}
+
+/// What discovery looked at, for the message when it found nothing.
+fn looked_at(iso_disk: Option<&str>, names: &[String], skipped: &[String]) -> String {
+    let skipped = if skipped.is_empty() {
+        String::new()
+    } else {
+        let shown: Vec<&str> = skipped.iter().take(8).map(String::as_str).collect();
+        let more = skipped.len().saturating_sub(shown.len());
+        format!(
+            "; skipped {} RAM, loop, zram and floppy device(s): {}{} (name one to use it, e.g. `vault unlock /dev/{}`)",
+            skipped.len(),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() },
+            shown[0]
+        )
+    };
+    format!(
+        "{}the {} block device(s) in /proc/partitions, and files under /iso{skipped}",
+        iso_disk
+            .map(|d| format!("the installer disk {d}, "))
+            .unwrap_or_default(),
+        names.len()
+    )
 }
 
 /// Regular files under `dir` that are bundles, up to a small depth (the ISO tree is shallow;
@@ -162,7 +190,7 @@ pub fn discover() -> Result<Vec<Candidate>> {
         .iter()
         .find(|m| m.mount_point == Path::new("/iso"))
         .and_then(|m| disk_of(&m.dev));
-    let names = partitions();
+    let (names, skipped) = partitions();
     let push = |c: Candidate, found: &mut Vec<Candidate>| {
         if !found
             .iter()
@@ -208,14 +236,26 @@ pub fn discover() -> Result<Vec<Candidate>> {
     }
     if found.is_empty() {
         return Err(Error::NothingFound {
-            looked: format!(
-                "{}every block device in /proc/partitions ({}), and files under /iso",
-                iso_disk
-                    .map(|d| format!("the installer disk {d}, "))
-                    .unwrap_or_default(),
-                names.len()
-            ),
+            looked: looked_at(iso_disk.as_deref(), &names, &skipped),
         });
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_message_names_the_devices_it_skipped() {
+        let (names, skipped) = partitions_in(
+            "major minor  #blocks  name\n\n   7        0      1024 loop0\n 254        0  268435456 vda\n   7        1      1024 loop1\n   1        0      1024 ram0\n",
+        );
+        assert_eq!(names, vec!["vda".to_owned()]);
+        let msg = looked_at(None, &names, &skipped);
+        assert!(!msg.contains("every block device"), "{msg}");
+        assert!(msg.contains("skipped 3"), "{msg}");
+        assert!(msg.contains("loop0, loop1, ram0"), "{msg}");
+        assert!(msg.contains("vault unlock /dev/loop0"), "{msg}");
+    }
 }

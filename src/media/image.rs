@@ -119,8 +119,10 @@ pub(crate) fn check_bundle(bundle: &Path) -> Result<(File, u64)> {
 /// Syncs and renames a finished temporary file to `output` (no-clobber unless `force`).
 pub(crate) fn publish(tmp: &Path, output: &Path, force: bool) -> Result<()> {
     let f = File::open(tmp).map_err(|e| Error::io("cannot open", tmp, e))?;
-    // Images carry only ciphertext: readable like the ISO they came from.
-    f.set_permissions(Permissions::from_mode(0o644))
+    // An image carries the bundle, which is 0600 (its ciphertext is what passphrase guesses
+    // are tried against). Temporaries are created 0600; xorriso's output lies in a private
+    // 0700 directory: either way no other user could open it before this.
+    f.set_permissions(Permissions::from_mode(0o600))
         .map_err(|e| Error::io("cannot set the mode of", tmp, e))?;
     f.sync_all().map_err(|e| Error::io("cannot sync", tmp, e))?;
     if force {

@@ -13,7 +13,7 @@ use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
-use rustix::fs::{AtFlags, Mode, OFlags, RenameFlags};
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
 use crate::{Error, Result};
@@ -25,15 +25,12 @@ use writer::Writer;
 
 /// Mode of parent directories vault has to create and that the bundle does not list.
 pub const PARENT_DIR_MODE: u32 = 0o755;
-/// Suffix of the backup kept when `--force` replaces a file.
-pub const BACKUP_SUFFIX: &str = ".vault-backup";
 
 #[derive(Debug, Clone, Copy)]
 pub struct PlaceOptions {
-    /// Replace existing files (default: refuse).
+    /// Replace existing files (default: refuse). The old file is removed once the commit
+    /// succeeded; no copy of it is kept (it may well be a secret too).
     pub force: bool,
-    /// With `force`: keep the replaced file as `<name>.vault-backup`.
-    pub backup: bool,
     /// Set owners (needs root; without it files keep the caller's owner).
     pub chown: bool,
 }
@@ -45,7 +42,9 @@ struct Pending {
 
 struct Committed {
     target: String,
-    backup: Option<String>,
+    /// The file `--force` replaced, under the temporary's name until the commit is complete
+    /// (so a rollback can swap it back), then removed.
+    displaced: Option<String>,
 }
 
 /// Places files under one root directory.
@@ -61,10 +60,14 @@ pub struct Placer {
     finished: bool,
     /// Writes file contents on a second thread (see [`Writer`]); started by the first file.
     writer: Option<Writer>,
+    /// A signal makes the copy and commit loops stop with [`Error::Interrupted`], and the
+    /// normal rollback runs.
+    _polled: crate::interrupt::Polled,
 }
 
 /// Why copying a file's contents stopped.
 enum Stop {
+    Interrupted(Error),
     Read(io::Error),
     Write(writer::Failure),
 }
@@ -97,6 +100,7 @@ impl Placer {
             last_parent: None,
             finished: false,
             writer: None,
+            _polled: crate::interrupt::Polled::enter(),
         })
     }
 
@@ -225,7 +229,7 @@ impl Placer {
         data: &mut dyn Read,
     ) -> Result<()> {
         let (parent, _) = self.parent(target)?;
-        let temp = format!(".vault-{:016x}.tmp", rand::random::<u64>());
+        let temp = crate::interrupt::temp_name("");
         let fd = rustix::fs::openat(
             &parent,
             temp.as_str(),
@@ -253,6 +257,7 @@ impl Placer {
         let copied = (|| {
             writer.open(file, target).map_err(Stop::Write)?;
             loop {
+                crate::interrupt::check().map_err(Stop::Interrupted)?;
                 let mut buf = writer.buffer();
                 let n = match data.read(&mut buf) {
                     Ok(0) => {
@@ -267,6 +272,7 @@ impl Placer {
             }
         })();
         copied.map_err(|stop| match stop {
+            Stop::Interrupted(e) => e,
             Stop::Read(e) => Error::io("cannot read bundle data for", self.display_path(target), e),
             Stop::Write((t, e)) => self.write_error(t, e),
         })
@@ -300,11 +306,12 @@ impl Placer {
 
     fn try_commit(&mut self) -> Result<()> {
         self.drain_writer()?;
+        crate::interrupt::check()?;
         rustix::fs::syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
         let pending = std::mem::take(&mut self.pending);
         let mut rest = pending.into_iter();
         while let Some(p) = rest.next() {
-            if let Err(e) = self.commit_one(&p) {
+            if let Err(e) = crate::interrupt::check().and_then(|()| self.commit_one(&p)) {
                 // Put back what is not committed, so rollback removes those temporaries too.
                 self.pending.push(p);
                 self.pending.extend(rest);
@@ -318,65 +325,92 @@ impl Placer {
     fn commit_one(&mut self, p: &Pending) -> Result<()> {
         let (parent, name) = self.parent(&p.target)?;
         let (_, temp) = split(&p.temp);
-        let exists = rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW).is_ok();
-        let mut backup = None;
-        if exists {
-            if !self.opts.force {
-                return Err(Error::Refused {
-                    why: format!(
-                        "{} appeared while vault was placing files",
-                        self.display_path(&p.target).display()
-                    ),
-                    hint: Some("nothing was changed; run again, with --force to replace it".into()),
-                });
-            }
-            if self.opts.backup {
-                let b = format!("{name}{BACKUP_SUFFIX}");
+        let existing = rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+            .ok()
+            .map(|st| FileType::from_raw_mode(st.st_mode));
+        let refused = |why: &str, hint: &str| Error::Refused {
+            why: format!("{} {why}", self.display_path(&p.target).display()),
+            hint: Some(hint.into()),
+        };
+        let displaced = match existing {
+            None => {
                 rustix::fs::renameat_with(
                     &parent,
-                    name.as_str(),
+                    temp,
                     &parent,
-                    b.as_str(),
+                    name.as_str(),
                     RenameFlags::NOREPLACE,
                 )
-                .map_err(|e| {
-                    if e == Errno::EXIST {
-                        Error::Refused {
-                            why: format!(
-                                "{}{BACKUP_SUFFIX} already exists",
-                                self.display_path(&p.target).display()
-                            ),
-                            hint: Some("move the old backup away, or use --no-backup".into()),
-                        }
-                    } else {
-                        self.io_error(&p.target, e)
-                    }
-                })?;
-                backup = Some(b);
+                .map_err(|e| self.io_error(&p.target, e))?;
+                None
             }
-        }
-        let flags = if exists && !self.opts.backup {
-            RenameFlags::empty()
-        } else {
-            RenameFlags::NOREPLACE
-        };
-        if let Err(e) = rustix::fs::renameat_with(&parent, temp, &parent, name.as_str(), flags) {
-            if let Some(b) = &backup {
-                let _ = rustix::fs::renameat_with(
+            Some(_) if !self.opts.force => {
+                return Err(refused(
+                    "appeared while vault was placing files",
+                    "nothing was changed; run again, with --force to replace it",
+                ))
+            }
+            Some(FileType::Directory) => {
+                return Err(refused(
+                    "became a directory while vault was placing files",
+                    "remove or fix that path in the target, then run the same command again",
+                ))
+            }
+            Some(_) => {
+                // Swapped, not overwritten: until the commit completes, the old file waits
+                // under the temporary's name, so a rollback can swap it back.
+                match rustix::fs::renameat_with(
                     &parent,
-                    b.as_str(),
+                    temp,
                     &parent,
                     name.as_str(),
-                    RenameFlags::NOREPLACE,
-                );
+                    RenameFlags::EXCHANGE,
+                ) {
+                    Ok(()) => Some(p.temp.clone()),
+                    // A filesystem that cannot swap: replaced outright.
+                    Err(Errno::INVAL) => {
+                        rustix::fs::renameat(&parent, temp, &parent, name.as_str())
+                            .map_err(|e| self.io_error(&p.target, e))?;
+                        None
+                    }
+                    Err(e) => return Err(self.io_error(&p.target, e)),
+                }
             }
-            return Err(self.io_error(&p.target, e));
-        }
+        };
         self.committed.push(Committed {
             target: p.target.clone(),
-            backup,
+            displaced,
         });
         Ok(())
+    }
+
+    /// Removes the files `--force` replaced, once every placer committed: until then (or
+    /// until this placer is dropped) [`Placer::rollback`] can still put them back.
+    pub fn release(&mut self) {
+        self.remove_displaced();
+        let _ = rustix::fs::syncfs(&self.root);
+    }
+
+    fn remove_displaced(&mut self) {
+        let displaced: Vec<String> = self
+            .committed
+            .iter_mut()
+            .filter_map(|c| c.displaced.take())
+            .collect();
+        for d in displaced {
+            {
+                let (pd, name) = split(&d);
+                let Ok(parent) = self.parent_no_create(&format!("{pd}/x")) else {
+                    continue;
+                };
+                if let Err(e) = rustix::fs::unlinkat(&parent.0, name, AtFlags::empty()) {
+                    eprintln!(
+                        "warning: could not remove the replaced file {}: {e}",
+                        self.display_path(&d).display()
+                    );
+                }
+            }
+        }
     }
 
     /// Removes everything this run placed or created and restores backups, newest first. Best
@@ -387,15 +421,25 @@ impl Placer {
         self.last_parent = None;
         for c in std::mem::take(&mut self.committed).into_iter().rev() {
             if let Ok((parent, name)) = self.parent_no_create(&c.target) {
-                let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty());
-                if let Some(b) = c.backup {
-                    let _ = rustix::fs::renameat_with(
-                        &parent,
-                        b.as_str(),
-                        &parent,
-                        name.as_str(),
-                        RenameFlags::NOREPLACE,
-                    );
+                match c.displaced {
+                    // The old file back in place; the new one leaves under the temporary name.
+                    Some(d) => {
+                        let (_, temp) = split(&d);
+                        if rustix::fs::renameat_with(
+                            &parent,
+                            temp,
+                            &parent,
+                            name.as_str(),
+                            RenameFlags::EXCHANGE,
+                        )
+                        .is_ok()
+                        {
+                            let _ = rustix::fs::unlinkat(&parent, temp, AtFlags::empty());
+                        }
+                    }
+                    None => {
+                        let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty());
+                    }
                 }
             }
         }
@@ -430,17 +474,9 @@ impl Placer {
         Ok((dir, name.to_owned()))
     }
 
-    /// Files placed by the last successful commit, with their backups.
-    pub fn placed(&self) -> impl Iterator<Item = (PathBuf, Option<PathBuf>)> + '_ {
-        self.committed.iter().map(|c| {
-            let (p, _) = split(&c.target);
-            (
-                self.display_path(&c.target),
-                c.backup
-                    .as_ref()
-                    .map(|b| self.display_path(&format!("{p}/{b}"))),
-            )
-        })
+    /// Files placed by the last successful commit.
+    pub fn placed(&self) -> impl Iterator<Item = PathBuf> + '_ {
+        self.committed.iter().map(|c| self.display_path(&c.target))
     }
 
     /// Directories this run created.
@@ -457,6 +493,8 @@ impl Drop for Placer {
     fn drop(&mut self) {
         if !self.finished {
             self.rollback();
+        } else if self.committed.iter().any(|c| c.displaced.is_some()) {
+            self.release();
         }
     }
 }

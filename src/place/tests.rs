@@ -4,7 +4,6 @@ use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 fn opts() -> PlaceOptions {
     PlaceOptions {
         force: false,
-        backup: true,
         chown: false,
     }
 }
@@ -64,15 +63,21 @@ fn refuses_symlinked_parent_and_reports_conflicts() {
     std::fs::write(t.path().join("existing"), "old").unwrap();
     std::fs::create_dir(t.path().join("adir")).unwrap();
     let p = Placer::new(t.path(), opts()).unwrap();
-    let c = p.check(
-        ["/etc/d"],
-        ["/etc/ssh/key", "/existing", "/adir", "/new/file"],
-    );
+    let mut dir = item("/etc/d", b"", 0o755);
+    dir.kind = crate::archive::Kind::Dir;
+    let items = [
+        dir,
+        item("/etc/ssh/key", b"k", 0o600),
+        item("/existing", b"k", 0o600),
+        item("/adir", b"k", 0o600),
+        item("/new/file", b"k", 0o600),
+    ];
+    let c = p.check(&items);
     let kinds: Vec<_> = c.iter().map(|c| c.what).collect();
+    // The link /etc is in the way of two targets: listed once.
     assert_eq!(
         kinds,
         vec![
-            ConflictKind::NotADirectory,
             ConflictKind::NotADirectory,
             ConflictKind::Exists,
             ConflictKind::IsADirectory
@@ -88,27 +93,86 @@ fn refuses_symlinked_parent_and_reports_conflicts() {
 }
 
 #[test]
-fn force_keeps_a_backup_and_rollback_restores_it() {
+fn force_replaces_without_a_copy_and_rollback_restores_the_old_file() {
     let t = tempfile::tempdir().unwrap();
     std::fs::write(t.path().join("f"), "old").unwrap();
-    let mut p = Placer::new(
-        t.path(),
-        PlaceOptions {
-            force: true,
-            ..opts()
-        },
-    )
-    .unwrap();
+    let force = PlaceOptions {
+        force: true,
+        ..opts()
+    };
+    // Rolled back after the renames (a later stage failed): the old file is back.
+    let mut p = Placer::new(t.path(), force).unwrap();
     p.file("/f", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
     p.commit().unwrap();
-    assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"new");
-    assert_eq!(
-        std::fs::read(t.path().join("f.vault-backup")).unwrap(),
-        b"old"
-    );
     p.rollback();
     assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
-    assert!(!t.path().join("f.vault-backup").exists());
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    // Committed: the new file, and nothing else, not even for a moment after the commit.
+    let mut p = Placer::new(t.path(), force).unwrap();
+    p.file("/f", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
+    p.commit().unwrap();
+    p.release();
+    assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"new");
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+    // Dropped after its commit, a placer removes the replaced file too.
+    std::fs::write(t.path().join("g"), "old").unwrap();
+    let mut p = Placer::new(t.path(), force).unwrap();
+    p.file("/g", 0o600, 0, 0, &mut &b"new"[..]).unwrap();
+    p.commit().unwrap();
+    drop(p);
+    assert_eq!(std::fs::read(t.path().join("g")).unwrap(), b"new");
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 2);
+}
+
+fn item(target: &str, data: &[u8], mode: u32) -> crate::archive::Item {
+    use sha2::Digest;
+    crate::archive::Item {
+        host: None,
+        stage: crate::manifest::Stage::Root,
+        kind: crate::archive::Kind::File,
+        target: target.into(),
+        mode,
+        uid: rustix::process::geteuid().as_raw(),
+        gid: rustix::process::getegid().as_raw(),
+        size: data.len() as u64,
+        sha256: Some(hex::encode(sha2::Sha256::digest(data))),
+    }
+}
+
+#[test]
+fn a_file_with_the_same_bytes_mode_and_owner_is_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("f"), "same").unwrap();
+    std::fs::set_permissions(t.path().join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    symlink(t.path().join("f"), t.path().join("link")).unwrap();
+    let p = Placer::new(t.path(), opts()).unwrap();
+    let kinds = |i: crate::archive::Item| {
+        p.check([&i])
+            .into_iter()
+            .map(|c| c.what)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        kinds(item("/f", b"same", 0o600)),
+        vec![ConflictKind::InPlace]
+    );
+    assert_eq!(
+        kinds(item("/f", b"same", 0o640)),
+        vec![ConflictKind::Exists]
+    );
+    assert_eq!(
+        kinds(item("/f", b"samf", 0o600)),
+        vec![ConflictKind::Exists]
+    );
+    assert_eq!(
+        kinds(item("/f", b"same!", 0o600)),
+        vec![ConflictKind::Exists]
+    );
+    // A link to a file holding the bytes is not the file: never followed.
+    assert_eq!(
+        kinds(item("/link", b"same", 0o600)),
+        vec![ConflictKind::Exists]
+    );
 }
 
 #[test]

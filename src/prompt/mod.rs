@@ -45,9 +45,13 @@ pub fn has_tty() -> bool {
 
 /// Asks once on the terminal, without echo.
 pub fn ask(prompt: &str) -> Result<SecretString> {
-    let answer = rpassword::prompt_password(prompt).map_err(|e| Error::Prompt(format!("{e}")))?;
+    // A signal at the prompt ends the run at once: the terminal gets its echo back.
+    let tty = crate::interrupt::TtyGuard::save();
+    let answer = rpassword::prompt_password(prompt).map_err(|e| Error::Prompt(format!("{e}")));
+    drop(tty);
+    let answer = answer?;
     if answer.is_empty() {
-        return Err(Error::Prompt("empty passphrase".into()));
+        return Err(Error::EmptyPassphrase);
     }
     Ok(SecretString::from(answer))
 }

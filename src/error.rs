@@ -110,6 +110,9 @@ pub enum Error {
 
     #[error(transparent)]
     Hosts(#[from] crate::hosts::Error),
+
+    #[error(transparent)]
+    ConfigCheck(#[from] crate::config_check::Error),
 }
 
 impl Error {
@@ -168,6 +171,7 @@ impl Hint for Error {
             Error::Rekey(e) => e.hint(),
             Error::Media(e) => e.hint(),
             Error::Hosts(e) => e.hint(),
+            Error::ConfigCheck(e) => e.hint(),
         }
     }
 
@@ -185,6 +189,7 @@ impl Hint for Error {
             Error::Rekey(e) => e.exit_code(),
             Error::Media(e) => e.exit_code(),
             Error::Hosts(e) => e.exit_code(),
+            Error::ConfigCheck(e) => e.exit_code(),
             _ => ExitCode::Failure,
         }
     }

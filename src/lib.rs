@@ -12,6 +12,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod config_check;
 pub mod error;
 pub mod hosts;
 pub mod keys;

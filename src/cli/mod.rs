@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use vault::Hint;
 
 mod attach;
+mod config_check;
 mod host;
 mod init;
 mod inspect;

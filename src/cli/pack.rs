@@ -53,6 +53,14 @@ pub struct PackArgs {
     /// Skip checking that each host's key opens the sops/agenix secrets meant for it.
     #[arg(long)]
     pub no_preflight: bool,
+    /// Check each host against its NixOS configuration, nixosConfigurations.NAME of this flake:
+    /// REF#NAME for host NAME (or for the one host packed), REF for every host (repeatable;
+    /// default: each host's `flake` in vault.toml).
+    #[arg(long, value_name = "REF[#NAME]")]
+    pub flake: Vec<String>,
+    /// Pack without evaluating the NixOS configurations.
+    #[arg(long)]
+    pub no_config_check: bool,
 }
 
 /// `--kdf-calibrate`: the installer must be able to afford the memory (half its RAM), and so
@@ -115,6 +123,12 @@ fn preflight(manifest: &Manifest, hosts: &[String], quiet: bool) -> vault::Resul
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
     let plan = pack::plan(&manifest, &a.hosts)?;
+    let config_check = match a.no_config_check {
+        false => Some(super::config_check::run(
+            &manifest, &plan, &a.flake, quiet, a.json,
+        )?),
+        true => None,
+    };
     if !a.no_preflight {
         preflight(&manifest, &plan.manifest.hosts, quiet || a.json)?;
     }
@@ -178,6 +192,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "files": files,
             "payload_bytes": plan.total_bytes,
             "kdf": { "memory_kib": kdf.m_kib, "iterations": kdf.t, "parallelism": kdf.p },
+            "config_check": config_check,
         });
         println!("{out}");
     } else if !quiet {

@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod config_check;
 pub mod error;
 pub mod hosts;
+pub mod initrd_key;
 pub mod keys;
 pub mod manifest;
 pub mod media;

@@ -473,3 +473,79 @@ fn flake_flag_for_a_host_not_packed_is_a_usage_error() {
         err(&o)
     );
 }
+
+#[test]
+fn missing_initrd_key_then_host_add_initrd_ssh_makes_a_separate_one() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        services.openssh.hostKeys = [ { path = "/etc/ssh/ssh_host_ed25519_key"; type = "ed25519"; } ];
+        boot.initrd.network.ssh.hostKeys = [ "/etc/secrets/initrd/ssh_host_ed25519_key" ];
+        boot.initrd.secrets."/etc/secrets/initrd/ssh_host_ed25519_key" = "/etc/secrets/initrd/ssh_host_ed25519_key";
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        ["vault: laptop: boot.initrd.network.ssh.hostKeys reads /etc/secrets/initrd/ssh_host_ed25519_key, but vault.toml places nothing there for laptop"],
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o)
+            .contains("hint: `vault host add laptop --initrd-ssh` generates a separate initrd key"),
+        "{}",
+        err(&o)
+    );
+
+    let o = ws.vault(&["host", "add", "laptop", "--initrd-ssh"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains(
+            "boot.initrd.network.ssh.hostKeys = [ \"/etc/secrets/initrd/ssh_host_ed25519_key\" ];"
+        ),
+        "{out}"
+    );
+    let initrd = ws.d.join("hosts/laptop/initrd_ssh_host_ed25519_key");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        std::fs::metadata(&initrd).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert_ne!(
+        std::fs::read(&initrd).unwrap(),
+        std::fs::read(ws.key("laptop")).unwrap(),
+        "never the main host key"
+    );
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(problems(&o).is_empty(), "{}", err(&o));
+    // A second --initrd-ssh is refused, nothing changed.
+    let before = std::fs::read(ws.d.join("vault.toml")).unwrap();
+    let o = ws.vault(&["host", "add", "laptop", "--initrd-ssh"]);
+    assert!(!o.status.success());
+    assert_eq!(std::fs::read(ws.d.join("vault.toml")).unwrap(), before);
+}
+
+#[test]
+fn initrd_reusing_the_main_host_key_is_refused() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.initrd.network.ssh.hostKeys = [ "/etc/ssh/ssh_host_ed25519_key" ]; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let line = ws.line_of("laptop", HOST_KEY);
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.initrd.network.ssh.hostKeys reads /etc/ssh/ssh_host_ed25519_key, which is the host's main SSH key (line {line}); the initrd copy sits unencrypted on /boot")],
+        "{}",
+        err(&o)
+    );
+}

@@ -10,6 +10,7 @@ mod attach;
 mod config_check;
 mod host;
 mod init;
+mod initrd;
 mod inspect;
 mod keys;
 mod pack;

@@ -88,6 +88,9 @@ struct Host<'a> {
     binds: Vec<Bind>,
     problems: Vec<Problem>,
     reported: BTreeSet<String>,
+    /// Where the configuration's paths must be placed: never offered as a near miss for
+    /// another path.
+    claimed: BTreeSet<String>,
 }
 
 fn join_storage(storage: &str, path: &str) -> String {
@@ -157,6 +160,7 @@ impl<'a> Host<'a> {
             binds,
             problems: Vec::new(),
             reported: BTreeSet::new(),
+            claimed: BTreeSet::new(),
         }
     }
 
@@ -209,12 +213,15 @@ impl<'a> Host<'a> {
     }
 
     /// The placed file for `p`, or `None` after reporting a problem when one is due: always
-    /// for a near miss, and for a plain absence when `required`.
+    /// for a near miss, and for a plain absence when `required`. A file of the same name
+    /// elsewhere counts as a near miss only with `guess` (not for keys that must differ from
+    /// one of the same name, like the initrd's).
     fn locate(
         &mut self,
         option: &str,
         p: &str,
         required: bool,
+        guess: bool,
         missing_hint: &dyn Fn(&str) -> String,
     ) -> Option<Placed> {
         let need = self.need(p);
@@ -237,6 +244,8 @@ impl<'a> Host<'a> {
         let same_name = self
             .placed
             .iter()
+            .filter(|_| guess)
+            .filter(|(t, _)| !self.claimed.contains(t.as_str()))
             .find(|(t, _)| Path::new(t.as_str()).file_name() == file_name && file_name.is_some())
             .map(|(t, pl)| (t.clone(), pl.line));
         let (message, hint, line) = if let Some((b, line)) = wrong_root {
@@ -347,6 +356,24 @@ pub fn check_host(
     ev: &Evaluated,
 ) -> Vec<Problem> {
     let mut h = Host::new(manifest, plan, host, ev);
+    let read = ev
+        .openssh_host_keys
+        .iter()
+        .filter_map(|k| k.path.as_ref())
+        .chain(
+            ev.sops
+                .iter()
+                .flat_map(|s| s.key_file.iter().chain(s.ssh_key_paths.iter().flatten())),
+        )
+        .chain(
+            ev.age
+                .iter()
+                .flat_map(|a| a.identity_paths.iter().flatten()),
+        )
+        .chain(ev.initrd_ssh_host_keys.iter().flatten())
+        .chain(ev.initrd_secrets.values().flatten());
+    let claimed: BTreeSet<String> = read.map(|p| h.need(p).target).collect();
+    h.claimed = claimed;
     let manages_key = manifest
         .hosts
         .get(host)
@@ -359,7 +386,13 @@ pub fn check_host(
         main_keys.insert(p.clone());
         let ed = k.kind.as_deref() == Some("ed25519");
         let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-        let Some(pl) = h.locate("services.openssh.hostKeys", p, ed && manages_key, &hint) else {
+        let Some(pl) = h.locate(
+            "services.openssh.hostKeys",
+            p,
+            ed && manages_key,
+            true,
+            &hint,
+        ) else {
             continue;
         };
         if pl.mode & 0o077 != 0 {
@@ -382,13 +415,13 @@ pub fn check_host(
         let mut placed = Vec::new();
         if let Some(k) = &s.key_file {
             let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/age-key.txt");
-            if let Some(pl) = h.locate("sops.age.keyFile", k, true, &hint) {
+            if let Some(pl) = h.locate("sops.age.keyFile", k, true, true, &hint) {
                 placed.push((k.clone(), pl));
             }
         }
         for p in s.ssh_key_paths.iter().flatten() {
             let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-            if let Some(pl) = h.locate("sops.age.sshKeyPaths", p, true, &hint) {
+            if let Some(pl) = h.locate("sops.age.sshKeyPaths", p, true, true, &hint) {
                 placed.push((p.clone(), pl));
             }
         }
@@ -412,7 +445,7 @@ pub fn check_host(
         let mut placed = Vec::new();
         for p in &paths {
             let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-            if let Some(pl) = h.locate("age.identityPaths", p, false, &hint) {
+            if let Some(pl) = h.locate("age.identityPaths", p, false, true, &hint) {
                 placed.push(((*p).clone(), pl));
             }
         }
@@ -458,7 +491,7 @@ pub fn check_host(
                 )
             }
         };
-        let Some(pl) = h.locate("boot.initrd.network.ssh.hostKeys", p, true, &hint) else {
+        let Some(pl) = h.locate("boot.initrd.network.ssh.hostKeys", p, true, false, &hint) else {
             continue;
         };
         let main_source = manifest
@@ -492,7 +525,7 @@ pub fn check_host(
         }
         let option = quoted("boot.initrd.secrets", dest);
         let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/…");
-        h.locate(&option, src, true, &hint);
+        h.locate(&option, src, true, false, &hint);
     }
     h.problems
 }

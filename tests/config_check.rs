@@ -549,3 +549,42 @@ fn initrd_reusing_the_main_host_key_is_refused() {
         err(&o)
     );
 }
+
+#[test]
+fn agenix_without_any_placed_identity_and_a_missing_initrd_secret() {
+    let (Some(()), Some(age)) = (tools(), require_tool("age")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.age_file(&age, "restic.age", &ws.ssh_public("laptop"));
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        age.identityPaths = [ "/var/lib/agenix/id" "/etc/ssh/ssh_host_rsa_key" ];
+        age.secrets.restic.file = ./secrets/restic.age;
+        boot.initrd.secrets."/keyfile.bin" = "/etc/secrets/initrd/keyfile.bin";
+        boot.initrd.secrets."/in-store" = ./flake.nix;
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [
+            "vault: laptop: age.identityPaths reads /var/lib/agenix/id, /etc/ssh/ssh_host_rsa_key, but vault.toml places none of them for laptop",
+            "vault: laptop: boot.initrd.secrets.\"/keyfile.bin\" reads /etc/secrets/initrd/keyfile.bin, but vault.toml places nothing there for laptop",
+        ],
+        "{}",
+        err(&o)
+    );
+    // One identity placed is enough for agenix (it skips missing ones), and it opens the file.
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" "/etc/ssh/ssh_host_rsa_key" ];
+        age.secrets.restic.file = ./secrets/restic.age;
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}

@@ -8,6 +8,7 @@
 
 pub mod eval;
 pub mod rules;
+mod secrets;
 
 use std::path::PathBuf;
 

@@ -11,8 +11,9 @@
 //! when it has agenix secrets (agenix skips missing ones); each
 //! `boot.initrd.network.ssh.hostKeys` path and `boot.initrd.secrets` source (the bootloader
 //! install copies them); an ed25519 `services.openssh.hostKeys` path when vault manages the
-//! host key (sshd would otherwise generate a new one). A path placed under another directory
-//! with the same file name is always reported, since it is almost surely meant for it.
+//! host key (sshd would otherwise generate a new one). A file of the same name placed at
+//! another path is reported whatever the option (a near miss), except for initrd keys, which
+//! must differ from the main key of the same name. Secret files: see `secrets`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -25,7 +26,7 @@ use crate::archive::Kind;
 use crate::keys::passphrase;
 use crate::manifest::{Manifest, Stage};
 use crate::pack::PackPlan;
-use crate::rekey::{age_util, sops, Identities};
+use crate::rekey::Identities;
 
 /// Where `vault host add --initrd-ssh` places the initrd SSH host key.
 pub const INITRD_KEY_TARGET: &str = "/etc/secrets/initrd/ssh_host_ed25519_key";
@@ -58,8 +59,8 @@ impl std::fmt::Display for Problem {
 
 /// A file vault places on the installed root for the host.
 #[derive(Debug, Clone)]
-struct Placed {
-    source: PathBuf,
+pub(super) struct Placed {
+    pub(super) source: PathBuf,
     mode: u32,
     line: usize,
 }
@@ -74,16 +75,16 @@ struct Bind {
 }
 
 /// Where a path the configuration reads must be placed.
-struct Need<'a> {
-    target: String,
+pub(super) struct Need<'a> {
+    pub(super) target: String,
     bind: Option<&'a Bind>,
     /// The persistent storage the path itself is under (`/persist` for `/persist/etc/…`).
     in_storage: Option<&'a str>,
 }
 
-struct Host<'a> {
-    name: &'a str,
-    placed: BTreeMap<String, Placed>,
+pub(super) struct Host<'a> {
+    pub(super) name: &'a str,
+    pub(super) placed: BTreeMap<String, Placed>,
     storages: Vec<(String, String)>,
     binds: Vec<Bind>,
     problems: Vec<Problem>,
@@ -164,7 +165,7 @@ impl<'a> Host<'a> {
         }
     }
 
-    fn need(&self, p: &str) -> Need<'_> {
+    pub(super) fn need(&self, p: &str) -> Need<'_> {
         if let Some((_, s)) = self.storages.iter().find(|(_, s)| {
             p.strip_prefix(s.trim_end_matches('/'))
                 .is_some_and(|r| r.starts_with('/'))
@@ -194,7 +195,7 @@ impl<'a> Host<'a> {
         }
     }
 
-    fn problem(
+    pub(super) fn problem(
         &mut self,
         option: &str,
         path: &str,
@@ -323,31 +324,6 @@ impl<'a> Host<'a> {
     }
 }
 
-/// A store path shown as the file inside the flake (`secrets/wifi.yaml`).
-fn display_file(f: &str) -> String {
-    let shown = match f.strip_prefix("/nix/store/") {
-        Some(rest) => match rest.split_once('/') {
-            Some((_, inner)) => inner.to_owned(),
-            None => rest.split_once('-').map_or(rest, |(_, n)| n).to_owned(),
-        },
-        None => f.to_owned(),
-    };
-    escape(&shown)
-}
-
-fn quoted(prefix: &str, name: &str) -> String {
-    format!("{prefix}.\"{}\"", escape(name))
-}
-
-/// "`sops.secrets."a"`" or "`sops.secrets."a"` (and 2 more)".
-fn names_of(prefix: &str, names: &[&String]) -> String {
-    let first = quoted(prefix, names.first().map_or("", |s| s.as_str()));
-    match names.len() {
-        0 | 1 => first,
-        n => format!("{first} (and {} more)", n - 1),
-    }
-}
-
 /// The checks for one host: see the module documentation.
 pub fn check_host(
     manifest: &Manifest,
@@ -436,7 +412,7 @@ pub fn check_host(
         }
         let ids = h.identities("sops.age", &placed);
         if !ids.is_empty() {
-            check_sops_files(&mut h, s, &ids);
+            super::secrets::check_sops_files(&mut h, s, &ids);
         }
     }
 
@@ -473,7 +449,7 @@ pub fn check_host(
         }
         let ids = h.identities("age.identityPaths", &placed);
         if !ids.is_empty() {
-            check_age_files(&mut h, a, &ids);
+            super::secrets::check_age_files(&mut h, a, &ids);
         }
     }
 
@@ -523,7 +499,7 @@ pub fn check_host(
         if src.starts_with("/nix/store/") {
             continue;
         }
-        let option = quoted("boot.initrd.secrets", dest);
+        let option = super::secrets::quoted("boot.initrd.secrets", dest);
         let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/…");
         h.locate(&option, src, true, false, &hint);
     }
@@ -536,122 +512,4 @@ fn h_entry_hint(host: &str, target: &str, what: &str) -> String {
         what.replace("NAME", host),
         escape(target)
     )
-}
-
-/// The bytes of a secret file the configuration uses: its store copy, or the placed source
-/// when the configuration names a path on the host that vault places.
-fn read_secret(h: &Host<'_>, file: &str) -> std::io::Result<Vec<u8>> {
-    if !file.starts_with("/nix/store/") {
-        if let Some(pl) = h.placed.get(&h.need(file).target) {
-            return std::fs::read(&pl.source);
-        }
-    }
-    std::fs::read(file)
-}
-
-fn check_sops_files(h: &mut Host<'_>, s: &super::eval::SopsOptions, ids: &Identities) {
-    let mut files: BTreeMap<(&str, Option<&str>), Vec<&String>> = BTreeMap::new();
-    for (name, secret) in &s.secrets {
-        let Some(f) = secret.file.as_deref() else {
-            let option = quoted("sops.secrets", name);
-            let msg = format!("{option} names no sopsFile, and sops.defaultSopsFile is not set");
-            h.problem(
-                &option,
-                "",
-                None,
-                msg,
-                "set sops.defaultSopsFile or the secret's sopsFile".into(),
-            );
-            continue;
-        };
-        files
-            .entry((f, secret.format.as_deref()))
-            .or_default()
-            .push(name);
-    }
-    for ((file, format), names) in files {
-        let option = names_of("sops.secrets", &names);
-        let shown = display_file(file);
-        let fail = |h: &mut Host<'_>, why: String, hint: String| {
-            let msg = format!("{option} uses {shown}, {why}");
-            h.problem(&option, &shown, None, msg, hint);
-        };
-        let bytes = match read_secret(h, file) {
-            Ok(b) => b,
-            Err(e) => {
-                fail(
-                    h,
-                    format!("which cannot be read: {e}"),
-                    "check the path in the configuration".into(),
-                );
-                continue;
-            }
-        };
-        let fmt = match format {
-            Some("yaml") => sops::Format::Yaml,
-            Some("json" | "binary") => sops::Format::Json,
-            Some("dotenv") => sops::Format::Dotenv,
-            Some("ini") => sops::Format::Ini,
-            _ => sops::Format::of(Path::new(file)),
-        };
-        let groups = match String::from_utf8(bytes).ok().map(|t| fmt.read(&t)) {
-            Some(Ok(Some(g))) => g,
-            Some(Ok(None)) | None => {
-                fail(
-                    h,
-                    "which is not sops-encrypted".into(),
-                    "encrypt it with `sops --encrypt --in-place`".into(),
-                );
-                continue;
-            }
-            Some(Err(why)) => {
-                fail(
-                    h,
-                    format!("whose sops metadata is damaged: {}", escape(&why)),
-                    "restore it from version control".into(),
-                );
-                continue;
-            }
-        };
-        // sops needs every key group (its default threshold); the host must open one entry of each.
-        let host = h.name.to_owned();
-        if groups.is_empty() || groups.iter().any(|g| sops::open_group(g, ids).is_err()) {
-            fail(
-                h,
-                format!("which {host}'s key cannot open; run `vault rekey`"),
-                format!("its .sops.yaml creation rule must list {host} (`vault host add {host}` adds it), then `vault rekey` re-encrypts it"),
-            );
-        }
-    }
-}
-
-fn check_age_files(h: &mut Host<'_>, a: &super::eval::AgeOptions, ids: &Identities) {
-    let mut files: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
-    for (name, f) in &a.secrets {
-        match f {
-            Some(f) => files.entry(f.as_str()).or_default().push(name),
-            None => {
-                let option = quoted("age.secrets", name);
-                let msg = format!("{option} names no file");
-                h.problem(&option, "", None, msg, "set the secret's file".into());
-            }
-        }
-    }
-    let host = h.name.to_owned();
-    for (file, names) in files {
-        let option = names_of("age.secrets", &names);
-        let shown = display_file(file);
-        let (why, hint) = match read_secret(h, file) {
-            Err(e) => (format!("which cannot be read: {e}"), "check the path in the configuration".to_owned()),
-            Ok(bytes) => match age_util::decrypt(&bytes, ids) {
-                Ok(_) => continue,
-                Err(why) => (
-                    format!("which {host}'s key cannot open ({}); run `vault rekey`", escape(&why)),
-                    format!("secrets.nix must list {host}'s key for this file, then `vault rekey` re-encrypts it"),
-                ),
-            },
-        };
-        let msg = format!("{option} uses {shown}, {why}");
-        h.problem(&option, &shown, None, msg, hint);
-    }
 }

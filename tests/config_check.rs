@@ -588,3 +588,40 @@ fn agenix_without_any_placed_identity_and_a_missing_initrd_secret() {
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
 }
+
+/// agenix decrypts with `age -i KEY`: an SSH key there is an SSH identity only, so a file
+/// encrypted to the key's ssh-to-age recipient (as sops-nix would use it) does not open.
+#[test]
+fn agenix_file_for_the_ssh_to_age_recipient_does_not_open_with_the_ssh_key() {
+    let (Some(()), Some(age)) = (tools(), require_tool("age")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.age_file(&age, "restic.age", &ws.age_recipient("laptop"));
+    // The real age agrees: the SSH key does not open it.
+    let real = common::run_decrypt(
+        &age,
+        &ws.d.join("nixcfg/secrets/restic.age"),
+        &ws.key("laptop"),
+    );
+    assert!(
+        real.is_err(),
+        "age -i ssh_key opened a file for the ssh-to-age recipient"
+    );
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ];
+        age.secrets.restic.file = ./secrets/restic.age;
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let p = problems(&o);
+    assert_eq!(p.len(), 1, "{}", err(&o));
+    assert!(
+        p[0].starts_with("vault: laptop: age.secrets.\"restic\" uses secrets/restic.age, which laptop's key cannot open"),
+        "{}",
+        p[0]
+    );
+}

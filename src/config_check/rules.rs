@@ -303,7 +303,11 @@ impl<'a> Host<'a> {
 
     /// Loads the identities placed for `option` (host keys are unencrypted); a placed file
     /// that is no usable key is a problem of its own.
-    fn identities(&mut self, option: &str, placed: &[(String, Placed)]) -> Identities {
+    fn identities(
+        &mut self,
+        option: &str,
+        placed: &[(String, Placed)],
+    ) -> (Identities, Vec<PathBuf>) {
         let pass = passphrase::Source::File(PathBuf::from("/dev/null"));
         let mut usable = Vec::new();
         for (p, pl) in placed {
@@ -320,7 +324,8 @@ impl<'a> Host<'a> {
                 }
             }
         }
-        Identities::load(&usable, &pass).unwrap_or_default()
+        let ids = Identities::load(&usable, &pass).unwrap_or_default();
+        (ids, usable)
     }
 }
 
@@ -410,7 +415,7 @@ pub fn check_host(
                 "set sops.age.sshKeyPaths = [ \"/etc/ssh/ssh_host_ed25519_key\" ] (the key vault places), or sops.age.keyFile".into(),
             );
         }
-        let ids = h.identities("sops.age", &placed);
+        let (ids, _) = h.identities("sops.age", &placed);
         if !ids.is_empty() {
             super::secrets::check_sops_files(&mut h, s, &ids);
         }
@@ -447,9 +452,9 @@ pub fn check_host(
                 h_entry_hint(host, &first, "hosts/NAME/ssh_host_ed25519_key"),
             );
         }
-        let ids = h.identities("age.identityPaths", &placed);
+        let (ids, sources) = h.identities("age.identityPaths", &placed);
         if !ids.is_empty() {
-            super::secrets::check_age_files(&mut h, a, &ids);
+            super::secrets::check_age_files(&mut h, a, &sources);
         }
     }
 

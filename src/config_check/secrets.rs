@@ -2,12 +2,14 @@
 //! keys the host will have: the files vault places where the configuration reads its keys.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use zeroize::Zeroizing;
 
 use super::escape;
 use super::eval::{AgeOptions, SopsOptions};
 use super::rules::Host;
-use crate::rekey::{age_util, sops, Identities};
+use crate::rekey::{sops, Identities};
 
 /// A store path shown as the file inside the flake (`secrets/wifi.yaml`).
 fn display_file(f: &str) -> String {
@@ -121,7 +123,46 @@ pub(super) fn check_sops_files(h: &mut Host<'_>, s: &SopsOptions, ids: &Identiti
     }
 }
 
-pub(super) fn check_age_files(h: &mut Host<'_>, a: &AgeOptions, ids: &Identities) {
+/// The identities `age -i FILE` makes of each file, as agenix calls it: an SSH private key is
+/// an SSH identity only (not its ssh-to-age X25519 form, which sops-nix uses), an age key file
+/// its `AGE-SECRET-KEY-1…` lines. The files were loaded once already, so they are usable.
+fn agenix_identities(sources: &[PathBuf]) -> Vec<Box<dyn age::Identity + Send + Sync>> {
+    let mut out: Vec<Box<dyn age::Identity + Send + Sync>> = Vec::new();
+    for p in sources {
+        let Ok(bytes) = std::fs::read(p).map(Zeroizing::new) else {
+            continue;
+        };
+        if bytes.windows(16).any(|w| w == b"PRIVATE KEY-----") {
+            if let Ok(id @ age::ssh::Identity::Unencrypted(_)) =
+                age::ssh::Identity::from_buffer(&bytes[..], None)
+            {
+                out.push(Box::new(id));
+            }
+        } else if let Ok(ids) = age::IdentityFile::from_buffer(&bytes[..])
+            .and_then(|f| f.into_identities().map_err(std::io::Error::other))
+        {
+            out.extend(ids);
+        }
+    }
+    out
+}
+
+fn age_decrypt(bytes: &[u8], ids: &[Box<dyn age::Identity + Send + Sync>]) -> Result<(), String> {
+    let d = age::Decryptor::new_buffered(age::armor::ArmoredReader::new(bytes))
+        .map_err(|e| format!("not an age file: {e}"))?;
+    let mut r = d
+        .decrypt(ids.iter().map(|b| b.as_ref() as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => "no identity given opens it".to_owned(),
+            other => other.to_string(),
+        })?;
+    let mut sink = Zeroizing::new(Vec::new());
+    std::io::Read::read_to_end(&mut r, &mut sink).map_err(|e| format!("corrupt payload: {e}"))?;
+    Ok(())
+}
+
+pub(super) fn check_age_files(h: &mut Host<'_>, a: &AgeOptions, sources: &[PathBuf]) {
+    let ids = agenix_identities(sources);
     let mut files: BTreeMap<&str, Vec<&String>> = BTreeMap::new();
     for (name, f) in &a.secrets {
         match f {
@@ -139,7 +180,7 @@ pub(super) fn check_age_files(h: &mut Host<'_>, a: &AgeOptions, ids: &Identities
         let shown = display_file(file);
         let (why, hint) = match read_secret(h, file) {
             Err(e) => (format!("which cannot be read: {e}"), "check the path in the configuration".to_owned()),
-            Ok(bytes) => match age_util::decrypt(&bytes, ids) {
+            Ok(bytes) => match age_decrypt(&bytes, &ids) {
                 Ok(_) => continue,
                 Err(why) => (
                     format!("which {host}'s key cannot open ({}); run `vault rekey`", escape(&why)),

@@ -564,18 +564,28 @@ fn agenix_without_any_placed_identity_and_a_missing_initrd_secret() {
         age.secrets.restic.file = ./secrets/restic.age;
         boot.initrd.secrets."/keyfile.bin" = "/etc/secrets/initrd/keyfile.bin";
         boot.initrd.secrets."/in-store" = ./flake.nix;
+        boot.initrd.network.ssh.hostKeys = [ ./secrets/restic.age ];
       }"#,
     )]);
     let o = ws.pack(&[]);
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let p = problems(&o);
+    assert_eq!(p.len(), 3, "{}", err(&o));
     assert_eq!(
-        problems(&o),
-        [
-            "vault: laptop: age.identityPaths reads /var/lib/agenix/id, /etc/ssh/ssh_host_rsa_key, but vault.toml places none of them for laptop",
-            "vault: laptop: boot.initrd.secrets.\"/keyfile.bin\" reads /etc/secrets/initrd/keyfile.bin, but vault.toml places nothing there for laptop",
-        ],
+        p[0],
+        "vault: laptop: age.identityPaths reads /var/lib/agenix/id, /etc/ssh/ssh_host_rsa_key, but vault.toml places none of them for laptop"
+    );
+    assert!(
+        p[1].starts_with("vault: laptop: boot.initrd.network.ssh.hostKeys names /nix/store/")
+            && p[1].ends_with(
+                "-source/secrets/restic.age, a private key in the world-readable Nix store"
+            ),
         "{}",
-        err(&o)
+        p[1]
+    );
+    assert_eq!(
+        p[2],
+        "vault: laptop: boot.initrd.secrets.\"/keyfile.bin\" reads /etc/secrets/initrd/keyfile.bin, but vault.toml places nothing there for laptop"
     );
     // One identity placed is enough for agenix (it skips missing ones), and it opens the file.
     ws.flake(&[(

@@ -460,6 +460,17 @@ pub fn check_host(
 
     for p in ev.initrd_ssh_host_keys.iter().flatten() {
         if p.starts_with("/nix/store/") {
+            // A path literal (`./initrd_key`) copies the private key into the store.
+            h.problem(
+                "boot.initrd.network.ssh.hostKeys",
+                p,
+                None,
+                format!(
+                    "boot.initrd.network.ssh.hostKeys names {}, a private key in the world-readable Nix store",
+                    escape(p)
+                ),
+                format!("write the path as a string (\"{INITRD_KEY_TARGET}\"), and `vault host add {host} --initrd-ssh` places a key there"),
+            );
             continue;
         }
         let hint = |t: &str| {

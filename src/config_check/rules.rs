@@ -113,14 +113,19 @@ impl<'a> Host<'a> {
                 continue;
             }
             let Some(source) = source else { continue };
+            // The entry itself, or else the directory entry it came from.
             let line = entries
                 .iter()
-                .find(|e| {
-                    item.target == e.target
-                        || item
-                            .target
-                            .strip_prefix(e.target.as_str())
-                            .is_some_and(|r| r.starts_with('/'))
+                .find(|e| item.target == e.target)
+                .or_else(|| {
+                    entries
+                        .iter()
+                        .filter(|e| {
+                            item.target
+                                .strip_prefix(e.target.as_str())
+                                .is_some_and(|r| r.starts_with('/'))
+                        })
+                        .max_by_key(|e| e.target.len())
                 })
                 .map_or(0, |e| e.line);
             placed.insert(
@@ -144,9 +149,14 @@ impl<'a> Host<'a> {
             }
             for (list, dir) in [(&p.directories, true), (&p.files, false)] {
                 for b in list {
-                    let Some(path) = &b.path else { continue };
+                    let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
+                        continue;
+                    };
+                    if path.is_empty() {
+                        continue;
+                    }
                     binds.push(Bind {
-                        path: path.trim_end_matches('/').to_owned(),
+                        path: path.to_owned(),
                         storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
                         root: root.clone(),
                         dir,

@@ -148,6 +148,9 @@ pub enum Error {
 
     #[error(transparent)]
     Hosts(#[from] crate::hosts::Error),
+
+    #[error(transparent)]
+    ConfigCheck(#[from] crate::config_check::Error),
 }
 
 impl Error {
@@ -252,6 +255,7 @@ impl Hint for Error {
             Error::Rekey(e) => e.hint(),
             Error::Media(e) => e.hint(),
             Error::Hosts(e) => e.hint(),
+            Error::ConfigCheck(e) => e.hint(),
         }
     }
 
@@ -270,6 +274,7 @@ impl Hint for Error {
             Error::Rekey(e) => e.exit_code(),
             Error::Media(e) => e.exit_code(),
             Error::Hosts(e) => e.exit_code(),
+            Error::ConfigCheck(e) => e.exit_code(),
             _ => ExitCode::Failure,
         }
     }

@@ -89,7 +89,7 @@ impl crate::Hint for Error {
     }
 }
 
-fn load_manifest(path: &Path) -> Result<Manifest, Error> {
+pub(crate) fn load_manifest(path: &Path) -> Result<Manifest, Error> {
     Manifest::load(path).map_err(|e| Error::Manifest(Box::new(e)))
 }
 
@@ -250,12 +250,12 @@ fn relative_to(dir: &Path, p: &Path) -> String {
         .unwrap_or_else(|_| abs.to_string_lossy().into_owned())
 }
 
-fn read(path: &Path) -> Result<String, Error> {
+pub(crate) fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))
 }
 
 /// Replaces `path` with `text` by writing a sibling and renaming it over (same mode).
-fn replace(path: &Path, text: &str) -> Result<(), Error> {
+pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .map_err(|e| Error::io("cannot stat", path, e))?;
@@ -286,7 +286,7 @@ fn replace(path: &Path, text: &str) -> Result<(), Error> {
     Ok(())
 }
 
-fn entry_table(source: &str, target: &str, mode: &str) -> Table {
+pub(crate) fn entry_table(source: &str, target: &str, mode: &str) -> Table {
     let mut t = Table::new();
     t["source"] = value(source);
     t["target"] = value(target);

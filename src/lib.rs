@@ -12,9 +12,11 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod config_check;
 pub mod error;
 pub mod hosts;
 pub mod interrupt;
+pub mod initrd_key;
 pub mod keys;
 pub mod manifest;
 pub mod media;

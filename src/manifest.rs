@@ -81,6 +81,9 @@ pub struct Host {
     pub ssh_host_key: Option<PathBuf>,
     /// The host's age recipient (`age1…`, the ssh-to-age conversion), if recorded.
     pub age_recipient: Option<String>,
+    /// The host's NixOS configuration, `REF#NAME` as written (a relative path `REF` is
+    /// relative to the manifest's folder); `vault pack` checks it (see `config_check`).
+    pub flake: Option<String>,
     pub entries: Vec<Entry>,
 }
 
@@ -128,6 +131,7 @@ struct RawSecrets {
 struct RawHost {
     ssh_host_key: Option<String>,
     age_recipient: Option<String>,
+    flake: Option<String>,
     #[serde(default)]
     entry: Vec<toml::Spanned<RawEntry>>,
 }
@@ -205,6 +209,7 @@ impl Manifest {
                 Host {
                     ssh_host_key: h.ssh_host_key.map(|p| dir.join(p)),
                     age_recipient: h.age_recipient,
+                    flake: h.flake,
                     entries,
                 },
             );

@@ -49,6 +49,11 @@ pub struct AddArgs {
     /// Passphrase for --from-existing, first line of this file (default: ask on the terminal).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Also generate a separate SSH host key for the initrd (remote LUKS unlock), placed at
+    /// /etc/secrets/initrd/ssh_host_ed25519_key, and print its boot.initrd.network.ssh.hostKeys
+    /// line. For a host already in vault.toml, only this is done.
+    #[arg(long)]
+    pub initrd_ssh: bool,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +90,13 @@ pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
 }
 
 fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
+    if a.initrd_ssh {
+        return super::initrd::add(a, quiet, add_main);
+    }
+    add_main(a, quiet)
+}
+
+fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
     let mut rules = Vec::new();
     for r in &a.rules {
         rules.push(regex::Regex::new(r).map_err(|e| hosts::Error::Edit {

@@ -8,8 +8,10 @@ use vault::Hint;
 
 mod attach;
 mod generate;
+mod config_check;
 mod host;
 mod init;
+mod initrd;
 mod inspect;
 mod keys;
 mod pack;

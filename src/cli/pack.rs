@@ -61,6 +61,14 @@ pub struct PackArgs {
     /// Skip checking that each host's key opens the sops/agenix secrets meant for it.
     #[arg(long)]
     pub no_preflight: bool,
+    /// Check each host against its NixOS configuration, nixosConfigurations.NAME of this flake:
+    /// REF#NAME for host NAME (or for the one host packed), REF for every host (repeatable;
+    /// default: each host's `flake` in vault.toml).
+    #[arg(long, value_name = "REF[#NAME]")]
+    pub flake: Vec<String>,
+    /// Pack without evaluating the NixOS configurations.
+    #[arg(long)]
+    pub no_config_check: bool,
 }
 
 /// `--kdf-calibrate`: the installer must be able to afford the memory (half its RAM), and so
@@ -132,6 +140,12 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         .into_iter()
         .collect();
     pack::check_output(&plan, &a.manifest, &inputs, &a.output, a.force)?;
+    let config_check = match a.no_config_check {
+        false => Some(super::config_check::run(
+            &manifest, &plan, &a.flake, quiet, a.json,
+        )?),
+        true => None,
+    };
     if !a.no_preflight {
         preflight(&manifest, &plan.manifest.hosts, quiet || a.json)?;
     }
@@ -219,6 +233,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "files": files,
             "payload_bytes": plan.total_bytes,
             "kdf": { "memory_kib": kdf.m_kib, "iterations": kdf.t, "parallelism": kdf.p },
+            "config_check": config_check,
         });
         println!("{out}");
     } else if !quiet {

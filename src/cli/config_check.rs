@@ -1,0 +1,36 @@
+//! `vault pack`'s check of each host's NixOS configuration: prints the problems (or why the
+//! check was skipped) and refuses the pack when there are any.
+
+use vault::config_check::{self, Outcome};
+use vault::manifest::Manifest;
+use vault::pack::PackPlan;
+
+/// Runs the check; `Ok` with what it did (for `--json`), or the error that stops the pack.
+pub fn run(
+    manifest: &Manifest,
+    plan: &PackPlan,
+    flakes: &[String],
+    quiet: bool,
+    json: bool,
+) -> vault::Result<Outcome> {
+    let out = config_check::check(manifest, plan, flakes)?;
+    if let Some(why) = &out.skipped {
+        if !quiet && !json {
+            eprintln!("vault: NixOS configuration check skipped: {why}");
+        }
+    }
+    if out.problems.is_empty() {
+        return Ok(out);
+    }
+    if json {
+        println!("{}", serde_json::json!({ "config_check": &out }));
+    } else {
+        for p in &out.problems {
+            eprintln!("{p}");
+        }
+    }
+    Err(config_check::Error::Problems {
+        count: out.problems.len(),
+    }
+    .into())
+}

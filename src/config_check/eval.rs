@@ -1,0 +1,350 @@
+//! One `nix eval` per host: the options a NixOS configuration reads at first boot, all at once.
+//!
+//! The expression applied to `nixosConfigurations.<name>.config` returns only strings, lists
+//! and attribute sets, so nothing but the flake itself is copied to the store: paths become
+//! strings with `toString` (a path inside the flake reads as its store copy). An option the
+//! configuration does not declare (no sops-nix, no impermanence) comes back as `null`.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde::Deserialize;
+
+use super::{escape, Error};
+
+/// The Nix function applied to the configuration. Only `sopsFile`/`defaultSopsFile` are
+/// wrapped in `tryEval`: sops-nix makes an unset `defaultSopsFile` throw, which is not an error
+/// of a configuration whose secrets all name their file. Every other failure is the
+/// configuration's own and is reported as it is.
+const APPLY: &str = r#"cfg:
+let
+  inherit (builtins) typeOf isAttrs isList map mapAttrs tryEval;
+  str = v: let t = typeOf v; in if t == "string" || t == "path" then toString v else null;
+  tryStr = v: let r = tryEval (str v); in if r.success then r.value else null;
+  strs = l: if isList l then map str l else [ ];
+  items = key: full: root: l: if isList l then map (i:
+      if isAttrs i then { path = str (i.${full} or i.${key} or null); storage = str (i.persistentStoragePath or root); }
+      else { path = str i; storage = root; }) l else [ ];
+  sops = cfg.sops or null;
+  age = cfg.age or null;
+  persistence = cfg.environment.persistence or null;
+in {
+  openssh_host_keys = map (k:
+      if isAttrs k then { path = str (k.path or null); type = str (k.type or null); }
+      else { path = str k; type = null; })
+    (let l = cfg.services.openssh.hostKeys or [ ]; in if isList l then l else [ ]);
+  sops = if sops == null then null else {
+    key_file = str (sops.age.keyFile or null);
+    ssh_key_paths = strs (sops.age.sshKeyPaths or [ ]);
+    default_sops_file = tryStr (sops.defaultSopsFile or null);
+    secrets = mapAttrs (n: s: {
+        file = tryStr (s.sopsFile or sops.defaultSopsFile or null);
+        format = str (s.format or null);
+      }) (sops.secrets or { });
+  };
+  age = if age == null then null else {
+    identity_paths = strs (age.identityPaths or [ ]);
+    secrets = mapAttrs (n: s: str (s.file or null)) (age.secrets or { });
+  };
+  initrd_ssh_host_keys = strs (cfg.boot.initrd.network.ssh.hostKeys or [ ]);
+  initrd_secrets = mapAttrs (n: v: str v) (cfg.boot.initrd.secrets or { });
+  persistence = if persistence == null then null else mapAttrs (root: p:
+    let storage = str (p.persistentStoragePath or root); in {
+      enable = if (p.enable or true) == false then false else true;
+      inherit storage;
+      directories = items "directory" "dirPath" storage (p.directories or [ ]);
+      files = items "file" "filePath" storage (p.files or [ ]);
+    }) persistence;
+}
+"#;
+
+/// nix's answer is bounded; a configuration's first-boot paths are a few kilobytes.
+const MAX_OUTPUT: u64 = 64 << 20;
+const MAX_STDERR: u64 = 1 << 20;
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct HostKeyOption {
+    pub path: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct SopsSecret {
+    pub file: Option<String>,
+    pub format: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct SopsOptions {
+    pub key_file: Option<String>,
+    #[serde(default)]
+    pub ssh_key_paths: Vec<Option<String>>,
+    pub default_sops_file: Option<String>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SopsSecret>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct AgeOptions {
+    #[serde(default)]
+    pub identity_paths: Vec<Option<String>>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Option<String>>,
+}
+
+/// One file or directory impermanence bind-mounts from `storage`.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Persisted {
+    pub path: Option<String>,
+    pub storage: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct PersistenceRoot {
+    pub enable: bool,
+    pub storage: Option<String>,
+    #[serde(default)]
+    pub directories: Vec<Persisted>,
+    #[serde(default)]
+    pub files: Vec<Persisted>,
+}
+
+/// What a configuration reads at first boot.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Evaluated {
+    #[serde(default)]
+    pub openssh_host_keys: Vec<HostKeyOption>,
+    pub sops: Option<SopsOptions>,
+    pub age: Option<AgeOptions>,
+    #[serde(default)]
+    pub initrd_ssh_host_keys: Vec<Option<String>>,
+    #[serde(default)]
+    pub initrd_secrets: BTreeMap<String, Option<String>>,
+    pub persistence: Option<BTreeMap<String, PersistenceRoot>>,
+}
+
+/// A flake and the `nixosConfigurations` attribute to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlakeRef {
+    pub flake: String,
+    pub config: String,
+}
+
+impl FlakeRef {
+    /// Splits `REF#NAME` (`REF` alone: `default_name`). A relative path in `REF` is taken
+    /// relative to `base` when given (the manifest's folder), as nix would take it relative to
+    /// the current directory.
+    pub fn parse(spec: &str, default_name: &str, base: Option<&Path>) -> Result<FlakeRef, String> {
+        let (flake, config) = match spec.rsplit_once('#') {
+            Some((f, c)) => (f, c),
+            None => (spec, default_name),
+        };
+        if flake.is_empty() {
+            return Err("names no flake before '#'".into());
+        }
+        if flake.starts_with('-') {
+            return Err("must not start with '-'".into());
+        }
+        if config.is_empty()
+            || config.len() > 255
+            || config
+                .chars()
+                .any(|c| c.is_control() || matches!(c, '"' | '\\' | '$'))
+        {
+            return Err(format!(
+                "configuration name {:?} is not a plain attribute name",
+                escape(config)
+            ));
+        }
+        if flake.chars().any(char::is_control) {
+            return Err("contains control characters".into());
+        }
+        let flake = match base {
+            Some(dir) if is_relative_path(flake) => {
+                let joined = dir.join(flake);
+                let p = if joined.is_absolute() {
+                    joined
+                } else {
+                    std::env::current_dir().unwrap_or_default().join(joined)
+                };
+                p.to_string_lossy().into_owned()
+            }
+            _ => expand_home(flake),
+        };
+        Ok(FlakeRef {
+            flake,
+            config: config.to_owned(),
+        })
+    }
+
+    /// `REF#nixosConfigurations."NAME".config`.
+    pub fn installable(&self) -> String {
+        format!(
+            "{}#nixosConfigurations.\"{}\".config",
+            self.flake, self.config
+        )
+    }
+}
+
+impl std::fmt::Display for FlakeRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", escape(&self.flake), escape(&self.config))
+    }
+}
+
+/// A flake reference that is a bare relative path (`.`, `./cfg`, `nix-config`): no URL scheme.
+fn is_relative_path(r: &str) -> bool {
+    !r.starts_with('/') && !r.starts_with('~') && !r.contains(':')
+}
+
+fn expand_home(r: &str) -> String {
+    match (r.strip_prefix("~/"), std::env::var_os("HOME")) {
+        (Some(rest), Some(home)) => PathBuf::from(home)
+            .join(rest)
+            .to_string_lossy()
+            .into_owned(),
+        _ => r.to_owned(),
+    }
+}
+
+/// The first `nix` on `PATH`, if any.
+pub fn find_nix() -> Option<PathBuf> {
+    let paths = std::env::var_os("PATH")?;
+    std::env::split_paths(&paths)
+        .map(|d| d.join("nix"))
+        .find(|p| p.is_file())
+}
+
+/// Runs `nix eval` once for `r`: every option of [`Evaluated`] in one evaluation.
+pub fn evaluate(nix: &Path, host: &str, r: &FlakeRef) -> Result<Evaluated, Error> {
+    let mut child = Command::new(nix)
+        .args([
+            "--extra-experimental-features",
+            "nix-command flakes",
+            "eval",
+            // Never write a flake.lock into the user's repository as a side effect of packing.
+            "--no-write-lock-file",
+            "--json",
+            "--apply",
+            APPLY,
+        ])
+        .arg(r.installable())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .env("NO_COLOR", "1")
+        .spawn()
+        .map_err(|source| Error::Spawn {
+            nix: nix.to_path_buf(),
+            source,
+        })?;
+    let stderr = child.stderr.take();
+    let err_reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(s) = stderr {
+            let _ = s.take(MAX_STDERR).read_to_end(&mut buf);
+        }
+        buf
+    });
+    let mut out = Vec::new();
+    let read = child
+        .stdout
+        .take()
+        .map(|s| s.take(MAX_OUTPUT + 1).read_to_end(&mut out));
+    if out.len() as u64 > MAX_OUTPUT {
+        let _ = child.kill();
+    }
+    let status = child.wait().map_err(|source| Error::Spawn {
+        nix: nix.to_path_buf(),
+        source,
+    })?;
+    let err = err_reader.join().unwrap_or_default();
+    if let Some(Err(source)) = read {
+        return Err(Error::Spawn {
+            nix: nix.to_path_buf(),
+            source,
+        });
+    }
+    if !status.success() {
+        return Err(Error::Eval {
+            host: host.to_owned(),
+            flake: r.to_string(),
+            message: nix_error(&err),
+        });
+    }
+    if out.len() as u64 > MAX_OUTPUT {
+        return Err(Error::Eval {
+            host: host.to_owned(),
+            flake: r.to_string(),
+            message: format!("nix printed more than {MAX_OUTPUT} bytes"),
+        });
+    }
+    serde_json::from_slice(&out).map_err(|e| Error::Eval {
+        host: host.to_owned(),
+        flake: r.to_string(),
+        message: format!("unexpected output from nix eval: {e}"),
+    })
+}
+
+/// Nix's error text, without its warnings, colours or any other control character.
+pub fn nix_error(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    let text = strip_ansi(&text);
+    let lines: Vec<String> = text
+        .lines()
+        .filter(|l| !l.starts_with("warning:"))
+        .map(escape)
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    if lines.is_empty() {
+        "nix eval failed without a message".into()
+    } else {
+        lines.join("\n  ")
+    }
+}
+
+/// Removes `ESC [ … final` sequences (colours), so what remains reads as text.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for d in chars.by_ref() {
+                if ('\u{40}'..='\u{7e}').contains(&d) {
+                    break;
+                }
+            }
+            continue;
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flake_refs() {
+        let r = FlakeRef::parse("/cfg#lap", "x", None).unwrap();
+        assert_eq!(r.installable(), "/cfg#nixosConfigurations.\"lap\".config");
+        let r = FlakeRef::parse("github:a/b", "web", None).unwrap();
+        assert_eq!(r.config, "web");
+        let r = FlakeRef::parse(".#lap", "x", Some(Path::new("/ws"))).unwrap();
+        assert_eq!(r.flake, "/ws/.");
+        assert!(FlakeRef::parse("-x#a", "a", None).is_err());
+        assert!(FlakeRef::parse("/c#a\"b", "a", None).is_err());
+        assert!(FlakeRef::parse("#a", "a", None).is_err());
+    }
+
+    #[test]
+    fn nix_errors_lose_colours_and_control_characters() {
+        let e = nix_error(b"warning: noise\n\x1b[31;1merror:\x1b[0m boom\x07 here\n");
+        assert_eq!(e, "error: boom\\u{7} here");
+    }
+}

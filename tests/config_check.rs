@@ -225,6 +225,10 @@ fn impermanence_mismatch_names_option_path_line_and_fix() {
     let o = ws.pack(&["--json"]);
     assert_eq!(o.status.code(), Some(6));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        v["error"]["exit_code"], 6,
+        "one object: the error and the problems"
+    );
     let p = &v["config_check"]["problems"][0];
     assert_eq!(p["option"], "services.openssh.hostKeys");
     assert_eq!(p["path"], "/persist/etc/ssh/ssh_host_ed25519_key");

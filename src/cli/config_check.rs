@@ -22,15 +22,27 @@ pub fn run(
     if out.problems.is_empty() {
         return Ok(out);
     }
+    let err: vault::Error = config_check::Error::Problems {
+        count: out.problems.len(),
+    }
+    .into();
     if json {
-        println!("{}", serde_json::json!({ "config_check": &out }));
+        // One object: the problems and the error (the caller prints no second one).
+        let mut v = super::util::json_error(&err);
+        v["config_check"] = serde_json::json!(&out);
+        println!("{v}");
     } else {
         for p in &out.problems {
             eprintln!("{p}");
         }
     }
-    Err(config_check::Error::Problems {
-        count: out.problems.len(),
-    }
-    .into())
+    Err(err)
+}
+
+/// True for the error `run` has already printed as JSON.
+pub fn printed_as_json(e: &vault::Error) -> bool {
+    matches!(
+        e,
+        vault::Error::ConfigCheck(config_check::Error::Problems { .. })
+    )
 }

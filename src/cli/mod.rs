@@ -7,8 +7,8 @@ use clap::{Parser, Subcommand};
 use vault::Hint;
 
 mod attach;
-mod generate;
 mod config_check;
+mod generate;
 mod host;
 mod init;
 mod initrd;
@@ -137,7 +137,7 @@ pub fn main() -> ProcessExitCode {
             )
         }),
         (Err(e), None) => {
-            if json {
+            if json && !config_check::printed_as_json(&e) {
                 util::report_json(&e);
             }
             util::report(&e);

@@ -24,6 +24,11 @@ pub fn report(e: &vault::Error) {
 /// `--json`: the error as one JSON object on stdout, for scripts that read only stdout. The
 /// human report still goes to stderr.
 pub fn report_json(e: &vault::Error) {
+    println!("{}", json_error(e));
+}
+
+/// The `{"error": …}` object for `e`.
+pub fn json_error(e: &vault::Error) -> serde_json::Value {
     let mut causes = Vec::new();
     let mut source = e.source();
     if matches!(e, vault::Error::Io { .. } | vault::Error::RolledBack { .. }) {
@@ -33,7 +38,7 @@ pub fn report_json(e: &vault::Error) {
         causes.push(s.to_string());
         source = s.source();
     }
-    print_json_error(e.exit_code(), &e.to_string(), causes, e.hint());
+    json_error_value(e.exit_code(), &e.to_string(), causes, e.hint())
 }
 
 /// `{"error": {"kind", "message", "causes", "hint", "exit_code"}}` on stdout.
@@ -43,7 +48,16 @@ pub fn print_json_error(
     causes: Vec<String>,
     hint: Option<String>,
 ) {
-    let v = serde_json::json!({
+    println!("{}", json_error_value(code, message, causes, hint));
+}
+
+fn json_error_value(
+    code: vault::ExitCode,
+    message: &str,
+    causes: Vec<String>,
+    hint: Option<String>,
+) -> serde_json::Value {
+    serde_json::json!({
         "error": {
             "kind": code.name(),
             "message": message,
@@ -51,8 +65,7 @@ pub fn print_json_error(
             "hint": hint,
             "exit_code": code as u8,
         }
-    });
-    println!("{v}");
+    })
 }
 
 use std::path::PathBuf;

@@ -115,8 +115,9 @@ pub fn prepare(dir: &Path, mount: bool) -> Result<&'static str> {
             .create(dir)
             .map_err(|e| Error::io("cannot create the staging area", dir, e))?;
     }
-    let is_root = rustix::process::geteuid().is_root();
-    if mount && is_root && !is_mount_point(dir).unwrap_or(false) {
+    // Mounting a ramfs is Linux's; elsewhere the directory must already be RAM-backed.
+    #[cfg(target_os = "linux")]
+    if mount && rustix::process::geteuid().is_root() && !is_mount_point(dir).unwrap_or(false) {
         use rustix::mount::MountFlags;
         rustix::mount::mount(
             "vault-staging",
@@ -369,9 +370,12 @@ fn unmount_if_ours(dir: &Path) {
     let empty = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false);
+    #[cfg(target_os = "linux")]
     if ramfs && empty && is_mount_point(dir).unwrap_or(false) {
         let _ = rustix::mount::unmount(dir, rustix::mount::UnmountFlags::empty());
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ramfs, empty);
 }
 
 /// Reads and checks the staged manifest in `dir`.

@@ -6,6 +6,13 @@ use std::path::PathBuf;
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
+/// How directories are opened to walk through them: `O_PATH` where it exists (Linux), a plain
+/// read-only open elsewhere.
+#[cfg(target_os = "linux")]
+const WALK: OFlags = OFlags::PATH;
+#[cfg(not(target_os = "linux"))]
+const WALK: OFlags = OFlags::RDONLY;
+
 use super::Placer;
 
 /// Something already in the way of a target.
@@ -52,7 +59,7 @@ impl Placer {
                 match rustix::fs::openat(
                     &dir,
                     *c,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::PATH | OFlags::CLOEXEC,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
                     Ok(fd) => dir = fd,

@@ -10,7 +10,8 @@ let
   cargoToml = lib.importTOML ../Cargo.toml;
   inherit (cargoToml.package) version;
   needRustc = cargoToml.package.rust-version;
-  haveRustc = (rustPlatform.rust.rustc or rustc).version;
+  # The rustc buildRustPackage uses by default (`rustPlatform.rust.rustc` is deprecated).
+  haveRustc = rustc.version;
 in
 if lib.versionOlder haveRustc needRustc then
   throw ''

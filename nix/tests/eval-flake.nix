@@ -85,7 +85,7 @@ let
         m = t.systems.machine;
       in
       m.systemd.services.vault-unlock.serviceConfig.TTYPath == "/dev/tty1"
-      && elem "dev-vdb.device" m.systemd.services.vault-unlock.after
+      && elem "dev-disk-by\\x2did-virtio\\x2dvaultbundle.device" m.systemd.services.vault-unlock.after
       && lib.hasInfix "wait_until_tty_matches(\"1\", \"Passphrase\")" t.testScript
       && lib.isDerivation m.system.build.toplevel;
 

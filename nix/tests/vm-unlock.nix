@@ -35,14 +35,18 @@ pkgs.testers.runNixOSTest {
       autoUnlock = {
         enable = true;
         host = "laptop";
-        bundle = "/dev/vdb";
+        # A device path, so the unit also waits for udev to create it.
+        bundle = "/dev/disk/by-id/virtio-vaultbundle";
       };
     };
     # As on the installer: the console logs in as `nixos`, who may sudo.
     services.getty.autologinUser = "nixos";
     users.users.nixos = { isNormalUser = true; extraGroups = [ "wheel" ]; };
     security.sudo.wheelNeedsPassword = false;
-    virtualisation.qemu.options = [ "-drive file=${bundleDisk},format=raw,if=virtio,readonly=on" ];
+    virtualisation.qemu.options = [
+      "-drive file=${bundleDisk},format=raw,if=none,id=vaultbundle,readonly=on"
+      "-device virtio-blk-pci,drive=vaultbundle,serial=vaultbundle"
+    ];
   };
 
   testScript = ''

@@ -78,7 +78,7 @@ let
     normalizePath = s:
       let r = replaceStrings [ "//" ] [ "/" ] s; in if r == s then s else normalizePath r;
 
-    getExe' = pkg: bin: "${lib.getBin pkg}/bin/${bin}";
+    getExe' = pkg: bin: assert lib.isDerivation pkg; "${lib.getBin pkg}/bin/${bin}";
     getExe = pkg: lib.getExe' pkg (pkg.meta.mainProgram or (throw "getExe: ${pkg.name} has no meta.mainProgram"));
     getBin = pkg: pkg.bin or pkg.out or pkg;
     makeBinPath = pkgs: builtins.concatStringsSep ":" (map (p: "${lib.getBin p}/bin") pkgs);

@@ -32,7 +32,6 @@ let
     rustc = tool "rustc" // { version = rustcVersion; };
     cargo = tool "cargo";
     rustPlatform = {
-      rust = { inherit (pkgs) rustc cargo; };
       # Checks at evaluation what buildRustPackage reads at evaluation: the lock file.
       buildRustPackage = attrs:
         if !(builtins.pathExists attrs.cargoLock.lockFile)

@@ -429,3 +429,33 @@ fn the_docs_match_the_module() {
         }
     }
 }
+
+#[test]
+fn the_unit_shown_in_the_docs_is_the_one_rendered() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        "(import ./nix/tests/eval-module.nix { }).units.default",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let unit: String = serde_json::from_slice(&o.stdout).unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
+    let block = doc
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/NIXOS.md has no ini block");
+    for line in unit.lines() {
+        if line.is_empty() || line.starts_with("Environment=") || line.starts_with("ExecStart=") {
+            continue;
+        }
+        assert!(
+            block.lines().any(|l| l == line),
+            "docs/NIXOS.md's unit lacks `{line}`"
+        );
+    }
+}

@@ -334,3 +334,55 @@ fn vault_hints_say_sudo_when_run_from_a_unit_or_under_sudo() {
         "{err}"
     );
 }
+
+/// As the installer's console user (not root), a live-system command that is refused for
+/// lack of permission says to use sudo.
+#[test]
+fn as_a_normal_user_permission_errors_say_sudo() {
+    let Some(runuser) = common::require_tool("runuser") else {
+        return;
+    };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: needs root to run vault as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bundle = dir.path().join("b.bundle");
+    std::fs::write(&bundle, "x").unwrap();
+    // Readable by root only, like a device node.
+    std::fs::set_permissions(&bundle, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    for args in [
+        vec![
+            "unlock".into(),
+            "--root-not-mountpoint".into(),
+            "--root".into(),
+            dir.path().display().to_string(),
+            bundle.display().to_string(),
+        ],
+        vec![
+            "unlock".into(),
+            "--stage".into(),
+            "disk".into(),
+            "--staging-dir".into(),
+            staging.join("area").display().to_string(),
+            "x".into(),
+        ],
+    ] {
+        let o = std::process::Command::new(&runuser)
+            .args(["-u", "nobody", "--"])
+            .arg(common::vault_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: {err}");
+        assert!(err.contains("sudo"), "{args:?}: {err}");
+    }
+}

@@ -65,8 +65,9 @@
 
       # `nix flake check`: the package builds; on Linux the example installer evaluates
       # through the NixOS module system (assertions included, since instantiating the system's
-      # toplevel checks them) and its vault-unlock unit renders; and a NixOS VM test boots an
-      # installer with a bundle disk and answers the prompt (nix/tests/vm-unlock.nix).
+      # toplevel checks them) and its vault-unlock unit renders; the module checks pass; and a
+      # NixOS VM test boots an installer with a bundle disk and answers the prompt
+      # (nix/tests/vm-unlock.nix; it needs a builder that runs VMs).
       checks = forAllSystems (system: pkgs:
         { vault = self.packages.${system}.vault; }
         // lib.optionalAttrs (builtins.elem system linuxSystems) {
@@ -85,6 +86,12 @@
               toplevel: ${builtins.unsafeDiscardStringContext config.system.build.toplevel.drvPath}
               ${config.systemd.units."vault-unlock.service".text}
             '';
+          # The module checks of scripts/check-nix (self-contained: they evaluate the module
+          # through the stand-in NixOS in nix/tests/nixpkgs).
+          module-checks =
+            let r = import ./nix/tests/eval-module.nix { }; in
+            if r.failed == [ ] then pkgs.writeText "vault-module-checks" (builtins.toJSON r.passed)
+            else throw "nix/tests/eval-module.nix: failed checks: ${builtins.toJSON r.failed}";
           vm-unlock = import ./nix/tests/vm-unlock.nix { inherit pkgs self; };
         });
 

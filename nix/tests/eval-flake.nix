@@ -76,6 +76,7 @@ let
       && self.checks.x86_64-linux.vault == self.packages.x86_64-linux.vault
       && self.checks.x86_64-linux ? installer-eval
       && self.checks.aarch64-linux ? vm-unlock
+      && lib.isDerivation self.checks.x86_64-linux.module-checks
       && !(self.checks.aarch64-darwin ? installer-eval)
       && lib.isDerivation self.checks.x86_64-linux.installer-eval;
 

@@ -2,13 +2,17 @@
   description = "vault: passphrase-encrypted secrets bundles for NixOS installs";
 
   # No flake.lock is committed yet: it cannot be produced offline. `nix flake lock` creates it
-  # (docs/NIXOS.md). Consumers usually make this follow their own nixpkgs.
+  # (docs/NIXOS.md). Consumers usually make this follow their own nixpkgs. Supported: nixpkgs
+  # 25.05 and later (nix/package.nix refuses older ones with that message).
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   outputs = { self, nixpkgs }:
     let
       inherit (nixpkgs) lib;
-      systems = [ "x86_64-linux" "aarch64-linux" ];
+      linuxSystems = [ "x86_64-linux" "aarch64-linux" ];
+      # macOS builds the workstation commands (init, pack, inspect, host, rekey, keys,
+      # attach --image); unlock, place and wipe run on the Linux installer.
+      systems = linuxSystems ++ [ "x86_64-darwin" "aarch64-darwin" ];
       forAllSystems = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
     in
     {
@@ -17,6 +21,10 @@
         default = vault;
       });
 
+      overlays.default = final: prev: {
+        vault = final.callPackage ./nix/package.nix { };
+      };
+
       apps = forAllSystems (system: pkgs: {
         default = {
           type = "app";
@@ -24,9 +32,15 @@
         };
       });
 
-      # The installer module. Its `package` defaults to the same nix/package.nix, built with the
+      formatter = forAllSystems (system: pkgs: pkgs.nixfmt-rfc-style);
+
+      # The installer module, as a module value (not a bare path, which `nix flake check` of
+      # Nix before 2.13 refuses). Its `package` defaults to nix/package.nix built with the
       # importing system's pkgs, so it works for any architecture that system runs on.
-      nixosModules.installer = ./nix/installer.nix;
+      nixosModules.installer = {
+        _file = "${toString ./nix/installer.nix}";
+        imports = [ ./nix/installer.nix ];
+      };
       nixosModules.default = self.nixosModules.installer;
 
       devShells = forAllSystems (system: pkgs: {
@@ -49,18 +63,36 @@
         };
       });
 
-      # `nix flake check`: the package builds, and (x86_64) the example installer evaluates
-      # through the real NixOS module system — assertions included, since instantiating the
-      # system's toplevel checks them — and its vault-unlock unit renders. Nothing is booted.
+      # `nix flake check`: the package builds; on Linux the example installer evaluates
+      # through the NixOS module system (assertions included, since instantiating the system's
+      # toplevel checks them) and its vault-unlock unit renders; the module checks pass; and a
+      # NixOS VM test boots an installer with a bundle disk and answers the prompt
+      # (nix/tests/vm-unlock.nix; it needs a builder that runs VMs).
       checks = forAllSystems (system: pkgs:
         { vault = self.packages.${system}.vault; }
-        // lib.optionalAttrs (system == "x86_64-linux") {
+        // lib.optionalAttrs (builtins.elem system linuxSystems) {
           installer-eval =
-            let config = self.nixosConfigurations.installer.config; in
+            let
+              config = (lib.nixosSystem {
+                modules = [
+                  { nixpkgs.hostPlatform = system; }
+                  "${nixpkgs}/nixos/modules/installer/cd-dvd/installation-cd-minimal.nix"
+                  self.nixosModules.installer
+                  { programs.vault-installer = { enable = true; autoUnlock.enable = true; }; }
+                ];
+              }).config;
+            in
             pkgs.writeText "vault-installer-eval" ''
               toplevel: ${builtins.unsafeDiscardStringContext config.system.build.toplevel.drvPath}
               ${config.systemd.units."vault-unlock.service".text}
             '';
+          # The module checks of scripts/check-nix (self-contained: they evaluate the module
+          # through the stand-in NixOS in nix/tests/nixpkgs).
+          module-checks =
+            let r = import ./nix/tests/eval-module.nix { }; in
+            if r.failed == [ ] then pkgs.writeText "vault-module-checks" (builtins.toJSON r.passed)
+            else throw "nix/tests/eval-module.nix: failed checks: ${builtins.toJSON r.failed}";
+          vm-unlock = import ./nix/tests/vm-unlock.nix { inherit pkgs self; };
         });
 
       # An example installer ISO with the module and auto-unlock (docs/NIXOS.md):

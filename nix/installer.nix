@@ -6,7 +6,7 @@
 # on the console. There is deliberately no option for a passphrase or a passphrase file, and the
 # `bundle` option only takes a run-time path: a Nix path literal or a store path is refused by an
 # assertion, because anything in /nix/store is world-readable and is copied into the ISO.
-{ config, lib, pkgs, ... }:
+{ config, lib, pkgs, utils, ... }:
 
 let
   inherit (lib) mkOption mkEnableOption mkIf types;
@@ -29,6 +29,15 @@ let
   # Derivations are refused above; only say so once.
   bundleAbsolute = au.bundle == null || lib.isDerivation au.bundle || lib.hasPrefix "/" bundleName;
 
+  # A bundle on a device (/dev/disk/by-label/…): the unit waits for udev to create it.
+  bundleDevice =
+    lib.optional (au.bundle != null && bundleOutsideStore && lib.hasPrefix "/dev/" bundleName)
+      "${utils.escapeSystemdPath bundleName}.device";
+
+  # Stage `all`: the unit waits for the target's mount unit, if there is one, and checks the
+  # mount itself, so that a blank target disk can neither hold up nor fail the boot.
+  rootMount = lib.optional (au.stage == "all") "${utils.escapeSystemdPath au.root}.mount";
+
   vault = lib.getExe' cfg.package "vault";
 
   unlockArgs =
@@ -37,19 +46,27 @@ let
     ++ lib.optionals (au.host != null) [ "--host" au.host ]
     ++ lib.optional (au.bundle != null) bundleName;
 
-  unlockCommand = lib.escapeShellArgs ([ vault ] ++ unlockArgs);
+  # At the prompt, `timeout` ends vault after `autoUnlock.timeout` seconds (exit code 124);
+  # --foreground keeps vault in the console's foreground process group so it can read it.
+  unlockCommand = lib.escapeShellArgs (
+    lib.optionals (au.timeout > 0) [ (lib.getExe' pkgs.coreutils "timeout") "--foreground" (toString au.timeout) ]
+    ++ [ vault ] ++ unlockArgs);
 
-  # The same command as the user would type it, for the message printed when unlocking fails.
-  byHand = lib.concatStringsSep " " ([ "vault" ] ++ unlockArgs);
+  # Commands as the user types them on the installer, where the autologin user is `nixos`:
+  # unlocking and placing need root.
+  asUser = args: "sudo " + lib.escapeShellArgs ([ "vault" ] ++ args);
+  retry = asUser unlockArgs;
 
-  # What the user reads on the console when the service ends.
+  say = text: "say ${lib.escapeShellArg text}";
+
+  # What the user reads on the console (and the journal) when the service ends.
   nextStep =
     if au.stage == "disk" then ''
-      echo "vault: disk-stage files are in place; the rest waits in RAM (vault wipe discards it)."
-      echo "vault: partition, format and mount the target at ${au.root}, then run:"
-      echo "         vault place --root ${lib.escapeShellArg au.root}"
+      ${say "vault: disk-stage files are in place; the rest waits in RAM (sudo vault wipe discards it)."}
+      ${say "vault: partition, format and mount the target at ${au.root}, then run:"}
+      ${say "         ${asUser [ "place" "--root" au.root ]}"}
     '' else ''
-      echo "vault: every file is in place under ${au.root}."
+      ${say "vault: every file is in place under ${au.root}."}
     '';
 in
 {
@@ -66,7 +83,8 @@ in
     autoUnlock = {
       enable = mkEnableOption ''
         asking for the bundle passphrase on the console at boot, before the autologin shell
-        starts there. The bundle is found on the boot medium unless `bundle` is set'';
+        starts there. The bundle is found on the boot medium unless `bundle` is set. The
+        kernel command line option `vault.skip` skips the question'';
 
       host = mkOption {
         type = types.nullOr types.str;
@@ -93,11 +111,11 @@ in
         description = ''
           `disk`: at boot, `vault unlock --stage disk` places the disk-stage files (e.g.
           `/tmp/disko-password`) and keeps the rest in a RAM-backed staging area; after
-          partitioning and mounting, the user runs `vault place --root /mnt` (no second
+          partitioning and mounting, the user runs `sudo vault place --root /mnt` (no second
           passphrase). This fits a freshly booted installer, where nothing is mounted yet.
-          `all`: `vault unlock --root <root>` places everything at once; the unit waits for
-          `root` to be mounted (RequiresMountsFor), so use it only when this system mounts the
-          target itself (a `fileSystems` entry, or your own unit ordered before it).
+          `all`: `vault unlock --root <root>` places everything at once. The unit waits for
+          `root`'s mount unit (if this system has one, e.g. a `fileSystems` entry with
+          `nofail`); if `root` is still not mounted, it says so and asks nothing.
         '';
       };
 
@@ -110,20 +128,29 @@ in
         example = "/iso/vault/bundle";
         description = ''
           Where the bundle is on the running installer, as a string: a file (e.g. under `/iso`
-          for `vault attach --iso-file`) or a block device. `null` (the default): vault searches
-          the boot medium and then every block device. Never a Nix path (`./bundle`) or a store
-          path: those put the bundle in the world-readable store and in the image; an assertion
-          refuses them.
+          for `vault attach --iso-file`) or a block device (the unit then waits for the device
+          to appear). `null` (the default): vault searches the boot medium and then every block
+          device. Never a Nix path (`./bundle`) or a store path: those put the bundle in the
+          world-readable store and in the image; an assertion refuses them.
         '';
       };
 
       tty = mkOption {
-        type = types.str;
+        type = types.strMatching "tty[A-Za-z]*[0-9]+|hvc[0-9]+";
         default = "tty1";
         example = "ttyS0";
         description = ''
-          The console the passphrase is asked on; its getty starts after the question is
-          answered or skipped. `ttyS0` for a serial console.
+          The console the passphrase is asked on, a device name under /dev (`tty1`, `ttyS0`,
+          `hvc0`); its getty starts after the question is answered, skipped or timed out.
+        '';
+      };
+
+      timeout = mkOption {
+        type = types.ints.unsigned;
+        default = 300;
+        description = ''
+          Seconds to wait for the passphrase; then the unit gives up cleanly, prints how to
+          unlock by hand, and the boot goes on. `0`: wait for ever.
         '';
       };
     };
@@ -169,36 +196,73 @@ in
         wantedBy = [ "multi-user.target" ];
         # Ordering only: the getty still starts if unlocking fails or is skipped.
         before = [ "getty@${au.tty}.service" "autovt@${au.tty}.service" "serial-getty@${au.tty}.service" ];
-        after = [ "systemd-user-sessions.service" "plymouth-quit-wait.service" ];
-        unitConfig = lib.optionalAttrs (au.stage == "all") {
-          RequiresMountsFor = au.root;
-        };
+        after = [ "systemd-user-sessions.service" "plymouth-quit-wait.service" ] ++ rootMount ++ bundleDevice;
+        # Wants, not Requires: a mount or device that never comes fails only itself, and the
+        # script then says what to do.
+        wants = rootMount ++ bundleDevice;
+        unitConfig.ConditionKernelCommandLine = "!vault.skip";
+        # switch-to-configuration must not restart a unit that waits on the console (as for
+        # nixpkgs' gettys).
+        restartIfChanged = false;
         serviceConfig = {
           Type = "oneshot";
           RemainAfterExit = true;
           StandardInput = "tty";
           StandardOutput = "tty";
-          StandardError = "inherit";
+          # The script's standard error is the journal; `say` writes to both.
+          StandardError = "journal";
+          SyslogIdentifier = "vault-unlock";
           TTYPath = "/dev/${au.tty}";
           TTYReset = true;
           TTYVHangup = true;
-          # The user may take minutes to find the passphrase.
+          # The prompt has its own timeout (autoUnlock.timeout).
           TimeoutStartSec = "infinity";
         };
         # The script holds the command line only: no secret, no bundle.
         script = ''
+          # Standard output is the console, standard error the journal.
+          say() { printf '%s\n' "$1"; printf '%s\n' "$1" >&2; }
+          # Copies vault's messages (its standard error) to both. Never the passphrase: vault
+          # reads it from /dev/tty without echo. INT is ignored here so that the Ctrl-C which
+          # ends vault does not also cut its last words.
+          copy_log() {
+            trap "" INT
+            local line
+            while IFS= read -r line || [ -n "$line" ]; do
+              printf '%s\n' "$line"
+              printf '%s\n' "$line" >&2
+            done
+          }
           # A handler (not an ignore) so that Ctrl-C still reaches vault and ends it, and this
           # script survives to print what to do next.
           trap 'true' INT
           echo
-          echo "vault: unlocking the install secrets. Ctrl-C skips; run 'vault unlock' later."
-          rc=0
-          ${unlockCommand} || rc=$?
+          ${say "vault: unlocking the install secrets. Ctrl-C skips; to unlock later, run: ${retry}"}
+          ${lib.optionalString (au.stage == "all") ''
+            if ! ${lib.getExe' pkgs.util-linux "mountpoint"} -q ${lib.escapeShellArg au.root}; then
+              ${say "vault: ${au.root} is not mounted (no mount for it, or the target disk is still blank); nothing was asked."}
+              ${say "vault: partition, format and mount the target at ${au.root}, then run:"}
+              ${say "         ${retry}"}
+              exit 0
+            fi
+          ''}
+          # vault's standard output goes to the console (fd 3), its standard error through copy_log.
+          exec 3>&1
+          set +e
+          ${unlockCommand} 2>&1 >&3 3>&- | copy_log
+          rc=''${PIPESTATUS[0]}
+          set -e
           if [ "$rc" -eq 0 ]; then
           ${nextStep}
+          ${lib.optionalString (au.timeout > 0) ''
+          elif [ "$rc" -eq 124 ]; then
+            ${say "vault: no passphrase within ${toString au.timeout} seconds; going on without the install secrets. To unlock, log in and run:"}
+            ${say "         ${retry}"}
+            exit 0
+          ''}
           else
-            echo "vault: unlock ended with exit code $rc (see above). To try again, log in and run:"
-            echo ${lib.escapeShellArg "         ${byHand}"}
+            say "vault: unlock ended with exit code $rc (see above). To try again, log in and run:"
+            ${say "         ${retry}"}
           fi
           exit "$rc"
         '';

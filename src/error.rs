@@ -212,7 +212,12 @@ impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
             Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                Some("check the file's permissions, or run as the user that owns it".into())
+                if rustix::process::geteuid().is_root() {
+                    Some("check the file's permissions, or run as the user that owns it".into())
+                } else {
+                    // On the installer the console user (`nixos`) is not root.
+                    Some("check the file's permissions, or run as the user that owns it; on the installer, `vault unlock`, `place` and `wipe` need root: run them with sudo".into())
+                }
             }
             Error::Io { .. } => None,
             Error::Manifest { path, .. } => Some(format!(

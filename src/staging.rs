@@ -77,10 +77,26 @@ pub fn check_ram_backed(dir: &Path) -> Result<&'static str> {
                 dir.display()
             ),
             hint: Some(format!(
-                "run as root so vault can mount a ramfs at {DEFAULT_DIR}, or mount one yourself: `mount -t ramfs -o mode=0700 ramfs {}`; or unlock in one step with `vault unlock --root /mnt` once the target is mounted",
-                dir.display()
+                "run it with sudo so vault can mount a ramfs at {DEFAULT_DIR}, or mount one yourself: `sudo mount -t ramfs -o mode=0700 ramfs {}`; or unlock in one step with `{}` once the target is mounted",
+                dir.display(),
+                as_root("vault unlock --root /mnt")
             )),
         }),
+    }
+}
+
+/// A live-system command (unlock, place, wipe) as the reader of a hint must type it: with
+/// `sudo ` unless vault runs in a root shell of its own. Under sudo, as a non-root user, or from
+/// a systemd unit (whose console is then used by whoever logs in, e.g. the NixOS installer's
+/// `nixos` user), the command needs sudo to run again.
+pub fn as_root(cmd: &str) -> String {
+    let direct_root = rustix::process::geteuid().is_root()
+        && std::env::var_os("SUDO_USER").is_none()
+        && std::env::var_os("INVOCATION_ID").is_none();
+    if direct_root {
+        cmd.to_string()
+    } else {
+        format!("sudo {cmd}")
     }
 }
 
@@ -99,8 +115,9 @@ pub fn prepare(dir: &Path, mount: bool) -> Result<&'static str> {
             .create(dir)
             .map_err(|e| Error::io("cannot create the staging area", dir, e))?;
     }
-    let is_root = rustix::process::geteuid().is_root();
-    if mount && is_root && !is_mount_point(dir).unwrap_or(false) {
+    // Mounting a ramfs is Linux's; elsewhere the directory must already be RAM-backed.
+    #[cfg(target_os = "linux")]
+    if mount && rustix::process::geteuid().is_root() && !is_mount_point(dir).unwrap_or(false) {
         use rustix::mount::MountFlags;
         rustix::mount::mount(
             "vault-staging",
@@ -132,9 +149,11 @@ fn refuse_if_staged(dir: &Path) -> Result<()> {
     if dir.join(STAGED).exists() {
         return Err(Error::Refused {
             why: format!("a bundle is already staged in {}", dir.display()),
-            hint: Some(
-                "place it with `vault place --root /mnt`, or discard it with `vault wipe`".into(),
-            ),
+            hint: Some(format!(
+                "place it with `{}`, or discard it with `{}`",
+                as_root("vault place --root /mnt"),
+                as_root("vault wipe")
+            )),
         });
     }
     Ok(())
@@ -396,9 +415,12 @@ fn unmount_if_ours(dir: &Path) {
     let empty = std::fs::read_dir(dir)
         .map(|mut d| d.next().is_none())
         .unwrap_or(false);
+    #[cfg(target_os = "linux")]
     if ramfs && empty && is_mount_point(dir).unwrap_or(false) {
         let _ = rustix::mount::unmount(dir, rustix::mount::UnmountFlags::empty());
     }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (ramfs, empty);
 }
 
 /// Reads and checks the staged manifest in `dir`.
@@ -449,10 +471,11 @@ pub struct PlaceReport {
 pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport> {
     let m = load(dir)?.ok_or_else(|| Error::Refused {
         why: format!("nothing is staged in {}", dir.display()),
-        hint: Some(
-            "run `vault unlock --stage disk` first, or unlock in one step with `vault unlock --root /mnt`"
-                .into(),
-        ),
+        hint: Some(format!(
+            "run `{}` first, or unlock in one step with `{}`",
+            as_root("vault unlock --stage disk"),
+            as_root("vault unlock --root /mnt")
+        )),
     })?;
     let staged = dir.join(STAGED);
     let mut placer = Placer::new(root, opts)?;
@@ -526,7 +549,10 @@ fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<
         hint: Some(if only_existing {
             "add --force to replace them (the staged files are kept until placed)".into()
         } else {
-            "remove or fix those paths in the target, then run `vault place` again".into()
+            format!(
+                "remove or fix those paths in the target, then run `{}` again",
+                as_root("vault place")
+            )
         }),
     })
 }

@@ -1,6 +1,8 @@
-//! The Nix files, checked with Debian's `nix-instantiate` (no nixpkgs, no network): every file
-//! parses, the installer module and the flake evaluate against stubs with the expected options,
-//! unit and assertions (scripts/check-nix), and those checks do catch a broken module.
+//! The Nix files, checked with Debian's Nix (no nixpkgs, no network): every file parses, the
+//! installer module and the flake evaluate through the stand-in nixpkgs (nix/tests/nixpkgs)
+//! with the expected options, unit and assertions, `nix flake check` passes (scripts/check-nix),
+//! and those checks do catch a broken module, a leaky package source and an old rustc. The
+//! unit's script itself is run in tests/nix_unit.rs.
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -21,16 +23,67 @@ fn text(o: &Output) -> String {
 
 /// `nix/tests/eval-module.nix` with `module`, as JSON.
 fn eval_module(module: &Path) -> serde_json::Value {
+    let store = tempfile::tempdir().unwrap();
     let o = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "nix/tests/eval-module.nix"])
+        .args(["--eval", "--strict", "--json", "--store"])
+        .arg(store.path().join("store"))
+        .arg("nix/tests/eval-module.nix")
         .arg("--arg")
         .arg("module")
         .arg(module)
+        .env("NIX_CONFIG", "build-users-group =")
         .current_dir(repo())
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", text(&o));
     serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Copies what the flake and scripts/check-nix read into `root`.
+fn copy_checkout(root: &Path) {
+    for f in ["flake.nix", "Cargo.toml", "Cargo.lock", "scripts/check-nix"] {
+        let to = root.join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(repo().join(f), to).unwrap();
+    }
+    for dir in ["nix", "src", "benches", "keys-example"] {
+        for e in walkdir::WalkDir::new(repo().join(dir)) {
+            let e = e.unwrap();
+            let to = root.join(e.path().strip_prefix(repo()).unwrap());
+            if e.file_type().is_dir() {
+                std::fs::create_dir_all(&to).unwrap();
+            } else {
+                std::fs::copy(e.path(), &to).unwrap();
+            }
+        }
+    }
+}
+
+/// `nix-instantiate --eval --json -E expr` in `dir`, with a store of its own under `store`.
+fn nix_eval(dir: &Path, store: &Path, expr: &str) -> Output {
+    Command::new("nix-instantiate")
+        .args([
+            "--eval",
+            "--strict",
+            "--json",
+            "--read-write-mode",
+            "--store",
+        ])
+        .arg(store)
+        .arg("-E")
+        .arg(expr)
+        .env("NIX_CONFIG", "build-users-group =")
+        .current_dir(dir)
+        .output()
+        .unwrap()
+}
+
+/// The stand-in package set for x86_64-linux, with `rustc` at `rustc_version`.
+fn stand_in_pkgs(rustc_version: &str) -> String {
+    format!(
+        "(let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix {{ inherit lib; }}; \
+         in import ./nix/tests/nixpkgs/pkgs.nix {{ inherit lib nixos; system = \"x86_64-linux\"; rustcVersion = \"{rustc_version}\"; }})"
+    )
 }
 
 fn names(v: &serde_json::Value) -> Vec<String> {
@@ -57,13 +110,18 @@ fn check_nix_passes_on_the_repository() {
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("check-nix: all checks passed"), "{out}");
+    assert!(out.contains("check-nix: ok nix flake check"), "{out}");
     // The checks that matter most ran and passed, by name.
     for check in [
         "bundle-path-literal-refused",
         "bundle-store-path-string-refused",
         "unit-owns-the-console-before-the-getty",
-        "stage-disk-unlocks-disk-entries-and-hints-place",
+        "switch-does-not-restart-the-prompt",
+        "kernel-command-line-skips",
+        "device-bundle-waits-for-udev",
+        "stage-all-waits-for-the-mount-without-requiring-it",
         "package-is-built-from-cargo-lock",
+        "package-source-is-an-allow-list",
         "app-runs-the-binary",
     ] {
         assert!(
@@ -115,20 +173,7 @@ fn check_nix_fails_on_a_file_that_does_not_parse() {
     // A copy of what the script reads, plus one broken file.
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path();
-    for f in ["flake.nix", "Cargo.toml", "Cargo.lock", "scripts/check-nix"] {
-        let to = root.join(f);
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        std::fs::copy(repo().join(f), to).unwrap();
-    }
-    for e in walkdir::WalkDir::new(repo().join("nix")) {
-        let e = e.unwrap();
-        let to = root.join(e.path().strip_prefix(repo()).unwrap());
-        if e.file_type().is_dir() {
-            std::fs::create_dir_all(&to).unwrap();
-        } else {
-            std::fs::copy(e.path(), &to).unwrap();
-        }
-    }
+    copy_checkout(root);
     std::fs::write(root.join("nix/broken.nix"), "{ a = ; }\n").unwrap();
     let o = Command::new(root.join("scripts/check-nix"))
         .current_dir(root)
@@ -157,6 +202,260 @@ fn every_module_option_is_documented() {
         assert!(
             doc.contains(&format!("`{o}`")),
             "docs/NIXOS.md does not document `{o}`"
+        );
+    }
+}
+
+#[test]
+fn the_package_source_holds_what_cargo_needs_and_nothing_else() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("checkout");
+    copy_checkout(&root);
+    // What lies around in a real checkout: none of it may reach the store.
+    let secrets = root.join("install-secrets/laptop/etc/ssh");
+    std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::write(secrets.join("ssh_host_ed25519_key"), "SECRET KEY\n").unwrap();
+    std::fs::write(root.join("laptop.bundle"), "age-encryption.org/v1\n").unwrap();
+    std::fs::create_dir_all(root.join("target/debug")).unwrap();
+    std::fs::write(root.join("target/debug/leftover"), "x").unwrap();
+
+    let store = dir.path().join("store");
+    let o = nix_eval(
+        &root,
+        &store,
+        &format!(
+            "toString ({}.callPackage ./nix/package.nix {{ }}).buildArgs.src",
+            stand_in_pkgs("1.86.0")
+        ),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let out: String = serde_json::from_slice(&o.stdout).unwrap();
+    let copied = store.join(out.trim_start_matches('/'));
+    let mut files = Vec::new();
+    for e in walkdir::WalkDir::new(&copied) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            files.push(e.path().strip_prefix(&copied).unwrap().to_path_buf());
+        }
+    }
+    assert!(files.contains(&PathBuf::from("src/main.rs")), "{files:?}");
+    assert!(files.contains(&PathBuf::from("Cargo.lock")), "{files:?}");
+    for f in &files {
+        let top = f.components().next().unwrap().as_os_str().to_str().unwrap();
+        assert!(
+            ["Cargo.toml", "Cargo.lock", "src", "benches"].contains(&top),
+            "{} was copied into the store",
+            f.display()
+        );
+    }
+    // Cargo can read the crate from that source alone (its targets included).
+    let o = Command::new("cargo")
+        .args([
+            "metadata",
+            "--no-deps",
+            "--offline",
+            "--format-version",
+            "1",
+        ])
+        .arg("--manifest-path")
+        .arg(copied.join("Cargo.toml"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let _ = Command::new("chmod")
+        .arg("-R")
+        .arg("u+w")
+        .arg(&store)
+        .status();
+}
+
+#[test]
+fn an_older_rustc_is_refused_with_the_supported_nixpkgs() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        &format!(
+            "({}.callPackage ./nix/package.nix {{ }}).buildArgs.pname",
+            stand_in_pkgs("1.82.0")
+        ),
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(out.contains("needs rustc >= 1.85"), "{out}");
+    assert!(out.contains("has rustc 1.82.0"), "{out}");
+    assert!(out.contains("nixpkgs 25.05"), "{out}");
+}
+
+#[test]
+fn nix_flake_check_refuses_a_module_given_as_a_bare_path() {
+    if common::require_tool("nix").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    copy_checkout(root);
+    let flake = std::fs::read_to_string(root.join("flake.nix")).unwrap();
+    let start = flake
+        .find("nixosModules.installer = {")
+        .expect("module value moved");
+    let end = start + flake[start..].find("};").unwrap() + 2;
+    let old = format!(
+        "{}nixosModules.installer = ./nix/installer.nix;{}",
+        &flake[..start],
+        &flake[end..]
+    );
+    std::fs::write(root.join("flake.nix"), old).unwrap();
+    let o = Command::new(root.join("scripts/check-nix"))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{out}");
+    assert!(out.contains("FAIL nix flake check"), "{out}");
+    assert!(
+        out.contains("module must be a function or an attribute set") || out.contains("modules"),
+        "{out}"
+    );
+}
+
+#[test]
+fn escape_systemd_path_matches_systemd_escape() {
+    if common::require_tool("nix-instantiate").is_none()
+        || common::require_tool("systemd-escape").is_none()
+    {
+        return;
+    }
+    let paths = [
+        "/dev/disk/by-label/VAULT-1",
+        "/mnt",
+        "/mnt/target disk",
+        "/dev/disk/by-id/usb-SanDisk_Cruzer_4C53-0:0-part3",
+        "//mnt//x/",
+        "/.hidden/a.b",
+        "/",
+    ];
+    let store = tempfile::tempdir().unwrap();
+    let list = serde_json::to_string(&paths).unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        &format!(
+            "map (import ./nix/tests/nixpkgs/nixos.nix {{ lib = import ./nix/tests/nixpkgs/lib.nix; }}).utils.escapeSystemdPath (builtins.fromJSON ''{list}'')"
+        ),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let ours: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+    for (p, got) in paths.iter().zip(ours) {
+        let o = Command::new("systemd-escape")
+            .args(["--path", p])
+            .output()
+            .unwrap();
+        let want = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert_eq!(got, want, "{p}");
+    }
+}
+
+#[test]
+fn a_tty_with_a_space_is_refused_with_the_option_and_the_pattern() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix { inherit lib; }; \
+         in (nixos.evalNixos { modules = [ ./nix/installer.nix { programs.vault-installer = { enable = true; autoUnlock = { enable = true; tty = \"tty 1\"; }; }; } ]; \
+         pkgsFor = _: { callPackage = _: _: { type = \"derivation\"; name = \"v\"; outPath = \"/v\"; }; }; }).config.programs.vault-installer.autoUnlock.tty",
+    );
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("programs.vault-installer.autoUnlock.tty")
+            && out.contains("string matching the pattern"),
+        "{out}"
+    );
+}
+
+#[test]
+fn the_docs_match_the_module() {
+    let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
+    // NixOS writes no [Install] section; flakes need the feature flag on every Nix version.
+    assert!(
+        !doc.lines().any(|l| l.trim() == "[Install]"),
+        "docs/NIXOS.md shows an [Install] section"
+    );
+    assert!(
+        doc.contains("vault.skip"),
+        "docs/NIXOS.md does not document vault.skip"
+    );
+    assert!(doc.contains("X-RestartIfChanged=false"));
+    assert!(doc.contains("StandardError=journal"));
+    assert!(
+        !doc.contains("On Nix < 2.19"),
+        "flakes are experimental on every Nix"
+    );
+    // Commands typed on the live system by the autologin user need sudo.
+    let mut docs = vec![repo().join("docs/NIXOS.md"), repo().join("README.md")];
+    for e in std::fs::read_dir(repo().join("docs/guide")).unwrap() {
+        docs.push(e.unwrap().path());
+    }
+    for path in docs {
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            let l = line.trim_start();
+            if in_code
+                && ["vault unlock", "vault place", "vault wipe"]
+                    .iter()
+                    .any(|c| l.starts_with(c))
+            {
+                panic!(
+                    "{}: `{l}` is typed on the live system without sudo",
+                    path.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn the_unit_shown_in_the_docs_is_the_one_rendered() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        "(import ./nix/tests/eval-module.nix { }).units.default",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let unit: String = serde_json::from_slice(&o.stdout).unwrap();
+    let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
+    let block = doc
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/NIXOS.md has no ini block");
+    for line in unit.lines() {
+        if line.is_empty() || line.starts_with("Environment=") || line.starts_with("ExecStart=") {
+            continue;
+        }
+        assert!(
+            block.lines().any(|l| l == line),
+            "docs/NIXOS.md's unit lacks `{line}`"
         );
     }
 }

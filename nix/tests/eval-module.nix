@@ -1,37 +1,52 @@
-# Evaluates nix/installer.nix against nix/tests/stub-lib.nix (no nixpkgs needed) and checks its
-# option tree, the generated unit and its assertions. Run by scripts/check-nix:
+# Evaluates nix/installer.nix through the stand-in NixOS (nix/tests/nixpkgs: nixpkgs' option
+# types, mkIf/mkMerge semantics, systemd service options and unit rendering) and checks its
+# options, the unit it generates and its assertions. Run by scripts/check-nix:
 #
 #   nix-instantiate --eval --strict --json nix/tests/eval-module.nix
 #
-# The result is { passed = [ names ]; failed = [ { name; got; } ]; options = [ paths ]; }.
-# `module` is a parameter so that tests/nix_files.rs can show these checks catch a broken module.
-{ module ? ../installer.nix }:
+# The result is { passed = [ names ]; failed = [ { name; got; } ]; options = [ paths ];
+# scripts = { scenario = text }; units = { scenario = text }; }. The scripts are what systemd
+# runs (bash, `set -e` first, as NixOS writes them); tests/nix_files.rs runs them through a
+# shell and a pty with a fake `vault` at `vaultOut`/bin/vault. `module` is a parameter so that
+# tests/nix_files.rs can show these checks catch a broken module.
+{ module ? ../installer.nix
+, vaultOut ? "/nix/store/00000000000000000000000000000000-vault-0.1.0"
+, toolsOut ? "/nix/store/00000000000000000000000000000000-tools"
+}:
 
 let
-  lib = import ./stub-lib.nix;
-  inherit (builtins) attrNames concatMap filter hasContext isAttrs map tryEval deepSeq;
+  lib = import ./nixpkgs/lib.nix;
+  nixos = import ./nixpkgs/nixos.nix { inherit lib; };
+  inherit (builtins) attrNames concatMap elem filter hasContext isAttrs map tryEval deepSeq;
 
   # A package whose store path is a plain string: any string context in the generated unit can
   # then only come from something the module copied into the store.
   stubVault = {
     type = "derivation";
     name = "vault-0.1.0";
-    outPath = "/nix/store/00000000000000000000000000000000-vault-0.1.0";
+    outPath = vaultOut;
     meta.mainProgram = "vault";
   };
-  pkgs = { callPackage = _path: _args: stubVault; };
+  tool = name: { type = "derivation"; inherit name; outPath = toolsOut; };
+  pkgs = {
+    callPackage = _path: _args: stubVault;
+    runtimeShell = "/bin/bash";
+    writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}";
+  } // lib.genAttrs [ "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" ] tool;
 
-  eval = user: lib.evalModule {
-    inherit module pkgs;
-    user = { programs.vault-installer = user; };
+  eval = user: nixos.evalNixos {
+    modules = [ module { programs.vault-installer = user; } ];
+    pkgsFor = _: pkgs;
   };
 
   cfgOf = user: (eval user).config.programs.vault-installer;
-  outOf = user: (eval user).out;
-  failedAssertions = user: map (a: a.message) (filter (a: !a.assertion) ((outOf user).assertions or [ ]));
-  unitOf = user: (outOf user).systemd.services.vault-unlock or null;
-  scriptOf = user: (unitOf user).script;
+  configOf = user: (eval user).config;
+  failedAssertions = user: map (a: a.message) (filter (a: !a.assertion) (configOf user).assertions);
+  unitOf = user: (configOf user).systemd.services.vault-unlock or null;
+  unitTextOf = user: (configOf user).systemd.units."vault-unlock.service".text;
+  scriptOf = user: (configOf user).systemd.units."vault-unlock.service".script;
   contains = needle: hay: builtins.match ".*${needle}.*" (builtins.replaceStrings [ "\n" ] [ " " ] hay) != null;
+  hasLine = line: text: elem line (lib.splitLines text);
   # Whether evaluating `v` fully fails (a type error or throw).
   fails = v: !(tryEval (deepSeq v v)).success;
 
@@ -47,20 +62,31 @@ let
 
   auto = extra: { enable = true; autoUnlock = { enable = true; } // extra; };
 
+  # The configurations whose scripts tests/nix_files.rs runs.
+  scenarios = {
+    default = auto { };
+    host-and-bundle = auto { host = "it's me"; bundle = "/iso/my bundle;$(x)"; timeout = 0; };
+    stage-all = auto { stage = "all"; root = "/"; host = "laptop"; };
+    stage-all-unmounted = auto { stage = "all"; root = "/nonexistent/target dir"; };
+    short-timeout = auto { timeout = 1; };
+  };
+
   checks = {
     defaults = cfgOf { } == {
       enable = false;
       package = stubVault;
       autoUnlock = {
         enable = false; host = null; root = "/mnt"; stage = "disk"; bundle = null; tty = "tty1";
+        timeout = 300;
       };
     };
 
-    disabled-adds-nothing = let o = outOf { }; in
-      failedAssertions { } == [ ] && !(o ? environment) && !(o ? systemd);
+    disabled-adds-nothing = let c = configOf { }; in
+      failedAssertions { } == [ ] && c.environment.systemPackages == [ ]
+      && !(c.systemd.services ? vault-unlock);
 
-    enable-adds-the-package-only = let o = outOf { enable = true; }; in
-      o.environment.systemPackages == [ stubVault ] && !(o ? systemd)
+    enable-adds-the-package-only = let c = configOf { enable = true; }; in
+      c.environment.systemPackages == [ stubVault ] && !(c.systemd.services ? vault-unlock)
       && failedAssertions { enable = true; } == [ ];
 
     unit-owns-the-console-before-the-getty = let u = unitOf (auto { }); in
@@ -69,45 +95,72 @@ let
         RemainAfterExit = true;
         StandardInput = "tty";
         StandardOutput = "tty";
-        StandardError = "inherit";
+        StandardError = "journal";
+        SyslogIdentifier = "vault-unlock";
         TTYPath = "/dev/tty1";
         TTYReset = true;
         TTYVHangup = true;
         TimeoutStartSec = "infinity";
       }
-      && builtins.elem "getty@tty1.service" u.before
-      && builtins.elem "autovt@tty1.service" u.before
+      && elem "getty@tty1.service" u.before
+      && elem "autovt@tty1.service" u.before
       && u.wantedBy == [ "multi-user.target" ]
-      && u.unitConfig == { }
       && failedAssertions (auto { }) == [ ];
 
+    # NixOS writes no [Install] section: wantedBy becomes a symlink.
+    unit-text-as-nixos-writes-it = let t = unitTextOf (auto { }); in
+      hasLine "Before=getty@tty1.service" t
+      && hasLine "StandardError=journal" t
+      && !(hasLine "[Install]" t) && !(contains "WantedBy" t);
+
+    switch-does-not-restart-the-prompt =
+      (unitOf (auto { })).restartIfChanged == false
+      && hasLine "X-RestartIfChanged=false" (unitTextOf (auto { }));
+
+    kernel-command-line-skips = let u = unitOf (auto { }); in
+      u.unitConfig.ConditionKernelCommandLine == "!vault.skip"
+      && hasLine "ConditionKernelCommandLine=!vault.skip" (unitTextOf (auto { }));
+
+    timeout-is-an-unsigned-number =
+      fails (cfgOf (auto { timeout = -1; })) && fails (cfgOf (auto { timeout = "5m"; }));
+
     serial-console = let u = unitOf (auto { tty = "ttyS0"; }); in
-      u.serviceConfig.TTYPath == "/dev/ttyS0" && builtins.elem "serial-getty@ttyS0.service" u.before;
+      u.serviceConfig.TTYPath == "/dev/ttyS0" && elem "serial-getty@ttyS0.service" u.before;
 
-    stage-disk-unlocks-disk-entries-and-hints-place =
-      let s = scriptOf (auto { host = "laptop"; }); in
-      contains "'/nix/store/00000000000000000000000000000000-vault-0.1.0/bin/vault' 'unlock' '--stage' 'disk' '--host' 'laptop' \\|\\| rc=" s
-      && contains "vault place --root '/mnt'" s
-      && !(contains "--root' '/mnt'" s);
+    tty-is-a-device-name =
+      fails (cfgOf (auto { tty = "tty 1"; })) && fails (cfgOf (auto { tty = "/dev/tty1"; }))
+      && !(fails (cfgOf (auto { tty = "hvc0"; })));
 
-    stage-all-places-under-root-after-it-is-mounted =
-      let u = unitOf (auto { stage = "all"; root = "/target"; }); in
-      contains "'unlock' '--root' '/target' \\|\\|" u.script
-      && u.unitConfig == { RequiresMountsFor = "/target"; };
+    stage-disk-has-no-mount-dependency = let u = unitOf (auto { }); in
+      !(elem "mnt.mount" u.after) && !(u.unitConfig ? RequiresMountsFor);
 
-    no-host-means-no-host-flag = !(contains "--host" (scriptOf (auto { })));
+    # Wants + After: waits for the target's mount unit when there is one, and neither fails
+    # nor holds up the boot when it is missing or fails (RequiresMountsFor would).
+    stage-all-waits-for-the-mount-without-requiring-it =
+      let u = unitOf (auto { stage = "all"; root = "/mnt/target-disk"; }); in
+      elem "mnt-target\\x2ddisk.mount" u.after && elem "mnt-target\\x2ddisk.mount" u.wants
+      && !(u.unitConfig ? RequiresMountsFor) && u.requires == [ ];
+
+    device-bundle-waits-for-udev =
+      let u = unitOf (auto { bundle = "/dev/disk/by-label/VAULT-1"; }); in
+      elem "dev-disk-by\\x2dlabel-VAULT\\x2d1.device" u.after
+      && elem "dev-disk-by\\x2dlabel-VAULT\\x2d1.device" u.wants;
+
+    file-bundle-waits-for-no-device =
+      let u = unitOf (auto { bundle = "/iso/vault/bundle"; }); in
+      !(builtins.any (lib.hasSuffix ".device") (u.after ++ u.wants));
 
     explicit-runtime-bundle-is-accepted =
-      let user = auto { bundle = "/iso/vault/bundle"; }; in
-      failedAssertions user == [ ]
-      && contains "'--stage' 'disk' '/iso/vault/bundle' \\|\\|" (scriptOf user);
+      failedAssertions (auto { bundle = "/iso/vault/bundle"; }) == [ ];
 
     bundle-path-literal-refused =
       let user = auto { bundle = bundleLiteral; }; fa = failedAssertions user; in
       builtins.length fa == 1
       && contains "Nix path or a.*store path" (builtins.head fa)
       # Refusing it did not copy it: nothing in the generated script refers to the store.
-      && !(hasContext (scriptOf user));
+      && !(hasContext (unitOf user).script)
+      # And NixOS refuses to build the system.
+      && fails (configOf user).system.build.toplevel;
 
     bundle-store-path-string-refused =
       let fa = failedAssertions (auto { bundle = "/nix/store/0000-bundle"; }); in
@@ -137,6 +190,8 @@ let
 
     no-passphrase-option = !((eval { }).options.programs.vault-installer.autoUnlock ? passphraseFile)
       && !((eval { }).options.programs.vault-installer ? passphrase);
+
+    system-evaluates = lib.isDerivation (configOf (auto { })).system.build.toplevel;
   };
 
   results = map
@@ -149,4 +204,6 @@ in
   passed = map (r: r.name) (filter (r: r.ok) results);
   failed = map (r: { inherit (r) name got; }) (filter (r: !r.ok) results);
   options = optionPaths "programs" { vault-installer = (eval { }).options.programs.vault-installer; };
+  scripts = builtins.mapAttrs (_: scriptOf) scenarios;
+  units = builtins.mapAttrs (_: unitTextOf) scenarios;
 }

@@ -200,8 +200,10 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     if let Some(k) = staged {
         println!(
-            "Kept {k} root-stage item(s) in RAM at {}. After partitioning and mounting the target, run `vault place --root /mnt` (or `vault wipe` to discard them).",
-            a.staging_dir.display()
+            "Kept {k} root-stage item(s) in RAM at {}. After partitioning and mounting the target, run `{}` (or `{}` to discard them).",
+            a.staging_dir.display(),
+            vault::staging::as_root("vault place --root /mnt"),
+            vault::staging::as_root("vault wipe")
         );
     }
     Ok(ExitCode::Ok)

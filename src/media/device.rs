@@ -153,11 +153,19 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
 }
 
 /// BLKRRPART: the kernel re-reads the partition table, so `/dev/sdX3` appears.
+#[cfg(target_os = "linux")]
 fn reread_partitions(f: &File) -> std::io::Result<()> {
     const BLKRRPART: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 95);
     // SAFETY: BLKRRPART takes no argument; the fd is an open block device.
     unsafe { rustix::ioctl::ioctl(f, rustix::ioctl::NoArg::<BLKRRPART>::new()) }
         .map_err(std::io::Error::from)
+}
+
+/// Writing to a device is for the Linux installer (`attach --device`); elsewhere the user is
+/// told to replug the stick.
+#[cfg(not(target_os = "linux"))]
+fn reread_partitions(_: &File) -> std::io::Result<()> {
+    Err(std::io::Error::other("only Linux re-reads it on request"))
 }
 
 /// What the kernel says about a block device (from sysfs and mountinfo).

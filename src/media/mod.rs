@@ -150,7 +150,7 @@ impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         Some(match self {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
-                "run as root (writing to a device needs it), or check the file's permissions".into()
+                "run it with sudo (reading or writing a device needs root), or check the file's permissions".into()
             }
             Error::Io { .. } => return None,
             Error::NoTable { .. } => {

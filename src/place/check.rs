@@ -10,6 +10,13 @@ use rustix::io::Errno;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+/// How directories are opened to walk through them: `O_PATH` where it exists (Linux), a plain
+/// read-only open elsewhere.
+#[cfg(target_os = "linux")]
+const WALK: OFlags = OFlags::PATH;
+#[cfg(not(target_os = "linux"))]
+const WALK: OFlags = OFlags::RDONLY;
+
 use super::Placer;
 use crate::archive::{Item, Kind};
 
@@ -79,7 +86,7 @@ impl Placer {
                 match rustix::fs::openat(
                     &dir,
                     *c,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::PATH | OFlags::CLOEXEC,
+                    OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
                     Ok(fd) => dir = fd,

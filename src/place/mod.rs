@@ -16,6 +16,20 @@ use std::path::{Path, PathBuf};
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
 use rustix::io::Errno;
 
+/// `syncfs(2)` of the filesystem holding `fd`. Placing runs on the Linux installer; other
+/// systems (a macOS workstation builds the crate but never places files) have no syncfs, and
+/// get a `sync(2)` of everything instead.
+pub(crate) fn syncfs(fd: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    return rustix::fs::syncfs(fd);
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = fd;
+        rustix::fs::sync();
+        Ok(())
+    }
+}
+
 use crate::{Error, Result};
 
 mod check;
@@ -183,7 +197,12 @@ impl Placer {
             )
             .map_err(|e| self.io_error(target, e))?;
         }
-        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| self.io_error(target, e))
+        // mode_t is 32 bits on Linux, 16 on macOS (where this code builds but never runs).
+        #[cfg(target_os = "linux")]
+        let raw = mode;
+        #[cfg(not(target_os = "linux"))]
+        let raw = (mode & 0o7777) as rustix::fs::RawMode;
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(raw)).map_err(|e| self.io_error(target, e))
     }
 
     fn io_error(&self, target: &str, e: Errno) -> Error {
@@ -307,7 +326,7 @@ impl Placer {
     fn try_commit(&mut self) -> Result<()> {
         self.drain_writer()?;
         crate::interrupt::check()?;
-        rustix::fs::syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
+        syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
         let pending = std::mem::take(&mut self.pending);
         let mut rest = pending.into_iter();
         while let Some(p) = rest.next() {
@@ -318,7 +337,7 @@ impl Placer {
                 return Err(e);
             }
         }
-        rustix::fs::syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
+        syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
         Ok(())
     }
 
@@ -461,7 +480,7 @@ impl Placer {
                 let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR);
             }
         }
-        let _ = rustix::fs::syncfs(&self.root);
+        let _ = syncfs(&self.root);
         self.finished = true;
     }
 

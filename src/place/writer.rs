@@ -121,7 +121,7 @@ fn write_loop(
     fs: OwnedFd,
 ) -> std::result::Result<(), Failure> {
     let mut behind = SyncBehind::start("vault-flush", FLUSH_EVERY, move || {
-        rustix::fs::syncfs(&fs).map_err(io::Error::from)
+        super::syncfs(&fs).map_err(io::Error::from)
     });
     let mut current: Option<(File, String)> = None;
     let result = (|| {

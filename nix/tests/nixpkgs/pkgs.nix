@@ -1,0 +1,72 @@
+# The stand-in package set for one system. Derivations are real (`builtins.derivation`) so that
+# `nix flake check` can instantiate them, but their builders only write a placeholder: nothing
+# here is meant to be built. `rustcVersion` lets the checks play an older nixpkgs.
+{ lib, system, nixos, rustcVersion ? "1.86.0" }:
+
+let
+  placeholder = name: extra: builtins.derivation ({
+    inherit name system;
+    builder = "/bin/sh";
+    args = [ "-c" "echo stand-in > $out" ];
+  } // extra);
+  tool = name: placeholder name { } // { pname = name; meta.mainProgram = name; };
+
+  pkgs = {
+    inherit lib system;
+    stdenv = rec {
+      hostPlatform = {
+        inherit system;
+        isLinux = lib.hasSuffix "-linux" system;
+        isDarwin = lib.hasSuffix "-darwin" system;
+      };
+      # Native builds only in this stand-in.
+      buildPlatform = hostPlatform // { canExecute = p: p.system == system; };
+    };
+    runtimeShell = "${pkgs.bash}/bin/bash";
+
+    # As nixpkgs: a function's named arguments are taken from the package set, then `args`.
+    callPackage = fn: args:
+      let f = if builtins.isFunction fn then fn else import fn; in
+      f (builtins.intersectAttrs (builtins.functionArgs f) pkgs // args);
+
+    rustc = tool "rustc" // { version = rustcVersion; };
+    cargo = tool "cargo";
+    rustPlatform = {
+      # Checks at evaluation what buildRustPackage reads at evaluation: the lock file.
+      buildRustPackage = attrs:
+        if !(builtins.pathExists attrs.cargoLock.lockFile)
+        then throw "buildRustPackage: ${toString attrs.cargoLock.lockFile} does not exist"
+        else
+          placeholder "${attrs.pname}-${attrs.version}" { inherit (attrs) src; postInstall = attrs.postInstall or ""; }
+          // { inherit (attrs) pname version; meta = attrs.meta or { }; buildArgs = attrs; };
+    };
+
+    writeText = name: text: placeholder name { inherit text; };
+    writeShellScript = name: text: placeholder name { inherit text; };
+    runCommand = name: env: script: placeholder name (env // { inherit script; });
+    mkShell = attrs: placeholder "shell" { } // { shellArgs = attrs; };
+    installShellFiles = tool "install-shell-files";
+
+    # As nixpkgs' testers.runNixOSTest: the nodes are NixOS systems (evaluated, assertions
+    # included, through the stand-in NixOS), the test script is Python for the test driver.
+    testers.runNixOSTest = { name, nodes, testScript, ... }:
+      let
+        systems = builtins.mapAttrs
+          (_: node: (nixos.evalNixos {
+            modules = [ node { nixpkgs.hostPlatform = system; } ];
+            pkgsFor = _: pkgs;
+            inherit system;
+          }).config)
+          nodes;
+      in
+      placeholder "vm-test-run-${name}" {
+        inherit testScript;
+        nodes = map (n: systems.${n}.system.build.toplevel) (builtins.attrNames systems);
+      } // { inherit systems; };
+  }
+  // lib.genAttrs [
+    "bash" "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" "clippy" "rustfmt"
+    "age" "rage" "sops" "nix" "xorriso" "qemu" "e2fsprogs" "nixfmt-rfc-style"
+  ] tool;
+in
+pkgs

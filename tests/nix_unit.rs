@@ -1,0 +1,388 @@
+//! The installer module's vault-unlock script, as NixOS would run it, run for real: rendered
+//! through the stand-in NixOS (nix/tests/eval-module.nix), then executed by bash with a fake
+//! `vault` (a small script) in place of the package, through a pipe and through a pty. What is
+//! checked is what the user sees and types: the arguments vault receives, the console, the
+//! journal (the script's standard error), and that every printed hint works as typed.
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use expectrl::{Eof, Session};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A fake vault at `dir/bin/vault`. It records its argv in `dir/argv`, then, by `dir/mode`:
+/// `ok` succeeds, `ask` asks for a passphrase on /dev/tty (right: "right"), `hang` waits for
+/// input for ever.
+fn fake_vault(dir: &Path, mode: &str) {
+    std::fs::create_dir_all(dir.join("bin")).unwrap();
+    let script = r#"#!/bin/bash
+d=$(dirname "$0")/..
+printf '%s\n' "$@" > "$d/argv"
+case $(cat "$d/mode") in
+ok) echo "vault: placed 1 file"; exit 0 ;;
+ask)
+    printf 'Passphrase: ' > /dev/tty
+    IFS= read -rs pw < /dev/tty
+    printf '\n' > /dev/tty
+    if [ "$pw" = right ]; then echo "vault: placed 1 file"; exit 0; fi
+    echo "vault: wrong passphrase (after 1 try)" >&2
+    exit 3 ;;
+hang) read -r _ < /dev/tty; exit 0 ;;
+esac
+"#;
+    let bin = dir.join("bin/vault");
+    std::fs::write(&bin, script).unwrap();
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::write(dir.join("mode"), mode).unwrap();
+}
+
+/// The scripts of eval-module.nix's scenarios, with vault at `vault_out` and coreutils and
+/// util-linux (`timeout`, `mountpoint`) from /usr.
+fn scripts(vault_out: &Path) -> BTreeMap<String, String> {
+    let store = tempfile::tempdir().unwrap();
+    let o = Command::new("nix-instantiate")
+        .args(["--eval", "--strict", "--json", "--read-write-mode", "--store"])
+        .arg(store.path().join("store"))
+        .arg("-E")
+        .arg(format!(
+            "(import ./nix/tests/eval-module.nix {{ vaultOut = {}; toolsOut = \"/usr\"; }}).scripts",
+            serde_json::to_string(&vault_out.to_str().unwrap()).unwrap()
+        ))
+        .env("NIX_CONFIG", "build-users-group =")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = Command::new("chmod")
+        .args(["-R", "u+w"])
+        .arg(store.path())
+        .status();
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+struct Run {
+    code: i32,
+    console: String,
+    journal: String,
+}
+
+/// Runs `script` as systemd would (no terminal here), standard error to a file standing in for
+/// the journal. `strict`: with nounset and pipefail too (systemd.enableStrictShellChecks).
+fn run(dir: &Path, script: &str, strict: bool) -> Run {
+    let file = dir.join("script");
+    let text = if strict {
+        script.replacen("set -e\n", "set -euo pipefail\n", 1)
+    } else {
+        script.to_string()
+    };
+    std::fs::write(&file, text).unwrap();
+    let journal = dir.join("journal");
+    let o = Command::new("bash")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stderr(std::fs::File::create(&journal).unwrap())
+        .output()
+        .unwrap();
+    Run {
+        code: o.status.code().unwrap_or(-1),
+        console: String::from_utf8_lossy(&o.stdout).into_owned(),
+        journal: std::fs::read_to_string(&journal).unwrap(),
+    }
+}
+
+fn argv(dir: &Path) -> Vec<String> {
+    std::fs::read_to_string(dir.join("argv"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// The first hint `sudo vault SUB …` in `text` (up to the end of its line), run through bash
+/// with `sudo` standing in as a function: the words vault would get when the user types it.
+fn hint_args(text: &str, sub: &str) -> Vec<String> {
+    let needle = format!("sudo vault {sub}");
+    let line = text
+        .lines()
+        .find_map(|l| l.find(&needle).map(|i| &l[i..]))
+        .unwrap_or_else(|| panic!("no `{needle}` hint in:\n{text}"));
+    let o = Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "sudo() {{ [ \"$1\" = vault ] || exit 9; shift; printf '%s\\n' \"$@\"; }}; {line}"
+        ))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "hint `{line}` does not run");
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn strs(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+#[test]
+fn the_rendered_command_gives_vault_exactly_the_configured_arguments() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_vault(d, "ok");
+    let s = scripts(d);
+    for (scenario, want, next) in [
+        (
+            "default",
+            strs(&["unlock", "--stage", "disk"]),
+            Some(strs(&["place", "--root", "/mnt"])),
+        ),
+        (
+            "host-and-bundle",
+            strs(&[
+                "unlock",
+                "--stage",
+                "disk",
+                "--host",
+                "it's me",
+                "/iso/my bundle;$(x)",
+            ]),
+            Some(strs(&["place", "--root", "/mnt"])),
+        ),
+        (
+            "stage-all",
+            strs(&["unlock", "--root", "/", "--host", "laptop"]),
+            None,
+        ),
+    ] {
+        for strict in [false, true] {
+            let r = run(d, &s[scenario], strict);
+            assert_eq!(r.code, 0, "{scenario}: {}{}", r.console, r.journal);
+            assert_eq!(argv(d), want, "{scenario}");
+            // The retry hint, announced first, gives vault the same arguments.
+            assert_eq!(hint_args(&r.console, "unlock"), want, "{scenario}");
+            if let Some(next) = &next {
+                assert_eq!(&hint_args(&r.console, "place"), next, "{scenario}");
+                assert!(
+                    r.journal.contains("disk-stage files are in place"),
+                    "{scenario}"
+                );
+            } else {
+                assert!(r.journal.contains("every file is in place under /"));
+            }
+            assert!(r.console.contains("vault: placed 1 file"), "{}", r.console);
+        }
+    }
+}
+
+#[test]
+fn stage_all_with_the_target_not_mounted_asks_nothing_and_says_what_to_do() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_vault(d, "ok");
+    let r = run(d, &scripts(d)["stage-all-unmounted"], false);
+    assert_eq!(r.code, 0, "{}", r.console);
+    assert!(!d.join("argv").exists(), "vault ran");
+    assert!(
+        r.console.contains("/nonexistent/target dir is not mounted"),
+        "{}",
+        r.console
+    );
+    assert_eq!(
+        hint_args(&r.console, "unlock"),
+        strs(&["unlock", "--root", "/nonexistent/target dir"])
+    );
+    assert!(r.journal.contains("is not mounted"), "{}", r.journal);
+}
+
+fn pty(dir: &Path, script: &str) -> Session {
+    std::fs::write(dir.join("script"), script).unwrap();
+    let mut c = Command::new("bash");
+    c.arg("-c").arg(format!(
+        "exec bash {} 2>{}",
+        dir.join("script").display(),
+        dir.join("journal").display()
+    ));
+    let mut s = Session::spawn(c).expect("spawn in a pty");
+    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    s
+}
+
+fn exit_code(s: &mut Session) -> i32 {
+    match s.get_process().wait().expect("wait") {
+        expectrl::WaitStatus::Exited(_, code) => code,
+        other => panic!("the script did not exit normally: {other:?}"),
+    }
+}
+
+#[test]
+fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_in_the_journal() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_vault(d, "ask");
+    let script = scripts(d)["default"].clone();
+
+    let mut s = pty(d, &script);
+    s.expect("Passphrase: ").unwrap();
+    s.send_line("hunter2-wrong").unwrap();
+    s.expect("vault: wrong passphrase").unwrap();
+    s.expect("exit code 3").unwrap();
+    s.expect("sudo vault unlock --stage disk").unwrap();
+    s.expect(Eof).unwrap();
+    assert_eq!(exit_code(&mut s), 3);
+    let journal = std::fs::read_to_string(d.join("journal")).unwrap();
+    assert!(journal.contains("vault: wrong passphrase"), "{journal}");
+    assert!(journal.contains("exit code 3"), "{journal}");
+    assert!(
+        journal.contains("sudo vault unlock --stage disk"),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("hunter2"),
+        "the passphrase reached the journal"
+    );
+
+    let mut s = pty(d, &script);
+    s.expect("Passphrase: ").unwrap();
+    s.send_line("right").unwrap();
+    s.expect("sudo vault place --root /mnt").unwrap();
+    s.expect(Eof).unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+    let journal = std::fs::read_to_string(d.join("journal")).unwrap();
+    assert!(
+        journal.contains("disk-stage files are in place"),
+        "{journal}"
+    );
+    assert!(
+        !journal.contains("right"),
+        "the passphrase reached the journal"
+    );
+}
+
+#[test]
+fn with_no_answer_the_prompt_gives_up_after_the_timeout_with_the_hint() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_vault(d, "hang");
+    let mut s = pty(d, &scripts(d)["short-timeout"]);
+    s.expect("no passphrase within 1 seconds").unwrap();
+    s.expect("sudo vault unlock --stage disk").unwrap();
+    s.expect(Eof).unwrap();
+    assert_eq!(exit_code(&mut s), 0);
+    let journal = std::fs::read_to_string(d.join("journal")).unwrap();
+    assert!(
+        journal.contains("no passphrase within 1 seconds"),
+        "{journal}"
+    );
+}
+
+/// vault's own hints for live-system commands: with `sudo` when the reader is not in a root
+/// shell of their own (run from a unit, as on the installer console, or under sudo).
+#[test]
+fn vault_hints_say_sudo_when_run_from_a_unit_or_under_sudo() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = dir.path().join("staging");
+    std::fs::create_dir(&empty).unwrap();
+    let place = |env: &[(&str, &str)]| {
+        let mut c = Command::new(common::vault_bin());
+        c.args(["place", "--root-not-mountpoint", "--root"])
+            .arg(dir.path())
+            .arg("--staging-dir")
+            .arg(&empty)
+            .env_remove("SUDO_USER")
+            .env_remove("INVOCATION_ID");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let o = c.output().unwrap();
+        assert!(!o.status.success());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    for env in [[("INVOCATION_ID", "0123")], [("SUDO_USER", "nixos")]] {
+        let err = place(&env);
+        assert!(
+            err.contains("`sudo vault unlock --stage disk`"),
+            "{env:?}: {err}"
+        );
+    }
+    let err = place(&[]);
+    let is_root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout == b"0\n")
+        .unwrap_or(false);
+    assert_eq!(
+        err.contains("`sudo vault unlock --stage disk`"),
+        !is_root,
+        "{err}"
+    );
+}
+
+/// As the installer's console user (not root), a live-system command that is refused for
+/// lack of permission says to use sudo.
+#[test]
+fn as_a_normal_user_permission_errors_say_sudo() {
+    let Some(runuser) = common::require_tool("runuser") else {
+        return;
+    };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: needs root to run vault as another user");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let bundle = dir.path().join("b.bundle");
+    std::fs::write(&bundle, "x").unwrap();
+    // Readable by root only, like a device node.
+    std::fs::set_permissions(&bundle, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let staging = dir.path().join("staging");
+    std::fs::create_dir(&staging).unwrap();
+    for args in [
+        vec![
+            "unlock".into(),
+            "--root-not-mountpoint".into(),
+            "--root".into(),
+            dir.path().display().to_string(),
+            bundle.display().to_string(),
+        ],
+        vec![
+            "unlock".into(),
+            "--stage".into(),
+            "disk".into(),
+            "--staging-dir".into(),
+            staging.join("area").display().to_string(),
+            "x".into(),
+        ],
+    ] {
+        let o = std::process::Command::new(&runuser)
+            .args(["-u", "nobody", "--"])
+            .arg(common::vault_bin())
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "{args:?}: {err}");
+        assert!(err.contains("sudo"), "{args:?}: {err}");
+    }
+}

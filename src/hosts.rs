@@ -100,9 +100,11 @@ pub struct AddOptions {
     pub manifest: PathBuf,
     /// `.sops.yaml` to add the recipient to (default: the manifest's `[secrets] sops_config`).
     pub sops_config: Option<PathBuf>,
-    /// A `keys.nix`-style or JSON file of agenix public keys.
+    /// A `keys.nix`-style or JSON file of agenix public keys (default: the manifest's
+    /// `[secrets] agenix_keys`; recorded there if it has none).
     pub agenix_keys: Option<PathBuf>,
-    /// Only creation rules whose `path_regex` matches one of these (default: all).
+    /// Only creation rules whose `path_regex` matches one of these (default: the shared rules
+    /// and the host's own, see [`config_splice::Choice::SharedAndOwn`]).
     pub rules: Vec<Regex>,
     /// Adopt this private key instead of generating one.
     pub from_existing: Option<PathBuf>,
@@ -116,8 +118,8 @@ pub struct Added {
     pub public_key: PathBuf,
     pub age_recipient: String,
     pub ssh_public: String,
-    /// `.sops.yaml` and the 1-based creation rules that got the host.
-    pub sops: Option<(PathBuf, Vec<usize>)>,
+    /// `.sops.yaml` and, per creation rule, whether the host joined it and why.
+    pub sops: Option<(PathBuf, Vec<config_splice::RuleVerdict>)>,
     pub agenix_keys: Option<PathBuf>,
 }
 
@@ -175,36 +177,70 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         .sops_config
         .clone()
         .or_else(|| manifest.secrets.sops_config.clone());
+    let keys_path = opts
+        .agenix_keys
+        .clone()
+        .or_else(|| manifest.secrets.agenix_keys.clone());
+    // `[secrets]` paths to record where the manifest has none yet.
+    let record = [
+        (
+            "sops_config",
+            opts.sops_config
+                .as_deref()
+                .filter(|_| manifest.secrets.sops_config.is_none())
+                .map(|p| relative_to(&dir, p)),
+        ),
+        // agenix keeps its rules beside the keys, by convention: record them for `rekey`.
+        (
+            "agenix_rules",
+            opts.agenix_keys
+                .as_deref()
+                .filter(|_| manifest.secrets.agenix_rules.is_none())
+                .and_then(|k| k.parent())
+                .map(|d| d.join("secrets.nix"))
+                .filter(|r| r.is_file())
+                .map(|r| relative_to(&dir, &r)),
+        ),
+        // Remembered like .sops.yaml, so `host remove` and the next `host add` edit it too.
+        (
+            "agenix_keys",
+            opts.agenix_keys
+                .as_deref()
+                .filter(|_| manifest.secrets.agenix_keys.is_none())
+                .map(|p| relative_to(&dir, p)),
+        ),
+    ];
     let new_manifest = edit_manifest_add(
         &opts.manifest,
         &manifest_text,
         &opts.name,
         &rel,
         &recipient,
-        opts.sops_config
-            .as_deref()
-            .filter(|_| manifest.secrets.sops_config.is_none())
-            .map(|p| relative_to(&dir, p)),
-        // agenix keeps its rules beside the keys, by convention: record them for `rekey`.
-        opts.agenix_keys
-            .as_deref()
-            .filter(|_| manifest.secrets.agenix_rules.is_none())
-            .and_then(|k| k.parent())
-            .map(|d| d.join("secrets.nix"))
-            .filter(|r| r.is_file())
-            .map(|r| relative_to(&dir, &r)),
+        &record,
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
     let mut sops = None;
     if let Some(sp) = &sops_path {
         let text = read(sp)?;
-        let (new, changed) =
-            config_splice::add_recipient(&text, &opts.name, &recipient, &opts.rules)
-                .map_err(|m| Error::edit(sp, m))?;
+        let other_hosts: Vec<String> = manifest
+            .hosts
+            .keys()
+            .filter(|h| **h != opts.name)
+            .cloned()
+            .collect();
+        let choice = if opts.rules.is_empty() {
+            config_splice::Choice::SharedAndOwn {
+                other_hosts: &other_hosts,
+            }
+        } else {
+            config_splice::Choice::Matching(&opts.rules)
+        };
+        let (new, verdicts) = config_splice::add_recipient(&text, &opts.name, &recipient, choice)
+            .map_err(|m| Error::edit(sp, m))?;
         writes.push((sp.clone(), new));
-        sops = Some((sp.clone(), changed));
+        sops = Some((sp.clone(), verdicts));
     }
-    if let Some(kp) = &opts.agenix_keys {
+    if let Some(kp) = &keys_path {
         let text = read(kp)?;
         let new =
             keys_file::add(kp, &text, &opts.name, &ssh_public).map_err(|m| Error::edit(kp, m))?;
@@ -238,16 +274,39 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         age_recipient: recipient,
         ssh_public,
         sops,
-        agenix_keys: opts.agenix_keys.clone(),
+        agenix_keys: keys_path,
     })
 }
 
+/// `p` as the manifest records it: relative to the manifest's folder (with `..` when it lies
+/// beside it, as `../nix-config/.sops.yaml`), so the folders can move together.
 fn relative_to(dir: &Path, p: &Path) -> String {
+    use std::path::Component;
     let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    abs.strip_prefix(&d)
-        .map(|r| r.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| abs.to_string_lossy().into_owned())
+    if !abs.is_absolute() || !d.is_absolute() {
+        return abs.to_string_lossy().into_owned();
+    }
+    let a: Vec<Component> = abs.components().collect();
+    let b: Vec<Component> = d.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    // Only the root in common: an absolute path says more than a chain of `..`.
+    if common <= 1 {
+        return abs.to_string_lossy().into_owned();
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    for c in &a[common..] {
+        rel.push(c);
+    }
+    rel.to_string_lossy().into_owned()
 }
 
 fn read(path: &Path) -> Result<String, Error> {
@@ -302,20 +361,19 @@ fn edit_manifest_add(
     name: &str,
     rel_key: &str,
     recipient: &str,
-    sops_config: Option<String>,
-    agenix_rules: Option<String>,
+    secrets: &[(&str, Option<String>)],
 ) -> Result<String, Error> {
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::edit(path, e.to_string()))?;
-    for (key, v) in [("sops_config", sops_config), ("agenix_rules", agenix_rules)] {
+    for (key, v) in secrets {
         let Some(v) = v else { continue };
         let secrets = doc
             .entry("secrets")
             .or_insert(Item::Table(Table::new()))
             .as_table_mut()
             .ok_or_else(|| Error::edit(path, "`secrets` is not a table"))?;
-        secrets[key] = value(v);
+        secrets[*key] = value(v.as_str());
     }
     let hosts = doc
         .entry("hosts")
@@ -365,6 +423,108 @@ fn edit_manifest_add(
     Ok(out)
 }
 
+/// Every table of `item` (itself included) with its position in the document.
+fn tables_of<'a>(item: &'a Item, out: &mut Vec<(usize, &'a Table)>) {
+    match item {
+        Item::Table(t) => {
+            if let Some(p) = t.position().filter(|_| !t.is_implicit()) {
+                out.push((p, t));
+            }
+            for (_, child) in t.iter() {
+                tables_of(child, out);
+            }
+        }
+        Item::ArrayOfTables(a) => {
+            for t in a.iter() {
+                if let Some(p) = t.position() {
+                    out.push((p, t));
+                }
+                for (_, child) in t.iter() {
+                    tables_of(child, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Removes `[hosts.NAME]` (and its sub-tables) from the document. The comments above its
+/// first header belong to what precedes it (a `vault init` file keeps its commented
+/// `[secrets]` block and field explanations there): they move to the table that follows, or
+/// to the end of the file. Comments inside the host's tables go with it.
+fn remove_host_table(doc: &mut DocumentMut, name: &str) {
+    let (first, removed_positions) = {
+        let mut mine = Vec::new();
+        if let Some(h) = doc.get("hosts").and_then(|h| h.get(name)) {
+            tables_of(h, &mut mine);
+        }
+        mine.sort_by_key(|(p, _)| *p);
+        let first = mine.first().map(|(p, t)| {
+            let prefix = t
+                .decor()
+                .prefix()
+                .and_then(|r| r.as_str())
+                .unwrap_or("")
+                .to_string();
+            (*p, prefix)
+        });
+        (first, mine.iter().map(|(p, _)| *p).collect::<Vec<_>>())
+    };
+    if let Some(h) = doc.get_mut("hosts").and_then(|h| h.as_table_like_mut()) {
+        h.remove(name);
+    }
+    let Some((pos, prefix)) = first else { return };
+    if !prefix.contains('#') {
+        return;
+    }
+    // The next table in document order that is not the host's.
+    let mut all = Vec::new();
+    for (_, item) in doc.iter() {
+        tables_of(item, &mut all);
+    }
+    let next = all
+        .iter()
+        .filter(|(p, _)| *p > pos && !removed_positions.contains(p))
+        .map(|(p, _)| *p)
+        .min();
+    match next {
+        Some(next) => {
+            if let Some(t) = table_at_mut(doc.as_item_mut(), next) {
+                let old = t
+                    .decor()
+                    .prefix()
+                    .and_then(|r| r.as_str())
+                    .unwrap_or("")
+                    .to_string();
+                t.decor_mut().set_prefix(format!("{prefix}{old}"));
+            }
+        }
+        None => {
+            let old = doc.trailing().as_str().unwrap_or("").to_string();
+            doc.set_trailing(format!("{prefix}{old}"));
+        }
+    }
+}
+
+fn table_at_mut(item: &mut Item, pos: usize) -> Option<&mut Table> {
+    match item {
+        Item::Table(t) => {
+            if t.position() == Some(pos) && !t.is_implicit() {
+                return Some(t);
+            }
+            t.iter_mut().find_map(|(_, child)| table_at_mut(child, pos))
+        }
+        Item::ArrayOfTables(a) => a.iter_mut().find_map(|t| {
+            if t.position() == Some(pos) {
+                Some(t)
+            } else {
+                t.iter_mut().find_map(|(_, child)| table_at_mut(child, pos))
+            }
+        }),
+        _ => None,
+    }
+}
+
 /// One host as `vault host list` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HostInfo {
@@ -404,6 +564,8 @@ pub fn list(manifest: &Path) -> Result<Vec<HostInfo>, Error> {
 pub struct Removed {
     pub sops_lines: usize,
     pub keys_lines: usize,
+    /// The agenix keys file looked at (given, or the manifest's `agenix_keys`).
+    pub keys_file: Option<PathBuf>,
     pub deleted_keys: Vec<PathBuf>,
 }
 
@@ -427,9 +589,7 @@ pub fn remove(
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::edit(manifest_path, e.to_string()))?;
-    if let Some(h) = doc.get_mut("hosts").and_then(|h| h.as_table_like_mut()) {
-        h.remove(name);
-    }
+    remove_host_table(&mut doc, name);
     writes.push((manifest_path.to_path_buf(), doc.to_string()));
     let sops_path = sops_config
         .map(Path::to_path_buf)
@@ -447,21 +607,31 @@ pub fn remove(
         p.push(".pub");
         PathBuf::from(p)
     });
-    if let Some(kp) = agenix_keys {
-        let key = pub_path
+    let keys_path = agenix_keys
+        .map(Path::to_path_buf)
+        .or_else(|| manifest.secrets.agenix_keys.clone());
+    if let Some(kp) = &keys_path {
+        // The key of the .pub beside the host key, and, since the .pub may already hold a
+        // replacement (a key rotation), whatever key converts to the recipient vault.toml
+        // recorded, or sits under the host's name.
+        let pub_keys: Vec<String> = pub_path
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-            .ok_or_else(|| {
-                Error::edit(
-                    kp,
-                    "cannot read the host's .pub file to know which key to remove",
-                )
-            })?;
-        let (new, n) = keys_file::remove(kp, &read(kp)?, &key).map_err(|m| Error::edit(kp, m))?;
+            .into_iter()
+            .collect();
+        let (new, n) = keys_file::remove_host(
+            kp,
+            &read(kp)?,
+            name,
+            &pub_keys,
+            host.age_recipient.as_deref(),
+        )
+        .map_err(|m| Error::edit(kp, m))?;
         removed.keys_lines = n;
+        removed.keys_file = Some(kp.clone());
         if n > 0 {
-            writes.push((kp.to_path_buf(), new));
+            writes.push((kp.clone(), new));
         }
     }
     for (p, t) in &writes {
@@ -491,8 +661,7 @@ mod tests {
             "myhost",
             "hosts/myhost/ssh_host_ed25519_key",
             "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj",
-            Some("secrets/.sops.yaml".into()),
-            None,
+            &[("sops_config", Some("secrets/.sops.yaml".into()))],
         )
         .unwrap();
         assert!(out.starts_with("# vault.toml"));

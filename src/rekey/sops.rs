@@ -159,8 +159,8 @@ impl SopsConfig {
 
     pub fn parse(path: &Path, text: &str) -> Result<SopsConfig, Error> {
         let cfg = |m: String| Error::config(path, m);
-        let doc: serde_norway::Value =
-            serde_norway::from_str(text).map_err(|e| cfg(format!("invalid YAML: {e}")))?;
+        // Only the first YAML document counts, as for sops.
+        let doc = super::config_splice::parse_first(text).map_err(cfg)?;
         let rules = doc
             .get("creation_rules")
             .and_then(|r| r.as_sequence())

@@ -379,6 +379,24 @@ pub(crate) fn open_group(
             Err(why) => last = Some(why),
         }
     }
+    // An entry for a recipient whose identity was given that does not open: the identity is
+    // right, so the entry is damaged (a bad merge, an edit by hand, a truncated copy).
+    if let Some((n, e, file)) = entries
+        .iter()
+        .enumerate()
+        .find_map(|(n, e)| ids.file_of(&e.recipient).map(|f| (n, e, f)))
+    {
+        return Err(format!(
+            "damaged: its sops.age entry {} (recipient {}) does not open with {}, the identity of that recipient{}; restore the file from git, or re-create it with sops",
+            n + 1,
+            e.recipient,
+            file.display(),
+            match &last {
+                Some(why) if !why.contains("no identity") => format!(" ({why})"),
+                _ => String::new(),
+            }
+        ));
+    }
     let names: Vec<&str> = entries.iter().map(|e| e.recipient.as_str()).collect();
     Err(match last {
         Some(why) if why.contains("no identity") || names.is_empty() => format!(

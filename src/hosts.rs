@@ -71,6 +71,9 @@ impl crate::Hint for Error {
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
             )),
             Error::NotFound { .. } => Some("`vault host list` shows the hosts".into()),
+            Error::Edit { message, .. } if message.contains("--rule") => Some(
+                "give --rule a regex that matches the path_regex of the rules the host needs (nothing was changed)".into(),
+            ),
             Error::Edit { .. } => {
                 Some("fix the file (nothing was changed), then run the same command again".into())
             }

@@ -14,8 +14,9 @@ pub enum HostCommand {
     /// Writes hosts/NAME/ssh_host_ed25519_key (mode 0600) and .pub beside vault.toml, adds
     /// [hosts.NAME] to vault.toml (placing the key at /etc/ssh/ssh_host_ed25519_key), adds the
     /// host's age recipient (ssh-to-age) to .sops.yaml as an anchor under `keys:` and an alias
-    /// in each creation rule, and its ssh-ed25519 key to an agenix keys file if given. Then
-    /// run `vault rekey`.
+    /// in the shared creation rules and its own (not in a rule whose path_regex names another
+    /// host; --rule chooses), and its ssh-ed25519 key to the agenix keys file. Then run
+    /// `vault rekey`.
     Add(AddArgs),
     /// List the hosts of vault.toml with their keys and recipients.
     List(ListArgs),

@@ -583,4 +583,40 @@ mod tests {
         );
         assert_eq!(remove_recipient(&out, "h").unwrap().0, cfg);
     }
+
+    #[test]
+    fn rules_naming_another_host_are_left_out() {
+        assert!(names("^secrets/hosts/server1/", "server1"));
+        assert!(names("(server1|web1)\\.yaml$", "web1"));
+        assert!(names("^hosts/web\\.example/", "web.example"));
+        assert!(!names("^hosts/server10/", "server1"));
+        assert!(!names("^hosts/server1-old/", "server1"));
+        assert!(names("^HOSTS/Server1/", "server1"));
+        let cfg = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n  - &server1 age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg\ncreation_rules:\n  - path_regex: ^secrets/hosts/server1/\n    age: [*admin, *server1]\n  - path_regex: ^secrets/hosts/db/\n    age: [*admin]\n  - path_regex: ^secrets/hosts/web2/\n    age: [*admin]\n  - age: [*admin, *server1]\n";
+        let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
+        // server1 is an anchor, db a host of vault.toml: their rules are theirs.
+        let db = ["db".to_string()];
+        let (out, v) =
+            add_recipient(cfg, "web2", r, Choice::SharedAndOwn { other_hosts: &db }).unwrap();
+        assert_eq!(joined(&v), vec![3, 4]);
+        assert_eq!(v[0].why, "names server1");
+        assert_eq!(v[1].why, "names db");
+        assert_eq!(v[2].why, "names web2");
+        assert_eq!(v[3].why, "shared");
+        assert!(
+            out.contains("  - path_regex: ^secrets/hosts/server1/\n    age: [*admin, *server1]\n")
+        );
+        assert_eq!(
+            remove_recipient(&out, "web2").unwrap(),
+            (cfg.to_string(), 3)
+        );
+        // Every rule someone else's: refused, with the list.
+        let only = "creation_rules:\n  - path_regex: ^secrets/hosts/db/\n    age: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n";
+        let e =
+            add_recipient(only, "web2", r, Choice::SharedAndOwn { other_hosts: &db }).unwrap_err();
+        assert!(
+            e.contains("--rule") && e.contains("rule 1: ^secrets/hosts/db/"),
+            "{e}"
+        );
+    }
 }

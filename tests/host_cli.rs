@@ -160,3 +160,24 @@ fn remove_keeps_the_comments_of_an_init_file() {
     let o = vault(dir, &["host", "list"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// A keys file without agenix rules vault knows of would leave the agenix files unrekeyed:
+/// `host add` and `rekey` say so instead of "nothing to do".
+#[test]
+fn agenix_keys_without_rules_is_pointed_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir, SOPS_YAML);
+    std::fs::create_dir(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/keys.nix"), "{\n}\n").unwrap();
+    let o = vault(
+        dir,
+        &["host", "add", "web1", "--agenix-keys", "keys/keys.nix"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("agenix_rules"), "host add: {err}");
+    let o = vault(dir, &["rekey", "--check"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("agenix_rules"), "rekey: {err}");
+}

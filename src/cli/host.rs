@@ -136,11 +136,18 @@ fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         }
         if added.agenix_keys.is_none() {
             eprintln!("agenix: add the public key above to the publicKeys of the secrets this host needs in secrets.nix");
+        } else if vault::manifest::Manifest::load(&opts.manifest)
+            .is_ok_and(|m| m.secrets.agenix_rules.is_none())
+        {
+            eprintln!("{}", AGENIX_RULES_MISSING);
         }
         eprintln!("next: `vault rekey` re-encrypts the secrets to the new host; `vault pack` then ships its key");
     }
     Ok(ExitCode::Ok)
 }
+
+/// Said when vault edits an agenix keys file but does not know the rules that use it.
+pub(crate) const AGENIX_RULES_MISSING: &str = "warning: vault.toml has `[secrets] agenix_keys` but no `agenix_rules`, so `vault rekey` does not re-encrypt the agenix files: add `agenix_rules = \"…/secrets.nix\"` to [secrets]";
 
 fn list(a: ListArgs) -> vault::Result<ExitCode> {
     let hosts = hosts::list(&a.manifest)?;

@@ -63,6 +63,13 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             agenix: true,
         }
     };
+    if which.agenix
+        && !quiet
+        && manifest.secrets.agenix_keys.is_some()
+        && manifest.secrets.agenix_rules.is_none()
+    {
+        eprintln!("{}", super::host::AGENIX_RULES_MISSING);
+    }
     // Planning reads every file: on the same -j workers as the rekey itself; should the pool
     // not start, on rayon's default one (the rekey then reports that error).
     let pool = rekey::worker_pool(a.jobs);

@@ -131,10 +131,10 @@ fn flow_lists_of_aliases() {
     if sops().is_none() {
         return;
     }
-    let cfg = "keys:\n  - &admin ADMIN\ncreation_rules:\n  - path_regex: .*\\.yaml$\n    age: [*admin] # everyone\n";
+    let cfg = "keys:\n  - &admin ADMIN\ncreation_rules:\n  - path_regex: .*\\.yaml$\n    age: [*admin] # everyone [ops too]\n";
     let (tmp, original, edited) = add_and_check(cfg);
     assert!(
-        edited.contains("    age: [*admin, *web1] # everyone\n"),
+        edited.contains("    age: [*admin, *web1] # everyone [ops too]\n"),
         "{edited}"
     );
     remove_gives_back(tmp.path(), &original);

@@ -126,10 +126,18 @@ pub fn names(path_regex: &str, name: &str) -> bool {
     })
 }
 
-/// The anchors of `- &NAME …` lines (the named keys of `keys:`).
+/// The anchors of the `- &NAME …` items of the top-level `keys:` list (the named keys).
 fn anchors(text: &str) -> Vec<String> {
-    let re = Regex::new(r"(?m)^[ \t]*-[ \t]+&([^\s]+)").expect("static regex");
-    re.captures_iter(text).map(|c| c[1].to_string()).collect()
+    let re = Regex::new(r"^[ \t]*-[ \t]+&([^\s]+)").expect("static regex");
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let Some((_, items)) = items_of_top(&lines, "keys") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|&(start, _)| re.captures(content(lines[start])))
+        .map(|c| c[1].to_string())
+        .collect()
 }
 
 /// The text of the first YAML document (what sops reads) and the rest, from the `---` or
@@ -237,7 +245,8 @@ fn flow_list(line: &str) -> Option<(usize, usize)> {
     if !c[open..].starts_with('[') {
         return None;
     }
-    let close = c.rfind(']')?;
+    // Aliases and age1 keys hold no `]`: the first one closes the list.
+    let close = open + c[open..].find(']')?;
     let after = c[close + 1..].trim();
     (close > open && (after.is_empty() || after.starts_with('#'))).then_some((open, close))
 }

@@ -88,7 +88,7 @@ fn a_damaged_entry_is_called_damaged() {
     assert!(err.contains("app.yaml"), "names the file: {err}");
     assert!(err.contains("damaged"), "says it is damaged: {err}");
     assert!(
-        err.contains("sops.age entry 1") && err.contains(admin_key.to_str().unwrap()),
+        err.contains("age entry 1 (recipient") && err.contains(admin_key.to_str().unwrap()),
         "says where, and whose entry: {err}"
     );
     assert!(!err.contains("no identity given opens it"), "{err}");

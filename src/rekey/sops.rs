@@ -387,7 +387,7 @@ pub(crate) fn open_group(
         .find_map(|(n, e)| ids.file_of(&e.recipient).map(|f| (n, e, f)))
     {
         return Err(format!(
-            "damaged: its sops.age entry {} (recipient {}) does not open with {}, the identity of that recipient{}; restore the file from git, or re-create it with sops",
+            "damaged: its age entry {} (recipient {}) does not open with {}, the identity of that recipient{}; restore the file from git, or re-create it with sops",
             n + 1,
             e.recipient,
             file.display(),

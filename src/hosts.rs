@@ -11,11 +11,15 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use toml_edit::{value, ArrayOfTables, DocumentMut, Item, Table};
+use toml_edit::DocumentMut;
 
 use crate::keys::{passphrase, HostKey};
 use crate::manifest::{check_host_name, Manifest};
 use crate::rekey::{config_splice, keys_file};
+
+mod manifest_edit;
+pub(crate) use manifest_edit::entry_table;
+use manifest_edit::{edit_manifest_add, remove_host_table};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
@@ -71,6 +75,9 @@ impl crate::Hint for Error {
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
             )),
             Error::NotFound { .. } => Some("`vault host list` shows the hosts".into()),
+            Error::Edit { message, .. } if message.contains("--rule") => Some(
+                "give --rule a regex that matches the path_regex of the rules the host needs (nothing was changed)".into(),
+            ),
             Error::Edit { .. } => {
                 Some("fix the file (nothing was changed), then run the same command again".into())
             }
@@ -100,9 +107,11 @@ pub struct AddOptions {
     pub manifest: PathBuf,
     /// `.sops.yaml` to add the recipient to (default: the manifest's `[secrets] sops_config`).
     pub sops_config: Option<PathBuf>,
-    /// A `keys.nix`-style or JSON file of agenix public keys.
+    /// A `keys.nix`-style or JSON file of agenix public keys (default: the manifest's
+    /// `[secrets] agenix_keys`; recorded there if it has none).
     pub agenix_keys: Option<PathBuf>,
-    /// Only creation rules whose `path_regex` matches one of these (default: all).
+    /// Only creation rules whose `path_regex` matches one of these (default: the shared rules
+    /// and the host's own, see [`config_splice::Choice::SharedAndOwn`]).
     pub rules: Vec<Regex>,
     /// Adopt this private key instead of generating one.
     pub from_existing: Option<PathBuf>,
@@ -116,8 +125,8 @@ pub struct Added {
     pub public_key: PathBuf,
     pub age_recipient: String,
     pub ssh_public: String,
-    /// `.sops.yaml` and the 1-based creation rules that got the host.
-    pub sops: Option<(PathBuf, Vec<usize>)>,
+    /// `.sops.yaml` and, per creation rule, whether the host joined it and why.
+    pub sops: Option<(PathBuf, Vec<config_splice::RuleVerdict>)>,
     pub agenix_keys: Option<PathBuf>,
 }
 
@@ -175,36 +184,70 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         .sops_config
         .clone()
         .or_else(|| manifest.secrets.sops_config.clone());
+    let keys_path = opts
+        .agenix_keys
+        .clone()
+        .or_else(|| manifest.secrets.agenix_keys.clone());
+    // `[secrets]` paths to record where the manifest has none yet.
+    let record = [
+        (
+            "sops_config",
+            opts.sops_config
+                .as_deref()
+                .filter(|_| manifest.secrets.sops_config.is_none())
+                .map(|p| relative_to(&dir, p)),
+        ),
+        // agenix keeps its rules beside the keys, by convention: record them for `rekey`.
+        (
+            "agenix_rules",
+            opts.agenix_keys
+                .as_deref()
+                .filter(|_| manifest.secrets.agenix_rules.is_none())
+                .and_then(|k| k.parent())
+                .map(|d| d.join("secrets.nix"))
+                .filter(|r| r.is_file())
+                .map(|r| relative_to(&dir, &r)),
+        ),
+        // Remembered like .sops.yaml, so `host remove` and the next `host add` edit it too.
+        (
+            "agenix_keys",
+            opts.agenix_keys
+                .as_deref()
+                .filter(|_| manifest.secrets.agenix_keys.is_none())
+                .map(|p| relative_to(&dir, p)),
+        ),
+    ];
     let new_manifest = edit_manifest_add(
         &opts.manifest,
         &manifest_text,
         &opts.name,
         &rel,
         &recipient,
-        opts.sops_config
-            .as_deref()
-            .filter(|_| manifest.secrets.sops_config.is_none())
-            .map(|p| relative_to(&dir, p)),
-        // agenix keeps its rules beside the keys, by convention: record them for `rekey`.
-        opts.agenix_keys
-            .as_deref()
-            .filter(|_| manifest.secrets.agenix_rules.is_none())
-            .and_then(|k| k.parent())
-            .map(|d| d.join("secrets.nix"))
-            .filter(|r| r.is_file())
-            .map(|r| relative_to(&dir, &r)),
+        &record,
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
     let mut sops = None;
     if let Some(sp) = &sops_path {
         let text = read(sp)?;
-        let (new, changed) =
-            config_splice::add_recipient(&text, &opts.name, &recipient, &opts.rules)
-                .map_err(|m| Error::edit(sp, m))?;
+        let other_hosts: Vec<String> = manifest
+            .hosts
+            .keys()
+            .filter(|h| **h != opts.name)
+            .cloned()
+            .collect();
+        let choice = if opts.rules.is_empty() {
+            config_splice::Choice::SharedAndOwn {
+                other_hosts: &other_hosts,
+            }
+        } else {
+            config_splice::Choice::Matching(&opts.rules)
+        };
+        let (new, verdicts) = config_splice::add_recipient(&text, &opts.name, &recipient, choice)
+            .map_err(|m| Error::edit(sp, m))?;
         writes.push((sp.clone(), new));
-        sops = Some((sp.clone(), changed));
+        sops = Some((sp.clone(), verdicts));
     }
-    if let Some(kp) = &opts.agenix_keys {
+    if let Some(kp) = &keys_path {
         let text = read(kp)?;
         let new =
             keys_file::add(kp, &text, &opts.name, &ssh_public).map_err(|m| Error::edit(kp, m))?;
@@ -238,16 +281,39 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         age_recipient: recipient,
         ssh_public,
         sops,
-        agenix_keys: opts.agenix_keys.clone(),
+        agenix_keys: keys_path,
     })
 }
 
+/// `p` as the manifest records it: relative to the manifest's folder (with `..` when it lies
+/// beside it, as `../nix-config/.sops.yaml`), so the folders can move together.
 fn relative_to(dir: &Path, p: &Path) -> String {
+    use std::path::Component;
     let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
     let d = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    abs.strip_prefix(&d)
-        .map(|r| r.to_string_lossy().into_owned())
-        .unwrap_or_else(|_| abs.to_string_lossy().into_owned())
+    if !abs.is_absolute() || !d.is_absolute() {
+        return abs.to_string_lossy().into_owned();
+    }
+    let a: Vec<Component> = abs.components().collect();
+    let b: Vec<Component> = d.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    // Only the root in common: an absolute path says more than a chain of `..`.
+    if common <= 1 {
+        return abs.to_string_lossy().into_owned();
+    }
+    let mut rel = PathBuf::new();
+    for _ in common..b.len() {
+        rel.push("..");
+    }
+    for c in &a[common..] {
+        rel.push(c);
+    }
+    rel.to_string_lossy().into_owned()
 }
 
 pub(crate) fn read(path: &Path) -> Result<String, Error> {
@@ -284,85 +350,6 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
         return Err(Error::io("cannot write", path, e));
     }
     Ok(())
-}
-
-pub(crate) fn entry_table(source: &str, target: &str, mode: &str) -> Table {
-    let mut t = Table::new();
-    t["source"] = value(source);
-    t["target"] = value(target);
-    t["mode"] = value(mode);
-    t
-}
-
-/// `vault.toml` with `[hosts.NAME]` filled in (creating it, or completing a table the user
-/// started without a key).
-fn edit_manifest_add(
-    path: &Path,
-    text: &str,
-    name: &str,
-    rel_key: &str,
-    recipient: &str,
-    sops_config: Option<String>,
-    agenix_rules: Option<String>,
-) -> Result<String, Error> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| Error::edit(path, e.to_string()))?;
-    for (key, v) in [("sops_config", sops_config), ("agenix_rules", agenix_rules)] {
-        let Some(v) = v else { continue };
-        let secrets = doc
-            .entry("secrets")
-            .or_insert(Item::Table(Table::new()))
-            .as_table_mut()
-            .ok_or_else(|| Error::edit(path, "`secrets` is not a table"))?;
-        secrets[key] = value(v);
-    }
-    let hosts = doc
-        .entry("hosts")
-        .or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
-        })
-        .as_table_mut()
-        .ok_or_else(|| Error::edit(path, "`hosts` is not a table"))?;
-    let host = hosts
-        .entry(name)
-        .or_insert(Item::Table(Table::new()))
-        .as_table_mut()
-        .ok_or_else(|| Error::edit(path, format!("`hosts.{name}` is not a table")))?;
-    host["ssh_host_key"] = value(rel_key);
-    host["age_recipient"] = value(recipient);
-    let entries = host
-        .entry("entry")
-        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
-        .as_array_of_tables_mut()
-        .ok_or_else(|| {
-            Error::edit(
-                path,
-                format!("`hosts.{name}.entry` is not an array of tables"),
-            )
-        })?;
-    let has_target = |entries: &ArrayOfTables, t: &str| {
-        entries
-            .iter()
-            .any(|e| e.get("target").and_then(|v| v.as_str()) == Some(t))
-    };
-    let pub_target = format!("{KEY_TARGET}.pub");
-    if !has_target(entries, KEY_TARGET) {
-        entries.push(entry_table(rel_key, KEY_TARGET, "0600"));
-    }
-    if !has_target(entries, &pub_target) {
-        entries.push(entry_table(&format!("{rel_key}.pub"), &pub_target, "0644"));
-    }
-    let out = doc.to_string();
-    Manifest::from_str(path, &out).map_err(|e| {
-        Error::edit(
-            path,
-            format!("the edited manifest would be invalid ({e}); nothing was changed"),
-        )
-    })?;
-    Ok(out)
 }
 
 /// One host as `vault host list` shows it.
@@ -404,6 +391,8 @@ pub fn list(manifest: &Path) -> Result<Vec<HostInfo>, Error> {
 pub struct Removed {
     pub sops_lines: usize,
     pub keys_lines: usize,
+    /// The agenix keys file looked at (given, or the manifest's `agenix_keys`).
+    pub keys_file: Option<PathBuf>,
     pub deleted_keys: Vec<PathBuf>,
 }
 
@@ -427,9 +416,7 @@ pub fn remove(
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::edit(manifest_path, e.to_string()))?;
-    if let Some(h) = doc.get_mut("hosts").and_then(|h| h.as_table_like_mut()) {
-        h.remove(name);
-    }
+    remove_host_table(&mut doc, name);
     writes.push((manifest_path.to_path_buf(), doc.to_string()));
     let sops_path = sops_config
         .map(Path::to_path_buf)
@@ -447,21 +434,31 @@ pub fn remove(
         p.push(".pub");
         PathBuf::from(p)
     });
-    if let Some(kp) = agenix_keys {
-        let key = pub_path
+    let keys_path = agenix_keys
+        .map(Path::to_path_buf)
+        .or_else(|| manifest.secrets.agenix_keys.clone());
+    if let Some(kp) = &keys_path {
+        // The key of the .pub beside the host key, and, since the .pub may already hold a
+        // replacement (a key rotation), whatever key converts to the recipient vault.toml
+        // recorded, or sits under the host's name.
+        let pub_keys: Vec<String> = pub_path
             .as_ref()
             .and_then(|p| std::fs::read_to_string(p).ok())
             .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-            .ok_or_else(|| {
-                Error::edit(
-                    kp,
-                    "cannot read the host's .pub file to know which key to remove",
-                )
-            })?;
-        let (new, n) = keys_file::remove(kp, &read(kp)?, &key).map_err(|m| Error::edit(kp, m))?;
+            .into_iter()
+            .collect();
+        let (new, n) = keys_file::remove_host(
+            kp,
+            &read(kp)?,
+            name,
+            &pub_keys,
+            host.age_recipient.as_deref(),
+        )
+        .map_err(|m| Error::edit(kp, m))?;
         removed.keys_lines = n;
+        removed.keys_file = Some(kp.clone());
         if n > 0 {
-            writes.push((kp.to_path_buf(), new));
+            writes.push((kp.clone(), new));
         }
     }
     for (p, t) in &writes {
@@ -476,33 +473,4 @@ pub fn remove(
         }
     }
     Ok(removed)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn manifest_edit_keeps_comments_and_validates() {
-        let p = Path::new("/ws/vault.toml");
-        let out = edit_manifest_add(
-            p,
-            crate::manifest::TEMPLATE,
-            "myhost",
-            "hosts/myhost/ssh_host_ed25519_key",
-            "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj",
-            Some("secrets/.sops.yaml".into()),
-            None,
-        )
-        .unwrap();
-        assert!(out.starts_with("# vault.toml"));
-        assert!(out.contains("# The LUKS passphrase disko reads"));
-        let m = Manifest::from_str(p, &out).unwrap();
-        let h = &m.hosts["myhost"];
-        assert_eq!(h.entries.len(), 2);
-        assert_eq!(h.entries[0].mode, Some(0o600));
-        assert_eq!(h.entries[1].target, "/etc/ssh/ssh_host_ed25519_key.pub");
-        assert_eq!(h.entries[1].mode, Some(0o644));
-        assert!(m.secrets.sops_config.is_some());
-    }
 }

@@ -94,6 +94,9 @@ pub struct SecretsRepo {
     pub sops_config: Option<PathBuf>,
     /// agenix `secrets.nix`, resolved against the manifest's folder.
     pub agenix_rules: Option<PathBuf>,
+    /// The file of agenix public keys `vault host add/remove` edit (`keys.nix`), resolved
+    /// against the manifest's folder.
+    pub agenix_keys: Option<PathBuf>,
 }
 
 /// A validated `vault.toml`.
@@ -124,6 +127,7 @@ struct RawManifest {
 struct RawSecrets {
     sops_config: Option<String>,
     agenix_rules: Option<String>,
+    agenix_keys: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -219,6 +223,7 @@ impl Manifest {
             .map(|s| SecretsRepo {
                 sops_config: s.sops_config.map(|p| dir.join(p)),
                 agenix_rules: s.agenix_rules.map(|p| dir.join(p)),
+                agenix_keys: s.agenix_keys.map(|p| dir.join(p)),
             })
             .unwrap_or_default();
         let m = Manifest {

@@ -114,3 +114,70 @@ fn refusal_changes_nothing() {
     let o = vault(dir, &["host", "add", "Web_1!"]);
     assert_eq!(o.status.code(), Some(5));
 }
+
+/// `vault host remove` on the file `vault init` writes keeps its comments: the commented
+/// `[secrets]` block and the field explanations sit right above the first host table.
+#[test]
+fn remove_keeps_the_comments_of_an_init_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let o = vault(dir, &["init"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let init = std::fs::read_to_string(dir.join("vault.toml")).unwrap();
+    for args in [&["host", "add", "web1"][..], &["host", "add", "db1"]] {
+        let o = vault(dir, args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    // The hosts in the file now, removed one after the other (init's own included).
+    let o = vault(dir, &["host", "list", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let names: Vec<String> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(names.len() >= 2, "{names:?}");
+    let init_hosts: Vec<&String> = names.iter().filter(|n| init.contains(n.as_str())).collect();
+    for n in &names {
+        let o = vault(dir, &["host", "remove", n]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let after = std::fs::read_to_string(dir.join("vault.toml")).unwrap();
+    // Every comment line of the init file survives, except those about a removed host's own
+    // entries.
+    for line in init.lines().filter(|l| l.trim_start().starts_with('#')) {
+        if init_hosts.iter().any(|h| line.contains(h.as_str())) {
+            continue;
+        }
+        assert!(
+            after.lines().any(|l| l == line),
+            "lost comment {line:?}; the file is now:\n{after}"
+        );
+    }
+    assert!(after.contains("# [secrets]") && after.contains("#   source  file or directory"));
+    // And it is still a valid manifest.
+    let o = vault(dir, &["host", "list"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// A keys file without agenix rules vault knows of would leave the agenix files unrekeyed:
+/// `host add` and `rekey` say so instead of "nothing to do".
+#[test]
+fn agenix_keys_without_rules_is_pointed_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    setup(dir, SOPS_YAML);
+    std::fs::create_dir(dir.join("keys")).unwrap();
+    std::fs::write(dir.join("keys/keys.nix"), "{\n}\n").unwrap();
+    let o = vault(
+        dir,
+        &["host", "add", "web1", "--agenix-keys", "keys/keys.nix"],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("agenix_rules"), "host add: {err}");
+    let o = vault(dir, &["rekey", "--check"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("agenix_rules"), "rekey: {err}");
+}

@@ -14,8 +14,9 @@ pub enum HostCommand {
     /// Writes hosts/NAME/ssh_host_ed25519_key (mode 0600) and .pub beside vault.toml, adds
     /// [hosts.NAME] to vault.toml (placing the key at /etc/ssh/ssh_host_ed25519_key), adds the
     /// host's age recipient (ssh-to-age) to .sops.yaml as an anchor under `keys:` and an alias
-    /// in each creation rule, and its ssh-ed25519 key to an agenix keys file if given. Then
-    /// run `vault rekey`.
+    /// in the shared creation rules and its own (not in a rule whose path_regex names another
+    /// host; --rule chooses), and its ssh-ed25519 key to the agenix keys file. Then run
+    /// `vault rekey`.
     Add(AddArgs),
     /// List the hosts of vault.toml with their keys and recipients.
     List(ListArgs),
@@ -35,11 +36,13 @@ pub struct AddArgs {
     #[arg(long, value_name = "FILE")]
     pub sops_config: Option<PathBuf>,
     /// File of agenix public keys to add the host's ssh-ed25519 key to: a keys.nix-style
-    /// attribute set or list, or a .json object or list.
+    /// attribute set or list, or a .json object or list (default: [secrets] agenix_keys of
+    /// vault.toml; recorded there if it has none).
     #[arg(long, value_name = "FILE")]
     pub agenix_keys: Option<PathBuf>,
-    /// Add the host only to creation rules whose path_regex matches this regex (repeatable;
-    /// default: every rule).
+    /// Add the host to the creation rules whose path_regex matches this regex (repeatable),
+    /// whatever they name. Default: the shared rules and the host's own, not those whose
+    /// path_regex names another host.
     #[arg(long = "rule", value_name = "REGEX")]
     pub rules: Vec<String>,
     /// Adopt this existing OpenSSH ed25519 private key instead of generating one (copied,
@@ -73,7 +76,7 @@ pub struct RemoveArgs {
     /// .sops.yaml to remove the host's lines from (default: [secrets] sops_config).
     #[arg(long, value_name = "FILE")]
     pub sops_config: Option<PathBuf>,
-    /// agenix keys file to remove the host's key from.
+    /// agenix keys file to remove the host's key from (default: [secrets] agenix_keys).
     #[arg(long, value_name = "FILE")]
     pub agenix_keys: Option<PathBuf>,
     /// Also delete hosts/NAME/ssh_host_ed25519_key and .pub.
@@ -104,6 +107,7 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
             message: format!("{r:?} is not a valid regex: {e}"),
         })?);
     }
+    let explicit_rules = !a.rules.is_empty();
     let opts = AddOptions {
         name: a.name.clone(),
         manifest: a.manifest,
@@ -119,23 +123,43 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         println!("public key  {}", added.ssh_public);
         println!("age         {}", added.age_recipient);
         if let Some((p, rules)) = &added.sops {
-            let rules: Vec<String> = rules.iter().map(|r| r.to_string()).collect();
-            println!(
-                "sops        {} (creation rules {})",
-                p.display(),
-                rules.join(", ")
-            );
+            println!("sops        {}", p.display());
+            for r in rules {
+                let rx = if r.path_regex.is_empty() {
+                    "(every file)"
+                } else {
+                    r.path_regex.as_str()
+                };
+                println!(
+                    "  {} rule {} {rx}  ({})",
+                    if r.joined { "joined  " } else { "left out" },
+                    r.number,
+                    r.why
+                );
+            }
+            if rules.iter().any(|r| !r.joined) && !explicit_rules {
+                eprintln!(
+                    "rules that name another host were left out; --rule REGEX picks rules yourself"
+                );
+            }
         }
         if let Some(p) = &added.agenix_keys {
             println!("agenix      {}", p.display());
         }
         if added.agenix_keys.is_none() {
             eprintln!("agenix: add the public key above to the publicKeys of the secrets this host needs in secrets.nix");
+        } else if vault::manifest::Manifest::load(&opts.manifest)
+            .is_ok_and(|m| m.secrets.agenix_rules.is_none())
+        {
+            eprintln!("{}", AGENIX_RULES_MISSING);
         }
         eprintln!("next: `vault rekey` re-encrypts the secrets to the new host; `vault pack` then ships its key");
     }
     Ok(ExitCode::Ok)
 }
+
+/// Said when vault edits an agenix keys file but does not know the rules that use it.
+pub(crate) const AGENIX_RULES_MISSING: &str = "warning: vault.toml has `[secrets] agenix_keys` but no `agenix_rules`, so `vault rekey` does not re-encrypt the agenix files: add `agenix_rules = \"…/secrets.nix\"` to [secrets]";
 
 fn list(a: ListArgs) -> vault::Result<ExitCode> {
     let hosts = hosts::list(&a.manifest)?;
@@ -171,12 +195,15 @@ fn remove(a: RemoveArgs, quiet: bool) -> vault::Result<ExitCode> {
         a.delete_keys,
     )?;
     if !quiet {
+        let keys = match &r.keys_file {
+            Some(p) => format!(", {} of {}", r.keys_lines, p.display()),
+            None => String::new(),
+        };
         eprintln!(
-            "removed {} from {} ({} lines of .sops.yaml, {} of the keys file)",
+            "removed {} from {} ({} lines of .sops.yaml{keys})",
             a.name,
             a.manifest.display(),
             r.sops_lines,
-            r.keys_lines
         );
         for p in &r.deleted_keys {
             eprintln!("deleted {}", p.display());

@@ -40,7 +40,8 @@ pub struct RekeyArgs {
     /// Worker threads (default: one per core).
     #[arg(short, long, value_name = "N", default_value_t = 0)]
     pub jobs: usize,
-    /// With --check or --dry-run: print the files and their status as JSON on stdout.
+    /// Print the files and their status as JSON on stdout: `current` / `stale` (with
+    /// --check or --dry-run) or `current` / `rekeyed` (a real run).
     #[arg(long)]
     pub json: bool,
     /// Read passphrases of protected identities from the first line of this file (default:
@@ -62,6 +63,13 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             agenix: true,
         }
     };
+    if which.agenix
+        && !quiet
+        && manifest.secrets.agenix_keys.is_some()
+        && manifest.secrets.agenix_rules.is_none()
+    {
+        eprintln!("{}", super::host::AGENIX_RULES_MISSING);
+    }
     // Planning reads every file: on the same -j workers as the rekey itself; should the pool
     // not start, on rayon's default one (the rekey then reports that error).
     let pool = rekey::worker_pool(a.jobs);
@@ -71,22 +79,25 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         Err(_) => plan_all(),
     }?;
     let stale = plan.stale();
+    // One JSON list of every file; `stale_as` names what a stale file is (or became).
+    let print_json = |items: &[rekey::Item], stale_as: &str| {
+        let items: Vec<serde_json::Value> = items
+            .iter()
+            .map(|i| {
+                let (status, why) = match &i.status {
+                    Status::Fresh => ("current", None),
+                    Status::Stale(w) => (stale_as, Some(w.clone())),
+                };
+                serde_json::json!({
+                    "path": i.path, "kind": i.kind, "status": status, "why": why,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(items));
+    };
     if a.check || a.dry_run {
         if a.json {
-            let items: Vec<serde_json::Value> = plan
-                .items
-                .iter()
-                .map(|i| {
-                    let (status, why) = match &i.status {
-                        Status::Fresh => ("current", None),
-                        Status::Stale(w) => ("stale", Some(w.clone())),
-                    };
-                    serde_json::json!({
-                        "path": i.path, "kind": i.kind, "status": status, "why": why,
-                    })
-                })
-                .collect();
-            println!("{}", serde_json::Value::Array(items));
+            print_json(&plan.items, "stale");
         } else if !quiet {
             for item in &plan.items {
                 match &item.status {
@@ -111,7 +122,9 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     if stale == 0 {
-        if !quiet {
+        if a.json {
+            print_json(&plan.items, "stale");
+        } else if !quiet {
             eprintln!(
                 "all {} secret files are current; nothing to do",
                 plan.items.len()
@@ -151,10 +164,13 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     // Drawn only on a terminal, without --quiet, and once the work takes a moment.
     let bar = Progress::new(stale as u64, Unit::Items, "rekeying", quiet);
     let tick = || bar.inc(1);
+    let items = plan.items.clone();
     let result = plan.apply(&ids, &pool?, &tick);
     bar.finish();
     let written = result?;
-    if !quiet {
+    if a.json {
+        print_json(&items, "rekeyed");
+    } else if !quiet {
         for p in &written {
             println!("rekeyed  {}", p.display());
         }

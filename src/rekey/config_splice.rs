@@ -87,27 +87,195 @@ fn items_of_top(lines: &[&str], key: &str) -> Option<(usize, Vec<(usize, usize)>
     Some((k, ranges))
 }
 
-/// Adds `recipient` as `&name` to `keys:` and `*name` to the rules whose `path_regex` matches
-/// one of `rules` (all rules if empty). Returns the new text and the 1-based rules changed.
+/// Which creation rules a new host joins.
+#[derive(Debug, Clone, Copy)]
+pub enum Choice<'a> {
+    /// The rules whose `path_regex` matches one of these (`--rule`), whatever they name.
+    Matching(&'a [Regex]),
+    /// The shared rules and the host's own: every rule except those whose `path_regex` names
+    /// another host (one of these names, or another anchor of `keys:`) and not this one.
+    SharedAndOwn { other_hosts: &'a [String] },
+}
+
+/// What [`add_recipient`] decided for one creation rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleVerdict {
+    /// 1-based, in file order.
+    pub number: usize,
+    /// The rule's `path_regex` as written (empty if it has none: it matches every file).
+    pub path_regex: String,
+    pub joined: bool,
+    /// Why: "names web1", "shared", "names server1", "matches --rule", …
+    pub why: String,
+}
+
+fn is_word(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '_' || c == '-'
+}
+
+/// Whether `path_regex` names `name` as a whole word (a folder or file name part), as written
+/// or with its dots escaped; ASCII case is ignored.
+pub fn names(path_regex: &str, name: &str) -> bool {
+    let hay = path_regex.to_ascii_lowercase();
+    let name = name.to_ascii_lowercase();
+    [name.clone(), name.replace('.', "\\.")].iter().any(|v| {
+        hay.match_indices(v.as_str()).any(|(i, m)| {
+            !hay[..i].chars().next_back().is_some_and(is_word)
+                && !hay[i + m.len()..].chars().next().is_some_and(is_word)
+        })
+    })
+}
+
+/// The anchors of the `- &NAME …` items of the top-level `keys:` list (the named keys).
+fn anchors(text: &str) -> Vec<String> {
+    let re = Regex::new(r"^[ \t]*-[ \t]+&([^\s]+)").expect("static regex");
+    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let Some((_, items)) = items_of_top(&lines, "keys") else {
+        return Vec::new();
+    };
+    items
+        .iter()
+        .filter_map(|&(start, _)| re.captures(content(lines[start])))
+        .map(|c| c[1].to_string())
+        .collect()
+}
+
+/// The text of the first YAML document (what sops reads) and the rest, from the `---` or
+/// `...` line that ends it.
+pub fn first_document(text: &str) -> (&str, &str) {
+    let mut offset = 0;
+    let mut started = false;
+    for line in text.split_inclusive('\n') {
+        let c = content(line);
+        let marker = c == "---" || c.starts_with("--- ");
+        if (marker && started) || c == "..." {
+            return (&text[..offset], &text[offset..]);
+        }
+        if marker || (!filler(line) && !c.starts_with('%')) {
+            started = true;
+        }
+        offset += line.len();
+    }
+    (text, "")
+}
+
+/// The first document of a YAML text, parsed.
+pub fn parse_first(text: &str) -> Result<serde_norway::Value, String> {
+    serde_norway::from_str(first_document(text).0).map_err(|e| format!("invalid YAML: {e}"))
+}
+
+/// The line ending the file uses (`\r\n` if any line has one).
+fn eol_of(text: &str) -> &'static str {
+    if text.contains("\r\n") {
+        "\r\n"
+    } else {
+        "\n"
+    }
+}
+
+fn verdicts(
+    doc: &serde_norway::Value,
+    text: &str,
+    name: &str,
+    choice: Choice,
+) -> Result<Vec<RuleVerdict>, String> {
+    let parsed_rules = doc
+        .get("creation_rules")
+        .and_then(|r| r.as_sequence())
+        .ok_or("no creation_rules list")?;
+    let mut others: Vec<String> = match choice {
+        Choice::SharedAndOwn { other_hosts } => other_hosts.to_vec(),
+        Choice::Matching(_) => Vec::new(),
+    };
+    others.extend(anchors(text));
+    others.retain(|o| o != name);
+    let mut out = Vec::new();
+    for (n, parsed) in parsed_rules.iter().enumerate() {
+        let regex = parsed
+            .get("path_regex")
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string();
+        let (joined, why) = match choice {
+            Choice::Matching(rules) => {
+                if rules.iter().any(|r| r.is_match(&regex)) {
+                    (true, "matches --rule".to_string())
+                } else {
+                    (false, "not chosen by --rule".to_string())
+                }
+            }
+            Choice::SharedAndOwn { .. } => {
+                if names(&regex, name) {
+                    (true, format!("names {name}"))
+                } else if let Some(o) = others.iter().find(|o| names(&regex, o)) {
+                    (false, format!("names {o}"))
+                } else {
+                    (true, "shared".to_string())
+                }
+            }
+        };
+        out.push(RuleVerdict {
+            number: n + 1,
+            path_regex: regex,
+            joined,
+            why,
+        });
+    }
+    Ok(out)
+}
+
+fn rule_list(v: &[RuleVerdict]) -> String {
+    v.iter()
+        .map(|r| {
+            let rx = if r.path_regex.is_empty() {
+                "(no path_regex: every file)"
+            } else {
+                r.path_regex.as_str()
+            };
+            format!("\n  rule {}: {rx}", r.number)
+        })
+        .collect()
+}
+
+/// The `[…]` of a one-line flow list after `age:` on `line`: byte offsets of `[` and `]`.
+fn flow_list(line: &str) -> Option<(usize, usize)> {
+    let c = content(line);
+    let at = c.find("age:")? + 4;
+    let open = at + (c[at..].len() - c[at..].trim_start().len());
+    if !c[open..].starts_with('[') {
+        return None;
+    }
+    // Aliases and age1 keys hold no `]`: the first one closes the list.
+    let close = open + c[open..].find(']')?;
+    let after = c[close + 1..].trim();
+    (close > open && (after.is_empty() || after.starts_with('#'))).then_some((open, close))
+}
+
+/// Adds `recipient` as `&name` to `keys:` and `*name` to the creation rules `choice` picks.
+/// Returns the new text and what was decided for every rule. Only the first YAML document
+/// (the one sops reads) is edited; CRLF files get CRLF lines.
 pub fn add_recipient(
     text: &str,
     name: &str,
     recipient: &str,
-    rules: &[Regex],
-) -> Result<(String, Vec<usize>), String> {
-    let doc: serde_norway::Value =
-        serde_norway::from_str(text).map_err(|e| format!("invalid YAML: {e}"))?;
-    let anchor =
-        Regex::new(&format!(r"[&*]{}(\s|$)", regex::escape(name))).map_err(|e| e.to_string())?;
-    if anchor.is_match(text) {
+    choice: Choice,
+) -> Result<(String, Vec<RuleVerdict>), String> {
+    let (head, tail) = first_document(text);
+    let doc = parse_first(text)?;
+    let eol = eol_of(text);
+    let anchor = Regex::new(&format!(r"[&*]{}(\s|$|,|\])", regex::escape(name)))
+        .map_err(|e| e.to_string())?;
+    if anchor.is_match(head) {
         return Err(format!("already has an anchor or alias named {name}; remove the host first (`vault host remove {name}`)"));
     }
-    if text.contains(recipient) {
+    if head.contains(recipient) {
         return Err(format!("already lists {recipient}"));
     }
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    let lines: Vec<&str> = head.split_inclusive('\n').collect();
     // (insert after line index, text)
     let mut inserts: Vec<(usize, String)> = Vec::new();
+    // (line index, its new text): one-line flow lists gain `, *name` in place.
+    let mut replaced: Vec<(usize, String)> = Vec::new();
 
     let (rules_line, rule_ranges) = items_of_top(&lines, "creation_rules")
         .ok_or("no creation_rules: list (block style) to add the host to")?;
@@ -116,7 +284,10 @@ pub fn add_recipient(
             let (s, e) = *ranges.last().ok_or("keys: is empty")?;
             let ind = indent(lines[s]);
             let last = (s..e).rev().find(|&i| !filler(lines[i])).unwrap_or(s);
-            inserts.push((last, format!("{}- &{name} {recipient}\n", " ".repeat(ind))));
+            inserts.push((
+                last,
+                format!("{}- &{name} {recipient}{eol}", " ".repeat(ind)),
+            ));
             k
         }
         None => {
@@ -134,7 +305,7 @@ pub fn add_recipient(
                 .iter()
                 .position(|l| !filler(l))
                 .filter(|&i| content(lines[i]).trim() == "---");
-            let line = format!("keys:\n  - &{name} {recipient}\n");
+            let line = format!("keys:{eol}  - &{name} {recipient}{eol}");
             match at {
                 Some(i) => inserts.push((i, line)),
                 None => inserts.push((usize::MAX, line)),
@@ -146,23 +317,33 @@ pub fn add_recipient(
         return Err("keys: comes after creation_rules:, so an alias in a rule would precede its anchor; move keys: above creation_rules:".into());
     }
 
-    let parsed_rules = doc
-        .get("creation_rules")
-        .and_then(|r| r.as_sequence())
-        .ok_or("no creation_rules list")?;
-    if parsed_rules.len() != rule_ranges.len() {
+    let verdicts = verdicts(&doc, head, name, choice)?;
+    if verdicts.len() != rule_ranges.len() {
         return Err("cannot line up creation_rules with their text; use one `- path_regex: …` item per rule".into());
     }
+    if !verdicts.iter().any(|v| v.joined) {
+        return Err(match choice {
+            Choice::Matching(rules) => format!(
+                "no creation rule's path_regex matches --rule {}; the rules are:{}",
+                rules
+                    .iter()
+                    .map(|r| format!("{:?}", r.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                rule_list(&verdicts)
+            ),
+            Choice::SharedAndOwn { .. } => format!(
+                "every creation rule names another host, none is shared or names {name}; choose with --rule REGEX:{}",
+                rule_list(&verdicts)
+            ),
+        });
+    }
     let mut changed = Vec::new();
-    for (n, ((s, e), parsed)) in rule_ranges.iter().zip(parsed_rules).enumerate() {
-        let regex = parsed
-            .get("path_regex")
-            .and_then(|v| v.as_str())
-            .unwrap_or("");
-        if !rules.is_empty() && !rules.iter().any(|r| r.is_match(regex)) {
+    for ((s, e), verdict) in rule_ranges.iter().zip(&verdicts) {
+        if !verdict.joined {
             continue;
         }
-        let rule_no = n + 1;
+        let rule_no = verdict.number;
         let rule_lines: Vec<usize> = (*s..*e).collect();
         let kg = rule_lines
             .iter()
@@ -201,7 +382,7 @@ pub fn add_recipient(
                         // No age list at all (e.g. pgp only): add one.
                         let last = (*s..*e).rev().find(|&i| !filler(lines[i])).unwrap_or(*s);
                         let pad = " ".repeat(col);
-                        inserts.push((last, format!("{pad}age:\n{pad}  - *{name}\n")));
+                        inserts.push((last, format!("{pad}age:{eol}{pad}  - *{name}{eol}")));
                         changed.push(rule_no);
                         continue;
                     }
@@ -209,21 +390,30 @@ pub fn add_recipient(
             }
         };
         for a in age_keys {
+            if let Some((open, close)) = flow_list(lines[a]) {
+                let line = lines[a];
+                let c = content(line);
+                let inner = c[open + 1..close].trim();
+                let new = if inner.is_empty() {
+                    format!("{}[*{name}]{}", &c[..open], &c[close + 1..])
+                } else {
+                    format!("{}, *{name}{}", c[..close].trim_end(), &c[close..])
+                };
+                replaced.push((a, format!("{new}{}", &line[c.len()..])));
+                continue;
+            }
             if !is_block_key(lines[a], "age") {
                 return Err(format!(
-                    "creation rule {rule_no}: `age` is a single value ({}); write it as a list, one recipient per `- ` line, so vault can add one without rewriting it",
+                    "creation rule {rule_no}: `age` is a single value or a flow list across lines ({}); write it as a list, one recipient per `- ` line (or `[*a, *b]` on one line), so vault can add one without rewriting it",
                     content(lines[a]).trim()
                 ));
             }
             let (ind, last) = sequence_after(&lines, a).ok_or(format!(
                 "creation rule {rule_no}: `age:` has no list items below it"
             ))?;
-            inserts.push((last, format!("{}- *{name}\n", " ".repeat(ind))));
+            inserts.push((last, format!("{}- *{name}{eol}", " ".repeat(ind))));
         }
         changed.push(rule_no);
-    }
-    if changed.is_empty() {
-        return Err("no creation rule matched --rule".into());
     }
 
     inserts.sort_by_key(|(i, _)| *i);
@@ -232,16 +422,20 @@ pub fn add_recipient(
         out.push_str(t);
     }
     for (i, line) in lines.iter().enumerate() {
-        out.push_str(line);
+        match replaced.iter().find(|(j, _)| *j == i) {
+            Some((_, new)) => out.push_str(new),
+            None => out.push_str(line),
+        }
         if !line.ends_with('\n') && inserts.iter().any(|(j, _)| *j == i) {
-            out.push('\n');
+            out.push_str(eol);
         }
         for (_, t) in inserts.iter().filter(|(j, _)| *j == i) {
             out.push_str(t);
         }
     }
+    out.push_str(tail);
     verify(&out, recipient, &changed)?;
-    Ok((out, changed))
+    Ok((out, verdicts))
 }
 
 fn is_age_key(line: &str) -> bool {
@@ -263,14 +457,40 @@ fn verify(text: &str, recipient: &str, changed: &[usize]) -> Result<(), String> 
     Ok(())
 }
 
-/// Removes the lines [`add_recipient`] adds for `name` (`- &name …` and `- *name`).
+/// Removes what [`add_recipient`] adds for `name`: the `- &name …` and `- *name` lines, and
+/// `*name` from one-line flow lists. Returns the new text and how many were removed.
 pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), String> {
+    let (head, tail) = first_document(text);
     let esc = regex::escape(name);
     let ours =
         Regex::new(&format!(r"^\s*- (&{esc} \S+|\*{esc})\s*(#.*)?$")).map_err(|e| e.to_string())?;
-    let lines: Vec<&str> = text.split_inclusive('\n').collect();
+    // In a flow list: `*name` with its comma, wherever it stands.
+    let flow = [
+        (format!(r"\[\s*\*{esc}\s*\]"), "[]"),
+        (format!(r"\[\s*\*{esc}\s*,\s*"), "["),
+        (format!(r"\s*,\s*\*{esc}(\s*[,\]])"), "$1"),
+    ]
+    .map(|(re, with)| Regex::new(&re).map(|r| (r, with)));
+    let lines: Vec<&str> = head.split_inclusive('\n').collect();
     let mut drop: Vec<bool> = lines.iter().map(|l| ours.is_match(content(l))).collect();
-    let removed = drop.iter().filter(|d| **d).count();
+    let mut removed = drop.iter().filter(|d| **d).count();
+    let mut rewritten: Vec<Option<String>> = vec![None; lines.len()];
+    for (i, line) in lines.iter().enumerate() {
+        if !is_age_key(line) || flow_list(line).is_none() {
+            continue;
+        }
+        let mut new = line.to_string();
+        for f in &flow {
+            let (re, with) = f.as_ref().map_err(|e| e.to_string())?;
+            if re.is_match(&new) {
+                new = re.replace(&new, *with).into_owned();
+                removed += 1;
+            }
+        }
+        if new != *line {
+            rewritten[i] = Some(new);
+        }
+    }
     // An `age:` list whose every item was ours (vault created it for a rule without one) goes
     // too; a list the user left empty is not touched.
     for i in 0..lines.len() {
@@ -285,14 +505,15 @@ pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), Strin
             }
         }
     }
-    let out: String = lines
+    let mut out: String = lines
         .iter()
         .zip(&drop)
-        .filter(|(_, d)| !**d)
-        .map(|(l, _)| *l)
+        .zip(&rewritten)
+        .filter(|((_, d), _)| !**d)
+        .map(|((l, _), r)| r.as_deref().unwrap_or(l))
         .collect();
     // Anything else still naming the anchor would now be a dangling alias.
-    if Regex::new(&format!(r"[&*]{esc}(\s|$)"))
+    if Regex::new(&format!(r"[&*]{esc}(\s|$|,|\])"))
         .map_err(|e| e.to_string())?
         .is_match(&out)
     {
@@ -300,6 +521,7 @@ pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), Strin
             "{name} is still used in a form vault did not write; edit the file by hand"
         ));
     }
+    out.push_str(tail);
     // Age lists emptied by the removal (`age:` with nothing under it) would parse as null.
     SopsConfig::parse(std::path::Path::new(".sops.yaml"), &out)
         .map_err(|e| format!("the edited file would not parse ({e}); left unchanged"))?;
@@ -310,13 +532,19 @@ pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), Strin
 mod tests {
     use super::*;
 
+    const ALL: Choice = Choice::SharedAndOwn { other_hosts: &[] };
+
+    fn joined(v: &[RuleVerdict]) -> Vec<usize> {
+        v.iter().filter(|r| r.joined).map(|r| r.number).collect()
+    }
+
     const CFG: &str = "# secrets for the fleet\nkeys:\n  # admins\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p # laptop\n  - &old age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg\ncreation_rules:\n  - path_regex: secrets/web/.*\n    age:\n      - *admin\n  # the rest\n  - path_regex: .*\n    key_groups:\n    - age:\n      - *admin\n      - *old\n";
 
     #[test]
     fn adds_only_lines() {
         let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
-        let (out, changed) = add_recipient(CFG, "web1", r, &[]).unwrap();
-        assert_eq!(changed, vec![1, 2]);
+        let (out, changed) = add_recipient(CFG, "web1", r, ALL).unwrap();
+        assert_eq!(joined(&changed), vec![1, 2]);
         let old: Vec<&str> = CFG.lines().collect();
         let new: Vec<&str> = out.lines().collect();
         assert_eq!(new.len(), old.len() + 3);
@@ -338,10 +566,16 @@ mod tests {
     #[test]
     fn picks_rules_and_refuses_scalars() {
         let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
-        let (_, changed) = add_recipient(CFG, "web1", r, &[Regex::new("web").unwrap()]).unwrap();
-        assert_eq!(changed, vec![1]);
+        let (_, v) = add_recipient(
+            CFG,
+            "web1",
+            r,
+            Choice::Matching(&[Regex::new("web").unwrap()]),
+        )
+        .unwrap();
+        assert_eq!(joined(&v), vec![1]);
         let scalar = "keys:\n  - &a age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: .*\n    age: *a\n";
-        let e = add_recipient(scalar, "web1", r, &[]).unwrap_err();
+        let e = add_recipient(scalar, "web1", r, ALL).unwrap_err();
         assert!(e.contains("list"), "{e}");
     }
 
@@ -350,12 +584,48 @@ mod tests {
         // Lists indented like their key (a common yamllint-free style).
         let cfg = "keys:\n- &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n- path_regex: a/.*\n  age:\n  - *admin\n  pgp: ABC\n- path_regex: b/.*\n  pgp: DEF\n";
         let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
-        let (out, changed) = add_recipient(cfg, "h", r, &[]).unwrap();
-        assert_eq!(changed, vec![1, 2]);
+        let (out, changed) = add_recipient(cfg, "h", r, ALL).unwrap();
+        assert_eq!(joined(&changed), vec![1, 2]);
         assert_eq!(
             out,
             format!("keys:\n- &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n- &h {r}\ncreation_rules:\n- path_regex: a/.*\n  age:\n  - *admin\n  - *h\n  pgp: ABC\n- path_regex: b/.*\n  pgp: DEF\n  age:\n    - *h\n")
         );
         assert_eq!(remove_recipient(&out, "h").unwrap().0, cfg);
+    }
+
+    #[test]
+    fn rules_naming_another_host_are_left_out() {
+        assert!(names("^secrets/hosts/server1/", "server1"));
+        assert!(names("(server1|web1)\\.yaml$", "web1"));
+        assert!(names("^hosts/web\\.example/", "web.example"));
+        assert!(!names("^hosts/server10/", "server1"));
+        assert!(!names("^hosts/server1-old/", "server1"));
+        assert!(names("^HOSTS/Server1/", "server1"));
+        let cfg = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\n  - &server1 age1lggyhqrw2nlhcxprm67z43rta597azn8gknawjehu9d9dl0jq3yqqvfafg\ncreation_rules:\n  - path_regex: ^secrets/hosts/server1/\n    age: [*admin, *server1]\n  - path_regex: ^secrets/hosts/db/\n    age: [*admin]\n  - path_regex: ^secrets/hosts/web2/\n    age: [*admin]\n  - age: [*admin, *server1]\n";
+        let r = "age1zvkyg2lqzraa2lnjvqej32nkuu0ues2s82hzrye869xeexvn73equnujwj";
+        // server1 is an anchor, db a host of vault.toml: their rules are theirs.
+        let db = ["db".to_string()];
+        let (out, v) =
+            add_recipient(cfg, "web2", r, Choice::SharedAndOwn { other_hosts: &db }).unwrap();
+        assert_eq!(joined(&v), vec![3, 4]);
+        assert_eq!(v[0].why, "names server1");
+        assert_eq!(v[1].why, "names db");
+        assert_eq!(v[2].why, "names web2");
+        assert_eq!(v[3].why, "shared");
+        assert!(
+            out.contains("  - path_regex: ^secrets/hosts/server1/\n    age: [*admin, *server1]\n")
+        );
+        assert_eq!(
+            remove_recipient(&out, "web2").unwrap(),
+            (cfg.to_string(), 3)
+        );
+        // Every rule someone else's: refused, with the list.
+        let only = "creation_rules:\n  - path_regex: ^secrets/hosts/db/\n    age: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]\n";
+        let e =
+            add_recipient(only, "web2", r, Choice::SharedAndOwn { other_hosts: &db }).unwrap_err();
+        assert!(
+            e.contains("--rule") && e.contains("rule 1: ^secrets/hosts/db/"),
+            "{e}"
+        );
     }
 }

@@ -18,11 +18,22 @@ pub struct Identities {
     list: Vec<BoxedIdentity>,
     /// The files they came from, for messages.
     pub sources: Vec<PathBuf>,
+    /// The recipients (`age1…`, `ssh-ed25519 …`) of the identities whose public key is known,
+    /// with their file: an entry for one of these that does not open is damaged.
+    public: Vec<(String, PathBuf)>,
 }
 
 impl Identities {
     pub fn is_empty(&self) -> bool {
         self.list.is_empty()
+    }
+
+    /// The file of the identity whose recipient is `recipient`, if one was given.
+    pub fn file_of(&self, recipient: &str) -> Option<&Path> {
+        self.public
+            .iter()
+            .find(|(r, _)| r == recipient)
+            .map(|(_, p)| p.as_path())
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
@@ -39,6 +50,9 @@ impl Identities {
         self.list.push(Box::new(key.ssh_identity().map_err(err)?));
         self.list
             .push(Box::new(key.x25519_identity().map_err(err)?));
+        self.public
+            .push((key.age_recipient().map_err(err)?, source.into()));
+        self.public.push((key.public_openssh_bare(), source.into()));
         self.sources.push(source.into());
         Ok(())
     }
@@ -113,6 +127,11 @@ impl Identities {
                 .into_identities()
                 .map_err(|e| ierr(format!("cannot use identity: {e}")))?;
             self.list.extend(list);
+            for line in text.lines().map(str::trim) {
+                if let Ok(id) = line.parse::<age::x25519::Identity>() {
+                    self.public.push((id.to_public().to_string(), path.into()));
+                }
+            }
             self.sources.push(path.into());
             return Ok(());
         }

@@ -6,6 +6,8 @@
 use std::path::Path;
 use std::process::Command;
 
+use regex::Regex;
+
 /// Adds `name`'s public key to an agenix keys file: a JSON object or list, or a Nix attribute
 /// set or list (`keys.nix`). Only the new line (and, in JSON, a comma) is added.
 pub fn add(path: &Path, text: &str, name: &str, key: &str) -> Result<String, String> {
@@ -118,19 +120,64 @@ fn nix_eval(text: &str) -> Option<Result<serde_json::Value, String>> {
     Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()))
 }
 
-/// Removes lines holding `key` from a keys file (and a JSON comma left dangling).
-pub fn remove(path: &Path, text: &str, key: &str) -> Result<(String, usize), String> {
-    let mut removed = 0;
-    let kept: Vec<&str> = text
-        .split_inclusive('\n')
-        .filter(|l| {
-            let hit = l.contains(key);
-            removed += usize::from(hit);
-            !hit
+/// Whether `line` (its code, before a Nix `#` comment) holds a host's key: one of `keys`
+/// (`type base64`), a key whose ssh-to-age form is `age_recipient`, or a key bound to the
+/// attribute / JSON member `name`.
+fn holds_host_key(line: &str, name: &str, keys: &[String], age_recipient: Option<&str>) -> bool {
+    let key_re = Regex::new(r"ssh-(ed25519|rsa) [A-Za-z0-9+/]+=*").expect("static regex");
+    let named = Regex::new(&format!(
+        r#"^\s*"?{}"?\s*[=:]\s*"ssh-"#,
+        regex::escape(name)
+    ))
+    .expect("escaped name");
+    named.is_match(line)
+        || key_re.find_iter(line).any(|m| {
+            keys.iter().any(|k| k == m.as_str())
+                || age_recipient.is_some_and(|r| {
+                    crate::keys::ssh_public_to_age(m.as_str()).is_ok_and(|a| a == r)
+                })
         })
-        .collect();
+}
+
+/// How many public keys (`ssh-…` or `age1…`) a line holds.
+fn keys_on(line: &str) -> usize {
+    line.matches("\"ssh-").count() + line.matches("\"age1").count()
+}
+
+/// Removes the lines holding a host's key from a keys file (and a JSON comma left dangling):
+/// the key of the host's `.pub` (`keys`), a key whose ssh-to-age recipient is the one
+/// `vault.toml` recorded for the host (the old key, when the `.pub` was already replaced), or
+/// the attribute named after the host. A line that holds other keys too is refused.
+pub fn remove_host(
+    path: &Path,
+    text: &str,
+    name: &str,
+    keys: &[String],
+    age_recipient: Option<&str>,
+) -> Result<(String, usize), String> {
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let mut removed = 0;
+    let mut kept = Vec::new();
+    for (n, l) in text.split_inclusive('\n').enumerate() {
+        let code = if is_json {
+            l
+        } else {
+            l.split('#').next().unwrap_or("")
+        };
+        if holds_host_key(code, name, keys, age_recipient) {
+            if keys_on(code) > 1 {
+                return Err(format!(
+                    "line {} holds {name}'s key together with other keys; remove it there by hand",
+                    n + 1
+                ));
+            }
+            removed += 1;
+        } else {
+            kept.push(l);
+        }
+    }
     let mut out = kept.concat();
-    if path.extension().is_some_and(|e| e == "json") && removed > 0 {
+    if is_json && removed > 0 {
         if serde_json::from_str::<serde_json::Value>(&out).is_err() {
             // The removed line was the last member: drop the comma before the closer.
             if let Some(close) = last_code_char(&out, true) {
@@ -142,6 +189,10 @@ pub fn remove(path: &Path, text: &str, key: &str) -> Result<(String, usize), Str
         }
         serde_json::from_str::<serde_json::Value>(&out)
             .map_err(|e| format!("removing the key would break the JSON ({e})"))?;
+    } else if removed > 0 {
+        if let Some(v) = nix_eval(&out) {
+            v.map_err(|e| format!("removing the key: {e}"))?;
+        }
     }
     Ok((out, removed))
 }
@@ -162,7 +213,7 @@ mod tests {
             out,
             format!("{{\n  \"alice\": \"ssh-ed25519 AAAA\",\n  \"web1\": \"{KEY}\"\n}}\n")
         );
-        let (back, n) = remove(p, &out, KEY).unwrap();
+        let (back, n) = remove_host(p, &out, "web1", &[KEY.to_string()], None).unwrap();
         assert_eq!((back.as_str(), n), (obj, 1));
         let list = "[\n  \"ssh-ed25519 AAAA\"\n]\n";
         let out = add(p, list, "web1", KEY).unwrap();
@@ -182,6 +233,22 @@ mod tests {
                 "# people\n{{\n  alice = \"ssh-ed25519 AAAA\"; # laptop\n  web1 = \"{KEY}\";\n}}\n"
             )
         );
+        // The old key is found by its ssh-to-age recipient, or by the host's attribute.
+        let age = crate::keys::ssh_public_to_age(KEY).unwrap();
+        assert_eq!(
+            remove_host(p, &out, "other", &[], Some(&age)).unwrap(),
+            (attrs.to_string(), 1)
+        );
+        assert_eq!(
+            remove_host(p, &out, "web1", &[], None).unwrap(),
+            (attrs.to_string(), 1)
+        );
+        assert_eq!(
+            remove_host(p, &out, "nobody", &[], None).unwrap(),
+            (out.clone(), 0)
+        );
+        let shared = format!("{{\n  all = [ \"{KEY}\" \"ssh-ed25519 AAAA\" ];\n}}\n");
+        assert!(remove_host(p, &shared, "web1", &[KEY.to_string()], None).is_err());
         let list = "[\n  \"ssh-ed25519 AAAA\"\n]\n";
         let out = add(p, list, "web.1", KEY).unwrap();
         assert_eq!(out, format!("[\n  \"ssh-ed25519 AAAA\"\n  \"{KEY}\"\n]\n"));

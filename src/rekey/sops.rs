@@ -159,8 +159,8 @@ impl SopsConfig {
 
     pub fn parse(path: &Path, text: &str) -> Result<SopsConfig, Error> {
         let cfg = |m: String| Error::config(path, m);
-        let doc: serde_norway::Value =
-            serde_norway::from_str(text).map_err(|e| cfg(format!("invalid YAML: {e}")))?;
+        // Only the first YAML document counts, as for sops.
+        let doc = super::config_splice::parse_first(text).map_err(cfg)?;
         let rules = doc
             .get("creation_rules")
             .and_then(|r| r.as_sequence())
@@ -378,6 +378,24 @@ pub(crate) fn open_group(
             Ok(k) => return Ok(k),
             Err(why) => last = Some(why),
         }
+    }
+    // An entry for a recipient whose identity was given that does not open: the identity is
+    // right, so the entry is damaged (a bad merge, an edit by hand, a truncated copy).
+    if let Some((n, e, file)) = entries
+        .iter()
+        .enumerate()
+        .find_map(|(n, e)| ids.file_of(&e.recipient).map(|f| (n, e, f)))
+    {
+        return Err(format!(
+            "damaged: its age entry {} (recipient {}) does not open with {}, the identity of that recipient{}; restore the file from git, or re-create it with sops",
+            n + 1,
+            e.recipient,
+            file.display(),
+            match &last {
+                Some(why) if !why.contains("no identity") => format!(" ({why})"),
+                _ => String::new(),
+            }
+        ));
     }
     let names: Vec<&str> = entries.iter().map(|e| e.recipient.as_str()).collect();
     Err(match last {

@@ -52,8 +52,14 @@ impl KdfParams {
         p: 4,
     };
 
-    /// Checks parameters a bundle asks for before any work is done. `mem_available` is the
-    /// unlocking machine's `MemAvailable` in bytes, when known.
+    /// The work one derivation costs: memory (KiB) times passes. Every pass fills all of the
+    /// memory once, whatever the lanes, so time is proportional to this product.
+    pub fn work(&self) -> u64 {
+        u64::from(self.m_kib) * u64::from(self.t)
+    }
+
+    /// Checks parameters a bundle asks for before any work is done. `limits.mem_available` is
+    /// the unlocking machine's `MemAvailable` in bytes, when known.
     pub fn check_untrusted(&self, limits: &KdfLimits) -> Result<(), String> {
         if self.p == 0 || self.t == 0 {
             return Err("zero passes or lanes (invalid)".into());
@@ -83,6 +89,18 @@ impl KdfParams {
                 limits.max_m_kib / 1024
             ));
         }
+        if self.work() > limits.max_work {
+            return Err(format!(
+                "{} of memory with {} passes, a work of {} × passes (at most {} × passes allowed, \
+                 for example {} with {} passes)",
+                kib(u64::from(self.m_kib)),
+                self.t,
+                kib(self.work()),
+                kib(limits.max_work),
+                kib(u64::from(limits.max_m_kib)),
+                limits.max_work / u64::from(limits.max_m_kib).max(1)
+            ));
+        }
         if let Some(avail) = limits.mem_available {
             // Leave room for the rest of the unlock (decompression, staging).
             let need = u64::from(self.m_kib) * 1024 + 64 * 1024 * 1024;
@@ -109,18 +127,39 @@ pub struct KdfLimits {
     pub max_m_kib: u32,
     pub max_t: u32,
     pub max_p: u32,
+    /// The most [`KdfParams::work`] (KiB × passes) one derivation may cost.
+    pub max_work: u64,
     pub mem_available: Option<u64>,
 }
 
+/// The memory cap: 4 GiB.
+pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
+/// The work cap, memory × passes: 16 GiB × passes (4 GiB with 4 passes, 1 GiB with 16). One
+/// Argon2id lane fills about 0.7 GiB a second on a current x86 core, so a hostile header costs
+/// at most about 23 s a try on one core; the `--strong` preset is 3 GiB × passes.
+pub const MAX_WORK: u64 = 16 * 1024 * 1024;
+
 impl KdfLimits {
-    /// 4 GiB, 64 passes, 64 lanes, and the machine's `MemAvailable`.
+    /// 4 GiB, 64 passes, 64 lanes, 16 GiB × passes of work, and the machine's `MemAvailable`.
     pub fn for_this_machine() -> KdfLimits {
         KdfLimits {
-            max_m_kib: 4 * 1024 * 1024,
+            max_m_kib: MAX_M_KIB,
             max_t: 64,
             max_p: 64,
+            max_work: MAX_WORK,
             mem_available: mem_available(),
         }
+    }
+}
+
+/// A size given in KiB, exactly: in GiB or MiB when it is a whole number of them.
+pub fn kib(n: u64) -> String {
+    if n != 0 && n % (1024 * 1024) == 0 {
+        format!("{} GiB", n / (1024 * 1024))
+    } else if n != 0 && n % 1024 == 0 {
+        format!("{} MiB", n / 1024)
+    } else {
+        format!("{n} KiB")
     }
 }
 
@@ -375,9 +414,10 @@ mod tests {
     #[test]
     fn untrusted_limits() {
         let limits = KdfLimits {
-            max_m_kib: 1024,
+            max_m_kib: 2048,
             max_t: 4,
             max_p: 2,
+            max_work: 4096,
             mem_available: Some(1 << 30),
         };
         assert!(KdfParams {
@@ -388,7 +428,7 @@ mod tests {
         .check_untrusted(&limits)
         .is_ok());
         assert!(KdfParams {
-            m_kib: 2048,
+            m_kib: 2049,
             t: 1,
             p: 1
         }
@@ -428,5 +468,67 @@ mod tests {
         };
         let e = KdfParams::DEFAULT.check_untrusted(&small).unwrap_err();
         assert!(e.contains("available"), "{e}");
+        // Memory and passes each within their caps, their product (the work) not.
+        assert!(KdfParams {
+            m_kib: 1024,
+            t: 4,
+            p: 1
+        }
+        .check_untrusted(&limits)
+        .is_ok());
+        let e = KdfParams {
+            m_kib: 1025,
+            t: 4,
+            p: 1,
+        }
+        .check_untrusted(&limits)
+        .unwrap_err();
+        assert!(e.contains("4100 KiB × passes"), "{e}");
+    }
+
+    /// Within the memory and pass caps, 4 GiB with 64 passes would cost minutes a try: the
+    /// work cap refuses it, and everything vault writes fits.
+    #[test]
+    fn the_work_budget() {
+        let limits = KdfLimits {
+            mem_available: None,
+            ..KdfLimits::for_this_machine()
+        };
+        let e = KdfParams {
+            m_kib: MAX_M_KIB,
+            t: 64,
+            p: 4,
+        }
+        .check_untrusted(&limits)
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "4 GiB of memory with 64 passes, a work of 256 GiB × passes (at most 16 GiB × \
+             passes allowed, for example 4 GiB with 4 passes)"
+        );
+        for ok in [
+            KdfParams::DEFAULT,
+            KdfParams::STRONG,
+            KdfParams {
+                m_kib: MAX_M_KIB,
+                t: 4,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 1024 * 1024,
+                t: 16,
+                p: 4,
+            },
+        ] {
+            assert_eq!(ok.check_untrusted(&limits), Ok(()), "{ok:?}");
+        }
+        for over in [(MAX_M_KIB, 5), (1024 * 1024, 17), (1024 * 1024 + 1, 16)] {
+            let params = KdfParams {
+                m_kib: over.0,
+                t: over.1,
+                p: 4,
+            };
+            assert!(params.check_untrusted(&limits).is_err(), "{params:?}");
+        }
     }
 }

@@ -374,4 +374,32 @@ mod tests {
             Err(Error::NotABundle { .. })
         ));
     }
+
+    /// A validly formed stanza asking for 4 GiB with 64 passes (minutes a try) is refused by
+    /// the work cap in `check_limits`, which runs before any derivation: the error is
+    /// `KdfTooExpensive`, not the wrong passphrase a derivation would end in.
+    #[test]
+    fn a_header_over_the_work_budget_is_refused_before_deriving() {
+        let sealed = seal(b"x");
+        let h = header::parse(&sealed).unwrap().len;
+        let head = std::str::from_utf8(&sealed[..h]).unwrap();
+        let crafted = head.replacen(" 64 1 1\n", " 4194304 64 4\n", 1);
+        assert_ne!(crafted, head);
+        let mut bytes = crafted.into_bytes();
+        bytes.extend_from_slice(&sealed[h..]);
+        let locked = Locked::open(&bytes[..], Path::new("b")).unwrap();
+        assert_eq!(locked.info().kdf.work(), 4194304 * 64);
+        let limits = KdfLimits {
+            mem_available: None,
+            ..KdfLimits::for_this_machine()
+        };
+        let e = locked
+            .try_passphrase(&SecretString::from("pw".to_owned()), &limits)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&e, Error::KdfTooExpensive { what, .. } if what.contains("passes allowed")),
+            "{e}"
+        );
+    }
 }

@@ -84,9 +84,9 @@ impl KdfParams {
         }
         if self.m_kib > limits.max_m_kib {
             return Err(format!(
-                "{} MiB of memory (at most {} MiB allowed)",
-                self.m_kib / 1024,
-                limits.max_m_kib / 1024
+                "{} of memory (at most {} allowed)",
+                kib(u64::from(self.m_kib)),
+                kib(u64::from(limits.max_m_kib))
             ));
         }
         if self.work() > limits.max_work {
@@ -106,8 +106,8 @@ impl KdfParams {
             let need = u64::from(self.m_kib) * 1024 + 64 * 1024 * 1024;
             if need > avail {
                 return Err(format!(
-                    "{} MiB of memory, but this machine has only {} MiB available",
-                    self.m_kib / 1024,
+                    "{} of memory, but this machine has only {} MiB available",
+                    kib(u64::from(self.m_kib)),
                     avail / (1024 * 1024)
                 ));
             }
@@ -530,5 +530,28 @@ mod tests {
             };
             assert!(params.check_untrusted(&limits).is_err(), "{params:?}");
         }
+    }
+
+    /// Sizes are printed exactly: one KiB over the cap is not "4096 MiB".
+    #[test]
+    fn exact_sizes_in_messages() {
+        let limits = KdfLimits {
+            mem_available: None,
+            ..KdfLimits::for_this_machine()
+        };
+        let e = KdfParams {
+            m_kib: MAX_M_KIB + 1,
+            t: 1,
+            p: 1,
+        }
+        .check_untrusted(&limits)
+        .unwrap_err();
+        assert_eq!(e, "4194305 KiB of memory (at most 4 GiB allowed)");
+        assert_eq!(kib(1536), "1536 KiB");
+        assert_eq!(kib(2048), "2 MiB");
+        assert_eq!(kib(262_144), "256 MiB");
+        assert_eq!(kib(262_145), "262145 KiB");
+        assert_eq!(kib(1024 * 1024), "1 GiB");
+        assert_eq!(kib(1536 * 1024), "1536 MiB");
     }
 }

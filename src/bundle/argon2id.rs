@@ -13,12 +13,12 @@ use std::collections::HashSet;
 use age::{DecryptError, EncryptError};
 use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
 use age_core::secrecy::{ExposeSecret, SecretString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::{prelude::BASE64_STANDARD_NO_PAD, Engine};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use rand::{distributions::Alphanumeric, distributions::DistString, rngs::OsRng, RngCore};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The stanza type. A namespaced name (not a URL) so it cannot collide with other age stanzas.
 pub const TAG: &str = "vault.bundle/argon2id";
@@ -172,19 +172,43 @@ pub fn mem_available() -> Option<u64> {
 }
 
 /// Derives the stanza's wrapping key. Public for the test vector in `docs/FORMAT.md`.
+///
+/// Argon2's work memory (`m` KiB) holds values derived from the passphrase; `argon2`'s own
+/// `hash_password_into` frees it without wiping it, so vault provides the memory and wipes it.
 pub fn derive_key(
     passphrase: &SecretString,
     salt: &[u8; SALT_LEN],
     params: KdfParams,
 ) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
-    let mut inner_salt = [0u8; SALT_LABEL.len() + SALT_LEN];
+    let argon2 = params.argon2()?;
+    let mut memory = vec![Block::default(); argon2.params().block_count()];
+    derive_key_in(&argon2, passphrase, salt, &mut memory)
+}
+
+/// [`derive_key`] in memory the caller provides, which is all zeros again on return (on
+/// error too).
+fn derive_key_in(
+    argon2: &Argon2<'_>,
+    passphrase: &SecretString,
+    salt: &[u8; SALT_LEN],
+    memory: &mut [Block],
+) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
+    struct Wipe<'a>(&'a mut [Block]);
+    impl Drop for Wipe<'_> {
+        fn drop(&mut self) {
+            self.0.iter_mut().for_each(Zeroize::zeroize);
+        }
+    }
+    let memory = Wipe(memory);
+    let mut inner_salt = Zeroizing::new([0u8; SALT_LABEL.len() + SALT_LEN]);
     inner_salt[..SALT_LABEL.len()].copy_from_slice(SALT_LABEL);
     inner_salt[SALT_LABEL.len()..].copy_from_slice(salt);
     let mut key = Zeroizing::new([0u8; 32]);
-    params.argon2()?.hash_password_into(
+    argon2.hash_password_into_with_memory(
         passphrase.expose_secret().as_bytes(),
-        &inner_salt,
+        &inner_salt[..],
         key.as_mut(),
+        &mut *memory.0,
     )?;
     Ok(key)
 }
@@ -530,6 +554,24 @@ mod tests {
             };
             assert!(params.check_untrusted(&limits).is_err(), "{params:?}");
         }
+    }
+
+    /// Argon2's work memory is wiped after a derivation: none of the passphrase-derived blocks
+    /// survive in the allocation that is freed.
+    #[test]
+    fn the_work_memory_is_wiped() {
+        let pass = SecretString::from("correct horse".to_owned());
+        let params = KdfParams {
+            m_kib: 256,
+            t: 2,
+            p: 2,
+        };
+        let argon2 = params.argon2().unwrap();
+        let mut memory = vec![Block::default(); argon2.params().block_count()];
+        let key = derive_key_in(&argon2, &pass, &[3; SALT_LEN], &mut memory).unwrap();
+        assert_eq!(key, derive_key(&pass, &[3; SALT_LEN], params).unwrap());
+        assert_eq!(memory.len(), 256);
+        assert!(memory.iter().all(|b| b.as_ref().iter().all(|&w| w == 0)));
     }
 
     /// Sizes are printed exactly: one KiB over the cap is not "4096 MiB".

@@ -99,37 +99,12 @@ fn stream(c: &mut Criterion) {
         .unwrap()
         .unwrap()
         .expose();
+    // age's StreamReader, as unlock uses it.
     g.bench_function("decrypt 16MiB", |b| {
         b.iter(|| {
             let locked = Locked::open(sealed.as_slice(), Path::new("b")).unwrap();
             let key = bundle::unwrapped_from_bytes(file_key);
             let mut p = locked.decrypt(key).unwrap();
-            io::copy(&mut p, &mut io::sink()).unwrap();
-        })
-    });
-    // The same reader on one thread: what the parallel batches gain.
-    let locked = Locked::open(sealed.as_slice(), Path::new("b")).unwrap();
-    let start = locked.info().len + 16;
-    let payload_key = age_core::primitives::hkdf(&sealed[start - 16..start], b"payload", &file_key);
-    g.bench_function("decrypt 16MiB, vault's reader on 1 thread", |b| {
-        b.iter(|| {
-            let mut p = bundle::stream::ParallelReader::with_batch(
-                &payload_key,
-                &sealed[start..],
-                bundle::stream::BATCH,
-                1,
-            );
-            io::copy(&mut p, &mut io::sink()).unwrap();
-        })
-    });
-    // The baseline: age's StreamReader, one chunk after another on this thread.
-    g.bench_function("decrypt 16MiB, age's sequential reader", |b| {
-        b.iter(|| {
-            let id = bundle::argon2id::UnwrappedKey::new(file_key);
-            let mut p = age::Decryptor::new_buffered(sealed.as_slice())
-                .unwrap()
-                .decrypt(std::iter::once(&id as &dyn age::Identity))
-                .unwrap();
             io::copy(&mut p, &mut io::sink()).unwrap();
         })
     });

@@ -362,14 +362,6 @@ impl age::Identity for Identity {
 /// and decryption does not derive it again).
 pub struct UnwrappedKey(pub(crate) Zeroizing<[u8; FILE_KEY_BYTES]>);
 
-impl UnwrappedKey {
-    /// For benchmarks and the fuzz target, which hand a known file key to age's own reader.
-    #[doc(hidden)]
-    pub fn new(file_key: [u8; FILE_KEY_BYTES]) -> Self {
-        UnwrappedKey(Zeroizing::new(file_key))
-    }
-}
-
 impl age::Identity for UnwrappedKey {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, DecryptError>> {
         (stanza.tag == TAG).then(|| Ok(FileKey::new(Box::new(*self.0))))

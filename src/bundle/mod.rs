@@ -4,12 +4,11 @@
 
 pub mod argon2id;
 pub mod header;
-pub mod stream;
 
 use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-use age::stream::StreamWriter;
+use age::stream::{StreamReader, StreamWriter};
 use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
 use age_core::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -150,42 +149,19 @@ impl<R: Read> Locked<R> {
 
     /// Starts decrypting with an unwrapped key. age checks the header MAC here; the payload is
     /// authenticated chunk by chunk as it is read, and its end only by reading to EOF.
-    pub fn decrypt(mut self, key: Unwrapped) -> Result<Payload<R>> {
+    pub fn decrypt(self, key: Unwrapped) -> Result<Payload<R>> {
         let name = self.name;
-        // age reads the header and the payload nonce, and checks the header's MAC: given just
-        // those bytes, it stops there. The STREAM after them is ours to read in parallel.
-        let start = self.info.len + 16;
-        if self.head.len() < start {
-            let have = self.head.len();
-            self.head.resize(start, 0);
-            let mut filled = have;
-            while filled < start {
-                match self.rest.read(&mut self.head[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io("cannot read", &name, e)),
-                }
-            }
-            self.head.truncate(filled);
-        }
-        let header_and_nonce = &self.head[..start.min(self.head.len())];
-        let decryptor = age::Decryptor::new_buffered(header_and_nonce)
-            .map_err(|e| map_decrypt_error(&name, e))?;
+        // The bytes read so far, then the rest: age parses the header again, checks its MAC
+        // with the file key, and reads the STREAM.
+        let input = io::BufReader::new(Cursor::new(self.head).chain(self.rest));
+        let decryptor =
+            age::Decryptor::new_buffered(input).map_err(|e| map_decrypt_error(&name, e))?;
         let identity = argon2id::UnwrappedKey(key.0.clone());
-        drop(
-            decryptor
-                .decrypt(std::iter::once(&identity as &dyn age::Identity))
-                .map_err(|e| map_decrypt_error(&name, e))?,
-        );
-        let payload_key = Zeroizing::new(age_core::primitives::hkdf(
-            &self.head[self.info.len..start],
-            b"payload",
-            &key.0[..],
-        ));
-        let rest = Cursor::new(self.head.split_off(start)).chain(self.rest);
+        let inner = decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|e| map_decrypt_error(&name, e))?;
         Ok(Payload {
-            inner: stream::ParallelReader::new(&payload_key, rest),
+            inner,
             position: 0,
             failure: FailureProbe::default(),
         })
@@ -235,7 +211,7 @@ fn map_decrypt_error(name: &Path, e: age::DecryptError) -> Error {
 /// [`AuthFailure`] and the [`FailureProbe`] records it, so callers that see the error only
 /// through layers (zstd, tar) can still tell a tampered bundle from a malformed archive.
 pub struct Payload<R: Read> {
-    inner: stream::ParallelReader<io::Chain<Cursor<Vec<u8>>, R>>,
+    inner: StreamReader<io::BufReader<io::Chain<Cursor<Vec<u8>>, R>>>,
     position: u64,
     failure: FailureProbe,
 }
@@ -264,6 +240,8 @@ impl<R: Read> Payload<R> {
 pub struct AuthFailure {
     pub what: &'static str,
     pub position: u64,
+    /// `UnexpectedEof` (cut short) or `InvalidData` (a chunk did not open).
+    pub kind: io::ErrorKind,
 }
 
 impl AuthFailure {
@@ -276,6 +254,10 @@ impl AuthFailure {
 
 impl<R: Read> Read for Payload<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Once the stream failed to authenticate, it stays failed.
+        if let Some(failure) = self.failure.get() {
+            return Err(io::Error::new(failure.kind, failure.clone()));
+        }
         match self.inner.read(buf) {
             Ok(n) => {
                 self.position += n as u64;
@@ -292,6 +274,7 @@ impl<R: Read> Read for Payload<R> {
                 let failure = AuthFailure {
                     what,
                     position: self.position,
+                    kind: e.kind(),
                 };
                 let _ = self.failure.0.set(failure.clone());
                 Err(io::Error::new(e.kind(), failure))
@@ -312,7 +295,7 @@ pub(crate) mod test_util {
         p: 1,
     };
 
-    /// `plain` as a bundle with passphrase "pw", written by age's own STREAM writer.
+    /// `plain` as a bundle with passphrase "pw".
     pub fn seal(plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = encrypt(&mut out, SecretString::from("pw".to_owned()), FAST).unwrap();

@@ -1,5 +1,5 @@
-//! The bundle file format: an age v1 file whose only real recipient is vault's Argon2id
-//! passphrase stanza (`docs/FORMAT.md`). This layer knows nothing of manifests or files on
+//! The bundle file format: an age v1 file whose file key is wrapped by exactly one vault
+//! Argon2id passphrase stanza, possibly among other stanzas (`docs/FORMAT.md`). This layer knows nothing of manifests or files on
 //! disk: it turns a passphrase and a byte stream into an authenticated byte stream.
 
 pub mod argon2id;
@@ -384,5 +384,152 @@ mod tests {
             matches!(&e, Error::KdfTooExpensive { what, .. } if what.contains("passes allowed")),
             "{e}"
         );
+    }
+
+    /// What a key holder can do and a forger cannot: rebuild `bundle`'s header with `extra`
+    /// stanza lines after the passphrase stanza (in place of the grease), MACed with the file
+    /// key `file_key`; the nonce and payload are kept (they depend only on the file key).
+    fn reheader(bundle: &[u8], extra: &[u8], file_key: &[u8; 16]) -> Vec<u8> {
+        use hmac::Mac as _;
+        let len = header::parse(bundle).unwrap().len;
+        let head = &bundle[..len];
+        // Version line, the vault stanza's two lines.
+        let stanza_end = head
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(2)
+            .unwrap()
+            .0
+            + 1;
+        let mut out = head[..stanza_end].to_vec();
+        assert!(out.ends_with(b"\n") && !head[stanza_end..].starts_with(b"-> vault"));
+        out.extend_from_slice(extra);
+        out.extend_from_slice(b"---");
+        let mut mac_key = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&[]), file_key)
+            .expand(b"header", &mut mac_key)
+            .unwrap();
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&mac_key).unwrap();
+        mac.update(&out);
+        let tag = mac.finalize().into_bytes();
+        out.push(b' ');
+        out.extend_from_slice(
+            base64::Engine::encode(&base64::prelude::BASE64_STANDARD_NO_PAD, tag).as_bytes(),
+        );
+        out.push(b'\n');
+        out.extend_from_slice(&bundle[len..]);
+        out
+    }
+
+    fn file_key_of(bundle: &[u8]) -> [u8; 16] {
+        let locked = Locked::open(bundle, Path::new("b")).unwrap();
+        let key = locked
+            .try_passphrase(
+                &SecretString::from("pw".to_owned()),
+                &KdfLimits::for_this_machine(),
+            )
+            .unwrap()
+            .unwrap();
+        *key.expose()
+    }
+
+    /// A real X25519 stanza for `file_key`, as age writes it, and the identity that opens it.
+    fn x25519_stanza(file_key: &[u8; 16]) -> (Vec<u8>, age::x25519::Identity) {
+        let id = age::x25519::Identity::generate();
+        let (stanzas, _) =
+            age::Recipient::wrap_file_key(&id.to_public(), &FileKey::new(Box::new(*file_key)))
+                .unwrap();
+        let s = &stanzas[0];
+        let mut text = format!("-> {} {}\n", s.tag, s.args.join(" "));
+        let body = base64::Engine::encode(&base64::prelude::BASE64_STANDARD_NO_PAD, &s.body);
+        text.push_str(&body);
+        text.push('\n');
+        assert!(body.len() < 64);
+        (text.into_bytes(), id)
+    }
+
+    /// Other stanzas may accompany the passphrase stanza (docs/FORMAT.md §1): one written
+    /// with the file key opens, with the passphrase and, through age, with its own identity.
+    #[test]
+    fn an_extra_stanza_written_by_the_key_holder_opens() {
+        let plain = vec![7u8; 100_000];
+        let sealed = seal(&plain);
+        let fk = file_key_of(&sealed);
+        let (extra, id) = x25519_stanza(&fk);
+        let with_extra = reheader(&sealed, &extra, &fk);
+        assert_eq!(header::parse(&with_extra).unwrap().stanza_count, 2);
+        assert_eq!(open(&with_extra, "pw").unwrap(), plain);
+        let mut out = Vec::new();
+        age::Decryptor::new_buffered(&with_extra[..])
+            .unwrap()
+            .decrypt(std::iter::once(&id as &dyn age::Identity))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, plain);
+    }
+
+    /// Without the passphrase there is no file key, so no header MAC: a stanza added (or one
+    /// swapped in for the grease) by anyone else is refused, however well-formed.
+    #[test]
+    fn an_extra_stanza_added_without_the_passphrase_is_refused() {
+        let sealed = seal(b"secret");
+        let len = header::parse(&sealed).unwrap().len;
+        // The forger's own file key: the stanza is valid age, for a key that is not this one.
+        let (extra, _) = x25519_stanza(&[9u8; 16]);
+        let head = &sealed[..len];
+        let mac_at = head.len() - MAC_LINE.len();
+        for keep_grease in [true, false] {
+            let stanza_end = head
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .nth(2)
+                .unwrap()
+                .0
+                + 1;
+            let mut forged = head[..if keep_grease { mac_at } else { stanza_end }].to_vec();
+            forged.extend_from_slice(&extra);
+            forged.extend_from_slice(&head[mac_at..]);
+            forged.extend_from_slice(&sealed[len..]);
+            let e = open(&forged, "pw").unwrap_err();
+            assert!(
+                matches!(&e, Error::Tampered { why, .. } if why.contains("header MAC")),
+                "{e}"
+            );
+        }
+    }
+
+    const MAC_LINE: &[u8] = b"--- 0123456789012345678901234567890123456789012\n";
+
+    /// The whole header, MAC line included, is at most 16 KiB: a header of exactly 16384
+    /// bytes opens, one of 16385 is refused.
+    #[test]
+    fn the_header_limit_includes_the_mac_line() {
+        let plain = b"at the limit".to_vec();
+        let sealed = seal(&plain);
+        let fk = file_key_of(&sealed);
+        // One stanza `-> filler <arg>` with an empty body: arg_len + 12 bytes.
+        let filler = |arg_len: usize| {
+            let mut s = b"-> filler ".to_vec();
+            s.extend(std::iter::repeat_n(b'a', arg_len));
+            s.extend_from_slice(b"\n\n");
+            s
+        };
+        let base = header::parse(&reheader(&sealed, &filler(1), &fk))
+            .unwrap()
+            .len;
+        let arg_len = header::MAX_HEADER_LEN - base + 1;
+        let at_limit = reheader(&sealed, &filler(arg_len), &fk);
+        assert_eq!(header::parse(&at_limit).unwrap().len, 16384);
+        assert_eq!(open(&at_limit, "pw").unwrap(), plain);
+        let over = reheader(&sealed, &filler(arg_len + 1), &fk);
+        assert_eq!(
+            header::parse(&over),
+            Err(HeaderError::Malformed("the header is larger than 16 KiB"))
+        );
+        let e = open(&over, "pw").unwrap_err();
+        assert!(matches!(e, Error::Tampered { .. }), "{e}");
     }
 }

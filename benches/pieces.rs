@@ -62,11 +62,24 @@ fn seal(plain: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Argon2id at the presets and the candidates between them. argon2's `parallel` feature
+/// computes the p lanes on rayon's pool, one thread per core this process may use: run under
+/// `taskset -c 0` and `taskset -c 0-1` to compare 1 and 2 cores (docs/BENCHMARKS.md).
 fn argon2id(c: &mut Criterion) {
     let mut g = c.benchmark_group("argon2id");
     g.sample_size(10);
+    let p4 = |m_mib: u32, t: u32| KdfParams {
+        m_kib: m_mib * 1024,
+        t,
+        p: 4,
+    };
     for (name, params) in [
-        ("default 256MiB t3 p4", KdfParams::DEFAULT),
+        ("256MiB t3 p4", p4(256, 3)),
+        ("512MiB t3 p4", p4(512, 3)),
+        ("1GiB t2 p4", p4(1024, 2)),
+        ("1GiB t3 p4", p4(1024, 3)),
+        ("default", KdfParams::DEFAULT),
+        ("strong", KdfParams::STRONG),
         ("cheap 8MiB t1 p1", CHEAP),
     ] {
         g.bench_function(name, |b| {

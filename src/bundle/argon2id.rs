@@ -34,20 +34,23 @@ pub struct KdfParams {
     pub m_kib: u32,
     /// Passes over memory.
     pub t: u32,
-    /// Lanes. The derived key depends on p, not on how many cores compute it.
+    /// Lanes, computed in parallel on up to p cores. The derived key depends on p, not on how
+    /// many cores compute it.
     pub p: u32,
 }
 
 impl KdfParams {
-    /// The default: 256 MiB, 3 passes, 4 lanes (about 0.7 s on a 2-core VM).
+    /// The default: 1 GiB (LUKS2's cap), 3 passes, 4 lanes, computed on up to 4 cores. About
+    /// 2.2 s of CPU; under 1 s on a 4-core installer (docs/BENCHMARKS.md, "Argon2id").
     pub const DEFAULT: KdfParams = KdfParams {
-        m_kib: 256 * 1024,
+        m_kib: 1024 * 1024,
         t: 3,
         p: 4,
     };
-    /// The strong preset: 1 GiB, as LUKS2 caps it.
+    /// The strong preset: 2 GiB, 3 passes, 4 lanes: twice the default's cost per guess, for
+    /// installers with 4 GiB of RAM or more.
     pub const STRONG: KdfParams = KdfParams {
-        m_kib: 1024 * 1024,
+        m_kib: 2 * 1024 * 1024,
         t: 3,
         p: 4,
     };
@@ -135,8 +138,8 @@ pub struct KdfLimits {
 /// The memory cap: 4 GiB.
 pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
 /// The work cap, memory × passes: 16 GiB × passes (4 GiB with 4 passes, 1 GiB with 16). One
-/// Argon2id lane fills about 0.7 GiB a second on a current x86 core, so a hostile header costs
-/// at most about 23 s a try on one core; the `--strong` preset is 3 GiB × passes.
+/// core computes about 1.35 GiB × passes a second (docs/BENCHMARKS.md), so a hostile header
+/// costs at most about 12 s of CPU a try; the default is 3 GiB × passes, `--strong` 6.
 pub const MAX_WORK: u64 = 16 * 1024 * 1024;
 
 impl KdfLimits {

@@ -62,11 +62,24 @@ fn seal(plain: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Argon2id at the presets and the candidates between them. argon2's `parallel` feature
+/// computes the p lanes on rayon's pool, one thread per core this process may use: run under
+/// `taskset -c 0` and `taskset -c 0-1` to compare 1 and 2 cores (docs/BENCHMARKS.md).
 fn argon2id(c: &mut Criterion) {
     let mut g = c.benchmark_group("argon2id");
     g.sample_size(10);
+    let p4 = |m_mib: u32, t: u32| KdfParams {
+        m_kib: m_mib * 1024,
+        t,
+        p: 4,
+    };
     for (name, params) in [
-        ("default 256MiB t3 p4", KdfParams::DEFAULT),
+        ("256MiB t3 p4", p4(256, 3)),
+        ("512MiB t3 p4", p4(512, 3)),
+        ("1GiB t2 p4", p4(1024, 2)),
+        ("1GiB t3 p4", p4(1024, 3)),
+        ("default", KdfParams::DEFAULT),
+        ("strong", KdfParams::STRONG),
         ("cheap 8MiB t1 p1", CHEAP),
     ] {
         g.bench_function(name, |b| {
@@ -99,37 +112,12 @@ fn stream(c: &mut Criterion) {
         .unwrap()
         .unwrap()
         .expose();
+    // age's StreamReader, as unlock uses it.
     g.bench_function("decrypt 16MiB", |b| {
         b.iter(|| {
             let locked = Locked::open(sealed.as_slice(), Path::new("b")).unwrap();
             let key = bundle::unwrapped_from_bytes(file_key);
             let mut p = locked.decrypt(key).unwrap();
-            io::copy(&mut p, &mut io::sink()).unwrap();
-        })
-    });
-    // The same reader on one thread: what the parallel batches gain.
-    let locked = Locked::open(sealed.as_slice(), Path::new("b")).unwrap();
-    let start = locked.info().len + 16;
-    let payload_key = age_core::primitives::hkdf(&sealed[start - 16..start], b"payload", &file_key);
-    g.bench_function("decrypt 16MiB, vault's reader on 1 thread", |b| {
-        b.iter(|| {
-            let mut p = bundle::stream::ParallelReader::with_batch(
-                &payload_key,
-                &sealed[start..],
-                bundle::stream::BATCH,
-                1,
-            );
-            io::copy(&mut p, &mut io::sink()).unwrap();
-        })
-    });
-    // The baseline: age's StreamReader, one chunk after another on this thread.
-    g.bench_function("decrypt 16MiB, age's sequential reader", |b| {
-        b.iter(|| {
-            let id = bundle::argon2id::UnwrappedKey::new(file_key);
-            let mut p = age::Decryptor::new_buffered(sealed.as_slice())
-                .unwrap()
-                .decrypt(std::iter::once(&id as &dyn age::Identity))
-                .unwrap();
             io::copy(&mut p, &mut io::sink()).unwrap();
         })
     });

@@ -499,12 +499,11 @@ pub fn calibrate_kdf(target_secs: f64, max_m_kib: u32) -> Result<Calibration> {
     } else {
         ((target_secs / one).round() as u32).max(1)
     };
-    // Rounded to whole MiB, as the CLI shows it.
-    let params = KdfParams {
-        m_kib: m / 1024 * 1024,
-        t,
-        p,
-    };
+    // Rounded to whole MiB, as the CLI shows it; no more passes than an unlocking vault
+    // accepts (`bundle::argon2id::MAX_WORK`).
+    let m_kib = m / 1024 * 1024;
+    let t = t.min((bundle::argon2id::MAX_WORK / u64::from(m_kib)) as u32);
+    let params = KdfParams { m_kib, t, p };
     let seconds = time(params)?;
     Ok(Calibration { params, seconds })
 }

@@ -254,3 +254,19 @@ fn flipped_bits() {
         "vault bundle",
     );
 }
+
+/// A bundle copied as text (git's `core.autocrlf`, an email client): every LF became CRLF.
+/// The error names that and the fix, instead of "not a bundle".
+#[test]
+fn crlf_line_endings_are_named() {
+    let f = fixture();
+    let mut crlf = Vec::with_capacity(f.bundle.len() * 2);
+    for &b in &f.bundle {
+        if b == b'\n' {
+            crlf.push(b'\r');
+        }
+        crlf.push(b);
+    }
+    f.expect_failure("CRLF", &crlf, "pw", 4, "CRLF line endings");
+    f.expect_failure("CRLF", &crlf, "pw", 4, "copy it again as a binary file");
+}

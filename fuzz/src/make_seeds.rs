@@ -29,11 +29,6 @@ fn main() {
     put("header", "bundle", &b);
     put("header", "sample", include_bytes!("../seeds/header-sample"));
 
-    // stream: pick a payload size and a batch; then damage ops (see fuzz_targets/stream.rs).
-    put("stream", "intact", &[3, 1]);
-    put("stream", "cut-after-full-chunk", &[3, 0, 0, 1, 0, 0]);
-    put("stream", "replayed-chunk", &[6, 2, 4, 0, 0, 0]);
-
     // manifest: the template and the example.
     put(
         "manifest",

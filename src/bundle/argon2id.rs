@@ -13,12 +13,12 @@ use std::collections::HashSet;
 use age::{DecryptError, EncryptError};
 use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
 use age_core::secrecy::{ExposeSecret, SecretString};
-use argon2::{Algorithm, Argon2, Params, Version};
+use argon2::{Algorithm, Argon2, Block, Params, Version};
 use base64::{prelude::BASE64_STANDARD_NO_PAD, Engine};
 use chacha20poly1305::aead::{Aead, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
 use rand::{distributions::Alphanumeric, distributions::DistString, rngs::OsRng, RngCore};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 /// The stanza type. A namespaced name (not a URL) so it cannot collide with other age stanzas.
 pub const TAG: &str = "vault.bundle/argon2id";
@@ -34,26 +34,35 @@ pub struct KdfParams {
     pub m_kib: u32,
     /// Passes over memory.
     pub t: u32,
-    /// Lanes. The derived key depends on p, not on how many cores compute it.
+    /// Lanes, computed in parallel on up to p cores. The derived key depends on p, not on how
+    /// many cores compute it.
     pub p: u32,
 }
 
 impl KdfParams {
-    /// The default: 256 MiB, 3 passes, 4 lanes (about 0.7 s on a 2-core VM).
+    /// The default: 1 GiB (LUKS2's cap), 3 passes, 4 lanes, computed on up to 4 cores. About
+    /// 2.2 s of CPU; under 1 s on a 4-core installer (docs/BENCHMARKS.md, "Argon2id").
     pub const DEFAULT: KdfParams = KdfParams {
-        m_kib: 256 * 1024,
-        t: 3,
-        p: 4,
-    };
-    /// The strong preset: 1 GiB, as LUKS2 caps it.
-    pub const STRONG: KdfParams = KdfParams {
         m_kib: 1024 * 1024,
         t: 3,
         p: 4,
     };
+    /// The strong preset: 2 GiB, 3 passes, 4 lanes: twice the default's cost per guess, for
+    /// installers with 4 GiB of RAM or more.
+    pub const STRONG: KdfParams = KdfParams {
+        m_kib: 2 * 1024 * 1024,
+        t: 3,
+        p: 4,
+    };
 
-    /// Checks parameters a bundle asks for before any work is done. `mem_available` is the
-    /// unlocking machine's `MemAvailable` in bytes, when known.
+    /// The work one derivation costs: memory (KiB) times passes. Every pass fills all of the
+    /// memory once, whatever the lanes, so time is proportional to this product.
+    pub fn work(&self) -> u64 {
+        u64::from(self.m_kib) * u64::from(self.t)
+    }
+
+    /// Checks parameters a bundle asks for before any work is done. `limits.mem_available` is
+    /// the unlocking machine's `MemAvailable` in bytes, when known.
     pub fn check_untrusted(&self, limits: &KdfLimits) -> Result<(), String> {
         if self.p == 0 || self.t == 0 {
             return Err("zero passes or lanes (invalid)".into());
@@ -78,9 +87,21 @@ impl KdfParams {
         }
         if self.m_kib > limits.max_m_kib {
             return Err(format!(
-                "{} MiB of memory (at most {} MiB allowed)",
-                self.m_kib / 1024,
-                limits.max_m_kib / 1024
+                "{} of memory (at most {} allowed)",
+                kib(u64::from(self.m_kib)),
+                kib(u64::from(limits.max_m_kib))
+            ));
+        }
+        if self.work() > limits.max_work {
+            return Err(format!(
+                "{} of memory with {} passes, a work of {} × passes (at most {} × passes allowed, \
+                 for example {} with {} passes)",
+                kib(u64::from(self.m_kib)),
+                self.t,
+                kib(self.work()),
+                kib(limits.max_work),
+                kib(u64::from(limits.max_m_kib)),
+                limits.max_work / u64::from(limits.max_m_kib).max(1)
             ));
         }
         if let Some(avail) = limits.mem_available {
@@ -88,8 +109,8 @@ impl KdfParams {
             let need = u64::from(self.m_kib) * 1024 + 64 * 1024 * 1024;
             if need > avail {
                 return Err(format!(
-                    "{} MiB of memory, but this machine has only {} MiB available",
-                    self.m_kib / 1024,
+                    "{} of memory, but this machine has only {} MiB available",
+                    kib(u64::from(self.m_kib)),
                     avail / (1024 * 1024)
                 ));
             }
@@ -109,18 +130,39 @@ pub struct KdfLimits {
     pub max_m_kib: u32,
     pub max_t: u32,
     pub max_p: u32,
+    /// The most [`KdfParams::work`] (KiB × passes) one derivation may cost.
+    pub max_work: u64,
     pub mem_available: Option<u64>,
 }
 
+/// The memory cap: 4 GiB.
+pub const MAX_M_KIB: u32 = 4 * 1024 * 1024;
+/// The work cap, memory × passes: 16 GiB × passes (4 GiB with 4 passes, 1 GiB with 16). One
+/// core computes about 1.35 GiB × passes a second (docs/BENCHMARKS.md), so a hostile header
+/// costs at most about 12 s of CPU a try; the default is 3 GiB × passes, `--strong` 6.
+pub const MAX_WORK: u64 = 16 * 1024 * 1024;
+
 impl KdfLimits {
-    /// 4 GiB, 64 passes, 64 lanes, and the machine's `MemAvailable`.
+    /// 4 GiB, 64 passes, 64 lanes, 16 GiB × passes of work, and the machine's `MemAvailable`.
     pub fn for_this_machine() -> KdfLimits {
         KdfLimits {
-            max_m_kib: 4 * 1024 * 1024,
+            max_m_kib: MAX_M_KIB,
             max_t: 64,
             max_p: 64,
+            max_work: MAX_WORK,
             mem_available: mem_available(),
         }
+    }
+}
+
+/// A size given in KiB, exactly: in GiB or MiB when it is a whole number of them.
+pub fn kib(n: u64) -> String {
+    if n != 0 && n % (1024 * 1024) == 0 {
+        format!("{} GiB", n / (1024 * 1024))
+    } else if n != 0 && n % 1024 == 0 {
+        format!("{} MiB", n / 1024)
+    } else {
+        format!("{n} KiB")
     }
 }
 
@@ -133,19 +175,43 @@ pub fn mem_available() -> Option<u64> {
 }
 
 /// Derives the stanza's wrapping key. Public for the test vector in `docs/FORMAT.md`.
+///
+/// Argon2's work memory (`m` KiB) holds values derived from the passphrase; `argon2`'s own
+/// `hash_password_into` frees it without wiping it, so vault provides the memory and wipes it.
 pub fn derive_key(
     passphrase: &SecretString,
     salt: &[u8; SALT_LEN],
     params: KdfParams,
 ) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
-    let mut inner_salt = [0u8; SALT_LABEL.len() + SALT_LEN];
+    let argon2 = params.argon2()?;
+    let mut memory = vec![Block::default(); argon2.params().block_count()];
+    derive_key_in(&argon2, passphrase, salt, &mut memory)
+}
+
+/// [`derive_key`] in memory the caller provides, which is all zeros again on return (on
+/// error too).
+fn derive_key_in(
+    argon2: &Argon2<'_>,
+    passphrase: &SecretString,
+    salt: &[u8; SALT_LEN],
+    memory: &mut [Block],
+) -> Result<Zeroizing<[u8; 32]>, argon2::Error> {
+    struct Wipe<'a>(&'a mut [Block]);
+    impl Drop for Wipe<'_> {
+        fn drop(&mut self) {
+            self.0.iter_mut().for_each(Zeroize::zeroize);
+        }
+    }
+    let memory = Wipe(memory);
+    let mut inner_salt = Zeroizing::new([0u8; SALT_LABEL.len() + SALT_LEN]);
     inner_salt[..SALT_LABEL.len()].copy_from_slice(SALT_LABEL);
     inner_salt[SALT_LABEL.len()..].copy_from_slice(salt);
     let mut key = Zeroizing::new([0u8; 32]);
-    params.argon2()?.hash_password_into(
+    argon2.hash_password_into_with_memory(
         passphrase.expose_secret().as_bytes(),
-        &inner_salt,
+        &inner_salt[..],
         key.as_mut(),
+        &mut *memory.0,
     )?;
     Ok(key)
 }
@@ -299,14 +365,6 @@ impl age::Identity for Identity {
 /// and decryption does not derive it again).
 pub struct UnwrappedKey(pub(crate) Zeroizing<[u8; FILE_KEY_BYTES]>);
 
-impl UnwrappedKey {
-    /// For benchmarks and the fuzz target, which hand a known file key to age's own reader.
-    #[doc(hidden)]
-    pub fn new(file_key: [u8; FILE_KEY_BYTES]) -> Self {
-        UnwrappedKey(Zeroizing::new(file_key))
-    }
-}
-
 impl age::Identity for UnwrappedKey {
     fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, DecryptError>> {
         (stanza.tag == TAG).then(|| Ok(FileKey::new(Box::new(*self.0))))
@@ -375,9 +433,10 @@ mod tests {
     #[test]
     fn untrusted_limits() {
         let limits = KdfLimits {
-            max_m_kib: 1024,
+            max_m_kib: 2048,
             max_t: 4,
             max_p: 2,
+            max_work: 4096,
             mem_available: Some(1 << 30),
         };
         assert!(KdfParams {
@@ -388,7 +447,7 @@ mod tests {
         .check_untrusted(&limits)
         .is_ok());
         assert!(KdfParams {
-            m_kib: 2048,
+            m_kib: 2049,
             t: 1,
             p: 1
         }
@@ -428,5 +487,108 @@ mod tests {
         };
         let e = KdfParams::DEFAULT.check_untrusted(&small).unwrap_err();
         assert!(e.contains("available"), "{e}");
+        // Memory and passes each within their caps, their product (the work) not.
+        assert!(KdfParams {
+            m_kib: 1024,
+            t: 4,
+            p: 1
+        }
+        .check_untrusted(&limits)
+        .is_ok());
+        let e = KdfParams {
+            m_kib: 1025,
+            t: 4,
+            p: 1,
+        }
+        .check_untrusted(&limits)
+        .unwrap_err();
+        assert!(e.contains("4100 KiB × passes"), "{e}");
+    }
+
+    /// Within the memory and pass caps, 4 GiB with 64 passes would cost minutes a try: the
+    /// work cap refuses it, and everything vault writes fits.
+    #[test]
+    fn the_work_budget() {
+        let limits = KdfLimits {
+            mem_available: None,
+            ..KdfLimits::for_this_machine()
+        };
+        let e = KdfParams {
+            m_kib: MAX_M_KIB,
+            t: 64,
+            p: 4,
+        }
+        .check_untrusted(&limits)
+        .unwrap_err();
+        assert_eq!(
+            e,
+            "4 GiB of memory with 64 passes, a work of 256 GiB × passes (at most 16 GiB × \
+             passes allowed, for example 4 GiB with 4 passes)"
+        );
+        for ok in [
+            KdfParams::DEFAULT,
+            KdfParams::STRONG,
+            KdfParams {
+                m_kib: MAX_M_KIB,
+                t: 4,
+                p: 4,
+            },
+            KdfParams {
+                m_kib: 1024 * 1024,
+                t: 16,
+                p: 4,
+            },
+        ] {
+            assert_eq!(ok.check_untrusted(&limits), Ok(()), "{ok:?}");
+        }
+        for over in [(MAX_M_KIB, 5), (1024 * 1024, 17), (1024 * 1024 + 1, 16)] {
+            let params = KdfParams {
+                m_kib: over.0,
+                t: over.1,
+                p: 4,
+            };
+            assert!(params.check_untrusted(&limits).is_err(), "{params:?}");
+        }
+    }
+
+    /// Argon2's work memory is wiped after a derivation: none of the passphrase-derived blocks
+    /// survive in the allocation that is freed.
+    #[test]
+    fn the_work_memory_is_wiped() {
+        let pass = SecretString::from("correct horse".to_owned());
+        let params = KdfParams {
+            m_kib: 256,
+            t: 2,
+            p: 2,
+        };
+        let argon2 = params.argon2().unwrap();
+        let mut memory = vec![Block::default(); argon2.params().block_count()];
+        let key = derive_key_in(&argon2, &pass, &[3; SALT_LEN], &mut memory).unwrap();
+        assert_eq!(key, derive_key(&pass, &[3; SALT_LEN], params).unwrap());
+        assert_eq!(memory.len(), 256);
+        assert!(memory.iter().all(|b| b.as_ref().iter().all(|&w| w == 0)));
+    }
+
+    /// Sizes are printed exactly: one KiB over the cap is not "4096 MiB".
+    #[test]
+    fn exact_sizes_in_messages() {
+        let limits = KdfLimits {
+            mem_available: None,
+            ..KdfLimits::for_this_machine()
+        };
+        let e = KdfParams {
+            m_kib: MAX_M_KIB + 1,
+            t: 1,
+            p: 1,
+        }
+        .check_untrusted(&limits)
+        .unwrap_err();
+        assert_eq!(e, "4194305 KiB of memory (at most 4 GiB allowed)");
+        assert_eq!(kib(1536), "1536 KiB");
+        assert_eq!(kib(2048), "2 MiB");
+        assert_eq!(kib(262_144), "256 MiB");
+        assert_eq!(kib(262_145), "262145 KiB");
+        assert_eq!(kib(1024 * 1024), "1 GiB");
+        assert_eq!(kib(1536 * 1024), "1536 MiB");
     }
 }

@@ -40,6 +40,14 @@ pub enum HeaderError {
     TwoVaultStanzas,
     #[error("the header is malformed: {0}")]
     Malformed(&'static str),
+    /// The telltale of a binary file copied as text. Every age header line ends in a bare LF.
+    #[error(
+        "its header has CRLF line endings: a text tool converted it (a git checkout with \
+         core.autocrlf, an email client, a text-mode transfer), which also damages the \
+         encrypted payload; copy it again as a binary file (with git: `*.bundle binary` in \
+         .gitattributes)"
+    )]
+    CrLf,
 }
 
 /// Parses the header at the start of `buf` (which may hold more than the header).
@@ -52,7 +60,12 @@ pub fn parse(buf: &[u8]) -> Result<HeaderInfo, HeaderError> {
         });
     }
     if !buf.starts_with(VERSION_LINE) {
-        return Err(HeaderError::NotAge);
+        let bare = &VERSION_LINE[..VERSION_LINE.len() - 1];
+        return Err(if buf.starts_with(bare) && buf[bare.len()] == b'\r' {
+            HeaderError::CrLf
+        } else {
+            HeaderError::NotAge
+        });
     }
     let buf = &buf[..buf.len().min(MAX_HEADER_LEN)];
     let mut rest = &buf[VERSION_LINE.len()..];
@@ -65,8 +78,9 @@ pub fn parse(buf: &[u8]) -> Result<HeaderInfo, HeaderError> {
             }
             Err(nom::Err::Incomplete(_)) => return Err(incomplete_or_too_long(buf)),
             Err(_) => {
-                return Err(HeaderError::Malformed(
-                    "a recipient stanza is not well-formed",
+                return Err(cr_or(
+                    rest,
+                    HeaderError::Malformed("a recipient stanza is not well-formed"),
                 ))
             }
         }
@@ -75,8 +89,9 @@ pub fn parse(buf: &[u8]) -> Result<HeaderInfo, HeaderError> {
         return Err(incomplete_or_too_long(buf));
     }
     if !rest.starts_with(b"--- ") || rest[MAC_LINE_LEN - 1] != b'\n' {
-        return Err(HeaderError::Malformed(
-            "the MAC line is missing or not where expected",
+        return Err(cr_or(
+            rest,
+            HeaderError::Malformed("the MAC line is missing or not where expected"),
         ));
     }
     let len = buf.len() - rest.len() + MAC_LINE_LEN;
@@ -95,6 +110,20 @@ pub fn parse(buf: &[u8]) -> Result<HeaderInfo, HeaderError> {
         stanza_count: stanzas.len(),
         len,
     })
+}
+
+/// [`HeaderError::CrLf`] if a line from the one that failed to parse up to the MAC line ends
+/// in CR, else `other`.
+fn cr_or(rest: &[u8], other: HeaderError) -> HeaderError {
+    for line in rest.split(|&b| b == b'\n') {
+        if line.ends_with(b"\r") {
+            return HeaderError::CrLf;
+        }
+        if line.starts_with(b"---") {
+            break;
+        }
+    }
+    other
 }
 
 fn incomplete_or_too_long(buf: &[u8]) -> HeaderError {
@@ -169,5 +198,26 @@ NONCE";
             parse(bad_mac.as_bytes()),
             Err(HeaderError::Malformed(_))
         ));
+    }
+
+    /// A header converted to CRLF (whole or in part) is named as such, not "not age".
+    #[test]
+    fn crlf_is_named() {
+        let s = std::str::from_utf8(SAMPLE).unwrap();
+        let all = s.replace('\n', "\r\n");
+        assert_eq!(parse(all.as_bytes()), Err(HeaderError::CrLf));
+        assert_eq!(parse(&all.as_bytes()[..22]), Err(HeaderError::CrLf));
+        assert_eq!(parse(&all.as_bytes()[..21]), Err(HeaderError::Incomplete));
+        // One stanza line, one body line, the MAC line.
+        for (from, to) in [
+            (" 3 4\n", " 3 4\r\n"),
+            ("BEHM\n", "BEHM\r\n"),
+            ("NAU\n", "NAU\r\n"),
+        ] {
+            let one = s.replacen(from, to, 1);
+            assert_ne!(one, s);
+            assert_eq!(parse(one.as_bytes()), Err(HeaderError::CrLf), "{to:?}");
+        }
+        assert!(HeaderError::CrLf.to_string().contains("binary"));
     }
 }

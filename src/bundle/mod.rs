@@ -1,15 +1,14 @@
-//! The bundle file format: an age v1 file whose only real recipient is vault's Argon2id
-//! passphrase stanza (`docs/FORMAT.md`). This layer knows nothing of manifests or files on
+//! The bundle file format: an age v1 file whose file key is wrapped by exactly one vault
+//! Argon2id passphrase stanza, possibly among other stanzas (`docs/FORMAT.md`). This layer knows nothing of manifests or files on
 //! disk: it turns a passphrase and a byte stream into an authenticated byte stream.
 
 pub mod argon2id;
 pub mod header;
-pub mod stream;
 
 use std::io::{self, Cursor, Read, Write};
 use std::path::{Path, PathBuf};
 
-use age::stream::StreamWriter;
+use age::stream::{StreamReader, StreamWriter};
 use age_core::format::{FileKey, Stanza, FILE_KEY_BYTES};
 use age_core::secrecy::{ExposeSecret, SecretString};
 use zeroize::Zeroizing;
@@ -150,42 +149,19 @@ impl<R: Read> Locked<R> {
 
     /// Starts decrypting with an unwrapped key. age checks the header MAC here; the payload is
     /// authenticated chunk by chunk as it is read, and its end only by reading to EOF.
-    pub fn decrypt(mut self, key: Unwrapped) -> Result<Payload<R>> {
+    pub fn decrypt(self, key: Unwrapped) -> Result<Payload<R>> {
         let name = self.name;
-        // age reads the header and the payload nonce, and checks the header's MAC: given just
-        // those bytes, it stops there. The STREAM after them is ours to read in parallel.
-        let start = self.info.len + 16;
-        if self.head.len() < start {
-            let have = self.head.len();
-            self.head.resize(start, 0);
-            let mut filled = have;
-            while filled < start {
-                match self.rest.read(&mut self.head[filled..]) {
-                    Ok(0) => break,
-                    Ok(n) => filled += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(Error::io("cannot read", &name, e)),
-                }
-            }
-            self.head.truncate(filled);
-        }
-        let header_and_nonce = &self.head[..start.min(self.head.len())];
-        let decryptor = age::Decryptor::new_buffered(header_and_nonce)
-            .map_err(|e| map_decrypt_error(&name, e))?;
+        // The bytes read so far, then the rest: age parses the header again, checks its MAC
+        // with the file key, and reads the STREAM.
+        let input = io::BufReader::new(Cursor::new(self.head).chain(self.rest));
+        let decryptor =
+            age::Decryptor::new_buffered(input).map_err(|e| map_decrypt_error(&name, e))?;
         let identity = argon2id::UnwrappedKey(key.0.clone());
-        drop(
-            decryptor
-                .decrypt(std::iter::once(&identity as &dyn age::Identity))
-                .map_err(|e| map_decrypt_error(&name, e))?,
-        );
-        let payload_key = Zeroizing::new(age_core::primitives::hkdf(
-            &self.head[self.info.len..start],
-            b"payload",
-            &key.0[..],
-        ));
-        let rest = Cursor::new(self.head.split_off(start)).chain(self.rest);
+        let inner = decryptor
+            .decrypt(std::iter::once(&identity as &dyn age::Identity))
+            .map_err(|e| map_decrypt_error(&name, e))?;
         Ok(Payload {
-            inner: stream::ParallelReader::new(&payload_key, rest),
+            inner,
             position: 0,
             failure: FailureProbe::default(),
         })
@@ -235,7 +211,7 @@ fn map_decrypt_error(name: &Path, e: age::DecryptError) -> Error {
 /// [`AuthFailure`] and the [`FailureProbe`] records it, so callers that see the error only
 /// through layers (zstd, tar) can still tell a tampered bundle from a malformed archive.
 pub struct Payload<R: Read> {
-    inner: stream::ParallelReader<io::Chain<Cursor<Vec<u8>>, R>>,
+    inner: StreamReader<io::BufReader<io::Chain<Cursor<Vec<u8>>, R>>>,
     position: u64,
     failure: FailureProbe,
 }
@@ -264,6 +240,8 @@ impl<R: Read> Payload<R> {
 pub struct AuthFailure {
     pub what: &'static str,
     pub position: u64,
+    /// `UnexpectedEof` (cut short) or `InvalidData` (a chunk did not open).
+    pub kind: io::ErrorKind,
 }
 
 impl AuthFailure {
@@ -276,6 +254,10 @@ impl AuthFailure {
 
 impl<R: Read> Read for Payload<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Once the stream failed to authenticate, it stays failed.
+        if let Some(failure) = self.failure.get() {
+            return Err(io::Error::new(failure.kind, failure.clone()));
+        }
         match self.inner.read(buf) {
             Ok(n) => {
                 self.position += n as u64;
@@ -292,6 +274,7 @@ impl<R: Read> Read for Payload<R> {
                 let failure = AuthFailure {
                     what,
                     position: self.position,
+                    kind: e.kind(),
                 };
                 let _ = self.failure.0.set(failure.clone());
                 Err(io::Error::new(e.kind(), failure))
@@ -312,7 +295,7 @@ pub(crate) mod test_util {
         p: 1,
     };
 
-    /// `plain` as a bundle with passphrase "pw", written by age's own STREAM writer.
+    /// `plain` as a bundle with passphrase "pw".
     pub fn seal(plain: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
         let mut w = encrypt(&mut out, SecretString::from("pw".to_owned()), FAST).unwrap();
@@ -373,5 +356,180 @@ mod tests {
             open(b"hello world, this is not age", "pw"),
             Err(Error::NotABundle { .. })
         ));
+    }
+
+    /// A validly formed stanza asking for 4 GiB with 64 passes (minutes a try) is refused by
+    /// the work cap in `check_limits`, which runs before any derivation: the error is
+    /// `KdfTooExpensive`, not the wrong passphrase a derivation would end in.
+    #[test]
+    fn a_header_over_the_work_budget_is_refused_before_deriving() {
+        let sealed = seal(b"x");
+        let h = header::parse(&sealed).unwrap().len;
+        let head = std::str::from_utf8(&sealed[..h]).unwrap();
+        let crafted = head.replacen(" 64 1 1\n", " 4194304 64 4\n", 1);
+        assert_ne!(crafted, head);
+        let mut bytes = crafted.into_bytes();
+        bytes.extend_from_slice(&sealed[h..]);
+        let locked = Locked::open(&bytes[..], Path::new("b")).unwrap();
+        assert_eq!(locked.info().kdf.work(), 4194304 * 64);
+        let limits = KdfLimits {
+            mem_available: None,
+            ..KdfLimits::for_this_machine()
+        };
+        let e = locked
+            .try_passphrase(&SecretString::from("pw".to_owned()), &limits)
+            .err()
+            .expect("refused");
+        assert!(
+            matches!(&e, Error::KdfTooExpensive { what, .. } if what.contains("passes allowed")),
+            "{e}"
+        );
+    }
+
+    /// What a key holder can do and a forger cannot: rebuild `bundle`'s header with `extra`
+    /// stanza lines after the passphrase stanza (in place of the grease), MACed with the file
+    /// key `file_key`; the nonce and payload are kept (they depend only on the file key).
+    fn reheader(bundle: &[u8], extra: &[u8], file_key: &[u8; 16]) -> Vec<u8> {
+        use hmac::Mac as _;
+        let len = header::parse(bundle).unwrap().len;
+        let head = &bundle[..len];
+        // Version line, the vault stanza's two lines.
+        let stanza_end = head
+            .iter()
+            .enumerate()
+            .filter(|(_, &b)| b == b'\n')
+            .nth(2)
+            .unwrap()
+            .0
+            + 1;
+        let mut out = head[..stanza_end].to_vec();
+        assert!(out.ends_with(b"\n") && !head[stanza_end..].starts_with(b"-> vault"));
+        out.extend_from_slice(extra);
+        out.extend_from_slice(b"---");
+        let mut mac_key = [0u8; 32];
+        hkdf::Hkdf::<sha2::Sha256>::new(Some(&[]), file_key)
+            .expand(b"header", &mut mac_key)
+            .unwrap();
+        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&mac_key).unwrap();
+        mac.update(&out);
+        let tag = mac.finalize().into_bytes();
+        out.push(b' ');
+        out.extend_from_slice(
+            base64::Engine::encode(&base64::prelude::BASE64_STANDARD_NO_PAD, tag).as_bytes(),
+        );
+        out.push(b'\n');
+        out.extend_from_slice(&bundle[len..]);
+        out
+    }
+
+    fn file_key_of(bundle: &[u8]) -> [u8; 16] {
+        let locked = Locked::open(bundle, Path::new("b")).unwrap();
+        let key = locked
+            .try_passphrase(
+                &SecretString::from("pw".to_owned()),
+                &KdfLimits::for_this_machine(),
+            )
+            .unwrap()
+            .unwrap();
+        *key.expose()
+    }
+
+    /// A real X25519 stanza for `file_key`, as age writes it, and the identity that opens it.
+    fn x25519_stanza(file_key: &[u8; 16]) -> (Vec<u8>, age::x25519::Identity) {
+        let id = age::x25519::Identity::generate();
+        let (stanzas, _) =
+            age::Recipient::wrap_file_key(&id.to_public(), &FileKey::new(Box::new(*file_key)))
+                .unwrap();
+        let s = &stanzas[0];
+        let mut text = format!("-> {} {}\n", s.tag, s.args.join(" "));
+        let body = base64::Engine::encode(&base64::prelude::BASE64_STANDARD_NO_PAD, &s.body);
+        text.push_str(&body);
+        text.push('\n');
+        assert!(body.len() < 64);
+        (text.into_bytes(), id)
+    }
+
+    /// Other stanzas may accompany the passphrase stanza (docs/FORMAT.md §1): one written
+    /// with the file key opens, with the passphrase and, through age, with its own identity.
+    #[test]
+    fn an_extra_stanza_written_by_the_key_holder_opens() {
+        let plain = vec![7u8; 100_000];
+        let sealed = seal(&plain);
+        let fk = file_key_of(&sealed);
+        let (extra, id) = x25519_stanza(&fk);
+        let with_extra = reheader(&sealed, &extra, &fk);
+        assert_eq!(header::parse(&with_extra).unwrap().stanza_count, 2);
+        assert_eq!(open(&with_extra, "pw").unwrap(), plain);
+        let mut out = Vec::new();
+        age::Decryptor::new_buffered(&with_extra[..])
+            .unwrap()
+            .decrypt(std::iter::once(&id as &dyn age::Identity))
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, plain);
+    }
+
+    /// Without the passphrase there is no file key, so no header MAC: a stanza added (or one
+    /// swapped in for the grease) by anyone else is refused, however well-formed.
+    #[test]
+    fn an_extra_stanza_added_without_the_passphrase_is_refused() {
+        let sealed = seal(b"secret");
+        let len = header::parse(&sealed).unwrap().len;
+        // The forger's own file key: the stanza is valid age, for a key that is not this one.
+        let (extra, _) = x25519_stanza(&[9u8; 16]);
+        let head = &sealed[..len];
+        let mac_at = head.len() - MAC_LINE.len();
+        for keep_grease in [true, false] {
+            let stanza_end = head
+                .iter()
+                .enumerate()
+                .filter(|(_, &b)| b == b'\n')
+                .nth(2)
+                .unwrap()
+                .0
+                + 1;
+            let mut forged = head[..if keep_grease { mac_at } else { stanza_end }].to_vec();
+            forged.extend_from_slice(&extra);
+            forged.extend_from_slice(&head[mac_at..]);
+            forged.extend_from_slice(&sealed[len..]);
+            let e = open(&forged, "pw").unwrap_err();
+            assert!(
+                matches!(&e, Error::Tampered { why, .. } if why.contains("header MAC")),
+                "{e}"
+            );
+        }
+    }
+
+    const MAC_LINE: &[u8] = b"--- 0123456789012345678901234567890123456789012\n";
+
+    /// The whole header, MAC line included, is at most 16 KiB: a header of exactly 16384
+    /// bytes opens, one of 16385 is refused.
+    #[test]
+    fn the_header_limit_includes_the_mac_line() {
+        let plain = b"at the limit".to_vec();
+        let sealed = seal(&plain);
+        let fk = file_key_of(&sealed);
+        // One stanza `-> filler <arg>` with an empty body: arg_len + 12 bytes.
+        let filler = |arg_len: usize| {
+            let mut s = b"-> filler ".to_vec();
+            s.extend(std::iter::repeat_n(b'a', arg_len));
+            s.extend_from_slice(b"\n\n");
+            s
+        };
+        let base = header::parse(&reheader(&sealed, &filler(1), &fk))
+            .unwrap()
+            .len;
+        let arg_len = header::MAX_HEADER_LEN - base + 1;
+        let at_limit = reheader(&sealed, &filler(arg_len), &fk);
+        assert_eq!(header::parse(&at_limit).unwrap().len, 16384);
+        assert_eq!(open(&at_limit, "pw").unwrap(), plain);
+        let over = reheader(&sealed, &filler(arg_len + 1), &fk);
+        assert_eq!(
+            header::parse(&over),
+            Err(HeaderError::Malformed("the header is larger than 16 KiB"))
+        );
+        let e = open(&over, "pw").unwrap_err();
+        assert!(matches!(e, Error::Tampered { .. }), "{e}");
     }
 }

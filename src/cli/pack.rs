@@ -28,7 +28,7 @@ pub struct PackArgs {
     pub hosts: Vec<String>,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
-    /// Argon2id memory in MiB [default: 256, or 1024 with --strong].
+    /// Argon2id memory in MiB [default: 1024, or 2048 with --strong].
     #[arg(long, value_name = "MiB")]
     pub kdf_memory: Option<u32>,
     /// Argon2id passes [default: 3].
@@ -37,7 +37,7 @@ pub struct PackArgs {
     /// Argon2id lanes [default: 4]. The key does not depend on the unlocking machine's cores.
     #[arg(long, value_name = "N")]
     pub kdf_parallelism: Option<u32>,
-    /// The stronger preset: 1 GiB of memory (as LUKS2 caps it), 3 passes.
+    /// The stronger preset: 2 GiB of memory (for installers with 4 GiB of RAM or more).
     #[arg(long, conflicts_with_all = ["kdf_memory", "kdf_iterations"])]
     pub strong: bool,
     /// Choose Argon2id memory and passes so one derivation takes about SECONDS on this

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use secrecy::SecretString;
-use zeroize::Zeroizing;
 
 use super::Error;
 
@@ -35,9 +34,16 @@ impl Source {
 }
 
 fn read_file(path: &Path) -> Result<SecretString, Error> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?,
-    );
-    let line = text.lines().next().unwrap_or("");
-    Ok(SecretString::from(line.to_string()))
+    let raw =
+        crate::prompt::read_passphrase_file(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let line = raw.split(|&b| b == b'\n').next().unwrap_or(&[]);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let text = std::str::from_utf8(line).map_err(|e| {
+        Error::io(
+            "cannot read",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+        )
+    })?;
+    Ok(SecretString::from(text.to_owned()))
 }

@@ -68,6 +68,12 @@ pub fn open_source(path: &Path) -> Result<BundleSource> {
         };
         return BundleSource::open_at(path, 0, len, shown);
     }
+    if crate::bundle::header::parse(&prefix) == Err(crate::bundle::HeaderError::CrLf) {
+        return Err(Error::NoBundle {
+            path: path.into(),
+            why: crate::bundle::HeaderError::CrLf.to_string(),
+        });
+    }
     // A sector that merely ends in 0x55AA with invalid entries is not an error here: the file
     // may still be an ISO with /vault/bundle.
     if let Ok(Some(table)) = Table::read(&mut f, path) {

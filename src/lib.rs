@@ -13,6 +13,7 @@
 pub mod archive;
 pub mod bundle;
 pub mod error;
+pub mod escape;
 pub mod hosts;
 pub mod keys;
 pub mod manifest;

@@ -315,11 +315,9 @@ impl RawHeader {
     fn check(b: &[u8; BLOCK], at: u64) -> Result<RawHeader> {
         let bad = |why: &str| TarError::Bad(format!("the tar header at offset {at} {why}"));
         let stored = octal(&b[148..156]).ok_or_else(|| bad("has an unreadable checksum"))?;
-        let sum: u64 = b
-            .iter()
-            .enumerate()
-            .map(|(i, &x)| if (148..156).contains(&i) { b' ' } else { x } as u64)
-            .sum();
+        // The sum of all bytes with the checksum field counted as eight spaces.
+        let bytes = |s: &[u8]| s.iter().map(|&x| u64::from(x)).sum::<u64>();
+        let sum = bytes(b) - bytes(&b[148..156]) + 8 * u64::from(b' ');
         if stored != sum {
             return Err(bad("has a wrong checksum"));
         }

@@ -14,6 +14,7 @@ pub mod archive;
 pub mod bundle;
 pub mod config_check;
 pub mod error;
+pub mod escape;
 pub mod hosts;
 pub mod initrd_key;
 pub mod interrupt;

@@ -55,6 +55,20 @@ pub const DISK_STAGE_PREFIXES: &[&str] = &["/tmp/", "/run/"];
 /// Largest permission value an entry may ask for: no setuid, setgid or sticky bits.
 pub const MAX_MODE: u32 = 0o777;
 
+/// Largest uid or gid an entry may ask for: 4294967295, `(uid_t)-1`, is what `chown` reads as
+/// "leave unchanged", not an owner.
+pub const MAX_ID: u32 = u32::MAX - 1;
+
+/// Checks a uid or gid (`what`: "uid" or "gid") against [`MAX_ID`].
+pub fn check_id(what: &str, id: u32) -> std::result::Result<(), String> {
+    if id > MAX_ID {
+        return Err(format!(
+            "{what} {id} is out of range (0 to {MAX_ID}; {id} means \"unchanged\" to chown)"
+        ));
+    }
+    Ok(())
+}
+
 /// One line of the manifest: a source on the workstation and where it lands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -385,7 +399,11 @@ fn parse_owner(o: &str) -> std::result::Result<(u32, u32), String> {
     let numeric = |s: &str| s.parse::<u32>().ok();
     match o.split_once(':') {
         Some((u, g)) => match (numeric(u), numeric(g)) {
-            (Some(u), Some(g)) => Ok((u, g)),
+            (Some(u), Some(g)) => {
+                check_id("uid", u).and_then(|()| check_id("gid", g))
+                    .map_err(|why| format!("owner {o:?}: {why}"))?;
+                Ok((u, g))
+            }
             _ => Err(format!(
                 "owner {o:?} must be numeric \"uid:gid\": users do not exist before nixos-install (root is \"0:0\"; the first normal user on NixOS is usually \"1000:100\")"
             )),
@@ -412,7 +430,8 @@ pub fn check_host_name(name: &str) -> std::result::Result<(), &'static str> {
 }
 
 /// A target must be an absolute, normalized path: no `.` or `..` components, no empty
-/// components, no trailing slash, no NUL, not `/` itself. The same check guards targets read
+/// components, no trailing slash, no NUL or other control character, not `/` itself. The
+/// same check guards targets read
 /// back from an (untrusted) bundle.
 pub fn check_target(t: &str) -> std::result::Result<(), &'static str> {
     if !t.starts_with('/') {
@@ -429,6 +448,12 @@ pub fn check_target(t: &str) -> std::result::Result<(), &'static str> {
     }
     if t.contains('\0') {
         return Err("must not contain a NUL byte");
+    }
+    // Targets are printed (plans, errors, inspect): a terminal would act on ESC, BEL, CSI...
+    if t.chars().any(char::is_control) {
+        return Err(
+            "must not contain control characters (newline, tab, ESC, DEL, U+0080 to U+009F)",
+        );
     }
     for c in t[1..].split('/') {
         match c {
@@ -561,6 +586,43 @@ owner = "1000:100"
         );
         let e = err_of("version = 1\n[hosts.Bad]\n");
         assert!(e.contains("lowercase"), "{e}");
+    }
+
+    #[test]
+    fn control_characters_in_targets_are_refused() {
+        for bad in [
+            "/etc/\x1b]0;owned\x07",
+            "/a\nb",
+            "/a\tb",
+            "/a\x7f",
+            "/a\u{9b}2J",
+        ] {
+            let e = check_target(bad).unwrap_err();
+            assert!(e.contains("control characters"), "{bad:?}: {e}");
+        }
+        check_target("/etc/clé\u{202e}").unwrap();
+        let e = err_of("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\\u001b[2J\"\n");
+        assert!(
+            e.contains("line 2") && e.contains("control characters"),
+            "{e}"
+        );
+        assert!(!e.contains('\x1b'), "{e}");
+    }
+
+    #[test]
+    fn owner_ids_stop_below_chowns_unchanged_sentinel() {
+        let owner = |o: &str| {
+            format!("version = 1\n[[entry]]\nsource = \"a\"\ntarget = \"/x\"\nowner = \"{o}\"\n")
+        };
+        for o in ["4294967295:0", "0:4294967295"] {
+            let e = err_of(&owner(o));
+            assert!(
+                e.contains("line 2") && e.contains("out of range"),
+                "{o}: {e}"
+            );
+        }
+        let m = parse(&owner("4294967294:4294967294")).unwrap();
+        assert_eq!((m.shared[0].uid, m.shared[0].gid), (MAX_ID, MAX_ID));
     }
 
     #[test]

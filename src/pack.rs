@@ -78,8 +78,13 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
             expand(m, e, Some(h), &mut items, &mut sources)?;
         }
     }
-    let lines: Vec<usize> = sources.iter().map(|(_, line)| *line).collect();
-    let sources: Vec<Option<PathBuf>> = sources.into_iter().map(|(s, _)| s).collect();
+    // Parents before children (docs/FORMAT.md §5), whichever entry or host lists them: a
+    // path sorts before every path it is a prefix of. Stable, so the order is reproducible.
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    order.sort_by(|&a, &b| items[a].target.cmp(&items[b].target));
+    let mut items: Vec<Item> = order.iter().map(|&i| items[i].clone()).collect();
+    let lines: Vec<usize> = order.iter().map(|&i| sources[i].1).collect();
+    let sources: Vec<Option<PathBuf>> = order.iter().map(|&i| sources[i].0.clone()).collect();
 
     // Hash in parallel: reading the files is most of a large pack's first pass.
     let hashed: Vec<Result<Option<Hashed>>> = sources

@@ -399,6 +399,12 @@ pub fn wipe(dir: &Path) -> Result<bool> {
     Ok(staged)
 }
 
+/// Undoes [`prepare`] for a run that staged nothing (refused, wrong passphrase): unmounts the
+/// ramfs it mounted, if it is still empty. A committed area is not empty, so it stays.
+pub fn release(dir: &Path) {
+    unmount_if_ours(dir);
+}
+
 /// Unmounts `dir` if it is the default area and an empty ramfs mount point (the one
 /// [`prepare`] mounted); a directory the user chose keeps whatever they mounted there.
 fn unmount_if_ours(dir: &Path) {

@@ -254,6 +254,35 @@ fn list_or_none(v: &[String]) -> String {
     }
 }
 
+/// Reads a file item into one zeroizing buffer of its declared size, allocated up front: a
+/// buffer that grew would leave freed copies of the secret behind. The declared size is
+/// bounded here: memory staging is chosen only when all wanted files fit the memory limit.
+/// The reader stops at the declared size; fewer bytes are reported by the walker.
+fn read_staged(item: &Item, data: &mut dyn Read) -> Result<Zeroizing<Vec<u8>>> {
+    let fail = |e: std::io::Error| Error::io("cannot read bundle data for", &item.target, e);
+    let size = usize::try_from(item.size)
+        .map_err(|_| fail(std::io::Error::other("the file is too large for memory")))?;
+    let mut buf = Zeroizing::new(Vec::new());
+    buf.try_reserve_exact(size).map_err(|_| {
+        fail(std::io::Error::new(
+            std::io::ErrorKind::OutOfMemory,
+            format!("cannot allocate {size} bytes to stage it"),
+        ))
+    })?;
+    buf.resize(size, 0);
+    let mut filled = 0;
+    while filled < size {
+        match data.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(fail(e)),
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
 /// An item staged in memory: (index, item, contents for files).
 type InMemory = (usize, Item, Option<Zeroizing<Vec<u8>>>);
 
@@ -441,11 +470,7 @@ impl Sink for UnlockSink<'_> {
         }
         match &mut self.memory {
             Some(m) => {
-                // Never trust the declared size for an allocation; the reader is capped by it.
-                let mut buf = Zeroizing::new(Vec::with_capacity(item.size.min(1 << 20) as usize));
-                data.read_to_end(&mut buf)
-                    .map_err(|e| Error::io("cannot read bundle data for", &item.target, e))?;
-                m.push((index, item.clone(), Some(buf)));
+                m.push((index, item.clone(), Some(read_staged(item, data)?)));
                 Ok(())
             }
             None => {
@@ -453,5 +478,43 @@ impl Sink for UnlockSink<'_> {
                     .file(&item.target, item.mode, item.uid, item.gid, data)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod staging_tests {
+    use super::*;
+
+    #[test]
+    fn staged_files_are_read_into_one_buffer_of_their_size() {
+        // 3 MiB in 64 KiB reads: a buffer that grew would have capacity 4 MiB (and would have
+        // freed 1 and 2 MiB copies unzeroed on the way).
+        let size = 3 << 20;
+        let item = Item {
+            host: None,
+            stage: Stage::Root,
+            kind: Kind::File,
+            target: "/big".into(),
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            size: size as u64,
+            sha256: Some("0".repeat(64)),
+        };
+        struct Chunks(usize);
+        impl Read for Chunks {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = buf.len().min(self.0).min(64 << 10);
+                buf[..n].fill(7);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let buf = read_staged(&item, &mut Chunks(size)).unwrap();
+        assert_eq!((buf.len(), buf.capacity()), (size, size));
+        assert!(buf.iter().all(|&b| b == 7));
+        // Fewer bytes than declared: kept as read (the walker refuses the count).
+        let buf = read_staged(&item, &mut Chunks(10)).unwrap();
+        assert_eq!(buf.len(), 10);
     }
 }

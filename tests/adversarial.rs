@@ -148,6 +148,67 @@ fn paths_outside_the_root() {
 }
 
 #[test]
+fn untrusted_names_reach_the_terminal_escaped() {
+    // Control characters in targets are refused (in the error, the target is escaped).
+    let cases = vec![
+        case(
+            "OSC title sequence in a target",
+            with(file_item("/etc/\x1b]0;owned\x07x", b"x"), vec![]),
+            "control characters",
+        ),
+        case(
+            "CSI in a target",
+            with(file_item("/etc/\u{9b}2Jx", b"x"), vec![]),
+            "control characters",
+        ),
+        case(
+            "newline in a target",
+            with(file_item("/etc/x\nplaced /etc/shadow", b"x"), vec![]),
+            "control characters",
+        ),
+        case(
+            "ESC in a tar name",
+            with(
+                file_item("/etc/x", b"x"),
+                vec![Member::file("h/root/etc/\x1b[2Jx", b"x")],
+            ),
+            "h/root/etc/\\x1b[2Jx",
+        ),
+    ];
+    run_all(cases);
+
+    // What may be in a target but reorders or hides text is printed escaped: in the plan, the
+    // placed lines and inspect.
+    let target = "/etc/\u{202e}yek_tsoh";
+    let item = file_item(target, b"x");
+    let m = BundleManifest {
+        created_by: "vault \x1b]0;owned\x07".into(),
+        ..manifest(vec![item.clone()])
+    };
+    let b = bundle(&m, &[Member::for_item(&item, b"x")]);
+    let s = Scratch::new();
+    for extra in [&["--dry-run"][..], &[][..]] {
+        let o = s.unlock(&b, extra);
+        let out = text(&o);
+        assert!(o.status.success(), "{out}");
+        assert!(!out.contains('\u{202e}'), "{extra:?}: {out}");
+        assert!(out.contains("/etc/\\u{202e}yek_tsoh"), "{extra:?}: {out}");
+    }
+    let o = std::process::Command::new(vault_bin())
+        .arg("inspect")
+        .arg(s.path("b.vault"))
+        .arg("--passphrase-file")
+        .arg(s.path("pw"))
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(!out.contains('\u{202e}') && !out.contains('\x1b'), "{out}");
+    assert!(out.contains("/etc/\\u{202e}yek_tsoh"), "{out}");
+    assert!(out.contains("written by vault \\x1b]0;owned\\x07"), "{out}");
+}
+
+#[test]
 fn root_stage_etc_shadow_stays_under_root() {
     // /etc/shadow with stage root means the *installed* system's file: it lands under --root
     // or nowhere. The target already has one, so it is refused (exit 6) without --force.
@@ -179,8 +240,18 @@ fn links_devices_and_fifos() {
         ("char device", EntryType::Char, "character device"),
         ("block device", EntryType::Block, "block device"),
         ("fifo", EntryType::Fifo, "FIFO"),
-        ("contiguous file", EntryType::Continuous, "special entry"),
-        ("gnu sparse", EntryType::GNUSparse, "invalid contents"),
+        ("contiguous file", EntryType::Continuous, "contiguous file"),
+        ("gnu sparse", EntryType::GNUSparse, "GNU sparse file"),
+        (
+            "pax global header",
+            EntryType::XGlobalHeader,
+            "PAX global header",
+        ),
+        (
+            "gnu long link name",
+            EntryType::GNULongLink,
+            "GNU long link name",
+        ),
     ] {
         let m = Member::link(name, kind, b"/outside/etc/shadow");
         cases.push(case(label, with(file_item(target, b""), vec![m]), needle));
@@ -236,6 +307,34 @@ fn duplicates_and_file_directory_clashes() {
                 (file_item("/etc/x", b"x"), b"x".to_vec()),
             ]),
             "inside it",
+        ),
+        case(
+            "directory listed after a file inside it",
+            bundle_items(vec![
+                (file_item("/root/.ssh/id", b"id"), b"id".to_vec()),
+                (
+                    Item {
+                        mode: 0o700,
+                        ..dir_item("/root/.ssh")
+                    },
+                    vec![],
+                ),
+            ]),
+            "directory /root/.ssh is listed after /root/.ssh/id",
+        ),
+        case(
+            "a host's directory listed after a shared file inside it",
+            bundle_items(vec![
+                (
+                    Item {
+                        host: None,
+                        ..file_item("/root/.ssh/known_hosts", b"k")
+                    },
+                    b"k".to_vec(),
+                ),
+                (dir_item("/root/.ssh"), vec![]),
+            ]),
+            "a directory must come before what it contains",
         ),
         case(
             "same path as file and directory",
@@ -471,6 +570,58 @@ fn sizes_and_hashes_that_do_not_match() {
 }
 
 #[test]
+fn owners_that_chown_reads_as_unchanged() {
+    // (uid_t)-1 is chown's "leave unchanged": an item asking for it is refused with the
+    // manifest, never reaches placement (where it panicked).
+    let x = file_item("/etc/x", b"good");
+    let d = dir_item("/etc/d");
+    let cases = vec![
+        case(
+            "file uid 4294967295",
+            with(
+                Item {
+                    uid: u32::MAX,
+                    ..x.clone()
+                },
+                vec![Member::file("h/root/etc/x", b"good")],
+            ),
+            "uid 4294967295 is out of range",
+        ),
+        case(
+            "directory gid 4294967295",
+            with(
+                Item {
+                    gid: u32::MAX,
+                    ..d.clone()
+                },
+                vec![Member::dir("h/root/etc/d")],
+            ),
+            "gid 4294967295 is out of range",
+        ),
+    ];
+    run_all(cases);
+    // The largest valid id is placed.
+    let s = Scratch::new();
+    let o = s.unlock(
+        &honest(vec![(
+            Item {
+                uid: u32::MAX - 1,
+                gid: u32::MAX - 1,
+                ..x.clone()
+            },
+            Some(b"good".to_vec()),
+        )]),
+        &[],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    if rustix::process::geteuid().is_root() {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(s.path("mnt/etc/x")).unwrap();
+        assert_eq!((m.uid(), m.gid()), (u32::MAX - 1, u32::MAX - 1));
+    }
+}
+
+#[test]
 fn decompression_bombs_stop_at_declared_sizes() {
     // 1 GiB of zeros compresses to ~30 KiB at level 1; unlock must stop long before reading
     // them all (the case runner also bounds each run to 20 s).
@@ -586,7 +737,7 @@ fn gnu_long_names_and_pax_records() {
                     .declared_size(4),
                 ],
             ),
-            "(PAX)",
+            "PAX size record (1024)",
         ),
         case(
             "PAX size shorter than the header",
@@ -597,7 +748,7 @@ fn gnu_long_names_and_pax_records() {
                     Member::file("h/root/etc/x", b"good"),
                 ],
             ),
-            "the manifest 4",
+            "PAX size record (0)",
         ),
         case(
             "PAX linkpath on a regular file, path to a device",
@@ -608,7 +759,7 @@ fn gnu_long_names_and_pax_records() {
                     Member::link("h/root/etc/x", EntryType::Block, b""),
                 ],
             ),
-            "block device",
+            "the key linkpath",
         ),
         case(
             "GNU long name on the manifest member",
@@ -651,6 +802,403 @@ fn gnu_long_names_and_pax_records() {
         std::fs::read(s.mnt().join(long_target.trim_start_matches('/'))).unwrap(),
         b"long"
     );
+}
+
+/// Runs `vault args...` with its address space capped at `limit` bytes: an allocation the
+/// size a hostile header declares fails (and aborts) instead of swapping.
+fn run_capped(args: &[&std::ffi::OsStr], limit: u64) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(vault_bin());
+    cmd.args(args);
+    // SAFETY: setrlimit is a plain system call, async-signal-safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let l = rustix::process::Rlimit {
+                current: Some(limit),
+                maximum: Some(limit),
+            };
+            rustix::process::setrlimit(rustix::process::Resource::As, l)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.output().expect("run vault")
+}
+
+#[test]
+fn tar_metadata_is_bounded_before_it_is_read() {
+    // A GNU long name or PAX header declaring 3 GiB, whose zeros compress to a few KiB: read
+    // whole, it needs 3 GiB of memory. Each must be refused from its header, in unlock and in
+    // inspect, within a 1 GiB address space.
+    let x = file_item("/etc/x", b"good");
+    let bomb = |kind: EntryType| {
+        let mut t = tar_bytes_ending(&manifest_json(&manifest(vec![x.clone()])), &[], b"");
+        let name: &[u8] = if kind == EntryType::GNULongName {
+            b"././@LongLink"
+        } else {
+            b"././@PaxHeader"
+        };
+        let m = Member::raw(name, kind, b"").declared_size(3 << 30);
+        t.extend_from_slice(m.header.as_bytes());
+        let mut enc = zstd::Encoder::new(Vec::new(), 1).unwrap();
+        use std::io::Write;
+        enc.write_all(&t).unwrap();
+        let zeros = vec![b'1'; 1 << 20];
+        for _ in 0..(3 << 10) {
+            enc.write_all(&zeros).unwrap();
+        }
+        seal(&enc.finish().unwrap())
+    };
+    let limit = 1u64 << 30;
+    let s = Scratch::new();
+    let b = s.path("b.vault");
+    let pw = s.path("pw");
+    // The control: an honest bundle unlocks within the same cap.
+    std::fs::write(&b, honest(vec![(x.clone(), Some(b"good".to_vec()))])).unwrap();
+    let unlock_args = |b: &std::path::Path| -> Vec<std::ffi::OsString> {
+        vec![
+            "unlock".into(),
+            b.into(),
+            "--root".into(),
+            s.mnt().into(),
+            "--root-not-mountpoint".into(),
+            "--disk-root".into(),
+            s.live().into(),
+            "--passphrase-file".into(),
+            pw.clone().into(),
+            "--dry-run".into(),
+        ]
+    };
+    let os = |v: &[std::ffi::OsString]| -> Vec<std::ffi::OsString> { v.to_vec() };
+    let args = os(&unlock_args(&b));
+    let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+    let o = run_capped(&refs, limit);
+    assert!(o.status.success(), "control: {}", text(&o));
+    for (kind, needle) in [
+        (
+            EntryType::GNULongName,
+            "is 3221225472 bytes (at most 8192 allowed)",
+        ),
+        (
+            EntryType::XHeader,
+            "is 3221225472 bytes (at most 8192 allowed)",
+        ),
+    ] {
+        std::fs::write(&b, bomb(kind)).unwrap();
+        let inspect: Vec<std::ffi::OsString> = vec![
+            "inspect".into(),
+            b.clone().into(),
+            "--passphrase-file".into(),
+            pw.clone().into(),
+        ];
+        for args in [unlock_args(&b), inspect] {
+            let refs: Vec<&std::ffi::OsStr> = args.iter().map(|a| a.as_os_str()).collect();
+            let t = Instant::now();
+            let o = run_capped(&refs, limit);
+            let out = text(&o);
+            assert_eq!(o.status.code(), Some(4), "{kind:?} {args:?}: {out}");
+            assert!(out.contains(needle), "{kind:?} {args:?}: {out}");
+            assert!(
+                t.elapsed() < Duration::from_secs(20),
+                "{kind:?}: {:?}",
+                t.elapsed()
+            );
+        }
+    }
+}
+
+#[test]
+fn tar_framing_outside_the_format() {
+    let x = file_item("/etc/x", b"good");
+    let json = manifest_json(&manifest(vec![x.clone()]));
+    let member = || Member::for_item(&x, b"good");
+    let ending = |end: &[u8]| seal(&zstd_bytes(&tar_bytes_ending(&json, &[member()], end)));
+    let cases = vec![
+        case(
+            "no end-of-archive marker",
+            ending(b""),
+            "ends without its end-of-archive marker",
+        ),
+        case(
+            "one zero block",
+            ending(&[0u8; 512]),
+            "ends after one zero block",
+        ),
+        case(
+            "one zero block, then an entry",
+            {
+                let mut t = tar_bytes_ending(&json, &[member()], &[0u8; 512]);
+                Member::file("h/root/etc/cron", b"evil").write_to(&mut t);
+                t.extend_from_slice(&[0u8; 1024]);
+                seal(&zstd_bytes(&t))
+            },
+            "single zero block",
+        ),
+        case(
+            "a header without ustar magic",
+            with(x.clone(), vec![member().without_magic()]),
+            "has no ustar magic",
+        ),
+        case(
+            "the manifest without ustar magic",
+            seal(&zstd_bytes(&{
+                let mut t = Vec::new();
+                Member::file("vault.json", &json)
+                    .without_magic()
+                    .write_to(&mut t);
+                member().write_to(&mut t);
+                t.extend_from_slice(&[0u8; 1024]);
+                t
+            })),
+            "has no ustar magic",
+        ),
+        case(
+            "the pre-POSIX NUL type flag",
+            with(x.clone(), vec![member().with_type_byte(0)]),
+            "pre-POSIX regular file (type NUL)",
+        ),
+        case(
+            "a wrong header checksum",
+            with(x.clone(), {
+                let mut m = member();
+                m.header.as_mut_bytes()[0] ^= 1;
+                vec![m]
+            }),
+            "wrong checksum",
+        ),
+        case(
+            "a non-octal size",
+            with(x.clone(), vec![member().patched(124, b"0000000000x\0")]),
+            "unreadable size",
+        ),
+        case(
+            "non-zero padding after a member",
+            {
+                let mut t = tar_bytes(&json, &[member()]);
+                // The member's one data block is the last before the end marker.
+                let data = t.len() - 1024 - 512;
+                t[data + 4] = b'Z';
+                seal(&zstd_bytes(&t))
+            },
+            "padding",
+        ),
+        case(
+            "a PAX record whose length is wrong",
+            with(
+                x.clone(),
+                vec![Member::pax_raw(b"99 path=h/root/etc/x\n"), member()],
+            ),
+            "is malformed: a record's length does not match",
+        ),
+        case(
+            "a PAX record without =",
+            with(x.clone(), vec![Member::pax_raw(b"9 pathx\n\n"), member()]),
+            "is malformed",
+        ),
+        case(
+            "a PAX record without its length",
+            with(x.clone(), vec![Member::pax_raw(b"path=x\n"), member()]),
+            "is malformed",
+        ),
+        case(
+            "a PAX key given twice",
+            with(
+                x.clone(),
+                vec![
+                    Member::pax(&[("path", b"h/root/etc/x"), ("path", b"h/root/etc/y")]),
+                    member(),
+                ],
+            ),
+            "key path appears twice",
+        ),
+        case(
+            "an unknown PAX key",
+            with(
+                x.clone(),
+                vec![
+                    Member::pax(&[("SCHILY.xattr.security.capability", b"\x01")]),
+                    member(),
+                ],
+            ),
+            "the key SCHILY.xattr.security.capability",
+        ),
+        case(
+            "a GNU long name and a PAX path on one member",
+            with(
+                x.clone(),
+                vec![
+                    Member::gnu_long_name(b"h/root/etc/x"),
+                    Member::pax(&[("path", b"h/root/etc/x")]),
+                    member(),
+                ],
+            ),
+            "both a GNU long name and a PAX path",
+        ),
+        case(
+            "two GNU long names in a row",
+            with(
+                x.clone(),
+                vec![
+                    Member::gnu_long_name(b"h/root/etc/x"),
+                    Member::gnu_long_name(b"h/root/etc/x"),
+                    member(),
+                ],
+            ),
+            "two GNU long names",
+        ),
+        case(
+            "a GNU long name as the last entry",
+            with(
+                x.clone(),
+                vec![member(), Member::gnu_long_name(b"h/root/etc/y")],
+            ),
+            "is the last entry",
+        ),
+        case(
+            "a GNU long name one byte over the limit",
+            with(
+                x.clone(),
+                vec![
+                    Member::raw(b"././@LongLink", EntryType::GNULongName, &[b'a'; 8193]),
+                    member(),
+                ],
+            ),
+            "is 8193 bytes (at most 8192 allowed)",
+        ),
+        case(
+            "a PAX header one byte over the limit",
+            with(
+                x.clone(),
+                vec![
+                    Member::pax(&[("mtime", "1".repeat(8181).as_bytes())]),
+                    member(),
+                ],
+            ),
+            "is 8193 bytes (at most 8192 allowed)",
+        ),
+        case(
+            "more than 1 MiB of zeros after the end-of-archive marker",
+            ending(&vec![0u8; 1024 + (1 << 20) + 1]),
+            "data after the end",
+        ),
+    ];
+    run_all(cases);
+
+    // What the format allows, at its limits: a PAX header of exactly 8 KiB with path, size and
+    // the ignored keys; a GNU long name of 8 KiB (NUL padded); POSIX ustar headers with a
+    // prefix; exactly 1 MiB of zeros after the end-of-archive marker.
+    let long_target = format!("/etc/{}/{}", "d".repeat(120), "l".repeat(120));
+    let long = file_item(&long_target, b"long");
+    let y = file_item("/etc/y", b"y");
+    let pax_records: Vec<(&str, &[u8])> = vec![
+        ("path", b"h/root/etc/x"),
+        ("size", b"4"),
+        ("mtime", b"0.5"),
+        ("atime", b"0"),
+        ("ctime", b"0"),
+        ("uid", b"0"),
+        ("gid", b"0"),
+        ("uname", b"root"),
+    ];
+    let mut pax = Member::pax(&pax_records);
+    let fill = 8192 - pax.data.len();
+    let gname = "g".repeat(fill - format!("{fill} gname=\n").len());
+    let mut records = pax_records.clone();
+    records.push(("gname", gname.as_bytes()));
+    pax = Member::pax(&records);
+    assert_eq!(pax.data.len(), 8192);
+    let mut long_name = long.archive_path().into_bytes();
+    long_name.resize(8192, 0);
+    let mut ustar = tar::Header::new_ustar();
+    ustar.set_path(y.archive_path()).unwrap();
+    ustar.set_size(1);
+    ustar.set_entry_type(EntryType::Regular);
+    ustar.set_cksum();
+    let prefixed = file_item(&format!("/etc/{}/q", "p".repeat(120)), b"q");
+    let mut ustar_prefixed = tar::Header::new_ustar();
+    ustar_prefixed.set_path(prefixed.archive_path()).unwrap();
+    ustar_prefixed.set_size(1);
+    ustar_prefixed.set_entry_type(EntryType::Regular);
+    ustar_prefixed.set_cksum();
+    assert_ne!(
+        &ustar_prefixed.as_bytes()[345..350],
+        &[0u8; 5],
+        "uses the prefix"
+    );
+    let members = vec![
+        pax,
+        Member::file("somewhere/else", b"good"),
+        Member::raw(b"././@LongLink", EntryType::GNULongName, &long_name),
+        Member::file("h/root/etc/l", b"long"),
+        Member {
+            header: ustar,
+            data: b"y".to_vec(),
+        },
+        Member {
+            header: ustar_prefixed,
+            data: b"q".to_vec(),
+        },
+    ];
+    let m = manifest(vec![x.clone(), long.clone(), y.clone(), prefixed.clone()]);
+    let mut t = tar_bytes(&manifest_json(&m), &members);
+    t.extend(std::iter::repeat_n(0u8, 1 << 20));
+    let s = Scratch::new();
+    let o = s.unlock(&seal(&zstd_bytes(&t)), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(s.path("mnt/etc/x")).unwrap(), b"good");
+    assert_eq!(std::fs::read(s.path("mnt/etc/y")).unwrap(), b"y");
+    assert_eq!(
+        std::fs::read(s.mnt().join(long_target.trim_start_matches('/'))).unwrap(),
+        b"long"
+    );
+    assert_eq!(
+        std::fs::read(s.mnt().join(prefixed.target.trim_start_matches('/'))).unwrap(),
+        b"q"
+    );
+}
+
+#[test]
+fn zstd_frames_windows_and_skippable_frames() {
+    // Allowed: the tar split over several frames, skippable frames before, between and after
+    // them (their contents are never read), and a window of exactly 2^27 bytes.
+    let x = file_item("/etc/x", b"good");
+    let t = tar_bytes(
+        &manifest_json(&manifest(vec![x.clone()])),
+        &[Member::for_item(&x, b"good")],
+    );
+    let skippable = |magic_low: u8, data: &[u8]| {
+        let mut f = vec![0x50 | magic_low, 0x2a, 0x4d, 0x18];
+        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        f.extend_from_slice(data);
+        f
+    };
+    let with_window = |log: u32| {
+        let mut enc = zstd::Encoder::new(Vec::new(), 1).unwrap();
+        enc.set_parameter(zstd::zstd_safe::CParameter::WindowLog(log))
+            .unwrap();
+        use std::io::Write;
+        enc.write_all(&t).unwrap();
+        enc.finish().unwrap()
+    };
+    let mut payload = skippable(0, b"\x1b]0;ignored\x07");
+    payload.extend(zstd_bytes(&t[..700]));
+    payload.extend(skippable(0xf, &[0xff; 300]));
+    payload.extend(zstd_bytes(&t[700..]));
+    payload.extend(skippable(3, b""));
+    for (what, p) in [("frames", payload), ("window 2^27", with_window(27))] {
+        let s = Scratch::new();
+        let o = s.unlock(&seal(&p), &[]);
+        assert!(o.status.success(), "{what}: {}", text(&o));
+        assert_eq!(
+            std::fs::read(s.path("mnt/etc/x")).unwrap(),
+            b"good",
+            "{what}"
+        );
+    }
+    run_all(vec![case(
+        "a zstd window of 2^28 bytes",
+        seal(&with_window(28)),
+        "malformed",
+    )]);
 }
 
 #[test]
@@ -726,4 +1274,44 @@ fn kdf_parameters_beyond_the_caps_are_refused_before_any_work() {
         s.expect_refused(args.trim(), &v, &[], 4, needle);
         assert!(t.elapsed() < Duration::from_secs(5), "{args}: the KDF ran");
     }
+}
+
+#[test]
+fn the_item_limit_is_reachable_and_enforced() {
+    // Exactly the limit unlocks; one more is refused. All but one item belong to another
+    // host, so they are verified (the whole payload always is) but not placed: the test stays
+    // fast.
+    let max = vault::archive::Limits::default().max_items;
+    let build = |n: usize| {
+        let mine = file_item("/etc/x", b"x");
+        let mut items = vec![mine.clone()];
+        let mut members = vec![Member::for_item(&mine, b"x")];
+        for i in 1..n {
+            let it = Item {
+                host: Some("other".into()),
+                ..file_item(&format!("/f/{i}"), b"")
+            };
+            members.push(Member::for_item(&it, b""));
+            items.push(it);
+        }
+        let m = BundleManifest {
+            hosts: vec![HOST.into(), "other".into()],
+            ..manifest(items)
+        };
+        let json = serde_json::to_vec(&m).unwrap();
+        assert!(json.len() < (64 << 20));
+        seal(&zstd_bytes(&tar_bytes(&json, &members)))
+    };
+    let s = Scratch::new();
+    let o = s.unlock(&build(max), &["--host", HOST]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(s.path("mnt/etc/x")).unwrap(), b"x");
+    let s = Scratch::new();
+    s.expect_refused(
+        "one item over the limit",
+        &build(max + 1),
+        &["--host", HOST],
+        4,
+        &format!("{} items (at most {max} allowed)", max + 1),
+    );
 }

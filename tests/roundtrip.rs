@@ -442,3 +442,51 @@ fn init_writes_a_manifest_that_packs() {
     let o = vault(&args);
     assert!(o.status.success(), "{}", text(&o));
 }
+
+#[test]
+fn a_hosts_directory_keeps_its_mode_around_a_shared_file() {
+    // The shared entry comes first in vault.toml, the host's directory holding it later: pack
+    // puts the directory first, so it is created 0700 before the file goes in.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("pw"), "x-passphrase\n").unwrap();
+    std::fs::write(d.join("known_hosts"), "github.com ssh-ed25519 AAAA\n").unwrap();
+    std::fs::create_dir(d.join("ssh")).unwrap();
+    std::fs::write(d.join("ssh/id_ed25519"), "key\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n\
+         [[entry]]\nsource = \"known_hosts\"\ntarget = \"/root/.ssh/known_hosts\"\nmode = \"0644\"\n\
+         [[entry]]\nsource = \"known_hosts\"\ntarget = \"/etc/x/y/z\"\n\
+         [[entry]]\nsource = \"ssh\"\ntarget = \"/etc/x\"\nmode = \"0750\"\n\
+         [hosts.h]\n\
+         [[hosts.h.entry]]\nsource = \"ssh\"\ntarget = \"/root/.ssh\"\nmode = \"0700\"\n",
+    )
+    .unwrap();
+    let out = d.join("b.vault");
+    let (m, pw) = (d.join("vault.toml"), d.join("pw"));
+    let mut args = vec![
+        "pack",
+        "-m",
+        m.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--passphrase-file",
+        pw.to_str().unwrap(),
+    ];
+    args.extend_from_slice(FAST_KDF);
+    let o = vault(&args);
+    assert!(o.status.success(), "{}", text(&o));
+    let s = Scratch::new();
+    std::fs::write(s.p("pw"), "x-passphrase\n").unwrap();
+    let o = s.unlock(out.to_str().unwrap(), "h", &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let mnt = Path::new(&s.p("mnt")).to_path_buf();
+    assert_eq!(mode_of(&mnt.join("root/.ssh")), 0o700);
+    assert_eq!(mode_of(&mnt.join("root/.ssh/known_hosts")), 0o644);
+    assert_eq!(mode_of(&mnt.join("etc/x")), 0o750);
+    assert_eq!(
+        std::fs::read(mnt.join("etc/x/y/z")).unwrap(),
+        b"github.com ssh-ed25519 AAAA\n"
+    );
+}

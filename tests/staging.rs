@@ -290,6 +290,30 @@ fn a_hostile_bundle_stages_nothing() {
 }
 
 #[test]
+fn an_owner_chown_cannot_take_is_refused_before_staging() {
+    // A root-stage item with uid 4294967295 used to stage fine and panic in `vault place`,
+    // leaving the secrets in the area.
+    if !is_root() {
+        eprintln!("SKIP: needs root to mount a ramfs");
+        return;
+    }
+    let ram = Ram::new();
+    let s = Scratch::new();
+    let mut its = items();
+    its[2].0.uid = u32::MAX;
+    let before = s.state();
+    let o = stage_disk(&s, &honest(its), &ram.path);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("uid 4294967295 is out of range"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(s.state(), before);
+    assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
+}
+
+#[test]
 fn the_default_area_is_a_fresh_ramfs_under_run() {
     // The real default path, /run/vault, in a private mount namespace so the ramfs vault
     // mounts there cannot outlive the test or meet another run.
@@ -370,4 +394,52 @@ fn the_disk_stage_can_be_run_again_after_wipe() {
         let o = vault(&["wipe"], &ram.path);
         assert!(o.status.success(), "{}", text(&o));
     }
+}
+
+#[test]
+fn a_refused_run_unmounts_the_ramfs_it_mounted() {
+    // A hostile bundle (exit 4) and a wrong passphrase (exit 3) after vault mounted its ramfs
+    // at /run/vault: nothing is staged, so nothing stays mounted. In a private mount namespace.
+    if !is_root() || Path::new("/run/vault").exists() {
+        eprintln!("SKIP: needs root and no existing /run/vault");
+        return;
+    }
+    let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())
+    else {
+        eprintln!("SKIP: unshare not found");
+        return;
+    };
+    let s = Scratch::new();
+    let mut its = items();
+    let last = its.len() - 1;
+    its[last].1 = Some(b"HOST key\n".to_vec());
+    std::fs::write(s.path("hostile.vault"), honest(its)).unwrap();
+    std::fs::write(s.path("b.vault"), honest(items())).unwrap();
+    std::fs::write(s.path("wrong"), "not the passphrase\n").unwrap();
+    let script = format!(
+        "V={vault}\n\
+         run() {{ $V unlock $1 --stage disk --root {mnt} --root-not-mountpoint --disk-root {live} --passphrase-file $2 </dev/null; echo exit=$?; \
+         if mountpoint -q /run/vault; then echo still-mounted; else echo unmounted; fi; }}\n\
+         run {hostile} {pw}\n\
+         run {b} {wrong}\n",
+        vault = vault_bin().display(),
+        hostile = s.path("hostile.vault").display(),
+        b = s.path("b.vault").display(),
+        wrong = s.path("wrong").display(),
+        mnt = s.mnt().display(),
+        live = s.live().display(),
+        pw = s.path("pw").display(),
+    );
+    let o = Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir("/run/vault");
+    let out = text(&o);
+    assert!(
+        out.contains("exit=4\nunmounted\nexit=3\nunmounted\n"),
+        "{out}"
+    );
 }

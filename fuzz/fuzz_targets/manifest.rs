@@ -20,10 +20,16 @@ fuzz_target!(|data: &[u8]| {
                 e.target
             );
             assert!(e.mode.is_none_or(|m| m <= vault::manifest::MAX_MODE));
+            assert!(e.uid <= vault::manifest::MAX_ID && e.gid <= vault::manifest::MAX_ID);
         }
     }
     // The in-bundle manifest (JSON) comes from untrusted bundles: parse and validate.
     if let Ok(m) = serde_json::from_slice::<vault::archive::BundleManifest>(data) {
-        let _ = m.validate(&vault::archive::Limits::default());
+        if m.validate(&vault::archive::Limits::default()).is_ok() {
+            for i in &m.items {
+                assert!(i.uid <= vault::manifest::MAX_ID && i.gid <= vault::manifest::MAX_ID);
+                assert!(!i.target.chars().any(char::is_control), "{:?}", i.target);
+            }
+        }
     }
 });

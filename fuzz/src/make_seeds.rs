@@ -96,6 +96,30 @@ fn main() {
     )
     .expect("payload");
     put("walker", "honest", &payload);
+    // The tar layer itself (the target also wraps its input in a zstd frame), and a payload
+    // with a GNU long name (a target over 100 bytes).
+    let tar = zstd::decode_all(payload.as_slice()).expect("decode");
+    put("walker", "honest-tar", &tar);
+    let mut long = m.clone();
+    long.items.truncate(2);
+    long.items[1].target = format!("/etc/ssh/{}", "l".repeat(150));
+    let payload = write::write(
+        Vec::new(),
+        &long,
+        &sources[..2],
+        write::Compression {
+            level: 1,
+            threads: 0,
+        },
+        &|_| {},
+    )
+    .expect("payload");
+    put("walker", "long-name", &payload);
+    put(
+        "walker",
+        "long-name-tar",
+        &zstd::decode_all(payload.as_slice()).expect("decode"),
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
 

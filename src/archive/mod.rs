@@ -6,13 +6,18 @@
 //! manifest says, whatever a hostile tar stream contains. This layer knows nothing of ciphers.
 
 pub mod read;
+pub mod ustar;
 pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::manifest::{check_host_name, check_target, Stage, DISK_STAGE_PREFIXES, MAX_MODE};
+use crate::escape::Escaped;
+
+use crate::manifest::{
+    check_host_name, check_id, check_target, Stage, DISK_STAGE_PREFIXES, MAX_MODE,
+};
 
 /// Name of the first tar entry.
 pub const MANIFEST_NAME: &str = "vault.json";
@@ -34,7 +39,7 @@ impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_manifest_bytes: 64 << 20,
-            max_items: 1_000_000,
+            max_items: 100_000,
             max_item_bytes: 64 << 30,
             max_total_bytes: 256 << 30,
         }
@@ -52,7 +57,8 @@ pub enum Kind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Item {
-    /// `None`: every host gets it.
+    /// `None`: every host gets it. Required in JSON (`null`), like every field.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub host: Option<String>,
     #[serde(with = "stage_serde")]
     pub stage: Stage,
@@ -64,7 +70,8 @@ pub struct Item {
     pub gid: u32,
     /// File size in bytes; 0 for directories.
     pub size: u64,
-    /// Lowercase hex SHA-256 of the contents; `None` for directories.
+    /// Lowercase hex SHA-256 of the contents; `None` for directories. Required in JSON.
+    #[serde(deserialize_with = "Option::deserialize")]
     pub sha256: Option<String>,
 }
 
@@ -136,7 +143,7 @@ impl BundleManifest {
         }
         let mut total: u64 = 0;
         for (i, item) in self.items.iter().enumerate() {
-            let at = |msg: String| format!("item {i} ({}): {msg}", item.target);
+            let at = |msg: String| format!("item {i} ({}): {msg}", Escaped(&item.target));
             if let Some(h) = &item.host {
                 if !hosts.contains(h.as_str()) {
                     return Err(at(format!("host {h} is not in the host list")));
@@ -156,6 +163,9 @@ impl BundleManifest {
                     item.mode
                 )));
             }
+            check_id("uid", item.uid)
+                .and_then(|()| check_id("gid", item.gid))
+                .map_err(at)?;
             match item.kind {
                 Kind::File => {
                     let ok = item.sha256.as_deref().is_some_and(|h| {
@@ -187,8 +197,8 @@ impl BundleManifest {
         self.check_tree()
     }
 
-    /// Per host and stage: no duplicate targets, no file that is also a directory's ancestor,
-    /// and directories listed before what they contain.
+    /// Per host and stage (the items one unlock places): no duplicate targets, no file that is
+    /// also a directory's ancestor, and directories listed before what they contain.
     fn check_tree(&self) -> Result<(), String> {
         let scopes: Vec<Option<&str>> = std::iter::once(None)
             .chain(self.hosts.iter().map(|h| Some(h.as_str())))
@@ -203,6 +213,21 @@ impl BundleManifest {
                             Some(h) => i.is_for(h),
                         }
                 }) {
+                    if item.kind == Kind::Dir {
+                        // Parents first: a directory is created with its mode before anything
+                        // goes into it, never made 0755 on the way to a file and kept so.
+                        let prefix = format!("{}/", item.target);
+                        if let Some((child, _)) = seen
+                            .range(prefix.as_str()..)
+                            .next()
+                            .filter(|(c, _)| c.starts_with(&prefix))
+                        {
+                            return Err(format!(
+                                "directory {} is listed after {child}, which is inside it; a directory must come before what it contains",
+                                item.target
+                            ));
+                        }
+                    }
                     if seen.insert(&item.target, item.kind).is_some() {
                         return Err(format!("target {} appears twice", item.target));
                     }
@@ -299,6 +324,39 @@ mod tests {
     }
 
     #[test]
+    fn every_json_field_is_required_once() {
+        let item = r#"{"host":null,"stage":"root","kind":"dir","target":"/d","mode":448,"uid":0,"gid":0,"size":0,"sha256":null}"#;
+        let doc = |items: &str| {
+            format!(r#"{{"format":1,"created_by":"t","hosts":[],"items":[{items}]}}"#)
+        };
+        let parse = |s: &str| serde_json::from_str::<BundleManifest>(s).map_err(|e| e.to_string());
+        parse(&doc(item)).unwrap();
+        for field in ["host", "sha256", "stage", "mode", "uid", "size"] {
+            let v: serde_json::Value = serde_json::from_str(item).unwrap();
+            let mut map = v.as_object().unwrap().clone();
+            map.remove(field);
+            let e = parse(&doc(&serde_json::Value::Object(map).to_string())).unwrap_err();
+            assert!(
+                e.contains(&format!("missing field `{field}`")),
+                "{field}: {e}"
+            );
+        }
+        for field in ["format", "created_by", "hosts", "items"] {
+            let mut v: serde_json::Value = serde_json::from_str(&doc(item)).unwrap();
+            v.as_object_mut().unwrap().remove(field);
+            let e = parse(&v.to_string()).unwrap_err();
+            assert!(
+                e.contains(&format!("missing field `{field}`")),
+                "{field}: {e}"
+            );
+        }
+        let twice = item.replacen(r#""mode":448,"#, r#""mode":448,"mode":511,"#, 1);
+        assert!(parse(&doc(&twice))
+            .unwrap_err()
+            .contains("duplicate field `mode`"));
+    }
+
+    #[test]
     fn hostile_trees() {
         let cases: Vec<(Vec<Item>, &str)> = vec![
             (vec![file("/etc/x"), file("/etc/x")], "twice"),
@@ -348,6 +406,20 @@ mod tests {
                 }],
                 "beyond the limit",
             ),
+            (
+                vec![Item {
+                    uid: u32::MAX,
+                    ..file("/x")
+                }],
+                "uid 4294967295 is out of range",
+            ),
+            (
+                vec![Item {
+                    gid: u32::MAX,
+                    ..dir("/x")
+                }],
+                "gid 4294967295 is out of range",
+            ),
         ];
         for (items, want) in cases {
             let e = check(items.clone()).unwrap_err();
@@ -359,5 +431,20 @@ mod tests {
         assert!(check(vec![file("/etc/x"), per_host])
             .unwrap_err()
             .contains("twice"));
+        // Parents first, in one scope and across shared and per-host items.
+        let e = check(vec![file("/root/.ssh/id"), dir("/root/.ssh")]).unwrap_err();
+        assert!(
+            e.contains("directory /root/.ssh is listed after /root/.ssh/id"),
+            "{e}"
+        );
+        let e = check(vec![dir("/a/b/c"), dir("/a")]).unwrap_err();
+        assert!(e.contains("listed after /a/b/c"), "{e}");
+        let mut host_dir = dir("/root/.ssh");
+        host_dir.host = Some("h".into());
+        let e = check(vec![file("/root/.ssh/known_hosts"), host_dir.clone()]).unwrap_err();
+        assert!(e.contains("listed after"), "{e}");
+        check(vec![host_dir, file("/root/.ssh/known_hosts")]).unwrap();
+        // A sibling whose name extends the directory's is not inside it.
+        check(vec![file("/root/.sshx"), dir("/root/.ssh")]).unwrap();
     }
 }

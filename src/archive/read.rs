@@ -9,9 +9,11 @@ use std::sync::mpsc;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::ustar::{kind_name, TarError, TarReader};
 use super::write::HashingReader;
 use super::{BundleManifest, Item, Kind, Limits, MANIFEST_NAME};
 use crate::bundle::FailureProbe;
+use crate::escape::escape_bytes;
 use crate::{Error, Result};
 
 /// Most trailing zero bytes accepted after the tar end marker (tar pads to records).
@@ -94,29 +96,29 @@ fn walk_tar<R: Read>(
         name: name.to_path_buf(),
         probe: probe.cloned(),
     };
-    let mut archive = tar::Archive::new(decoder);
-    let manifest = {
-        let mut entries = archive.entries().map_err(|e| w.stream_error(e))?;
-        let manifest = w.read_manifest(&mut entries, limits)?;
-        sink.manifest(&manifest)?;
-        for (index, item) in manifest.items.iter().enumerate() {
-            w.read_item(&mut entries, index, item, sink)?;
-        }
-        if let Some(extra) = entries.next() {
-            let extra = extra.map_err(|e| w.stream_error(e))?;
-            let path = String::from_utf8_lossy(&extra.path_bytes()).into_owned();
-            return Err(w.bad(format!(
-                "the archive holds an entry not in its manifest: {path:?}"
-            )));
-        }
-        manifest
-    };
-    // Read to the very end: only the last chunk proves the bundle was not cut short.
-    let mut rest = archive.into_inner();
+    let mut tar = TarReader::new(decoder);
+    let manifest = w.read_manifest(&mut tar, limits)?;
+    sink.manifest(&manifest)?;
+    for (index, item) in manifest.items.iter().enumerate() {
+        w.read_item(&mut tar, index, item, sink)?;
+    }
+    if let Some(extra) = tar.next_entry().map_err(|e| w.tar_error(e))? {
+        return Err(w.bad(format!(
+            "the archive holds an entry not in its manifest: \"{}\"",
+            escape_bytes(&extra.name)
+        )));
+    }
+    // Read to the very end: only the last chunk proves the bundle was not cut short. Trailing
+    // zeros are counted from the end of the end-of-archive marker.
+    let mut rest = tar.into_inner();
     let mut buf = [0u8; 16 * 1024];
     let mut trailing = 0u64;
     loop {
-        let n = rest.read(&mut buf).map_err(|e| w.stream_error(e))?;
+        let n = match rest.read(&mut buf) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(w.stream_error(e)),
+        };
         if n == 0 {
             break;
         }
@@ -133,8 +135,6 @@ struct Walker {
     probe: Option<FailureProbe>,
 }
 
-type Entries<'a, R> = tar::Entries<'a, R>;
-
 impl Walker {
     fn bad(&self, why: String) -> Error {
         Error::BadPayload {
@@ -145,43 +145,47 @@ impl Walker {
 
     /// An error from reading the stream: tampering if authentication failed, else a bad archive.
     fn stream_error(&self, e: io::Error) -> Error {
-        if let Some(failure) = self.probe.as_ref().and_then(|p| p.get()) {
-            return Error::Tampered {
-                path: self.name.clone(),
-                why: failure.to_string(),
-            };
+        if let Some(t) = self.tampered() {
+            return t;
         }
         self.bad(format!("the archive is malformed: {e}"))
     }
 
+    fn tampered(&self) -> Option<Error> {
+        let failure = self.probe.as_ref().and_then(|p| p.get())?;
+        Some(Error::Tampered {
+            path: self.name.clone(),
+            why: failure.to_string(),
+        })
+    }
+
+    fn tar_error(&self, e: TarError) -> Error {
+        match e {
+            TarError::Io(e) => self.stream_error(e),
+            TarError::Bad(why) => self.tampered().unwrap_or_else(|| self.bad(why)),
+        }
+    }
+
     fn read_manifest<R: Read>(
         &mut self,
-        entries: &mut Entries<'_, R>,
+        tar: &mut TarReader<R>,
         limits: &Limits,
     ) -> Result<BundleManifest> {
-        let entry = match entries.next() {
-            Some(e) => e.map_err(|e| self.stream_error(e))?,
-            None => return Err(self.bad("the archive is empty".into())),
+        let Some(header) = tar.next_entry().map_err(|e| self.tar_error(e))? else {
+            return Err(self.bad("the archive is empty".into()));
         };
-        if entry.header().entry_type() != tar::EntryType::Regular
-            || entry.path_bytes().as_ref() != MANIFEST_NAME.as_bytes()
-        {
+        if header.kind != b'0' || header.name != MANIFEST_NAME.as_bytes() {
             return Err(self.bad(format!("the archive does not start with {MANIFEST_NAME}")));
         }
-        let size = entry.header().size().map_err(|e| self.stream_error(e))?;
-        if entry.size() != size {
-            return Err(self.bad(format!("{MANIFEST_NAME}: a PAX record changes its size")));
-        }
+        let size = header.size;
         if size > limits.max_manifest_bytes {
             return Err(self.bad(format!(
                 "{MANIFEST_NAME} is {size} bytes (at most {} allowed)",
                 limits.max_manifest_bytes
             )));
         }
-        let mut json = Vec::with_capacity(size as usize);
-        entry
-            .take(size)
-            .read_to_end(&mut json)
+        let mut json = Zeroizing::new(vec![0u8; size as usize]);
+        tar.read_exact(&mut json)
             .map_err(|e| self.stream_error(e))?;
         let manifest: BundleManifest = serde_json::from_slice(&json)
             .map_err(|e| self.bad(format!("{MANIFEST_NAME} is invalid: {e}")))?;
@@ -193,49 +197,36 @@ impl Walker {
 
     fn read_item<R: Read>(
         &mut self,
-        entries: &mut Entries<'_, R>,
+        tar: &mut TarReader<R>,
         index: usize,
         item: &Item,
         sink: &mut dyn Sink,
     ) -> Result<()> {
         let expected = item.archive_path();
-        let entry = match entries.next() {
-            Some(e) => e.map_err(|e| self.stream_error(e))?,
-            None => {
-                return Err(self.bad(format!("the archive ends before item {index} ({expected})")));
-            }
+        let Some(header) = tar.next_entry().map_err(|e| self.tar_error(e))? else {
+            return Err(self.bad(format!("the archive ends before item {index} ({expected})")));
         };
-        let kind = entry.header().entry_type();
-        let path = entry.path_bytes();
-        let path_ok = path.as_ref() == expected.as_bytes()
+        let path = &header.name;
+        let path_ok = path.as_slice() == expected.as_bytes()
             || (item.kind == Kind::Dir && path.strip_suffix(b"/") == Some(expected.as_bytes()));
         if !path_ok {
-            let got = String::from_utf8_lossy(&path).into_owned();
             return Err(self.bad(format!(
-                "entry {} is {got:?}, but the manifest says {expected:?}",
-                index + 1
+                "entry {} is \"{}\", but the manifest says \"{expected}\"",
+                index + 1,
+                escape_bytes(path)
             )));
         }
-        // The size tar will actually read: a PAX `size` record overrides the header's, and
-        // both must agree with the manifest, so no member can hide bytes past what is hashed.
-        let header_size = entry.header().size().map_err(|e| self.stream_error(e))?;
-        let size = entry.size();
-        if size != header_size {
-            return Err(self.bad(format!(
-                "{expected}: the archive says {size} bytes (PAX) and {header_size} bytes (header), the manifest {}",
-                item.size
-            )));
-        }
-        match (item.kind, kind) {
-            (Kind::Dir, tar::EntryType::Directory) if size == 0 => {
+        let size = header.size;
+        match (item.kind, header.kind) {
+            (Kind::Dir, b'5') if size == 0 => {
                 if sink.wants(index, item) {
                     sink.dir(index, item)?;
                 }
                 Ok(())
             }
-            (Kind::File, tar::EntryType::Regular) if size == item.size => {
+            (Kind::File, b'0') if size == item.size => {
                 let mut data = HashingReader {
-                    inner: entry.take(item.size),
+                    inner: &mut *tar,
                     hasher: Sha256::new(),
                     count: 0,
                 };
@@ -260,16 +251,16 @@ impl Walker {
                 }
                 Ok(())
             }
-            (Kind::Dir, tar::EntryType::Directory) => Err(self.bad(format!(
+            (Kind::Dir, b'5') => Err(self.bad(format!(
                 "{expected}: a directory entry with data ({size} bytes)"
             ))),
-            (Kind::File, tar::EntryType::Regular) => Err(self.bad(format!(
+            (Kind::File, b'0') => Err(self.bad(format!(
                 "{expected}: the archive says {size} bytes, the manifest {}",
                 item.size
             ))),
             (_, other) => Err(self.bad(format!(
-                "{expected} is a {} in the archive but a {} in the manifest; bundles hold only regular files and directories",
-                entry_type_name(other),
+                "{expected} is a {} in the archive but a {} in the manifest; bundles hold only regular files (type 0) and directories (type 5)",
+                kind_name(other),
                 if item.kind == Kind::Dir { "directory" } else { "file" }
             ))),
         }
@@ -289,19 +280,6 @@ impl<R: Read> Read for RecordingReader<'_, R> {
                 self.error = Some(io::Error::new(e.kind(), e.to_string()));
             }
         })
-    }
-}
-
-fn entry_type_name(t: tar::EntryType) -> &'static str {
-    match t {
-        tar::EntryType::Regular => "regular file",
-        tar::EntryType::Directory => "directory",
-        tar::EntryType::Symlink => "symbolic link",
-        tar::EntryType::Link => "hard link",
-        tar::EntryType::Char => "character device",
-        tar::EntryType::Block => "block device",
-        tar::EntryType::Fifo => "FIFO",
-        _ => "special entry",
     }
 }
 

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfLimits;
+use vault::escape::{escape, escape_path};
 use vault::{prompt, ExitCode};
 
 use super::source::{open_bundle, unwrap_with_retries};
@@ -37,7 +38,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         if a.json {
             println!("{header}");
         } else {
-            println!("{}: vault bundle", opened.name.display());
+            println!("{}: vault bundle", escape_path(&opened.name));
             if let Some(len) = total_len {
                 println!("  size:     {}", human_bytes(len));
             }
@@ -67,7 +68,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         println!("{v}");
         return Ok(ExitCode::Ok);
     }
-    println!("{}: vault bundle, verified", name.display());
+    println!("{}: vault bundle, verified", escape_path(&name));
     println!(
         "  kdf:      Argon2id, {} MiB, t={}, p={}",
         info.kdf.m_kib / 1024,
@@ -82,7 +83,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
             m.hosts.join(", ")
         }
     );
-    println!("  written by {}", m.created_by);
+    println!("  written by {}", escape(&m.created_by));
     println!();
     println!(
         "{:<10} {:<5} {:<5} {:>5} {:>11} {:>10}  {:<16} target",
@@ -106,8 +107,8 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
             } else {
                 human_bytes(i.size)
             },
-            i.sha256.as_deref().map(|h| &h[..16]).unwrap_or("-"),
-            i.target
+            i.sha256.as_deref().and_then(|h| h.get(..16)).unwrap_or("-"),
+            escape(&i.target)
         );
     }
     Ok(ExitCode::Ok)

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 use vault::bundle::KdfLimits;
+use vault::escape::{escape, escape_path};
 use vault::unlock::{StageSel, UnlockOptions};
 use vault::{prompt, ExitCode};
 
@@ -126,6 +127,8 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
             );
         }
     }
+    // However this run ends, a ramfs it mounted and left empty is unmounted.
+    let _release = stage_root.then(|| Release(a.staging_dir.clone()));
 
     let opened = open_bundle(a.bundle.as_deref())?;
     let name = opened.name.clone();
@@ -183,7 +186,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         };
         println!(
             "{verb} {} ({:04o} {}:{}, {size})",
-            i.path.display(),
+            escape_path(&i.path),
             i.mode,
             i.uid,
             i.gid
@@ -195,7 +198,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     } else {
         println!(
             "Unlocked {}: placed {n} item(s) for host {host}.",
-            name.display()
+            escape_path(&name)
         );
     }
     if let Some(k) = staged {
@@ -209,6 +212,15 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// Calls [`vault::staging::release`] when dropped.
+struct Release(PathBuf);
+
+impl Drop for Release {
+    fn drop(&mut self) {
+        vault::staging::release(&self.0);
+    }
+}
+
 pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
     let mut opts = UnlockOptions::new(a.root.clone());
     opts.stages = StageSel::Root;
@@ -217,12 +229,12 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
     let report = vault::staging::place(&a.staging_dir, &a.root, opts.place)?;
     if !quiet {
         for p in &report.placed {
-            println!("placed        {}", p.display());
+            println!("placed        {}", escape_path(p));
         }
         println!(
             "Placed {} file(s) from {} for host {} and wiped the staging area.",
             report.placed.len(),
-            report.bundle,
+            escape(&report.bundle),
             report.host.as_deref().unwrap_or("(shared entries only)")
         );
     }

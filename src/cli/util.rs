@@ -2,22 +2,24 @@
 
 use std::error::Error as _;
 
+use vault::escape::escape_message;
 use vault::Hint;
 
-/// Prints `error: ...`, its causes, and the hint, the way cargo does.
+/// Prints `error: ...`, its causes, and the hint, the way cargo does. Messages quote names
+/// from bundles, media and repositories: control characters in them are escaped here too.
 pub fn report(e: &vault::Error) {
-    eprintln!("error: {e}");
+    eprintln!("error: {}", escape_message(&e.to_string()));
     let mut source = e.source();
     // `Io`'s message already includes its source; print deeper causes only.
     if matches!(e, vault::Error::Io { .. } | vault::Error::RolledBack { .. }) {
         source = source.and_then(|s| s.source());
     }
     while let Some(s) = source {
-        eprintln!("  caused by: {s}");
+        eprintln!("  caused by: {}", escape_message(&s.to_string()));
         source = s.source();
     }
     if let Some(h) = e.hint() {
-        eprintln!("  hint: {h}");
+        eprintln!("  hint: {}", escape_message(&h));
     }
 }
 

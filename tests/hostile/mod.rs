@@ -170,6 +170,28 @@ impl Member {
         Member::raw(b"././@PaxHeader", tar::EntryType::XHeader, &data)
     }
 
+    /// A PAX extended header with `data` as it is, records or not.
+    pub fn pax_raw(data: &[u8]) -> Member {
+        Member::raw(b"././@PaxHeader", tar::EntryType::XHeader, data)
+    }
+
+    /// Edits raw header bytes (then fixes the checksum): `bytes` goes at `offset`.
+    pub fn patched(mut self, offset: usize, bytes: &[u8]) -> Member {
+        self.header.as_mut_bytes()[offset..offset + bytes.len()].copy_from_slice(bytes);
+        self.header.set_cksum();
+        self
+    }
+
+    /// A pre-POSIX (v7) header: no ustar magic and version.
+    pub fn without_magic(self) -> Member {
+        self.patched(257, &[0u8; 8])
+    }
+
+    /// A raw type flag byte, e.g. the pre-POSIX NUL.
+    pub fn with_type_byte(self, kind: u8) -> Member {
+        self.patched(156, &[kind])
+    }
+
     pub fn write_to(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(self.header.as_bytes());
         out.extend_from_slice(&self.data);
@@ -186,6 +208,14 @@ pub fn tar_bytes(manifest: &[u8], members: &[Member]) -> Vec<u8> {
         m.write_to(&mut out);
     }
     out.extend_from_slice(&[0u8; 1024]);
+    out
+}
+
+/// The tar stream with `end` in place of the end-of-archive marker.
+pub fn tar_bytes_ending(manifest: &[u8], members: &[Member], end: &[u8]) -> Vec<u8> {
+    let mut out = tar_bytes(manifest, members);
+    out.truncate(out.len() - 1024);
+    out.extend_from_slice(end);
     out
 }
 
@@ -356,6 +386,10 @@ impl Scratch {
             "{what}: expected {needle:?} in stderr: {err}"
         );
         assert!(err.contains("hint:"), "{what}: no hint in: {err}");
+        assert!(
+            !err.chars().any(|c| c.is_control() && c != '\n'),
+            "{what}: a control character reached the terminal: {err:?}"
+        );
         let after = self.state();
         assert_eq!(after, before, "{what}: the trees changed");
     }

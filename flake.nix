@@ -19,6 +19,15 @@
       packages = forAllSystems (system: pkgs: rec {
         vault = pkgs.callPackage ./nix/package.nix { };
         default = vault;
+      } // lib.optionalAttrs (builtins.elem system linuxSystems) {
+        # Statically linked (musl, no program interpreter): the binary `vault attach` carries
+        # onto a stick for the official NixOS ISO (docs/MEDIA.md), for this system's
+        # architecture ...
+        vault-static = pkgs.pkgsStatic.callPackage ./nix/package.nix { };
+      } // lib.optionalAttrs (system == "x86_64-linux") {
+        # ... and, cross-compiled, for aarch64 installers.
+        vault-static-aarch64 =
+          pkgs.pkgsCross.aarch64-multiplatform.pkgsStatic.callPackage ./nix/package.nix { };
       });
 
       overlays.default = final: prev: {

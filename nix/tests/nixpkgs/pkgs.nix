@@ -1,7 +1,7 @@
 # The stand-in package set for one system. Derivations are real (`builtins.derivation`) so that
 # `nix flake check` can instantiate them, but their builders only write a placeholder: nothing
 # here is meant to be built. `rustcVersion` lets the checks play an older nixpkgs.
-{ lib, system, nixos, rustcVersion ? "1.86.0" }:
+{ lib, system, nixos, rustcVersion ? "1.86.0", hostSystem ? system, isStatic ? false }:
 
 let
   placeholder = name: extra: builtins.derivation ({
@@ -15,12 +15,16 @@ let
     inherit lib system;
     stdenv = rec {
       hostPlatform = {
-        inherit system;
-        isLinux = lib.hasSuffix "-linux" system;
-        isDarwin = lib.hasSuffix "-darwin" system;
+        system = hostSystem;
+        inherit isStatic;
+        isLinux = lib.hasSuffix "-linux" hostSystem;
+        isDarwin = lib.hasSuffix "-darwin" hostSystem;
       };
-      # Native builds only in this stand-in.
-      buildPlatform = hostPlatform // { canExecute = p: p.system == system; };
+      # As nixpkgs: the build machine runs what is built for its own system.
+      buildPlatform = {
+        inherit system;
+        canExecute = p: p.system == system;
+      };
     };
     runtimeShell = "${pkgs.bash}/bin/bash";
 
@@ -46,6 +50,14 @@ let
     runCommand = name: env: script: placeholder name (env // { inherit script; });
     mkShell = attrs: placeholder "shell" { } // { shellArgs = attrs; };
     installShellFiles = tool "install-shell-files";
+
+    # As nixpkgs: the same packages linked statically (musl), natively and cross-compiled.
+    pkgsStatic = import ./pkgs.nix { inherit lib system nixos rustcVersion hostSystem; isStatic = true; };
+    pkgsCross.aarch64-multiplatform.pkgsStatic = import ./pkgs.nix {
+      inherit lib system nixos rustcVersion;
+      hostSystem = "aarch64-linux";
+      isStatic = true;
+    };
 
     # As nixpkgs' testers.runNixOSTest: the nodes are NixOS systems (evaluated, assertions
     # included, through the stand-in NixOS), the test script is Python for the test driver.

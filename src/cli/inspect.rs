@@ -27,12 +27,18 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     let opened = open_bundle(Some(&a.bundle))?;
     let info = opened.locked.info().clone();
     let total_len = opened.len;
+    // An image or stick may carry a vault binary beside the bundle.
+    let carried = vault::media::inspect_image(&a.bundle)
+        .ok()
+        .and_then(|i| i.binary);
     let header = serde_json::json!({
         "bundle": opened.name,
         "size": total_len,
         "kdf": { "algorithm": "argon2id", "memory_kib": info.kdf.m_kib, "iterations": info.kdf.t, "parallelism": info.kdf.p },
         "stanzas": info.stanza_count,
+        "binary": carried.as_ref().map(super::attach::carried_json),
     });
+    let carried_line = carried.as_ref().map(super::attach::carried_line);
     if a.passphrase.passphrase_file.is_none() && !a.prompt {
         if a.json {
             println!("{header}");
@@ -47,6 +53,9 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
                 info.kdf.t,
                 info.kdf.p
             );
+            if let Some(l) = &carried_line {
+                println!("  {l}");
+            }
             println!("  (give --passphrase-file FILE or -p to list hosts and entries)");
         }
         return Ok(ExitCode::Ok);
@@ -83,6 +92,9 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         }
     );
     println!("  written by {}", m.created_by);
+    if let Some(l) = &carried_line {
+        println!("  {l}");
+    }
     println!();
     println!(
         "{:<10} {:<5} {:<5} {:>5} {:>11} {:>10}  {:<16} target",

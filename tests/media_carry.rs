@@ -168,7 +168,7 @@ fn check_binary_partition(dir: &Path, img: &Path, slot: usize, binary: &Path) {
         Command::new("xorriso")
             .args(["-osirrox", "on", "-indev"])
             .arg(&part)
-            .args(["-extract", "/VAULT."])
+            .args(["-extract", "/VAULT"])
             .arg(&got)
             .output()
             .unwrap(),
@@ -183,7 +183,7 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64-linux");
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
     let b = bundle(d);
     let bin = static_vault();
     let before = fs::read(&iso).unwrap();
@@ -201,7 +201,7 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
     ]));
     // The SHA-256 a careful user checks on the live system, and the command to run there.
     assert!(o.contains(&format!("sha256 {}", sha256(&bin))), "{o}");
-    assert!(o.contains("mount -r LABEL=VAULT-BIN /run/vault"), "{o}");
+    assert!(o.contains("mount -r LABEL=VAULT-BIN /run/vault-bin"), "{o}");
     assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
     let after = fs::read(&out).unwrap();
     // Within the original image only the entries of slots 3 and 4 changed.
@@ -255,7 +255,7 @@ fn the_running_static_vault_carries_itself_and_replace_moves_it() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64-linux");
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
     let b = bundle(d);
     let bin = static_vault();
     let out = d.join("stick.img");
@@ -339,7 +339,7 @@ fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64-linux");
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
     let b = bundle(d);
     let before = fs::read(&iso).unwrap();
     let out = d.join("out.img");
@@ -402,7 +402,7 @@ fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
 
     let bin = static_vault();
     // An aarch64 installer and the x86_64 static build.
-    let arm = make_iso(d, "nixos-minimal-25.11-aarch64-linux");
+    let arm = make_iso(d, "nixos-minimal-25.11-aarch64");
     let arm_before = fs::read(&arm).unwrap();
     refused(
         vault(&[
@@ -463,7 +463,7 @@ fn device_and_iso_file_modes_carry_the_binary() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64-linux");
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
     let b = bundle(d);
     let bin = static_vault();
     let iso_bytes = fs::read(&iso).unwrap();

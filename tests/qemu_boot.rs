@@ -746,7 +746,7 @@ fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
     g.wait_for("Unlocked ", 1);
     g.type_line("echo vault-rc-$?");
     g.wait_for("vault-rc-0", 1);
-    g.type_line("/run/vault/vault detach --discover; echo discovered-$((1+1))");
+    g.type_line("/run/vault-bin/vault detach --discover; echo discovered-$((1+1))");
     g.wait_for("discovered-2", 1);
     g.type_line("exit");
     let started = g.started;

@@ -28,7 +28,7 @@ pub const LABEL: &str = "VAULT-BIN";
 /// Where `--iso-file` mode puts the binary in the ISO tree.
 pub const ISO_BINARY_PATH: &str = "/vault/vault";
 /// The command the guide shows, run on the official live system.
-pub const RUN_COMMAND: &str = "sudo mkdir -p /run/vault && sudo mount -r LABEL=VAULT-BIN /run/vault && sudo /run/vault/vault unlock";
+pub const RUN_COMMAND: &str = "sudo mkdir -p /run/vault-bin && sudo mount -r LABEL=VAULT-BIN /run/vault-bin && sudo /run/vault-bin/vault unlock";
 /// Larger files are refused: vault's static build is a few MiB.
 const MAX_BINARY: u64 = 256 << 20;
 const ISO_SECTOR: usize = 2048;

@@ -757,10 +757,12 @@ fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
         started.elapsed().as_secs_f64()
     );
     // The carried vault found the bundle on its own stick first.
+    // The console echoes a line typed early twice (the tty, then the shell): the listing is
+    // the first /dev line after the last echo.
     let listed = t
-        .split("detach --discover; echo")
-        .nth(1)
-        .and_then(|r| r.lines().nth(1))
+        .rsplit("detach --discover; echo discovered-$((1+1))")
+        .next()
+        .and_then(|r| r.lines().find(|l| l.starts_with("/dev/")))
         .unwrap_or("");
     assert!(
         listed.starts_with(&format!("/dev/{disk}3 (on the installer disk {disk})")),

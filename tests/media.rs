@@ -605,7 +605,12 @@ mod hostile {
                 for (i, (sys, start, len, small)) in entries.into_iter().enumerate() {
                     let e = 446 + 16 * i;
                     img[e] = 0;
-                    img[e + 4] = if i == 0 { 0xDA } else { sys };
+                    // Slot 2 is often a carried-binary partition (0x96), read by inspect.
+                    img[e + 4] = match (i, sys) {
+                        (0, _) => 0xDA,
+                        (1, 0..=127) => 0x96,
+                        _ => sys,
+                    };
                     let (start, len) = if small {
                         (start % 120, len % 120)
                     } else {

@@ -268,6 +268,15 @@ fn read_binary(f: &mut File, path: &Path, offset: u64, len: u64) -> Result<Vec<u
             why: "the carried binary is implausibly large".into(),
         });
     }
+    // Within the file before anything is allocated for it.
+    let total = super::byte_len(f, path)?;
+    if offset.checked_add(len).is_none_or(|end| end > total) {
+        return Err(Error::Damaged {
+            path: path.into(),
+            offset,
+            why: "the carried binary extends past the end".into(),
+        });
+    }
     let bytes = read_at_most(f, path, offset, len as usize)?;
     if bytes.len() as u64 != len {
         return Err(Error::Damaged {

@@ -241,9 +241,23 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
     common::ok(vault(&["detach", "--image", s(&out), "-o", s(&plain)]));
     assert_eq!(fs::read(&plain).unwrap(), before);
 
-    // A bundle inspected on its own carries nothing.
+    // A bundle inspected on its own carries nothing; an image attached without a binary says
+    // so.
     let i = common::ok(vault(&["inspect", s(&b)]));
     assert!(!i.contains("vault binary"), "{i}");
+    let bare = d.join("bare.img");
+    common::ok(vault(&[
+        "attach",
+        "--no-binary",
+        "--image",
+        s(&iso),
+        "--bundle",
+        s(&b),
+        "-o",
+        s(&bare),
+    ]));
+    let i = common::ok(vault(&["inspect", s(&bare)]));
+    assert!(i.contains("vault binary: none"), "{i}");
 }
 
 /// Without --vault-binary, a static vault carries itself; --replace keeps carrying it after

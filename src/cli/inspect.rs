@@ -28,9 +28,10 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     let info = opened.locked.info().clone();
     let total_len = opened.len;
     // An image or stick may carry a vault binary beside the bundle.
-    let carried = vault::media::inspect_image(&a.bundle)
+    let medium = vault::media::inspect_image(&a.bundle)
         .ok()
-        .and_then(|i| i.binary);
+        .filter(|i| i.partition.is_some() || i.iso_file.is_some());
+    let carried = medium.as_ref().and_then(|i| i.binary.clone());
     let header = serde_json::json!({
         "bundle": opened.name,
         "size": total_len,
@@ -38,7 +39,11 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         "stanzas": info.stanza_count,
         "binary": carried.as_ref().map(super::attach::carried_json),
     });
-    let carried_line = carried.as_ref().map(super::attach::carried_line);
+    let carried_line = match (&medium, &carried) {
+        (_, Some(c)) => Some(super::attach::carried_line(c)),
+        (Some(_), None) => Some("vault binary: none (attached with --no-binary)".to_owned()),
+        (None, None) => None,
+    };
     if a.passphrase.passphrase_file.is_none() && !a.prompt {
         if a.json {
             println!("{header}");

@@ -228,6 +228,8 @@ enum Firmware {
 enum Attach {
     Virtio,
     Usb,
+    /// An IDE CD-ROM (BIOS only): no partitions, only the ISO9660 tree.
+    Cd,
 }
 
 fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach) -> Vec<String> {
@@ -267,6 +269,15 @@ fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach)
         Attach::Virtio => a.extend([
             "-drive".into(),
             format!("file={},format=raw,if=virtio,readonly=on", stick.display()),
+        ]),
+        Attach::Cd => a.extend([
+            "-drive".into(),
+            format!(
+                "file={},format=raw,media=cdrom,readonly=on",
+                stick.display()
+            ),
+            "-boot".into(),
+            "d".into(),
         ]),
         Attach::Usb => a.extend([
             "-device".into(),
@@ -727,6 +738,24 @@ fn make_official_iso(dir: &Path) -> PathBuf {
 /// Boots a stick made from the official-style ISO, types the command the guide shows, a wrong
 /// then the right passphrase, then asks the carried vault what discovery finds.
 fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
+    boot_official_with(
+        args,
+        label,
+        vault::media::carry::RUN_COMMAND,
+        "/run/vault-bin/vault",
+        &format!("/dev/{disk}3 (on the installer disk {disk})"),
+    )
+}
+
+/// As [`boot_official`], with the command typed (`--host` is added), the carried binary's path
+/// for discovery, and what discovery must list first.
+fn boot_official_with(
+    args: Vec<String>,
+    label: &str,
+    command: &str,
+    binary: &str,
+    first: &str,
+) -> String {
     let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let mut g = Guest::boot(&args);
     g.wait_for("vault-e2e: shell ready", 1);
@@ -734,10 +763,7 @@ fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
     // from matching).
     g.type_line("command -v vault || echo no-vault-$((40+2))");
     g.wait_for("no-vault-42", 1);
-    g.type_line(&format!(
-        "{} --host {HOST}",
-        vault::media::carry::RUN_COMMAND
-    ));
+    g.type_line(&format!("{command} --host {HOST}"));
     let t_prompt = g.wait_for("Passphrase for ", 1);
     g.type_line("not the passphrase");
     g.wait_for("wrong passphrase, try again (attempt 2 of 3)", 1);
@@ -746,7 +772,9 @@ fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
     g.wait_for("Unlocked ", 1);
     g.type_line("echo vault-rc-$?");
     g.wait_for("vault-rc-0", 1);
-    g.type_line("/run/vault-bin/vault detach --discover; echo discovered-$((1+1))");
+    g.type_line(&format!(
+        "{binary} detach --discover; echo discovered-$((1+1))"
+    ));
     g.wait_for("discovered-2", 1);
     g.type_line("exit");
     let started = g.started;
@@ -758,14 +786,17 @@ fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
     );
     // The carried vault found the bundle on its own stick first.
     // The console echoes a line typed early twice (the tty, then the shell): the listing is
-    // the first /dev line after the last echo.
+    // the first path line after the last echo (the shell's echo starts with its prompt "/ #").
     let listed = t
         .rsplit("detach --discover; echo discovered-$((1+1))")
         .next()
-        .and_then(|r| r.lines().find(|l| l.starts_with("/dev/")))
+        .and_then(|r| {
+            r.lines()
+                .find(|l| l.starts_with('/') && !l.starts_with("/ #"))
+        })
         .unwrap_or("");
     assert!(
-        listed.starts_with(&format!("/dev/{disk}3 (on the installer disk {disk})")),
+        listed.starts_with(first),
         "{label}: discovery listed {listed:?}; console:\n{t}"
     );
     t
@@ -854,4 +885,38 @@ fn official_iso_written_stick_attach_device_bios() {
         "sda",
     );
     check_target(&target, "official-device-bios-usb");
+}
+
+/// `vault attach --iso-file` on the official-style ISO, booted as a CD-ROM (no partitions): the
+/// binary at /iso/vault/vault runs from the ISO tree (Rock Ridge mode 0755) and finds
+/// /iso/vault/bundle.
+#[test]
+fn official_iso_file_mode_as_cd_bios() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_official_iso(dir);
+    let cd = dir.join("cd.iso");
+    let out = run(Command::new(common::vault_bin())
+        .args(["attach", "--iso-file", "--vault-binary"])
+        .arg(static_vault())
+        .arg("--image")
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&cd));
+    let command = "sudo /iso/vault/vault unlock";
+    assert!(out.contains(command), "{out}");
+    let target = make_target(dir, "target.img");
+    boot_official_with(
+        qemu_args(dir, &cd, &target, Firmware::Bios, Attach::Cd),
+        "official-cd-bios",
+        command,
+        "/iso/vault/vault",
+        "/iso/vault/bundle",
+    );
+    check_target(&target, "official-cd-bios");
 }

@@ -435,6 +435,32 @@ fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
     assert_eq!(fs::read(&arm).unwrap(), arm_before);
     assert!(!out.exists());
 
+    // No slot: an image whose slots 2 and 4 are taken has room for the bundle (slot 3) only.
+    let full = d.join("full.iso");
+    let mut img = before.clone();
+    for e in [446 + 16, 446 + 48] {
+        img[e + 4] = 0x0c;
+        img[e + 8..e + 12].copy_from_slice(&1u32.to_le_bytes());
+        img[e + 12..e + 16].copy_from_slice(&1u32.to_le_bytes());
+    }
+    fs::write(&full, &img).unwrap();
+    refused(
+        vault(&[
+            "attach",
+            "--vault-binary",
+            s(&bin),
+            "--image",
+            s(&full),
+            "--bundle",
+            s(&b),
+            "-o",
+            s(&out),
+        ]),
+        &["no free MBR slot", "--no-binary"],
+    );
+    assert_eq!(fs::read(&full).unwrap(), img);
+    assert!(!out.exists());
+
     // No room: a stick with room for the bundle but not for the binary after it.
     let start = (before.len() as u64).div_ceil(1 << 20) << 20;
     let stick = d.join("stick.img");

@@ -54,6 +54,7 @@ fn attached_and_detached_images_are_0600() {
     let s = |n: &str| d(n).to_str().unwrap().to_owned();
     ok(vault(&[
         "attach",
+        "--no-binary",
         "--image",
         &s("in.img"),
         "--bundle",

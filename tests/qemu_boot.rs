@@ -228,6 +228,8 @@ enum Firmware {
 enum Attach {
     Virtio,
     Usb,
+    /// An IDE CD-ROM (BIOS only): no partitions, only the ISO9660 tree.
+    Cd,
 }
 
 fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach) -> Vec<String> {
@@ -267,6 +269,15 @@ fn qemu_args(dir: &Path, stick: &Path, target: &Path, fw: Firmware, how: Attach)
         Attach::Virtio => a.extend([
             "-drive".into(),
             format!("file={},format=raw,if=virtio,readonly=on", stick.display()),
+        ]),
+        Attach::Cd => a.extend([
+            "-drive".into(),
+            format!(
+                "file={},format=raw,media=cdrom,readonly=on",
+                stick.display()
+            ),
+            "-boot".into(),
+            "d".into(),
         ]),
         Attach::Usb => a.extend([
             "-device".into(),
@@ -502,7 +513,7 @@ fn bios_partition_mode_virtio_and_usb() {
     );
     let stick = dir.join("stick.img");
     run(Command::new(common::vault_bin())
-        .args(["attach", "--image"])
+        .args(["attach", "--no-binary", "--image"])
         .arg(&iso)
         .arg("--bundle")
         .arg(&fx.bundle)
@@ -545,7 +556,7 @@ fn bios_iso_file_mode() {
     );
     let stick = dir.join("stick.iso");
     run(Command::new(common::vault_bin())
-        .args(["attach", "--iso-file", "--image"])
+        .args(["attach", "--no-binary", "--iso-file", "--image"])
         .arg(&iso)
         .arg("--bundle")
         .arg(&fx.bundle)
@@ -585,7 +596,7 @@ fn uefi_partition_mode() {
     );
     let stick = dir.join("stick.img");
     run(Command::new(common::vault_bin())
-        .args(["attach", "--image"])
+        .args(["attach", "--no-binary", "--image"])
         .arg(&iso)
         .arg("--bundle")
         .arg(&fx.bundle)
@@ -648,7 +659,7 @@ fn bios_device_mode_in_the_guest() {
     f.set_len(iso_len + (4 << 20)).unwrap();
     drop(f);
 
-    let attach = "attach --device /dev/vdc --bundle /bundle.vault --yes";
+    let attach = "attach --no-binary --device /dev/vdc --bundle /bundle.vault --yes";
     let mut c = Command::new(repo().join("scripts/mkiso-test"));
     c.arg("--vault")
         .arg(static_vault())
@@ -711,4 +722,201 @@ fn bios_device_mode_in_the_guest() {
     let mut got = Vec::new();
     std::io::Read::read_to_end(&mut src.reader(), &mut got).unwrap();
     assert_eq!(got, std::fs::read(&fx.bundle).unwrap());
+}
+
+/// An installer like the official NixOS ISO: built with the same xorriso flags but with no
+/// vault in its initramfs (`mkiso-test --no-vault`), so the guest gives a root shell.
+fn make_official_iso(dir: &Path) -> PathBuf {
+    let out = dir.join("official");
+    run(Command::new(repo().join("scripts/mkiso-test"))
+        .arg("--no-vault")
+        .arg("--out")
+        .arg(&out));
+    out.join("installer.iso")
+}
+
+/// Boots a stick made from the official-style ISO, types the command the guide shows, a wrong
+/// then the right passphrase, then asks the carried vault what discovery finds.
+fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
+    boot_official_with(
+        args,
+        label,
+        vault::media::carry::RUN_COMMAND,
+        "/run/vault-bin/vault",
+        &format!("/dev/{disk}3 (on the installer disk {disk})"),
+    )
+}
+
+/// As [`boot_official`], with the command typed (`--host` is added), the carried binary's path
+/// for discovery, and what discovery must list first.
+fn boot_official_with(
+    args: Vec<String>,
+    label: &str,
+    command: &str,
+    binary: &str,
+    first: &str,
+) -> String {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guest::boot(&args);
+    g.wait_for("vault-e2e: shell ready", 1);
+    // Proof that the installer has no vault of its own (the arithmetic keeps the typed echo
+    // from matching).
+    g.type_line("command -v vault || echo no-vault-$((40+2))");
+    g.wait_for("no-vault-42", 1);
+    g.type_line(&format!("{command} --host {HOST}"));
+    let t_prompt = g.wait_for("Passphrase for ", 1);
+    g.type_line("not the passphrase");
+    g.wait_for("wrong passphrase, try again (attempt 2 of 3)", 1);
+    g.wait_for("Passphrase for ", 2);
+    g.type_line(PASSPHRASE);
+    g.wait_for("Unlocked ", 1);
+    g.type_line("echo vault-rc-$?");
+    g.wait_for("vault-rc-0", 1);
+    g.type_line(&format!(
+        "{binary} detach --discover; echo discovered-$((1+1))"
+    ));
+    g.wait_for("discovered-2", 1);
+    g.type_line("exit");
+    let started = g.started;
+    let t = g.wait_exit();
+    eprintln!(
+        "{label}: prompt after {:.1} s, powered off after {:.1} s",
+        t_prompt.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    // The carried vault found the bundle on its own stick first.
+    // The console echoes a line typed early twice (the tty, then the shell): the listing is
+    // the first path line after the last echo (the shell's echo starts with its prompt "/ #").
+    let listed = t
+        .rsplit("detach --discover; echo discovered-$((1+1))")
+        .next()
+        .and_then(|r| {
+            r.lines()
+                .find(|l| l.starts_with('/') && !l.starts_with("/ #"))
+        })
+        .unwrap_or("");
+    assert!(
+        listed.starts_with(first),
+        "{label}: discovery listed {listed:?}; console:\n{t}"
+    );
+    t
+}
+
+fn have_ovmf() -> bool {
+    if Path::new("/usr/share/OVMF/OVMF_CODE_4M.fd").exists()
+        && common::require_tool("grub-mkstandalone").is_some()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "ovmf or grub-efi-amd64-bin is not installed"
+    );
+    eprintln!("SKIP: no OVMF firmware or grub-mkstandalone");
+    false
+}
+
+/// The official-ISO route: `vault attach --image` on an installer without vault carries the
+/// static vault; booted as a USB stick under SeaBIOS and under OVMF, the guide's command
+/// unlocks offline and places the files.
+#[test]
+fn official_iso_usb_bios_and_uefi() {
+    if !tools() || !have_ovmf() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_official_iso(dir);
+    let stick = dir.join("stick.img");
+    let out = run(Command::new(common::vault_bin())
+        .args(["attach", "--vault-binary"])
+        .arg(static_vault())
+        .arg("--image")
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&stick));
+    assert!(out.contains(vault::media::carry::RUN_COMMAND), "{out}");
+    for (fw, label) in [
+        (Firmware::Bios, "official-bios-usb"),
+        (Firmware::Uefi, "official-uefi-usb"),
+    ] {
+        let target = make_target(dir, &format!("{label}.img"));
+        boot_official(
+            qemu_args(dir, &stick, &target, fw, Attach::Usb),
+            label,
+            "sda",
+        );
+        check_target(&target, label);
+    }
+}
+
+/// `vault attach --device` onto a stick that already holds the official-style ISO (a file
+/// standing in for the stick), then the same boot under SeaBIOS.
+#[test]
+fn official_iso_written_stick_attach_device_bios() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_official_iso(dir);
+    let stick = dir.join("stick.img");
+    std::fs::copy(&iso, &stick).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stick)
+        .unwrap();
+    f.set_len(std::fs::metadata(&iso).unwrap().len() + (64 << 20))
+        .unwrap();
+    drop(f);
+    run(Command::new(common::vault_bin())
+        .args(["attach", "--test-file-as-device", "--yes", "--vault-binary"])
+        .arg(static_vault())
+        .arg("--device")
+        .arg(&stick)
+        .arg("--bundle")
+        .arg(&fx.bundle));
+    let target = make_target(dir, "target.img");
+    boot_official(
+        qemu_args(dir, &stick, &target, Firmware::Bios, Attach::Usb),
+        "official-device-bios-usb",
+        "sda",
+    );
+    check_target(&target, "official-device-bios-usb");
+}
+
+/// `vault attach --iso-file` on the official-style ISO, booted as a CD-ROM (no partitions): the
+/// binary at /iso/vault/vault runs from the ISO tree (Rock Ridge mode 0755) and finds
+/// /iso/vault/bundle.
+#[test]
+fn official_iso_file_mode_as_cd_bios() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_official_iso(dir);
+    let cd = dir.join("cd.iso");
+    let out = run(Command::new(common::vault_bin())
+        .args(["attach", "--iso-file", "--vault-binary"])
+        .arg(static_vault())
+        .arg("--image")
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&cd));
+    let command = "sudo /iso/vault/vault unlock";
+    assert!(out.contains(command), "{out}");
+    let target = make_target(dir, "target.img");
+    boot_official_with(
+        qemu_args(dir, &cd, &target, Firmware::Bios, Attach::Cd),
+        "official-cd-bios",
+        command,
+        "/iso/vault/vault",
+        "/iso/vault/bundle",
+    );
+    check_target(&target, "official-cd-bios");
 }

@@ -31,6 +31,14 @@ pub struct AttachArgs {
     /// rewrites the image with xorriso) instead of in an appended partition.
     #[arg(long, requires = "image")]
     pub iso_file: bool,
+    /// The statically linked vault to carry on the stick (default: this vault, if it is static
+    /// and of the installer's architecture).
+    #[arg(long, value_name = "PATH", conflicts_with = "no_binary")]
+    pub vault_binary: Option<PathBuf>,
+    /// Carry no vault binary (the installer has vault already, e.g. built with the installer
+    /// module).
+    #[arg(long)]
+    pub no_binary: bool,
     /// Overwrite an existing output file (never the input).
     #[arg(long)]
     pub force: bool,
@@ -67,21 +75,65 @@ pub struct DetachArgs {
     pub json: bool,
 }
 
+/// The binary to carry: `--vault-binary`, else this vault; none with `--no-binary`.
+fn binary(a: &AttachArgs) -> vault::Result<Option<media::Binary>> {
+    if a.no_binary {
+        return Ok(None);
+    }
+    Ok(Some(match &a.vault_binary {
+        Some(p) => media::Binary::load(p, true)?,
+        None => media::Binary::running()?,
+    }))
+}
+
+fn binary_json(b: Option<&media::Binary>, place: Option<(usize, u64, u64)>) -> serde_json::Value {
+    match b {
+        Some(b) => serde_json::json!({
+            "path": b.path, "version": b.version, "arch": b.arch.name(), "sha256": b.sha256,
+            "length": b.bytes.len(),
+            "slot": place.map(|p| p.0), "offset": place.map(|p| p.1),
+            "partition_length": place.map(|p| p.2),
+        }),
+        None => serde_json::Value::Null,
+    }
+}
+
+/// What the user checks on the live system, and how they run it.
+fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
+    let Some(b) = b else { return };
+    println!(
+        "carried vault {} ({}): sha256 {}",
+        b.version.as_deref().unwrap_or("?"),
+        b.arch.name(),
+        b.sha256
+    );
+    if iso_file {
+        println!(
+            "on the installer: sudo {} unlock",
+            vault::media::carry::ISO_BINARY_PATH.replacen("/vault", "/iso/vault", 1)
+        );
+    } else {
+        println!("on the installer: {}", vault::media::carry::RUN_COMMAND);
+    }
+}
+
 pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let bin = binary(&a)?;
     if let Some(dev) = &a.device {
-        return run_device(&a, dev.clone(), quiet);
+        return run_device(&a, dev.clone(), quiet, bin.as_ref());
     }
     let (Some(image), Some(output)) = (&a.image, &a.output) else {
         unreachable!("clap requires --image with -o, or --device");
     };
     if a.iso_file {
-        media::attach_iso_file(image, &a.bundle, output, a.force)?;
+        media::attach_iso_file(image, &a.bundle, output, a.force, bin.as_ref())?;
         let info = media::inspect_image(output)?;
         let (offset, len) = info.iso_file.unwrap_or((0, 0));
         if a.json {
             print_json(&serde_json::json!({
                 "output": output, "mode": "iso-file", "path": media::ISO_BUNDLE_PATH,
                 "offset": offset, "length": len, "image_length": info.len,
+                "binary": binary_json(bin.as_ref(), None),
             }));
         } else if !quiet {
             println!(
@@ -91,15 +143,16 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 media::ISO_BUNDLE_PATH,
                 human_bytes(info.len)
             );
+            print_binary(bin.as_ref(), true);
         }
         return Ok(ExitCode::Ok);
     }
-    let r = media::attach_image(image, &a.bundle, output, a.replace, a.force)?;
+    let r = media::attach_image(image, &a.bundle, output, a.replace, a.force, bin.as_ref())?;
     if a.json {
         print_json(&serde_json::json!({
             "output": r.output, "mode": "partition", "slot": r.slot, "offset": r.start,
             "length": r.len, "sectors": r.sectors, "image_length": r.image_len,
-            "replaced": r.replaced,
+            "replaced": r.replaced, "binary": binary_json(bin.as_ref(), r.binary),
         }));
     } else if !quiet {
         println!(
@@ -110,6 +163,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
             r.start,
             human_bytes(r.image_len)
         );
+        print_binary(bin.as_ref(), false);
         println!(
             "write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync",
             output.display()
@@ -118,7 +172,12 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-fn run_device(a: &AttachArgs, dev: PathBuf, quiet: bool) -> vault::Result<ExitCode> {
+fn run_device(
+    a: &AttachArgs,
+    dev: PathBuf,
+    quiet: bool,
+    bin: Option<&media::Binary>,
+) -> vault::Result<ExitCode> {
     let about = if a.test_file_as_device {
         format!("{} (a file standing in for a device)", dev.display())
     } else {
@@ -136,7 +195,7 @@ fn run_device(a: &AttachArgs, dev: PathBuf, quiet: bool) -> vault::Result<ExitCo
             }
         )
     };
-    let plan = media::plan_in_place(&dev, &a.bundle, a.replace)?;
+    let plan = media::plan_in_place(&dev, &a.bundle, a.replace, bin)?;
     if !a.yes {
         eprintln!("About to change {about}:");
         eprintln!("  {}", plan.describe());
@@ -160,7 +219,7 @@ fn run_device(a: &AttachArgs, dev: PathBuf, quiet: bool) -> vault::Result<ExitCo
         print_json(&serde_json::json!({
             "device": dev, "mode": "partition", "slot": plan.slot, "offset": plan.extent.start,
             "length": plan.extent.len, "sectors": plan.extent.sectors(), "replaced": plan.replace,
-            "warning": warning,
+            "warning": warning, "binary": binary_json(bin, plan.binary),
         }));
     } else if !quiet {
         println!(
@@ -170,6 +229,7 @@ fn run_device(a: &AttachArgs, dev: PathBuf, quiet: bool) -> vault::Result<ExitCo
             plan.slot,
             plan.extent.start
         );
+        print_binary(bin, false);
     }
     Ok(ExitCode::Ok)
 }
@@ -197,6 +257,7 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
             "iso_file": info.iso_file.map(|(offset, len)| serde_json::json!({
                 "path": media::ISO_BUNDLE_PATH, "offset": offset, "length": len,
             })),
+            "binary": info.binary.as_ref().map(carried_json),
         }));
         return Ok(ExitCode::Ok);
     }
@@ -245,7 +306,35 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
             }
         }
     }
+    if let Some(c) = &info.binary {
+        println!("  {}", carried_line(c));
+    }
     Ok(ExitCode::Ok)
+}
+
+/// The carried binary as JSON (`detach --image`, `inspect`).
+pub fn carried_json(c: &media::Carried) -> serde_json::Value {
+    serde_json::json!({
+        "location": c.location, "offset": c.offset, "length": c.len, "version": c.version,
+        "arch": c.arch, "sha256": c.sha256, "matches_record": c.matches_record,
+    })
+}
+
+/// One line about the carried binary.
+pub fn carried_line(c: &media::Carried) -> String {
+    format!(
+        "vault binary: {} {} ({}, {}), {}, sha256 {}{}",
+        c.version.as_deref().unwrap_or("unknown version"),
+        c.arch.unwrap_or("not a static x86_64/aarch64 executable"),
+        human_bytes(c.len),
+        c.location,
+        format_args!("bytes {}..{}", c.offset, c.offset + c.len),
+        c.sha256,
+        match c.matches_record {
+            Some(false) => " (DIFFERS from the SHA-256 recorded when it was attached)",
+            _ => "",
+        }
+    )
 }
 
 /// `vault detach --discover`: what discovery finds on this system.

@@ -28,12 +28,23 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     let opened = open_bundle(Some(&a.bundle))?;
     let info = opened.locked.info().clone();
     let total_len = opened.len;
+    // An image or stick may carry a vault binary beside the bundle.
+    let medium = vault::media::inspect_image(&a.bundle)
+        .ok()
+        .filter(|i| i.partition.is_some() || i.iso_file.is_some());
+    let carried = medium.as_ref().and_then(|i| i.binary.clone());
     let header = serde_json::json!({
         "bundle": opened.name,
         "size": total_len,
         "kdf": { "algorithm": "argon2id", "memory_kib": info.kdf.m_kib, "iterations": info.kdf.t, "parallelism": info.kdf.p },
         "stanzas": info.stanza_count,
+        "binary": carried.as_ref().map(super::attach::carried_json),
     });
+    let carried_line = match (&medium, &carried) {
+        (_, Some(c)) => Some(super::attach::carried_line(c)),
+        (Some(_), None) => Some("vault binary: none (attached with --no-binary)".to_owned()),
+        (None, None) => None,
+    };
     if a.passphrase.passphrase_file.is_none() && !a.prompt {
         if a.json {
             println!("{header}");
@@ -48,6 +59,9 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
                 info.kdf.t,
                 info.kdf.p
             );
+            if let Some(l) = &carried_line {
+                println!("  {l}");
+            }
             println!("  (give --passphrase-file FILE or -p to list hosts and entries)");
         }
         return Ok(ExitCode::Ok);
@@ -84,6 +98,9 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         }
     );
     println!("  written by {}", escape(&m.created_by));
+    if let Some(l) = &carried_line {
+        println!("  {l}");
+    }
     println!();
     println!(
         "{:<10} {:<5} {:<5} {:>5} {:>11} {:>10}  {:<16} target",

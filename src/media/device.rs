@@ -10,7 +10,8 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
-use super::image::{check_bundle, data_end, place};
+use super::carry::{self, Binary};
+use super::image::{check_bundle, data_end, place, place_binary, table_with, write_binary};
 use super::mbr::{self, Extent, Table};
 use super::{byte_len, Error, Result};
 
@@ -25,14 +26,26 @@ pub struct InPlacePlan {
     pub data_end: u64,
     pub capacity: u64,
     pub replace: bool,
+    /// The carried binary's partition: slot, byte offset, length.
+    pub binary: Option<(usize, u64, u64)>,
+    /// SHA-256 of the carried binary.
+    pub binary_sha256: Option<String>,
     table_sector: [u8; 512],
+    volume: Option<Vec<u8>>,
 }
 
 impl InPlacePlan {
     /// A one-line description of the change, for the confirmation prompt.
     pub fn describe(&self) -> String {
+        let bin = match self.binary {
+            Some((slot, start, len)) => format!(
+                ", the vault binary bytes {start}..{} and MBR slot {slot} (type 0x96)",
+                start + len
+            ),
+            None => String::new(),
+        };
         format!(
-            "{} bundle bytes {}..{} and MBR slot {} (type 0xDA){}; the data before byte {} stays as it is",
+            "{} bundle bytes {}..{} and MBR slot {} (type 0xDA){}{bin}; the data before byte {} stays as it is",
             if self.replace { "replace the" } else { "write" },
             self.extent.start,
             self.extent.end(),
@@ -45,7 +58,12 @@ impl InPlacePlan {
 
 /// Reads `target` (a block device or a file standing in for one) and decides where the bundle
 /// goes: after its data, or in its existing bundle partition with `replace`.
-pub fn plan_in_place(target: &Path, bundle: &Path, replace: bool) -> Result<InPlacePlan> {
+pub fn plan_in_place(
+    target: &Path,
+    bundle: &Path,
+    replace: bool,
+    binary: Option<&Binary>,
+) -> Result<InPlacePlan> {
     let (_, len) = check_bundle(bundle)?;
     let mut f = File::open(target).map_err(|e| Error::io("cannot open", target, e))?;
     let capacity = byte_len(&mut f, target)?;
@@ -60,6 +78,9 @@ pub fn plan_in_place(target: &Path, bundle: &Path, replace: bool) -> Result<InPl
             path: target.into(),
             slot,
         });
+    }
+    if let Some(b) = binary {
+        b.check_arch(target, carry::iso_arch(&mut f, target)?)?;
     }
     let end = data_end(&mut f, target, &table)?;
     if end == 0 {
@@ -77,16 +98,24 @@ pub fn plan_in_place(target: &Path, bundle: &Path, replace: bool) -> Result<InPl
             end: extent.end() / super::SECTOR,
         });
     }
-    if extent.end() > capacity {
+    let volume = binary.map(Binary::volume);
+    let bin_place = match &volume {
+        Some(v) => {
+            let (bslot, bstart) = place_binary(&table, target, slot, &extent, v.len() as u64)?;
+            Some((bslot, bstart, v.len() as u64))
+        }
+        None => None,
+    };
+    let last = bin_place.map_or(extent.end(), |(_, s, l)| s + l);
+    if last > capacity {
         return Err(Error::TooSmall {
             path: target.into(),
             start: extent.start,
-            end: extent.end(),
+            end: last,
             capacity,
         });
     }
-    let table_sector =
-        table.with_entry(slot, Some((extent.start_lba(), extent.sectors())), target)?;
+    let table_sector = table_with(&table, target, slot, &extent, bin_place)?;
     Ok(InPlacePlan {
         target: target.into(),
         bundle: bundle.into(),
@@ -95,7 +124,10 @@ pub fn plan_in_place(target: &Path, bundle: &Path, replace: bool) -> Result<InPl
         data_end: end,
         capacity,
         replace,
+        binary: bin_place,
+        binary_sha256: binary.map(|b| b.sha256.clone()),
         table_sector,
+        volume,
     })
 }
 
@@ -135,6 +167,9 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
     }
     let mut bf = File::open(&plan.bundle).map_err(|e| Error::io("cannot open", &plan.bundle, e))?;
     mbr::write_partition(&mut f, path, &mut bf, &plan.bundle, &plan.extent)?;
+    if let (Some(v), Some((_, start, _))) = (&plan.volume, plan.binary) {
+        write_binary(&mut f, path, start, v)?;
+    }
     f.sync_all()
         .map_err(|e| Error::io("cannot sync", path, e))?;
     mbr::write_table(&mut f, path, &plan.table_sector)?;

@@ -190,6 +190,14 @@ pub fn discover() -> Result<Vec<Candidate>> {
         .iter()
         .find(|m| m.mount_point == Path::new("/iso"))
         .and_then(|m| disk_of(&m.dev));
+    // A vault carried on the stick runs from it: its own stick comes first.
+    let exe_disk = rustix::fs::stat("/proc/self/exe").ok().and_then(|st| {
+        disk_of(&format!(
+            "{}:{}",
+            rustix::fs::major(st.st_dev),
+            rustix::fs::minor(st.st_dev)
+        ))
+    });
     let (names, skipped) = partitions();
     let push = |c: Candidate, found: &mut Vec<Candidate>| {
         if !found
@@ -199,7 +207,21 @@ pub fn discover() -> Result<Vec<Candidate>> {
             found.push(c);
         }
     };
-    if let Some(disk) = &iso_disk {
+    let mut own = Vec::new();
+    if let Some(d) = &exe_disk {
+        let what = if Some(d) == iso_disk.as_ref() {
+            "the installer disk"
+        } else {
+            "the stick vault runs from,"
+        };
+        own.push((d.clone(), what));
+    }
+    if let Some(d) = &iso_disk {
+        if Some(d) != exe_disk.as_ref() {
+            own.push((d.clone(), "the installer disk"));
+        }
+    }
+    for (disk, what) in &own {
         let mine: Vec<&String> = names
             .iter()
             .filter(|n| {
@@ -211,7 +233,7 @@ pub fn discover() -> Result<Vec<Candidate>> {
         let before = found.len();
         for n in mine {
             if let Some(mut c) = check_device(n) {
-                c.description = format!("{} (on the installer disk {disk})", c.path.display());
+                c.description = format!("{} (on {what} {disk})", c.path.display());
                 push(c, &mut found);
             }
         }

@@ -8,8 +8,9 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use super::carry::{self, Binary, Carried, BIN_PART_TYPE};
 use super::mbr::{self, Extent, Table};
-use super::{byte_len, isofile, read_prefix, Error, Result};
+use super::{align_up, byte_len, isofile, read_prefix, Error, Result, ALIGN, SECTOR};
 
 /// What `attach` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub struct Attached {
     pub image_len: u64,
     /// Whether an existing bundle was replaced.
     pub replaced: bool,
+    /// The carried binary's partition: slot, byte offset, partition length.
+    pub binary: Option<(usize, u64, u64)>,
 }
 
 /// What an image carries.
@@ -42,6 +45,8 @@ pub struct ImageInfo {
     pub iso_file: Option<(u64, u64)>,
     /// Where the ISO9660 volume ends, if there is one.
     pub iso_end: Option<u64>,
+    /// The vault binary the medium carries, if any.
+    pub binary: Option<Carried>,
 }
 
 pub(crate) fn parent_dir(p: &Path) -> PathBuf {
@@ -206,19 +211,92 @@ pub(crate) fn place(
     Ok((slot, extent))
 }
 
-/// `vault attach --image INPUT --bundle BUNDLE -o OUTPUT [--replace]`.
+/// Where the carried binary's partition goes: right after the bundle partition (next 1 MiB
+/// boundary), in the slot of an earlier binary partition or a free one other than the bundle's.
+/// Returns (slot, byte offset); the partition is `volume_len` bytes.
+pub(crate) fn place_binary(
+    table: &Table,
+    path: &Path,
+    bundle_slot: usize,
+    bundle: &Extent,
+    volume_len: u64,
+) -> Result<(usize, u64)> {
+    let slot = match table.binary_slots().next() {
+        Some(s) => s.index,
+        None => table
+            .free_slot_except(&[bundle_slot])
+            .ok_or_else(|| Error::NoFreeSlot { path: path.into() })?,
+    };
+    let start =
+        align_up(bundle.end(), ALIGN).ok_or_else(|| Error::BeyondMbr { path: path.into() })?;
+    let end = start + volume_len;
+    if end / SECTOR > u64::from(u32::MAX) {
+        return Err(Error::BeyondMbr { path: path.into() });
+    }
+    for s in table.other_slots() {
+        if s.sectors > 0 && s.start() < end && start < s.end() {
+            return Err(Error::Overlap {
+                path: path.into(),
+                slot: s.index,
+                start: start / SECTOR,
+                end: end / SECTOR,
+            });
+        }
+    }
+    Ok((slot, start))
+}
+
+/// The MBR sector with the bundle entry set and the binary entry set (or, without a binary,
+/// an earlier binary entry cleared).
+pub(crate) fn table_with(
+    table: &Table,
+    path: &Path,
+    slot: usize,
+    extent: &Extent,
+    binary: Option<(usize, u64, u64)>,
+) -> Result<[u8; 512]> {
+    let sector = table.with_entry(slot, Some((extent.start_lba(), extent.sectors())), path)?;
+    let old_bin = table.binary_slots().next().map(|s| s.index);
+    let (index, entry) = match (binary, old_bin) {
+        (Some((bslot, start, len)), _) => {
+            (bslot, Some((start / SECTOR, len / SECTOR, BIN_PART_TYPE)))
+        }
+        (None, Some(old)) => (old, None),
+        (None, None) => return Ok(sector),
+    };
+    let mid = Table::parse(sector, path)?.ok_or_else(|| Error::NoTable {
+        path: path.into(),
+        why: "the updated table lost its signature".into(),
+    })?;
+    mid.with_typed_entry(index, entry, path)
+}
+
+/// Writes the binary partition's volume at `start` of `out`.
+pub(crate) fn write_binary(out: &mut File, path: &Path, start: u64, volume: &[u8]) -> Result<()> {
+    use std::io::Write;
+    out.seek(SeekFrom::Start(start))
+        .map_err(|e| Error::io("cannot seek in", path, e))?;
+    out.write_all(volume)
+        .map_err(|e| Error::io("cannot write the vault binary to", path, e))
+}
+
+/// `vault attach --image INPUT --bundle BUNDLE -o OUTPUT [--replace]`, carrying `binary`.
 pub fn attach_image(
     input: &Path,
     bundle: &Path,
     output: &Path,
     replace: bool,
     force: bool,
+    binary: Option<&Binary>,
 ) -> Result<Attached> {
     check_output(input, output, force)?;
     let (mut bf, len) = check_bundle(bundle)?;
     let mut inf = File::open(input).map_err(|e| Error::io("cannot open", input, e))?;
     let in_len = byte_len(&mut inf, input)?;
     let table = usable_table(&mut inf, input)?;
+    if let Some(b) = binary {
+        b.check_arch(input, carry::iso_arch(&mut inf, input)?)?;
+    }
     // Appending goes after everything in the file; replacing keeps everything before the old
     // bundle partition, which must not hold the image's own data.
     let (slot, extent) = place(&table, input, len, in_len, replace)?;
@@ -231,7 +309,15 @@ pub fn attach_image(
         });
     }
     let keep = if replace { extent.start } else { in_len };
-    let sector = table.with_entry(slot, Some((extent.start_lba(), extent.sectors())), input)?;
+    let volume = binary.map(Binary::volume);
+    let bin_place = match &volume {
+        Some(v) => {
+            let (bslot, bstart) = place_binary(&table, input, slot, &extent, v.len() as u64)?;
+            Some((bslot, bstart, v.len() as u64))
+        }
+        None => None,
+    };
+    let sector = table_with(&table, input, slot, &extent, bin_place)?;
 
     let (tmp, tmp_path, mut out) =
         copy_prefix_beside(&mut inf, input, keep, output, ".vault-attach-")?;
@@ -239,8 +325,11 @@ pub fn attach_image(
     out.set_len(extent.start)
         .map_err(|e| Error::io("cannot extend", &tmp_path, e))?;
     mbr::write_partition(&mut out, &tmp_path, &mut bf, bundle, &extent)?;
+    if let (Some(v), Some((_, bstart, _))) = (&volume, bin_place) {
+        write_binary(&mut out, &tmp_path, bstart, v)?;
+    }
     mbr::write_table(&mut out, &tmp_path, &sector)?;
-    let image_len = extent.end();
+    let image_len = bin_place.map_or(extent.end(), |(_, s, l)| s + l);
     out.set_len(image_len)
         .map_err(|e| Error::io("cannot truncate", &tmp_path, e))?;
     drop(out);
@@ -255,6 +344,7 @@ pub fn attach_image(
         sectors: extent.sectors(),
         image_len,
         replaced: replace,
+        binary: bin_place,
     })
 }
 
@@ -273,7 +363,15 @@ pub fn inspect_image(path: &Path) -> Result<ImageInfo> {
     }
     let iso_end = isofile::volume(&mut f, path)?.map(|v| v.size);
     let iso_file = isofile::find_bundle(&mut f, path)?.map(|i| (i.offset, i.len));
+    let binary = match table
+        .as_ref()
+        .and_then(|t| t.binary_slots().next().copied())
+    {
+        Some(s) => Some(carry::read_partition(&mut f, path, s.start(), s.index)?),
+        None => carry::read_iso_file(&mut f, path)?,
+    };
     Ok(ImageInfo {
+        binary,
         path: path.into(),
         len,
         slots,
@@ -294,12 +392,19 @@ pub fn detach_image(input: &Path, output: &Path, force: bool) -> Result<ImageInf
         .next()
         .ok_or_else(|| Error::NothingAttached { path: input.into() })?;
     let end = data_end(&mut inf, input, &table)?;
-    let keep = if end == 0 || end > slot.start() {
-        slot.start()
-    } else {
-        end
-    };
-    let sector = table.with_entry(slot.index, None, input)?;
+    let first = table
+        .binary_slots()
+        .map(mbr::Slot::start)
+        .fold(slot.start(), u64::min);
+    let keep = if end == 0 || end > first { first } else { end };
+    let mut sector = table.with_entry(slot.index, None, input)?;
+    if let Some(b) = table.binary_slots().next() {
+        let mid = Table::parse(sector, input)?.ok_or_else(|| Error::NoTable {
+            path: input.into(),
+            why: "the updated table lost its signature".into(),
+        })?;
+        sector = mid.with_typed_entry(b.index, None, input)?;
+    }
     let (tmp, tmp_path, mut out) =
         copy_prefix_beside(&mut inf, input, keep, output, ".vault-detach-")?;
     mbr::write_table(&mut out, &tmp_path, &sector)?;

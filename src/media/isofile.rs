@@ -55,30 +55,28 @@ pub struct IsoFile {
 
 /// Looks up `/vault/bundle` in the ISO at the start of `file`.
 pub fn find_bundle(file: &mut File, path: &Path) -> Result<Option<IsoFile>> {
+    find_path(file, path, &["VAULT"], "BUNDLE")
+}
+
+/// Looks up the file `name` under the directories `dirs` (from the root) in the ISO at the
+/// start of `file`.
+pub fn find_path(
+    file: &mut File,
+    path: &Path,
+    dirs: &[&str],
+    name: &str,
+) -> Result<Option<IsoFile>> {
     let Some(vol) = volume(file, path)? else {
         return Ok(None);
     };
-    let Some(dir) = lookup(
-        file,
-        path,
-        &vol,
-        vol.root_extent,
-        vol.root_len,
-        "VAULT",
-        true,
-    )?
-    else {
-        return Ok(None);
-    };
-    lookup(
-        file,
-        path,
-        &vol,
-        dir.offset / vol.block_size,
-        dir.len,
-        "BUNDLE",
-        false,
-    )
+    let (mut extent, mut len) = (vol.root_extent, vol.root_len);
+    for d in dirs {
+        let Some(dir) = lookup(file, path, &vol, extent, len, d, true)? else {
+            return Ok(None);
+        };
+        (extent, len) = (dir.offset / vol.block_size, dir.len);
+    }
+    lookup(file, path, &vol, extent, len, name, false)
 }
 
 fn lookup(
@@ -137,9 +135,19 @@ fn lookup(
 
 /// `vault attach --iso-file`: a new image with the bundle at `/vault/bundle` in the ISO tree,
 /// boot setup replayed by xorriso. The output is written under a temporary name and renamed.
-pub fn attach_iso_file(input: &Path, bundle: &Path, output: &Path, force: bool) -> Result<PathBuf> {
+pub fn attach_iso_file(
+    input: &Path,
+    bundle: &Path,
+    output: &Path,
+    force: bool,
+    binary: Option<&super::Binary>,
+) -> Result<PathBuf> {
     super::image::check_output(input, output, force)?;
     super::image::check_bundle(bundle)?;
+    if let Some(b) = binary {
+        let mut f = File::open(input).map_err(|e| Error::io("cannot open", input, e))?;
+        b.check_arch(input, super::carry::iso_arch(&mut f, input)?)?;
+    }
     let dir = super::image::parent_dir(output);
     // xorriso refuses to write to an existing non-empty file as -outdev: give it a fresh name.
     let tmp = tempfile::Builder::new()
@@ -147,14 +155,24 @@ pub fn attach_iso_file(input: &Path, bundle: &Path, output: &Path, force: bool) 
         .tempdir_in(&dir)
         .map_err(|e| Error::io("cannot create a temporary directory in", &dir, e))?;
     let tmp_out = tmp.path().join("image.iso");
-    let result = Command::new("xorriso")
-        .arg("-indev")
+    let mut cmd = Command::new("xorriso");
+    cmd.arg("-indev")
         .arg(input)
         .arg("-outdev")
         .arg(&tmp_out)
         .arg("-map")
         .arg(bundle)
-        .arg(super::ISO_BUNDLE_PATH)
+        .arg(super::ISO_BUNDLE_PATH);
+    if let Some(b) = binary {
+        // The checked bytes, not the path again: the file could change in between. Mode 0755
+        // goes into the Rock Ridge attributes, so the live system can run it from /iso.
+        let bin = tmp.path().join("vault");
+        std::fs::write(&bin, &b.bytes).map_err(|e| Error::io("cannot write", &bin, e))?;
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .map_err(|e| Error::io("cannot set the mode of", &bin, e))?;
+        cmd.arg("-map").arg(&bin).arg(super::carry::ISO_BINARY_PATH);
+    }
+    let result = cmd
         .args(["-boot_image", "any", "replay"])
         .output()
         .map_err(|e| Error::Tool {

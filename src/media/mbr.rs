@@ -10,6 +10,7 @@ use std::path::Path;
 
 use mbrman::{MBRHeader, MBRPartitionEntry, CHS};
 
+use super::carry::BIN_PART_TYPE;
 use super::{align_up, Error, Result, ALIGN, PART_TYPE, SECTOR};
 
 /// Byte offset of the first of the four 16-byte partition entries.
@@ -103,9 +104,16 @@ impl Table {
         self.used.iter().filter(|s| s.sys == PART_TYPE)
     }
 
-    /// Everything but bundle partitions.
+    /// Carried-binary partitions (type 0x96).
+    pub fn binary_slots(&self) -> impl Iterator<Item = &Slot> {
+        self.used.iter().filter(|s| s.sys == BIN_PART_TYPE)
+    }
+
+    /// Everything but vault's partitions (bundle and carried binary).
     pub fn other_slots(&self) -> impl Iterator<Item = &Slot> {
-        self.used.iter().filter(|s| s.sys != PART_TYPE)
+        self.used
+            .iter()
+            .filter(|s| s.sys != PART_TYPE && s.sys != BIN_PART_TYPE)
     }
 
     /// The end of the last non-bundle partition, in bytes.
@@ -114,9 +122,14 @@ impl Table {
     }
 
     pub fn free_slot(&self) -> Option<usize> {
+        self.free_slot_except(&[])
+    }
+
+    /// The first free slot that is not one of `taken`.
+    pub fn free_slot_except(&self, taken: &[usize]) -> Option<usize> {
         SLOT_ORDER
             .into_iter()
-            .find(|i| !self.used.iter().any(|s| s.index == *i))
+            .find(|i| !taken.contains(i) && !self.used.iter().any(|s| s.index == *i))
     }
 
     /// The 512 bytes with entry `index` set (or cleared with `None`). Checks that nothing
@@ -127,6 +140,16 @@ impl Table {
         entry: Option<(u64, u64)>,
         path: &Path,
     ) -> Result<[u8; 512]> {
+        self.with_typed_entry(index, entry.map(|(s, n)| (s, n, PART_TYPE)), path)
+    }
+
+    /// Like [`Table::with_entry`], with the partition type given: (start LBA, sectors, type).
+    pub fn with_typed_entry(
+        &self,
+        index: usize,
+        entry: Option<(u64, u64, u8)>,
+        path: &Path,
+    ) -> Result<[u8; 512]> {
         let mut header =
             MBRHeader::read_from(&mut Cursor::new(&self.raw[..])).map_err(|e| Error::NoTable {
                 path: path.into(),
@@ -134,12 +157,12 @@ impl Table {
             })?;
         let new = match entry {
             None => MBRPartitionEntry::empty(),
-            Some((start_lba, sectors)) => MBRPartitionEntry {
+            Some((start_lba, sectors, sys)) => MBRPartitionEntry {
                 boot: 0,
                 // Past what CHS can address: the conventional "use LBA" marker, as xorriso
                 // writes for the EFI partition.
                 first_chs: CHS::new(1023, 254, 63),
-                sys: PART_TYPE,
+                sys,
                 last_chs: CHS::new(1023, 254, 63),
                 starting_lba: u32::try_from(start_lba)
                     .map_err(|_| Error::BeyondMbr { path: path.into() })?,

@@ -14,6 +14,7 @@
 //! - [`source`]: [`open_source`], used by `vault unlock FILE` and `vault inspect FILE`.
 //! - [`discover`]: [`discover()`], used by `vault unlock` with no FILE on the live system.
 
+pub mod carry;
 pub mod device;
 pub mod discover;
 pub mod image;
@@ -25,6 +26,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+pub use carry::{Binary, Carried};
 pub use device::{attach_in_place, plan_in_place, DeviceInfo, InPlacePlan};
 pub use discover::{discover, Candidate, CandidateKind};
 pub use image::{attach_image, detach_image, inspect_image, Attached, ImageInfo};
@@ -83,7 +85,7 @@ pub enum Error {
     #[error("{path} already exists")]
     OutputExists { path: PathBuf },
     /// The device lacks room for the bundle after the data it holds.
-    #[error("{path} is too small: the bundle partition needs bytes {start}..{end}, the device has {capacity} bytes")]
+    #[error("{path} is too small: vault's partitions need bytes {start}..{end}, the device has {capacity} bytes")]
     TooSmall {
         path: PathBuf,
         start: u64,
@@ -132,7 +134,28 @@ pub enum Error {
     /// Discovery on the live system found nothing.
     #[error("no vault bundle found: looked at {looked}")]
     NothingFound { looked: String },
+    /// The binary to carry is not a vault executable vault can carry.
+    #[error("{path} cannot be carried on the stick: {why}")]
+    NotAVaultBinary { path: PathBuf, why: String },
+    /// The binary to carry needs a loader the official live system does not have.
+    #[error("{path} is dynamically linked (it has a program interpreter); the official installer cannot run it")]
+    DynamicBinary { path: PathBuf, explicit: bool },
+    /// The binary is for another CPU than the installer.
+    #[error("{path} is built for {binary}, but the installer {image} is for {iso}")]
+    WrongArch {
+        path: PathBuf,
+        binary: &'static str,
+        image: PathBuf,
+        iso: &'static str,
+        explicit: bool,
+    },
+    /// Neither the volume label nor an EFI loader names the installer's architecture.
+    #[error("cannot tell which CPU the installer {image} is for (its volume label names neither x86_64 nor aarch64, and it has no /EFI/BOOT/BOOTX64.EFI or BOOTAA64.EFI)")]
+    UnknownArch { image: PathBuf },
 }
+
+/// How to get a vault the official installer can run.
+const GET_STATIC: &str = "build one with `scripts/build-static` (or `nix build .#vault-static`, `.#vault-static-aarch64` for aarch64) and give it with --vault-binary PATH; or add --no-binary if the installer has vault already (the NixOS installer module)";
 
 impl Error {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
@@ -162,7 +185,7 @@ impl crate::Hint for Error {
                     .into()
             }
             Error::NoFreeSlot { .. } => {
-                "use `vault attach --iso-file` instead, which needs no partition slot".into()
+                "use `vault attach --iso-file` instead, which needs no partition slot; or --no-binary, which needs one slot fewer".into()
             }
             Error::AlreadyCarries { .. } => {
                 "add --replace to swap the bundle, or `vault detach --image IMG -o OUT` first".into()
@@ -179,7 +202,7 @@ impl crate::Hint for Error {
             Error::OutputIsInput { .. } => "give a new output path with -o".into(),
             Error::OutputExists { .. } => "choose another path with -o, or add --force to replace it".into(),
             Error::TooSmall { .. } => {
-                "use a larger stick, or write the image made by `vault attach --image` to it".into()
+                "use a larger stick, or write the image made by `vault attach --image` to it (--no-binary needs less room)".into()
             }
             Error::BeyondMbr { .. } => "use `vault attach --iso-file` instead".into(),
             Error::Overlap { .. } => {
@@ -204,6 +227,14 @@ impl crate::Hint for Error {
                 "give the bundle's path: `vault unlock /path/to/bundle` (or a device such as /dev/sdb3)"
                     .into()
             }
+            Error::NotAVaultBinary { .. } | Error::UnknownArch { .. } => GET_STATIC.into(),
+            Error::DynamicBinary { explicit, .. } | Error::WrongArch { explicit, .. } => {
+                if *explicit {
+                    GET_STATIC.into()
+                } else {
+                    format!("this vault cannot go on the stick; {GET_STATIC}")
+                }
+            }
         })
     }
 
@@ -223,7 +254,11 @@ impl crate::Hint for Error {
             | Error::Mounted { .. }
             | Error::NotRemovable { .. }
             | Error::NotADisk { .. }
-            | Error::NotConfirmed { .. } => crate::ExitCode::Refused,
+            | Error::NotConfirmed { .. }
+            | Error::NotAVaultBinary { .. }
+            | Error::DynamicBinary { .. }
+            | Error::WrongArch { .. }
+            | Error::UnknownArch { .. } => crate::ExitCode::Refused,
             _ => crate::ExitCode::Failure,
         }
     }

@@ -1,0 +1,564 @@
+//! The vault binary a stick carries for installers without vault (docs/MEDIA.md, "The carried
+//! vault"): where `vault attach` puts it, that the result is a labelled ISO9660 volume other
+//! tools read (blkid, xorriso), what `vault inspect` reports, and the refusals (dynamic binary,
+//! wrong architecture, no room), each leaving the input untouched. The binary is the real
+//! static build from `scripts/build-static`.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use sha2::{Digest, Sha256};
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn vault(args: &[&str]) -> Output {
+    Command::new(common::vault_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn refused(o: Output, needles: &[&str]) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(o.status.code(), Some(6), "stderr: {err}");
+    for n in needles {
+        assert!(err.contains(n), "expected {n:?} in: {err}");
+    }
+    assert!(err.contains("hint:"), "no hint in: {err}");
+    err
+}
+
+fn tools() -> bool {
+    ["xorriso", "blkid"]
+        .iter()
+        .all(|t| common::require_tool(t).is_some())
+        && Path::new("/usr/lib/ISOLINUX/isohdpfx.bin").exists()
+}
+
+/// The static vault from `scripts/build-static` (or `VAULT_STATIC_BIN`).
+fn static_vault() -> PathBuf {
+    if let Some(p) = std::env::var_os("VAULT_STATIC_BIN") {
+        return PathBuf::from(p);
+    }
+    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap()
+            .trim(),
+    )
+}
+
+fn sha256(p: &Path) -> String {
+    hex::encode(Sha256::digest(fs::read(p).unwrap()))
+}
+
+fn bundle(dir: &Path) -> PathBuf {
+    let src = dir.join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("blob"), "secret\n").unwrap();
+    fs::write(
+        src.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"blob\"\ntarget = \"/etc/blob\"\nmode = \"0600\"\n",
+    )
+    .unwrap();
+    fs::write(src.join("pass"), "correct horse battery staple\n").unwrap();
+    let out = dir.join("b.vault");
+    let mut args = vec![
+        "pack".to_string(),
+        "-m".into(),
+        s(&src.join("vault.toml")).into(),
+        "-o".into(),
+        s(&out).into(),
+        "--passphrase-file".into(),
+        s(&src.join("pass")).into(),
+    ];
+    args.extend(common::FAST_KDF.iter().map(|a| a.to_string()));
+    common::ok(
+        Command::new(common::vault_bin())
+            .args(&args)
+            .output()
+            .unwrap(),
+    );
+    out
+}
+
+/// An isohybrid image as nixpkgs makes them, with volume label `volid`.
+fn make_iso(dir: &Path, volid: &str) -> PathBuf {
+    let tree = dir.join(format!("tree-{volid}"));
+    fs::create_dir_all(tree.join("isolinux")).unwrap();
+    fs::copy(
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        tree.join("isolinux/isolinux.bin"),
+    )
+    .unwrap();
+    let out = dir.join(format!("{volid}.iso"));
+    let st = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-iso-level", "3", "-volid", volid])
+        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
+        .args(["-eltorito-catalog", "isolinux/boot.cat"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-isohybrid-mbr",
+            "/usr/lib/ISOLINUX/isohdpfx.bin",
+            "-r",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    out
+}
+
+/// MBR entry `slot`: (type, byte offset, byte length).
+fn entry(img: &[u8], slot: usize) -> (u8, u64, u64) {
+    let e = &img[446 + 16 * (slot - 1)..446 + 16 * slot];
+    (
+        e[4],
+        u64::from(u32::from_le_bytes(e[8..12].try_into().unwrap())) * 512,
+        u64::from(u32::from_le_bytes(e[12..16].try_into().unwrap())) * 512,
+    )
+}
+
+/// Checks the binary partition of `img` with tools other than vault: blkid sees an ISO9660
+/// volume labelled VAULT-BIN, xorriso extracts `/vault` with the binary's exact bytes.
+fn check_binary_partition(dir: &Path, img: &Path, slot: usize, binary: &Path) {
+    let bytes = fs::read(img).unwrap();
+    let (sys, start, len) = entry(&bytes, slot);
+    assert_eq!(sys, 0x96, "slot {slot} type");
+    assert_eq!(start % (1 << 20), 0);
+    assert_eq!(
+        start + len,
+        bytes.len() as u64,
+        "the image ends with the binary partition"
+    );
+    let part = dir.join("part.iso");
+    fs::write(&part, &bytes[start as usize..(start + len) as usize]).unwrap();
+    let probe = common::ok(
+        Command::new("blkid")
+            .args(["-p", "-o", "export"])
+            .arg(&part)
+            .output()
+            .unwrap(),
+    );
+    assert!(probe.contains("LABEL=VAULT-BIN"), "{probe}");
+    assert!(probe.contains("TYPE=iso9660"), "{probe}");
+    let got = dir.join("extracted");
+    let _ = fs::remove_file(&got);
+    common::ok(
+        Command::new("xorriso")
+            .args(["-osirrox", "on", "-indev"])
+            .arg(&part)
+            .args(["-extract", "/VAULT"])
+            .arg(&got)
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(fs::read(&got).unwrap(), fs::read(binary).unwrap());
+}
+
+#[test]
+fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
+    let b = bundle(d);
+    let bin = static_vault();
+    let before = fs::read(&iso).unwrap();
+    let out = d.join("stick.img");
+    let o = common::ok(vault(&[
+        "attach",
+        "--vault-binary",
+        s(&bin),
+        "--image",
+        s(&iso),
+        "--bundle",
+        s(&b),
+        "-o",
+        s(&out),
+    ]));
+    // The SHA-256 a careful user checks on the live system, and the command to run there.
+    assert!(o.contains(&format!("sha256 {}", sha256(&bin))), "{o}");
+    assert!(o.contains("mount -r LABEL=VAULT-BIN /run/vault-bin"), "{o}");
+    assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
+    let after = fs::read(&out).unwrap();
+    // Within the original image only the entries of slots 3 and 4 changed.
+    let changed: Vec<usize> = (0..before.len())
+        .filter(|&i| before[i] != after[i])
+        .collect();
+    assert!(
+        changed.iter().all(|&i| (478..510).contains(&i)),
+        "{changed:?}"
+    );
+    let (sys3, start3, len3) = entry(&after, 3);
+    assert_eq!(sys3, 0xDA);
+    let (_, start4, _) = entry(&after, 4);
+    assert_eq!(start4, (start3 + len3).div_ceil(1 << 20) << 20);
+    check_binary_partition(d, &out, 4, &bin);
+    // The bundle is found as before.
+    let src = vault::media::open_source(&out).unwrap();
+    assert_eq!(src.offset, start3);
+
+    // `vault inspect` reports the carried binary: version and SHA-256.
+    let i = common::ok(vault(&["inspect", s(&out)]));
+    assert!(
+        i.contains(&format!(
+            "vault binary: {} x86_64",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{i}"
+    );
+    assert!(i.contains(&sha256(&bin)), "{i}");
+    let j: serde_json::Value =
+        serde_json::from_str(&common::ok(vault(&["inspect", "--json", s(&out)]))).unwrap();
+    assert_eq!(j["binary"]["sha256"], sha256(&bin));
+    assert_eq!(j["binary"]["matches_record"], true);
+
+    // Detach removes both partitions and gives back the original image.
+    let plain = d.join("plain.iso");
+    common::ok(vault(&["detach", "--image", s(&out), "-o", s(&plain)]));
+    assert_eq!(fs::read(&plain).unwrap(), before);
+
+    // A bundle inspected on its own carries nothing; an image attached without a binary says
+    // so.
+    let i = common::ok(vault(&["inspect", s(&b)]));
+    assert!(!i.contains("vault binary"), "{i}");
+    let bare = d.join("bare.img");
+    common::ok(vault(&[
+        "attach",
+        "--no-binary",
+        "--image",
+        s(&iso),
+        "--bundle",
+        s(&b),
+        "-o",
+        s(&bare),
+    ]));
+    let i = common::ok(vault(&["inspect", s(&bare)]));
+    assert!(i.contains("vault binary: none"), "{i}");
+}
+
+/// Without --vault-binary, a static vault carries itself; --replace keeps carrying it after
+/// the resized bundle.
+#[test]
+fn the_running_static_vault_carries_itself_and_replace_moves_it() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
+    let b = bundle(d);
+    let bin = static_vault();
+    let out = d.join("stick.img");
+    let o = common::ok(
+        Command::new(&bin)
+            .args([
+                "attach",
+                "--json",
+                "--image",
+                s(&iso),
+                "--bundle",
+                s(&b),
+                "-o",
+                s(&out),
+            ])
+            .output()
+            .unwrap(),
+    );
+    let j: serde_json::Value = serde_json::from_str(&o).unwrap();
+    assert_eq!(j["binary"]["sha256"], sha256(&bin));
+    assert_eq!(j["binary"]["slot"], 4);
+    check_binary_partition(d, &out, 4, &bin);
+
+    // A bundle larger by more than the 1 MiB gap: the binary partition moves behind it.
+    let big_src = d.join("big");
+    fs::create_dir_all(&big_src).unwrap();
+    let mut data = vec![0u8; 3 << 20];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut data).unwrap();
+    fs::write(big_src.join("blob"), data).unwrap();
+    fs::write(
+        big_src.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"blob\"\ntarget = \"/etc/blob\"\nmode = \"0600\"\n",
+    )
+    .unwrap();
+    fs::write(big_src.join("pass"), "pw pw pw pw pw\n").unwrap();
+    let big = d.join("big.vault");
+    let mut args = vec![
+        "pack".to_string(),
+        "-m".into(),
+        s(&big_src.join("vault.toml")).into(),
+        "-o".into(),
+        s(&big).into(),
+        "--passphrase-file".into(),
+        s(&big_src.join("pass")).into(),
+    ];
+    args.extend(common::FAST_KDF.iter().map(|a| a.to_string()));
+    common::ok(
+        Command::new(common::vault_bin())
+            .args(&args)
+            .output()
+            .unwrap(),
+    );
+    let out2 = d.join("stick2.img");
+    common::ok(
+        Command::new(&bin)
+            .args([
+                "attach",
+                "--replace",
+                "--image",
+                s(&out),
+                "--bundle",
+                s(&big),
+                "-o",
+                s(&out2),
+            ])
+            .output()
+            .unwrap(),
+    );
+    let after = fs::read(&out2).unwrap();
+    let (_, start3, len3) = entry(&after, 3);
+    assert!(len3 > 3 << 20);
+    let (_, start4, _) = entry(&after, 4);
+    assert_eq!(start4, (start3 + len3).div_ceil(1 << 20) << 20);
+    check_binary_partition(d, &out2, 4, &bin);
+}
+
+#[test]
+fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
+    let b = bundle(d);
+    let before = fs::read(&iso).unwrap();
+    let out = d.join("out.img");
+    let untouched = || {
+        assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
+        assert!(!out.exists(), "an output was written");
+    };
+    // This test's vault is dynamically linked: as the default binary and given explicitly.
+    let err = refused(
+        vault(&[
+            "attach",
+            "--image",
+            s(&iso),
+            "--bundle",
+            s(&b),
+            "-o",
+            s(&out),
+        ]),
+        &["dynamically linked", "scripts/build-static", "--no-binary"],
+    );
+    assert!(
+        err.contains(s(&fs::canonicalize(common::vault_bin()).unwrap())),
+        "{err}"
+    );
+    untouched();
+    let dynamic = common::vault_bin();
+    refused(
+        vault(&[
+            "attach",
+            "--vault-binary",
+            s(&dynamic),
+            "--image",
+            s(&iso),
+            "--bundle",
+            s(&b),
+            "-o",
+            s(&out),
+        ]),
+        &["dynamically linked", "scripts/build-static"],
+    );
+    untouched();
+    // Not vault at all.
+    let not_elf = d.join("script");
+    fs::write(&not_elf, "#!/bin/sh\necho hi\n").unwrap();
+    refused(
+        vault(&[
+            "attach",
+            "--vault-binary",
+            s(&not_elf),
+            "--image",
+            s(&iso),
+            "--bundle",
+            s(&b),
+            "-o",
+            s(&out),
+        ]),
+        &["not an ELF executable"],
+    );
+    untouched();
+
+    let bin = static_vault();
+    // An aarch64 installer and the x86_64 static build.
+    let arm = make_iso(d, "nixos-minimal-25.11-aarch64");
+    let arm_before = fs::read(&arm).unwrap();
+    refused(
+        vault(&[
+            "attach",
+            "--vault-binary",
+            s(&bin),
+            "--image",
+            s(&arm),
+            "--bundle",
+            s(&b),
+            "-o",
+            s(&out),
+        ]),
+        &["built for x86_64", "is for aarch64", "aarch64"],
+    );
+    assert_eq!(fs::read(&arm).unwrap(), arm_before);
+    assert!(!out.exists());
+
+    // No slot: an image whose slots 2 and 4 are taken has room for the bundle (slot 3) only.
+    let full = d.join("full.iso");
+    let mut img = before.clone();
+    for e in [446 + 16, 446 + 48] {
+        img[e + 4] = 0x0c;
+        img[e + 8..e + 12].copy_from_slice(&1u32.to_le_bytes());
+        img[e + 12..e + 16].copy_from_slice(&1u32.to_le_bytes());
+    }
+    fs::write(&full, &img).unwrap();
+    refused(
+        vault(&[
+            "attach",
+            "--vault-binary",
+            s(&bin),
+            "--image",
+            s(&full),
+            "--bundle",
+            s(&b),
+            "-o",
+            s(&out),
+        ]),
+        &["no free MBR slot", "--no-binary"],
+    );
+    assert_eq!(fs::read(&full).unwrap(), img);
+    assert!(!out.exists());
+
+    // No room: a stick with room for the bundle but not for the binary after it.
+    let start = (before.len() as u64).div_ceil(1 << 20) << 20;
+    let stick = d.join("stick.img");
+    let mut content = before.clone();
+    content.resize((start + (1 << 20)) as usize, 0xA5);
+    fs::write(&stick, &content).unwrap();
+    refused(
+        vault(&[
+            "attach",
+            "--vault-binary",
+            s(&bin),
+            "--device",
+            s(&stick),
+            "--test-file-as-device",
+            "--yes",
+            "--bundle",
+            s(&b),
+        ]),
+        &["too small", "--no-binary"],
+    );
+    assert_eq!(fs::read(&stick).unwrap(), content, "the stick was modified");
+    // Without the binary the same stick has room.
+    common::ok(vault(&[
+        "attach",
+        "--no-binary",
+        "--device",
+        s(&stick),
+        "--test-file-as-device",
+        "--yes",
+        "--bundle",
+        s(&b),
+    ]));
+}
+
+/// `--device` (on a file standing in for a stick) and `--iso-file` carry the binary too.
+#[test]
+fn device_and_iso_file_modes_carry_the_binary() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
+    let b = bundle(d);
+    let bin = static_vault();
+    let iso_bytes = fs::read(&iso).unwrap();
+    let stick = d.join("stick.img");
+    let mut content = iso_bytes.clone();
+    content.resize(content.len() + (64 << 20), 0);
+    fs::write(&stick, &content).unwrap();
+    let o = common::ok(vault(&[
+        "attach",
+        "--vault-binary",
+        s(&bin),
+        "--device",
+        s(&stick),
+        "--test-file-as-device",
+        "--yes",
+        "--bundle",
+        s(&b),
+    ]));
+    assert!(o.contains(&sha256(&bin)), "{o}");
+    let info = vault::media::inspect_image(&stick).unwrap();
+    let carried = info.binary.expect("the stick carries vault");
+    assert_eq!(carried.sha256, sha256(&bin));
+    assert_eq!(carried.matches_record, Some(true));
+    // Cut the stick at the binary partition's end, then check it like an image.
+    let after = fs::read(&stick).unwrap();
+    let (_, start4, len4) = entry(&after, 4);
+    let cut = d.join("cut.img");
+    fs::write(&cut, &after[..(start4 + len4) as usize]).unwrap();
+    check_binary_partition(d, &cut, 4, &bin);
+
+    let out = d.join("file.iso");
+    let o = common::ok(vault(&[
+        "attach",
+        "--iso-file",
+        "--vault-binary",
+        s(&bin),
+        "--image",
+        s(&iso),
+        "--bundle",
+        s(&b),
+        "-o",
+        s(&out),
+    ]));
+    assert!(o.contains("sudo /iso/vault/vault unlock"), "{o}");
+    // Executable for everyone in the Rock Ridge attributes, so /iso/vault/vault runs.
+    let ls = common::ok(
+        Command::new("xorriso")
+            .args(["-indev"])
+            .arg(&out)
+            .args(["-lsl", "/vault/vault"])
+            .output()
+            .unwrap(),
+    );
+    assert!(ls.contains("-rwxr-xr-x"), "{ls}");
+    let i = common::ok(vault(&["inspect", s(&out)]));
+    assert!(i.contains("/vault/vault in the ISO tree"), "{i}");
+    assert!(i.contains(&sha256(&bin)), "{i}");
+}

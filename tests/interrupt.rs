@@ -201,6 +201,8 @@ fn pack_cmd(s: &Scratch, parts: u32) -> Command {
         .args(["pack", "-m", "vault.toml", "-o", "out/b.vault"])
         .args(["--passphrase-file", "pw"])
         .args([
+            "--weak-kdf",
+            "--weak-passphrase",
             "--kdf-memory",
             "8",
             "--kdf-iterations",

@@ -11,9 +11,6 @@ use zeroize::Zeroizing;
 
 use crate::{Error, Result};
 
-/// Passphrases shorter than this get a warning on `vault pack`.
-pub const SHORT_PASSPHRASE: usize = 12;
-
 /// Reads a passphrase from a file: its first line, without the line ending.
 pub fn from_file(path: &Path) -> Result<SecretString> {
     let mut raw = Zeroizing::new(Vec::new());

@@ -202,6 +202,7 @@ fn pack_cmd(s: &Scratch, parts: u32) -> Command {
         .args(["--passphrase-file", "pw"])
         .args([
             "--weak-kdf",
+            "--weak-passphrase",
             "--kdf-memory",
             "8",
             "--kdf-iterations",

@@ -208,8 +208,7 @@ fn rekey_draws_progress_only_on_a_terminal() {
         let quoted: Vec<String> = list.iter().map(|k| format!("\"{k}\"")).collect();
         std::fs::write(repo.join("keys.nix"), format!("[ {} ]\n", quoted.join(" "))).unwrap();
     };
-    // Every run has work: age1 recipients are always re-encrypted (docs/REKEY.md), and the
-    // recipient list changes between runs anyway.
+    // Every run has work: the recipient list changes between runs.
     let shown = drawn_only_on_a_terminal(d, "rekeying [", |quiet, run| {
         if run == 1 {
             keys(&[&old]);

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfParams;
+use vault::keys::strength;
 use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
@@ -52,6 +53,10 @@ pub struct PackArgs {
     /// each guess at the passphrase then costs an attacker less.
     #[arg(long)]
     pub weak_kdf: bool,
+    /// Accept a passphrase that the reference attacker (docs/SECURITY.md) would guess in under
+    /// 100 GPU-years at the chosen Argon2id settings.
+    #[arg(long)]
+    pub weak_passphrase: bool,
     /// zstd level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
@@ -128,6 +133,38 @@ fn preflight(manifest: &Manifest, hosts: &[String], quiet: bool) -> vault::Resul
     })
 }
 
+/// Before the key derivation: print what guessing the passphrase would cost at these Argon2id
+/// settings, and refuse it below the threshold unless `--weak-passphrase`. Only numbers and
+/// zxcvbn's fixed advice are printed, never the passphrase.
+fn check_strength(
+    passphrase: &str,
+    kdf: &KdfParams,
+    hosts: &[String],
+    accept_weak: bool,
+    quiet: bool,
+) -> vault::Result<strength::Estimate> {
+    let context: Vec<&str> = hosts.iter().map(String::as_str).chain(["vault"]).collect();
+    let e = strength::estimate(passphrase, kdf, &context);
+    if !quiet {
+        eprintln!("{}", e.summary(kdf));
+    }
+    if e.too_weak() {
+        if !accept_weak {
+            return Err(Error::Declined {
+                why: format!("the passphrase is too weak for these Argon2id settings: {}", e.weakness()),
+                hint: Some("choose a longer passphrase (five or more random words), raise Argon2id (--strong, --kdf-calibrate), or pass --weak-passphrase to accept it".into()),
+            });
+        }
+        if !quiet {
+            eprintln!(
+                "warning: weak passphrase (--weak-passphrase): {}",
+                e.weakness()
+            );
+        }
+    }
+    Ok(e)
+}
+
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
     let plan = pack::plan(&manifest, &a.hosts)?;
@@ -198,17 +235,13 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         Some(p) => p,
         None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,
     };
-    if age_core::secrecy::ExposeSecret::expose_secret(&passphrase)
-        .chars()
-        .count()
-        < prompt::SHORT_PASSPHRASE
-        && !quiet
-    {
-        eprintln!(
-            "warning: the passphrase is shorter than {} characters; a lost stick is then only as safe as Argon2id makes a short passphrase",
-            prompt::SHORT_PASSPHRASE
-        );
-    }
+    let strength = check_strength(
+        age_core::secrecy::ExposeSecret::expose_secret(&passphrase),
+        &kdf,
+        &plan.manifest.hosts,
+        a.weak_passphrase,
+        quiet,
+    )?;
     let opts = PackOptions {
         kdf,
         compression: vault::archive::write::Compression {
@@ -233,6 +266,11 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "files": files,
             "payload_bytes": plan.total_bytes,
             "kdf": { "memory_kib": kdf.m_kib, "iterations": kdf.t, "parallelism": kdf.p },
+            "passphrase_strength": {
+                "guesses_log10": strength.guesses_log10,
+                "zxcvbn_score": strength.score,
+                "gpu_years": strength.gpu_years,
+            },
             "config_check": config_check,
         });
         println!("{out}");

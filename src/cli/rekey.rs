@@ -74,10 +74,32 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     // not start, on rayon's default one (the rekey then reports that error).
     let pool = rekey::worker_pool(a.jobs);
     let plan_all = || rekey::plan(&manifest.secrets, &manifest.path, which);
-    let plan = match &pool {
+    let mut plan = match &pool {
         Ok(pool) => pool.install(plan_all),
         Err(_) => plan_all(),
     }?;
+    let paths = if a.identities.is_empty() {
+        identities::default_paths()
+    } else {
+        a.identities.clone()
+    };
+    let load = || {
+        Identities::load(
+            &paths,
+            &passphrase::Source::from_option(a.passphrase_file.clone()),
+        )
+    };
+    // agenix files with age1 recipients are proven current by decrypting them (the rekey
+    // record); without any identity they stay stale, and --check says why.
+    let mut ids = None;
+    if plan.unverified() > 0 && !paths.is_empty() {
+        let loaded = load()?;
+        match &pool {
+            Ok(pool) => pool.install(|| plan.verify_records(&loaded)),
+            Err(_) => plan.verify_records(&loaded),
+        }
+        ids = Some(loaded);
+    }
     let stale = plan.stale();
     // One JSON list of every file; `stale_as` names what a stale file is (or became).
     let print_json = |items: &[rekey::Item], stale_as: &str| {
@@ -152,15 +174,13 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     for d in item_dirs.difference(&dirs) {
         rekey::commit::remove_stale_temps(d);
     }
-    let paths = if a.identities.is_empty() {
-        identities::default_paths()
-    } else {
-        a.identities.clone()
-    };
     if paths.is_empty() {
         return Err(rekey::Error::NoIdentity.into());
     }
-    let ids = Identities::load(&paths, &passphrase::Source::from_option(a.passphrase_file))?;
+    let ids = match ids {
+        Some(ids) => ids,
+        None => load()?,
+    };
     // Drawn only on a terminal, without --quiet, and once the work takes a moment.
     let bar = Progress::new(stale as u64, Unit::Items, "rekeying", quiet);
     let tick = || bar.inc(1);

@@ -4,10 +4,12 @@
 //! - [`convert`]: ssh-to-age, bit for bit like Mic92/ssh-to-age (secret scalar left unclamped).
 //! - [`ssh`]: reading (possibly passphrase-protected) OpenSSH keys and generating host keys.
 //! - [`passphrase`]: where a key's passphrase comes from (a file or the TTY, never argv).
+//! - [`strength`]: what guessing a bundle passphrase would cost against its Argon2id settings.
 
 pub mod convert;
 pub mod passphrase;
 pub mod ssh;
+pub mod strength;
 
 use std::path::PathBuf;
 

@@ -11,9 +11,6 @@ use zeroize::Zeroizing;
 
 use crate::{Error, Result};
 
-/// Passphrases shorter than this get a warning on `vault pack`.
-pub const SHORT_PASSPHRASE: usize = 12;
-
 /// The largest passphrase file read. A passphrase is one line; a file larger than this is the
 /// wrong file, and is refused before it is read into memory.
 pub const MAX_PASSPHRASE_FILE: usize = 64 * 1024;

@@ -4,13 +4,14 @@
 //! Whether a file is stale is read from its header without decrypting: `ssh-ed25519` and
 //! `ssh-rsa` stanzas carry a 4-byte tag of the recipient key, compared as a multiset with the
 //! rule's SSH keys. X25519 stanzas name nobody: a file whose rule has `age1…` recipients is
-//! always re-encrypted (documented in docs/REKEY.md). Armor: a file stays armored if it was, and becomes
+//! current only if the rekey record proves it ([`super::record`], docs/REKEY.md). Armor: a file stays armored if it was, and becomes
 //! armored if its rule says `armor = true`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use rayon::prelude::*;
+use zeroize::Zeroizing;
 
 use super::{age_util, Error, Identities, Recipients, Status};
 
@@ -126,14 +127,10 @@ impl AgenixJob {
             let removed = have_ssh.iter().filter(|h| !want_ssh.contains(h)).count();
             why.push(format!("SSH recipients +{added} -{removed}"));
         }
+        // Equal counts prove nothing for X25519 (one age1 key swapped for another looks the
+        // same): the rekey record decides those files (`super::plan`).
         if have_x != want_x {
             why.push(format!("{have_x} X25519 recipients, rule has {want_x}"));
-        } else if want_x > 0 {
-            // An X25519 stanza cannot be matched to a public key without that key's secret,
-            // so equal counts prove nothing (one age1 key swapped for another looks the same).
-            why.push(format!(
-                "its {want_x} age1 recipients cannot be read back from the file; re-encrypted to be sure"
-            ));
         }
         if self.rule.armor && !self.armored() {
             why.push("rule asks for armor".into());
@@ -163,14 +160,15 @@ impl AgenixJob {
         &self,
         ids: &Identities,
         recipients: &Recipients,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<(Vec<u8>, Zeroizing<[u8; 16]>), String> {
         if self.rule.public_keys.is_empty() {
             return Err("its rule in secrets.nix has no publicKeys".into());
         }
         let to = recipients.all(&self.rule.public_keys)?;
         let plain = age_util::decrypt(&self.bytes, ids)?;
         let armor = self.rule.armor || self.armored();
-        age_util::encrypt(&plain, &to, armor)
+        // The file key too, for the rekey record.
+        super::record::encrypt(&plain, &to, armor)
     }
 }
 

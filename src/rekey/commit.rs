@@ -43,18 +43,30 @@ pub struct Staged<'a> {
 
 struct StagedFile<'a> {
     path: PathBuf,
-    /// The original's bytes as they were read when planning.
-    old: &'a [u8],
+    /// The original's bytes as they were read when planning (None: it must not exist).
+    old: Option<&'a [u8]>,
     temp: PathBuf,
 }
 
 impl<'a> Staged<'a> {
     /// Writes `new` as a temporary beside `path` (`n` makes its name unique within this run).
     pub fn add(&mut self, path: &Path, old: &'a [u8], new: &[u8], n: usize) -> Result<(), Error> {
-        let temp = write_temp(path, new, n)?;
+        let temp = write_temp(path, path, new, n)?;
         self.files.push(StagedFile {
             path: path.to_path_buf(),
-            old,
+            old: Some(old),
+            temp,
+        });
+        Ok(())
+    }
+
+    /// Like [`Staged::add`] for a file that does not exist yet, created with the mode and
+    /// owner of `like`; the commit aborts if it appeared meanwhile.
+    pub fn add_new(&mut self, path: &Path, like: &Path, new: &[u8], n: usize) -> Result<(), Error> {
+        let temp = write_temp(path, like, new, n)?;
+        self.files.push(StagedFile {
+            path: path.to_path_buf(),
+            old: None,
             temp,
         });
         Ok(())
@@ -74,7 +86,10 @@ impl<'a> Staged<'a> {
         let changed = self
             .files
             .par_iter()
-            .filter(|f| std::fs::read(&f.path).ok().as_deref() != Some(f.old))
+            .filter(|f| match f.old {
+                Some(old) => std::fs::read(&f.path).ok().as_deref() != Some(old),
+                None => std::fs::symlink_metadata(&f.path).is_ok(),
+            })
             .map(|f| f.path.clone())
             .min();
         if let Some(path) = changed {
@@ -162,14 +177,15 @@ fn parent(path: &Path) -> &Path {
     }
 }
 
-fn write_temp(path: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
+/// Writes `bytes` to a temporary beside `path` with the mode and owner of `like`.
+fn write_temp(path: &Path, like: &Path, bytes: &[u8], n: usize) -> Result<PathBuf, Error> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let temp = parent(path).join(format!(".{name}{TEMP_MARK}{}-{n}", std::process::id()));
-    let meta = std::fs::metadata(path).map_err(|source| Error::Write {
-        path: path.into(),
+    let meta = std::fs::metadata(like).map_err(|source| Error::Write {
+        path: like.into(),
         source,
     })?;
     let mode = meta.permissions().mode() & 0o7777;

@@ -14,6 +14,7 @@ pub mod identities;
 pub mod keys_file;
 pub mod preflight;
 pub mod recipients;
+pub mod record;
 pub mod sops;
 mod sops_flat;
 mod sops_json;
@@ -193,10 +194,26 @@ impl Job {
         }
     }
 
-    fn run(&self, ids: &Identities, recipients: &Recipients) -> Result<Vec<u8>, String> {
+    /// The new bytes, and for an agenix file the record needs, its new record entry.
+    fn run(
+        &self,
+        ids: &Identities,
+        recipients: &Recipients,
+        record: Option<&record::Record>,
+    ) -> Result<(Vec<u8>, Option<record::Named>), String> {
         match self {
-            Job::Sops(j) => j.rekey(ids, recipients).map(String::into_bytes),
-            Job::Agenix(j) => j.rekey(ids, recipients),
+            Job::Sops(j) => j.rekey(ids, recipients).map(|s| (s.into_bytes(), None)),
+            Job::Agenix(j) => {
+                let (new, key) = j.rekey(ids, recipients)?;
+                let entry = record
+                    .filter(|_| record::needs_record(&j.rule.public_keys))
+                    .map(|r| {
+                        let name = r.name(&j.path);
+                        let e = record::Entry::new(&key, &name, &new, &j.rule.public_keys);
+                        (name, e)
+                    });
+                Ok((new, entry))
+            }
         }
     }
 }
@@ -221,7 +238,17 @@ pub struct Plan {
     /// Files matched by a rule but skipped, with the reason (not sops-encrypted, missing).
     pub skipped: Vec<(PathBuf, String)>,
     jobs: Vec<Job>,
+    /// The rekey record of the agenix files (when they were planned).
+    record: Option<record::Record>,
+    /// agenix files whose record entry matches and awaits [`Plan::verify_records`].
+    unverified: Vec<PathBuf>,
+    /// Record names of the files [`Plan::verify_records`] proved current.
+    verified: Vec<String>,
 }
+
+/// Why a file awaiting [`Plan::verify_records`] counts as stale until then.
+const UNVERIFIED: &str =
+    "age1 recipients: its rekey record is verified only with an identity that opens it (-i)";
 
 /// Reads the rules and the current recipients of every secret file.
 pub fn plan(
@@ -233,6 +260,9 @@ pub fn plan(
         items: Vec::new(),
         skipped: Vec::new(),
         jobs: Vec::new(),
+        record: None,
+        unverified: Vec::new(),
+        verified: Vec::new(),
     };
     let agenix_rules = repo.agenix_rules.as_deref().filter(|_| which.agenix);
     let sops_config = repo.sops_config.as_deref().filter(|_| which.sops);
@@ -249,23 +279,37 @@ pub fn plan(
     // agenix files are age files, never sops files: keep the sops walk off them.
     let mut agenix_files = Vec::new();
     if let Some(rules) = agenix_rules {
+        let record = record::Record::load(rules)?;
         for job in agenix::plan(rules, &mut plan.skipped)? {
             agenix_files.push(job.path.clone());
-            push(&mut plan, Job::Agenix(job));
+            let mut status = job.status();
+            // X25519 stanzas name nobody: only the record can show such a file current.
+            if status == Status::Fresh && record::needs_record(&job.rule.public_keys) {
+                status = match record.precheck(&job) {
+                    Ok(()) => {
+                        plan.unverified.push(job.path.clone());
+                        Status::Stale(UNVERIFIED.into())
+                    }
+                    Err(why) => Status::Stale(why),
+                };
+            }
+            push(&mut plan, Job::Agenix(job), status);
         }
+        plan.record = Some(record);
     }
     if let Some(config) = sops_config {
         for job in sops::plan(config, &agenix_files, &mut plan.skipped)? {
-            push(&mut plan, Job::Sops(job));
+            let status = job.status();
+            push(&mut plan, Job::Sops(job), status);
         }
     }
     Ok(plan)
 }
 
-fn push(plan: &mut Plan, job: Job) {
-    let (kind, status) = match &job {
-        Job::Sops(j) => ("sops", j.status()),
-        Job::Agenix(j) => ("agenix", j.status()),
+fn push(plan: &mut Plan, job: Job, status: Status) {
+    let kind = match &job {
+        Job::Sops(_) => "sops",
+        Job::Agenix(_) => "agenix",
     };
     plan.items.push(Item {
         path: job.path().to_path_buf(),
@@ -280,6 +324,41 @@ fn push(plan: &mut Plan, job: Job) {
 impl Plan {
     pub fn stale(&self) -> usize {
         self.jobs.len()
+    }
+
+    /// agenix files that [`Plan::verify_records`] may still prove current.
+    pub fn unverified(&self) -> usize {
+        self.unverified.len()
+    }
+
+    /// Checks the rekey record of the files awaiting it, decrypting each with `ids` (on the
+    /// current rayon pool): those it proves current leave the stale list.
+    pub fn verify_records(&mut self, ids: &Identities) {
+        let Some(record) = &self.record else { return };
+        let pending = std::mem::take(&mut self.unverified);
+        let verdicts: Vec<(PathBuf, Result<(), String>)> = self
+            .jobs
+            .par_iter()
+            .filter_map(|j| match j {
+                Job::Agenix(a) if pending.contains(&a.path) => {
+                    Some((a.path.clone(), record.verify(a, ids)))
+                }
+                _ => None,
+            })
+            .collect();
+        for (path, verdict) in verdicts {
+            let status = match verdict {
+                Ok(()) => {
+                    self.jobs.retain(|j| j.path() != path);
+                    self.verified.push(record.name(&path));
+                    Status::Fresh
+                }
+                Err(why) => Status::Stale(why),
+            };
+            if let Some(item) = self.items.iter_mut().find(|i| i.path == path) {
+                item.status = status;
+            }
+        }
     }
 
     /// Re-encrypts every stale file on `pool` (see [`worker_pool`]), then commits all of them
@@ -302,11 +381,13 @@ impl Plan {
         let job_failed = AtomicBool::new(false);
         let write_failed = AtomicBool::new(false);
         let (failures, staged) = std::thread::scope(|s| {
-            let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, &Job, Vec<u8>)>(64);
+            type Done<'j> = (usize, &'j Job, Vec<u8>, Option<record::Named>);
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Done>(64);
             let (job_failed, write_failed) = (&job_failed, &write_failed);
             let writer = s.spawn(move || {
                 let mut staged = commit::Staged::default();
-                for (n, job, new) in rx {
+                let mut entries = Vec::new();
+                for (n, job, new, entry) in rx {
                     if job_failed.load(Ordering::Relaxed) {
                         continue; // drain, so no worker blocks on a full channel
                     }
@@ -314,8 +395,9 @@ impl Plan {
                         write_failed.store(true, Ordering::Relaxed);
                         return Err(e);
                     }
+                    entries.extend(entry);
                 }
-                Ok(staged)
+                Ok((staged, entries))
             });
             let mut failures: Vec<(PathBuf, String)> = pool.install(|| {
                 self.jobs
@@ -325,12 +407,12 @@ impl Plan {
                         if write_failed.load(Ordering::Relaxed) {
                             return None;
                         }
-                        let r = job.run(ids, &recipients);
+                        let r = job.run(ids, &recipients, self.record.as_ref());
                         tick();
                         match r {
-                            Ok(new) => {
+                            Ok((new, entry)) => {
                                 // Err only if the writer has returned with an error.
-                                let _ = tx.send((n, job, new));
+                                let _ = tx.send((n, job, new, entry));
                                 None
                             }
                             Err(why) => {
@@ -353,7 +435,17 @@ impl Plan {
             // `staged` (if Ok) is dropped here, removing its temporaries.
             return Err(Error::Failed { failures });
         }
-        let staged = staged?;
+        let (mut staged, entries) = staged?;
+        // The record changes in the same commit as the files it describes.
+        if let Some(record) = &self.record {
+            if let Some(new) = record.updated(&self.verified, entries) {
+                let n = self.jobs.len();
+                match &record.original {
+                    Some(old) => staged.add(&record.path, old, &new, n)?,
+                    None => staged.add_new(&record.path, &record.rules, &new, n)?,
+                }
+            }
+        }
         pool.install(|| staged.commit())
     }
 }

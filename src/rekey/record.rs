@@ -1,0 +1,368 @@
+//! The rekey record: proof that an agenix file with `age1…` recipients is current.
+//!
+//! An X25519 stanza does not say whom it is for, so an agenix file whose rule lists `age1…`
+//! keys cannot be checked from its header. Instead, each time vault encrypts such a file it
+//! notes, in `.vault-rekey.json` beside `secrets.nix`, a MAC binding the file's name, its exact
+//! bytes and its rule's recipients, keyed from the file's own file key:
+//!
+//! ```text
+//! key = HKDF-SHA-256(ikm = file key, salt = "", info = "vault rekey record v1")
+//! mac = HMAC-SHA-256(key, "vault rekey record v1" 0x00
+//!                         || u32be(len name) || name || SHA-256(file bytes)
+//!                         || u32be(n) || n × (u32be(len r) || r))   recipients sorted
+//! ```
+//!
+//! A file is current when its entry's digest and recipients match the file and the rule, and
+//! the MAC verifies under the file key that decrypting the file (header MAC and every payload
+//! chunk authenticated) actually used. Computing the MAC needs that key, so only someone who
+//! can decrypt the file can write a valid entry for it: writing the repo alone is not enough
+//! (docs/REKEY.md, "The rekey record").
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use age::armor::ArmoredReader;
+use age_core::format::{FileKey, Stanza};
+use age_core::secrecy::ExposeSecret;
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use super::agenix::AgenixJob;
+use super::recipients::Recipient;
+use super::{Error, Identities};
+
+/// The record's name, in the folder of `secrets.nix`.
+pub const FILE_NAME: &str = ".vault-rekey.json";
+
+const LABEL: &[u8] = b"vault rekey record v1";
+/// A record is small (a few hundred bytes per file); anything far larger is not one.
+const MAX_BYTES: u64 = 64 << 20;
+
+type FileKeyBytes = Zeroizing<[u8; 16]>;
+
+/// An entry with its file's name in the record.
+pub type Named = (String, Entry);
+
+/// One file's entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Entry {
+    /// SHA-256 of the file's bytes, hex.
+    pub sha256: String,
+    /// The rule's recipients, canonical and sorted.
+    pub recipients: Vec<String>,
+    /// The MAC, hex.
+    pub mac: String,
+}
+
+#[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Contents {
+    version: u32,
+    /// By file name relative to the folder of `secrets.nix`.
+    files: BTreeMap<String, Entry>,
+}
+
+/// The record of one `secrets.nix`, as read when planning.
+#[derive(Debug)]
+pub struct Record {
+    pub path: PathBuf,
+    /// Its bytes when read (None: there was none).
+    pub(crate) original: Option<Vec<u8>>,
+    /// The `secrets.nix` it belongs to (a new record takes its mode and owner).
+    pub(crate) rules: PathBuf,
+    dir: PathBuf,
+    files: BTreeMap<String, Entry>,
+}
+
+/// Whether an agenix rule needs the record: it lists an `age1…` recipient.
+pub fn needs_record(public_keys: &[String]) -> bool {
+    public_keys.iter().any(|k| k.trim().starts_with("age1"))
+}
+
+/// A recipient list in the record's canonical form: SSH keys without their comment, sorted.
+pub fn canonical(public_keys: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = public_keys
+        .iter()
+        .map(|k| {
+            let k = k.trim();
+            if k.starts_with("ssh-") {
+                k.split_whitespace().take(2).collect::<Vec<_>>().join(" ")
+            } else {
+                k.to_string()
+            }
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn mac(key: &[u8; 16], name: &str, bytes: &[u8], recipients: &[String]) -> Hmac<Sha256> {
+    let k = Zeroizing::new(age_core::primitives::hkdf(b"", LABEL, key));
+    let mut m = <Hmac<Sha256> as Mac>::new_from_slice(k.as_ref()).expect("HMAC takes any key");
+    m.update(LABEL);
+    m.update(&[0]);
+    m.update(&(name.len() as u32).to_be_bytes());
+    m.update(name.as_bytes());
+    m.update(&Sha256::digest(bytes));
+    m.update(&(recipients.len() as u32).to_be_bytes());
+    for r in recipients {
+        m.update(&(r.len() as u32).to_be_bytes());
+        m.update(r.as_bytes());
+    }
+    m
+}
+
+impl Entry {
+    /// The entry for a file vault just encrypted with `key` to `public_keys`.
+    pub fn new(key: &[u8; 16], name: &str, bytes: &[u8], public_keys: &[String]) -> Entry {
+        let recipients = canonical(public_keys);
+        let tag = mac(key, name, bytes, &recipients).finalize().into_bytes();
+        Entry {
+            sha256: hex::encode(Sha256::digest(bytes)),
+            recipients,
+            mac: hex::encode(tag),
+        }
+    }
+}
+
+impl Record {
+    /// Reads the record beside `rules` (`secrets.nix`); none is an empty record.
+    pub fn load(rules: &Path) -> Result<Record, Error> {
+        let dir = match rules.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let path = dir.join(FILE_NAME);
+        let bad = |m: String| {
+            Error::config(
+                &path,
+                format!("{m}; remove the file to have the agenix files with age1 recipients re-encrypted and recorded anew"),
+            )
+        };
+        let original = match std::fs::File::open(&path) {
+            Ok(f) => {
+                let mut b = Vec::new();
+                f.take(MAX_BYTES + 1)
+                    .read_to_end(&mut b)
+                    .map_err(|e| Error::io("cannot read", &path, e))?;
+                if b.len() as u64 > MAX_BYTES {
+                    return Err(bad(format!("larger than {MAX_BYTES} bytes")));
+                }
+                Some(b)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io("cannot read", &path, e)),
+        };
+        let files = match &original {
+            None => BTreeMap::new(),
+            Some(b) => {
+                let c: Contents = serde_json::from_slice(b)
+                    .map_err(|e| bad(format!("not a vault rekey record: {e}")))?;
+                if c.version != 1 {
+                    return Err(bad(format!("record version {} is not 1", c.version)));
+                }
+                c.files
+            }
+        };
+        Ok(Record {
+            path,
+            original,
+            rules: rules.to_path_buf(),
+            dir,
+            files,
+        })
+    }
+
+    /// The file's name in the record (relative to the folder of `secrets.nix`).
+    pub fn name(&self, file: &Path) -> String {
+        file.strip_prefix(&self.dir)
+            .unwrap_or(file)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// Without a key: whether `job` may be current (Ok, to be verified with [`verify`]) or
+    /// why it is not.
+    pub fn precheck(&self, job: &AgenixJob) -> Result<(), String> {
+        let Some(e) = self.files.get(&self.name(&job.path)) else {
+            return Err(format!(
+                "age1 recipients and no entry in {FILE_NAME} (encrypted outside vault)"
+            ));
+        };
+        if e.sha256 != hex::encode(Sha256::digest(job.original())) {
+            return Err(format!(
+                "changed since vault encrypted it (its {FILE_NAME} entry is for other bytes)"
+            ));
+        }
+        if e.recipients != canonical(&job.rule.public_keys) {
+            return Err("recipients changed in secrets.nix".into());
+        }
+        Ok(())
+    }
+
+    /// With a key: whether `ids` decrypt `job` and its entry's MAC verifies under the file key
+    /// that decryption used. Call after [`precheck`] succeeded.
+    pub fn verify(&self, job: &AgenixJob, ids: &Identities) -> Result<(), String> {
+        let name = self.name(&job.path);
+        let entry = self.files.get(&name).ok_or("no record entry")?;
+        let tag = hex::decode(&entry.mac).map_err(|_| format!("{FILE_NAME}: bad mac"))?;
+        let key = decrypt_capturing(job.original(), ids.iter())?;
+        mac(&key, &name, job.original(), &entry.recipients)
+            .verify_slice(&tag)
+            .map_err(|_| {
+                format!(
+                    "its {FILE_NAME} entry does not verify (not written by vault for this file)"
+                )
+            })
+    }
+
+    /// The record after a rekey: `kept` entries (verified current) and `new` ones (just
+    /// written), nothing else. None when its bytes would not change.
+    pub fn updated(&self, kept: &[String], new: Vec<Named>) -> Option<Vec<u8>> {
+        let mut files: BTreeMap<String, Entry> = kept
+            .iter()
+            .filter_map(|n| self.files.get(n).map(|e| (n.clone(), e.clone())))
+            .collect();
+        files.extend(new);
+        if files.is_empty() && self.original.is_none() {
+            return None;
+        }
+        let mut text = serde_json::to_string_pretty(&Contents { version: 1, files })
+            .expect("the record serializes");
+        text.push('\n');
+        (self.original.as_deref() != Some(text.as_bytes())).then(|| text.into_bytes())
+    }
+}
+
+/// Decrypts all of `bytes` (so the header MAC and every chunk are checked) and returns the
+/// file key that did it.
+fn decrypt_capturing<'a>(
+    bytes: &[u8],
+    ids: impl Iterator<Item = &'a dyn age::Identity>,
+) -> Result<FileKeyBytes, String> {
+    let captures: Vec<CaptureIdentity> = ids
+        .map(|inner| CaptureIdentity {
+            inner,
+            key: Mutex::new(None),
+        })
+        .collect();
+    let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(bytes))
+        .map_err(|e| format!("cannot decrypt: {e}"))?;
+    let mut reader = decryptor
+        .decrypt(captures.iter().map(|c| c as &dyn age::Identity))
+        .map_err(|e| match e {
+            age::DecryptError::NoMatchingKeys => "no identity given opens it".to_string(),
+            other => format!("cannot decrypt: {other}"),
+        })?;
+    let mut sink = Zeroizing::new(Vec::new());
+    reader
+        .read_to_end(&mut sink)
+        .map_err(|e| format!("corrupt payload: {e}"))?;
+    // age stops at the first identity that unwraps a stanza and uses that key alone.
+    captures
+        .into_iter()
+        .find_map(|c| c.key.into_inner().unwrap_or_else(PoisonError::into_inner))
+        .ok_or_else(|| "no file key seen".into())
+}
+
+/// An identity that remembers the file key it unwrapped.
+struct CaptureIdentity<'a> {
+    inner: &'a dyn age::Identity,
+    key: Mutex<Option<FileKeyBytes>>,
+}
+
+impl age::Identity for CaptureIdentity<'_> {
+    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
+        self.unwrap_stanzas(std::slice::from_ref(stanza))
+    }
+
+    fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
+        let r = self.inner.unwrap_stanzas(stanzas);
+        if let Some(Ok(k)) = &r {
+            *self.key.lock().unwrap_or_else(PoisonError::into_inner) =
+                Some(Zeroizing::new(*k.expose_secret()));
+        }
+        r
+    }
+}
+
+/// A recipient that remembers the file key it was given to wrap: age generates the key inside
+/// its encryptor and hands it to every recipient, this one included.
+struct CaptureRecipient {
+    inner: Recipient,
+    key: Mutex<Option<FileKeyBytes>>,
+}
+
+impl age::Recipient for CaptureRecipient {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
+        *self.key.lock().unwrap_or_else(PoisonError::into_inner) =
+            Some(Zeroizing::new(*file_key.expose_secret()));
+        self.inner.wrap_file_key(file_key)
+    }
+}
+
+/// [`super::age_util::encrypt`], also returning the file key it used.
+pub fn encrypt(
+    plain: &[u8],
+    recipients: &[Recipient],
+    armor: bool,
+) -> Result<(Vec<u8>, FileKeyBytes), String> {
+    let Some((first, rest)) = recipients.split_first() else {
+        return Err("cannot encrypt: no recipients".into());
+    };
+    let capture = Arc::new(CaptureRecipient {
+        inner: first.clone(),
+        key: Mutex::new(None),
+    });
+    let all: Vec<Recipient> = std::iter::once(capture.clone() as Recipient)
+        .chain(rest.iter().cloned())
+        .collect();
+    let bytes = super::age_util::encrypt(plain, &all, armor)?;
+    let key = capture
+        .key
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .take()
+        .ok_or("cannot encrypt: no file key seen")?;
+    Ok((bytes, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_mac_binds_name_bytes_and_recipients() {
+        let key = [7u8; 16];
+        let keys = vec!["age1b".to_string(), "ssh-ed25519 AAAA comment".to_string()];
+        let e = Entry::new(&key, "a.age", b"bytes", &keys);
+        assert_eq!(e.recipients, ["age1b", "ssh-ed25519 AAAA"]);
+        let check = |k: &[u8; 16], name: &str, bytes: &[u8], r: &[String]| {
+            mac(k, name, bytes, r)
+                .verify_slice(&hex::decode(&e.mac).unwrap())
+                .is_ok()
+        };
+        assert!(check(&key, "a.age", b"bytes", &e.recipients));
+        assert!(!check(&[8; 16], "a.age", b"bytes", &e.recipients));
+        assert!(!check(&key, "b.age", b"bytes", &e.recipients));
+        assert!(!check(&key, "a.age", b"bytez", &e.recipients));
+        assert!(!check(&key, "a.age", b"bytes", &["age1b".into()]));
+    }
+
+    #[test]
+    fn encrypt_returns_the_key_that_decryption_uses() {
+        let id = age::x25519::Identity::generate();
+        let r: Recipient = Arc::new(id.to_public());
+        let (bytes, key) = encrypt(b"secret", &[r], false).unwrap();
+        let seen = decrypt_capturing(&bytes, std::iter::once(&id as &dyn age::Identity)).unwrap();
+        assert_eq!(*seen, *key);
+    }
+}

@@ -263,6 +263,21 @@ fn hash_file(path: &Path) -> Result<Hashed> {
 pub struct PackOptions {
     pub kdf: KdfParams,
     pub compression: Compression,
+    /// Replace an existing output (`--force`). Without it, an output that appeared after the
+    /// up-front check is refused at the final rename too.
+    pub replace: bool,
+}
+
+/// `rename(from, to)` that fails with `AlreadyExists` instead of replacing `to`.
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        from,
+        rustix::fs::CWD,
+        to,
+        rustix::fs::RenameFlags::NOREPLACE,
+    )
+    .map_err(std::io::Error::from)
 }
 
 /// Encrypts `plan` to `out`. The bundle appears at `out` only when complete; until then it
@@ -345,7 +360,14 @@ pub fn write_bundle(
         .metadata()
         .map_err(|e| Error::io("cannot read", &temp, e))?
         .len();
-    fs::rename(&temp, out).map_err(|e| Error::io("cannot create", out, e))?;
+    if opts.replace {
+        fs::rename(&temp, out).map_err(|e| Error::io("cannot create", out, e))?;
+    } else {
+        rename_no_replace(&temp, out).map_err(|e| match e.kind() {
+            std::io::ErrorKind::AlreadyExists => checks::exists(out),
+            _ => Error::io("cannot create", out, e),
+        })?;
+    }
     guard.disarm();
     Ok(size)
 }

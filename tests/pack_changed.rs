@@ -39,6 +39,7 @@ fn opts() -> PackOptions {
     PackOptions {
         kdf: CHEAP,
         compression: Compression::default(),
+        replace: true,
     }
 }
 

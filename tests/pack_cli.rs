@@ -285,3 +285,48 @@ fn weak_kdf_settings_need_weak_kdf() {
         stderr(&o)
     );
 }
+
+#[test]
+fn an_output_that_appears_while_packing_is_not_replaced_without_force() {
+    // The up-front check cannot see a file created after it: the final rename must refuse to
+    // replace one too. The temporary appears before the key derivation (a second or so here),
+    // so a file written as soon as it shows up is there long before the rename.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    let child = std::process::Command::new(common::vault_bin())
+        .current_dir(d)
+        .args(["pack", "--passphrase-file", "pw", "-o", "late.bundle"])
+        .args(["--weak-kdf", "--weak-passphrase", "--kdf-memory", "256"])
+        .args(["--kdf-iterations", "4", "--kdf-parallelism", "1"])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let temp_seen = loop {
+        let seen = std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(".late.bundle.vault-"));
+        if seen || started.elapsed() > std::time::Duration::from_secs(60) {
+            break seen;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    };
+    assert!(temp_seen, "pack never created its temporary");
+    std::fs::write(d.join("late.bundle"), "written meanwhile").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("late.bundle"), "{}", stderr(&o));
+    assert_eq!(
+        std::fs::read(d.join("late.bundle")).unwrap(),
+        b"written meanwhile"
+    );
+    let left: Vec<_> = std::fs::read_dir(d)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n.to_string_lossy().contains(".vault-"))
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+}

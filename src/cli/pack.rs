@@ -248,6 +248,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             level: a.level,
             ..Default::default()
         },
+        replace: a.force,
     };
     let bar = Progress::new(plan.total_bytes, Unit::Bytes, "packing", quiet || a.json);
     let size = pack::write_bundle(&plan, &a.output, passphrase, opts, &bar.callback())?;

@@ -72,7 +72,7 @@ pub fn check_output(
     }
 }
 
-fn exists(out: &Path) -> Error {
+pub(super) fn exists(out: &Path) -> Error {
     Error::Declined {
         why: format!("{} already exists", out.display()),
         hint: Some("choose another output with -o FILE, or pass --force to replace it".into()),

@@ -304,10 +304,11 @@ fn an_output_that_appears_while_packing_is_not_replaced_without_force() {
         .unwrap();
     let started = std::time::Instant::now();
     let temp_seen = loop {
-        let seen = std::fs::read_dir(d)
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(".late.bundle.vault-"));
+        let seen = std::fs::read_dir(d).unwrap().flatten().any(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(".late.bundle.vault-")
+        });
         if seen || started.elapsed() > std::time::Duration::from_secs(60) {
             break seen;
         }

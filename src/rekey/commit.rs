@@ -330,3 +330,20 @@ pub fn remove_stale_temps(dir: &Path) -> usize {
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_in_place_of_a_repo_file_is_not_read() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside.yaml");
+        std::fs::write(&outside, "sops:\n  mac: x\n").unwrap();
+        let link = t.path().join("repo.yaml");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(read_no_follow(&link).is_err());
+        assert!(crate::rekey::sops::read_file(&link).is_err());
+        assert!(read_no_follow(&outside).is_ok());
+    }
+}

@@ -429,8 +429,10 @@ pub(crate) fn describe_change(added: &[String], removed: &[String]) -> String {
 }
 
 /// Reads one file as a sops file of its extension's format; `Ok(None)` if it is not one.
+/// A link put in its place since the walk found it is not followed.
 pub fn read_file(path: &Path) -> Result<Option<(Format, String, Groups)>, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let bytes =
+        super::commit::read_no_follow(path).map_err(|e| Error::io("cannot read", path, e))?;
     let Ok(text) = String::from_utf8(bytes) else {
         return Ok(None);
     };

@@ -121,6 +121,40 @@ fn main() {
         &zstd::decode_all(payload.as_slice()).expect("decode"),
     );
     let _ = std::fs::remove_dir_all(&dir);
+
+    // recipient: a point (32 bytes) then an ephemeral scalar (32 bytes). The small-order
+    // u-coordinates and their encodings (p and p + 1 for 0 and 1, bit 255 set), an ordinary
+    // key, and the identity point (y = 1) with its sign bit set.
+    let mut points: Vec<[u8; 32]> = Vec::new();
+    let mut u8_order = [0u8; 32];
+    u8_order[..31].copy_from_slice(&[
+        0xe0, 0xeb, 0x7a, 0x7c, 0x3b, 0x41, 0xb8, 0xae, 0x16, 0x56, 0xe3, 0xfa, 0xf1, 0x9f, 0xc4,
+        0x6a, 0xda, 0x09, 0x8d, 0xeb, 0x9c, 0x32, 0xb1, 0xfd, 0x86, 0x62, 0x05, 0x16, 0x5f, 0x49,
+        0xb8,
+    ]);
+    points.push(u8_order);
+    for low in [0u8, 1, 9] {
+        let mut u = [0u8; 32];
+        u[0] = low;
+        points.push(u);
+    }
+    for low in [0xecu8, 0xed, 0xee] {
+        let mut u = [0xffu8; 32];
+        u[0] = low;
+        u[31] = 0x7f;
+        points.push(u);
+    }
+    let mut identity_signed = [0u8; 32];
+    identity_signed[0] = 1;
+    identity_signed[31] = 0x80;
+    points.push(identity_signed);
+    for (i, p) in points.iter().enumerate() {
+        let mut seed = p.to_vec();
+        seed.extend_from_slice(&[0x5a; 32]);
+        put("recipient", &format!("point-{i}"), &seed);
+        seed[31] |= 0x80;
+        put("recipient", &format!("point-{i}-high-bit"), &seed);
+    }
 }
 
 mod sha2_hex {

@@ -18,7 +18,12 @@ use super::{age_util, Error, Identities, Recipients, Status};
 /// One entry of `secrets.nix`.
 #[derive(Debug, Clone)]
 pub struct AgenixRule {
+    /// `root` joined with `name`, for messages.
     pub file: PathBuf,
+    /// The folder of `secrets.nix`, as the manifest names it.
+    pub root: PathBuf,
+    /// The rule's attribute name: the file's path relative to `root`.
+    pub name: PathBuf,
     pub public_keys: Vec<String>,
     pub armor: bool,
 }
@@ -74,6 +79,8 @@ pub fn load_rules(path: &Path) -> Result<Vec<AgenixRule>, Error> {
         }
         rules.push(AgenixRule {
             file: dir.join(name),
+            root: dir.clone(),
+            name: PathBuf::from(name),
             public_keys: keys,
             armor,
         });
@@ -178,13 +185,10 @@ pub(crate) fn plan(
 ) -> Result<Vec<AgenixJob>, Error> {
     let rules = load_rules(rules_path)?;
     // Reading the files and their headers in parallel (on the -j workers), kept in rule order.
+    // No symbolic link is followed below the secrets.nix folder (see read_repo_file).
     let read: Vec<_> = rules
         .par_iter()
-        .map(|rule| match std::fs::read(&rule.file) {
-            Ok(b) => Ok(Some(b)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io("cannot read", &rule.file, e)),
-        })
+        .map(|rule| super::commit::read_repo_file(&rule.root, &rule.name))
         .collect();
     let mut jobs = Vec::new();
     for (rule, bytes) in rules.into_iter().zip(read) {

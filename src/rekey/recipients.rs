@@ -9,6 +9,12 @@
 //! fresh ephemeral key, HKDF, the ChaCha20-Poly1305 wrap, the stanza's text) is what age's own
 //! recipients do, byte for byte, and a table whose result differs from the ladder's on a
 //! random scalar is never used: the recipient falls back to age's implementation.
+//!
+//! Before any path is chosen, the point is canonicalised as X25519 reads it (bit 255
+//! ignored, reduced mod p; for ssh-ed25519, decompressed as age decompresses it) and refused if
+//! it has small order, in every encoding: with such a point the shared secret is one anyone
+//! can compute. Only then does a point go to the table, or (on the twist) to age's ladder.
+//! `fuzz/fuzz_targets/recipient.rs` compares both against x25519-dalek on arbitrary points.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, PoisonError, RwLock};
@@ -29,6 +35,34 @@ pub type Recipient = Arc<dyn age::Recipient + Send + Sync>;
 
 const X25519_LABEL: &[u8] = b"age-encryption.org/v1/X25519";
 const SSH_ED25519_LABEL: &[u8] = b"age-encryption.org/v1/ssh-ed25519";
+
+/// Why a recipient of small order is refused. Every shared secret with such a point is zero
+/// (or, for mixed encodings, a value anyone can compute), so anyone could unwrap the file key.
+const LOW_ORDER: &str = "it is a low-order point, which no secret key matches: anyone could \
+     unwrap what is encrypted to it (a damaged or hostile key; ask its owner for the real one)";
+
+/// The u-coordinate X25519 computes with: bit 255 ignored, reduced mod p = 2^255 - 19
+/// (RFC 7748, section 5). Non-canonical encodings (u + p, the high bit set) of a point are
+/// the same point to age and to this module.
+fn canonical_u(mut u: [u8; 32]) -> [u8; 32] {
+    u[31] &= 0x7f;
+    // With bit 255 clear, u < 2^255 < 2p: u ≥ p exactly when u is p + k for k in 0..19,
+    // that is bytes ff…ff7f on top and a low byte of at least 0xed.
+    if u[31] == 0x7f && u[1..31].iter().all(|b| *b == 0xff) && u[0] >= 0xed {
+        let k = u[0] - 0xed;
+        u = [0; 32];
+        u[0] = k;
+    }
+    u
+}
+
+/// Whether `u` (on the curve or its twist) has small order, i.e. X25519 with it is zero for
+/// every secret key. A clamped scalar is 8·m with 0 < m < 2^252, below the large prime order
+/// of both the curve and its twist, so the ladder with any clamped scalar gives the point at
+/// infinity (encoded 0) exactly when the point's order divides the cofactor 8.
+fn is_small_order_u(u: &[u8; 32]) -> bool {
+    MontgomeryPoint(*u).mul_clamped([0; 32]).to_bytes() == [0; 32]
+}
 
 /// Recipient strings already parsed in this run.
 #[derive(Default)]
@@ -73,6 +107,8 @@ pub fn parse(s: &str) -> Result<Recipient, String> {
         let age_own = s
             .parse::<age::ssh::Recipient>()
             .map_err(|e| format!("invalid SSH recipient {s:?}: {e:?}"))?;
+        // Every key age read as ssh-ed25519 (it requires this prefix and a space) goes through
+        // the table's checks; other SSH types are age's.
         match s.strip_prefix("ssh-ed25519 ").map(Tabled::ssh_ed25519) {
             Some(Ok(Some(t))) => Ok(Arc::new(t)),
             Some(Err(why)) => Err(format!("invalid SSH recipient {s:?}: {why}")),
@@ -94,6 +130,23 @@ pub fn parse(s: &str) -> Result<Recipient, String> {
     }
 }
 
+/// For the differential fuzz target: what this module does with recipient `s` for the
+/// ephemeral secret `esk`. `Err`: refused; `Ok(Some(secret))`: the table's shared secret;
+/// `Ok(None)`: age's own recipient wraps.
+#[doc(hidden)]
+pub fn table_shared_secret(s: &str, esk: &[u8; 32]) -> Result<Option<[u8; 32]>, String> {
+    parse(s)?;
+    let s = s.trim();
+    let t = if s.starts_with("age1") {
+        Tabled::x25519(s)?
+    } else if let Some(rest) = s.strip_prefix("ssh-ed25519 ") {
+        Tabled::ssh_ed25519(rest)?
+    } else {
+        None
+    };
+    Ok(t.map(|t| *t.shared(esk)))
+}
+
 /// An `X25519` or `ssh-ed25519` recipient with a table of the point it does DH with.
 struct Tabled {
     /// `[8]·Q`, where Q is the recipient's point (for ssh-ed25519: times the key's tweak).
@@ -113,48 +166,57 @@ enum Kind {
 }
 
 impl Tabled {
-    /// `Ok(None)`: a valid key this table cannot represent (a non-canonical encoding, a point
-    /// on the twist); age's own recipient handles it.
+    /// `Err`: a point of small order, in any of its encodings (refused before anything else,
+    /// whichever implementation would wrap). `Ok(None)`: a point on the quadratic twist, where
+    /// no Edwards point (and no table) exists; age's own recipient handles it.
     fn x25519(s: &str) -> Result<Option<Tabled>, String> {
         let (hrp, data, _) = bech32::decode(s).map_err(|e| e.to_string())?;
         let bytes: Vec<u8> =
             bech32::FromBase32::from_base32(&data).map_err(|e: bech32::Error| e.to_string())?;
-        let u: [u8; 32] = match (hrp.as_str(), bytes.try_into()) {
+        let raw: [u8; 32] = match (hrp.as_str(), bytes.try_into()) {
             ("age", Ok(u)) => u,
-            _ => return Ok(None),
+            _ => return Err("not 32 bytes of an age1 public key".into()),
         };
+        let u = canonical_u(raw);
+        if is_small_order_u(&u) {
+            return Err(LOW_ORDER.into());
+        }
         let Some(point) = MontgomeryPoint(u).to_edwards(0) else {
             return Ok(None);
         };
         if point.to_montgomery().to_bytes() != u {
             return Ok(None);
         }
-        let ladder = move |k: [u8; 32]| MontgomeryPoint(u).mul_clamped(k).to_bytes();
-        Self::checked(point, u, Kind::X25519, ladder)
+        // The ladder and the salt take the key's bytes as written, as age does.
+        let ladder = move |k: [u8; 32]| MontgomeryPoint(raw).mul_clamped(k).to_bytes();
+        Self::checked(point, raw, Kind::X25519, ladder)
     }
 
-    /// `rest`: what follows `ssh-ed25519 ` on the key's line.
+    /// `rest`: what follows `ssh-ed25519 ` on the key's line. `Err` for a point of small order
+    /// in any encoding, and for a key whose point this code cannot read (fail closed: it is
+    /// never handed to age unchecked).
     fn ssh_ed25519(rest: &str) -> Result<Option<Tabled>, String> {
         let Some(blob) = rest
             .split_whitespace()
             .next()
             .and_then(|b| STANDARD.decode(b).ok())
         else {
-            return Ok(None);
+            return Err("its key is not base64".into());
         };
         // The wire format: string "ssh-ed25519", string key (32 bytes).
         let Some(key) = blob
             .strip_prefix(b"\0\0\0\x0bssh-ed25519\0\0\0\x20")
             .and_then(|k| <[u8; 32]>::try_from(k).ok())
         else {
-            return Ok(None);
+            return Err("its key is not a 32-byte ssh-ed25519 key".into());
         };
-        let compressed = CompressedEdwardsY(key);
-        let Some(ed) = compressed.decompress() else {
-            return Ok(None);
+        // decompress() accepts what age accepts (y ≥ p, a sign bit on x = 0): its result is
+        // the point age would use, whatever the encoding.
+        let Some(ed) = CompressedEdwardsY(key).decompress() else {
+            return Err("its key is not a point on the curve".into());
         };
-        if ed.compress() != compressed {
-            return Ok(None);
+        if ed.is_small_order() {
+            return Err(LOW_ORDER.into());
         }
         let pk = ed.to_montgomery().to_bytes();
         let tweak = Zeroizing::new(hkdf(&blob, SSH_ED25519_LABEL, &[]));
@@ -182,8 +244,8 @@ impl Tabled {
     ) -> Result<Option<Tabled>, String> {
         let eightfold = q.mul_by_cofactor();
         if eightfold.is_identity() {
-            // Every shared secret would be zero: anyone could unwrap the file key.
-            return Err("it is a low-order point, which no secret key matches".into());
+            // Unreachable after the checks above; kept so no path can wrap with a zero secret.
+            return Err(LOW_ORDER.into());
         }
         let t = Tabled {
             table: EdwardsBasepointTable::create(&eightfold),
@@ -255,141 +317,5 @@ impl age::Recipient for Tabled {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::{Read, Write};
-
-    fn roundtrip(recipient: &Recipient, identity: &dyn age::Identity) -> Vec<u8> {
-        let enc = age::Encryptor::with_recipients(std::iter::once(
-            recipient.as_ref() as &dyn age::Recipient
-        ))
-        .unwrap();
-        let mut out = Vec::new();
-        let mut w = enc.wrap_output(&mut out).unwrap();
-        w.write_all(b"secret").unwrap();
-        w.finish().unwrap();
-        let dec = age::Decryptor::new(&out[..]).unwrap();
-        let mut plain = Vec::new();
-        dec.decrypt(std::iter::once(identity))
-            .unwrap()
-            .read_to_end(&mut plain)
-            .unwrap();
-        plain
-    }
-
-    #[test]
-    fn x25519_stanzas_open_with_age_identities() {
-        for _ in 0..50 {
-            let id = age::x25519::Identity::generate();
-            let s = id.to_public().to_string();
-            assert!(Tabled::x25519(&s).unwrap().is_some(), "tabled, not age's");
-            assert_eq!(roundtrip(&parse(&s).unwrap(), &id), b"secret");
-        }
-    }
-
-    #[test]
-    fn ssh_ed25519_stanzas_open_with_age_identities() {
-        for _ in 0..20 {
-            let key =
-                ssh_key::PrivateKey::random(&mut rand::rngs::OsRng, ssh_key::Algorithm::Ed25519)
-                    .unwrap();
-            let public = key.public_key().to_openssh().unwrap();
-            let private = key.to_openssh(ssh_key::LineEnding::LF).unwrap();
-            let id = age::ssh::Identity::from_buffer(private.as_bytes(), None).unwrap();
-            let rest = public.strip_prefix("ssh-ed25519 ").unwrap();
-            assert!(
-                Tabled::ssh_ed25519(rest).unwrap().is_some(),
-                "tabled, not age's"
-            );
-            let r = parse(&public).unwrap();
-            let stanzas = r.wrap_file_key(&FileKey::new(Box::new([7; 16]))).unwrap().0;
-            assert_eq!(stanzas[0].tag, "ssh-ed25519");
-            assert_eq!(roundtrip(&r, &id), b"secret");
-        }
-    }
-
-    #[test]
-    fn table_agrees_with_the_ladder_on_many_scalars() {
-        let id = age::x25519::Identity::generate();
-        let s = id.to_public().to_string();
-        let t = Tabled::x25519(&s).unwrap().unwrap();
-        let (_, data, _) = bech32::decode(&s).unwrap();
-        let u: Vec<u8> = bech32::FromBase32::from_base32(&data).unwrap();
-        let u: [u8; 32] = u.try_into().unwrap();
-        for _ in 0..500 {
-            let mut k = [0u8; 32];
-            rand::rngs::OsRng.fill_bytes(&mut k);
-            assert_eq!(*t.shared(&k), MontgomeryPoint(u).mul_clamped(k).to_bytes());
-        }
-    }
-
-    #[test]
-    fn low_order_recipients_are_refused() {
-        // u = 0 and u = 1 are points of order 4 and 2 (as age1 strings).
-        for u in [[0u8; 32], {
-            let mut one = [0u8; 32];
-            one[0] = 1;
-            one
-        }] {
-            let s = bech32::encode(
-                "age",
-                bech32::ToBase32::to_base32(&u),
-                bech32::Variant::Bech32,
-            )
-            .unwrap();
-            let err = parse(&s).err().unwrap();
-            assert!(err.contains("low-order"), "{err}");
-        }
-    }
-
-    #[test]
-    fn a_low_order_ssh_key_is_refused() {
-        // The identity point (y = 1) as an ssh-ed25519 key: age would wrap the file key with
-        // an all-zero shared secret, which anyone can compute.
-        let mut blob = b"\0\0\0\x0bssh-ed25519\0\0\0\x20".to_vec();
-        let mut y = [0u8; 32];
-        y[0] = 1;
-        blob.extend_from_slice(&y);
-        let line = format!("ssh-ed25519 {}", STANDARD.encode(&blob));
-        let err = parse(&line).err().unwrap();
-        assert!(err.contains("low-order"), "{err}");
-    }
-
-    #[test]
-    fn points_on_the_twist_fall_back_to_age() {
-        // Half of all u are on the quadratic twist, where no Edwards point (and no table)
-        // exists; age's ladder handles them.
-        let mut found = 0;
-        for small in 2u8..60 {
-            let mut u = [0u8; 32];
-            u[0] = small;
-            if MontgomeryPoint(u).to_edwards(0).is_some() {
-                continue;
-            }
-            found += 1;
-            let s = bech32::encode(
-                "age",
-                bech32::ToBase32::to_base32(&u),
-                bech32::Variant::Bech32,
-            )
-            .unwrap();
-            assert!(Tabled::x25519(&s).unwrap().is_none());
-            let r = parse(&s).unwrap();
-            assert_eq!(
-                r.wrap_file_key(&FileKey::new(Box::new([7; 16]))).unwrap().0[0].tag,
-                "X25519"
-            );
-        }
-        assert!(found > 0);
-    }
-
-    #[test]
-    fn the_cache_returns_one_recipient_per_string() {
-        let id = age::x25519::Identity::generate();
-        let s = id.to_public().to_string();
-        let rs = Recipients::default();
-        let a = rs.get(&s).unwrap();
-        let b = rs.get(&format!(" {s}\n")).unwrap();
-        assert!(Arc::ptr_eq(&a, &b));
-    }
-}
+#[path = "recipients_tests.rs"]
+mod tests;

@@ -7,12 +7,15 @@
 //!
 //! Per key group, every `enc` wraps the same secret (the data key, or with several groups that
 //! group's Shamir share), so a group is rekeyed by opening any one of its entries and wrapping
-//! the result for each new recipient: one armored single-recipient age file per recipient, as
-//! sops writes them. Entries of recipients that stay are kept byte for byte (sops would
-//! re-wrap them too; keeping them makes diffs small). Values, `mac`, `lastmodified` and the
-//! non-age key entries are never touched: only the text of the `age` lists changes, spliced
-//! into the file (see `sops_yaml`, `sops_json`, `sops_flat`), and the result is parsed back
-//! and compared with the original before it is accepted.
+//! the result for every recipient of the rule: one armored single-recipient age file per
+//! recipient, as sops writes them. No entry is kept: an entry's `recipient` is a label that
+//! nothing binds to its `enc` (an X25519 stanza cannot be matched to a public key without that
+//! key's secret), so a kept entry could still wrap the key for someone the rule removed. For
+//! the same reason a file with age entries is never reported current (as agenix files with
+//! `age1…` recipients). Values, `mac`, `lastmodified` and the non-age key entries are never
+//! touched: only the text of the `age` lists changes, spliced into the file (see `sops_yaml`,
+//! `sops_json`, `sops_flat`), and the result is parsed back and compared with the original
+//! before it is accepted.
 
 use std::path::{Path, PathBuf};
 
@@ -290,10 +293,14 @@ impl SopsJob {
                     .map(|c| c.recipient.clone()),
             );
         }
-        if added.is_empty() && removed.is_empty() {
-            Status::Fresh
-        } else {
-            Status::Stale(describe_change(&added, &removed))
+        if !added.is_empty() || !removed.is_empty() {
+            return Status::Stale(describe_change(&added, &removed));
+        }
+        match self.current.iter().map(Vec::len).sum::<usize>() {
+            0 => Status::Fresh,
+            n => Status::Stale(format!(
+                "its {n} age entries name their recipients by label only, which cannot be checked; re-wrapped to be sure"
+            )),
         }
     }
 
@@ -314,8 +321,8 @@ impl SopsJob {
         }
         let mut groups = Groups::new();
         for (g, (cur, want)) in self.current.iter().zip(&self.desired).enumerate() {
-            if same_set(cur, want) {
-                groups.push(cur.clone());
+            if cur.is_empty() && want.is_empty() {
+                groups.push(Vec::new());
                 continue;
             }
             if want.is_empty() {
@@ -325,27 +332,30 @@ impl SopsJob {
                     g + 1
                 ));
             }
-            let secret = open_group(cur, ids).map_err(|why| {
-                if self.current.len() > 1 {
-                    format!("key group {}: {why}", g + 1)
-                } else {
-                    why
+            let secret = match open_group(cur, ids) {
+                Ok(secret) => secret,
+                // A group none of your identities opens (someone else's file, or Shamir group)
+                // whose labels already match the rule: it cannot be re-wrapped without its
+                // secret, and is left as it is, as before.
+                Err(_) if same_set(cur, want) => {
+                    groups.push(cur.clone());
+                    continue;
                 }
-            })?;
+                Err(why) if self.current.len() > 1 => {
+                    return Err(format!("key group {}: {why}", g + 1))
+                }
+                Err(why) => return Err(why),
+            };
+            // Every recipient's entry is written anew, those that stay too (see the module
+            // docs: a kept entry's label proves nothing about whom its enc is for).
             let mut entries = Vec::new();
             for r in want {
-                match cur.iter().find(|e| &e.recipient == r) {
-                    Some(e) => entries.push(e.clone()),
-                    None => {
-                        let to = [recipients.get(r)?];
-                        let enc = age_util::encrypt(&secret, &to, true)?;
-                        entries.push(AgeEntry {
-                            recipient: r.clone(),
-                            enc: String::from_utf8(enc)
-                                .map_err(|_| "armor is not text".to_string())?,
-                        });
-                    }
-                }
+                let to = [recipients.get(r)?];
+                let enc = age_util::encrypt(&secret, &to, true)?;
+                entries.push(AgeEntry {
+                    recipient: r.clone(),
+                    enc: String::from_utf8(enc).map_err(|_| "armor is not text".to_string())?,
+                });
             }
             groups.push(entries);
         }
@@ -437,8 +447,10 @@ pub(crate) fn describe_change(added: &[String], removed: &[String]) -> String {
 }
 
 /// Reads one file as a sops file of its extension's format; `Ok(None)` if it is not one.
+/// A link put in its place since the walk found it is not followed.
 pub fn read_file(path: &Path) -> Result<Option<(Format, String, Groups)>, Error> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let bytes =
+        super::commit::read_no_follow(path).map_err(|e| Error::io("cannot read", path, e))?;
     let Ok(text) = String::from_utf8(bytes) else {
         return Ok(None);
     };

@@ -12,6 +12,11 @@ pub(super) enum Flavor {
     Ini,
 }
 
+/// More key groups than a sops file has in practice (each group is one Shamir share; sops
+/// writes a handful). A larger index is damage or hostility, refused before anything is
+/// allocated for it.
+const MAX_KEY_GROUPS: usize = 256;
+
 /// A metadata line: its flattened key (without the dotenv `sops_` prefix) and value.
 fn meta_kv(line: &str, flavor: Flavor, in_sops: bool) -> Option<(&str, &str)> {
     let line = line.trim_end_matches(['\n', '\r']);
@@ -76,11 +81,15 @@ pub(super) fn read(text: &str, flavor: Flavor) -> Result<Option<Groups>, String>
         }
         if let Some(r) = k.strip_prefix("key_groups__list_") {
             grouped = true;
-            if let Some(g) = r
-                .split_once("__")
-                .and_then(|(g, _)| g.parse::<usize>().ok())
-            {
-                group_count = group_count.max(g + 1);
+            let g = r.split_once("__").map_or(r, |(g, _)| g);
+            match g.parse::<usize>() {
+                Ok(g) if g < MAX_KEY_GROUPS => group_count = group_count.max(g + 1),
+                _ => {
+                    return Err(format!(
+                        "key group {:?} is not an index below {MAX_KEY_GROUPS}",
+                        g.chars().take(24).collect::<String>()
+                    ))
+                }
             }
         }
         if let Some((g, i, field)) = age_key(k) {
@@ -184,4 +193,42 @@ pub(super) fn write(text: &str, groups: &Groups, flavor: Flavor) -> Result<Strin
         out.push_str(&new);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dotenv(group: &str) -> String {
+        format!(
+            "A=ENC[AES256_GCM,data:x,iv:y,tag:z,type:str]\n\
+             sops_key_groups__list_{group}__map_age__list_0__map_enc=-----BEGIN AGE ENCRYPTED FILE-----\\n-----END AGE ENCRYPTED FILE-----\\n\n\
+             sops_key_groups__list_{group}__map_age__list_0__map_recipient=age1xyz\n\
+             sops_mac=ENC[AES256_GCM,data:m,iv:i,tag:t,type:str]\n\
+             sops_version=3.9.0\n"
+        )
+    }
+
+    #[test]
+    fn a_huge_key_group_index_is_refused_not_allocated() {
+        for group in [
+            usize::MAX.to_string(),
+            (1usize << 40).to_string(),
+            MAX_KEY_GROUPS.to_string(),
+            "99999999999999999999999999".into(),
+            "x".into(),
+        ] {
+            for flavor in [Flavor::Dotenv, Flavor::Ini] {
+                let text = match flavor {
+                    Flavor::Dotenv => dotenv(&group),
+                    Flavor::Ini => format!("[sops]\n{}", dotenv(&group).replace("sops_", "")),
+                };
+                let err = read(&text, flavor).unwrap_err();
+                assert!(err.contains("key group"), "{err}");
+            }
+        }
+        let g = read(&dotenv("3"), Flavor::Dotenv).unwrap().unwrap();
+        assert_eq!(g.len(), 4);
+        assert_eq!(g[3][0].recipient, "age1xyz");
+    }
 }

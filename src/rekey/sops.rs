@@ -8,11 +8,12 @@
 //! Per key group, every `enc` wraps the same secret (the data key, or with several groups that
 //! group's Shamir share), so a group is rekeyed by opening any one of its entries and wrapping
 //! the result for every recipient of the rule: one armored single-recipient age file per
-//! recipient, as sops writes them. No entry is kept: an entry's `recipient` is a label that
-//! nothing binds to its `enc` (an X25519 stanza cannot be matched to a public key without that
-//! key's secret), so a kept entry could still wrap the key for someone the rule removed. For
-//! the same reason a file with age entries is never reported current (as agenix files with
-//! `age1…` recipients). Values, `mac`, `lastmodified` and the non-age key entries are never
+//! recipient, as sops writes them. A group whose recipients change gets every entry written
+//! anew, those of recipients that stay too: an entry's `recipient` is a label that nothing
+//! binds to its `enc` (an X25519 stanza cannot be matched to a public key without that key's
+//! secret), so a kept entry could still wrap the key for someone the rule removed. A group
+//! whose labels already match the rule is current and left byte for byte, as `sops
+//! updatekeys` leaves it (docs/REKEY.md: what that does not prove). Values, `mac`, `lastmodified` and the non-age key entries are never
 //! touched: only the text of the `age` lists changes, spliced into the file (see `sops_yaml`,
 //! `sops_json`, `sops_flat`), and the result is parsed back and compared with the original
 //! before it is accepted.
@@ -293,15 +294,12 @@ impl SopsJob {
                     .map(|c| c.recipient.clone()),
             );
         }
+        // Labels that already match the rule are taken as current, as `sops updatekeys`
+        // takes them (module docs; REKEY.md says why and what it does not prove).
         if !added.is_empty() || !removed.is_empty() {
             return Status::Stale(describe_change(&added, &removed));
         }
-        match self.current.iter().map(Vec::len).sum::<usize>() {
-            0 => Status::Fresh,
-            n => Status::Stale(format!(
-                "its {n} age entries name their recipients by label only, which cannot be checked; re-wrapped to be sure"
-            )),
-        }
+        Status::Fresh
     }
 
     /// The rekeyed file text.
@@ -321,8 +319,8 @@ impl SopsJob {
         }
         let mut groups = Groups::new();
         for (g, (cur, want)) in self.current.iter().zip(&self.desired).enumerate() {
-            if cur.is_empty() && want.is_empty() {
-                groups.push(Vec::new());
+            if same_set(cur, want) {
+                groups.push(cur.clone());
                 continue;
             }
             if want.is_empty() {
@@ -334,20 +332,13 @@ impl SopsJob {
             }
             let secret = match open_group(cur, ids) {
                 Ok(secret) => secret,
-                // A group none of your identities opens (someone else's file, or Shamir group)
-                // whose labels already match the rule: it cannot be re-wrapped without its
-                // secret, and is left as it is, as before.
-                Err(_) if same_set(cur, want) => {
-                    groups.push(cur.clone());
-                    continue;
-                }
                 Err(why) if self.current.len() > 1 => {
                     return Err(format!("key group {}: {why}", g + 1))
                 }
                 Err(why) => return Err(why),
             };
-            // Every recipient's entry is written anew, those that stay too (see the module
-            // docs: a kept entry's label proves nothing about whom its enc is for).
+            // A group that changes gets every entry written anew, those of recipients that
+            // stay too: a kept entry's label proves nothing about whom its enc is for.
             let mut entries = Vec::new();
             for r in want {
                 let to = [recipients.get(r)?];

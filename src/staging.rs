@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 
 use crate::archive::{BundleManifest, Item, Kind, Limits, FORMAT};
 use crate::manifest::Stage;
-use crate::place::{is_mount_point, Conflict, ConflictKind, PlaceOptions, Placer};
+use crate::place::{is_mount_point, ConflictKind, PlaceOptions, Placer};
 use crate::{Error, Result};
 
 /// Where `vault unlock --stage disk` keeps root-stage contents.
@@ -541,26 +541,16 @@ fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<
         })
         .map(|i| i.target.clone())
         .collect();
-    let blocking: Vec<&Conflict> = found.iter().filter(|c| c.what.blocks(force)).collect();
-    if blocking.is_empty() {
-        return Ok(in_place);
-    }
-    let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
-    let list: String = blocking
-        .iter()
-        .map(|c| format!("\n  {} {}", c.path.display(), c.what.describe()))
-        .collect();
-    Err(Error::Refused {
-        why: format!("nothing was written; in the way:{list}"),
-        hint: Some(if only_existing {
-            "add --force to replace them (the staged files are kept until placed)".into()
-        } else {
-            format!(
-                "remove or fix those paths in the target, then run `{}` again",
-                as_root("vault place")
-            )
-        }),
-    })
+    crate::unlock::refuse_conflicts_with(
+        &found,
+        force,
+        "add --force to replace them (the staged files are kept until placed)",
+        format!(
+            "remove or fix those paths in the target, then run `{}` again",
+            as_root("vault place")
+        ),
+    )?;
+    Ok(in_place)
 }
 
 struct HashCount<R> {

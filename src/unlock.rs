@@ -208,6 +208,22 @@ pub fn inspect<R: Read>(
 /// without `force`. Nothing has been written when this is called. `vault place` refuses the
 /// same way.
 pub(crate) fn refuse_conflicts(conflicts: &[Conflict], force: bool) -> Result<()> {
+    refuse_conflicts_with(
+        conflicts,
+        force,
+        "add --force to replace them (the old files are removed, no copy is kept)",
+        "remove or fix those paths in the target, then run the same command again".into(),
+    )
+}
+
+/// The refusal for `conflicts` that block (links always, existing files without `--force`),
+/// with the hint for each case: `force_hint` when only existing files are in the way.
+pub(crate) fn refuse_conflicts_with(
+    conflicts: &[Conflict],
+    force: bool,
+    force_hint: &str,
+    fix_hint: String,
+) -> Result<()> {
     let blocking: Vec<&Conflict> = conflicts.iter().filter(|c| c.what.blocks(force)).collect();
     if blocking.is_empty() {
         return Ok(());
@@ -220,9 +236,9 @@ pub(crate) fn refuse_conflicts(conflicts: &[Conflict], force: bool) -> Result<()
     Err(Error::Refused {
         why: format!("nothing was written; in the way:{list}"),
         hint: Some(if only_existing {
-            "add --force to replace them (the old files are removed, no copy is kept)".into()
+            force_hint.into()
         } else {
-            "remove or fix those paths in the target, then run the same command again".into()
+            fix_hint
         }),
     })
 }

@@ -1,4 +1,4 @@
-//! In-process pieces of pack, unlock and rekey (issue 7), one criterion group each:
+//! In-process pieces of pack, unlock and rekey, one criterion group each:
 //! `cargo bench --bench pieces [-- FILTER]`. End-to-end numbers against other tools come
 //! from `scripts/bench`; these say where inside vault the time goes.
 

@@ -6,6 +6,8 @@
 
 use regex::Regex;
 
+use super::rule_choice::{rule_list, verdicts};
+pub use super::rule_choice::{Choice, RuleVerdict};
 use super::sops::SopsConfig;
 
 fn indent(line: &str) -> usize {
@@ -87,45 +89,6 @@ fn items_of_top(lines: &[&str], key: &str) -> Option<(usize, Vec<(usize, usize)>
     Some((k, ranges))
 }
 
-/// Which creation rules a new host joins.
-#[derive(Debug, Clone, Copy)]
-pub enum Choice<'a> {
-    /// The rules whose `path_regex` matches one of these (`--rule`), whatever they name.
-    Matching(&'a [Regex]),
-    /// The shared rules and the host's own: every rule except those whose `path_regex` names
-    /// another host (one of these names, or another anchor of `keys:`) and not this one.
-    SharedAndOwn { other_hosts: &'a [String] },
-}
-
-/// What [`add_recipient`] decided for one creation rule.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleVerdict {
-    /// 1-based, in file order.
-    pub number: usize,
-    /// The rule's `path_regex` as written (empty if it has none: it matches every file).
-    pub path_regex: String,
-    pub joined: bool,
-    /// Why: "names web1", "shared", "names server1", "matches --rule", …
-    pub why: String,
-}
-
-fn is_word(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '_' || c == '-'
-}
-
-/// Whether `path_regex` names `name` as a whole word (a folder or file name part), as written
-/// or with its dots escaped; ASCII case is ignored.
-pub fn names(path_regex: &str, name: &str) -> bool {
-    let hay = path_regex.to_ascii_lowercase();
-    let name = name.to_ascii_lowercase();
-    [name.clone(), name.replace('.', "\\.")].iter().any(|v| {
-        hay.match_indices(v.as_str()).any(|(i, m)| {
-            !hay[..i].chars().next_back().is_some_and(is_word)
-                && !hay[i + m.len()..].chars().next().is_some_and(is_word)
-        })
-    })
-}
-
 /// The anchors of the `- &NAME …` items of the top-level `keys:` list (the named keys).
 fn anchors(text: &str) -> Vec<String> {
     let re = Regex::new(r"^[ \t]*-[ \t]+&([^\s]+)").expect("static regex");
@@ -171,70 +134,6 @@ fn eol_of(text: &str) -> &'static str {
     } else {
         "\n"
     }
-}
-
-fn verdicts(
-    doc: &serde_norway::Value,
-    text: &str,
-    name: &str,
-    choice: Choice,
-) -> Result<Vec<RuleVerdict>, String> {
-    let parsed_rules = doc
-        .get("creation_rules")
-        .and_then(|r| r.as_sequence())
-        .ok_or("no creation_rules list")?;
-    let mut others: Vec<String> = match choice {
-        Choice::SharedAndOwn { other_hosts } => other_hosts.to_vec(),
-        Choice::Matching(_) => Vec::new(),
-    };
-    others.extend(anchors(text));
-    others.retain(|o| o != name);
-    let mut out = Vec::new();
-    for (n, parsed) in parsed_rules.iter().enumerate() {
-        let regex = parsed
-            .get("path_regex")
-            .and_then(|v| v.as_str())
-            .unwrap_or("")
-            .to_string();
-        let (joined, why) = match choice {
-            Choice::Matching(rules) => {
-                if rules.iter().any(|r| r.is_match(&regex)) {
-                    (true, "matches --rule".to_string())
-                } else {
-                    (false, "not chosen by --rule".to_string())
-                }
-            }
-            Choice::SharedAndOwn { .. } => {
-                if names(&regex, name) {
-                    (true, format!("names {name}"))
-                } else if let Some(o) = others.iter().find(|o| names(&regex, o)) {
-                    (false, format!("names {o}"))
-                } else {
-                    (true, "shared".to_string())
-                }
-            }
-        };
-        out.push(RuleVerdict {
-            number: n + 1,
-            path_regex: regex,
-            joined,
-            why,
-        });
-    }
-    Ok(out)
-}
-
-fn rule_list(v: &[RuleVerdict]) -> String {
-    v.iter()
-        .map(|r| {
-            let rx = if r.path_regex.is_empty() {
-                "(no path_regex: every file)"
-            } else {
-                r.path_regex.as_str()
-            };
-            format!("\n  rule {}: {rx}", r.number)
-        })
-        .collect()
 }
 
 /// The `[…]` of a one-line flow list after `age:` on `line`: byte offsets of `[` and `]`.
@@ -317,7 +216,7 @@ pub fn add_recipient(
         return Err("keys: comes after creation_rules:, so an alias in a rule would precede its anchor; move keys: above creation_rules:".into());
     }
 
-    let verdicts = verdicts(&doc, head, name, choice)?;
+    let verdicts = verdicts(&doc, anchors(head), name, choice)?;
     if verdicts.len() != rule_ranges.len() {
         return Err("cannot line up creation_rules with their text; use one `- path_regex: …` item per rule".into());
     }
@@ -531,6 +430,7 @@ pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rekey::rule_choice::names;
 
     const ALL: Choice = Choice::SharedAndOwn { other_hosts: &[] };
 

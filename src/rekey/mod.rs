@@ -15,6 +15,7 @@ pub mod keys_file;
 pub mod preflight;
 pub mod recipients;
 pub mod record;
+pub mod rule_choice;
 pub mod sops;
 mod sops_flat;
 mod sops_json;

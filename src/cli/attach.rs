@@ -360,7 +360,7 @@ fn run_discover(json: bool) -> vault::Result<ExitCode> {
         for c in &found {
             println!(
                 "{} ({}, {} bytes at byte {})",
-                c.description,
+                vault::escape::escape(&c.description),
                 human_bytes(c.len),
                 c.len,
                 c.offset

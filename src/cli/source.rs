@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use age_core::secrecy::SecretString;
 use vault::bundle::{KdfLimits, Locked, Unwrapped};
+use vault::escape::escape;
 use vault::{prompt, Error};
 
 /// Tries on a terminal before giving up.
@@ -56,13 +57,13 @@ fn choose(
     found: Vec<vault::media::discover::Candidate>,
 ) -> vault::Result<vault::media::source::BundleSource> {
     if found.len() == 1 {
-        eprintln!("Found a bundle: {}", found[0].description);
+        eprintln!("Found a bundle: {}", escape(&found[0].description));
         return Ok(found[0].open()?);
     }
     let list: String = found
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("\n  {}) {}", i + 1, c.description))
+        .map(|(i, c)| format!("\n  {}) {}", i + 1, escape(&c.description)))
         .collect();
     if !prompt::has_tty() {
         return Err(Error::Refused {

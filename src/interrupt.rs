@@ -5,8 +5,9 @@
 //! but a write happens in the handler itself). What that thread does depends on the work in
 //! progress:
 //!
-//! - While a [`Polled`] scope is alive (a [`crate::place::Placer`] or a
-//!   [`crate::staging::Stager`] holding temporaries, created directories, renamed files),
+//! - While a [`Polled`] scope is alive (a [`crate::place::Placer`], a
+//!   [`crate::staging::Stager`] or a rekey's staged files, holding temporaries, created
+//!   directories, renamed files),
 //!   it only records the signal. The copy and commit loops call [`check`], which returns
 //!   [`Error::Interrupted`]; that error travels the normal error path, whose rollback removes
 //!   everything, and the binary exits 128 + n. A second signal ends the process at once (the

@@ -450,3 +450,42 @@ fn agenix_fixtures_rekeyed_with_user1() {
         .starts_with(b"-----BEGIN AGE"));
     assert_eq!(vault(root, &["rekey", "--check"]).status.code(), Some(0));
 }
+
+/// SIGINT, SIGTERM and SIGHUP while the new files are being written roll back like any error:
+/// every temporary removed, every file byte-identical, exit 128 + n.
+#[test]
+fn a_signal_while_writing_rolls_back_and_exits_128_plus_n() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let (_, _, key) = kill_repo(root);
+    let repo = root.join("repo");
+    let before = snapshot(root);
+    for (sig, code) in [
+        (rustix::process::Signal::INT, 130),
+        (rustix::process::Signal::TERM, 143),
+        (rustix::process::Signal::HUP, 129),
+    ] {
+        let mut child = Command::new(common::vault_bin())
+            .args(["rekey", "-j", "2", "-i", key.to_str().unwrap()])
+            .current_dir(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while temp_count(&repo) == 0
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {}
+        let pid = rustix::process::Pid::from_child(&child);
+        let _ = rustix::process::kill_process(pid, sig);
+        let o = child.wait_with_output().unwrap();
+        let said = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(code), "{sig:?}: {said}");
+        assert!(said.contains("interrupted by"), "{said}");
+        assert_same(&before, &snapshot(root), &format!("after {sig:?}"));
+    }
+}

@@ -6,6 +6,9 @@
 //! byte-identical. Phase 2 ([`Staged::commit`]) renames them over the originals, then fsyncs
 //! the directories.
 //!
+//! SIGINT, SIGTERM or SIGHUP in phase 1 is an error like any other (the temporaries are
+//! removed); once the first rename is done the commit finishes, then the run exits 128 + n.
+//!
 //! SIGKILL (or power loss) in phase 1 leaves every original untouched, plus stray temporaries
 //! that the next run removes. In phase 2 each `rename(2)` is atomic, so every file is either
 //! its complete old or its complete new version, never a mix within one file; the repo as a
@@ -145,9 +148,28 @@ pub fn is_temp_name(name: &str) -> bool {
 /// [`Staged::add`] may be called while other files are still being re-encrypted: the
 /// temporaries are written on one thread as results arrive, which hides their creation (one
 /// directory lock) behind the CPU work instead of after it.
-#[derive(Default)]
 pub struct Staged<'a> {
     files: Vec<StagedFile<'a>>,
+    /// While temporaries exist a signal is only recorded ([`crate::interrupt`]): the next
+    /// [`Staged::add`], or the start of the commit, turns it into [`Error::Interrupted`] and
+    /// dropping `self` removes them. Once renaming has begun the commit finishes first.
+    _signals: crate::interrupt::Polled,
+}
+
+impl Default for Staged<'_> {
+    fn default() -> Self {
+        Staged {
+            files: Vec::new(),
+            _signals: crate::interrupt::Polled::enter(),
+        }
+    }
+}
+
+fn not_interrupted() -> Result<(), Error> {
+    match crate::interrupt::received() {
+        Some(signal) => Err(Error::Interrupted { signal }),
+        None => Ok(()),
+    }
 }
 
 struct StagedFile<'a> {
@@ -160,6 +182,7 @@ struct StagedFile<'a> {
 impl<'a> Staged<'a> {
     /// Writes `new` as a temporary beside `path` (`n` makes its name unique within this run).
     pub fn add(&mut self, path: &Path, old: &'a [u8], new: &[u8], n: usize) -> Result<(), Error> {
+        not_interrupted()?;
         let temp = write_temp(path, path, new, n)?;
         self.files.push(StagedFile {
             path: path.to_path_buf(),
@@ -172,6 +195,7 @@ impl<'a> Staged<'a> {
     /// Like [`Staged::add`] for a file that does not exist yet, created with the mode and
     /// owner of `like`; the commit aborts if it appeared meanwhile.
     pub fn add_new(&mut self, path: &Path, like: &Path, new: &[u8], n: usize) -> Result<(), Error> {
+        not_interrupted()?;
         let temp = write_temp(path, like, new, n)?;
         self.files.push(StagedFile {
             path: path.to_path_buf(),
@@ -204,6 +228,8 @@ impl<'a> Staged<'a> {
         if let Some(path) = changed {
             return Err(Error::Changed { path });
         }
+        // The last point of return: after the first rename, finishing is the rollback.
+        not_interrupted()?;
         let mut dirs = BTreeSet::new();
         let files = std::mem::take(&mut self.files);
         let mut done = Vec::with_capacity(files.len());

@@ -81,6 +81,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// A signal arrived before the commit; every temporary was removed.
+    #[error("interrupted by {}; nothing was changed", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
     /// `--check` found stale files.
     #[error("{count} secret files are not encrypted to their current recipients")]
     Stale { count: usize },
@@ -136,6 +139,7 @@ impl crate::Hint for Error {
                 "give an identity that opens those files with -i FILE, or restore the damaged files from git, then run `vault rekey` again".into(),
             ),
             Error::Changed { .. } => Some("run `vault rekey` again".into()),
+            Error::Interrupted { .. } => Some("run `vault rekey` again when you are ready".into()),
             Error::Write { .. } => Some("free space or fix permissions in the secrets repo, then run `vault rekey` again".into()),
             Error::Commit { .. } => Some("fix the filesystem error and run `vault rekey` again: it finishes the rest".into()),
             Error::Stale { .. } => Some("run `vault rekey` to re-encrypt them".into()),
@@ -405,7 +409,9 @@ impl Plan {
                     .par_iter()
                     .enumerate()
                     .filter_map(|(n, job)| {
-                        if write_failed.load(Ordering::Relaxed) {
+                        if write_failed.load(Ordering::Relaxed)
+                            || crate::interrupt::received().is_some()
+                        {
                             return None;
                         }
                         let r = job.run(ids, &recipients, self.record.as_ref());

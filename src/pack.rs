@@ -495,6 +495,12 @@ pub struct Calibration {
     pub params: KdfParams,
     /// Seconds one derivation took on this machine with `params`.
     pub seconds: f64,
+    /// The passes the target time called for, when more than an unlocking vault accepts
+    /// ([`KdfLimits`]' pass and work caps): `params.t` is the cap, and `seconds` is short of
+    /// the target.
+    ///
+    /// [`KdfLimits`]: bundle::argon2id::KdfLimits
+    pub capped_from: Option<u32>,
 }
 
 /// Chooses Argon2id parameters whose derivation takes about `target_secs` on this machine:
@@ -527,10 +533,19 @@ pub fn calibrate_kdf(target_secs: f64, max_m_kib: u32) -> Result<Calibration> {
         ((target_secs / one).round() as u32).max(1)
     };
     // Rounded to whole MiB, as the CLI shows it; no more passes than an unlocking vault
-    // accepts (`bundle::argon2id::MAX_WORK`).
+    // accepts, by its pass cap and its work cap (memory × passes).
     let m_kib = m / 1024 * 1024;
-    let t = t.min((bundle::argon2id::MAX_WORK / u64::from(m_kib)) as u32);
+    let limits = bundle::argon2id::KdfLimits::for_this_machine();
+    let max_t = limits
+        .max_t
+        .min(u32::try_from(limits.max_work / u64::from(m_kib)).unwrap_or(u32::MAX));
+    let capped_from = (t > max_t).then_some(t);
+    let t = t.min(max_t);
     let params = KdfParams { m_kib, t, p };
     let seconds = time(params)?;
-    Ok(Calibration { params, seconds })
+    Ok(Calibration {
+        params,
+        seconds,
+        capped_from,
+    })
 }

@@ -286,6 +286,38 @@ fn weak_kdf_settings_need_weak_kdf() {
     );
 }
 
+/// A long calibration on a small installer would need more passes than an unlocking vault
+/// accepts (64): calibration stops at the cap and says so, and the bundle opens.
+#[test]
+fn a_calibration_past_the_pass_cap_is_capped_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    setup(d);
+    // 64 MiB: one pass is a few hundredths of a second, so 30 s would be hundreds of passes.
+    let o = vault_in(
+        d,
+        &[
+            "pack",
+            "--passphrase-file",
+            "pw",
+            "-o",
+            "c.bundle",
+            "--weak-kdf",
+            "--weak-passphrase",
+            "--kdf-calibrate",
+            "30",
+            "--target-memory",
+            "128",
+        ],
+    );
+    common::ok(o.clone());
+    let e = stderr(&o);
+    assert!(e.contains("t=64,"), "{e}");
+    assert!(e.contains("capped at 64 passes"), "{e}");
+    let o = vault_in(d, &["inspect", "c.bundle", "--passphrase-file", "pw"]);
+    common::ok(o);
+}
+
 #[test]
 fn an_output_that_appears_while_packing_is_not_replaced_without_force() {
     // The up-front check cannot see a file created after it: the final rename must refuse to

@@ -103,6 +103,12 @@ fn calibrate(secs: f64, target_mib: Option<u64>, p: u32, quiet: bool) -> vault::
             c.seconds,
             cores as f64 / c.seconds
         );
+        if let Some(wanted) = c.capped_from {
+            eprintln!(
+                "note: {secs} s would take {wanted} passes at {mib} MiB; capped at {} passes, the most an unlocking vault accepts at this memory. For a costlier guess, give the installer more memory (--target-memory).",
+                kdf.t
+            );
+        }
     }
     Ok(kdf)
 }

@@ -25,11 +25,55 @@ pub fn encrypt<W: Write>(
     passphrase: SecretString,
     kdf: KdfParams,
 ) -> io::Result<StreamWriter<W>> {
-    let recipient = argon2id::Recipient::new(passphrase, kdf);
+    encrypt_with_recovery(out, passphrase, kdf, &[])
+}
+
+/// [`encrypt`], with the file key also wrapped to each recovery recipient: their stanzas
+/// follow the passphrase stanza, then age's grease (docs/FORMAT.md §1).
+pub fn encrypt_with_recovery<W: Write>(
+    out: W,
+    passphrase: SecretString,
+    kdf: KdfParams,
+    recovery: &[&dyn age::Recipient],
+) -> io::Result<StreamWriter<W>> {
+    let recipient = WithRecovery {
+        passphrase: argon2id::Recipient::new(passphrase, kdf),
+        recovery,
+    };
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .map_err(|e| io::Error::other(e.to_string()))?;
     encryptor.wrap_output(out)
+}
+
+/// The passphrase recipient and the recovery recipients as one: age refuses to mix the
+/// passphrase stanza's random label with other recipients (the rule that keeps `scrypt`
+/// alone), so the stanzas are gathered here, under the passphrase's label.
+struct WithRecovery<'a> {
+    passphrase: argon2id::Recipient,
+    recovery: &'a [&'a dyn age::Recipient],
+}
+
+impl age::Recipient for WithRecovery<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> std::result::Result<(Vec<Stanza>, std::collections::HashSet<String>), age::EncryptError>
+    {
+        let (mut stanzas, labels) = self.passphrase.wrap_file_key(file_key)?;
+        for r in self.recovery {
+            let (more, _) = r.wrap_file_key(file_key)?;
+            // A second passphrase stanza, or age's scrypt one, would make the header invalid.
+            if more
+                .iter()
+                .any(|s| s.tag == argon2id::TAG || s.tag == "scrypt")
+            {
+                return Err(age::EncryptError::MixedRecipientAndPassphrase);
+            }
+            stanzas.extend(more);
+        }
+        Ok((stanzas, labels))
+    }
 }
 
 /// A bundle whose header was read and checked, waiting for a passphrase.
@@ -133,18 +177,48 @@ impl<R: Read> Locked<R> {
         }
     }
 
-    fn stanza(&self) -> Result<Stanza> {
-        let mut rest = &self.head[header::VERSION_LINE.len()..self.info.len];
-        while let Ok((r, s)) = age_core::format::read::age_stanza(rest) {
-            if s.tag == argon2id::TAG {
-                return Ok(s.into());
+    /// Tries recovery identities on the stanzas other than the passphrase stanza: `Ok(None)`
+    /// when none of them opens any. The key is not yet verified: [`Locked::decrypt`] checks
+    /// the header MAC with it, which a stanza written without the file key fails.
+    pub fn try_identities(&self, identities: &[&dyn age::Identity]) -> Result<Option<Unwrapped>> {
+        let mut invalid = None;
+        for stanza in self.stanzas().filter(|s| s.tag != argon2id::TAG) {
+            for id in identities {
+                match id.unwrap_stanza(&stanza) {
+                    None => {}
+                    Some(Ok(key)) => {
+                        return Ok(Some(Unwrapped(Zeroizing::new(*key.expose_secret()))))
+                    }
+                    Some(Err(e)) => invalid = Some(e),
+                }
             }
-            rest = r;
         }
-        Err(Error::Tampered {
-            path: self.name.clone(),
-            why: "the passphrase stanza could not be read again".into(),
+        match invalid {
+            Some(e) => Err(Error::Tampered {
+                path: self.name.clone(),
+                why: format!("a recipient stanza for this identity is invalid ({e})"),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// The header's stanzas, in order.
+    fn stanzas(&self) -> impl Iterator<Item = Stanza> + '_ {
+        let mut rest = &self.head[header::VERSION_LINE.len()..self.info.len];
+        std::iter::from_fn(move || {
+            let (r, s) = age_core::format::read::age_stanza(rest).ok()?;
+            rest = r;
+            Some(s.into())
         })
+    }
+
+    fn stanza(&self) -> Result<Stanza> {
+        self.stanzas()
+            .find(|s| s.tag == argon2id::TAG)
+            .ok_or_else(|| Error::Tampered {
+                path: self.name.clone(),
+                why: "the passphrase stanza could not be read again".into(),
+            })
     }
 
     /// Starts decrypting with an unwrapped key. age checks the header MAC here; the payload is

@@ -347,6 +347,41 @@ mod tests {
         .validate(&Limits::default())
     }
 
+    /// `recovery_recipients` is optional and absent from the JSON when empty (a bundle
+    /// without it reads as before); from an untrusted bundle it is bounded, printable and
+    /// without repeats.
+    #[test]
+    fn recovery_recipients_are_optional_and_bounded() {
+        let mut m = BundleManifest {
+            format: 1,
+            created_by: "t".into(),
+            hosts: vec![],
+            items: vec![file("/a")],
+            recovery_recipients: Vec::new(),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("recovery"), "{json}");
+        let back: BundleManifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        m.recovery_recipients = vec!["age1abc".into(), "ssh-ed25519 AAAA x@y".into()];
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<BundleManifest>(&json).unwrap(), m);
+        assert_eq!(m.validate(&Limits::default()), Ok(()));
+        let bad = |list: Vec<String>| {
+            BundleManifest {
+                recovery_recipients: list,
+                ..m.clone()
+            }
+            .validate(&Limits::default())
+            .unwrap_err()
+        };
+        assert!(bad(vec!["age1\x1b]0;x".into()]).contains("\\x1b"));
+        assert!(bad(vec!["".into()]).contains("not a recipient line"));
+        assert!(bad(vec!["a".repeat(4097)]).contains("not a recipient line"));
+        assert!(bad(vec!["age1a".into(), "age1a".into()]).contains("twice"));
+        assert!(bad((0..65).map(|i| format!("age1{i}")).collect()).contains("at most 64"));
+    }
+
     #[test]
     fn valid_trees() {
         check(vec![

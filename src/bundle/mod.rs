@@ -575,6 +575,44 @@ mod tests {
         }
     }
 
+    /// `encrypt_with_recovery` writes the passphrase stanza, then one stanza per recovery
+    /// recipient in order, then grease; each recovery identity unwraps the same file key as
+    /// the passphrase, and an identity with no stanza finds none.
+    #[test]
+    fn recovery_stanzas_follow_the_passphrase_stanza_and_yield_the_same_key() {
+        let ids = [
+            age::x25519::Identity::generate(),
+            age::x25519::Identity::generate(),
+        ];
+        let (r0, r1) = (ids[0].to_public(), ids[1].to_public());
+        let mut sealed = Vec::new();
+        let mut w = encrypt_with_recovery(
+            &mut sealed,
+            SecretString::from("pw".to_owned()),
+            super::test_util::FAST,
+            &[&r0, &r1],
+        )
+        .unwrap();
+        w.write_all(b"payload").unwrap();
+        w.finish().unwrap();
+        let locked = Locked::open(&sealed[..], Path::new("b")).unwrap();
+        let tags: Vec<String> = locked.stanzas().map(|s| s.tag).collect();
+        assert_eq!(tags.len(), 4, "{tags:?}");
+        assert_eq!(&tags[..3], [argon2id::TAG, "X25519", "X25519"]);
+        let fk = file_key_of(&sealed);
+        for id in &ids {
+            let key = locked.try_identities(&[id]).unwrap().expect("opens");
+            assert_eq!(key.expose(), &fk);
+        }
+        let stranger = age::x25519::Identity::generate();
+        assert!(locked.try_identities(&[&stranger]).unwrap().is_none());
+        let key = locked.try_identities(&[&ids[1]]).unwrap().unwrap();
+        let mut out = Vec::new();
+        locked.decrypt(key).unwrap().read_to_end(&mut out).unwrap();
+        assert_eq!(out, b"payload");
+        assert_eq!(open(&sealed, "pw").unwrap(), b"payload");
+    }
+
     const MAC_LINE: &[u8] = b"--- 0123456789012345678901234567890123456789012\n";
 
     /// The whole header, MAC line included, is at most 16 KiB: a header of exactly 16384

@@ -484,3 +484,87 @@ fn bad_recovery_recipients_and_outputs_are_refused_before_writing() {
     assert_eq!(std::fs::read(f.p("taken")).unwrap(), b"keep");
     assert_eq!(std::fs::read(f.p("b.bundle")).unwrap(), before);
 }
+
+/// `repack --manifest`: the updated vault.toml decides targets, modes, owners and the item
+/// set; a source file that exists gives the contents, a missing one is taken from the bundle
+/// (same host and target); bundle items the manifest leaves out are listed as dropped; an
+/// entry with neither a source nor a bundle item is an error naming its line.
+#[test]
+fn repack_with_an_updated_manifest_takes_missing_sources_from_the_bundle() {
+    let Some(_) = tools() else { return };
+    let f = Fixture::new();
+    let recipient = f.age_key("recovery.txt");
+    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    let d = f.dir.path();
+    // The host key's source is gone; the shared file changed; a new file appears.
+    std::fs::remove_file(d.join("host_key")).unwrap();
+    std::fs::write(d.join("shared"), b"rotated\n").unwrap();
+    std::fs::write(d.join("extra"), b"extra\n").unwrap();
+    let host = r#"
+[hosts.box]
+
+[[hosts.box.entry]]
+source = "host_key"
+target = "/etc/ssh/ssh_host_ed25519_key"
+mode = "0400"
+"#;
+    std::fs::write(
+        d.join("v2.toml"),
+        format!(
+            "version = 1\n\n[[entry]]\nsource = \"shared\"\ntarget = \"/root/.git-credentials\"\nmode = \"0600\"\n\n[[entry]]\nsource = \"extra\"\ntarget = \"/etc/extra\"\n{host}"
+        ),
+    )
+    .unwrap();
+    let repack = |manifest: &str, out: &str| {
+        f.vault(&[
+            "repack",
+            "b.bundle",
+            "-i",
+            "recovery.txt",
+            "-o",
+            out,
+            "--passphrase-file",
+            "new-pw",
+            "--weak-passphrase",
+            "--manifest",
+            manifest,
+        ])
+    };
+    let o = repack("v2.toml", "new.bundle");
+    ok(o);
+    let (o, root) = f.unlock("new.bundle", "new-pw", false);
+    ok(o);
+    let key = root.join("etc/ssh/ssh_host_ed25519_key");
+    assert_eq!(std::fs::read(&key).unwrap(), HOST_KEY);
+    assert_eq!(std::fs::metadata(&key).unwrap().mode() & 0o7777, 0o400);
+    let shared = root.join("root/.git-credentials");
+    assert_eq!(std::fs::read(&shared).unwrap(), b"rotated\n");
+    assert_eq!(std::fs::metadata(&shared).unwrap().mode() & 0o7777, 0o600);
+    assert_eq!(std::fs::read(root.join("etc/extra")).unwrap(), b"extra\n");
+    // The recovery recipient came along.
+    ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
+
+    // Only the host's entry: the shared item is dropped, and said so.
+    std::fs::write(d.join("v3.toml"), format!("version = 1\n{host}")).unwrap();
+    let o = repack("v3.toml", "host-only.bundle");
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o);
+    assert!(err.contains("dropped: /root/.git-credentials"), "{err}");
+
+    // A missing source with no bundle item: exit 5, the line named, nothing written.
+    std::fs::write(
+        d.join("v4.toml"),
+        format!(
+            "version = 1\n{host}\n[[hosts.box.entry]]\nsource = \"gone\"\ntarget = \"/etc/gone\"\n"
+        ),
+    )
+    .unwrap();
+    let o = repack("v4.toml", "x.bundle");
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("line 10") && err.contains("/etc/gone"),
+        "{err}"
+    );
+    assert!(!d.join("x.bundle").exists());
+}

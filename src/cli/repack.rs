@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfLimits;
-use vault::escape::escape_path;
+use vault::escape::{escape, escape_path};
+use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
 
@@ -48,6 +49,11 @@ pub struct RepackArgs {
     /// Write the new bundle without recovery recipients.
     #[arg(long, conflicts_with_all = ["recovery_recipient", "recovery_recipients_file"])]
     pub no_recovery: bool,
+    /// An updated vault.toml: the new bundle holds its entries (all hosts), with its
+    /// targets, modes and owners; each entry's contents come from its source file if that
+    /// exists, else from the bundle's item with the same host and target.
+    #[arg(short, long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
     /// Accept a passphrase that the reference attacker (docs/SECURITY.md) would guess in under
     /// 100 GPU-years at the bundle's Argon2id settings.
     #[arg(long)]
@@ -70,6 +76,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         inputs.push(("passphrase file", p));
     }
     inputs.extend(a.identities.iter().map(|p| ("key", p.as_path())));
+    inputs.extend(a.manifest.iter().map(|p| ("manifest", p.as_path())));
     inputs.extend(
         a.recovery_recipients_file
             .iter()
@@ -79,6 +86,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let replaced = !a.recovery_recipient.is_empty() || !a.recovery_recipients_file.is_empty();
     let new_recovery =
         super::pack::recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)?;
+    let updated = a.manifest.as_deref().map(Manifest::load).transpose()?;
 
     let opened = open_bundle(Some(&a.bundle))?;
     let name = opened.name.clone();
@@ -100,7 +108,33 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         )?;
         opened.locked.decrypt(key)?
     };
-    let contents = pack::repack::read_contents(payload, &name)?;
+    let mut contents = pack::repack::read_contents(payload, &name)?;
+    if let Some(m) = &updated {
+        let rebuilt = contents.rebuild(m)?;
+        contents = rebuilt.contents;
+        if !quiet && !a.json {
+            let total = contents.manifest.items.len();
+            eprintln!(
+                "{} item(s) from {}: {} from source files, {} from the bundle.",
+                total,
+                m.path.display(),
+                rebuilt.from_disk,
+                total - rebuilt.from_disk
+            );
+        }
+        if !quiet {
+            for i in &rebuilt.dropped {
+                eprintln!(
+                    "dropped: {} ({}), not in {}",
+                    escape(&i.target),
+                    i.host
+                        .as_deref()
+                        .map_or("every host".to_owned(), |h| format!("host {}", escape(h))),
+                    m.path.display()
+                );
+            }
+        }
+    }
     let m = &contents.manifest;
     let recovery = match (a.no_recovery, replaced) {
         (true, _) => Vec::new(),

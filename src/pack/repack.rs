@@ -9,12 +9,14 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use age_core::secrecy::SecretString;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::PackOptions;
 use crate::archive::read::Sink;
 use crate::archive::{self, BundleManifest, Item, Kind, Limits};
 use crate::bundle::Payload;
+use crate::manifest::Manifest;
 use crate::{Error, Result};
 
 /// A bundle's verified contents.
@@ -124,6 +126,176 @@ impl Contents {
             |pipe| archive::write::write_contents(pipe, &manifest, &data, opts.compression),
         )
     }
+}
+
+/// The items of an updated manifest: what the new bundle holds, and the bundle items left out.
+pub struct Rebuilt {
+    pub contents: Contents,
+    /// Items of the old bundle with no item of the same host and target in the new one.
+    pub dropped: Vec<Item>,
+    /// How many items came from source files on disk (the rest came from the old bundle).
+    pub from_disk: usize,
+}
+
+impl Contents {
+    /// The items `m` lists (all its hosts), with its targets, modes, owners and stages. An
+    /// entry whose source exists is read from disk (a directory recursively, as `vault pack`
+    /// does); one whose source is missing takes the old bundle's item with the same host and
+    /// target (a directory with everything under it). An entry with neither is an error
+    /// naming its line.
+    pub fn rebuild(self, m: &Manifest) -> Result<Rebuilt> {
+        let mut items: Vec<Item> = Vec::new();
+        let mut data: Vec<Option<Zeroizing<Vec<u8>>>> = Vec::new();
+        let mut from_disk = 0;
+        let mut old: Vec<Option<Zeroizing<Vec<u8>>>> = self.data;
+        let hosts: Vec<String> = m.hosts.keys().cloned().collect();
+        let entries = m.shared.iter().map(|e| (None, e)).chain(
+            m.hosts
+                .iter()
+                .flat_map(|(h, host)| host.entries.iter().map(move |e| (Some(h), e))),
+        );
+        for (host, e) in entries {
+            if fs::metadata(&e.source).is_ok() {
+                let mut new_items = Vec::new();
+                let mut sources = Vec::new();
+                super::expand(m, e, host, &mut new_items, &mut sources)?;
+                for (mut item, (source, _)) in new_items.into_iter().zip(sources) {
+                    let bytes = match source {
+                        Some(p) => {
+                            let b = read_exact_file(&p)?;
+                            item.size = b.len() as u64;
+                            item.sha256 = Some(hex::encode(Sha256::digest(&b[..])));
+                            Some(b)
+                        }
+                        None => None,
+                    };
+                    from_disk += 1;
+                    items.push(item);
+                    data.push(bytes);
+                }
+                continue;
+            }
+            let host = host.cloned();
+            let at = |msg: String| Error::manifest(&m.path, format!("line {}: {msg}", e.line));
+            let top = self
+                .manifest
+                .items
+                .iter()
+                .position(|i| i.host == host && i.target == e.target)
+                .ok_or_else(|| {
+                    at(format!(
+                        "source {} does not exist, and the bundle has no item {}{}",
+                        e.source.display(),
+                        e.target,
+                        host.as_deref()
+                            .map_or(" shared by every host".to_owned(), |h| format!(
+                                " for host {h}"
+                            ))
+                    ))
+                })?;
+            let top_kind = self.manifest.items[top].kind;
+            if top_kind == Kind::File && e.file_mode.is_some() {
+                return Err(at(format!(
+                    "file_mode applies to directory entries, but the bundle's {} is a file (use mode)",
+                    e.target
+                )));
+            }
+            let under = format!("{}/", e.target);
+            for (i, old_item) in self.manifest.items.iter().enumerate() {
+                let inside = i == top
+                    || (top_kind == Kind::Dir
+                        && old_item.host == host
+                        && old_item.target.starts_with(&under));
+                if !inside {
+                    continue;
+                }
+                let mode = match (i == top, old_item.kind) {
+                    (true, Kind::File) => e.mode.unwrap_or(super::DEFAULT_FILE_MODE),
+                    (true, Kind::Dir) => e.mode.unwrap_or(old_item.mode),
+                    (false, Kind::File) => e.file_mode.unwrap_or(old_item.mode),
+                    (false, Kind::Dir) => old_item.mode,
+                };
+                items.push(Item {
+                    host: host.clone(),
+                    stage: e.stage,
+                    mode,
+                    uid: e.uid,
+                    gid: e.gid,
+                    ..old_item.clone()
+                });
+                data.push(old.get_mut(i).and_then(Option::take));
+            }
+        }
+        // Parents before children, as `vault pack` orders them (docs/FORMAT.md §5).
+        let mut order: Vec<usize> = (0..items.len()).collect();
+        order.sort_by(|&a, &b| items[a].target.cmp(&items[b].target));
+        let mut sorted_items = Vec::with_capacity(items.len());
+        let mut sorted_data = Vec::with_capacity(items.len());
+        for i in order {
+            sorted_items.push(items[i].clone());
+            sorted_data.push(data[i].take());
+        }
+        let kept: std::collections::BTreeSet<(Option<&str>, &str)> = sorted_items
+            .iter()
+            .map(|i| (i.host.as_deref(), i.target.as_str()))
+            .collect();
+        let dropped = self
+            .manifest
+            .items
+            .iter()
+            .filter(|i| !kept.contains(&(i.host.as_deref(), i.target.as_str())))
+            .cloned()
+            .collect();
+        let manifest = BundleManifest {
+            hosts,
+            items: sorted_items,
+            ..self.manifest
+        };
+        manifest
+            .validate(&Limits::default())
+            .map_err(|why| Error::manifest(&m.path, why))?;
+        Ok(Rebuilt {
+            contents: Contents {
+                manifest,
+                data: sorted_data,
+            },
+            dropped,
+            from_disk,
+        })
+    }
+}
+
+/// A source file's bytes, in one buffer sized up front (a buffer that grew would leave
+/// unzeroed copies); a file that changes size while read is an error.
+fn read_exact_file(path: &Path) -> Result<Zeroizing<Vec<u8>>> {
+    let mut f = fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let size = f
+        .metadata()
+        .map_err(|e| Error::io("cannot read", path, e))?
+        .len();
+    let cap = usize::try_from(size).map_err(|_| Error::Declined {
+        why: format!("{} is too large for this machine", path.display()),
+        hint: None,
+    })?;
+    let mut buf = Zeroizing::new(Vec::with_capacity(cap));
+    (&mut f)
+        .take(size)
+        .read_to_end(&mut buf)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    let mut more = [0u8; 1];
+    let extra = f
+        .read(&mut more)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if buf.len() as u64 != size || extra != 0 {
+        return Err(Error::io(
+            "cannot read",
+            path,
+            std::io::Error::other(
+                "the file changed while vault was reading it; run the command again",
+            ),
+        ));
+    }
+    Ok(buf)
 }
 
 /// Refuses an output that is the input bundle or one of `inputs` (even with `--force`), and

@@ -568,3 +568,59 @@ mode = "0400"
     );
     assert!(!d.join("x.bundle").exists());
 }
+
+/// `recovery_recipients` in vault.toml: every pack wraps to them, the flag adds to them; a
+/// bad one is an invalid manifest (exit 5) naming its line.
+#[test]
+fn recovery_recipients_in_vault_toml_and_flags_add_up() {
+    let Some(_) = tools() else { return };
+    let f = Fixture::new();
+    let age = f.age_key("recovery.txt");
+    let ssh = f.ssh_key("id_admin");
+    let path = f.dir.path().join("vault.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        original.replacen(
+            "version = 1\n",
+            &format!("version = 1\nrecovery_recipients = [\"{age}\"]\n"),
+            1,
+        ),
+    )
+    .unwrap();
+    f.pack("b.bundle", &["--recovery-recipient", &ssh]);
+    let v: serde_json::Value = serde_json::from_str(&ok(
+        f.vault(&["inspect", "b.bundle", "-i", "id_admin", "--json"])
+    ))
+    .unwrap();
+    assert_eq!(v["recovery_recipients"], serde_json::json!([age, ssh]));
+    ok(f.vault(&["inspect", "b.bundle", "-i", "recovery.txt"]));
+
+    std::fs::write(
+        &path,
+        original.replacen(
+            "version = 1\n",
+            "version = 1\nrecovery_recipients = [\"age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t\"]\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let mut args = vec![
+        "pack",
+        "-o",
+        "c.bundle",
+        "--passphrase-file",
+        "old-pw",
+        "--no-config-check",
+    ];
+    args.extend_from_slice(FAST_KDF);
+    let o = f.vault(&args);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("vault.toml: line 2: recovery_recipients")
+            && err.contains("age-plugin-yubikey"),
+        "{err}"
+    );
+    assert!(!f.dir.path().join("c.bundle").exists());
+}

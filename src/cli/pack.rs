@@ -57,9 +57,10 @@ pub struct PackArgs {
     /// 100 GPU-years at the chosen Argon2id settings.
     #[arg(long)]
     pub weak_passphrase: bool,
-    /// Also wrap the bundle's key to this recovery recipient (repeatable): an `age1…` X25519
-    /// recipient or an SSH public key line (`ssh-ed25519 …`, `ssh-rsa …`). Its private key
-    /// opens the bundle without the passphrase (`vault inspect -i`, `vault repack`).
+    /// Also wrap the bundle's key to this recovery recipient (repeatable; added to
+    /// vault.toml's `recovery_recipients`): an `age1…` X25519 recipient or an SSH public key
+    /// line (`ssh-ed25519 …`, `ssh-rsa …`). Its private key opens the bundle without the
+    /// passphrase (`vault inspect -i`, `vault repack`).
     #[arg(long, value_name = "RECIPIENT")]
     pub recovery_recipient: Vec<String>,
     /// Recovery recipients from FILE, one per line (`#` comments and blank lines skipped),
@@ -197,8 +198,13 @@ pub(super) fn recovery_recipients(
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
     let mut plan = pack::plan(&manifest, &a.hosts)?;
-    plan.manifest.recovery_recipients =
-        recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)?;
+    let mut recovery = manifest.recovery_recipients.clone();
+    for r in recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)? {
+        if !recovery.contains(&r) {
+            recovery.push(r);
+        }
+    }
+    plan.manifest.recovery_recipients = recovery;
     pack::check_not_empty(&manifest, &plan)?;
     let inputs: Vec<(&str, &std::path::Path)> = a
         .passphrase

@@ -39,8 +39,8 @@ pub struct RepackArgs {
     /// The new passphrase: --passphrase-file FILE, or asked twice on the terminal.
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
-    /// Wrap the new bundle's key to these recovery recipients instead of the input's
-    /// (repeatable; as `vault pack --recovery-recipient`).
+    /// Wrap the new bundle's key to these recovery recipients instead of the input's (or
+    /// those of --manifest) (repeatable; as `vault pack --recovery-recipient`).
     #[arg(long, value_name = "RECIPIENT")]
     pub recovery_recipient: Vec<String>,
     /// Recovery recipients from FILE, one per line, instead of the input's (repeatable).
@@ -136,10 +136,15 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         }
     }
     let m = &contents.manifest;
-    let recovery = match (a.no_recovery, replaced) {
-        (true, _) => Vec::new(),
-        (false, true) => new_recovery,
-        (false, false) => m.recovery_recipients.clone(),
+    let from_manifest = updated
+        .as_ref()
+        .map(|u| u.recovery_recipients.clone())
+        .filter(|r| !r.is_empty());
+    let recovery = match (a.no_recovery, replaced, from_manifest) {
+        (true, _, _) => Vec::new(),
+        (false, true, _) => new_recovery,
+        (false, false, Some(listed)) => listed,
+        (false, false, None) => m.recovery_recipients.clone(),
     };
 
     // The input's Argon2id settings, within what this vault writes.

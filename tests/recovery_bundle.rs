@@ -238,6 +238,21 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
     // The recovery recipient was kept: its key opens the new bundle too.
     ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
 
+    // Without -i, repack takes the bundle's passphrase: the old one is wrong now (exit 3).
+    let o = f.vault(&[
+        "repack",
+        "new.bundle",
+        "--old-passphrase-file",
+        "old-pw",
+        "-o",
+        "again.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+    ]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(!f.dir.path().join("again.bundle").exists());
+
     // --no-recovery drops it: the key no longer opens the result.
     ok(f.vault(&[
         "repack",

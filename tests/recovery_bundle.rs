@@ -639,3 +639,48 @@ fn recovery_recipients_in_vault_toml_and_flags_add_up() {
     );
     assert!(!f.dir.path().join("c.bundle").exists());
 }
+
+/// In a real pseudo-terminal, `repack -i` asks for the new passphrase twice without echo;
+/// the bundle it writes unlocks with what was typed.
+#[test]
+fn repack_asks_for_the_new_passphrase_on_the_terminal() {
+    use expectrl::{Eof, Session};
+    let Some(_) = tools() else { return };
+    let f = Fixture::new();
+    let recipient = f.age_key("recovery.txt");
+    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    let mut cmd = Command::new(vault_bin());
+    cmd.current_dir(f.dir.path()).args([
+        "repack",
+        "b.bundle",
+        "-i",
+        "recovery.txt",
+        "-o",
+        "typed.bundle",
+        "--weak-passphrase",
+    ]);
+    let mut s = Session::spawn(cmd).expect("spawn in a pty");
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    let mut seen = Vec::new();
+    for (prompt, answer) in [
+        ("New passphrase for", "typed new words"),
+        ("Repeat it:", "typed new words"),
+    ] {
+        seen.extend_from_slice(s.expect(prompt).unwrap().as_bytes());
+        s.send_line(answer).unwrap();
+    }
+    seen.extend_from_slice(s.expect(Eof).unwrap().as_bytes());
+    let shown = String::from_utf8_lossy(&seen).into_owned();
+    assert!(
+        !shown.contains("typed new words"),
+        "the passphrase was echoed: {shown}"
+    );
+    match s.get_process().wait().expect("wait") {
+        expectrl::WaitStatus::Exited(_, code) => assert_eq!(code, 0, "{shown}"),
+        other => panic!("vault did not exit normally: {other:?}"),
+    }
+    std::fs::write(f.dir.path().join("typed-pw"), "typed new words\n").unwrap();
+    let (o, root) = f.unlock("typed.bundle", "typed-pw", false);
+    ok(o);
+    assert_placed(&root);
+}

@@ -559,6 +559,25 @@ mode = "0400"
     // The recovery recipient came along.
     ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
 
+    // A source of the manifest is never the output, --force or not.
+    let o = f.vault(&[
+        "repack",
+        "b.bundle",
+        "-i",
+        "recovery.txt",
+        "-o",
+        "shared",
+        "--force",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "--manifest",
+        "v2.toml",
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("source"), "{}", text(&o));
+    assert_eq!(std::fs::read(d.join("shared")).unwrap(), b"rotated\n");
+
     // Only the host's entry: the shared item is dropped, and said so.
     std::fs::write(d.join("v3.toml"), format!("version = 1\n{host}")).unwrap();
     let o = repack("v3.toml", "host-only.bundle");

@@ -64,6 +64,7 @@ pub struct RepackArgs {
 }
 
 pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let updated = a.manifest.as_deref().map(Manifest::load).transpose()?;
     let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
     for p in [
         &a.passphrase.passphrase_file,
@@ -77,6 +78,15 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     inputs.extend(a.identities.iter().map(|p| ("key", p.as_path())));
     inputs.extend(a.manifest.iter().map(|p| ("manifest", p.as_path())));
+    if let Some(m) = &updated {
+        let hosts = m.hosts.values().flat_map(|h| &h.entries);
+        inputs.extend(
+            m.shared
+                .iter()
+                .chain(hosts)
+                .map(|e| ("source", e.source.as_path())),
+        );
+    }
     inputs.extend(
         a.recovery_recipients_file
             .iter()
@@ -86,7 +96,6 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let replaced = !a.recovery_recipient.is_empty() || !a.recovery_recipients_file.is_empty();
     let new_recovery =
         super::pack::recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)?;
-    let updated = a.manifest.as_deref().map(Manifest::load).transpose()?;
 
     let opened = open_bundle(Some(&a.bundle))?;
     let name = opened.name.clone();

@@ -36,9 +36,10 @@ pub struct RepackArgs {
     /// (default: ask on the terminal).
     #[arg(long, value_name = "FILE", conflicts_with = "identities")]
     pub old_passphrase_file: Option<PathBuf>,
-    /// The new passphrase: --passphrase-file FILE, or asked twice on the terminal.
-    #[command(flatten)]
-    pub passphrase: PassphraseArgs,
+    /// Read the new passphrase from the first line of FILE (default: ask twice on the
+    /// terminal).
+    #[arg(long, value_name = "FILE")]
+    pub passphrase_file: Option<PathBuf>,
     /// Wrap the new bundle's key to these recovery recipients instead of the input's (or
     /// those of --manifest) (repeatable; as `vault pack --recovery-recipient`).
     #[arg(long, value_name = "RECIPIENT")]
@@ -67,7 +68,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let updated = a.manifest.as_deref().map(Manifest::load).transpose()?;
     let mut inputs: Vec<(&str, &std::path::Path)> = Vec::new();
     for p in [
-        &a.passphrase.passphrase_file,
+        &a.passphrase_file,
         &a.old_passphrase_file,
         &a.identity_passphrase_file,
     ]
@@ -170,7 +171,10 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             eprintln!("warning: the bundle's Argon2id settings are weaker than the default, and the new bundle keeps them: {why}");
         }
     }
-    let passphrase = match passphrase_source(&a.passphrase)? {
+    let new_source = PassphraseArgs {
+        passphrase_file: a.passphrase_file.clone(),
+    };
+    let passphrase = match passphrase_source(&new_source)? {
         Some(p) => p,
         None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,
     };

@@ -584,6 +584,25 @@ mode = "0400"
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o);
     assert!(err.contains("dropped: /root/.git-credentials"), "{err}");
+    let json_args = [
+        "repack",
+        "b.bundle",
+        "-i",
+        "recovery.txt",
+        "-o",
+        "host-only.json.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "--manifest",
+        "v3.toml",
+        "--json",
+    ];
+    let v: serde_json::Value = serde_json::from_str(&ok(f.vault(&json_args))).unwrap();
+    assert_eq!(
+        v["dropped"],
+        serde_json::json!([{ "host": null, "target": "/root/.git-credentials" }])
+    );
 
     // A missing source with no bundle item: exit 5, the line named, nothing written.
     std::fs::write(

@@ -119,8 +119,14 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         opened.locked.decrypt(key)?
     };
     let mut contents = pack::repack::read_contents(payload, &name)?;
+    let mut dropped: Vec<serde_json::Value> = Vec::new();
     if let Some(m) = &updated {
         let rebuilt = contents.rebuild(m)?;
+        dropped = rebuilt
+            .dropped
+            .iter()
+            .map(|i| serde_json::json!({ "host": i.host, "target": i.target }))
+            .collect();
         contents = rebuilt.contents;
         if !quiet && !a.json {
             let total = contents.manifest.items.len();
@@ -205,6 +211,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "files": files,
             "kdf": { "memory_kib": kdf.m_kib, "iterations": kdf.t, "parallelism": kdf.p },
             "recovery_recipients": recovery,
+            "dropped": dropped,
         });
         println!("{out}");
     } else if !quiet {

@@ -722,3 +722,54 @@ fn repack_asks_for_the_new_passphrase_on_the_terminal() {
     ok(o);
     assert_placed(&root);
 }
+
+/// `repack --manifest` with a directory entry whose source is gone: the bundle's directory
+/// comes back with everything under it, with the manifest's `mode`, `file_mode` and owner.
+#[test]
+fn repack_with_a_manifest_takes_a_missing_directory_from_the_bundle() {
+    let Some(_) = tools() else { return };
+    let f = Fixture::new();
+    let d = f.dir.path();
+    std::fs::create_dir_all(d.join("ssh/sub")).unwrap();
+    std::fs::write(d.join("ssh/id_ed25519"), b"private\n").unwrap();
+    std::fs::write(d.join("ssh/sub/known_hosts"), b"hosts\n").unwrap();
+    let toml = |file_mode: &str| {
+        format!(
+            "version = 1\n\n[[entry]]\nsource = \"ssh\"\ntarget = \"/home/alice/.ssh\"\nmode = \"0700\"\nfile_mode = \"{file_mode}\"\n"
+        )
+    };
+    std::fs::write(d.join("vault.toml"), toml("0600")).unwrap();
+    let recipient = f.age_key("recovery.txt");
+    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    std::fs::remove_dir_all(d.join("ssh")).unwrap();
+    std::fs::write(d.join("v2.toml"), toml("0400")).unwrap();
+    ok(f.vault(&[
+        "repack",
+        "b.bundle",
+        "-i",
+        "recovery.txt",
+        "-o",
+        "new.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "--manifest",
+        "v2.toml",
+    ]));
+    let (o, root) = f.unlock("new.bundle", "new-pw", false);
+    ok(o);
+    let ssh = root.join("home/alice/.ssh");
+    assert_eq!(std::fs::metadata(&ssh).unwrap().mode() & 0o7777, 0o700);
+    for (rel, bytes) in [
+        ("id_ed25519", &b"private\n"[..]),
+        ("sub/known_hosts", b"hosts\n"),
+    ] {
+        let p = ssh.join(rel);
+        assert_eq!(std::fs::read(&p).unwrap(), bytes, "{rel}");
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().mode() & 0o7777,
+            0o400,
+            "{rel}"
+        );
+    }
+}

@@ -78,6 +78,10 @@ pub enum Error {
     #[error("wrong passphrase for {path}")]
     WrongPassphrase { path: PathBuf },
 
+    /// None of the recovery identities given opens the bundle.
+    #[error("{path}: none of the identities given ({tried}) opens it")]
+    NoMatchingIdentity { path: PathBuf, tried: String },
+
     /// The file is not a vault bundle (no age header, or no vault Argon2id stanza).
     #[error("{path} is not a vault bundle: {why}")]
     NotABundle { path: PathBuf, why: String },
@@ -228,6 +232,10 @@ impl Hint for Error {
                 "check the keyboard layout on the installer console (the live system uses US by default) and try again"
                     .into(),
             ),
+            Error::NoMatchingIdentity { .. } => Some(
+                "give the recovery key the bundle was packed for (`vault inspect` with the passphrase lists its recovery recipients), or use the passphrase"
+                    .into(),
+            ),
             Error::NotABundle { .. } => Some(
                 "give the bundle written by `vault pack`, or an image written by `vault attach`".into(),
             ),
@@ -267,7 +275,9 @@ impl Hint for Error {
     fn exit_code(&self) -> ExitCode {
         match self {
             Error::Manifest { .. } => ExitCode::BadManifest,
-            Error::WrongPassphrase { .. } => ExitCode::WrongPassphrase,
+            Error::WrongPassphrase { .. } | Error::NoMatchingIdentity { .. } => {
+                ExitCode::WrongPassphrase
+            }
             Error::NotABundle { .. }
             | Error::KdfTooExpensive { .. }
             | Error::Tampered { .. }

@@ -122,6 +122,9 @@ pub struct Manifest {
     pub shared: Vec<Entry>,
     pub hosts: BTreeMap<String, Host>,
     pub secrets: SecretsRepo,
+    /// Recovery recipients every bundle packed from this manifest is also wrapped to
+    /// (checked, in canonical form); `vault pack --recovery-recipient` adds to them.
+    pub recovery_recipients: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -134,6 +137,8 @@ struct RawManifest {
     entry: Vec<toml::Spanned<RawEntry>>,
     #[serde(default)]
     hosts: BTreeMap<String, toml::Spanned<RawHost>>,
+    #[serde(default)]
+    recovery_recipients: Option<toml::Spanned<Vec<String>>>,
 }
 
 #[derive(Deserialize)]
@@ -240,11 +245,24 @@ impl Manifest {
                 agenix_keys: s.agenix_keys.map(|p| dir.join(p)),
             })
             .unwrap_or_default();
+        let mut recovery_recipients = Vec::new();
+        if let Some(list) = raw.recovery_recipients {
+            let line = line_of(list.span().start);
+            for r in list.into_inner() {
+                let r = crate::pack::recovery::parse_recovery_recipient(&r).map_err(|why| {
+                    Error::manifest(path, format!("line {line}: recovery_recipients: {why}"))
+                })?;
+                if !recovery_recipients.contains(&r.line) {
+                    recovery_recipients.push(r.line);
+                }
+            }
+        }
         let m = Manifest {
             path: path.to_path_buf(),
             shared,
             hosts,
             secrets,
+            recovery_recipients,
         };
         m.check_duplicates()?;
         Ok(m)

@@ -22,6 +22,8 @@ use crate::sync_behind::SyncBehind;
 use crate::{Error, Result};
 
 mod checks;
+pub mod recovery;
+pub mod repack;
 pub use checks::{check_not_empty, check_output, kdf_weakness, warnings};
 
 /// Default mode of a file entry that names none.
@@ -132,6 +134,7 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
         created_by: format!("vault {}", env!("CARGO_PKG_VERSION")),
         hosts: selected,
         items,
+        recovery_recipients: Vec::new(),
     };
     manifest
         .validate(&archive::Limits::default())
@@ -294,6 +297,49 @@ pub fn write_bundle(
     opts: PackOptions,
     progress: &dyn Fn(u64),
 ) -> Result<u64> {
+    write_atomically(
+        out,
+        &plan.manifest.recovery_recipients,
+        passphrase,
+        opts,
+        |pipe| {
+            archive::write::write_checked(
+                pipe,
+                &plan.manifest,
+                &plan.sources,
+                &plan.settled,
+                opts.compression,
+                progress,
+            )
+        },
+    )
+}
+
+/// The payload end of the pipe [`write_atomically`] hands to the archive writer.
+pub(crate) struct Pipe(ChunkSender);
+
+impl Write for Pipe {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.write(data)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Writes a bundle to `out` through a 0600 temporary renamed into place when complete:
+/// `fill` writes the payload (tar+zstd) into the pipe and returns it. The file key is also
+/// wrapped to each of `recovery` (already in the payload's `vault.json`, so the recipients
+/// and the stanzas cannot disagree).
+pub(crate) fn write_atomically(
+    out: &Path,
+    recovery: &[String],
+    passphrase: SecretString,
+    opts: PackOptions,
+    fill: impl FnOnce(Pipe) -> Result<Pipe>,
+) -> Result<u64> {
+    let recovery = recovery::parse_all(recovery, &|i| format!("recovery recipient {}", i + 1))?;
+    let recovery: Vec<&dyn age::Recipient> = recovery.iter().map(|r| r.as_age()).collect();
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -318,7 +364,9 @@ pub fn write_bundle(
     )));
     let write_err = |e| Error::io("cannot write", &temp, e);
     // The KDF runs here, before any thread starts.
-    let stream = bundle::encrypt(Writeback::new(file), passphrase, opts.kdf).map_err(write_err)?;
+    let stream =
+        bundle::encrypt_with_recovery(Writeback::new(file), passphrase, opts.kdf, &recovery)
+            .map_err(write_err)?;
     let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
     let (file, packed) = std::thread::scope(|s| {
         let encryptor = s.spawn(move || -> std::io::Result<File> {
@@ -331,19 +379,11 @@ pub fn write_bundle(
             file.sync_all()?;
             Ok(file)
         });
-        let pipe = ChunkSender {
+        let pipe = Pipe(ChunkSender {
             tx,
             buf: Vec::with_capacity(PIPE_CHUNK),
-        };
-        let packed = archive::write::write_checked(
-            pipe,
-            &plan.manifest,
-            &plan.sources,
-            &plan.settled,
-            opts.compression,
-            progress,
-        )
-        .and_then(|mut pipe| pipe.send().map_err(write_err));
+        });
+        let packed = fill(pipe).and_then(|mut pipe| pipe.0.send().map_err(write_err));
         // On error the sender is dropped with `packed`, so the encryptor stops too.
         let encrypted = encryptor
             .join()

@@ -101,6 +101,7 @@ fn pack(items: &[(Item, Vec<u8>)], src: &Path) -> Vec<u8> {
         created_by: "proptest".into(),
         hosts: vec![hostile::HOST.into()],
         items: items.iter().map(|(i, _)| i.clone()).collect(),
+        recovery_recipients: Vec::new(),
     };
     m.validate(&Default::default())
         .expect("generated manifest is valid");

@@ -83,6 +83,7 @@ fn main() {
         created_by: "seed".into(),
         hosts: vec!["h".into()],
         items,
+        recovery_recipients: Vec::new(),
     };
     let payload = write::write(
         Vec::new(),

@@ -92,6 +92,38 @@ impl Item {
     }
 }
 
+/// Most recovery recipients a bundle may name, and the longest line each may be (an
+/// `ssh-rsa` key of 16384 bits is about 2800 characters).
+pub const MAX_RECOVERY_RECIPIENTS: usize = 64;
+const MAX_RECIPIENT_LEN: usize = 4096;
+
+/// Only the shape is checked here (untrusted input: bounded, printable, distinct); the
+/// recipients are parsed when `vault repack` wraps to them.
+fn check_recovery_recipients(list: &[String]) -> Result<(), String> {
+    if list.len() > MAX_RECOVERY_RECIPIENTS {
+        return Err(format!(
+            "{} recovery recipients (at most {MAX_RECOVERY_RECIPIENTS} allowed)",
+            list.len()
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    for r in list {
+        if r.is_empty()
+            || r.len() > MAX_RECIPIENT_LEN
+            || !r.bytes().all(|b| (b' '..=b'~').contains(&b))
+        {
+            return Err(format!(
+                "recovery recipient \"{}\" is not a recipient line (printable ASCII, 1 to {MAX_RECIPIENT_LEN} bytes)",
+                Escaped(r.get(..r.len().min(80)).unwrap_or("…"))
+            ));
+        }
+        if !seen.insert(r.as_str()) {
+            return Err(format!("recovery recipient {r} is listed twice"));
+        }
+    }
+    Ok(())
+}
+
 mod stage_serde {
     use super::Stage;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -115,6 +147,11 @@ pub struct BundleManifest {
     pub created_by: String,
     pub hosts: Vec<String>,
     pub items: Vec<Item>,
+    /// The recovery recipients the file key is also wrapped to, as given to `vault pack`
+    /// (`age1…`, `ssh-ed25519 …`): `vault repack` wraps the new key to them again. Absent
+    /// from the JSON when empty, so a bundle without them reads as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovery_recipients: Vec<String>,
 }
 
 impl BundleManifest {
@@ -141,6 +178,7 @@ impl BundleManifest {
                 return Err(format!("host {h} is listed twice"));
             }
         }
+        check_recovery_recipients(&self.recovery_recipients)?;
         let mut total: u64 = 0;
         for (i, item) in self.items.iter().enumerate() {
             let at = |msg: String| format!("item {i} ({}): {msg}", Escaped(&item.target));
@@ -304,8 +342,44 @@ mod tests {
             created_by: "t".into(),
             hosts: vec!["h".into()],
             items,
+            recovery_recipients: Vec::new(),
         }
         .validate(&Limits::default())
+    }
+
+    /// `recovery_recipients` is optional and absent from the JSON when empty (a bundle
+    /// without it reads as before); from an untrusted bundle it is bounded, printable and
+    /// without repeats.
+    #[test]
+    fn recovery_recipients_are_optional_and_bounded() {
+        let mut m = BundleManifest {
+            format: 1,
+            created_by: "t".into(),
+            hosts: vec![],
+            items: vec![file("/a")],
+            recovery_recipients: Vec::new(),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("recovery"), "{json}");
+        let back: BundleManifest = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, m);
+        m.recovery_recipients = vec!["age1abc".into(), "ssh-ed25519 AAAA x@y".into()];
+        let json = serde_json::to_string(&m).unwrap();
+        assert_eq!(serde_json::from_str::<BundleManifest>(&json).unwrap(), m);
+        assert_eq!(m.validate(&Limits::default()), Ok(()));
+        let bad = |list: Vec<String>| {
+            BundleManifest {
+                recovery_recipients: list,
+                ..m.clone()
+            }
+            .validate(&Limits::default())
+            .unwrap_err()
+        };
+        assert!(bad(vec!["age1\x1b]0;x".into()]).contains("\\x1b"));
+        assert!(bad(vec!["".into()]).contains("not a recipient line"));
+        assert!(bad(vec!["a".repeat(4097)]).contains("not a recipient line"));
+        assert!(bad(vec!["age1a".into(), "age1a".into()]).contains("twice"));
+        assert!(bad((0..65).map(|i| format!("age1{i}")).collect()).contains("at most 64"));
     }
 
     #[test]

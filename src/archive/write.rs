@@ -93,42 +93,11 @@ pub fn write_checked<W: Write>(
     compression: Compression,
     progress: &dyn Fn(u64),
 ) -> Result<W> {
-    let json = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| Error::io("cannot encode", MANIFEST_NAME, io::Error::other(e)))?;
-    let mut encoder = zstd::Encoder::new(out, compression.level)
-        .map_err(|e| Error::io("cannot start zstd for", "bundle", e))?;
-    if compression.threads > 0 {
-        encoder
-            .multithread(compression.threads)
-            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
-        // Each worker holds about two jobs of input and output; libzstd's default job (4×
-        // the window, 8 MiB at level 3) made peak RSS ~115 MiB higher for large payloads.
-        encoder
-            .set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB_SIZE))
-            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
-    }
-    // tar copies in 8 KiB pieces: batch them so zstd sees large writes.
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(IO_BUF, encoder));
-    tar.mode(tar::HeaderMode::Deterministic);
-
-    let mut header = regular_header(json.len() as u64, 0o600, 0, 0);
-    tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
-        .map_err(|e| Error::io("cannot write", "bundle", e))?;
-
+    let mut tar = start(out, manifest, compression)?;
     for (i, (item, source)) in manifest.items.iter().zip(sources).enumerate() {
         let name = item.archive_path();
         match (item.kind, source) {
-            (Kind::Dir, _) => {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                h.set_mode(item.mode);
-                h.set_uid(item.uid.into());
-                h.set_gid(item.gid.into());
-                h.set_mtime(0);
-                tar.append_data(&mut h, &name, io::empty())
-                    .map_err(|e| Error::io("cannot write", "bundle", e))?;
-            }
+            (Kind::Dir, _) => append_dir(&mut tar, item)?,
             (Kind::File, Some(path)) => {
                 let file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
                 let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
@@ -167,6 +136,90 @@ pub fn write_checked<W: Write>(
             (Kind::File, None) => unreachable!("pack plan gives every file a source"),
         }
     }
+    finish(tar)
+}
+
+/// Writes the archive for `manifest` to `out` from contents held in memory (`vault repack`):
+/// `contents[i]` holds item `i`'s bytes (`None` for directories), which must match its size
+/// and hash.
+pub fn write_contents<W: Write>(
+    out: W,
+    manifest: &BundleManifest,
+    contents: &[Option<&[u8]>],
+    compression: Compression,
+) -> Result<W> {
+    let mut tar = start(out, manifest, compression)?;
+    for (item, data) in manifest.items.iter().zip(contents) {
+        match (item.kind, data) {
+            (Kind::Dir, _) => append_dir(&mut tar, item)?,
+            (Kind::File, Some(data)) => {
+                let digest = hex::encode(Sha256::digest(data));
+                if data.len() as u64 != item.size || Some(digest.as_str()) != item.sha256.as_deref()
+                {
+                    return Err(Error::io(
+                        "cannot pack",
+                        &item.target,
+                        io::Error::other("its contents do not match the manifest's size and hash"),
+                    ));
+                }
+                let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
+                tar.append_data(&mut h, item.archive_path(), *data)
+                    .map_err(|e| Error::io("cannot write", "bundle", e))?;
+            }
+            (Kind::File, None) => {
+                return Err(Error::io(
+                    "cannot pack",
+                    &item.target,
+                    io::Error::other("no contents for this file"),
+                ))
+            }
+        }
+    }
+    finish(tar)
+}
+
+type Tar<W> = tar::Builder<BufWriter<zstd::Encoder<'static, W>>>;
+
+/// The zstd stream and the tar builder on it, with `vault.json` written.
+fn start<W: Write>(out: W, manifest: &BundleManifest, compression: Compression) -> Result<Tar<W>> {
+    let json = serde_json::to_vec_pretty(manifest)
+        .map_err(|e| Error::io("cannot encode", MANIFEST_NAME, io::Error::other(e)))?;
+    let mut encoder = zstd::Encoder::new(out, compression.level)
+        .map_err(|e| Error::io("cannot start zstd for", "bundle", e))?;
+    if compression.threads > 0 {
+        encoder
+            .multithread(compression.threads)
+            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+        // Each worker holds about two jobs of input and output; libzstd's default job (4×
+        // the window, 8 MiB at level 3) made peak RSS ~115 MiB higher for large payloads.
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB_SIZE))
+            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+    }
+    // tar copies in 8 KiB pieces: batch them so zstd sees large writes.
+    let mut tar = tar::Builder::new(BufWriter::with_capacity(IO_BUF, encoder));
+    tar.mode(tar::HeaderMode::Deterministic);
+
+    let mut header = regular_header(json.len() as u64, 0o600, 0, 0);
+    tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
+        .map_err(|e| Error::io("cannot write", "bundle", e))?;
+    Ok(tar)
+}
+
+fn append_dir<W: Write>(tar: &mut Tar<W>, item: &crate::archive::Item) -> Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_size(0);
+    h.set_mode(item.mode);
+    h.set_uid(item.uid.into());
+    h.set_gid(item.gid.into());
+    h.set_mtime(0);
+    tar.append_data(&mut h, item.archive_path(), io::empty())
+        .map_err(|e| Error::io("cannot write", "bundle", e))
+}
+
+/// Ends the tar archive and the zstd stream.
+fn finish<W: Write>(tar: Tar<W>) -> Result<W> {
     let encoder = tar
         .into_inner()
         .and_then(|b| b.into_inner().map_err(|e| e.into_error()))

@@ -25,11 +25,55 @@ pub fn encrypt<W: Write>(
     passphrase: SecretString,
     kdf: KdfParams,
 ) -> io::Result<StreamWriter<W>> {
-    let recipient = argon2id::Recipient::new(passphrase, kdf);
+    encrypt_with_recovery(out, passphrase, kdf, &[])
+}
+
+/// [`encrypt`], with the file key also wrapped to each recovery recipient: their stanzas
+/// follow the passphrase stanza, then age's grease (docs/FORMAT.md §1).
+pub fn encrypt_with_recovery<W: Write>(
+    out: W,
+    passphrase: SecretString,
+    kdf: KdfParams,
+    recovery: &[&dyn age::Recipient],
+) -> io::Result<StreamWriter<W>> {
+    let recipient = WithRecovery {
+        passphrase: argon2id::Recipient::new(passphrase, kdf),
+        recovery,
+    };
     let encryptor =
         age::Encryptor::with_recipients(std::iter::once(&recipient as &dyn age::Recipient))
             .map_err(|e| io::Error::other(e.to_string()))?;
     encryptor.wrap_output(out)
+}
+
+/// The passphrase recipient and the recovery recipients as one: age refuses to mix the
+/// passphrase stanza's random label with other recipients (the rule that keeps `scrypt`
+/// alone), so the stanzas are gathered here, under the passphrase's label.
+struct WithRecovery<'a> {
+    passphrase: argon2id::Recipient,
+    recovery: &'a [&'a dyn age::Recipient],
+}
+
+impl age::Recipient for WithRecovery<'_> {
+    fn wrap_file_key(
+        &self,
+        file_key: &FileKey,
+    ) -> std::result::Result<(Vec<Stanza>, std::collections::HashSet<String>), age::EncryptError>
+    {
+        let (mut stanzas, labels) = self.passphrase.wrap_file_key(file_key)?;
+        for r in self.recovery {
+            let (more, _) = r.wrap_file_key(file_key)?;
+            // A second passphrase stanza, or age's scrypt one, would make the header invalid.
+            if more
+                .iter()
+                .any(|s| s.tag == argon2id::TAG || s.tag == "scrypt")
+            {
+                return Err(age::EncryptError::MixedRecipientAndPassphrase);
+            }
+            stanzas.extend(more);
+        }
+        Ok((stanzas, labels))
+    }
 }
 
 /// A bundle whose header was read and checked, waiting for a passphrase.
@@ -133,18 +177,48 @@ impl<R: Read> Locked<R> {
         }
     }
 
-    fn stanza(&self) -> Result<Stanza> {
-        let mut rest = &self.head[header::VERSION_LINE.len()..self.info.len];
-        while let Ok((r, s)) = age_core::format::read::age_stanza(rest) {
-            if s.tag == argon2id::TAG {
-                return Ok(s.into());
+    /// Tries recovery identities on the stanzas other than the passphrase stanza: `Ok(None)`
+    /// when none of them opens any. The key is not yet verified: [`Locked::decrypt`] checks
+    /// the header MAC with it, which a stanza written without the file key fails.
+    pub fn try_identities(&self, identities: &[&dyn age::Identity]) -> Result<Option<Unwrapped>> {
+        let mut invalid = None;
+        for stanza in self.stanzas().filter(|s| s.tag != argon2id::TAG) {
+            for id in identities {
+                match id.unwrap_stanza(&stanza) {
+                    None => {}
+                    Some(Ok(key)) => {
+                        return Ok(Some(Unwrapped(Zeroizing::new(*key.expose_secret()))))
+                    }
+                    Some(Err(e)) => invalid = Some(e),
+                }
             }
-            rest = r;
         }
-        Err(Error::Tampered {
-            path: self.name.clone(),
-            why: "the passphrase stanza could not be read again".into(),
+        match invalid {
+            Some(e) => Err(Error::Tampered {
+                path: self.name.clone(),
+                why: format!("a recipient stanza for this identity is invalid ({e})"),
+            }),
+            None => Ok(None),
+        }
+    }
+
+    /// The header's stanzas, in order.
+    fn stanzas(&self) -> impl Iterator<Item = Stanza> + '_ {
+        let mut rest = &self.head[header::VERSION_LINE.len()..self.info.len];
+        std::iter::from_fn(move || {
+            let (r, s) = age_core::format::read::age_stanza(rest).ok()?;
+            rest = r;
+            Some(s.into())
         })
+    }
+
+    fn stanza(&self) -> Result<Stanza> {
+        self.stanzas()
+            .find(|s| s.tag == argon2id::TAG)
+            .ok_or_else(|| Error::Tampered {
+                path: self.name.clone(),
+                why: "the passphrase stanza could not be read again".into(),
+            })
     }
 
     /// Starts decrypting with an unwrapped key. age checks the header MAC here; the payload is
@@ -306,230 +380,4 @@ pub(crate) mod test_util {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::test_util::seal;
-    use super::*;
-
-    fn open(bytes: &[u8], pass: &str) -> Result<Vec<u8>> {
-        let limits = KdfLimits::for_this_machine();
-        let locked = Locked::open(bytes, Path::new("b"))?;
-        let key = locked
-            .try_passphrase(&SecretString::from(pass.to_owned()), &limits)?
-            .ok_or(Error::WrongPassphrase { path: "b".into() })?;
-        let mut out = Vec::new();
-        locked
-            .decrypt(key)?
-            .read_to_end(&mut out)
-            .map_err(|e| Error::Tampered {
-                path: "b".into(),
-                why: AuthFailure::of(&e)
-                    .map(|a| a.to_string())
-                    .unwrap_or(e.to_string()),
-            })?;
-        Ok(out)
-    }
-
-    #[test]
-    fn round_trip_and_failures() {
-        let plain = vec![42u8; 200_000];
-        let sealed = seal(&plain);
-        assert!(looks_like_bundle(&sealed));
-        assert_eq!(open(&sealed, "pw").unwrap(), plain);
-        assert!(matches!(
-            open(&sealed, "PW"),
-            Err(Error::WrongPassphrase { .. })
-        ));
-        // Truncated in the payload, in the header, flipped bits in the payload.
-        let e = open(&sealed[..sealed.len() - 10], "pw").unwrap_err();
-        assert!(
-            e.to_string().contains("authentication") || e.to_string().contains("truncated"),
-            "{e}"
-        );
-        let e = open(&sealed[..60], "pw").unwrap_err();
-        assert!(matches!(e, Error::Tampered { .. }), "{e}");
-        let mut flipped = sealed.clone();
-        let last = flipped.len() - 1;
-        flipped[last] ^= 1;
-        assert!(matches!(open(&flipped, "pw"), Err(Error::Tampered { .. })));
-        assert!(matches!(open(b"", "pw"), Err(Error::NotABundle { .. })));
-        assert!(matches!(
-            open(b"hello world, this is not age", "pw"),
-            Err(Error::NotABundle { .. })
-        ));
-    }
-
-    /// A validly formed stanza asking for 4 GiB with 64 passes (minutes a try) is refused by
-    /// the work cap in `check_limits`, which runs before any derivation: the error is
-    /// `KdfTooExpensive`, not the wrong passphrase a derivation would end in.
-    #[test]
-    fn a_header_over_the_work_budget_is_refused_before_deriving() {
-        let sealed = seal(b"x");
-        let h = header::parse(&sealed).unwrap().len;
-        let head = std::str::from_utf8(&sealed[..h]).unwrap();
-        let crafted = head.replacen(" 64 1 1\n", " 4194304 64 4\n", 1);
-        assert_ne!(crafted, head);
-        let mut bytes = crafted.into_bytes();
-        bytes.extend_from_slice(&sealed[h..]);
-        let locked = Locked::open(&bytes[..], Path::new("b")).unwrap();
-        assert_eq!(locked.info().kdf.work(), 4194304 * 64);
-        let limits = KdfLimits {
-            mem_available: None,
-            ..KdfLimits::for_this_machine()
-        };
-        let e = locked
-            .try_passphrase(&SecretString::from("pw".to_owned()), &limits)
-            .err()
-            .expect("refused");
-        assert!(
-            matches!(&e, Error::KdfTooExpensive { what, .. } if what.contains("passes allowed")),
-            "{e}"
-        );
-    }
-
-    /// What a key holder can do and a forger cannot: rebuild `bundle`'s header with `extra`
-    /// stanza lines after the passphrase stanza (in place of the grease), MACed with the file
-    /// key `file_key`; the nonce and payload are kept (they depend only on the file key).
-    fn reheader(bundle: &[u8], extra: &[u8], file_key: &[u8; 16]) -> Vec<u8> {
-        use hmac::Mac as _;
-        let len = header::parse(bundle).unwrap().len;
-        let head = &bundle[..len];
-        // Version line, the vault stanza's two lines.
-        let stanza_end = head
-            .iter()
-            .enumerate()
-            .filter(|(_, &b)| b == b'\n')
-            .nth(2)
-            .unwrap()
-            .0
-            + 1;
-        let mut out = head[..stanza_end].to_vec();
-        assert!(out.ends_with(b"\n") && !head[stanza_end..].starts_with(b"-> vault"));
-        out.extend_from_slice(extra);
-        out.extend_from_slice(b"---");
-        let mut mac_key = [0u8; 32];
-        hkdf::Hkdf::<sha2::Sha256>::new(Some(&[]), file_key)
-            .expand(b"header", &mut mac_key)
-            .unwrap();
-        let mut mac = <hmac::Hmac<sha2::Sha256> as hmac::Mac>::new_from_slice(&mac_key).unwrap();
-        mac.update(&out);
-        let tag = mac.finalize().into_bytes();
-        out.push(b' ');
-        out.extend_from_slice(
-            base64::Engine::encode(&base64::prelude::BASE64_STANDARD_NO_PAD, tag).as_bytes(),
-        );
-        out.push(b'\n');
-        out.extend_from_slice(&bundle[len..]);
-        out
-    }
-
-    fn file_key_of(bundle: &[u8]) -> [u8; 16] {
-        let locked = Locked::open(bundle, Path::new("b")).unwrap();
-        let key = locked
-            .try_passphrase(
-                &SecretString::from("pw".to_owned()),
-                &KdfLimits::for_this_machine(),
-            )
-            .unwrap()
-            .unwrap();
-        *key.expose()
-    }
-
-    /// A real X25519 stanza for `file_key`, as age writes it, and the identity that opens it.
-    fn x25519_stanza(file_key: &[u8; 16]) -> (Vec<u8>, age::x25519::Identity) {
-        let id = age::x25519::Identity::generate();
-        let (stanzas, _) =
-            age::Recipient::wrap_file_key(&id.to_public(), &FileKey::new(Box::new(*file_key)))
-                .unwrap();
-        let s = &stanzas[0];
-        let mut text = format!("-> {} {}\n", s.tag, s.args.join(" "));
-        let body = base64::Engine::encode(&base64::prelude::BASE64_STANDARD_NO_PAD, &s.body);
-        text.push_str(&body);
-        text.push('\n');
-        assert!(body.len() < 64);
-        (text.into_bytes(), id)
-    }
-
-    /// Other stanzas may accompany the passphrase stanza (docs/FORMAT.md §1): one written
-    /// with the file key opens, with the passphrase and, through age, with its own identity.
-    #[test]
-    fn an_extra_stanza_written_by_the_key_holder_opens() {
-        let plain = vec![7u8; 100_000];
-        let sealed = seal(&plain);
-        let fk = file_key_of(&sealed);
-        let (extra, id) = x25519_stanza(&fk);
-        let with_extra = reheader(&sealed, &extra, &fk);
-        assert_eq!(header::parse(&with_extra).unwrap().stanza_count, 2);
-        assert_eq!(open(&with_extra, "pw").unwrap(), plain);
-        let mut out = Vec::new();
-        age::Decryptor::new_buffered(&with_extra[..])
-            .unwrap()
-            .decrypt(std::iter::once(&id as &dyn age::Identity))
-            .unwrap()
-            .read_to_end(&mut out)
-            .unwrap();
-        assert_eq!(out, plain);
-    }
-
-    /// Without the passphrase there is no file key, so no header MAC: a stanza added (or one
-    /// swapped in for the grease) by anyone else is refused, however well-formed.
-    #[test]
-    fn an_extra_stanza_added_without_the_passphrase_is_refused() {
-        let sealed = seal(b"secret");
-        let len = header::parse(&sealed).unwrap().len;
-        // The forger's own file key: the stanza is valid age, for a key that is not this one.
-        let (extra, _) = x25519_stanza(&[9u8; 16]);
-        let head = &sealed[..len];
-        let mac_at = head.len() - MAC_LINE.len();
-        for keep_grease in [true, false] {
-            let stanza_end = head
-                .iter()
-                .enumerate()
-                .filter(|(_, &b)| b == b'\n')
-                .nth(2)
-                .unwrap()
-                .0
-                + 1;
-            let mut forged = head[..if keep_grease { mac_at } else { stanza_end }].to_vec();
-            forged.extend_from_slice(&extra);
-            forged.extend_from_slice(&head[mac_at..]);
-            forged.extend_from_slice(&sealed[len..]);
-            let e = open(&forged, "pw").unwrap_err();
-            assert!(
-                matches!(&e, Error::Tampered { why, .. } if why.contains("header MAC")),
-                "{e}"
-            );
-        }
-    }
-
-    const MAC_LINE: &[u8] = b"--- 0123456789012345678901234567890123456789012\n";
-
-    /// The whole header, MAC line included, is at most 16 KiB: a header of exactly 16384
-    /// bytes opens, one of 16385 is refused.
-    #[test]
-    fn the_header_limit_includes_the_mac_line() {
-        let plain = b"at the limit".to_vec();
-        let sealed = seal(&plain);
-        let fk = file_key_of(&sealed);
-        // One stanza `-> filler <arg>` with an empty body: arg_len + 12 bytes.
-        let filler = |arg_len: usize| {
-            let mut s = b"-> filler ".to_vec();
-            s.extend(std::iter::repeat_n(b'a', arg_len));
-            s.extend_from_slice(b"\n\n");
-            s
-        };
-        let base = header::parse(&reheader(&sealed, &filler(1), &fk))
-            .unwrap()
-            .len;
-        let arg_len = header::MAX_HEADER_LEN - base + 1;
-        let at_limit = reheader(&sealed, &filler(arg_len), &fk);
-        assert_eq!(header::parse(&at_limit).unwrap().len, 16384);
-        assert_eq!(open(&at_limit, "pw").unwrap(), plain);
-        let over = reheader(&sealed, &filler(arg_len + 1), &fk);
-        assert_eq!(
-            header::parse(&over),
-            Err(HeaderError::Malformed("the header is larger than 16 KiB"))
-        );
-        let e = open(&over, "pw").unwrap_err();
-        assert!(matches!(e, Error::Tampered { .. }), "{e}");
-    }
-}
+mod tests;

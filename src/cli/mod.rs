@@ -17,6 +17,7 @@ mod keys;
 mod pack;
 mod progress;
 mod rekey;
+mod repack;
 mod source;
 mod unlock;
 mod util;
@@ -52,6 +53,8 @@ pub enum Command {
     Pack(pack::PackArgs),
     /// Show a bundle's parameters; with the passphrase, its hosts and entries.
     Inspect(inspect::InspectArgs),
+    /// Write a bundle again under a new passphrase, opened with its passphrase or a recovery key.
+    Repack(repack::RepackArgs),
     /// Decrypt a bundle, verify all of it, then place its files under the target root.
     Unlock(unlock::UnlockArgs),
     /// Place the root-stage files kept by `vault unlock --stage disk`.
@@ -115,6 +118,7 @@ pub fn main() -> ProcessExitCode {
         Command::Init(a) => init::run(a, quiet),
         Command::Pack(a) => pack::run(a, quiet),
         Command::Inspect(a) => inspect::run(a, quiet),
+        Command::Repack(a) => repack::run(a, quiet),
         Command::Unlock(a) => unlock::run(a, quiet),
         Command::Place(a) => unlock::run_place(a, quiet),
         Command::Wipe(a) => unlock::run_wipe(a, quiet),

@@ -57,6 +57,16 @@ pub struct PackArgs {
     /// 100 GPU-years at the chosen Argon2id settings.
     #[arg(long)]
     pub weak_passphrase: bool,
+    /// Also wrap the bundle's key to this recovery recipient (repeatable; added to
+    /// vault.toml's `recovery_recipients`): an `age1…` X25519 recipient or an SSH public key
+    /// line (`ssh-ed25519 …`, `ssh-rsa …`). Its private key opens the bundle without the
+    /// passphrase (`vault inspect -i`, `vault repack`).
+    #[arg(long, value_name = "RECIPIENT")]
+    pub recovery_recipient: Vec<String>,
+    /// Recovery recipients from FILE, one per line (`#` comments and blank lines skipped),
+    /// as age's -R (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub recovery_recipients_file: Vec<PathBuf>,
     /// zstd level (1-19).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub level: i32,
@@ -142,7 +152,7 @@ fn preflight(manifest: &Manifest, hosts: &[String], quiet: bool) -> vault::Resul
 /// Before the key derivation: print what guessing the passphrase would cost at these Argon2id
 /// settings, and refuse it below the threshold unless `--weak-passphrase`. Only numbers and
 /// zxcvbn's fixed advice are printed, never the passphrase.
-fn check_strength(
+pub(super) fn check_strength(
     passphrase: &str,
     kdf: &KdfParams,
     hosts: &[String],
@@ -171,9 +181,36 @@ fn check_strength(
     Ok(e)
 }
 
+/// The recovery recipients of `--recovery-recipient` and `--recovery-recipients-file`,
+/// checked (each error names the flag or the file and line) and in their canonical form.
+pub(super) fn recovery_recipients(
+    given: &[String],
+    files: &[PathBuf],
+) -> vault::Result<Vec<String>> {
+    let mut lines: Vec<String> = given.to_vec();
+    let mut origins: Vec<String> = (0..given.len())
+        .map(|i| format!("--recovery-recipient #{}", i + 1))
+        .collect();
+    for f in files {
+        for (n, line) in pack::recovery::read_recipients_file(f)? {
+            lines.push(line);
+            origins.push(format!("{}, line {n}", f.display()));
+        }
+    }
+    let parsed = pack::recovery::parse_all(&lines, &|i| origins[i].clone())?;
+    Ok(parsed.into_iter().map(|r| r.line).collect())
+}
+
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
-    let plan = pack::plan(&manifest, &a.hosts)?;
+    let mut plan = pack::plan(&manifest, &a.hosts)?;
+    let mut recovery = manifest.recovery_recipients.clone();
+    for r in recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)? {
+        if !recovery.contains(&r) {
+            recovery.push(r);
+        }
+    }
+    plan.manifest.recovery_recipients = recovery;
     pack::check_not_empty(&manifest, &plan)?;
     let inputs: Vec<(&str, &std::path::Path)> = a
         .passphrase
@@ -181,6 +218,11 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         .as_deref()
         .map(|p| ("passphrase file", p))
         .into_iter()
+        .chain(
+            a.recovery_recipients_file
+                .iter()
+                .map(|p| ("recovery recipients file", p.as_path())),
+        )
         .collect();
     pack::check_output(&plan, &a.manifest, &inputs, &a.output, a.force)?;
     let config_check = match a.no_config_check {
@@ -279,6 +321,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
                 "gpu_years": strength.gpu_years,
             },
             "config_check": config_check,
+            "recovery_recipients": plan.manifest.recovery_recipients,
         });
         println!("{out}");
     } else if !quiet {
@@ -297,6 +340,10 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             kdf.t,
             kdf.p
         );
+        let n = plan.manifest.recovery_recipients.len();
+        if n > 0 {
+            println!("The bundle's key is also wrapped to {n} recovery recipient(s): keep their keys offline.");
+        }
     }
     Ok(ExitCode::Ok)
 }

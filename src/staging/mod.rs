@@ -218,6 +218,7 @@ pub fn load(dir: &Path) -> Result<Option<StagedManifest>> {
         created_by: String::new(),
         hosts: m.host.iter().cloned().collect(),
         items: m.items.clone(),
+        recovery_recipients: Vec::new(),
     };
     as_bundle.validate(&Limits::default()).map_err(bad)?;
     if m.items.iter().any(|i| i.stage != Stage::Root) {

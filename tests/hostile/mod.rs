@@ -71,6 +71,7 @@ pub fn manifest(items: Vec<Item>) -> BundleManifest {
         created_by: "hostile test".into(),
         hosts: vec![HOST.into()],
         items,
+        recovery_recipients: Vec::new(),
     }
 }
 

@@ -1,0 +1,141 @@
+//! Recovery recipients: keys the bundle's file key is also wrapped to, so an admin who forgot
+//! the passphrase can still open the bundle on the workstation (`vault inspect -i`,
+//! `vault repack`). The installer never uses them: `vault unlock` takes the passphrase.
+
+use std::path::Path;
+
+use crate::{Error, Result};
+
+/// A recovery recipient: the line as given (kept in the bundle's `vault.json`, so that
+/// `vault repack` can wrap a new file key to it again) and age's recipient for it.
+pub struct RecoveryRecipient {
+    pub line: String,
+    recipient: Box<dyn age::Recipient + Send + Sync>,
+}
+
+impl RecoveryRecipient {
+    pub fn as_age(&self) -> &dyn age::Recipient {
+        self.recipient.as_ref()
+    }
+}
+
+impl std::fmt::Debug for RecoveryRecipient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.line)
+    }
+}
+
+/// Parses one recovery recipient: an `age1…` X25519 recipient or an OpenSSH public key line
+/// (`ssh-ed25519 …`, `ssh-rsa …`). Points of small order are refused (no secret key opens
+/// what is wrapped to them). `Err` is the reason, without the file or flag it came from.
+pub fn parse_recovery_recipient(s: &str) -> std::result::Result<RecoveryRecipient, String> {
+    let line = s.trim();
+    if is_plugin_recipient(line) {
+        let plugin = line.get(4..line.rfind('1').unwrap_or(4)).unwrap_or("");
+        return Err(format!(
+            "{} is a plugin recipient (age-plugin-{}); plugin recipients are not supported as recovery recipients yet: use an age1… X25519 recipient or an SSH public key",
+            crate::escape::escape(line),
+            crate::escape::escape(plugin)
+        ));
+    }
+    // The rekey parser holds the small-order checks; its recipient is not needed here.
+    crate::rekey::recipients::parse(line)?;
+    let recipient: Box<dyn age::Recipient + Send + Sync> = if line.starts_with("ssh-") {
+        Box::new(
+            line.parse::<age::ssh::Recipient>()
+                .map_err(|e| format!("invalid SSH recipient {line:?}: {e:?}"))?,
+        )
+    } else {
+        Box::new(
+            line.parse::<age::x25519::Recipient>()
+                .map_err(|e| format!("invalid age recipient {line:?}: {e}"))?,
+        )
+    };
+    Ok(RecoveryRecipient {
+        line: line.to_owned(),
+        recipient,
+    })
+}
+
+/// `age1<plugin name>1<data>`: the bech32 prefix of a plugin recipient holds a second `1`.
+fn is_plugin_recipient(s: &str) -> bool {
+    s.strip_prefix("age1").is_some_and(|rest| {
+        rest.split_once('1')
+            .is_some_and(|(name, data)| !name.is_empty() && !data.is_empty())
+            && !rest.contains(' ')
+    }) && s.parse::<age::x25519::Recipient>().is_err()
+}
+
+/// Parses every recipient, refusing the first bad one with `origin(index)` naming where it
+/// came from. Repeats are dropped (keeping the first).
+pub fn parse_all(
+    lines: &[String],
+    origin: &dyn Fn(usize) -> String,
+) -> Result<Vec<RecoveryRecipient>> {
+    let mut out: Vec<RecoveryRecipient> = Vec::new();
+    for (i, l) in lines.iter().enumerate() {
+        let r = parse_recovery_recipient(l).map_err(|why| Error::Declined {
+            why: format!("{}: {why}", origin(i)),
+            hint: Some(
+                "give an age1… recipient (`age-keygen -y KEY`) or an SSH public key line (the .pub file's contents)"
+                    .into(),
+            ),
+        })?;
+        if !out.iter().any(|o| o.line == r.line) {
+            out.push(r);
+        }
+    }
+    if out.len() > crate::archive::MAX_RECOVERY_RECIPIENTS {
+        return Err(Error::Declined {
+            why: format!(
+                "{} recovery recipients: at most {} are allowed",
+                out.len(),
+                crate::archive::MAX_RECOVERY_RECIPIENTS
+            ),
+            hint: None,
+        });
+    }
+    Ok(out)
+}
+
+/// The recipients in a file, as age's `-R`: one per line; blank lines and lines starting
+/// with `#` are skipped. Returns each with its line number.
+pub fn read_recipients_file(path: &Path) -> Result<Vec<(usize, String)>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+    Ok(text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| (i + 1, l.trim()))
+        .filter(|(_, l)| !l.is_empty() && !l.starts_with('#'))
+        .map(|(n, l)| (n, l.to_owned()))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_x25519_and_ssh_and_names_what_it_refuses() {
+        let id = age::x25519::Identity::generate();
+        let r = parse_recovery_recipient(&format!("  {}\n", id.to_public())).unwrap();
+        assert_eq!(r.line, id.to_public().to_string());
+        let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN admin@laptop";
+        assert_eq!(parse_recovery_recipient(ssh).unwrap().line, ssh);
+        let e = parse_recovery_recipient(
+            "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t",
+        )
+        .unwrap_err();
+        assert!(e.contains("age-plugin-yubikey"), "{e}");
+        // The all-zero point: small order, refused by the rekey parser's check.
+        let zero = bech32::encode(
+            "age",
+            bech32::ToBase32::to_base32(&[0u8; 32].to_vec()),
+            bech32::Variant::Bech32,
+        )
+        .unwrap();
+        let e = parse_recovery_recipient(&zero).unwrap_err();
+        assert!(e.contains("low-order"), "{e}");
+        assert!(parse_recovery_recipient("hello").is_err());
+    }
+}

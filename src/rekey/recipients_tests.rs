@@ -346,3 +346,34 @@ fn the_cache_returns_one_recipient_per_string() {
     let b = rs.get(&format!(" {s}\n")).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
 }
+
+#[test]
+fn non_canonical_encodings_of_a_point_use_its_table() {
+    // u = 9 (the base point) written as 9 + p, and with bit 255 set: X25519 reads both as 9,
+    // so both get the table of 9, and the shared secret is the ladder's on the bytes as
+    // written (age's).
+    let mut nine = [0u8; 32];
+    nine[0] = 9;
+    let mut plus_p = [0xffu8; 32];
+    plus_p[0] = 0xed + 9;
+    plus_p[31] = 0x7f;
+    let mut high = nine;
+    high[31] |= 0x80;
+    for raw in [nine, plus_p, high] {
+        let s = age1(&raw);
+        let t = Tabled::x25519(&s)
+            .unwrap()
+            .unwrap_or_else(|| panic!("{s}: no table"));
+        assert_eq!(t.salt_pk, raw);
+        let mut k = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut k);
+        assert_eq!(
+            *t.shared(&k),
+            MontgomeryPoint(raw).mul_clamped(k).to_bytes()
+        );
+        assert_eq!(
+            *t.shared(&k),
+            MontgomeryPoint(nine).mul_clamped(k).to_bytes()
+        );
+    }
+}

@@ -377,3 +377,44 @@ fn non_canonical_encodings_of_a_point_use_its_table() {
         );
     }
 }
+
+#[test]
+fn all_parses_every_string_in_order() {
+    let ids: Vec<_> = (0..3).map(|_| age::x25519::Identity::generate()).collect();
+    let list: Vec<String> = ids.iter().map(|i| i.to_public().to_string()).collect();
+    let rs = Recipients::default();
+    let got = rs.all(&list).unwrap();
+    assert_eq!(got.len(), 3);
+    for (r, id) in got.iter().zip(&ids) {
+        // Each opens with its own identity only: the order is kept.
+        assert_eq!(roundtrip(r, id), b"secret");
+    }
+    assert!(rs.all(&[list[0].clone(), "age1nope".into()]).is_err());
+}
+
+#[test]
+fn the_fuzz_hook_gives_the_tables_secret() {
+    // `table_shared_secret` is what the differential fuzz target compares with age: it must
+    // be the table's X25519 for table keys, `None` on the twist, `Err` for refused keys.
+    let id = age::x25519::Identity::generate();
+    let s = id.to_public().to_string();
+    let (_, data, _) = bech32::decode(&s).unwrap();
+    let u: Vec<u8> = bech32::FromBase32::from_base32(&data).unwrap();
+    let u: [u8; 32] = u.try_into().unwrap();
+    let mut k = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut k);
+    assert_eq!(
+        table_shared_secret(&s, &k).unwrap(),
+        Some(MontgomeryPoint(u).mul_clamped(k).to_bytes())
+    );
+    let mut twist = [0u8; 32];
+    twist[0] = (2u8..60)
+        .find(|b| {
+            let mut t = [0u8; 32];
+            t[0] = *b;
+            MontgomeryPoint(t).to_edwards(0).is_none()
+        })
+        .unwrap();
+    assert_eq!(table_shared_secret(&age1(&twist), &k).unwrap(), None);
+    assert!(table_shared_secret(&age1(&[0; 32]), &k).is_err());
+}

@@ -47,7 +47,10 @@ impl Identities {
                 "{name:?} is not a plugin name (letters, digits, + - . _; e.g. yubikey)"
             ))
         })?;
-        plugin::find(name).map_err(err)?;
+        plugin::find(name).map_err(|message| Error::Plugin {
+            path: source.clone().into(),
+            message,
+        })?;
         self.plugins
             .push(plugin::PluginIdentity { identity, source });
         Ok(())
@@ -182,8 +185,10 @@ impl Identities {
                 let identity = t
                     .parse::<age::plugin::Identity>()
                     .map_err(|e| ierr(format!("line {}: not a plugin identity ({e})", n + 1)))?;
-                plugin::find(identity.plugin())
-                    .map_err(|why| ierr(format!("line {}: {why}", n + 1)))?;
+                plugin::find(identity.plugin()).map_err(|why| Error::Plugin {
+                    path: path.into(),
+                    message: format!("line {}: {why}", n + 1),
+                })?;
                 self.plugins.push(plugin::PluginIdentity {
                     identity,
                     source: path.display().to_string(),

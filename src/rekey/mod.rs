@@ -134,7 +134,7 @@ impl crate::Hint for Error {
                 "give an age identity file or an OpenSSH private key with -i FILE".into(),
             ),
             Error::Plugin { .. } => Some(
-                "install the age plugin program named above (it must be on PATH), check the key is plugged in, then run `vault rekey` again".into(),
+                "install the age plugin program named above (it must be on PATH), or plug the key in and type its PIN again, then run `vault rekey` again".into(),
             ),
             Error::NoIdentity => Some(
                 "give one with -i FILE (an age key file or an SSH private key that opens the secrets)".into(),

@@ -86,6 +86,12 @@ impl age::Callbacks for PromptCallbacks {
         if crate::prompt::has_tty() {
             return crate::prompt::ask(&format!("{text}: ")).ok();
         }
+        // No terminal: the password agents answer (systemd-tty-ask-password-agent from any
+        // shell); say so, or the wait would look like a hang.
+        eprintln!(
+            "{text}: no terminal, asking through {} (answer with systemd-tty-ask-password-agent)",
+            crate::prompt::systemd::PROGRAM
+        );
         match crate::prompt::systemd::ask_password(&text, "vault:plugin") {
             Ok(s) => Some(s),
             Err(why) => {

@@ -47,7 +47,9 @@ fn count(line: &str) {
             .append(true)
             .open(path)
             .expect("counter file");
-        writeln!(f, "{line}").expect("counter file");
+        // One write(2) per line: plugin processes run in parallel, appends must not interleave.
+        f.write_all(format!("{line}\n").as_bytes())
+            .expect("counter file");
     }
 }
 

@@ -395,3 +395,73 @@ fn a_mixed_identity_file_asks_the_plugin_only_for_what_needs_it() {
         );
     }
 }
+
+#[test]
+fn sops_files_with_a_hardware_key_ask_the_pin_once() {
+    const N: usize = 20;
+    let Some(r) = setup(0) else { return };
+    let Some(sops) = common::require_tool("sops") else {
+        return;
+    };
+    let dir = r.root.join("repo");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(r.root.join("plain.yaml"), "password: hunter2\n").unwrap();
+    for i in 0..N {
+        let o = Command::new(&sops)
+            .args([
+                "-e",
+                "--age",
+                &r.admin,
+                "--input-type",
+                "yaml",
+                "--output-type",
+                "yaml",
+            ])
+            .arg(r.root.join("plain.yaml"))
+            .current_dir(&r.root)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        std::fs::write(dir.join(format!("s{i}.yaml")), o.stdout).unwrap();
+    }
+    let rule = |keys: &str| {
+        std::fs::write(
+            dir.join(".sops.yaml"),
+            format!("creation_rules:\n  - path_regex: .*\\.yaml$\n    age: {keys}\n"),
+        )
+        .unwrap();
+    };
+    std::fs::write(
+        r.root.join("vault.toml"),
+        "version = 1\n\n[secrets]\nsops_config = \"repo/.sops.yaml\"\n",
+    )
+    .unwrap();
+
+    // To the hardware key alone, with the admin's key: wrapping asks nothing.
+    rule(&r.yk);
+    let o = r.vault(&["rekey", "-i", "admin.txt"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(r.count("recipient-session"), N);
+    assert_eq!(r.count("pin"), 0);
+    r.reset_counter();
+
+    // A host joins: every data key is opened through one session.
+    rule(&format!("{},{}", r.yk, r.host));
+    let (code, prompts) = r.vault_pty(&["rekey", "-i", "yk.txt"]);
+    assert_eq!((code, prompts), (0, 1));
+    assert_eq!(r.count("identity-session"), 1);
+    assert_eq!(r.count("pin"), 1);
+    // The real sops opens them with the host's key.
+    for i in [0, N - 1] {
+        let o = Command::new(&sops)
+            .arg("-d")
+            .arg(dir.join(format!("s{i}.yaml")))
+            .env("SOPS_AGE_KEY_FILE", r.root.join("host.txt"))
+            .env_remove("SOPS_AGE_KEY")
+            .env("HOME", r.root.join("home"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+        assert_eq!(String::from_utf8_lossy(&o.stdout), "password: hunter2\n");
+    }
+}

@@ -425,9 +425,10 @@ fn sops_files_with_a_hardware_key_ask_the_pin_once() {
         std::fs::write(dir.join(format!("s{i}.yaml")), o.stdout).unwrap();
     }
     let rule = |keys: &str| {
+        let list: String = keys.split(',').map(|k| format!("      - {k}\n")).collect();
         std::fs::write(
             dir.join(".sops.yaml"),
-            format!("creation_rules:\n  - path_regex: .*\\.yaml$\n    age: {keys}\n"),
+            format!("creation_rules:\n  - path_regex: .*\\.yaml$\n    age:\n{list}"),
         )
         .unwrap();
     };
@@ -451,12 +452,33 @@ fn sops_files_with_a_hardware_key_ask_the_pin_once() {
     assert_eq!((code, prompts), (0, 1));
     assert_eq!(r.count("identity-session"), 1);
     assert_eq!(r.count("pin"), 1);
-    // The real sops opens them with the host's key.
-    for i in [0, N - 1] {
+
+    // `vault host add` next to a hardware-key recipient needs no key; the rekey after it asks
+    // the PIN once more, for all files.
+    let o = r.vault(&["host", "add", "server2"], false);
+    assert!(o.status.success(), "{}", text(&o));
+    let rules = std::fs::read_to_string(dir.join(".sops.yaml")).unwrap();
+    assert!(
+        rules.contains(&r.yk) && rules.contains("server2"),
+        "{rules}"
+    );
+    r.reset_counter();
+    let (code, prompts) = r.vault_pty(&["rekey", "-i", "yk.txt"]);
+    assert_eq!((code, prompts), (0, 1));
+    assert_eq!(r.count("identity-session"), 1);
+    let o = r.vault(
+        &["keys", "convert", "hosts/server2/ssh_host_ed25519_key"],
+        false,
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::write(r.root.join("server2.txt"), &o.stdout).unwrap();
+
+    // The real sops opens them with either host's key.
+    for (i, key) in [(0, "host.txt"), (N - 1, "host.txt"), (1, "server2.txt")] {
         let o = Command::new(&sops)
             .arg("-d")
             .arg(dir.join(format!("s{i}.yaml")))
-            .env("SOPS_AGE_KEY_FILE", r.root.join("host.txt"))
+            .env("SOPS_AGE_KEY_FILE", r.root.join(key))
             .env_remove("SOPS_AGE_KEY")
             .env("HOME", r.root.join("home"))
             .output()

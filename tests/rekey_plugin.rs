@@ -2,7 +2,7 @@
 //! (tests/plugin, built with the `age-plugin` crate) holds a key, asks a PIN through the
 //! plugin protocol, and counts its sessions and PIN requests in a file. vault answers the PIN
 //! prompt on a real pseudo-terminal. Proves: a rekey of 500 agenix files asks the PIN once,
-//! with an identity file and with `--plugin`; the results open with the real `age` and `rage`
+//! with an identity file and with `-j NAME`; the results open with the real `age` and `rage`
 //! (through the same plugin); a plugin failing half way changes no byte; a missing plugin
 //! program is one clear error naming it, and changes no byte.
 
@@ -267,11 +267,12 @@ fn five_hundred_files_one_pin() {
         }
     }
 
-    // --plugin (the plugin's default identity, as `age -j`): the rekey record of every file
+    // -j NAME (the plugin's default identity, as `age -j`; -j 1 stays the worker count): the
+    // rekey record of every file
     // is verified with one session and one PIN, and nothing changes.
     r.reset_counter();
     let before = snapshot(&r.secrets);
-    let (code, prompts) = r.vault_pty(&["rekey", "--plugin", "vaulttest"]);
+    let (code, prompts) = r.vault_pty(&["rekey", "-j", "vaulttest", "-j", "1"]);
     assert_eq!(code, 0);
     assert_eq!(prompts, 1);
     assert_eq!(r.count("identity-session"), 1);

@@ -44,8 +44,12 @@ pub struct RekeyArgs {
     #[arg(long)]
     pub check: bool,
     /// Worker threads (default: one per core).
-    #[arg(short, long, value_name = "N", default_value_t = 0, value_parser = parse_jobs)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub jobs: usize,
+    /// A number: worker threads, as --jobs N. A name: the default identity of age plugin NAME,
+    /// as `age -j NAME` and --plugin NAME (e.g. `-j yubikey`). Repeatable.
+    #[arg(short = 'j', value_name = "N|NAME")]
+    pub j: Vec<String>,
     /// Print the files and their status as JSON on stdout: `current` / `stale` (with
     /// --check or --dry-run) or `current` / `rekeyed` (a real run).
     #[arg(long)]
@@ -56,17 +60,15 @@ pub struct RekeyArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
-/// `-j` is the number of workers; `age -j NAME` users get pointed to `--plugin NAME`.
-fn parse_jobs(s: &str) -> Result<usize, String> {
-    s.parse().map_err(|_| {
-        format!(
-            "not a number of worker threads; for the default identity of age plugin {s:?} \
-             (`age -j {s}`), use --plugin {s}"
-        )
-    })
-}
-
-pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
+pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
+    // `-j 8` is the worker count (as before plugins); `-j yubikey` a plugin, as in age. No
+    // plugin is named by digits alone.
+    for v in std::mem::take(&mut a.j) {
+        match v.parse::<usize>() {
+            Ok(n) => a.jobs = n,
+            Err(_) => a.plugins.push(v),
+        }
+    }
     let manifest = Manifest::load(&a.manifest)?;
     let which = if a.sops || a.agenix {
         Which {

@@ -173,34 +173,44 @@ impl Identities {
             return self.push_ssh_text(path, text);
         }
         if text.contains("AGE-SECRET-KEY-") || text.contains("AGE-PLUGIN-") {
-            // Plugin lines are kept apart: age would start one plugin session per file.
+            // Plugin lines are kept apart: age would start one plugin session per file. In
+            // what age parses they become comments, so its line numbers stay right.
             let mut native = Zeroizing::new(String::new());
+            let mut plugins = Vec::new();
             for (n, line) in text.lines().enumerate() {
                 let t = line.trim();
-                if !t.starts_with("AGE-PLUGIN-") {
+                if t.starts_with("AGE-PLUGIN-") {
+                    let identity = t.parse::<age::plugin::Identity>().map_err(|e| {
+                        ierr(format!("line {}: not a plugin identity ({e})", n + 1))
+                    })?;
+                    plugins.push((n + 1, identity));
+                    native.push('#');
+                } else {
                     native.push_str(line);
-                    native.push('\n');
-                    continue;
                 }
-                let identity = t
-                    .parse::<age::plugin::Identity>()
-                    .map_err(|e| ierr(format!("line {}: not a plugin identity ({e})", n + 1)))?;
-                plugin::find(identity.plugin()).map_err(|why| Error::Plugin {
-                    path: path.into(),
-                    message: format!("line {}: {why}", n + 1),
-                })?;
-                self.plugins.push(plugin::PluginIdentity {
-                    identity,
-                    source: path.display().to_string(),
-                });
+                native.push('\n');
             }
-            if native.contains("AGE-SECRET-KEY-") {
+            let has_native = native.lines().any(|l| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with('#')
+            });
+            if has_native {
                 let file = age::IdentityFile::from_buffer(native.as_bytes())
                     .map_err(|e| ierr(format!("not an age identity file: {e}")))?;
                 let list = file
                     .into_identities()
                     .map_err(|e| ierr(format!("cannot use identity: {e}")))?;
                 self.list.extend(list);
+            }
+            for (line, identity) in plugins {
+                plugin::find(identity.plugin()).map_err(|why| Error::Plugin {
+                    path: path.into(),
+                    message: format!("line {line}: {why}"),
+                })?;
+                self.plugins.push(plugin::PluginIdentity {
+                    identity,
+                    source: path.display().to_string(),
+                });
             }
             for line in text.lines().map(str::trim) {
                 if let Ok(id) = line.parse::<age::x25519::Identity>() {
@@ -260,6 +270,35 @@ mod tests {
     use super::*;
     use secrecy::{ExposeSecret, SecretString};
     use std::io::Write;
+
+    #[test]
+    fn plugin_identity_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ids.txt");
+        let nopass = passphrase::Source::File("/dev/null".into());
+        let plugin_line = age::plugin::Identity::default_for_plugin("vaulttest-absent")
+            .unwrap()
+            .to_string();
+        // A missing plugin program is named, with the file and line.
+        std::fs::write(&file, format!("# yubikey\n{plugin_line}\n")).unwrap();
+        let e = Identities::load(std::slice::from_ref(&file), &nopass)
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::Plugin { .. }), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("line 2") && e.contains("age-plugin-vaulttest-absent"),
+            "{e}"
+        );
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        // Other lines are still checked, with their own line numbers.
+        std::fs::write(&file, format!("{plugin_line}\nnot a key\n")).unwrap();
+        let e = Identities::load(std::slice::from_ref(&file), &nopass)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
 
     #[test]
     fn passphrase_encrypted_age_identity_file() {

@@ -232,6 +232,8 @@ pub fn unlock(
         let files: Vec<&[Stanza]> = todo.iter().map(|(_, h)| h.as_slice()).collect();
         let keys = session(name, &ids, &files)?;
         let mut map = into.keys.write().unwrap_or_else(PoisonError::into_inner);
+        // Room first: a rehash would leave copies of keys in freed memory.
+        map.reserve(keys.len());
         for (n, key) in keys {
             map.insert(todo[n].0, key);
         }
@@ -278,7 +280,8 @@ fn session(
     .map_err(died)?;
 
     let cb = PromptCallbacks;
-    let mut keys: Vec<(usize, KeyBytes)> = Vec::new();
+    // Sized up front: growing would leave copies of keys in freed memory.
+    let mut keys: Vec<(usize, KeyBytes)> = Vec::with_capacity(files.len());
     let mut errors: Vec<String> = Vec::new();
     conn.bidir_receive(
         &[

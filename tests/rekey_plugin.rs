@@ -488,3 +488,88 @@ fn sops_files_with_a_hardware_key_ask_the_pin_once() {
         assert_eq!(String::from_utf8_lossy(&o.stdout), "password: hunter2\n");
     }
 }
+
+/// The `[Ask]` fields of the pending systemd-ask-password question with this id.
+fn wait_for_question(id: &str) -> std::collections::HashMap<String, String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        for e in std::fs::read_dir("/run/systemd/ask-password")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if !e.file_name().to_string_lossy().starts_with("ask.") {
+                continue;
+            }
+            let Ok(text) = std::fs::read_to_string(e.path()) else {
+                continue;
+            };
+            let fields: std::collections::HashMap<String, String> = text
+                .lines()
+                .filter_map(|l| l.split_once('='))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            if fields.get("Id").map(String::as_str) == Some(id) {
+                return fields;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no question with Id={id} was asked"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn without_a_terminal_the_pin_goes_through_systemd_ask_password() {
+    const N: usize = 5;
+    if common::require_tool("systemd-ask-password").is_none() {
+        return;
+    }
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: answering systemd-ask-password needs root");
+        return;
+    }
+    let Some(r) = setup(N) else { return };
+    to_hardware_key(&r, N);
+    r.rules(N, "yk host");
+    let mut c = r.cmd(&common::vault_bin(), true);
+    c.args(["rekey", "-i", "yk.txt"])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    // A session of its own: no controlling terminal, so no /dev/tty to prompt on.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
+            rustix::process::setsid()
+                .map(drop)
+                .map_err(std::io::Error::from)
+        });
+    }
+    let child = c.spawn().unwrap();
+    let fields = wait_for_question("vault:plugin");
+    assert!(
+        fields["Message"].contains("PIN of the vaulttest key"),
+        "{fields:?}"
+    );
+    assert_eq!(fields["Echo"], "0");
+    std::os::unix::net::UnixDatagram::unbound()
+        .unwrap()
+        .send_to(format!("+{PIN}").as_bytes(), &fields["Socket"])
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("systemd-tty-ask-password-agent"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(r.count("identity-session"), 1);
+    assert_eq!(r.count("pin"), 1);
+    let f = r.secrets.join("s3.age");
+    assert_eq!(
+        decrypt_with(&r, &r.age, "host.txt", &f).unwrap(),
+        b"secret 3\n".to_vec()
+    );
+}

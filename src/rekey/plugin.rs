@@ -11,7 +11,7 @@
 //! an `age::Identity` that hands a file its key when age asks with that file's stanzas; age
 //! still checks the header MAC and every payload chunk with it. docs/REKEY.md tells users.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, RwLock};
 
@@ -201,6 +201,7 @@ pub fn unlock(
     }
     // Headers the plugins must see, in first-seen order, without duplicates.
     let mut todo: Vec<([u8; 32], Vec<Stanza>)> = Vec::new();
+    let mut seen = HashSet::new();
     for unit in units {
         let headers: Vec<Vec<Stanza>> =
             unit.iter().filter_map(|b| header_stanzas(b).ok()).collect();
@@ -215,7 +216,7 @@ pub fn unlock(
         }
         for h in headers {
             let id = header_id(&h);
-            if !todo.iter().any(|(t, _)| *t == id) {
+            if seen.insert(id) {
                 todo.push((id, h));
             }
         }
@@ -282,6 +283,7 @@ fn session(
     let cb = PromptCallbacks;
     // Sized up front: growing would leave copies of keys in freed memory.
     let mut keys: Vec<(usize, KeyBytes)> = Vec::with_capacity(files.len());
+    let mut given = HashSet::new();
     let mut errors: Vec<String> = Vec::new();
     conn.bidir_receive(
         &[
@@ -331,7 +333,7 @@ fn session(
                     .args
                     .first()
                     .and_then(|a| a.parse::<usize>().ok())
-                    .filter(|n| *n < files.len() && !keys.iter().any(|(k, _)| k == n));
+                    .filter(|n| *n < files.len() && given.insert(*n));
                 match (index, <[u8; 16]>::try_from(&cmd.body[..])) {
                     (Some(n), Ok(k)) => {
                         keys.push((n, Zeroizing::new(k)));

@@ -346,3 +346,15 @@ fn the_cache_returns_one_recipient_per_string() {
     let b = rs.get(&format!(" {s}\n")).unwrap();
     assert!(Arc::ptr_eq(&a, &b));
 }
+
+#[test]
+fn plugin_recipients_name_the_program_they_need() {
+    let data = bech32::ToBase32::to_base32(&[7u8; 33]);
+    let s = bech32::encode("age1nosuchplugin", data, bech32::Variant::Bech32).unwrap();
+    let e = parse(&s).err().unwrap();
+    assert!(e.contains("age-plugin-nosuchplugin"), "{e}");
+    assert!(e.contains("not on PATH") && e.contains(&s), "{e}");
+    // A plain X25519 key is never taken for a plugin's.
+    let x = age::x25519::Identity::generate().to_public().to_string();
+    assert!(parse(&x).is_ok());
+}

@@ -31,6 +31,12 @@ pub struct RekeyArgs {
     /// that exist.
     #[arg(short, long = "identity", value_name = "FILE")]
     pub identities: Vec<PathBuf>,
+    /// Decrypt with the default identity of age plugin NAME (age-plugin-NAME on PATH), as
+    /// `age -j NAME`: e.g. `--plugin yubikey` for the YubiKey plugged in. Repeatable. The PIN
+    /// or touch is asked once per run, however many files. Identity files (-i) may also hold
+    /// plugin identities (AGE-PLUGIN-… lines).
+    #[arg(long = "plugin", value_name = "NAME")]
+    pub plugins: Vec<String>,
     /// Show what would change; write nothing.
     #[arg(long, conflicts_with = "check")]
     pub dry_run: bool,
@@ -38,8 +44,12 @@ pub struct RekeyArgs {
     #[arg(long)]
     pub check: bool,
     /// Worker threads (default: one per core).
-    #[arg(short, long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = 0)]
     pub jobs: usize,
+    /// A number: worker threads, as --jobs N. A name: the default identity of age plugin NAME,
+    /// as `age -j NAME` and --plugin NAME (e.g. `-j yubikey`). Repeatable.
+    #[arg(short = 'j', value_name = "N|NAME")]
+    pub j: Vec<String>,
     /// Print the files and their status as JSON on stdout: `current` / `stale` (with
     /// --check or --dry-run) or `current` / `rekeyed` (a real run).
     #[arg(long)]
@@ -50,7 +60,15 @@ pub struct RekeyArgs {
     pub passphrase_file: Option<PathBuf>,
 }
 
-pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
+pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
+    // `-j 8` is the worker count (as before plugins); `-j yubikey` a plugin, as in age. No
+    // plugin is named by digits alone.
+    for v in std::mem::take(&mut a.j) {
+        match v.parse::<usize>() {
+            Ok(n) => a.jobs = n,
+            Err(_) => a.plugins.push(v),
+        }
+    }
     let manifest = Manifest::load(&a.manifest)?;
     let which = if a.sops || a.agenix {
         Which {
@@ -83,17 +101,33 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     } else {
         a.identities.clone()
     };
+    let paths = if a.identities.is_empty() && !a.plugins.is_empty() {
+        Vec::new()
+    } else {
+        paths
+    };
     let load = || {
-        Identities::load(
+        let mut ids = Identities::load(
             &paths,
             &passphrase::Source::from_option(a.passphrase_file.clone()),
-        )
+        )?;
+        for name in &a.plugins {
+            ids.push_plugin_default(name)?;
+        }
+        Ok::<_, rekey::Error>(ids)
     };
+    let have_ids = !paths.is_empty() || !a.plugins.is_empty();
     // agenix files with age1 recipients are proven current by decrypting them (the rekey
     // record); without any identity they stay stale, and --check says why.
     let mut ids = None;
-    if plan.unverified() > 0 && !paths.is_empty() {
+    if plan.unverified() > 0 && have_ids {
         let loaded = load()?;
+        if !a.check && !a.dry_run {
+            // A missing recipient plugin stops the run before any PIN is asked.
+            plan.check_recipients(&rekey::Recipients::default())?;
+        }
+        // Hardware keys: one session (one PIN) for every file this run opens.
+        loaded.unlock_plugins(&plan.age_units())?;
         match &pool {
             Ok(pool) => pool.install(|| plan.verify_records(&loaded)),
             Err(_) => plan.verify_records(&loaded),
@@ -174,12 +208,17 @@ pub fn run(a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     for d in item_dirs.difference(&dirs) {
         rekey::commit::remove_stale_temps(d);
     }
-    if paths.is_empty() {
+    if !have_ids {
         return Err(rekey::Error::NoIdentity.into());
     }
     let ids = match ids {
         Some(ids) => ids,
-        None => load()?,
+        None => {
+            let ids = load()?;
+            plan.check_recipients(&rekey::Recipients::default())?;
+            ids.unlock_plugins(&plan.age_units())?;
+            ids
+        }
     };
     // Drawn only on a terminal, without --quiet, and once the work takes a moment.
     let bar = Progress::new(stale as u64, Unit::Items, "rekeying", quiet);

@@ -3,7 +3,8 @@
 //!
 //! Whether a file is stale is read from its header without decrypting: `ssh-ed25519` and
 //! `ssh-rsa` stanzas carry a 4-byte tag of the recipient key, compared as a multiset with the
-//! rule's SSH keys. X25519 stanzas name nobody: a file whose rule has `age1…` recipients is
+//! rule's SSH keys. X25519 and plugin stanzas name nobody: a file whose rule has `age1…`
+//! recipients (plugin ones, `age1<name>1…`, too) is
 //! current only if the rekey record proves it ([`super::record`], docs/REKEY.md). Armor: a file stays armored if it was, and becomes
 //! armored if its rule says `armor = true`.
 
@@ -120,11 +121,23 @@ impl AgenixJob {
             .filter(|k| k.starts_with("ssh-"))
             .filter_map(|k| age_util::ssh_tag(k))
             .collect();
+        // `age1<name>1…` are plugin recipients, whose stanzas have the plugin's own types.
+        let is_plugin = |k: &str| k.parse::<age::plugin::Recipient>().is_ok();
         let want_x = self
             .rule
             .public_keys
             .iter()
-            .filter(|k| k.starts_with("age1"))
+            .filter(|k| k.starts_with("age1") && !is_plugin(k))
+            .count();
+        let want_plugin = self
+            .rule
+            .public_keys
+            .iter()
+            .filter(|k| is_plugin(k))
+            .count();
+        let have_other = stanzas
+            .iter()
+            .filter(|s| !matches!(s.kind.as_str(), "X25519" | "ssh-ed25519" | "ssh-rsa"))
             .count();
         have_ssh.sort();
         want_ssh.sort();
@@ -138,6 +151,12 @@ impl AgenixJob {
         // same): the rekey record decides those files (`super::plan`).
         if have_x != want_x {
             why.push(format!("{have_x} X25519 recipients, rule has {want_x}"));
+        }
+        // A plugin writes one stanza or more per recipient; the record decides the rest.
+        if have_other < want_plugin {
+            why.push(format!(
+                "{have_other} plugin stanzas, rule has {want_plugin} plugin recipients"
+            ));
         }
         if self.rule.armor && !self.armored() {
             why.push("rule asks for armor".into());

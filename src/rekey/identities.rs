@@ -1,13 +1,15 @@
 //! The identities a rekey decrypts with, loaded once per run: age identity files (plain or
 //! passphrase-encrypted), OpenSSH private keys (plain or passphrase-protected; ed25519 keys
 //! also count as their ssh-to-age X25519 identity, which is how sops-nix uses host keys), and
-//! old-style PEM RSA keys.
+//! old-style PEM RSA keys; and hardware keys, as age plugin identities (`AGE-PLUGIN-…` lines
+//! in identity files, or a plugin's default identity with `-j NAME`), which
+//! [`Identities::unlock_plugins`] asks once per run ([`super::plugin`]).
 
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
-use super::Error;
+use super::{plugin, Error};
 use crate::keys::{passphrase, HostKey};
 
 type BoxedIdentity = Box<dyn age::Identity + Send + Sync>;
@@ -21,11 +23,58 @@ pub struct Identities {
     /// The recipients (`age1…`, `ssh-ed25519 …`) of the identities whose public key is known,
     /// with their file: an entry for one of these that does not open is damaged.
     public: Vec<(String, PathBuf)>,
+    /// Plugin identities: used only through [`Identities::unlock_plugins`].
+    plugins: Vec<plugin::PluginIdentity>,
+    /// The file keys the plugin sessions unwrapped.
+    unwrapped: plugin::Unwrapped,
 }
 
 impl Identities {
     pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
+        self.list.is_empty() && self.plugins.is_empty()
+    }
+
+    /// Adds plugin `name`'s default identity (`--plugin NAME`, as `age -j NAME`): the plugin
+    /// picks the key itself (for age-plugin-yubikey, the one plugged in).
+    pub fn push_plugin_default(&mut self, name: &str) -> Result<(), Error> {
+        let source = format!("--plugin {name}");
+        let err = |message: String| Error::Identity {
+            path: source.clone().into(),
+            message,
+        };
+        let identity = age::plugin::Identity::default_for_plugin(name).map_err(|_| {
+            err(format!(
+                "{name:?} is not a plugin name (letters, digits, + - . _; e.g. yubikey)"
+            ))
+        })?;
+        plugin::find(name).map_err(|message| Error::Plugin {
+            path: source.clone().into(),
+            message,
+        })?;
+        self.plugins
+            .push(plugin::PluginIdentity { identity, source });
+        Ok(())
+    }
+
+    /// Unwraps, in one plugin session per plugin (one PIN, one touch), the file keys of the
+    /// age files among `units` that no other identity opens; [`Identities::iter`] then opens
+    /// them. `units`: alternatives of which one must open (see [`plugin::unlock`]).
+    pub fn unlock_plugins(&self, units: &[Vec<&[u8]>]) -> Result<(), Error> {
+        let native: Vec<&dyn age::Identity> = self
+            .list
+            .iter()
+            .map(|b| b.as_ref() as &dyn age::Identity)
+            .collect();
+        plugin::unlock(&self.plugins, &native, units, &self.unwrapped).map_err(|message| {
+            Error::Plugin {
+                path: self
+                    .plugins
+                    .first()
+                    .map(|p| PathBuf::from(&p.source))
+                    .unwrap_or_default(),
+                message,
+            }
+        })
     }
 
     /// The file of the identity whose recipient is `recipient`, if one was given.
@@ -37,7 +86,10 @@ impl Identities {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &dyn age::Identity> {
-        self.list.iter().map(|b| b.as_ref() as &dyn age::Identity)
+        self.list
+            .iter()
+            .map(|b| b.as_ref() as &dyn age::Identity)
+            .chain(std::iter::once(&self.unwrapped as &dyn age::Identity))
     }
 
     /// Adds both forms of an ed25519 host key: the SSH identity (agenix) and the ssh-to-age
@@ -121,12 +173,45 @@ impl Identities {
             return self.push_ssh_text(path, text);
         }
         if text.contains("AGE-SECRET-KEY-") || text.contains("AGE-PLUGIN-") {
-            let file = age::IdentityFile::from_buffer(text.as_bytes())
-                .map_err(|e| ierr(format!("not an age identity file: {e}")))?;
-            let list = file
-                .into_identities()
-                .map_err(|e| ierr(format!("cannot use identity: {e}")))?;
-            self.list.extend(list);
+            // Plugin lines are kept apart: age would start one plugin session per file. In
+            // what age parses they become comments, so its line numbers stay right.
+            let mut native = Zeroizing::new(String::new());
+            let mut plugins = Vec::new();
+            for (n, line) in text.lines().enumerate() {
+                let t = line.trim();
+                if t.starts_with("AGE-PLUGIN-") {
+                    let identity = t.parse::<age::plugin::Identity>().map_err(|e| {
+                        ierr(format!("line {}: not a plugin identity ({e})", n + 1))
+                    })?;
+                    plugins.push((n + 1, identity));
+                    native.push('#');
+                } else {
+                    native.push_str(line);
+                }
+                native.push('\n');
+            }
+            let has_native = native.lines().any(|l| {
+                let t = l.trim();
+                !t.is_empty() && !t.starts_with('#')
+            });
+            if has_native {
+                let file = age::IdentityFile::from_buffer(native.as_bytes())
+                    .map_err(|e| ierr(format!("not an age identity file: {e}")))?;
+                let list = file
+                    .into_identities()
+                    .map_err(|e| ierr(format!("cannot use identity: {e}")))?;
+                self.list.extend(list);
+            }
+            for (line, identity) in plugins {
+                plugin::find(identity.plugin()).map_err(|why| Error::Plugin {
+                    path: path.into(),
+                    message: format!("line {line}: {why}"),
+                })?;
+                self.plugins.push(plugin::PluginIdentity {
+                    identity,
+                    source: path.display().to_string(),
+                });
+            }
             for line in text.lines().map(str::trim) {
                 if let Ok(id) = line.parse::<age::x25519::Identity>() {
                     self.public.push((id.to_public().to_string(), path.into()));
@@ -185,6 +270,35 @@ mod tests {
     use super::*;
     use secrecy::{ExposeSecret, SecretString};
     use std::io::Write;
+
+    #[test]
+    fn plugin_identity_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ids.txt");
+        let nopass = passphrase::Source::File("/dev/null".into());
+        let plugin_line = age::plugin::Identity::default_for_plugin("vaulttest-absent")
+            .unwrap()
+            .to_string();
+        // A missing plugin program is named, with the file and line.
+        std::fs::write(&file, format!("# yubikey\n{plugin_line}\n")).unwrap();
+        let e = Identities::load(std::slice::from_ref(&file), &nopass)
+            .err()
+            .unwrap();
+        assert!(matches!(e, Error::Plugin { .. }), "{e}");
+        let e = e.to_string();
+        assert!(
+            e.contains("line 2") && e.contains("age-plugin-vaulttest-absent"),
+            "{e}"
+        );
+        assert!(e.contains(&file.display().to_string()), "{e}");
+        // Other lines are still checked, with their own line numbers.
+        std::fs::write(&file, format!("{plugin_line}\nnot a key\n")).unwrap();
+        let e = Identities::load(std::slice::from_ref(&file), &nopass)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("line 2"), "{e}");
+    }
 
     #[test]
     fn passphrase_encrypted_age_identity_file() {

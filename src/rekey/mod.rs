@@ -12,6 +12,7 @@ pub mod commit;
 pub mod config_splice;
 pub mod identities;
 pub mod keys_file;
+pub mod plugin;
 pub mod preflight;
 pub mod recipients;
 pub mod record;
@@ -57,6 +58,9 @@ pub enum Error {
     /// An identity file could not be used.
     #[error("identity {path}: {message}")]
     Identity { path: PathBuf, message: String },
+    /// An age plugin (a hardware key) is missing or failed; nothing was changed.
+    #[error("{path}: {message}; nothing was changed")]
+    Plugin { path: PathBuf, message: String },
     /// No identity was given or found.
     #[error("no identity to decrypt with")]
     NoIdentity,
@@ -132,6 +136,9 @@ impl crate::Hint for Error {
             Error::Identity { .. } => Some(
                 "give an age identity file or an OpenSSH private key with -i FILE".into(),
             ),
+            Error::Plugin { .. } => Some(
+                "install the age plugin program named above (it must be on PATH), or plug the key in and type its PIN again, then run `vault rekey` again".into(),
+            ),
             Error::NoIdentity => Some(
                 "give one with -i FILE (an age key file or an SSH private key that opens the secrets)".into(),
             ),
@@ -196,6 +203,26 @@ impl Job {
         match self {
             Job::Sops(j) => j.original(),
             Job::Agenix(j) => j.original(),
+        }
+    }
+
+    /// The age files a rekey of this job opens, as alternatives of which one must open
+    /// (see [`plugin::unlock`]).
+    fn age_units(&self) -> Vec<Vec<&[u8]>> {
+        match self {
+            Job::Agenix(j) => vec![vec![j.original()]],
+            Job::Sops(j) => j
+                .changing_groups()
+                .map(|(cur, _)| cur.iter().map(|e| e.enc.as_bytes()).collect())
+                .collect(),
+        }
+    }
+
+    /// The recipients this job wraps to.
+    fn wraps_to(&self) -> Vec<&String> {
+        match self {
+            Job::Agenix(j) => j.rule.public_keys.iter().collect(),
+            Job::Sops(j) => j.changing_groups().flat_map(|(_, w)| w).collect(),
         }
     }
 
@@ -336,6 +363,41 @@ impl Plan {
         self.unverified.len()
     }
 
+    /// Every age file that [`Plan::verify_records`] and [`Plan::apply`] open, for
+    /// [`Identities::unlock_plugins`] (one hardware-key session for all of them).
+    pub fn age_units(&self) -> Vec<Vec<&[u8]>> {
+        self.jobs.iter().flat_map(Job::age_units).collect()
+    }
+
+    /// Resolves every plugin recipient the stale files are wrapped to, before any work: one
+    /// whose program is missing is one error naming it and the first file that needs it, not
+    /// one per file. (Other recipients fail per file, in [`Plan::apply`].)
+    pub fn check_recipients(&self, recipients: &Recipients) -> Result<(), Error> {
+        for job in &self.jobs {
+            for r in job.wraps_to() {
+                if r.trim().parse::<age::plugin::Recipient>().is_err() {
+                    continue;
+                }
+                if let Err(why) = recipients.get(r) {
+                    let needing = self
+                        .jobs
+                        .iter()
+                        .filter(|j| j.wraps_to().contains(&r))
+                        .count();
+                    return Err(Error::Plugin {
+                        path: job.path().to_path_buf(),
+                        message: if needing > 1 {
+                            format!("{why} (and {} other files need it)", needing - 1)
+                        } else {
+                            why
+                        },
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Checks the rekey record of the files awaiting it, decrypting each with `ids` (on the
     /// current rayon pool): those it proves current leave the stale list.
     pub fn verify_records(&mut self, ids: &Identities) {
@@ -383,6 +445,7 @@ impl Plan {
         // also stops the workers (nothing can be committed).
         // Parsed once per run: an age1 or ssh-ed25519 recipient's table serves every file.
         let recipients = Recipients::default();
+        self.check_recipients(&recipients)?;
         let job_failed = AtomicBool::new(false);
         let write_failed = AtomicBool::new(false);
         let (failures, staged) = std::thread::scope(|s| {

@@ -1,4 +1,6 @@
 //! The recipients of one rekey run, parsed once and shared by every file and worker.
+//! Plugin recipients (`age1yubikey1…`, generally `age1<name>1…`) go to age's
+//! `RecipientPluginV1`, which runs `age-plugin-<name>`.
 //!
 //! age wraps a file key for an X25519-based recipient with a fresh ephemeral key: one
 //! fixed-base multiplication for the ephemeral share, and one Diffie-Hellman with the
@@ -115,6 +117,10 @@ pub fn parse(s: &str) -> Result<Recipient, String> {
             Some(Ok(None)) | None => Ok(Arc::new(age_own)),
         }
     } else if s.starts_with("age1") {
+        // `age1<name>1…`: a plugin's (hardware key) recipient; `age1…` alone: X25519.
+        if let Ok(r) = s.parse::<age::plugin::Recipient>() {
+            return plugin_recipient(s, r);
+        }
         let age_own = s
             .parse::<age::x25519::Recipient>()
             .map_err(|e| format!("invalid or unsupported age recipient {s:?}: {e}"))?;
@@ -125,9 +131,19 @@ pub fn parse(s: &str) -> Result<Recipient, String> {
         }
     } else {
         Err(format!(
-            "unsupported recipient {s:?} (expected age1… or ssh-…)"
+            "unsupported recipient {s:?} (expected age1…, age1<plugin>1… or ssh-…)"
         ))
     }
+}
+
+/// A plugin recipient, wrapped to by its plugin program (one process per file: wrapping needs
+/// no PIN or touch). Err, naming the program, when it is not on PATH.
+fn plugin_recipient(s: &str, r: age::plugin::Recipient) -> Result<Recipient, String> {
+    let name = r.plugin().to_string();
+    super::plugin::find(&name).map_err(|why| format!("recipient {s} {why}"))?;
+    age::plugin::RecipientPluginV1::new(&name, &[r], &[], super::plugin::PromptCallbacks)
+        .map(|p| Arc::new(p) as Recipient)
+        .map_err(|e| format!("recipient {s}: {e}"))
 }
 
 /// For the differential fuzz target: what this module does with recipient `s` for the

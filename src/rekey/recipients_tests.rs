@@ -417,4 +417,14 @@ fn the_fuzz_hook_gives_the_tables_secret() {
         .unwrap();
     assert_eq!(table_shared_secret(&age1(&twist), &k).unwrap(), None);
     assert!(table_shared_secret(&age1(&[0; 32]), &k).is_err());
+
+fn plugin_recipients_name_the_program_they_need() {
+    let data = bech32::ToBase32::to_base32(&[7u8; 33]);
+    let s = bech32::encode("age1nosuchplugin", data, bech32::Variant::Bech32).unwrap();
+    let e = parse(&s).err().unwrap();
+    assert!(e.contains("age-plugin-nosuchplugin"), "{e}");
+    assert!(e.contains("not on PATH") && e.contains(&s), "{e}");
+    // A plain X25519 key is never taken for a plugin's.
+    let x = age::x25519::Identity::generate().to_public().to_string();
+    assert!(parse(&x).is_ok());
 }

@@ -264,6 +264,15 @@ fn same_set(a: &[AgeEntry], b: &[String]) -> bool {
 }
 
 impl SopsJob {
+    /// The key groups a rekey re-wraps: (current entries, the rule's recipients).
+    pub(crate) fn changing_groups(&self) -> impl Iterator<Item = (&[AgeEntry], &[String])> {
+        self.current
+            .iter()
+            .zip(&self.desired)
+            .filter(|(cur, want)| !same_set(cur, want))
+            .map(|(c, w)| (c.as_slice(), w.as_slice()))
+    }
+
     pub(crate) fn original(&self) -> &[u8] {
         self.text.as_bytes()
     }

@@ -417,7 +417,9 @@ fn the_fuzz_hook_gives_the_tables_secret() {
         .unwrap();
     assert_eq!(table_shared_secret(&age1(&twist), &k).unwrap(), None);
     assert!(table_shared_secret(&age1(&[0; 32]), &k).is_err());
+}
 
+#[test]
 fn plugin_recipients_name_the_program_they_need() {
     let data = bech32::ToBase32::to_base32(&[7u8; 33]);
     let s = bech32::encode("age1nosuchplugin", data, bech32::Variant::Bech32).unwrap();

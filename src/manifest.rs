@@ -249,11 +249,11 @@ impl Manifest {
         if let Some(list) = raw.recovery_recipients {
             let line = line_of(list.span().start);
             for r in list.into_inner() {
-                let r = crate::pack::recovery::parse_recovery_recipient(&r).map_err(|why| {
+                let r = crate::pack::recovery::checked_line(&r).map_err(|why| {
                     Error::manifest(path, format!("line {line}: recovery_recipients: {why}"))
                 })?;
-                if !recovery_recipients.contains(&r.line) {
-                    recovery_recipients.push(r.line);
+                if !recovery_recipients.contains(&r) {
+                    recovery_recipients.push(r);
                 }
             }
         }

@@ -573,3 +573,78 @@ fn without_a_terminal_the_pin_goes_through_systemd_ask_password() {
         b"secret 3\n".to_vec()
     );
 }
+
+/// A bundle's recovery recipient may be a hardware key: `pack --recovery-recipient
+/// age1vaulttest1…` wraps through the plugin; `inspect -i` and `inspect -j NAME` open it with
+/// one plugin session each; `repack -j NAME` gives a bundle that opens with the new
+/// passphrase, still recoverable with the key.
+#[test]
+fn a_hardware_key_recovers_a_bundle() {
+    let Some(r) = setup(0) else { return };
+    std::fs::write(r.root.join("host_key"), "host key\n").unwrap();
+    std::fs::write(
+        r.root.join("bundle.toml"),
+        "version = 1\n\n[hosts.box]\n\n[[hosts.box.entry]]\nsource = \"host_key\"\n\
+         target = \"/etc/ssh/ssh_host_ed25519_key\"\nmode = \"0600\"\n",
+    )
+    .unwrap();
+    std::fs::write(r.root.join("old-pw"), "old passphrase\n").unwrap();
+    std::fs::write(r.root.join("new-pw"), "new passphrase\n").unwrap();
+    let run = |args: &[&str]| {
+        let mut c = r.cmd(&common::vault_bin(), true);
+        // The test plugin then unwraps without asking (no terminal here).
+        c.env("VAULTTEST_NO_PIN", "1").args(args);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "{args:?}: {}", text(&o));
+        text(&o)
+    };
+    let mut pack = vec![
+        "pack",
+        "-m",
+        "bundle.toml",
+        "-o",
+        "b.bundle",
+        "--passphrase-file",
+        "old-pw",
+        "--recovery-recipient",
+        &r.yk,
+    ];
+    pack.extend_from_slice(common::FAST_KDF);
+    run(&pack);
+    assert_eq!(r.count("recipient-session"), 1);
+    r.reset_counter();
+
+    for key in [&["-i", "yk.txt"][..], &["-j", "vaulttest"][..]] {
+        let mut args = vec!["inspect", "b.bundle"];
+        args.extend_from_slice(key);
+        let listed = run(&args);
+        assert!(listed.contains("/etc/ssh/ssh_host_ed25519_key"), "{listed}");
+        assert!(listed.contains(&format!("recovery: {}", r.yk)), "{listed}");
+        assert_eq!(r.count("identity-session"), 1, "{key:?}");
+        r.reset_counter();
+    }
+
+    run(&[
+        "repack",
+        "b.bundle",
+        "-j",
+        "vaulttest",
+        "-o",
+        "new.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+    ]);
+    let listed = run(&["inspect", "new.bundle", "--passphrase-file", "new-pw"]);
+    assert!(listed.contains("/etc/ssh/ssh_host_ed25519_key"), "{listed}");
+    run(&["inspect", "new.bundle", "-i", "yk.txt"]);
+
+    // A key that is not the recovery key: no stanza opens, exit 3, named.
+    let mut c = r.cmd(&common::vault_bin(), true);
+    c.env("VAULTTEST_NO_PIN", "1")
+        .env("VAULTTEST_DEFAULT_SEED", "another key")
+        .args(["inspect", "b.bundle", "-j", "vaulttest"]);
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(text(&o).contains("--plugin vaulttest"), "{}", text(&o));
+}

@@ -181,6 +181,14 @@ impl<R: Read> Locked<R> {
     /// when none of them opens any. The key is not yet verified: [`Locked::decrypt`] checks
     /// the header MAC with it, which a stanza written without the file key fails.
     pub fn try_identities(&self, identities: &[&dyn age::Identity]) -> Result<Option<Unwrapped>> {
+        // Identities that answer for a whole header (a plugin session's unwrapped keys) see
+        // every stanza, as age shows them.
+        let all: Vec<Stanza> = self.stanzas().collect();
+        for id in identities {
+            if let Some(Ok(key)) = id.unwrap_stanzas(&all) {
+                return Ok(Some(Unwrapped(Zeroizing::new(*key.expose_secret()))));
+            }
+        }
         let mut invalid = None;
         for stanza in self.stanzas().filter(|s| s.tag != argon2id::TAG) {
             for id in identities {
@@ -200,6 +208,11 @@ impl<R: Read> Locked<R> {
             }),
             None => Ok(None),
         }
+    }
+
+    /// The header as read, up to and including the MAC line.
+    pub fn header_bytes(&self) -> &[u8] {
+        &self.head[..self.info.len]
     }
 
     /// The header's stanzas, in order.

@@ -32,6 +32,16 @@ pub struct InspectArgs {
         conflicts_with = "passphrase_file"
     )]
     pub identities: Vec<PathBuf>,
+    /// Open the bundle with the default identity of age plugin NAME (age-plugin-NAME on
+    /// PATH), as `age -j NAME`: a recovery key held by a hardware key (e.g. `-j yubikey`).
+    /// Repeatable.
+    #[arg(
+        short = 'j',
+        long = "plugin",
+        value_name = "NAME",
+        conflicts_with_all = ["passphrase_file", "prompt"]
+    )]
+    pub plugins: Vec<String>,
     /// Read passphrases of protected -i keys from the first line of FILE (default: ask on
     /// the terminal).
     #[arg(long, value_name = "FILE", requires = "identities")]
@@ -62,7 +72,11 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         (Some(_), None) => Some("vault binary: none (attached with --no-binary)".to_owned()),
         (None, None) => None,
     };
-    if a.passphrase.passphrase_file.is_none() && !a.prompt && a.identities.is_empty() {
+    if a.passphrase.passphrase_file.is_none()
+        && !a.prompt
+        && a.identities.is_empty()
+        && a.plugins.is_empty()
+    {
         if a.json {
             println!("{header}");
         } else {
@@ -83,12 +97,12 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
                 "  stanzas:  {} (the passphrase, age's grease, any recovery recipients)",
                 info.stanza_count
             );
-            println!("  (give --passphrase-file FILE, -p, or a recovery key with -i KEY to list hosts and entries)");
+            println!("  (give --passphrase-file FILE, -p, or a recovery key with -i KEY or -j PLUGIN to list hosts and entries)");
         }
         return Ok(ExitCode::Ok);
     }
     let name = opened.name.clone();
-    let payload = if a.identities.is_empty() {
+    let payload = if a.identities.is_empty() && a.plugins.is_empty() {
         let limits = KdfLimits::for_this_machine();
         let pass = match &a.passphrase.passphrase_file {
             Some(f) => Some(prompt::from_file(f)?),
@@ -101,6 +115,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
             &opened.locked,
             &name,
             &a.identities,
+            &a.plugins,
             a.identity_passphrase_file.as_deref(),
         )?;
         opened.locked.decrypt(key)?
@@ -167,17 +182,28 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
 }
 
 /// Unwraps the file key with recovery keys: the age identity files or SSH private keys in
-/// `keys`. Not yet verified: decrypting checks the header MAC with it.
+/// `keys`, and the default identities of the age plugins in `plugins` (a hardware key is
+/// asked once, through vault's prompt). Not yet verified: decrypting checks the header MAC
+/// with it.
 pub(super) fn unwrap_with_identities<R: std::io::Read>(
     locked: &Locked<R>,
     name: &std::path::Path,
     keys: &[PathBuf],
+    plugins: &[String],
     key_passphrase_file: Option<&std::path::Path>,
 ) -> vault::Result<Unwrapped> {
-    let ids = Identities::load(
+    let mut ids = Identities::load(
         keys,
         &passphrase::Source::from_option(key_passphrase_file.map(PathBuf::from)),
     )?;
+    for p in plugins {
+        ids.push_plugin_default(p)?;
+    }
+    // age's header reader wants the payload's 16-byte nonce after the header; only the
+    // stanzas are read here, so a placeholder does.
+    let mut header = locked.header_bytes().to_vec();
+    header.extend_from_slice(&[0u8; 16]);
+    ids.unlock_plugins(&[vec![&header[..]]])?;
     let list: Vec<&dyn age::Identity> = ids.iter().collect();
     locked
         .try_identities(&list)?
@@ -186,6 +212,7 @@ pub(super) fn unwrap_with_identities<R: std::io::Read>(
             tried: keys
                 .iter()
                 .map(|k| k.display().to_string())
+                .chain(plugins.iter().map(|p| format!("--plugin {p}")))
                 .collect::<Vec<_>>()
                 .join(", "),
         })

@@ -28,6 +28,15 @@ pub struct RepackArgs {
     /// identity file or an OpenSSH private key.
     #[arg(short = 'i', long = "identity", value_name = "KEY")]
     pub identities: Vec<PathBuf>,
+    /// Open the bundle with the default identity of age plugin NAME (age-plugin-NAME on
+    /// PATH), as `age -j NAME` (e.g. `-j yubikey`). Repeatable.
+    #[arg(
+        short = 'j',
+        long = "plugin",
+        value_name = "NAME",
+        conflicts_with = "old_passphrase_file"
+    )]
+    pub plugins: Vec<String>,
     /// Read passphrases of protected -i keys from the first line of FILE (default: ask on
     /// the terminal).
     #[arg(long, value_name = "FILE", requires = "identities")]
@@ -101,7 +110,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let opened = open_bundle(Some(&a.bundle))?;
     let name = opened.name.clone();
     let kdf = opened.locked.info().kdf;
-    let payload = if a.identities.is_empty() {
+    let payload = if a.identities.is_empty() && a.plugins.is_empty() {
         let limits = KdfLimits::for_this_machine();
         let old = match &a.old_passphrase_file {
             Some(f) => Some(prompt::from_file(f)?),
@@ -114,6 +123,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             &opened.locked,
             &name,
             &a.identities,
+            &a.plugins,
             a.identity_passphrase_file.as_deref(),
         )?;
         opened.locked.decrypt(key)?

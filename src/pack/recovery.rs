@@ -25,18 +25,20 @@ impl std::fmt::Debug for RecoveryRecipient {
     }
 }
 
-/// Parses one recovery recipient: an `age1…` X25519 recipient or an OpenSSH public key line
-/// (`ssh-ed25519 …`, `ssh-rsa …`). Points of small order are refused (no secret key opens
+/// Parses one recovery recipient: an `age1…` X25519 recipient, an OpenSSH public key line
+/// (`ssh-ed25519 …`, `ssh-rsa …`), or an age plugin recipient (`age1yubikey1…`: a hardware
+/// key, wrapped to by running its plugin). Points of small order are refused (no secret key opens
 /// what is wrapped to them). `Err` is the reason, without the file or flag it came from.
 pub fn parse_recovery_recipient(s: &str) -> std::result::Result<RecoveryRecipient, String> {
     let line = s.trim();
     if is_plugin_recipient(line) {
-        let plugin = line.get(4..line.rfind('1').unwrap_or(4)).unwrap_or("");
-        return Err(format!(
-            "{} is a plugin recipient (age-plugin-{}); plugin recipients are not supported as recovery recipients yet: use an age1… X25519 recipient or an SSH public key",
-            crate::escape::escape(line),
-            crate::escape::escape(plugin)
-        ));
+        // A hardware key's recipient: wrapped by its plugin (age-plugin-NAME on PATH), which
+        // the parser finds now, so a missing one is named before anything is written.
+        let recipient = crate::rekey::recipients::parse(line)?;
+        return Ok(RecoveryRecipient {
+            line: line.to_owned(),
+            recipient: Box::new(Shared(recipient)),
+        });
     }
     // The rekey parser holds the small-order checks; its recipient is not needed here.
     crate::rekey::recipients::parse(line)?;
@@ -55,6 +57,41 @@ pub fn parse_recovery_recipient(s: &str) -> std::result::Result<RecoveryRecipien
         line: line.to_owned(),
         recipient,
     })
+}
+
+/// The recipient as `vault.toml` keeps it, checked as far as reading it goes: a plugin
+/// recipient's program is looked for only when a bundle is packed, so a manifest naming a
+/// hardware key loads on a machine without its plugin (for `vault rekey`, `vault host`).
+pub fn checked_line(s: &str) -> std::result::Result<String, String> {
+    let line = s.trim();
+    if is_plugin_recipient(line) {
+        line.parse::<age::plugin::Recipient>().map_err(|e| {
+            format!(
+                "invalid plugin recipient {}: {e}",
+                crate::escape::escape(line)
+            )
+        })?;
+        return Ok(line.to_owned());
+    }
+    parse_recovery_recipient(line).map(|r| r.line)
+}
+
+/// A recipient the rekey parser shares (`Arc`), owned here.
+struct Shared(crate::rekey::recipients::Recipient);
+
+impl age::Recipient for Shared {
+    fn wrap_file_key(
+        &self,
+        file_key: &age_core::format::FileKey,
+    ) -> std::result::Result<
+        (
+            Vec<age_core::format::Stanza>,
+            std::collections::HashSet<String>,
+        ),
+        age::EncryptError,
+    > {
+        self.0.wrap_file_key(file_key)
+    }
 }
 
 /// `age1<plugin name>1<data>`: the bech32 prefix of a plugin recipient holds a second `1`.
@@ -77,7 +114,7 @@ pub fn parse_all(
         let r = parse_recovery_recipient(l).map_err(|why| Error::Declined {
             why: format!("{}: {why}", origin(i)),
             hint: Some(
-                "give an age1… recipient (`age-keygen -y KEY`) or an SSH public key line (the .pub file's contents)"
+                "give an age1… recipient (`age-keygen -y KEY`), an SSH public key line (the .pub file's contents), or a hardware key's age1<plugin>1… recipient with its plugin on PATH"
                     .into(),
             ),
         })?;
@@ -122,11 +159,15 @@ mod tests {
         assert_eq!(r.line, id.to_public().to_string());
         let ssh = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN admin@laptop";
         assert_eq!(parse_recovery_recipient(ssh).unwrap().line, ssh);
-        let e = parse_recovery_recipient(
-            "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t",
-        )
-        .unwrap_err();
-        assert!(e.contains("age-plugin-yubikey"), "{e}");
+        // A hardware key's recipient: read by the manifest without its plugin; packing
+        // needs the plugin, and says which one when it is missing.
+        let yk = "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t";
+        assert_eq!(checked_line(&format!(" {yk}\n")).unwrap(), yk);
+        if which::which("age-plugin-yubikey").is_err() {
+            let e = parse_recovery_recipient(yk).unwrap_err();
+            assert!(e.contains("age-plugin-yubikey"), "{e}");
+        }
+        assert!(checked_line("age1yubikey1notbech32").is_err());
         // The all-zero point: small order, refused by the rekey parser's check.
         let zero = bech32::encode(
             "age",

@@ -9,6 +9,7 @@
 
 mod hostile;
 
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use hostile::*;
@@ -1199,6 +1200,50 @@ fn zstd_frames_windows_and_skippable_frames() {
         seal(&with_window(28)),
         "malformed",
     )]);
+}
+
+/// The archive's end is read in the first STREAM chunk; what follows it (here a skippable
+/// frame) runs into chunks that were cut off. Reading to the end is what proves the
+/// bundle whole: the error there must refuse it, on both placement paths.
+#[test]
+fn a_cut_after_the_archive_end_is_refused() {
+    let x = file_item("/etc/x", b"good");
+    let t = tar_bytes(
+        &manifest_json(&manifest(vec![x.clone()])),
+        &[Member::for_item(&x, b"good")],
+    );
+    // Zeros after the archive's end (allowed up to 1 MiB), so that the archive reader is done
+    // long before the decompressor needs more input.
+    let mut t = t;
+    t.extend_from_slice(&[0u8; 512 * 1024]);
+    let mut payload = zstd_bytes(&t);
+    assert!(payload.len() < 4096);
+    let filler: Vec<u8> = (0..300_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    payload.extend_from_slice(&[0x50, 0x2a, 0x4d, 0x18]);
+    payload.extend_from_slice(&(filler.len() as u32).to_le_bytes());
+    payload.extend_from_slice(&filler);
+    let whole = seal(&payload);
+    // Header, 16-byte nonce, then three full 64 KiB chunks with their 16-byte tags: the rest
+    // is dropped. The decompressor's first read (128 KiB) takes two chunks, which decrypt
+    // (more follows them); the third, read after the archive's end, cannot be the last.
+    let head = vault::bundle::header::parse(&whole).unwrap().len;
+    let cut = whole[..head + 16 + 3 * (65536 + 16)].to_vec();
+    let s = Scratch::new();
+    let o = s.unlock(&whole, &[]);
+    assert!(o.status.success(), "the uncut bundle: {}", text(&o));
+    run_all(vec![case("cut after the archive end", cut.clone(), "")]);
+    // `vault inspect` reads the payload as it decrypts: the cut surfaces after the archive.
+    std::fs::write(s.path("cut.vault"), &cut).unwrap();
+    let o = Command::new(vault_bin())
+        .arg("inspect")
+        .arg(s.path("cut.vault"))
+        .arg("--passphrase-file")
+        .arg(s.path("pw"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "inspect: {}", text(&o));
 }
 
 #[test]

@@ -1246,6 +1246,82 @@ fn a_cut_after_the_archive_end_is_refused() {
     assert_eq!(o.status.code(), Some(4), "inspect: {}", text(&o));
 }
 
+/// A directory's member may carry tar's trailing slash (`etc/ssh/`, as GNU tar writes it); a
+/// file's may not, and a directory's member must still have the directory's own name.
+#[test]
+fn directory_member_names_with_and_without_the_slash() {
+    let d = dir_item("/etc/ssh");
+    let x = file_item("/etc/ssh/x", b"x");
+    let m = manifest(vec![d.clone(), x.clone()]);
+    let slash = bundle(
+        &m,
+        &[
+            Member::raw(
+                format!("{}/", d.archive_path()).as_bytes(),
+                EntryType::Directory,
+                b"",
+            ),
+            Member::for_item(&x, b"x"),
+        ],
+    );
+    let s = Scratch::new();
+    let o = s.unlock(&slash, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(std::fs::read(s.path("mnt/etc/ssh/x")).unwrap(), b"x");
+    run_all(vec![
+        case(
+            "a file member with a trailing slash",
+            bundle(
+                &m,
+                &[
+                    Member::for_item(&d, b""),
+                    Member::raw(
+                        format!("{}/", x.archive_path()).as_bytes(),
+                        EntryType::Regular,
+                        b"x",
+                    ),
+                ],
+            ),
+            "manifest says",
+        ),
+        case(
+            "a directory member with another directory's name",
+            bundle(
+                &m,
+                &[
+                    Member::raw(
+                        format!("{}/", dir_item("/etc/other").archive_path()).as_bytes(),
+                        EntryType::Directory,
+                        b"",
+                    ),
+                    Member::for_item(&x, b"x"),
+                ],
+            ),
+            "manifest says",
+        ),
+    ]);
+}
+
+/// `vault.json` may be exactly 64 MiB (padded with JSON whitespace), not one byte more.
+#[test]
+fn the_manifest_size_limit_is_exact() {
+    let x = file_item("/etc/x", b"x");
+    let json = manifest_json(&manifest(vec![x.clone()]));
+    let padded = |len: usize| {
+        let mut j = json.clone();
+        j.resize(len, b' ');
+        seal(&zstd_bytes(&tar_bytes(&j, &[Member::for_item(&x, b"x")])))
+    };
+    let s = Scratch::new();
+    let o = s.unlock(&padded(64 << 20), &[]);
+    assert!(o.status.success(), "at the limit: {}", text(&o));
+    run_all(vec![case(
+        "vault.json one byte over 64 MiB",
+        padded((64 << 20) + 1),
+        "at most",
+    )]);
+}
+
 #[test]
 fn payloads_that_are_not_zstd_tar() {
     let cases = vec![

@@ -9,7 +9,7 @@ use vault::{prompt, ExitCode};
 
 use super::source::{open_bundle, unwrap_with_retries};
 use super::util::{human_bytes, PassphraseArgs};
-use vault::bundle::{Locked, Unwrapped};
+use vault::bundle::{Locked, Payload, Unwrapped};
 use vault::keys::passphrase;
 use vault::rekey::identities::Identities;
 
@@ -102,24 +102,16 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let name = opened.name.clone();
-    let payload = if a.identities.is_empty() && a.plugins.is_empty() {
-        let limits = KdfLimits::for_this_machine();
-        let pass = match &a.passphrase.passphrase_file {
-            Some(f) => Some(prompt::from_file(f)?),
-            None => None,
-        };
-        let (locked, key) = unwrap_with_retries(opened.locked, &name, pass, &limits, false)?;
-        locked.decrypt(key)?
-    } else {
-        let key = unwrap_with_identities(
-            &opened.locked,
-            &name,
-            &a.identities,
-            &a.plugins,
-            a.identity_passphrase_file.as_deref(),
-        )?;
-        opened.locked.decrypt(key)?
-    };
+    let payload = decrypt_opened(
+        opened.locked,
+        &name,
+        &RecoveryKeys {
+            keys: &a.identities,
+            plugins: &a.plugins,
+            key_passphrase_file: a.identity_passphrase_file.as_deref(),
+        },
+        a.passphrase.passphrase_file.as_deref(),
+    )?;
     let m = vault::unlock::inspect(payload, &name, &Default::default())?;
     if a.json {
         let mut v = header;
@@ -181,11 +173,45 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// The recovery keys given on the command line (`-i`, `-j`).
+pub(super) struct RecoveryKeys<'a> {
+    pub keys: &'a [PathBuf],
+    pub plugins: &'a [String],
+    pub key_passphrase_file: Option<&'a std::path::Path>,
+}
+
+/// Starts decrypting a bundle on the workstation: with the recovery keys when any is given,
+/// else with its passphrase (from `passphrase_file`, or asked).
+pub(super) fn decrypt_opened(
+    locked: Locked<Box<dyn std::io::Read>>,
+    name: &std::path::Path,
+    recovery: &RecoveryKeys<'_>,
+    passphrase_file: Option<&std::path::Path>,
+) -> vault::Result<Payload<Box<dyn std::io::Read>>> {
+    if recovery.keys.is_empty() && recovery.plugins.is_empty() {
+        let limits = KdfLimits::for_this_machine();
+        let pass = match passphrase_file {
+            Some(f) => Some(prompt::from_file(f)?),
+            None => None,
+        };
+        let (locked, key) = unwrap_with_retries(locked, name, pass, &limits, false)?;
+        return locked.decrypt(key);
+    }
+    let key = unwrap_with_identities(
+        &locked,
+        name,
+        recovery.keys,
+        recovery.plugins,
+        recovery.key_passphrase_file,
+    )?;
+    locked.decrypt(key)
+}
+
 /// Unwraps the file key with recovery keys: the age identity files or SSH private keys in
 /// `keys`, and the default identities of the age plugins in `plugins` (a hardware key is
 /// asked once, through vault's prompt). Not yet verified: decrypting checks the header MAC
 /// with it.
-pub(super) fn unwrap_with_identities<R: std::io::Read>(
+fn unwrap_with_identities<R: std::io::Read>(
     locked: &Locked<R>,
     name: &std::path::Path,
     keys: &[PathBuf],

@@ -10,8 +10,8 @@ use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
 
-use super::inspect::unwrap_with_identities;
-use super::source::{open_bundle, unwrap_with_retries};
+use super::inspect::{decrypt_opened, RecoveryKeys};
+use super::source::open_bundle;
 use super::util::{human_bytes, passphrase_source, PassphraseArgs};
 
 #[derive(Debug, Args)]
@@ -110,24 +110,16 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let opened = open_bundle(Some(&a.bundle))?;
     let name = opened.name.clone();
     let kdf = opened.locked.info().kdf;
-    let payload = if a.identities.is_empty() && a.plugins.is_empty() {
-        let limits = KdfLimits::for_this_machine();
-        let old = match &a.old_passphrase_file {
-            Some(f) => Some(prompt::from_file(f)?),
-            None => None,
-        };
-        let (locked, key) = unwrap_with_retries(opened.locked, &name, old, &limits, false)?;
-        locked.decrypt(key)?
-    } else {
-        let key = unwrap_with_identities(
-            &opened.locked,
-            &name,
-            &a.identities,
-            &a.plugins,
-            a.identity_passphrase_file.as_deref(),
-        )?;
-        opened.locked.decrypt(key)?
-    };
+    let payload = decrypt_opened(
+        opened.locked,
+        &name,
+        &RecoveryKeys {
+            keys: &a.identities,
+            plugins: &a.plugins,
+            key_passphrase_file: a.identity_passphrase_file.as_deref(),
+        },
+        a.old_passphrase_file.as_deref(),
+    )?;
     let mut contents = pack::repack::read_contents(payload, &name)?;
     let mut dropped: Vec<serde_json::Value> = Vec::new();
     if let Some(m) = &updated {

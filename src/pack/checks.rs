@@ -23,29 +23,18 @@ pub fn check_output(
     out: &Path,
     force: bool,
 ) -> Result<()> {
-    let Ok(existing) = fs::metadata(out) else {
-        return match fs::symlink_metadata(out) {
-            // A dangling link: replacing the link itself harms nothing it points to.
-            Ok(_) if force => Ok(()),
-            Ok(_) => Err(exists(out)),
-            Err(_) => Ok(()),
-        };
+    let Some(id) = output_id(out, force)? else {
+        return Ok(());
     };
-    let id = (existing.dev(), existing.ino());
-    let same = |p: &Path| fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id);
-    let refuse = |what: String| Error::Declined {
-        why: format!(
-            "refusing to write the bundle to {}: it is {what}",
-            out.display()
-        ),
-        hint: Some("choose another output with -o FILE".into()),
-    };
-    if same(manifest) {
-        return Err(refuse(format!("the manifest {}", manifest.display())));
+    if is_same(manifest, id) {
+        return Err(refuse_input(
+            out,
+            format!("the manifest {}", manifest.display()),
+        ));
     }
     for (name, p) in inputs {
-        if same(p) {
-            return Err(refuse(format!("the {name} {}", p.display())));
+        if is_same(p, id) {
+            return Err(refuse_input(out, format!("the {name} {}", p.display())));
         }
     }
     for ((source, line), item) in plan
@@ -55,16 +44,53 @@ pub fn check_output(
         .zip(&plan.manifest.items)
     {
         if let Some(s) = source {
-            if same(s) {
-                return Err(refuse(format!(
-                    "the source {} of {} (entry on line {line} of {})",
-                    s.display(),
-                    item.target,
-                    manifest.display()
-                )));
+            if is_same(s, id) {
+                return Err(refuse_input(
+                    out,
+                    format!(
+                        "the source {} of {} (entry on line {line} of {})",
+                        s.display(),
+                        item.target,
+                        manifest.display()
+                    ),
+                ));
             }
         }
     }
+    replace_if_forced(out, force)
+}
+
+/// The device and inode of the file at `out`, for comparing inputs with; `None` when there
+/// is nothing to protect: no file, or (with `force`) a dangling link, whose replacement harms
+/// nothing it points to. A dangling link without `force` is an existing output.
+pub(super) fn output_id(out: &Path, force: bool) -> Result<Option<(u64, u64)>> {
+    match fs::metadata(out) {
+        Ok(m) => Ok(Some((m.dev(), m.ino()))),
+        Err(_) => match fs::symlink_metadata(out) {
+            Ok(_) if !force => Err(exists(out)),
+            _ => Ok(None),
+        },
+    }
+}
+
+/// Whether `p` is the file whose device and inode are `id` (another spelling, a hard link).
+pub(super) fn is_same(p: &Path, id: (u64, u64)) -> bool {
+    fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id)
+}
+
+/// The refusal to write over an input; `what` names it ("the manifest vault.toml").
+pub(super) fn refuse_input(out: &Path, what: String) -> Error {
+    Error::Declined {
+        why: format!(
+            "refusing to write the bundle to {}: it is {what}",
+            out.display()
+        ),
+        hint: Some("choose another output with -o FILE".into()),
+    }
+}
+
+/// An existing output that is no input: replaced with `force`, refused without.
+pub(super) fn replace_if_forced(out: &Path, force: bool) -> Result<()> {
     if force {
         Ok(())
     } else {

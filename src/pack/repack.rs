@@ -5,7 +5,6 @@
 
 use std::fs;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use age_core::secrecy::SecretString;
@@ -306,29 +305,14 @@ pub fn check_output(
     out: &Path,
     force: bool,
 ) -> Result<()> {
-    let Ok(existing) = fs::metadata(out) else {
-        return match fs::symlink_metadata(out) {
-            Ok(_) if !force => Err(super::checks::exists(out)),
-            _ => Ok(()),
-        };
+    use super::checks::{is_same, output_id, refuse_input, replace_if_forced};
+    let Some(id) = output_id(out, force)? else {
+        return Ok(());
     };
-    let id = (existing.dev(), existing.ino());
-    let same = |p: &Path| fs::metadata(p).is_ok_and(|m| (m.dev(), m.ino()) == id);
     for (what, p) in std::iter::once(&("bundle being repacked", bundle)).chain(inputs) {
-        if same(p) {
-            return Err(Error::Declined {
-                why: format!(
-                    "refusing to write the bundle to {}: it is the {what} {}",
-                    out.display(),
-                    p.display()
-                ),
-                hint: Some("choose another output with -o FILE".into()),
-            });
+        if is_same(p, id) {
+            return Err(refuse_input(out, format!("the {what} {}", p.display())));
         }
     }
-    if force {
-        Ok(())
-    } else {
-        Err(super::checks::exists(out))
-    }
+    replace_if_forced(out, force)
 }

@@ -48,6 +48,11 @@ fn round_trip_and_failures() {
         open(b"hello world, this is not age", "pw"),
         Err(Error::NotABundle { .. })
     ));
+    // Shorter than the version line, and not a prefix of it: still not a bundle, not "truncated".
+    assert!(matches!(
+        open(b"hello", "pw"),
+        Err(Error::NotABundle { .. })
+    ));
 }
 
 /// A validly formed stanza asking for 4 GiB with 64 passes (minutes a try) is refused by
@@ -228,6 +233,77 @@ fn recovery_stanzas_follow_the_passphrase_stanza_and_yield_the_same_key() {
     locked.decrypt(key).unwrap().read_to_end(&mut out).unwrap();
     assert_eq!(out, b"payload");
     assert_eq!(open(&sealed, "pw").unwrap(), b"payload");
+}
+
+/// A recovery stanza that is malformed for the identity tried (an X25519 stanza with an
+/// extra argument) is reported as a damaged bundle, not as "no identity opens it"; and
+/// `header_bytes` is the header as read, up to and including the MAC line.
+#[test]
+fn an_invalid_recovery_stanza_is_tampering_and_header_bytes_is_the_header() {
+    let id = age::x25519::Identity::generate();
+    let mut sealed = Vec::new();
+    let mut w = encrypt_with_recovery(
+        &mut sealed,
+        SecretString::from("pw".to_owned()),
+        super::test_util::FAST,
+        &[&id.to_public()],
+    )
+    .unwrap();
+    w.write_all(b"payload").unwrap();
+    w.finish().unwrap();
+    let len = header::parse(&sealed).unwrap().len;
+    let locked = Locked::open(&sealed[..], Path::new("b")).unwrap();
+    assert_eq!(locked.header_bytes(), &sealed[..len]);
+    assert!(locked.header_bytes().starts_with(header::VERSION_LINE));
+    assert!(locked.header_bytes().ends_with(b"\n"));
+    assert!(locked.header_bytes().windows(5).any(|w| w == b"\n--- "));
+
+    let text = std::str::from_utf8(&sealed[..len]).unwrap();
+    let line_end = text.find("-> X25519 ").unwrap();
+    let eol = line_end + text[line_end..].find('\n').unwrap();
+    let mut bad = Vec::new();
+    bad.extend_from_slice(&sealed[..eol]);
+    bad.extend_from_slice(b" extra");
+    bad.extend_from_slice(&sealed[eol..]);
+    let locked = Locked::open(&bad[..], Path::new("b")).unwrap();
+    let e = locked.try_identities(&[&id]).map(|_| ()).unwrap_err();
+    assert!(matches!(e, Error::Tampered { .. }), "{e}");
+    assert!(e.to_string().contains("invalid"), "{e}");
+}
+
+/// A recovery recipient (a plugin can return any stanza) whose stanza is a passphrase stanza,
+/// vault's or age's scrypt, is refused: a second one would make the header invalid.
+#[test]
+fn a_recovery_recipient_returning_a_passphrase_stanza_is_refused() {
+    struct Returns(&'static str);
+    impl age::Recipient for Returns {
+        fn wrap_file_key(
+            &self,
+            _: &FileKey,
+        ) -> std::result::Result<(Vec<Stanza>, std::collections::HashSet<String>), age::EncryptError>
+        {
+            let stanza = Stanza {
+                tag: self.0.to_owned(),
+                args: vec![],
+                body: vec![0; 32],
+            };
+            Ok((vec![stanza], Default::default()))
+        }
+    }
+    let wrap = |r: &dyn age::Recipient| {
+        encrypt_with_recovery(
+            Vec::new(),
+            SecretString::from("pw".to_owned()),
+            super::test_util::FAST,
+            &[r],
+        )
+        .map(drop)
+    };
+    assert!(wrap(&Returns("X25519")).is_ok());
+    for tag in [argon2id::TAG, "scrypt"] {
+        let e = wrap(&Returns(tag)).expect_err(tag);
+        assert!(e.to_string().contains("other recipients"), "{tag}: {e}");
+    }
 }
 
 const MAC_LINE: &[u8] = b"--- 0123456789012345678901234567890123456789012\n";

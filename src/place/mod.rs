@@ -498,11 +498,6 @@ impl Placer {
         self.committed.iter().map(|c| self.display_path(&c.target))
     }
 
-    /// Directories this run created.
-    pub fn created_dirs(&self) -> &[String] {
-        &self.created_dirs
-    }
-
     pub fn root(&self) -> &Path {
         &self.root_path
     }

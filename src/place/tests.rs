@@ -17,9 +17,15 @@ fn places_with_mode_and_parents_and_commits_atomically() {
         .unwrap();
     p.file("/etc/ssh/host", 0o640, 0, 0, &mut &b"host"[..])
         .unwrap();
-    // Nothing visible before commit.
+    // Nothing visible before commit, and nothing reported placed.
     assert!(!t.path().join("root/.ssh/id").exists());
+    assert_eq!(p.placed().count(), 0);
     p.commit().unwrap();
+    // The files (not directories) where they landed, in order: what unlock prints.
+    assert_eq!(
+        p.placed().collect::<Vec<_>>(),
+        [t.path().join("root/.ssh/id"), t.path().join("etc/ssh/host")]
+    );
     let m = std::fs::metadata(t.path().join("root/.ssh/id")).unwrap();
     assert_eq!(m.permissions().mode() & 0o7777, 0o600);
     assert_eq!(

@@ -26,11 +26,14 @@ pub fn require_tool(name: &str) -> Option<PathBuf> {
     }
 }
 
-/// `../shared/fixtures/<sub>` if present; otherwise prints a skip message and returns None.
+/// `../shared/fixtures/<sub>` (or `$VAULT_FIXTURES/<sub>`, for a copy of the tree elsewhere, as
+/// cargo-mutants makes) if present; otherwise prints a skip message and returns None.
 pub fn fixtures(sub: &str) -> Option<PathBuf> {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures")
-        .join(sub);
+    let root = match std::env::var_os("VAULT_FIXTURES") {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures"),
+    };
+    let p = root.join(sub);
     if p.exists() {
         Some(p)
     } else {

@@ -181,6 +181,72 @@ fn a_file_with_the_same_bytes_mode_and_owner_is_in_place() {
     );
 }
 
+/// With owners applied (`chown`), a file that differs from the item only in its owner or
+/// only in its group is not in place: placement must set them.
+#[test]
+fn a_file_with_another_owner_or_group_is_not_in_place() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("f"), "same").unwrap();
+    std::fs::set_permissions(t.path().join("f"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    let p = Placer::new(
+        t.path(),
+        PlaceOptions {
+            force: false,
+            chown: true,
+        },
+    )
+    .unwrap();
+    let kinds = |i: crate::archive::Item| {
+        p.check([&i])
+            .into_iter()
+            .map(|c| c.what)
+            .collect::<Vec<_>>()
+    };
+    let same = item("/f", b"same", 0o600);
+    assert_eq!(kinds(same.clone()), vec![ConflictKind::InPlace]);
+    let mut other_uid = same.clone();
+    other_uid.uid += 1;
+    assert_eq!(kinds(other_uid), vec![ConflictKind::Exists]);
+    let mut other_gid = same;
+    other_gid.gid += 1;
+    assert_eq!(kinds(other_gid), vec![ConflictKind::Exists]);
+}
+
+/// `sweep_stale` finds the regular temporaries of writers no longer running beside the
+/// targets, lists them without touching them in a dry run, removes them otherwise, and leaves
+/// a live writer's temporary, links and directories with the pattern, and other files alone.
+#[test]
+fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
+    let t = tempfile::tempdir().unwrap();
+    let ssh = t.path().join("etc/ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    // pid_max is at most 2^22: these pids cannot be running.
+    let stale = ".vault-99999999-00ff.tmp";
+    let live = crate::interrupt::temp_name("");
+    for name in [stale, live.as_str(), "other"] {
+        std::fs::write(ssh.join(name), "x").unwrap();
+    }
+    symlink(ssh.join("other"), ssh.join(".vault-99999998-0a.tmp")).unwrap();
+    std::fs::create_dir(ssh.join(".vault-99999997-0b.tmp")).unwrap();
+    let names = || {
+        let mut v: Vec<_> = std::fs::read_dir(&ssh)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = names();
+    let p = Placer::new(t.path(), opts()).unwrap();
+    let targets = ["/etc/ssh/host_key", "/etc/ssh/host_key.pub"];
+    assert_eq!(p.sweep_stale(targets, true), [ssh.join(stale)]);
+    assert_eq!(names(), before, "a dry run removes nothing");
+    assert_eq!(p.sweep_stale(targets, false), [ssh.join(stale)]);
+    let after: Vec<_> = before.into_iter().filter(|n| n != stale).collect();
+    assert_eq!(names(), after);
+    assert!(p.sweep_stale(targets, false).is_empty());
+}
+
 #[test]
 fn without_force_an_existing_file_is_never_replaced() {
     let t = tempfile::tempdir().unwrap();

@@ -177,6 +177,22 @@ fn the_work_budget() {
     }
 }
 
+/// The presets: the default is 1 GiB with 3 passes and 4 lanes; the strong one costs twice
+/// the default's work per guess (2 GiB, same passes), as `pack --strong` promises.
+#[test]
+fn the_presets() {
+    assert_eq!(
+        (
+            KdfParams::DEFAULT.m_kib,
+            KdfParams::DEFAULT.t,
+            KdfParams::DEFAULT.p
+        ),
+        (1024 * 1024, 3, 4)
+    );
+    assert_eq!(KdfParams::STRONG.m_kib, 2 * 1024 * 1024);
+    assert_eq!(KdfParams::STRONG.work(), 2 * KdfParams::DEFAULT.work());
+}
+
 /// Argon2's work memory is wiped after a derivation: none of the passphrase-derived blocks
 /// survive in the allocation that is freed.
 #[test]

@@ -271,6 +271,84 @@ fn an_invalid_recovery_stanza_is_tampering_and_header_bytes_is_the_header() {
     assert!(e.to_string().contains("invalid"), "{e}");
 }
 
+/// A payload that fails authentication says where, in released bytes, and what kind of
+/// failure it was, through [`AuthFailure::of`] on the I/O error (what unlock reports).
+#[test]
+fn an_authentication_failure_names_its_position_and_kind() {
+    let plain = vec![7u8; 200_000];
+    let sealed = seal(&plain);
+    let failure = |bundle: &[u8]| {
+        let locked = Locked::open(bundle, Path::new("b")).unwrap();
+        let key = locked
+            .try_passphrase(
+                &SecretString::from("pw".to_owned()),
+                &KdfLimits::for_this_machine(),
+            )
+            .unwrap()
+            .unwrap();
+        let mut out = Vec::new();
+        let e = locked
+            .decrypt(key)
+            .unwrap()
+            .read_to_end(&mut out)
+            .unwrap_err();
+        let a = AuthFailure::of(&e)
+            .expect("an authentication failure")
+            .clone();
+        (a, out.len())
+    };
+    // The last chunk flipped: the three full 64 KiB chunks before it were released.
+    let mut flipped = sealed.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    let (a, released) = failure(&flipped);
+    assert_eq!(
+        (a.position, a.kind),
+        (3 * 65536, io::ErrorKind::InvalidData)
+    );
+    assert_eq!(released as u64, a.position);
+    assert!(a.to_string().contains("at payload byte 196608"), "{a}");
+    // Cut at a chunk boundary: the final chunk is missing.
+    let header = header::parse(&sealed).unwrap().len;
+    let cut = header + 16 + 2 * (65536 + 16);
+    let (a, _) = failure(&sealed[..cut]);
+    assert_eq!(a.kind, io::ErrorKind::UnexpectedEof, "{a}");
+    assert!(AuthFailure::of(&io::Error::other("plain")).is_none());
+}
+
+/// A read error other than the end of the input, while age reads the header's nonce, is an
+/// I/O error on the bundle, not a truncated bundle.
+#[test]
+fn a_read_error_after_the_header_is_an_io_error() {
+    struct ThenFail<'a>(&'a [u8]);
+    impl Read for ThenFail<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::other("device error"));
+            }
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+    let sealed = seal(b"x");
+    let header = header::parse(&sealed).unwrap().len;
+    let key = {
+        let locked = Locked::open(&sealed[..], Path::new("b")).unwrap();
+        locked
+            .try_passphrase(
+                &SecretString::from("pw".to_owned()),
+                &KdfLimits::for_this_machine(),
+            )
+            .unwrap()
+            .unwrap()
+    };
+    let locked = Locked::open(ThenFail(&sealed[..header]), Path::new("b")).unwrap();
+    let e = locked.decrypt(key).map(drop).unwrap_err();
+    assert!(matches!(e, Error::Io { .. }), "{e}");
+}
+
 /// A recovery recipient (a plugin can return any stanza) whose stanza is a passphrase stanza,
 /// vault's or age's scrypt, is refused: a second one would make the header invalid.
 #[test]

@@ -113,6 +113,24 @@ fn untrusted_limits() {
     };
     let e = KdfParams::DEFAULT.check_untrusted(&small).unwrap_err();
     assert!(e.contains("available"), "{e}");
+    // The memory asked for plus 64 MiB for the rest of the unlock must be available: exact.
+    let params = KdfParams {
+        m_kib: 16 * 1024,
+        t: 1,
+        p: 1,
+    };
+    let with = |bytes: u64| KdfLimits {
+        mem_available: Some(bytes),
+        ..KdfLimits::for_this_machine()
+    };
+    assert_eq!(params.check_untrusted(&with((16 + 64) << 20)), Ok(()));
+    let e = params
+        .check_untrusted(&with(((16 + 64) << 20) - 1))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "16 MiB of memory, but this machine has only 79 MiB available"
+    );
     // Memory and passes each within their caps, their product (the work) not.
     assert!(KdfParams {
         m_kib: 1024,

@@ -247,6 +247,37 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
     assert!(p.sweep_stale(targets, false).is_empty());
 }
 
+/// A bundle reader interrupted by a signal (`EINTR`) is read again; any other read error
+/// stops the file, and the run rolls back.
+#[test]
+fn an_interrupted_read_is_retried_and_another_read_error_is_not() {
+    struct FailsOnce(Option<io::ErrorKind>, &'static [u8]);
+    impl Read for FailsOnce {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if let Some(kind) = self.0.take() {
+                return Err(io::Error::new(kind, "once"));
+            }
+            let n = buf.len().min(self.1.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1 = &self.1[n..];
+            Ok(n)
+        }
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    let mut interrupted = FailsOnce(Some(io::ErrorKind::Interrupted), b"key");
+    p.file("/a", 0o600, 0, 0, &mut interrupted).unwrap();
+    p.commit().unwrap();
+    assert_eq!(std::fs::read(t.path().join("a")).unwrap(), b"key");
+
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    let mut broken = FailsOnce(Some(io::ErrorKind::Other), b"key");
+    let e = p.file("/b", 0o600, 0, 0, &mut broken).unwrap_err();
+    assert!(e.to_string().contains("cannot read bundle data"), "{e}");
+    drop(p);
+    assert!(!t.path().join("b").exists());
+}
+
 #[test]
 fn without_force_an_existing_file_is_never_replaced() {
     let t = tempfile::tempdir().unwrap();

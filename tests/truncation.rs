@@ -91,3 +91,67 @@ fn a_flipped_bit_in_any_header_byte_or_the_nonce() {
         assert_eq!(s.state(), before, "{what}: target changed");
     }
 }
+
+/// A payload reader that returns `EINTR` before every read, then a few bytes at a time; or,
+/// with `fail`, one other error partway through.
+struct Flaky<'a> {
+    data: &'a [u8],
+    interrupt: bool,
+    fail_at: Option<usize>,
+    read: usize,
+}
+
+impl std::io::Read for Flaky<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.interrupt = !self.interrupt;
+        if self.interrupt {
+            return Err(std::io::ErrorKind::Interrupted.into());
+        }
+        if self.fail_at.is_some_and(|at| self.read >= at) {
+            self.fail_at = None;
+            return Err(std::io::Error::other("device error"));
+        }
+        let n = buf.len().min(self.data.len()).min(7);
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        self.read += n;
+        Ok(n)
+    }
+}
+
+/// A read interrupted by a signal is read again, in both walkers (up to the last byte after
+/// the archive's end); any other read error, once, fails the walk: never retried into a pass.
+#[test]
+fn interrupted_reads_are_retried_and_other_read_errors_fail_the_walk() {
+    use vault::archive::read::{walk, walk_pipelined, Discard};
+    let items = vec![
+        (file_item("/etc/a", b"alpha"), Some(b"alpha".to_vec())),
+        (file_item("/etc/b", &[9; 3000]), Some(vec![9; 3000])),
+    ];
+    let m = manifest(items.iter().map(|(i, _)| i.clone()).collect());
+    let members: Vec<Member> = items
+        .iter()
+        .map(|(i, d)| Member::for_item(i, d.as_deref().unwrap_or(b"")))
+        .collect();
+    // Trailing zeros after the end-of-archive marker, as some tar writers leave.
+    let tar = tar_bytes_ending(&manifest_json(&m), &members, &[0; 4096]);
+    let payload = zstd_bytes(&tar);
+    let limits = vault::archive::Limits::default();
+    let name = std::path::Path::new("b");
+    let flaky = |fail_at| Flaky {
+        data: &payload,
+        interrupt: false,
+        fail_at,
+        read: 0,
+    };
+    let walked = walk(flaky(None), name, &limits, None, &mut Discard).unwrap();
+    assert_eq!(walked.items.len(), 2);
+    let walked = walk_pipelined(flaky(None), name, &limits, None, &mut Discard).unwrap();
+    assert_eq!(walked.items.len(), 2);
+    for at in [0, payload.len() / 2, payload.len()] {
+        let e = walk(flaky(Some(at)), name, &limits, None, &mut Discard).unwrap_err();
+        assert!(e.to_string().contains("device error"), "at {at}: {e}");
+        let e = walk_pipelined(flaky(Some(at)), name, &limits, None, &mut Discard).unwrap_err();
+        assert!(e.to_string().contains("device error"), "at {at}: {e}");
+    }
+}

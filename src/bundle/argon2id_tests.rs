@@ -251,3 +251,21 @@ fn exact_sizes_in_messages() {
     assert_eq!(kib(1024 * 1024), "1 GiB");
     assert_eq!(kib(1536 * 1024), "1536 MiB");
 }
+
+/// `MemAvailable` is read from `/proc/meminfo` in bytes: a whole number of KiB, no more than
+/// `MemTotal`, and on any machine that runs the tests more than 1 % of it.
+#[test]
+fn mem_available_is_in_bytes() {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let total_kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    let avail = mem_available().expect("MemAvailable on Linux");
+    assert_eq!(avail % 1024, 0);
+    assert!(avail <= total_kib * 1024, "{avail} > {total_kib} KiB");
+    assert!(avail > total_kib * 1024 / 100, "{avail} of {total_kib} KiB");
+    assert!(KdfLimits::for_this_machine().mem_available.is_some());
+}

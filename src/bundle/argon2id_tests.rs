@@ -269,3 +269,26 @@ fn mem_available_is_in_bytes() {
     assert!(avail > total_kib * 1024 / 100, "{avail} of {total_kib} KiB");
     assert!(KdfLimits::for_this_machine().mem_available.is_some());
 }
+
+/// The stanza's decimals are canonical: digits only, no leading zero, at most `u32::MAX`
+/// (ten digits). "0" is a decimal; zero passes or lanes are refused later, by the limits.
+#[test]
+fn stanza_decimals_are_canonical() {
+    let salt = "AAAAAAAAAAAAAAAAAAAAAA";
+    let args = |m: &str| [salt.to_owned(), m.to_owned(), "3".into(), "4".into()];
+    for (m, want) in [
+        ("0", Some(0)),
+        ("7", Some(7)),
+        ("1048576", Some(1024 * 1024)),
+        ("4294967295", Some(u32::MAX)),
+        ("4294967296", None),
+        ("10000000000", None),
+        ("00", None),
+        ("07", None),
+        ("", None),
+        ("+7", None),
+        ("7 ", None),
+    ] {
+        assert_eq!(parse_args(&args(m)).map(|(_, p)| p.m_kib), want, "{m:?}");
+    }
+}

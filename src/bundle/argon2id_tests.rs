@@ -36,6 +36,31 @@ fn refuses_two_passphrase_stanzas_and_bad_args() {
         id.unwrap_stanzas(&[copy(&s), copy(&s)]),
         Some(Err(DecryptError::InvalidHeader))
     ));
+    // One passphrase stanza among others opens.
+    let other = Stanza {
+        tag: "X25519".into(),
+        args: vec!["x".into()],
+        body: vec![0; 32],
+    };
+    let opened = id.unwrap_stanzas(&[other, copy(&s)]).unwrap().unwrap();
+    assert_eq!(opened.expose_secret(), key().expose_secret());
+    // A body of the wrong length, or parameters beyond the limits (here 65 passes of 64 KiB,
+    // cheap to derive), are a damaged header before any derivation, not a wrong passphrase.
+    let mut short = copy(&s);
+    short.body.pop();
+    let mut beyond = copy(&s);
+    beyond.args[2] = "65".into();
+    for bad in [short, beyond] {
+        assert!(
+            matches!(
+                id.unwrap_stanza(&bad),
+                Some(Err(DecryptError::InvalidHeader))
+            ),
+            "{:?} {}",
+            bad.args,
+            bad.body.len()
+        );
+    }
     for args in [
         vec!["AQEBAQEBAQEBAQEBAQEBAQ", "064", "1", "1"], // leading zero
         vec!["AQEBAQEBAQEBAQEBAQEBAR", "64", "1", "1"],  // non-canonical base64

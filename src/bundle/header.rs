@@ -183,6 +183,15 @@ NONCE";
             parse(b"\x7fELF...................."),
             Err(HeaderError::NotAge)
         );
+        // The version line with something else than CR before its LF, or another first line
+        // with a CR at that place, is not age: neither is a CRLF conversion.
+        for other in [
+            &b"age-encryption.org/v1 x\n"[..],
+            b"age-encryption.org/v2\n---",
+            b"encryption.org/v1 abc\r\n",
+        ] {
+            assert_eq!(parse(other), Err(HeaderError::NotAge), "{other:?}");
+        }
         let plain_age = b"age-encryption.org/v1\n-> X25519 abc\nAAAA\n--- gAhdCeX9gSlHPEDY05mdqP/k54MhWMp0OCDzgNEtNAU\n";
         assert_eq!(parse(plain_age), Err(HeaderError::NoVaultStanza));
         let s = std::str::from_utf8(SAMPLE).unwrap();

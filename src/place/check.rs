@@ -159,22 +159,29 @@ impl Placer {
         ) else {
             return false;
         };
-        let mut f = std::fs::File::from(fd);
-        let mut h = Sha256::new();
-        let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
-        let mut n_total = 0u64;
-        loop {
-            match f.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    h.update(&buf[..n]);
-                    n_total += n as u64;
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(_) => return false,
+        let Ok((size, digest)) = sha256_of(&mut std::fs::File::from(fd)) else {
+            return false;
+        };
+        size == item.size && bool::from(digest.ct_eq(&want))
+    }
+}
+
+/// The length and SHA-256 of everything `input` yields, read through a buffer that is wiped
+/// afterwards (the file may hold a key); a read interrupted by a signal is read again.
+pub(super) fn sha256_of(input: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
+    let mut h = Sha256::new();
+    let mut buf = zeroize::Zeroizing::new(vec![0u8; 64 * 1024]);
+    let mut size = 0u64;
+    loop {
+        match input.read(&mut buf) {
+            Ok(0) => return Ok((size, h.finalize().into())),
+            Ok(n) => {
+                h.update(&buf[..n]);
+                size += n as u64;
             }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
-        n_total == item.size && bool::from(h.finalize().as_slice().ct_eq(&want))
     }
 }
 

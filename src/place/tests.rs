@@ -247,22 +247,38 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
     assert!(p.sweep_stale(targets, false).is_empty());
 }
 
+/// Hashing an existing file (is it already in place?) reads again after `EINTR` and stops
+/// on any other error.
+#[test]
+fn hashing_retries_an_interrupted_read() {
+    use sha2::Digest;
+    let mut interrupted = FailsOnce(Some(io::ErrorKind::Interrupted), b"abc");
+    let (size, digest) = check::sha256_of(&mut interrupted).unwrap();
+    assert_eq!(size, 3);
+    assert_eq!(digest[..], sha2::Sha256::digest(b"abc")[..]);
+    let mut broken = FailsOnce(Some(io::ErrorKind::Other), b"abc");
+    assert!(check::sha256_of(&mut broken).is_err());
+}
+
+/// A reader that fails once with `kind`, then yields its bytes.
+struct FailsOnce(Option<io::ErrorKind>, &'static [u8]);
+
+impl Read for FailsOnce {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(kind) = self.0.take() {
+            return Err(io::Error::new(kind, "once"));
+        }
+        let n = buf.len().min(self.1.len());
+        buf[..n].copy_from_slice(&self.1[..n]);
+        self.1 = &self.1[n..];
+        Ok(n)
+    }
+}
+
 /// A bundle reader interrupted by a signal (`EINTR`) is read again; any other read error
 /// stops the file, and the run rolls back.
 #[test]
 fn an_interrupted_read_is_retried_and_another_read_error_is_not() {
-    struct FailsOnce(Option<io::ErrorKind>, &'static [u8]);
-    impl Read for FailsOnce {
-        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-            if let Some(kind) = self.0.take() {
-                return Err(io::Error::new(kind, "once"));
-            }
-            let n = buf.len().min(self.1.len());
-            buf[..n].copy_from_slice(&self.1[..n]);
-            self.1 = &self.1[n..];
-            Ok(n)
-        }
-    }
     let t = tempfile::tempdir().unwrap();
     let mut p = Placer::new(t.path(), opts()).unwrap();
     let mut interrupted = FailsOnce(Some(io::ErrorKind::Interrupted), b"key");

@@ -26,6 +26,9 @@ fn round_trip_and_failures() {
     let plain = vec![42u8; 200_000];
     let sealed = seal(&plain);
     assert!(looks_like_bundle(&sealed));
+    // What a device or image holds when no bundle was attached.
+    assert!(!looks_like_bundle(&[0; 4096]));
+    assert!(!looks_like_bundle(b"\x7fELF\x02\x01\x01"));
     assert_eq!(open(&sealed, "pw").unwrap(), plain);
     assert!(matches!(
         open(&sealed, "PW"),

@@ -124,7 +124,7 @@ impl std::io::Read for Flaky<'_> {
 #[test]
 fn interrupted_reads_are_retried_and_other_read_errors_fail_the_walk() {
     use vault::archive::read::{walk, walk_pipelined, Discard};
-    let items = vec![
+    let items = [
         (file_item("/etc/a", b"alpha"), Some(b"alpha".to_vec())),
         (file_item("/etc/b", &[9; 3000]), Some(vec![9; 3000])),
     ];

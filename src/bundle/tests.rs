@@ -122,7 +122,8 @@ fn reheader(bundle: &[u8], extra: &[u8], file_key: &[u8; 16]) -> Vec<u8> {
     out
 }
 
-fn file_key_of(bundle: &[u8]) -> [u8; 16] {
+/// `bundle` (sealed with "pw") opened, and its file key unwrapped with the passphrase.
+fn unwrapped(bundle: &[u8]) -> (Locked<&[u8]>, Unwrapped) {
     let locked = Locked::open(bundle, Path::new("b")).unwrap();
     let key = locked
         .try_passphrase(
@@ -131,7 +132,11 @@ fn file_key_of(bundle: &[u8]) -> [u8; 16] {
         )
         .unwrap()
         .unwrap();
-    *key.expose()
+    (locked, key)
+}
+
+fn file_key_of(bundle: &[u8]) -> [u8; 16] {
+    *unwrapped(bundle).1.expose()
 }
 
 /// A real X25519 stanza for `file_key`, as age writes it, and the identity that opens it.
@@ -281,14 +286,7 @@ fn an_authentication_failure_names_its_position_and_kind() {
     let plain = vec![7u8; 200_000];
     let sealed = seal(&plain);
     let failure = |bundle: &[u8]| {
-        let locked = Locked::open(bundle, Path::new("b")).unwrap();
-        let key = locked
-            .try_passphrase(
-                &SecretString::from("pw".to_owned()),
-                &KdfLimits::for_this_machine(),
-            )
-            .unwrap()
-            .unwrap();
+        let (locked, key) = unwrapped(bundle);
         let mut out = Vec::new();
         let e = locked
             .decrypt(key)
@@ -337,16 +335,7 @@ fn a_read_error_after_the_header_is_an_io_error() {
     }
     let sealed = seal(b"x");
     let header = header::parse(&sealed).unwrap().len;
-    let key = {
-        let locked = Locked::open(&sealed[..], Path::new("b")).unwrap();
-        locked
-            .try_passphrase(
-                &SecretString::from("pw".to_owned()),
-                &KdfLimits::for_this_machine(),
-            )
-            .unwrap()
-            .unwrap()
-    };
+    let (_, key) = unwrapped(&sealed);
     let locked = Locked::open(ThenFail(&sealed[..header]), Path::new("b")).unwrap();
     let e = locked.decrypt(key).map(drop).unwrap_err();
     assert!(matches!(e, Error::Io { .. }), "{e}");

@@ -14,38 +14,17 @@ use vault::keys::passphrase;
 use vault::rekey::identities::Identities;
 
 #[derive(Debug, Args)]
+#[command(group(RecoveryKeyArgs::conflicting(&["passphrase_file", "prompt"])))]
 pub struct InspectArgs {
     /// The bundle (a bundle file, or an image or device carrying one).
     pub bundle: PathBuf,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
     /// Ask for the passphrase on the terminal and list the hosts and entries.
-    #[arg(short = 'p', long, conflicts_with = "identities")]
+    #[arg(short = 'p', long)]
     pub prompt: bool,
-    /// Open the bundle with a recovery key instead of the passphrase (repeatable): an age
-    /// identity file or an OpenSSH private key whose public key was given to
-    /// `vault pack --recovery-recipient`.
-    #[arg(
-        short = 'i',
-        long = "identity",
-        value_name = "KEY",
-        conflicts_with = "passphrase_file"
-    )]
-    pub identities: Vec<PathBuf>,
-    /// Open the bundle with the default identity of age plugin NAME (age-plugin-NAME on
-    /// PATH), as `age -j NAME`: a recovery key held by a hardware key (e.g. `-j yubikey`).
-    /// Repeatable.
-    #[arg(
-        short = 'j',
-        long = "plugin",
-        value_name = "NAME",
-        conflicts_with_all = ["passphrase_file", "prompt"]
-    )]
-    pub plugins: Vec<String>,
-    /// Read passphrases of protected -i keys from the first line of FILE (default: ask on
-    /// the terminal).
-    #[arg(long, value_name = "FILE", requires = "identities")]
-    pub identity_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recovery: RecoveryKeyArgs,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -72,11 +51,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         (Some(_), None) => Some("vault binary: none (attached with --no-binary)".to_owned()),
         (None, None) => None,
     };
-    if a.passphrase.passphrase_file.is_none()
-        && !a.prompt
-        && a.identities.is_empty()
-        && a.plugins.is_empty()
-    {
+    if a.passphrase.passphrase_file.is_none() && !a.prompt && a.recovery.is_empty() {
         if a.json {
             println!("{header}");
         } else {
@@ -105,11 +80,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     let payload = decrypt_opened(
         opened.locked,
         &name,
-        &RecoveryKeys {
-            keys: &a.identities,
-            plugins: &a.plugins,
-            key_passphrase_file: a.identity_passphrase_file.as_deref(),
-        },
+        &a.recovery,
         a.passphrase.passphrase_file.as_deref(),
     )?;
     let m = vault::unlock::inspect(payload, &name, &Default::default())?;
@@ -173,11 +144,38 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
-/// The recovery keys given on the command line (`-i`, `-j`).
-pub(super) struct RecoveryKeys<'a> {
-    pub keys: &'a [PathBuf],
-    pub plugins: &'a [String],
-    pub key_passphrase_file: Option<&'a std::path::Path>,
+/// The recovery keys that open a bundle instead of its passphrase (`inspect`, `repack`).
+#[derive(Debug, Args)]
+pub struct RecoveryKeyArgs {
+    /// Open the bundle with a recovery key instead of the passphrase (repeatable): an age
+    /// identity file or an OpenSSH private key whose public key was given to
+    /// `vault pack --recovery-recipient`.
+    #[arg(short = 'i', long = "identity", value_name = "KEY")]
+    pub identities: Vec<PathBuf>,
+    /// Open the bundle with the default identity of age plugin NAME (age-plugin-NAME on
+    /// PATH), as `age -j NAME`: a recovery key held by a hardware key (e.g. `-j yubikey`).
+    /// Repeatable.
+    #[arg(short = 'j', long = "plugin", value_name = "NAME")]
+    pub plugins: Vec<String>,
+    /// Read passphrases of protected -i keys from the first line of FILE (default: ask on
+    /// the terminal).
+    #[arg(long, value_name = "FILE", requires = "identities")]
+    pub identity_passphrase_file: Option<PathBuf>,
+}
+
+impl RecoveryKeyArgs {
+    /// `-i` and `-j` as one group that conflicts with the command's own passphrase `args`
+    /// (their ids), each command naming its own.
+    pub fn conflicting(args: &[&'static str]) -> clap::ArgGroup {
+        clap::ArgGroup::new("recovery_keys")
+            .args(["identities", "plugins"])
+            .multiple(true)
+            .conflicts_with_all(args)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.identities.is_empty() && self.plugins.is_empty()
+    }
 }
 
 /// Starts decrypting a bundle on the workstation: with the recovery keys when any is given,
@@ -185,10 +183,10 @@ pub(super) struct RecoveryKeys<'a> {
 pub(super) fn decrypt_opened(
     locked: Locked<Box<dyn std::io::Read>>,
     name: &std::path::Path,
-    recovery: &RecoveryKeys<'_>,
+    recovery: &RecoveryKeyArgs,
     passphrase_file: Option<&std::path::Path>,
 ) -> vault::Result<Payload<Box<dyn std::io::Read>>> {
-    if recovery.keys.is_empty() && recovery.plugins.is_empty() {
+    if recovery.is_empty() {
         let limits = KdfLimits::for_this_machine();
         let pass = match passphrase_file {
             Some(f) => Some(prompt::from_file(f)?),
@@ -200,9 +198,9 @@ pub(super) fn decrypt_opened(
     let key = unwrap_with_identities(
         &locked,
         name,
-        recovery.keys,
-        recovery.plugins,
-        recovery.key_passphrase_file,
+        &recovery.identities,
+        &recovery.plugins,
+        recovery.identity_passphrase_file.as_deref(),
     )?;
     locked.decrypt(key)
 }

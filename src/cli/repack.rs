@@ -10,11 +10,12 @@ use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
 
-use super::inspect::{decrypt_opened, RecoveryKeys};
+use super::inspect::{decrypt_opened, RecoveryKeyArgs};
 use super::source::open_bundle;
 use super::util::{human_bytes, passphrase_source, PassphraseArgs};
 
 #[derive(Debug, Args)]
+#[command(group(RecoveryKeyArgs::conflicting(&["old_passphrase_file"])))]
 pub struct RepackArgs {
     /// The bundle to repack (a bundle file, or an image or device carrying one).
     pub bundle: PathBuf,
@@ -24,26 +25,11 @@ pub struct RepackArgs {
     /// Replace an existing output file.
     #[arg(long)]
     pub force: bool,
-    /// Open the bundle with this recovery key instead of its passphrase (repeatable): an age
-    /// identity file or an OpenSSH private key.
-    #[arg(short = 'i', long = "identity", value_name = "KEY")]
-    pub identities: Vec<PathBuf>,
-    /// Open the bundle with the default identity of age plugin NAME (age-plugin-NAME on
-    /// PATH), as `age -j NAME` (e.g. `-j yubikey`). Repeatable.
-    #[arg(
-        short = 'j',
-        long = "plugin",
-        value_name = "NAME",
-        conflicts_with = "old_passphrase_file"
-    )]
-    pub plugins: Vec<String>,
-    /// Read passphrases of protected -i keys from the first line of FILE (default: ask on
-    /// the terminal).
-    #[arg(long, value_name = "FILE", requires = "identities")]
-    pub identity_passphrase_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub recovery: RecoveryKeyArgs,
     /// Without -i: read the bundle's current passphrase from the first line of FILE
     /// (default: ask on the terminal).
-    #[arg(long, value_name = "FILE", conflicts_with = "identities")]
+    #[arg(long, value_name = "FILE")]
     pub old_passphrase_file: Option<PathBuf>,
     /// Read the new passphrase from the first line of FILE (default: ask twice on the
     /// terminal).
@@ -79,14 +65,14 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     for p in [
         &a.passphrase_file,
         &a.old_passphrase_file,
-        &a.identity_passphrase_file,
+        &a.recovery.identity_passphrase_file,
     ]
     .into_iter()
     .flatten()
     {
         inputs.push(("passphrase file", p));
     }
-    inputs.extend(a.identities.iter().map(|p| ("key", p.as_path())));
+    inputs.extend(a.recovery.identities.iter().map(|p| ("key", p.as_path())));
     inputs.extend(a.manifest.iter().map(|p| ("manifest", p.as_path())));
     if let Some(m) = &updated {
         let hosts = m.hosts.values().flat_map(|h| &h.entries);
@@ -113,11 +99,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let payload = decrypt_opened(
         opened.locked,
         &name,
-        &RecoveryKeys {
-            keys: &a.identities,
-            plugins: &a.plugins,
-            key_passphrase_file: a.identity_passphrase_file.as_deref(),
-        },
+        &a.recovery,
         a.old_passphrase_file.as_deref(),
     )?;
     let mut contents = pack::repack::read_contents(payload, &name)?;

@@ -16,9 +16,11 @@
       forAllSystems = f: lib.genAttrs systems (system: f system nixpkgs.legacyPackages.${system});
     in
     {
+      # `vault-bundle`, not `vault`: nixpkgs' `vault` is HashiCorp Vault (services.vault runs
+      # `${pkgs.vault}/bin/vault server`), which the overlay must never replace.
       packages = forAllSystems (system: pkgs: rec {
-        vault = pkgs.callPackage ./nix/package.nix { };
-        default = vault;
+        vault-bundle = pkgs.callPackage ./nix/package.nix { };
+        default = vault-bundle;
       } // lib.optionalAttrs (builtins.elem system linuxSystems) {
         # Statically linked (musl, no program interpreter): the binary `vault attach` carries
         # onto a stick for the official NixOS ISO (docs/MEDIA.md), for this system's
@@ -30,18 +32,21 @@
           pkgs.pkgsCross.aarch64-multiplatform.pkgsStatic.callPackage ./nix/package.nix { };
       });
 
+      # Adds `vault-bundle`; every package nixpkgs has (`vault` among them) stays as it is.
       overlays.default = final: prev: {
-        vault = final.callPackage ./nix/package.nix { };
+        vault-bundle = final.callPackage ./nix/package.nix { };
       };
 
       apps = forAllSystems (system: pkgs: {
         default = {
           type = "app";
-          program = "${self.packages.${system}.vault}/bin/vault";
+          program = "${self.packages.${system}.vault-bundle}/bin/vault";
+          meta.description = self.packages.${system}.vault-bundle.meta.description;
         };
       });
 
-      formatter = forAllSystems (system: pkgs: pkgs.nixfmt-rfc-style);
+      # `nix fmt`: nixfmt-tree formats the whole tree (nixfmt-rfc-style is a deprecated alias).
+      formatter = forAllSystems (system: pkgs: pkgs.nixfmt-tree);
 
       # The installer module, as a module value (not a bare path, which `nix flake check` of
       # Nix before 2.13 refuses). Its `package` defaults to nix/package.nix built with the
@@ -54,7 +59,7 @@
 
       devShells = forAllSystems (system: pkgs: {
         default = pkgs.mkShell {
-          inputsFrom = [ self.packages.${system}.vault ];
+          inputsFrom = [ self.packages.${system}.vault-bundle ];
           packages = with pkgs; [
             cargo
             rustc
@@ -78,7 +83,7 @@
       # NixOS VM test boots an installer with a bundle disk and answers the prompt
       # (nix/tests/vm-unlock.nix; it needs a builder that runs VMs).
       checks = forAllSystems (system: pkgs:
-        { vault = self.packages.${system}.vault; }
+        { vault-bundle = self.packages.${system}.vault-bundle; }
         // lib.optionalAttrs (builtins.elem system linuxSystems) {
           installer-eval =
             let

@@ -6,7 +6,7 @@
 # on the console. There is deliberately no option for a passphrase or a passphrase file, and the
 # `bundle` option only takes a run-time path: a Nix path literal or a store path is refused by an
 # assertion, because anything in /nix/store is world-readable and is copied into the ISO.
-{ config, lib, pkgs, utils, ... }:
+{ config, lib, pkgs, ... }:
 
 let
   inherit (lib) mkOption mkEnableOption mkIf types;
@@ -29,14 +29,35 @@ let
   # Derivations are refused above; only say so once.
   bundleAbsolute = au.bundle == null || lib.isDerivation au.bundle || lib.hasPrefix "/" bundleName;
 
+  # The unit name systemd gives a path (`systemd-escape --path`). Not utils.escapeSystemdPath:
+  # nixpkgs before 26.05 leaves "?" unescaped, and every version leaves non-ASCII bytes as
+  # they are, where systemd escapes them; such a unit would never appear. Paths with characters
+  # outside printable ASCII are refused by an assertion below, so this list is complete.
+  unitPath =
+    p:
+    let
+      parts = lib.filter (c: c != "" && c != ".") (lib.splitString "/" p);
+      path = if parts == [ ] then "/" else lib.concatStringsSep "/" parts;
+      escaped = lib.strings.escapeC (lib.stringToCharacters " !\"#$%&'()*+,;<=>?@[\\]^`{|}~-") path;
+    in
+    builtins.replaceStrings [ "/" ] [ "-" ] (
+      if lib.hasPrefix "." escaped then "\\x2e" + lib.removePrefix "." escaped else escaped
+    );
+  printableAscii = p: builtins.match "[ -~]*" p != null && !(lib.elem ".." (lib.splitString "/" p));
+
   # A bundle on a device (/dev/disk/by-label/…): the unit waits for udev to create it.
-  bundleDevice =
-    lib.optional (au.bundle != null && bundleOutsideStore && lib.hasPrefix "/dev/" bundleName)
-      "${utils.escapeSystemdPath bundleName}.device";
+  bundleDevice = lib.optional (
+    au.bundle != null && bundleOutsideStore && lib.hasPrefix "/dev/" bundleName
+  ) "${unitPath bundleName}.device";
 
   # Stage `all`: the unit waits for the target's mount unit, if there is one, and checks the
   # mount itself, so that a blank target disk can neither hold up nor fail the boot.
-  rootMount = lib.optional (au.stage == "all") "${utils.escapeSystemdPath au.root}.mount";
+  rootMount = lib.optional (au.stage == "all") "${unitPath au.root}.mount";
+
+  # What the unit printed last (the result and the next step), kept where the user looks after
+  # the console is cleared: the getty of the console disallocates it (TTYVTDisallocate=yes) when
+  # it starts, so the unit's output on it is gone by the time the login prompt appears.
+  resultFile = "/run/vault-unlock/issue";
 
   vault = lib.getExe' cfg.package "vault";
 
@@ -58,15 +79,17 @@ let
   retry = asUser unlockArgs;
 
   say = text: "say ${lib.escapeShellArg text}";
+  # A line of the result: on the console, in the journal and in the file shown at login.
+  tell = text: "tell ${lib.escapeShellArg text}";
 
   # What the user reads on the console (and the journal) when the service ends.
   nextStep =
     if au.stage == "disk" then ''
-      ${say "vault: disk-stage files are in place; the rest waits in RAM (sudo vault wipe discards it)."}
-      ${say "vault: partition, format and mount the target at ${au.root}, then run:"}
-      ${say "         ${asUser [ "place" "--root" au.root ]}"}
+      ${tell "vault: disk-stage files are in place; the rest waits in RAM (sudo vault wipe discards it)."}
+      ${tell "vault: partition, format and mount the target at ${au.root}, then run:"}
+      ${tell "         ${asUser [ "place" "--root" au.root ]}"}
     '' else ''
-      ${say "vault: every file is in place under ${au.root}."}
+      ${tell "vault: every file is in place under ${au.root}."}
     '';
 in
 {
@@ -181,7 +204,18 @@ in
           assertion = lib.hasPrefix "/" au.root;
           message = "programs.vault-installer.autoUnlock.root = ${au.root}: must be an absolute path.";
         }
+        {
+          # systemd names units after the path's bytes; the unit the service waits for would
+          # not be the one systemd creates.
+          assertion = printableAscii au.root && (au.bundle == null || lib.isDerivation au.bundle || printableAscii bundleName);
+          message = "programs.vault-installer.autoUnlock: root = ${au.root}, bundle = ${bundleName}: use paths of printable ASCII characters without \"..\" (e.g. /dev/disk/by-uuid/… or /dev/disk/by-partlabel/… for a label with other characters).";
+        }
       ];
+      # Stage "all" waits for the mount unit of `root`, which NixOS makes from fileSystems. On
+      # an installer ISO, installation-cd-base.nix sets fileSystems with mkImageMediaOverride,
+      # which drops a plain `fileSystems."/mnt"`: then no mount unit exists.
+      warnings = lib.optional (cfg.enable && au.enable && au.stage == "all" && !(config.fileSystems ? ${au.root})) ''
+        programs.vault-installer.autoUnlock.stage = "all", but fileSystems has no entry for ${au.root}: nothing mounts it at boot, and the unit will only say so. On an installer ISO (installation-cd-*.nix), add it to the image's own file systems, which take precedence over plain fileSystems definitions: lib.isoFileSystems."${au.root}" = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; options = [ "nofail" "x-systemd.device-timeout=10s" ]; };'';
     }
 
     (mkIf cfg.enable {
@@ -189,6 +223,12 @@ in
     })
 
     (mkIf (cfg.enable && au.enable) {
+      # The result, before the login prompt (agetty shows /etc/issue.d/*.issue) and after the
+      # login on that console.
+      environment.etc."issue.d/vault-unlock.issue".source = resultFile;
+      environment.loginShellInit = ''
+        if [ -r ${resultFile} ] && [ "$(tty 2>/dev/null)" = /dev/${au.tty} ]; then cat ${resultFile}; fi
+      '';
       # A oneshot service that owns the console until the question is answered, then lets the
       # (autologin) getty start there. Why a TTY and not systemd-ask-password: docs/NIXOS.md.
       systemd.services.vault-unlock = {
@@ -215,6 +255,9 @@ in
           TTYPath = "/dev/${au.tty}";
           TTYReset = true;
           TTYVHangup = true;
+          # /run/vault-unlock: the result shown at login (kept after the unit stops).
+          RuntimeDirectory = "vault-unlock";
+          RuntimeDirectoryPreserve = "yes";
           # The prompt has its own timeout (autoUnlock.timeout).
           TimeoutStartSec = "infinity";
         };
@@ -222,6 +265,9 @@ in
         script = ''
           # Standard output is the console, standard error the journal.
           say() { printf '%s\n' "$1"; printf '%s\n' "$1" >&2; }
+          result="''${RUNTIME_DIRECTORY:-/run/vault-unlock}/issue"
+          : > "$result"
+          tell() { say "$1"; printf '%s\n' "$1" >> "$result"; }
           # Copies vault's messages (its standard error) to both. Never the passphrase: vault
           # reads it from /dev/tty without echo. INT is ignored here so that the Ctrl-C which
           # ends vault does not also cut its last words.
@@ -240,9 +286,9 @@ in
           ${say "vault: unlocking the install secrets. Ctrl-C skips; to unlock later, run: ${retry}"}
           ${lib.optionalString (au.stage == "all") ''
             if ! ${lib.getExe' pkgs.util-linux "mountpoint"} -q ${lib.escapeShellArg au.root}; then
-              ${say "vault: ${au.root} is not mounted (no mount for it, or the target disk is still blank); nothing was asked."}
-              ${say "vault: partition, format and mount the target at ${au.root}, then run:"}
-              ${say "         ${retry}"}
+              ${tell "vault: ${au.root} is not mounted (no mount for it, or the target disk is still blank); nothing was asked."}
+              ${tell "vault: partition, format and mount the target at ${au.root}, then run:"}
+              ${tell "         ${retry}"}
               exit 0
             fi
           ''}
@@ -256,13 +302,13 @@ in
           ${nextStep}
           ${lib.optionalString (au.timeout > 0) ''
           elif [ "$rc" -eq 124 ]; then
-            ${say "vault: no passphrase within ${toString au.timeout} seconds; going on without the install secrets. To unlock, log in and run:"}
-            ${say "         ${retry}"}
+            ${tell "vault: no passphrase within ${toString au.timeout} seconds; going on without the install secrets. To unlock, log in and run:"}
+            ${tell "         ${retry}"}
             exit 0
           ''}
           else
-            say "vault: unlock ended with exit code $rc (see above). To try again, log in and run:"
-            ${say "         ${retry}"}
+            tell "vault: unlock ended with exit code $rc (see above). To try again, run:"
+            ${tell "         ${retry}"}
           fi
           exit "$rc"
         '';

@@ -1,9 +1,10 @@
 # The `vault` binary. Used by flake.nix (packages.<system>.default, overlays.default) and,
 # without flakes, by the installer module's default `package` (`pkgs.callPackage ./package.nix { }`).
 #
-# Supported nixpkgs: 25.05 (nixos-25.05) and later, nixos-unstable included; they ship a rustc
-# that meets Cargo.toml's `rust-version`. Older ones (nixos-24.11: rustc 1.82) are refused below
-# with that message, before cargo would fail with its own.
+# Supported nixpkgs: 25.11 (nixos-25.11, rustc 1.91) and later, nixos-unstable included; they
+# ship a rustc that meets Cargo.toml's `rust-version` (1.88: the highest any dependency in
+# Cargo.lock declares). Older ones (nixos-25.05: rustc 1.86) are refused below with that
+# message, before cargo would fail with its own.
 { lib, stdenv, rustPlatform, rustc, installShellFiles }:
 
 let
@@ -16,11 +17,12 @@ in
 if lib.versionOlder haveRustc needRustc then
   throw ''
     vault ${version} needs rustc >= ${needRustc} (rust-version in Cargo.toml), and this nixpkgs
-    has rustc ${haveRustc}. Use nixpkgs 25.05 (nixos-25.05) or later, or nixos-unstable: with
+    has rustc ${haveRustc}. Use nixpkgs 25.11 (nixos-25.11) or later, or nixos-unstable: with
     flakes, `inputs.vault.inputs.nixpkgs.follows = "nixpkgs";` pointing at such a nixpkgs.''
 else
 rustPlatform.buildRustPackage {
-  pname = "vault";
+  # Not `vault`: that is HashiCorp Vault in nixpkgs. The program is still `vault`.
+  pname = "vault-bundle";
   inherit version;
 
   # Exactly what cargo needs to build the crate, from an allow-list: nothing else in the

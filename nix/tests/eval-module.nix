@@ -9,21 +9,25 @@
 # runs (bash, `set -e` first, as NixOS writes them); tests/nix_files.rs runs them through a
 # shell and a pty with a fake `vault` at `vaultOut`/bin/vault. `module` is a parameter so that
 # tests/nix_files.rs can show these checks catch a broken module.
+#
+# `lib` is the stand-in's (nix/tests/nixpkgs/lib.nix) unless given: scripts/check-nix --real
+# passes the real nixpkgs lib, under which the same checks run.
 { module ? ../installer.nix
-, vaultOut ? "/nix/store/00000000000000000000000000000000-vault-0.1.0"
+, vaultOut ? "/nix/store/00000000000000000000000000000000-vault-bundle-0.1.0"
 , toolsOut ? "/nix/store/00000000000000000000000000000000-tools"
+, lib ? import ./nixpkgs/lib.nix
 }:
 
 let
-  lib = import ./nixpkgs/lib.nix;
   nixos = import ./nixpkgs/nixos.nix { inherit lib; };
+  isoProfile = ./nixpkgs/nixos/modules/installer/cd-dvd/installation-cd-minimal.nix;
   inherit (builtins) attrNames concatMap elem filter hasContext isAttrs map tryEval deepSeq;
 
   # A package whose store path is a plain string: any string context in the generated unit can
   # then only come from something the module copied into the store.
   stubVault = {
     type = "derivation";
-    name = "vault-0.1.0";
+    name = "vault-bundle-0.1.0";
     outPath = vaultOut;
     meta.mainProgram = "vault";
   };
@@ -32,10 +36,12 @@ let
     callPackage = _path: _args: stubVault;
     runtimeShell = "/bin/bash";
     writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}";
+    writeText = name: text: "/nix/store/00000000000000000000000000000000-${name}";
   } // lib.genAttrs [ "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" ] tool;
 
-  eval = user: nixos.evalNixos {
-    modules = [ module { programs.vault-installer = user; } ];
+  eval = user: evalWith [ ] user;
+  evalWith = extra: user: nixos.evalNixos {
+    modules = [ module { programs.vault-installer = user; } ] ++ extra;
     pkgsFor = _: pkgs;
   };
 
@@ -44,9 +50,11 @@ let
   failedAssertions = user: map (a: a.message) (filter (a: !a.assertion) (configOf user).assertions);
   unitOf = user: (configOf user).systemd.services.vault-unlock or null;
   unitTextOf = user: (configOf user).systemd.units."vault-unlock.service".text;
-  scriptOf = user: (configOf user).systemd.units."vault-unlock.service".script;
+  scriptOf = user: builtins.head (configOf user).systemd.units."vault-unlock.service".scripts;
+  strictScriptOf = user: builtins.head ((evalWith [ { systemd.enableStrictShellChecks = true; } ] user).config.systemd.units."vault-unlock.service".scripts);
   contains = needle: hay: builtins.match ".*${needle}.*" (builtins.replaceStrings [ "\n" ] [ " " ] hay) != null;
-  hasLine = line: text: elem line (lib.splitLines text);
+  splitLines = s: filter builtins.isString (builtins.split "\n" s);
+  hasLine = line: text: elem line (splitLines text);
   # Whether evaluating `v` fully fails (a type error or throw).
   fails = v: !(tryEval (deepSeq v v)).success;
 
@@ -90,7 +98,7 @@ let
       && failedAssertions { enable = true; } == [ ];
 
     unit-owns-the-console-before-the-getty = let u = unitOf (auto { }); in
-      u.serviceConfig == {
+      removeAttrs u.serviceConfig [ "ExecStart" ] == {
         Type = "oneshot";
         RemainAfterExit = true;
         StandardInput = "tty";
@@ -101,17 +109,34 @@ let
         TTYReset = true;
         TTYVHangup = true;
         TimeoutStartSec = "infinity";
+        RuntimeDirectory = "vault-unlock";
+        RuntimeDirectoryPreserve = "yes";
       }
+      && lib.hasSuffix "-unit-script-vault-unlock-start/bin/vault-unlock-start " u.serviceConfig.ExecStart
       && elem "getty@tty1.service" u.before
       && elem "autovt@tty1.service" u.before
       && u.wantedBy == [ "multi-user.target" ]
       && failedAssertions (auto { }) == [ ];
 
-    # NixOS writes no [Install] section: wantedBy becomes a symlink.
+    # As systemd-lib.nix writes it: one line per dependency list, and an [Install] section
+    # for wantedBy (the symlink in multi-user.target.wants is what starts it).
     unit-text-as-nixos-writes-it = let t = unitTextOf (auto { }); in
-      hasLine "Before=getty@tty1.service" t
+      hasLine "Before=getty@tty1.service autovt@tty1.service serial-getty@tty1.service" t
+      && hasLine "After=systemd-user-sessions.service plymouth-quit-wait.service" t
       && hasLine "StandardError=journal" t
-      && !(hasLine "[Install]" t) && !(contains "WantedBy" t);
+      && hasLine "[Install]" t && hasLine "WantedBy=multi-user.target" t
+      && builtins.length (filter (lib.hasPrefix "After=") (splitLines t)) == 1;
+
+    # The getty of the console clears it (TTYVTDisallocate=yes) when it starts: the result is
+    # kept in /run/vault-unlock/issue, which agetty shows before the login prompt
+    # (/etc/issue.d) and the login shell on that console after it.
+    result-survives-the-console-being-cleared =
+      let c = configOf (auto { }); u = c.systemd.services.vault-unlock; in
+      c.environment.etc."issue.d/vault-unlock.issue".source == "/run/vault-unlock/issue"
+      && u.serviceConfig.RuntimeDirectory == "vault-unlock"
+      && u.serviceConfig.RuntimeDirectoryPreserve == "yes"
+      && contains "cat /run/vault-unlock/issue" c.environment.loginShellInit
+      && contains "= /dev/tty1" c.environment.loginShellInit;
 
     switch-does-not-restart-the-prompt =
       (unitOf (auto { })).restartIfChanged == false
@@ -145,6 +170,34 @@ let
       let u = unitOf (auto { bundle = "/dev/disk/by-label/VAULT-1"; }); in
       elem "dev-disk-by\\x2dlabel-VAULT\\x2d1.device" u.after
       && elem "dev-disk-by\\x2dlabel-VAULT\\x2d1.device" u.wants;
+
+    # systemd escapes "?" (nixpkgs before 26.05 does not) and every non-ASCII byte (nixpkgs
+    # does not): the module names the unit itself and refuses what it cannot name.
+    device-label-with-a-question-mark =
+      let u = unitOf (auto { bundle = "/dev/disk/by-label/WHY?"; }); in
+      elem "dev-disk-by\\x2dlabel-WHY\\x3f.device" u.after
+      && failedAssertions (auto { bundle = "/dev/disk/by-label/WHY?"; }) == [ ];
+
+    non-ascii-paths-refused =
+      let fa = failedAssertions (auto { bundle = "/dev/disk/by-label/CLÉ"; }); in
+      builtins.length fa == 1 && contains "printable ASCII" (builtins.head fa)
+      && builtins.length (failedAssertions (auto { stage = "all"; root = "/mnt/ç"; })) == 1;
+
+    # installation-cd-base.nix sets fileSystems with mkImageMediaOverride: a plain
+    # fileSystems."/mnt" is dropped (no mnt.mount), the module warns; added to
+    # lib.isoFileSystems, it survives and the warning goes.
+    stage-all-on-an-installer-iso =
+      let
+        mnt = { device = "/dev/disk/by-label/nixos"; fsType = "ext4"; options = [ "nofail" ]; };
+        plain = (evalWith [ isoProfile { fileSystems."/mnt" = mnt; } ] (auto { stage = "all"; })).config;
+        iso = (evalWith [ isoProfile { lib.isoFileSystems."/mnt" = mnt; } ] (auto { stage = "all"; })).config;
+        override = (evalWith [ isoProfile { fileSystems = lib.mkImageMediaOverride { "/mnt" = mnt; }; } ] (auto { stage = "all"; })).config;
+      in
+      !(plain.fileSystems ? "/mnt") && plain.fileSystems ? "/iso"
+      && builtins.length plain.warnings == 1 && contains "lib.isoFileSystems" (builtins.head plain.warnings)
+      && iso.fileSystems."/mnt".device == "/dev/disk/by-label/nixos" && iso.fileSystems ? "/iso"
+      && iso.warnings == [ ]
+      && override.fileSystems ? "/mnt" && override.fileSystems ? "/iso";
 
     file-bundle-waits-for-no-device =
       let u = unitOf (auto { bundle = "/iso/vault/bundle"; }); in
@@ -192,6 +245,11 @@ let
       && !((eval { }).options.programs.vault-installer ? passphrase);
 
     system-evaluates = lib.isDerivation (configOf (auto { })).system.build.toplevel;
+
+    # The option types come from the module system: a definition of another type is refused,
+    # priorities decide between definitions, and a definition nothing declares is an error.
+    priorities-decide = (evalWith [ { programs.vault-installer.autoUnlock.timeout = lib.mkForce 7; } ] (auto { timeout = 30; })).config.programs.vault-installer.autoUnlock.timeout == 7;
+    undeclared-nixos-option-refused = fails (evalWith [ { services.nonexistent.enable = true; } ] (auto { })).config.systemd.services;
   };
 
   results = map
@@ -205,5 +263,7 @@ in
   failed = map (r: { inherit (r) name got; }) (filter (r: !r.ok) results);
   options = optionPaths "programs" { vault-installer = (eval { }).options.programs.vault-installer; };
   scripts = builtins.mapAttrs (_: scriptOf) scenarios;
+  strictScripts = builtins.mapAttrs (_: strictScriptOf) scenarios;
+  loginShellInit = (configOf (auto { })).environment.loginShellInit;
   units = builtins.mapAttrs (_: unitTextOf) scenarios;
 }

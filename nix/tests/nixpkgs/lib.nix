@@ -56,7 +56,7 @@ let
     escapeShellArgs = args: builtins.concatStringsSep " " (map escapeShellArg args);
 
     # As nixpkgs: each listed character as \xNN (lower-case hex).
-    escapeC = chars: replaceStrings chars (map (c: "\\x${toLowerHex c}") chars);
+    _escapeC = chars: replaceStrings chars (map (c: "\\x${toLowerHex c}") chars);
     toLowerHex = c:
       let
         code = lib.charCode c;
@@ -81,6 +81,8 @@ let
     getExe' = pkg: bin: assert lib.isDerivation pkg; "${lib.getBin pkg}/bin/${bin}";
     getExe = pkg: lib.getExe' pkg (pkg.meta.mainProgram or (throw "getExe: ${pkg.name} has no meta.mainProgram"));
     getBin = pkg: pkg.bin or pkg.out or pkg;
+    makeSearchPathOutput = output: subDir: pkgs:
+      builtins.concatStringsSep ":" (map (p: "${p.${output} or p.out or p}/${subDir}") pkgs);
     makeBinPath = pkgs: builtins.concatStringsSep ":" (map (p: "${lib.getBin p}/bin") pkgs);
 
     importTOML = path: builtins.fromTOML (builtins.readFile path);
@@ -112,7 +114,15 @@ let
             let s = toString p; in
             any (e: s == e || lib.hasPrefix "${e}/" s || lib.hasPrefix "${s}/" e) paths;
         in
-        if !(isPath root) then throw "lib.fileset.toSource: `root` is of type ${typeOf root}, but it should be a path instead."
+        if !(isPath root) then
+          (if lib.isStringLike root
+           then throw "lib.fileset.toSource: `root` (${toString root}) is a string-like value, but it should be a path instead."
+           else throw "lib.fileset.toSource: `root` is of type ${typeOf root}, but it should be a path instead.")
+        else if !(builtins.pathExists root) then
+          throw "lib.fileset.toSource: `root` (${rootStr}) is a path that does not exist."
+        # As nixpkgs: the root must be a directory (a file there would become the whole source).
+        else if !(builtins.pathExists "${rootStr}/.") then
+          throw "lib.fileset.toSource: `root` (${rootStr}) is a file, but it should be a directory instead."
         else if outside != [ ] then
           throw "lib.fileset.toSource: `fileset` could contain files in ${head outside}, which is not under the `root` (${rootStr})."
         else builtins.path { name = "source"; path = root; filter = keep; };
@@ -145,6 +155,53 @@ let
         outPath = builtins.path { name = name'; path = orig.origSrc; filter = both; };
       };
     cleanSource = src: lib.cleanSourceWith { filter = lib.cleanSourceFilter; inherit src; };
+
+    # ---- more lists and attribute sets, as nixpkgs ----
+    imap1 = f: list: builtins.genList (i: f (i + 1) (builtins.elemAt list i)) (length list);
+    imap0 = f: list: builtins.genList (i: f i (builtins.elemAt list i)) (length list);
+    drop = n: list: let l = length list; in if n >= l then [ ] else builtins.genList (i: builtins.elemAt list (i + n)) (l - n);
+    take = n: list: let l = length list; in builtins.genList (i: builtins.elemAt list i) (if n < l then n else l);
+    flatten = x: if isList x then concatMap lib.flatten x else [ x ];
+    toList = x: if isList x then x else [ x ];
+    id = x: x;
+    const = x: _: x;
+    mapAttrs = builtins.mapAttrs;
+    attrByPath = path: default: set:
+      if path == [ ] then set
+      else if isAttrs set && set ? ${head path} then lib.attrByPath (tail path) default set.${head path}
+      else default;
+    getAttrFromPath = path: set: lib.attrByPath path (throw "cannot find attribute `${builtins.concatStringsSep "." path}'") set;
+    hasAttrByPath = path: set:
+      path == [ ] || (isAttrs set && set ? ${head path} && lib.hasAttrByPath (tail path) set.${head path});
+    setAttrByPath = path: value:
+      if path == [ ] then value else { ${head path} = lib.setAttrByPath (tail path) value; };
+    recursiveUpdateUntil = pred: lhs: rhs:
+      let f = attrPath: builtins.zipAttrsWith (n: values:
+        let here = attrPath ++ [ n ]; in
+        if length values == 1 || pred here (builtins.elemAt values 1) (head values) then head values
+        else f here values);
+      in f [ ] [ rhs lhs ];
+    recursiveUpdate = lib.recursiveUpdateUntil (path: lhs: rhs: !(isAttrs lhs && isAttrs rhs));
+    concatMapAttrs = f: set: foldl' (a: b: a // b) { } (lib.mapAttrsToList f set);
+    attrValues = builtins.attrValues;
+    isList = builtins.isList;
+    isAttrs = builtins.isAttrs;
+    isString = builtins.isString;
+    elem = builtins.elem;
+    head = builtins.head;
+    concatMap = builtins.concatMap;
+    concatLists = builtins.concatLists;
+    filter = builtins.filter;
+    all = builtins.all;
+    any = builtins.any;
+    attrNames = builtins.attrNames;
+    listToAttrs = builtins.listToAttrs;
+    concatStrings = builtins.concatStringsSep "";
+    replaceStrings = builtins.replaceStrings;
+    splitString = sep: s: builtins.filter builtins.isString (builtins.split (lib.escapeRegex sep) s);
+
+    # Only under lib.strings in nixpkgs (not at the top level).
+    strings = { inherit (lib) escapeShellArg escapeShellArgs escapeRegex hasPrefix hasSuffix removePrefix removeSuffix splitString normalizePath; escapeC = lib._escapeC; };
 
     licenses = { mit = { spdxId = "MIT"; }; asl20 = { spdxId = "Apache-2.0"; }; };
     platforms = {

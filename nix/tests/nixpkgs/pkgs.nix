@@ -47,6 +47,7 @@ let
 
     writeText = name: text: placeholder name { inherit text; };
     writeShellScript = name: text: placeholder name { inherit text; };
+    writeShellScriptBin = name: text: placeholder name { inherit text; };
     runCommand = name: env: script: placeholder name (env // { inherit script; });
     mkShell = attrs: placeholder "shell" { } // { shellArgs = attrs; };
     installShellFiles = tool "install-shell-files";
@@ -60,12 +61,17 @@ let
     };
 
     # As nixpkgs' testers.runNixOSTest: the nodes are NixOS systems (evaluated, assertions
-    # included, through the stand-in NixOS), the test script is Python for the test driver.
+    # included, through the stand-in NixOS, with the test driver's qemu-vm options declared),
+    # the test script is Python for the test driver. Nothing runs here: nix/tests/vm-unlock.nix's
+    # bundle-disk script is run by tests/nix_files.rs.
     testers.runNixOSTest = { name, nodes, testScript, ... }:
       let
+        qemuVm = { lib, ... }: {
+          options.virtualisation.qemu.options = lib.mkOption { type = lib.types.listOf lib.types.str; default = [ ]; };
+        };
         systems = builtins.mapAttrs
           (_: node: (nixos.evalNixos {
-            modules = [ node { nixpkgs.hostPlatform = system; } ];
+            modules = [ qemuVm node { nixpkgs.hostPlatform = system; } ];
             pkgsFor = _: pkgs;
             inherit system;
           }).config)
@@ -78,7 +84,7 @@ let
   }
   // lib.genAttrs [
     "bash" "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" "clippy" "rustfmt"
-    "age" "rage" "sops" "nix" "xorriso" "qemu" "e2fsprogs" "nixfmt-rfc-style"
+    "age" "rage" "sops" "nix" "xorriso" "qemu" "e2fsprogs" "nixfmt-tree"
   ] tool;
 in
 pkgs

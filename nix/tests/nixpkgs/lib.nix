@@ -162,6 +162,7 @@ let
     drop = n: list: let l = length list; in if n >= l then [ ] else builtins.genList (i: builtins.elemAt list (i + n)) (l - n);
     take = n: list: let l = length list; in builtins.genList (i: builtins.elemAt list i) (if n < l then n else l);
     flatten = x: if isList x then concatMap lib.flatten x else [ x ];
+    reverseList = xs: let l = length xs; in builtins.genList (n: builtins.elemAt xs (l - n - 1)) l;
     toList = x: if isList x then x else [ x ];
     id = x: x;
     const = x: _: x;

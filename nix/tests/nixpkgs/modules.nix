@@ -205,6 +205,12 @@ let
       check = x: lib.isStringLike x && builtins.substring 0 1 (toString x) == "/";
       merge = mergeEqualOption;
     };
+    # As nixpkgs' types.externalPath: an absolute path as a string, not in the store.
+    externalPath = mkOptionType {
+      name = "path"; description = "absolute path not in the Nix store";
+      check = x: isString x && builtins.substring 0 1 x == "/" && !(lib.hasPrefix "${builtins.storeDir}/" x);
+      merge = mergeEqualOption;
+    };
     # As nixpkgs: a derivation (recognised without forcing it) or a store path.
     package = mkOptionType {
       name = "package"; description = "package";
@@ -234,6 +240,7 @@ let
           throw "The option `${showOption loc}' is defined both null and not null, in ${showFiles (map (d: d.file) defs)}."
         else elemType.merge loc defs;
       getSubModules = elemType.getSubModules;
+      substSubModules = m: nullOr (elemType.substSubModules m);
       nestedTypes.elemType = elemType;
     };
     either = t1: t2: mkOptionType {
@@ -263,6 +270,7 @@ let
             def.value)
           defs)));
       getSubModules = elemType.getSubModules;
+      substSubModules = m: listOf (elemType.substSubModules m);
       nestedTypes.elemType = elemType;
     };
     nonEmptyListOf = elemType: addCheck (listOf elemType) (l: l != [ ]) // { description = "non-empty ${(listOf elemType).description}"; };
@@ -277,12 +285,14 @@ let
         in
         listToAttrs (concatMap (n: let m = (merged n).optionalValue; in if m ? value then [ { name = n; inherit (m) value; } ] else [ ]) names);
       getSubModules = elemType.getSubModules;
+      substSubModules = m: attrsOf (elemType.substSubModules m);
       nestedTypes.elemType = elemType;
     };
     # As nixpkgs: an attribute whose every definition is switched off is kept (its value
     # then throws when used); only the attribute names are strict.
     lazyAttrsOf = elemType: attrsOf elemType // {
-      name = "lazyAttrsOf"; description = "lazy attribute set of ${elemType.description}";
+      name = "lazyAttrsOf";
+      substSubModules = m: lazyAttrsOf (elemType.substSubModules m); description = "lazy attribute set of ${elemType.description}";
       merge = loc: defs:
         let names = lib.unique (concatMap (d: attrNames d.value) defs); in
         listToAttrs (map (n: {
@@ -355,10 +365,11 @@ let
     let extra = mapAttrs (n: _: args.${n} or config._module.args.${n}) (functionArgs f); in
     f (args // extra);
 
-  # Every module with its imports, depth first, each key once.
-  collect = args: config: parentFile: parentKey: modules:
+  # Every module with its imports, as nixpkgs collects them: breadth first (builtins.genericClosure),
+  # each key once.
+  collect = args: config: modules:
     let
-      load = i: m:
+      load = parentFile: parentKey: i: m:
         let
           file = if isPath m || isString m then toString m else parentFile;
           key = if isPath m || isString m then toString m else "${parentKey}:anon-${toString i}";
@@ -366,10 +377,13 @@ let
           v = if isFunction v0 then applyArgs args config key v0 else v0;
         in
         if !(isAttrs v) then throw "module ${file} must be a function or an attribute set"
-        else unify file key v;
-      go = i: m: let u = load i m; in [ u ] ++ collect args config u._file u.key u.imports;
+        else let u = unify file key v; in { inherit (u) key; module = u; };
+      children = item: lib.imap1 (load item.module._file item.module.key) item.module.imports;
     in
-    concatLists (lib.imap1 go modules);
+    map (item: item.module) (builtins.genericClosure {
+      startSet = lib.imap1 (load "<unknown-file>" "") modules;
+      operator = children;
+    });
 
   internalModule = {
     _file = "lib/modules.nix";
@@ -420,23 +434,27 @@ let
         else let sub = mergeLevel (loc ++ [ n ]) ds (defsOf n); in { inherit (sub) values options unmatched; };
       nodes = listToAttrs (map (n: { name = n; value = node n; }) declNames);
       unmatchedHere = concatMap (n: map (d: d // { prefix = loc ++ [ n ]; }) (defsOf n)) (filter (n: !(elem n declNames)) defNames);
+    # The options depend on declarations only: modules may read `options` to decide what to
+    # define.
+      checkDefs = if badDef != [ ] then throw "The option `${showOption loc}' is not an option set; it is defined as ${showValue (head badDef).value} in `${(head badDef).file}'." else null;
     in
-    if badDef != [ ] then throw "The option `${showOption loc}' is not an option set; it is defined as ${showValue (head badDef).value} in `${(head badDef).file}'."
-    else {
-      values = mapAttrs (n: v: if v ? option then v.option.value else v.values) nodes;
+    {
+      values = seq checkDefs (mapAttrs (n: v: if v ? option then v.option.value else v.values) nodes);
       options = mapAttrs (n: v: if v ? option then v.option else v.options or { }) nodes;
-      unmatched = unmatchedHere ++ concatMap (n: nodes.${n}.unmatched) declNames;
+      unmatched = seq checkDefs (unmatchedHere ++ concatMap (n: nodes.${n}.unmatched) declNames);
     };
 
   evalModules = { modules, specialArgs ? { }, prefix ? [ ] }:
     let
       args = { inherit lib options specialArgs; config = configWithout; _prefix = prefix; } // specialArgs;
-      collected = collect args config "<unknown-file>" "" ([ internalModule ] ++ modules);
+      collected = collect args config ([ internalModule ] ++ modules);
       disabled = concatMap (m: map toString m.disabled) collected;
       used = filter (m: !(elem m.key disabled)) collected;
+      # As nixpkgs, definitions are merged last module first (the order `lines` and lists of
+      # equal order priority show).
       merged = mergeLevel prefix
         (map (m: { file = m._file; value = m.options; }) used)
-        (map (m: { file = m._file; value = m.config; }) used);
+        (lib.reverseList (map (m: { file = m._file; value = m.config; }) used));
       declared = merged.values;
       freeformType = declared._module.freeformType;
       freeform =

@@ -262,7 +262,12 @@ in
           TimeoutStartSec = "infinity";
         };
         # The script holds the command line only: no secret, no bundle.
+        # One brace group, so that the directive covers it all: with
+        # systemd.enableStrictShellChecks, NixOS runs shellcheck on the script, which flags
+        # host names and paths holding ' or $( (quoted with escapeShellArg: literal on purpose).
         script = ''
+          # shellcheck disable=SC1003,SC2016
+          {
           # Standard output is the console, standard error the journal.
           say() { printf '%s\n' "$1"; printf '%s\n' "$1" >&2; }
           result="''${RUNTIME_DIRECTORY:-/run/vault-unlock}/issue"
@@ -311,6 +316,7 @@ in
             ${tell "         ${retry}"}
           fi
           exit "$rc"
+          }
         '';
       };
     })

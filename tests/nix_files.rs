@@ -123,6 +123,10 @@ fn check_nix_passes_on_the_repository() {
         "package-is-built-from-cargo-lock",
         "package-source-is-an-allow-list",
         "app-runs-the-binary",
+        "overlay-adds-and-never-shadows",
+        "result-survives-the-console-being-cleared",
+        "stage-all-on-an-installer-iso",
+        "device-label-with-a-question-mark",
     ] {
         assert!(
             out.contains(&format!("\"{check}\"")),
@@ -272,25 +276,70 @@ fn the_package_source_holds_what_cargo_needs_and_nothing_else() {
         .status();
 }
 
+/// nixos-25.05 ships rustc 1.86, below what vault's dependencies declare: the package refuses
+/// it with the supported nixpkgs instead of a cargo error deep in the build.
 #[test]
 fn an_older_rustc_is_refused_with_the_supported_nixpkgs() {
     if common::require_tool("nix-instantiate").is_none() {
         return;
     }
     let store = tempfile::tempdir().unwrap();
-    let o = nix_eval(
-        &repo(),
-        &store.path().join("store"),
-        &format!(
-            "({}.callPackage ./nix/package.nix {{ }}).buildArgs.pname",
-            stand_in_pkgs("1.82.0")
-        ),
-    );
+    let eval = |rustc: &str| {
+        nix_eval(
+            &repo(),
+            &store.path().join("store"),
+            &format!(
+                "({}.callPackage ./nix/package.nix {{ }}).buildArgs.pname",
+                stand_in_pkgs(rustc)
+            ),
+        )
+    };
+    let o = eval("1.86.0");
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
-    assert!(out.contains("needs rustc >= 1.85"), "{out}");
-    assert!(out.contains("has rustc 1.82.0"), "{out}");
-    assert!(out.contains("nixpkgs 25.05"), "{out}");
+    assert!(out.contains("needs rustc >= 1.88"), "{out}");
+    assert!(out.contains("has rustc 1.86.0"), "{out}");
+    assert!(out.contains("nixpkgs 25.11"), "{out}");
+    // nixos-25.11's rustc (1.91) is accepted.
+    let o = eval("1.91.1");
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// Cargo.toml's `rust-version` (the gate above) is the highest `rust-version` any crate in
+/// Cargo.lock declares: a dependency update that raises it fails here, not in a user's build.
+#[test]
+fn rust_version_is_the_highest_any_dependency_declares() {
+    let o = Command::new(env!("CARGO"))
+        .args(["metadata", "--format-version", "1", "--locked"])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let m: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let version = |v: &str| -> Vec<u64> { v.split('.').map(|x| x.parse().unwrap()).collect() };
+    let mut ours = None;
+    let mut highest: Option<(Vec<u64>, String)> = None;
+    for p in m["packages"].as_array().unwrap() {
+        let Some(rv) = p["rust_version"].as_str() else {
+            continue;
+        };
+        let mut v = version(rv);
+        v.resize(3, 0);
+        if p["name"] == "vault" && p["source"].is_null() {
+            ours = Some(v);
+            continue;
+        }
+        let who = format!("{} {} (rust-version {rv})", p["name"], p["version"]);
+        if highest.as_ref().is_none_or(|(h, _)| v > *h) {
+            highest = Some((v, who));
+        }
+    }
+    let ours = ours.expect("Cargo.toml has a rust-version");
+    let (need, who) = highest.unwrap();
+    assert_eq!(
+        ours, need,
+        "Cargo.toml's rust-version must be the highest a dependency declares: {who}"
+    );
 }
 
 #[test]
@@ -340,9 +389,33 @@ fn escape_systemd_path_matches_systemd_escape() {
         "//mnt//x/",
         "/.hidden/a.b",
         "/",
+        "/dev/disk/by-label/WHY?",
+        "/dev/disk/by-label/a b=c~",
+        "/a/./b",
     ];
     let store = tempfile::tempdir().unwrap();
     let list = serde_json::to_string(&paths).unwrap();
+    // The installer module names the units itself (stage "all" with each path as its root).
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        &format!(
+            "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix {{ inherit lib; }}; \
+             unit = p: builtins.head (nixos.evalNixos {{ modules = [ ./nix/installer.nix {{ programs.vault-installer = {{ enable = true; autoUnlock = {{ enable = true; stage = \"all\"; root = p; }}; }}; }} ]; \
+               pkgsFor = _: {{ callPackage = _: _: {{ type = \"derivation\"; name = \"v\"; outPath = \"/v\"; meta.mainProgram = \"vault\"; }}; coreutils = {{ type = \"derivation\"; name = \"c\"; outPath = \"/c\"; }}; util-linux = {{ type = \"derivation\"; name = \"u\"; outPath = \"/u\"; }}; }}; }}).config.systemd.services.vault-unlock.wants; \
+             in map unit (builtins.fromJSON ''{list}'')"
+        ),
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let module: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+    for (p, got) in paths.iter().zip(module) {
+        let o = Command::new("systemd-escape")
+            .args(["--path", "--suffix=mount", p])
+            .output()
+            .unwrap();
+        let want = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        assert_eq!(got, want, "the module's unit for {p}");
+    }
     let o = nix_eval(
         &repo(),
         &store.path().join("store"),
@@ -387,11 +460,26 @@ fn a_tty_with_a_space_is_refused_with_the_option_and_the_pattern() {
 #[test]
 fn the_docs_match_the_module() {
     let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
-    // NixOS writes no [Install] section; flakes need the feature flag on every Nix version.
-    assert!(
-        !doc.lines().any(|l| l.trim() == "[Install]"),
-        "docs/NIXOS.md shows an [Install] section"
-    );
+    // systemd-lib.nix writes [Install] for wantedBy, and one line per dependency list.
+    let ini = doc
+        .split("```ini\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .unwrap();
+    assert!(ini.lines().any(|l| l == "[Install]"), "{ini}");
+    assert!(ini.lines().any(|l| l == "WantedBy=multi-user.target"), "{ini}");
+    assert_eq!(ini.lines().filter(|l| l.starts_with("After=")).count(), 1, "{ini}");
+    assert_eq!(ini.lines().filter(|l| l.starts_with("Before=")).count(), 1, "{ini}");
+    // Conventions: the formatter nixpkgs keeps, a Nix that evaluates nixpkgs, units that
+    // exist, and an example module that has the `pkgs` it uses.
+    let mut all = doc.clone();
+    for e in std::fs::read_dir(repo().join("docs/guide")).unwrap() {
+        all.push_str(&std::fs::read_to_string(e.unwrap().path()).unwrap());
+    }
+    for stale in ["nixfmt-rfc-style", "Nix ≥ 2.4", "systemctl status sops-nix", "# environment.systemPackages = [ pkgs."] {
+        assert!(!all.contains(stale), "the docs still say {stale:?}");
+    }
+    assert!(doc.contains("({ pkgs, ... }: {\n          nixpkgs.hostPlatform"), "the example module takes pkgs");
     assert!(
         doc.contains("vault.skip"),
         "docs/NIXOS.md does not document vault.skip"
@@ -458,4 +546,63 @@ fn the_unit_shown_in_the_docs_is_the_one_rendered() {
             "docs/NIXOS.md's unit lacks `{line}`"
         );
     }
+}
+
+/// The VM test's bundle disk (nix/tests/vm-unlock.nix), built as Nix would: its runCommand
+/// script, run by bash in an empty directory with `vault` on PATH and keys-example read-only
+/// (as in the store). The weak test KDF needs --weak-kdf (pack refuses it with exit code 6
+/// otherwise); the result is a bundle followed by the vault-media trailer.
+#[test]
+fn the_vm_test_bundle_disk_script_builds_the_disk() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let o = nix_eval(
+        &repo(),
+        &store,
+        "let nixpkgs = import ./nix/tests/nixpkgs/outputs.nix { self = nixpkgs // { outPath = ./nix/tests/nixpkgs; }; }; \
+         self = (import ./flake.nix).outputs { inherit self nixpkgs; }; \
+         in self.checks.x86_64-linux.vm-unlock.bundleDisk.script",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let script: String = serde_json::from_slice(&o.stdout).unwrap();
+    // keys-example as the store holds it: a read-only copy.
+    let keys = dir.path().join("keys-example");
+    for e in walkdir::WalkDir::new(repo().join("keys-example")) {
+        let e = e.unwrap();
+        let to = keys.join(e.path().strip_prefix(repo().join("keys-example")).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&to).unwrap();
+        } else {
+            std::fs::copy(e.path(), &to).unwrap();
+        }
+    }
+    let _ = Command::new("chmod").args(["-R", "a-w"]).arg(&keys).status();
+    let start = script.find("/nix/store/").expect("keys-example path");
+    let end = start + script[start..].find("-keys-example").unwrap() + "-keys-example".len();
+    let script = script.replace(&script[start..end], keys.to_str().unwrap());
+    let build = dir.path().join("build");
+    std::fs::create_dir(&build).unwrap();
+    let bin = common::vault_bin();
+    let path = format!(
+        "{}:{}",
+        bin.parent().unwrap().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let o = Command::new("bash")
+        .args(["-e", "-c", &script])
+        .env("out", dir.path().join("out"))
+        .env("PATH", path)
+        .current_dir(&build)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let disk = std::fs::read(dir.path().join("out")).unwrap();
+    assert_eq!(disk.len() % 512, 0);
+    assert!(disk.starts_with(b"age-encryption.org/v1\n"), "not a bundle");
+    let trailer = &disk[disk.len() - 512..];
+    assert!(trailer.starts_with(b"vault-media v1\nlength "), "no trailer");
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(dir.path()).status();
 }

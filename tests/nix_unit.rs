@@ -18,7 +18,7 @@ fn repo() -> PathBuf {
 
 /// A fake vault at `dir/bin/vault`. It records its argv in `dir/argv`, then, by `dir/mode`:
 /// `ok` succeeds, `ask` asks for a passphrase on /dev/tty (right: "right"), `hang` waits for
-/// input for ever.
+/// input for ever, `fail` fails as after three wrong passphrases.
 fn fake_vault(dir: &Path, mode: &str) {
     std::fs::create_dir_all(dir.join("bin")).unwrap();
     let script = r#"#!/bin/bash
@@ -34,6 +34,7 @@ ask)
     echo "vault: wrong passphrase (after 1 try)" >&2
     exit 3 ;;
 hang) read -r _ < /dev/tty; exit 0 ;;
+fail) echo "vault: wrong passphrase (after 3 tries)" >&2; exit 3 ;;
 esac
 "#;
     let bin = dir.join("bin/vault");
@@ -45,13 +46,18 @@ esac
 /// The scripts of eval-module.nix's scenarios, with vault at `vault_out` and coreutils and
 /// util-linux (`timeout`, `mountpoint`) from /usr.
 fn scripts(vault_out: &Path) -> BTreeMap<String, String> {
+    eval_attr(vault_out, "scripts")
+}
+
+/// An attribute of eval-module.nix's result, as JSON.
+fn eval_attr<T: serde::de::DeserializeOwned>(vault_out: &Path, attr: &str) -> T {
     let store = tempfile::tempdir().unwrap();
     let o = Command::new("nix-instantiate")
         .args(["--eval", "--strict", "--json", "--read-write-mode", "--store"])
         .arg(store.path().join("store"))
         .arg("-E")
         .arg(format!(
-            "(import ./nix/tests/eval-module.nix {{ vaultOut = {}; toolsOut = \"/usr\"; }}).scripts",
+            "(import ./nix/tests/eval-module.nix {{ vaultOut = {}; toolsOut = \"/usr\"; }}).{attr}",
             serde_json::to_string(&vault_out.to_str().unwrap()).unwrap()
         ))
         .env("NIX_CONFIG", "build-users-group =")
@@ -85,6 +91,7 @@ fn run(dir: &Path, script: &str, strict: bool) -> Run {
     let journal = dir.join("journal");
     let o = Command::new("bash")
         .arg(&file)
+        .env("RUNTIME_DIRECTORY", runtime_dir(dir))
         .stdin(Stdio::null())
         .stderr(std::fs::File::create(&journal).unwrap())
         .output()
@@ -206,9 +213,17 @@ fn stage_all_with_the_target_not_mounted_asks_nothing_and_says_what_to_do() {
     assert!(r.journal.contains("is not mounted"), "{}", r.journal);
 }
 
+/// systemd's RuntimeDirectory= for the unit (/run/vault-unlock on the installer).
+fn runtime_dir(dir: &Path) -> PathBuf {
+    let run = dir.join("run");
+    std::fs::create_dir_all(&run).unwrap();
+    run
+}
+
 fn pty(dir: &Path, script: &str) -> Session {
     std::fs::write(dir.join("script"), script).unwrap();
     let mut c = Command::new("bash");
+    c.env("RUNTIME_DIRECTORY", runtime_dir(dir));
     c.arg("-c").arg(format!(
         "exec bash {} 2>{}",
         dir.join("script").display(),
@@ -384,5 +399,119 @@ fn as_a_normal_user_permission_errors_say_sudo() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success(), "{args:?}: {err}");
         assert!(err.contains("sudo"), "{args:?}: {err}");
+    }
+}
+
+/// The console's getty disallocates it when it starts (TTYVTDisallocate=yes in getty@ and
+/// autovt@), wiping what the unit printed there. The result is kept in the unit's runtime
+/// directory, which /etc/issue.d/vault-unlock.issue links to: the real agetty shows it above
+/// the login prompt, and the login shell of that console prints it after the login.
+#[test]
+fn the_result_is_still_on_the_console_after_the_getty_clears_it() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    fake_vault(d, "ok");
+    let r = run(d, &scripts(d)["default"], true);
+    assert_eq!(r.code, 0, "{}{}", r.console, r.journal);
+    let issue = runtime_dir(d).join("issue");
+    let kept = std::fs::read_to_string(&issue).unwrap();
+    assert!(kept.contains("disk-stage files are in place"), "{kept}");
+    assert_eq!(hint_args(&kept, "place"), strs(&["place", "--root", "/mnt"]));
+    // A failure is kept too (and replaces the last result).
+    fake_vault(d, "fail");
+    let r = run(d, &scripts(d)["default"], false);
+    assert_eq!(r.code, 3);
+    let kept = std::fs::read_to_string(&issue).unwrap();
+    assert!(kept.contains("exit code"), "{kept}");
+    assert!(!kept.contains("disk-stage files are in place"), "{kept}");
+    assert_eq!(
+        hint_args(&kept, "unlock"),
+        strs(&["unlock", "--stage", "disk"])
+    );
+
+    // After the login: the login shell's hook, on the unit's console (NixOS's
+    // /run/vault-unlock/issue replaced by this test's file).
+    let hook: String = eval_attr(d, "loginShellInit");
+    let hook = hook.replace("/run/vault-unlock/issue", issue.to_str().unwrap());
+    for (tty, shown) in [("/dev/tty1", true), ("/dev/pts/3", false)] {
+        let o = Command::new("bash")
+            .arg("-c")
+            .arg(format!("tty() {{ echo {tty}; }}\n{hook}"))
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        assert_eq!(
+            String::from_utf8_lossy(&o.stdout).contains("To try again, run:"),
+            shown,
+            "{tty}"
+        );
+    }
+
+    // Before it: agetty shows /etc/issue.d/*.issue after /etc/issue (in a mount namespace of
+    // its own, with a tmpfs on /etc laid out as NixOS does it).
+    let (Some(agetty), Some(unshare), Some(script)) = (
+        common::require_tool("agetty"),
+        common::require_tool("unshare"),
+        common::require_tool("script"),
+    ) else {
+        return;
+    };
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("SKIP: agetty in a mount namespace needs root");
+        return;
+    }
+    let inner = format!(
+        "mount -t tmpfs vault-test /etc && printf 'Welcome\\n' > /etc/issue && mkdir /etc/issue.d && ln -s {} /etc/issue.d/vault-unlock.issue && {} --show-issue",
+        issue.display(),
+        agetty.display()
+    );
+    let o = Command::new(script)
+        .args(["-qec"])
+        .arg(format!(
+            "{} -m sh -c {}",
+            unshare.display(),
+            shell_quote(&inner)
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&o.stdout).replace('\r', "");
+    assert!(o.status.success(), "{shown}");
+    assert!(shown.contains("Welcome"), "{shown}");
+    assert!(shown.contains("To try again, run:"), "{shown}");
+    assert!(shown.contains("sudo vault unlock --stage disk"), "{shown}");
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// With systemd.enableStrictShellChecks, NixOS builds the script with writeShellApplication,
+/// which runs shellcheck on it: host names and paths holding ' or $( must not fail it.
+#[test]
+fn strict_shell_checks_pass_shellcheck() {
+    let (Some(_), Some(shellcheck)) = (
+        common::require_tool("nix-instantiate"),
+        common::require_tool("shellcheck"),
+    ) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let strict: BTreeMap<String, String> = eval_attr(dir.path(), "strictScripts");
+    assert!(strict["host-and-bundle"].contains("'\\''"), "the scenario lost its quote");
+    for (scenario, text) in &strict {
+        assert!(text.contains("set -o nounset\n"), "{scenario}");
+        let file = dir.path().join(format!("{scenario}.sh"));
+        std::fs::write(&file, text).unwrap();
+        let o = Command::new(&shellcheck).arg(&file).output().unwrap();
+        assert!(
+            o.status.success(),
+            "{scenario}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! The expression applied to `nixosConfigurations.<name>.config` returns only strings, lists
 //! and attribute sets, so nothing but the flake itself is copied to the store: paths become
 //! strings with `toString` (a path inside the flake reads as its store copy). An option the
-//! configuration does not declare (no sops-nix, no impermanence) comes back as `null`.
+//! configuration does not declare (no sops-nix, no impermanence) comes back as `null`. Nothing
+//! forces a derivation: an initrd key given as a Nix path is named, not copied.
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -20,25 +21,46 @@ use super::{escape, Error};
 /// configuration's own and is reported as it is.
 const APPLY: &str = r#"cfg:
 let
-  inherit (builtins) typeOf isAttrs isList map mapAttrs tryEval;
+  inherit (builtins) typeOf isAttrs isList map mapAttrs tryEval filter concatMap attrNames attrValues;
   str = v: let t = typeOf v; in if t == "string" || t == "path" then toString v else null;
   tryStr = v: let r = tryEval (str v); in if r.success then r.value else null;
   strs = l: if isList l then map str l else [ ];
-  items = key: full: root: l: if isList l then map (i:
-      if isAttrs i then { path = str (i.${full} or i.${key} or null); storage = str (i.persistentStoragePath or root); }
-      else { path = str i; storage = root; }) l else [ ];
+  isDrv = v: isAttrs v && (v.type or null) == "derivation";
+  under = home: p: if home == null || p == null then p else if builtins.substring 0 1 p == "/" then home + p else home + "/" + p;
+  items = key: full: storage: home: l: if isList l then map (i:
+      if isAttrs i then { path = str (i.${full} or (under home (str (i.${key} or null)))); storage = str (i.persistentStoragePath or storage); }
+      else { path = under home (str i); inherit storage; }) l else [ ];
+  entries = storage: home: p: {
+    directories = items "directory" "dirPath" storage home (p.directories or [ ]);
+    files = items "file" "filePath" storage home (p.files or [ ]);
+  };
+  sshd = cfg.services.openssh or { };
   sops = cfg.sops or null;
   age = cfg.age or null;
+  # sops-nix and agenix read their keys in an activation script unless systemd-sysusers or
+  # userborn make them use a unit (ordered after the mounts).
+  systemdActivation = (cfg.systemd.sysusers.enable or false) || (cfg.services.userborn.enable or false);
+  initrdNet = cfg.boot.initrd.network or { };
+  initrdSsh = initrdNet.ssh or { };
+  initrdSshOn = (initrdSsh.enable or false) && ((initrdNet.enable or false) || (cfg.boot.initrd.systemd.network.enable or false));
+  initrdKeys = let l = initrdSsh.hostKeys or [ ]; in if isList l then l else [ ];
+  # A key given as a Nix path: initrd-ssh.nix's apply made it a derivation that copies it into
+  # the store. Only its name is read: its outPath would copy the key (here, too).
+  storeKeys = filter isDrv initrdKeys;
   persistence = cfg.environment.persistence or null;
+  users = cfg.users.users or { };
+  lz = cfg.boot.lanzaboote or { };
 in {
+  sshd_enabled = sshd.enable or false;
   openssh_host_keys = map (k:
       if isAttrs k then { path = str (k.path or null); type = str (k.type or null); }
       else { path = str k; type = null; })
-    (let l = cfg.services.openssh.hostKeys or [ ]; in if isList l then l else [ ]);
+    (let l = sshd.hostKeys or [ ]; in if isList l then l else [ ]);
   sops = if sops == null then null else {
     key_file = str (sops.age.keyFile or null);
     ssh_key_paths = strs (sops.age.sshKeyPaths or [ ]);
     default_sops_file = tryStr (sops.defaultSopsFile or null);
+    systemd_activation = sops.useSystemdActivation or systemdActivation;
     secrets = mapAttrs (n: s: {
         file = tryStr (s.sopsFile or sops.defaultSopsFile or null);
         format = str (s.format or null);
@@ -46,17 +68,33 @@ in {
   };
   age = if age == null then null else {
     identity_paths = strs (age.identityPaths or [ ]);
+    systemd_activation = systemdActivation;
     secrets = mapAttrs (n: s: str (s.file or null)) (age.secrets or { });
   };
-  initrd_ssh_host_keys = strs (cfg.boot.initrd.network.ssh.hostKeys or [ ]);
-  initrd_secrets = mapAttrs (n: v: str v) (cfg.boot.initrd.secrets or { });
+  initrd_ssh = {
+    enabled = initrdSshOn;
+    host_keys = if initrdSshOn then map (k: if isDrv k then { store_copy = str (k.name or "key"); } else { path = str k; }) initrdKeys else [ ];
+  };
+  initrd_secrets = if initrdSshOn && storeKeys != [ ] then { } else mapAttrs (n: v: if isDrv v then null else str v) (cfg.boot.initrd.secrets or { });
   persistence = if persistence == null then null else mapAttrs (root: p:
-    let storage = str (p.persistentStoragePath or root); in {
+    let storage = str (p.persistentStoragePath or root); userEntries = map (u: entries storage (str (u.home or null)) u) (attrValues (p.users or { })); in {
       enable = if (p.enable or true) == false then false else true;
       inherit storage;
-      directories = items "directory" "dirPath" storage (p.directories or [ ]);
-      files = items "file" "filePath" storage (p.files or [ ]);
+      directories = (entries storage null p).directories ++ concatMap (e: e.directories) userEntries;
+      files = (entries storage null p).files ++ concatMap (e: e.files) userEntries;
     }) persistence;
+  # Home Manager's home.persistence (impermanence's module), per user.
+  home_persistence = concatMap (u: let home = str (u.home.homeDirectory or null); in
+      concatMap (root: let p = u.home.persistence.${root}; storage = str (p.persistentStoragePath or root); in
+        if (p.enable or true) == false then [ ] else [ ({ inherit storage; } // entries storage home p) ])
+      (attrNames (u.home.persistence or { })))
+    (attrValues (cfg.home-manager.users or { }));
+  lanzaboote = if (lz.enable or false) != true then null else {
+    pki_bundle = tryStr (lz.pkiBundle or null);
+    private_key_file = tryStr (lz.privateKeyFile or null);
+    public_key_file = tryStr (lz.publicKeyFile or null);
+    auto_enroll = lz.autoEnrollKeys.enable or false;
+  };
 }
 "#;
 
@@ -83,6 +121,9 @@ pub struct SopsOptions {
     #[serde(default)]
     pub ssh_key_paths: Vec<Option<String>>,
     pub default_sops_file: Option<String>,
+    /// Keys read by a unit ordered after the mounts, not by an activation script.
+    #[serde(default)]
+    pub systemd_activation: bool,
     #[serde(default)]
     pub secrets: BTreeMap<String, SopsSecret>,
 }
@@ -92,7 +133,34 @@ pub struct AgeOptions {
     #[serde(default)]
     pub identity_paths: Vec<Option<String>>,
     #[serde(default)]
+    pub systemd_activation: bool,
+    #[serde(default)]
     pub secrets: BTreeMap<String, Option<String>>,
+}
+
+/// One `boot.initrd.network.ssh.hostKeys` entry: a path string, or a Nix path that NixOS copies
+/// into the store (`store_copy`: the file's name).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct InitrdKey {
+    pub path: Option<String>,
+    pub store_copy: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct InitrdSsh {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default)]
+    pub host_keys: Vec<InitrdKey>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct Lanzaboote {
+    pub pki_bundle: Option<String>,
+    pub private_key_file: Option<String>,
+    pub public_key_file: Option<String>,
+    #[serde(default)]
+    pub auto_enroll: bool,
 }
 
 /// One file or directory impermanence bind-mounts from `storage`.
@@ -112,18 +180,34 @@ pub struct PersistenceRoot {
     pub files: Vec<Persisted>,
 }
 
+/// Home Manager's `home.persistence.<storage>` of one user (paths already under the home).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+pub struct HomePersistence {
+    pub storage: Option<String>,
+    #[serde(default)]
+    pub directories: Vec<Persisted>,
+    #[serde(default)]
+    pub files: Vec<Persisted>,
+}
+
 /// What a configuration reads at first boot.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct Evaluated {
+    /// `services.openssh.enable`: without sshd, its host keys are read by nothing.
+    #[serde(default)]
+    pub sshd_enabled: bool,
     #[serde(default)]
     pub openssh_host_keys: Vec<HostKeyOption>,
     pub sops: Option<SopsOptions>,
     pub age: Option<AgeOptions>,
     #[serde(default)]
-    pub initrd_ssh_host_keys: Vec<Option<String>>,
+    pub initrd_ssh: InitrdSsh,
     #[serde(default)]
     pub initrd_secrets: BTreeMap<String, Option<String>>,
     pub persistence: Option<BTreeMap<String, PersistenceRoot>>,
+    #[serde(default)]
+    pub home_persistence: Vec<HomePersistence>,
+    pub lanzaboote: Option<Lanzaboote>,
 }
 
 /// A flake and the `nixosConfigurations` attribute to read.
@@ -227,6 +311,19 @@ pub fn evaluate(nix: &Path, host: &str, r: &FlakeRef) -> Result<Evaluated, Error
             "eval",
             // Never write a flake.lock into the user's repository as a side effect of packing.
             "--no-write-lock-file",
+            // Evaluate, never build or run: import-from-derivation would build derivations
+            // (running their builders) to read the result; builtins.exec would run a program.
+            // A flake is evaluated in pure mode already (no NIX_PATH, no files outside the
+            // flake and its locked inputs); it is forced here, not left to nix.conf.
+            "--option",
+            "pure-eval",
+            "true",
+            "--option",
+            "allow-import-from-derivation",
+            "false",
+            "--option",
+            "allow-unsafe-native-code-during-evaluation",
+            "false",
             "--json",
             "--apply",
             APPLY,

@@ -4,8 +4,10 @@
 //! secret file the configuration uses must open with the keys the host will have.
 //!
 //! One `nix eval` per host ([`eval`]), with the user's own `nix`; without `nix` or a flake the
-//! check is skipped. The rules are in [`rules`]; `docs/CLI.md` (`pack`) describes them.
+//! check is skipped. What each consumer reads is in `checks`, where it must be placed in
+//! [`rules`]; `docs/CLI.md` (`pack`) describes them.
 
+mod checks;
 pub mod eval;
 pub mod rules;
 mod secrets;
@@ -16,7 +18,8 @@ use crate::manifest::Manifest;
 use crate::pack::PackPlan;
 
 pub use eval::{Evaluated, FlakeRef};
-pub use rules::{check_host, Problem};
+pub use checks::check_host;
+pub use rules::Problem;
 
 /// Errors that stop the check itself (not the problems it finds).
 #[derive(Debug, thiserror::Error)]

@@ -1,19 +1,13 @@
-//! The checks, on one host's evaluated configuration and its share of the pack plan.
+//! Where a path the configuration reads must be placed, and the problems found on the way.
 //!
 //! Paths the configuration reads are paths on the running system. A file placed by vault
 //! lands on the installed root; with impermanence, a path under a persisted directory (or a
 //! persisted file) is bind-mounted at boot from its persistent storage, so it must be placed
 //! there (`/persist/etc/ssh/…` for `/etc/ssh/…`): placed at the path itself, it is on the root
-//! that is wiped at boot.
-//!
-//! What must be placed: `sops.age.keyFile` and each `sops.age.sshKeyPaths` (sops-nix stops on a
-//! missing key) when the configuration has sops secrets; at least one of `age.identityPaths`
-//! when it has agenix secrets (agenix skips missing ones); each
-//! `boot.initrd.network.ssh.hostKeys` path and `boot.initrd.secrets` source (the bootloader
-//! install copies them); an ed25519 `services.openssh.hostKeys` path when vault manages the
-//! host key (sshd would otherwise generate a new one). A file of the same name placed at
-//! another path is reported whatever the option (a near miss), except for initrd keys, which
-//! must differ from the main key of the same name. Secret files: see `secrets`.
+//! that is wiped at boot. Keys read before the bind mounts exist must be named at their
+//! persistent path ([`Host::read_early`]). A file of the same name placed at another path is
+//! reported as a near miss, except for keys that must differ from one of the same name (the
+//! initrd's). What each consumer reads: `checks`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -67,17 +61,19 @@ pub(super) struct Placed {
 
 /// A path impermanence bind-mounts from persistent storage.
 #[derive(Debug, Clone)]
-struct Bind {
+pub(super) struct Bind {
     path: String,
-    storage: String,
-    root: String,
+    pub(super) storage: String,
+    /// The option that asks for it: `environment.persistence."/persist"`, or Home Manager's
+    /// `home.persistence."/persist"`.
+    origin: String,
     dir: bool,
 }
 
 /// Where a path the configuration reads must be placed.
 pub(super) struct Need<'a> {
     pub(super) target: String,
-    bind: Option<&'a Bind>,
+    pub(super) bind: Option<&'a Bind>,
     /// The persistent storage the path itself is under (`/persist` for `/persist/etc/…`).
     in_storage: Option<&'a str>,
 }
@@ -88,7 +84,7 @@ pub(super) struct Host<'a> {
     storages: Vec<(String, String)>,
     binds: Vec<Bind>,
     problems: Vec<Problem>,
-    reported: BTreeSet<String>,
+    pub(super) reported: BTreeSet<String>,
     /// Where the configuration's paths must be placed: never offered as a near miss for
     /// another path.
     claimed: BTreeSet<String>,
@@ -99,7 +95,12 @@ fn join_storage(storage: &str, path: &str) -> String {
 }
 
 impl<'a> Host<'a> {
-    fn new(manifest: &'a Manifest, plan: &PackPlan, name: &'a str, ev: &Evaluated) -> Self {
+    pub(super) fn new(
+        manifest: &'a Manifest,
+        plan: &PackPlan,
+        name: &'a str,
+        ev: &Evaluated,
+    ) -> Self {
         let entries: Vec<_> = manifest
             .entries_for(name)
             .filter(|e| e.stage == Stage::Root)
@@ -158,7 +159,32 @@ impl<'a> Host<'a> {
                     binds.push(Bind {
                         path: path.to_owned(),
                         storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                        root: root.clone(),
+                        origin: format!("environment.persistence.\"{}\"", escape(root)),
+                        dir,
+                    });
+                }
+            }
+        }
+        // Home Manager's home.persistence (impermanence): paths under the user's home.
+        for hp in &ev.home_persistence {
+            let Some(storage) = hp.storage.clone().filter(|s| s.starts_with('/')) else {
+                continue;
+            };
+            if storage != "/" && !storages.iter().any(|(_, s)| *s == storage) {
+                storages.push((storage.clone(), storage.clone()));
+            }
+            for (list, dir) in [(&hp.directories, true), (&hp.files, false)] {
+                for b in list {
+                    let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
+                        continue;
+                    };
+                    if path.is_empty() {
+                        continue;
+                    }
+                    binds.push(Bind {
+                        path: path.to_owned(),
+                        storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
+                        origin: format!("home.persistence.\"{}\"", escape(&storage)),
                         dir,
                     });
                 }
@@ -173,6 +199,35 @@ impl<'a> Host<'a> {
             reported: BTreeSet::new(),
             claimed: BTreeSet::new(),
         }
+    }
+
+    /// Claims every path the configuration reads (never offered as a near miss elsewhere).
+    pub(super) fn claim(&mut self, ev: &Evaluated) {
+        let read = ev
+            .openssh_host_keys
+            .iter()
+            .filter_map(|k| k.path.as_ref())
+            .chain(
+                ev.sops
+                    .iter()
+                    .flat_map(|s| s.key_file.iter().chain(s.ssh_key_paths.iter().flatten())),
+            )
+            .chain(
+                ev.age
+                    .iter()
+                    .flat_map(|a| a.identity_paths.iter().flatten()),
+            )
+            .chain(ev.initrd_ssh.host_keys.iter().filter_map(|k| k.path.as_ref()))
+            .chain(ev.initrd_secrets.values().flatten())
+            .chain(ev.lanzaboote.iter().flat_map(|l| {
+                l.private_key_file.iter().chain(l.public_key_file.iter())
+            }));
+        let claimed: BTreeSet<String> = read.map(|p| self.need(p).target).collect();
+        self.claimed = claimed;
+    }
+
+    pub(super) fn into_problems(self) -> Vec<Problem> {
+        self.problems
     }
 
     pub(super) fn need(&self, p: &str) -> Need<'_> {
@@ -205,6 +260,30 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// For a key read before impermanence's bind mounts exist (activation scripts, the
+    /// bootloader install inside nixos-install): a path that is bind-mounted is read from the
+    /// wiped root there, so the option must name the persistent path. Reports that (once) and
+    /// returns false.
+    pub(super) fn read_early(&mut self, option: &str, p: &str, when: &str) -> bool {
+        let need = self.need(p);
+        let Some(b) = need.bind else { return true };
+        if self.reported.contains(p) {
+            return false;
+        }
+        let (et, origin) = (escape(&need.target), b.origin.clone());
+        let message = format!(
+            "{option} reads {} {when}, before impermanence bind-mounts it from {et} ({origin}): it finds nothing there",
+            escape(p)
+        );
+        let hint = format!(
+            "name the persistent path in the configuration ({option}: \"{et}\") and place the file there: target = \"{et}\""
+        );
+        self.reported.insert(p.to_owned());
+        let line = self.placed.get(&need.target).or_else(|| self.placed.get(p)).map(|pl| pl.line);
+        self.problem(option, p, line, message, hint);
+        false
+    }
+
     pub(super) fn problem(
         &mut self,
         option: &str,
@@ -227,7 +306,7 @@ impl<'a> Host<'a> {
     /// for a near miss, and for a plain absence when `required`. A file of the same name
     /// elsewhere counts as a near miss only with `guess` (not for keys that must differ from
     /// one of the same name, like the initrd's).
-    fn locate(
+    pub(super) fn locate(
         &mut self,
         option: &str,
         p: &str,
@@ -262,8 +341,8 @@ impl<'a> Host<'a> {
         let (message, hint, line) = if let Some((b, line)) = wrong_root {
             (
                 format!(
-                    "{option} reads {ep}, which impermanence bind-mounts from {et} (environment.persistence.\"{}\"), but vault.toml places {ep} (line {line}), on the root that is wiped at boot",
-                    escape(&b.root)
+                    "{option} reads {ep}, which impermanence bind-mounts from {et} ({}), but vault.toml places {ep} (line {line}), on the root that is wiped at boot",
+                    b.origin
                 ),
                 format!("place it under {}: target = \"{et}\"", escape(&b.storage)),
                 Some(line),
@@ -313,7 +392,7 @@ impl<'a> Host<'a> {
 
     /// Loads the identities placed for `option` (host keys are unencrypted); a placed file
     /// that is no usable key is a problem of its own.
-    fn identities(
+    pub(super) fn identities(
         &mut self,
         option: &str,
         placed: &[(String, Placed)],
@@ -337,205 +416,4 @@ impl<'a> Host<'a> {
         let ids = Identities::load(&usable, &pass).unwrap_or_default();
         (ids, usable)
     }
-}
-
-/// The checks for one host: see the module documentation.
-pub fn check_host(
-    manifest: &Manifest,
-    plan: &PackPlan,
-    host: &str,
-    ev: &Evaluated,
-) -> Vec<Problem> {
-    let mut h = Host::new(manifest, plan, host, ev);
-    let read = ev
-        .openssh_host_keys
-        .iter()
-        .filter_map(|k| k.path.as_ref())
-        .chain(
-            ev.sops
-                .iter()
-                .flat_map(|s| s.key_file.iter().chain(s.ssh_key_paths.iter().flatten())),
-        )
-        .chain(
-            ev.age
-                .iter()
-                .flat_map(|a| a.identity_paths.iter().flatten()),
-        )
-        .chain(ev.initrd_ssh_host_keys.iter().flatten())
-        .chain(ev.initrd_secrets.values().flatten());
-    let claimed: BTreeSet<String> = read.map(|p| h.need(p).target).collect();
-    h.claimed = claimed;
-    let manages_key = manifest
-        .hosts
-        .get(host)
-        .is_some_and(|x| x.ssh_host_key.is_some());
-
-    // sshd's host keys, and their modes.
-    let mut main_keys = BTreeSet::new();
-    for k in &ev.openssh_host_keys {
-        let Some(p) = &k.path else { continue };
-        main_keys.insert(p.clone());
-        let ed = k.kind.as_deref() == Some("ed25519");
-        let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-        let Some(pl) = h.locate(
-            "services.openssh.hostKeys",
-            p,
-            ed && manages_key,
-            true,
-            &hint,
-        ) else {
-            continue;
-        };
-        if pl.mode & 0o077 != 0 {
-            h.problem(
-                "services.openssh.hostKeys",
-                p,
-                Some(pl.line),
-                format!(
-                    "services.openssh.hostKeys reads {}, but vault.toml places it with mode {:04o} (line {}); sshd refuses a host key that group or others can read",
-                    escape(p),
-                    pl.mode,
-                    pl.line
-                ),
-                "set mode = \"0600\" on that entry".into(),
-            );
-        }
-    }
-
-    if let Some(s) = ev.sops.as_ref().filter(|s| !s.secrets.is_empty()) {
-        let mut placed = Vec::new();
-        if let Some(k) = &s.key_file {
-            let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/age-key.txt");
-            if let Some(pl) = h.locate("sops.age.keyFile", k, true, true, &hint) {
-                placed.push((k.clone(), pl));
-            }
-        }
-        for p in s.ssh_key_paths.iter().flatten() {
-            let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-            if let Some(pl) = h.locate("sops.age.sshKeyPaths", p, true, true, &hint) {
-                placed.push((p.clone(), pl));
-            }
-        }
-        if s.key_file.is_none() && s.ssh_key_paths.iter().flatten().next().is_none() {
-            h.problem(
-                "sops.age",
-                "",
-                None,
-                "sops.secrets are set, but neither sops.age.keyFile nor sops.age.sshKeyPaths names a key to decrypt them".into(),
-                "set sops.age.sshKeyPaths = [ \"/etc/ssh/ssh_host_ed25519_key\" ] (the key vault places), or sops.age.keyFile".into(),
-            );
-        }
-        let (ids, _) = h.identities("sops.age", &placed);
-        if !ids.is_empty() {
-            super::secrets::check_sops_files(&mut h, s, &ids);
-        }
-    }
-
-    if let Some(a) = ev.age.as_ref().filter(|a| !a.secrets.is_empty()) {
-        let paths: Vec<&String> = a.identity_paths.iter().flatten().collect();
-        let mut placed = Vec::new();
-        for p in &paths {
-            let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-            if let Some(pl) = h.locate("age.identityPaths", p, false, true, &hint) {
-                placed.push(((*p).clone(), pl));
-            }
-        }
-        if placed.is_empty() && !paths.iter().any(|p| h.reported.contains(p.as_str())) {
-            let shown: Vec<String> = paths.iter().map(|p| escape(p)).collect();
-            let first = paths
-                .first()
-                .map_or("/etc/ssh/ssh_host_ed25519_key".to_owned(), |p| {
-                    h.need(p).target
-                });
-            h.problem(
-                "age.identityPaths",
-                paths.first().map_or("", |p| p.as_str()),
-                None,
-                format!(
-                    "age.identityPaths reads {}, but vault.toml places none of them for {host}",
-                    if shown.is_empty() {
-                        "nothing".into()
-                    } else {
-                        shown.join(", ")
-                    }
-                ),
-                h_entry_hint(host, &first, "hosts/NAME/ssh_host_ed25519_key"),
-            );
-        }
-        let (ids, sources) = h.identities("age.identityPaths", &placed);
-        if !ids.is_empty() {
-            super::secrets::check_age_files(&mut h, a, &sources);
-        }
-    }
-
-    for p in ev.initrd_ssh_host_keys.iter().flatten() {
-        if p.starts_with("/nix/store/") {
-            // A path literal (`./initrd_key`) copies the private key into the store.
-            h.problem(
-                "boot.initrd.network.ssh.hostKeys",
-                p,
-                None,
-                format!(
-                    "boot.initrd.network.ssh.hostKeys names {}, a private key in the world-readable Nix store",
-                    escape(p)
-                ),
-                format!("write the path as a string (\"{INITRD_KEY_TARGET}\"), and `vault host add {host} --initrd-ssh` places a key there"),
-            );
-            continue;
-        }
-        let hint = |t: &str| {
-            if t == INITRD_KEY_TARGET {
-                format!("`vault host add {host} --initrd-ssh` generates a separate initrd key and adds its entry")
-            } else {
-                format!(
-                    "`vault host add {host} --initrd-ssh` generates a separate initrd key; then set its entry's target to \"{}\"",
-                    escape(t)
-                )
-            }
-        };
-        let Some(pl) = h.locate("boot.initrd.network.ssh.hostKeys", p, true, false, &hint) else {
-            continue;
-        };
-        let main_source = manifest
-            .hosts
-            .get(host)
-            .and_then(|x| x.ssh_host_key.as_ref());
-        let same_file =
-            |a: &Path, b: &Path| match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
-                (Ok(x), Ok(y)) => x == y,
-                _ => false,
-            };
-        if main_keys.contains(p) || main_source.is_some_and(|m| same_file(m, &pl.source)) {
-            h.problem(
-                "boot.initrd.network.ssh.hostKeys",
-                p,
-                Some(pl.line),
-                format!(
-                    "boot.initrd.network.ssh.hostKeys reads {}, which is the host's main SSH key (line {}); the initrd copy sits unencrypted on /boot",
-                    escape(p),
-                    pl.line
-                ),
-                format!("`vault host add {host} --initrd-ssh` generates a separate initrd key; use its path in boot.initrd.network.ssh.hostKeys"),
-            );
-        }
-    }
-
-    for (dest, src) in &ev.initrd_secrets {
-        let Some(src) = src else { continue };
-        if src.starts_with("/nix/store/") {
-            continue;
-        }
-        let option = super::secrets::quoted("boot.initrd.secrets", dest);
-        let hint = |t: &str| h_entry_hint(host, t, "hosts/NAME/…");
-        h.locate(&option, src, true, false, &hint);
-    }
-    h.problems
-}
-
-fn h_entry_hint(host: &str, target: &str, what: &str) -> String {
-    format!(
-        "add to vault.toml: [[hosts.{host}.entry]] source = \"{}\" target = \"{}\" mode = \"0600\"",
-        what.replace("NAME", host),
-        escape(target)
-    )
 }

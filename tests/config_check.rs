@@ -163,7 +163,10 @@ impl Ws {
 /// scripts/check-nix --real sets it) into `dir/real`; returns the `sources` argument.
 fn install_harness(dir: &Path) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    copy_tree(&repo.join("nix/tests/config-check"), &dir.join("config-check"));
+    copy_tree(
+        &repo.join("nix/tests/config-check"),
+        &dir.join("config-check"),
+    );
     copy_tree(&repo.join("nix/tests/nixpkgs"), &dir.join("nixpkgs"));
     let mut sources = String::from("{ ");
     for spec in std::env::var("VAULT_REAL_NIX_SOURCES")
@@ -180,7 +183,10 @@ fn install_harness(dir: &Path) -> String {
 }
 
 fn copy_tree(from: &Path, to: &Path) {
-    for e in walkdir::WalkDir::new(from).into_iter().filter_entry(|e| e.file_name() != ".git") {
+    for e in walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+    {
         let e = e.unwrap();
         let dest = to.join(e.path().strip_prefix(from).unwrap());
         if e.file_type().is_dir() {
@@ -712,7 +718,11 @@ fn initrd_key_given_as_a_nix_path_is_reported_without_copying_it() {
         "{}",
         err(&o)
     );
-    assert!(err(&o).contains("write the path as a string"), "{}", err(&o));
+    assert!(
+        err(&o).contains("write the path as a string"),
+        "{}",
+        err(&o)
+    );
     // Without the initrd network, the initrd's sshd does not run: nothing is read.
     ws.flake(&[(
         "laptop",
@@ -734,7 +744,12 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
     let id = common::write_identity(&ws.d.join("age-key.txt"));
     ws.sops_file(&sops, "wifi.yaml", &id);
     let key = std::fs::read_to_string(ws.d.join("age-key.txt")).unwrap();
-    let line = ws.place("laptop", "hosts/laptop/age-key.txt", &key, "/persist/var/lib/sops-nix/key.txt");
+    let line = ws.place(
+        "laptop",
+        "hosts/laptop/age-key.txt",
+        &key,
+        "/persist/var/lib/sops-nix/key.txt",
+    );
     let config = |key_file: &str, extra: &str| {
         format!(
             r#"{{
@@ -751,7 +766,7 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     assert_eq!(
         problems(&o),
-        [format!("vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt in an activation script, before impermanence bind-mounts it from /persist/var/lib/sops-nix/key.txt (environment.persistence.\"/persist\"): it finds nothing there")],
+        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt in an activation script, before impermanence bind-mounts it from /persist/var/lib/sops-nix/key.txt (environment.persistence.\"/persist\"): it finds nothing there"],
         "{}",
         err(&o)
     );
@@ -770,7 +785,10 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
     // is there.
     ws.flake(&[(
         "laptop",
-        &config("/var/lib/sops-nix/key.txt", "systemd.sysusers.enable = true;"),
+        &config(
+            "/var/lib/sops-nix/key.txt",
+            "systemd.sysusers.enable = true;",
+        ),
     )]);
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
@@ -837,11 +855,7 @@ fn without_sshd_no_host_key_is_read() {
     ws.flake(&[("laptop", r#"{ services.openssh.enable = true; }"#)]);
     let o = ws.pack(&[]);
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert!(
-        problems(&o)[0].contains("with mode 0640"),
-        "{}",
-        err(&o)
-    );
+    assert!(problems(&o)[0].contains("with mode 0640"), "{}", err(&o));
 }
 
 /// impermanence's users.<name>.directories and Home Manager's home.persistence bind-mount
@@ -876,7 +890,7 @@ fn impermanence_user_and_home_manager_paths_are_bind_mounted() {
         let p = problems(&o);
         assert_eq!(p.len(), 1, "{persist}: {}", err(&o));
         assert!(
-            p[0].contains(&format!("services.openssh.hostKeys reads /home/alice/.ssh/ssh_host_ed25519_key, which impermanence bind-mounts from /persist/home/alice/.ssh/ssh_host_ed25519_key (")),
+            p[0].contains("services.openssh.hostKeys reads /home/alice/.ssh/ssh_host_ed25519_key, which impermanence bind-mounts from /persist/home/alice/.ssh/ssh_host_ed25519_key ("),
             "{persist}: {}",
             p[0]
         );
@@ -905,8 +919,17 @@ fn lanzaboote_keys_must_be_placed() {
         "{}",
         err(&o)
     );
-    for (f, t) in [("db.key", "keys/db/db.key"), ("db.pem", "keys/db/db.pem"), ("GUID", "GUID")] {
-        ws.place("laptop", &format!("hosts/laptop/sb/{f}"), "x", &format!("/var/lib/sbctl/{t}"));
+    for (f, t) in [
+        ("db.key", "keys/db/db.key"),
+        ("db.pem", "keys/db/db.pem"),
+        ("GUID", "GUID"),
+    ] {
+        ws.place(
+            "laptop",
+            &format!("hosts/laptop/sb/{f}"),
+            "x",
+            &format!("/var/lib/sbctl/{t}"),
+        );
     }
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
@@ -940,7 +963,8 @@ fn the_evaluation_builds_nothing() {
     let o = ws.pack(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(
-        err(&o).contains("allow-import-from-derivation") || err(&o).contains("import-from-derivation"),
+        err(&o).contains("allow-import-from-derivation")
+            || err(&o).contains("import-from-derivation"),
         "{}",
         err(&o)
     );

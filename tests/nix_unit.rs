@@ -53,7 +53,13 @@ fn scripts(vault_out: &Path) -> BTreeMap<String, String> {
 fn eval_attr<T: serde::de::DeserializeOwned>(vault_out: &Path, attr: &str) -> T {
     let store = tempfile::tempdir().unwrap();
     let o = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "--read-write-mode", "--store"])
+        .args([
+            "--eval",
+            "--strict",
+            "--json",
+            "--read-write-mode",
+            "--store",
+        ])
         .arg(store.path().join("store"))
         .arg("-E")
         .arg(format!(
@@ -419,7 +425,10 @@ fn the_result_is_still_on_the_console_after_the_getty_clears_it() {
     let issue = runtime_dir(d).join("issue");
     let kept = std::fs::read_to_string(&issue).unwrap();
     assert!(kept.contains("disk-stage files are in place"), "{kept}");
-    assert_eq!(hint_args(&kept, "place"), strs(&["place", "--root", "/mnt"]));
+    assert_eq!(
+        hint_args(&kept, "place"),
+        strs(&["place", "--root", "/mnt"])
+    );
     // A failure is kept too (and replaces the last result).
     fake_vault(d, "fail");
     let r = run(d, &scripts(d)["default"], false);
@@ -502,7 +511,10 @@ fn strict_shell_checks_pass_shellcheck() {
     };
     let dir = tempfile::tempdir().unwrap();
     let strict: BTreeMap<String, String> = eval_attr(dir.path(), "strictScripts");
-    assert!(strict["host-and-bundle"].contains("'\\''"), "the scenario lost its quote");
+    assert!(
+        strict["host-and-bundle"].contains("'\\''"),
+        "the scenario lost its quote"
+    );
     for (scenario, text) in &strict {
         assert!(text.contains("set -o nounset\n"), "{scenario}");
         let file = dir.path().join(format!("{scenario}.sh"));

@@ -157,9 +157,9 @@ impl KdfLimits {
 
 /// A size given in KiB, exactly: in GiB or MiB when it is a whole number of them.
 pub fn kib(n: u64) -> String {
-    if n != 0 && n % (1024 * 1024) == 0 {
+    if n != 0 && n.is_multiple_of(1024 * 1024) {
         format!("{} GiB", n / (1024 * 1024))
-    } else if n != 0 && n % 1024 == 0 {
+    } else if n != 0 && n.is_multiple_of(1024) {
         format!("{} MiB", n / 1024)
     } else {
         format!("{n} KiB")

@@ -104,7 +104,11 @@ pub fn check_host(
                 "sops.secrets are set, but neither sops.age.keyFile nor sops.age.sshKeyPaths names a key to decrypt them".into(),
                 "set sops.age.sshKeyPaths = [ \"/etc/ssh/ssh_host_ed25519_key\" ] (the key vault places), or sops.age.keyFile".into(),
             );
-        } else if placed.is_empty() && !paths.iter().any(|p| h.reported.contains(p.as_str())) {
+        } else if s.key_file.is_none()
+            && placed.is_empty()
+            && !paths.iter().any(|p| h.reported.contains(p.as_str()))
+        {
+            // A keyFile is required and reported on its own.
             none_placed(&mut h, "sops.age.sshKeyPaths", &paths);
         }
         let (ids, _) = h.identities("sops.age", &placed);

@@ -17,8 +17,8 @@ use std::path::PathBuf;
 use crate::manifest::Manifest;
 use crate::pack::PackPlan;
 
-pub use eval::{Evaluated, FlakeRef};
 pub use checks::check_host;
+pub use eval::{Evaluated, FlakeRef};
 pub use rules::Problem;
 
 /// Errors that stop the check itself (not the problems it finds).

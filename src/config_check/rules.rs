@@ -55,8 +55,8 @@ impl std::fmt::Display for Problem {
 #[derive(Debug, Clone)]
 pub(super) struct Placed {
     pub(super) source: PathBuf,
-    mode: u32,
-    line: usize,
+    pub(super) mode: u32,
+    pub(super) line: usize,
 }
 
 /// A path impermanence bind-mounts from persistent storage.
@@ -217,11 +217,18 @@ impl<'a> Host<'a> {
                     .iter()
                     .flat_map(|a| a.identity_paths.iter().flatten()),
             )
-            .chain(ev.initrd_ssh.host_keys.iter().filter_map(|k| k.path.as_ref()))
+            .chain(
+                ev.initrd_ssh
+                    .host_keys
+                    .iter()
+                    .filter_map(|k| k.path.as_ref()),
+            )
             .chain(ev.initrd_secrets.values().flatten())
-            .chain(ev.lanzaboote.iter().flat_map(|l| {
-                l.private_key_file.iter().chain(l.public_key_file.iter())
-            }));
+            .chain(
+                ev.lanzaboote
+                    .iter()
+                    .flat_map(|l| l.private_key_file.iter().chain(l.public_key_file.iter())),
+            );
         let claimed: BTreeSet<String> = read.map(|p| self.need(p).target).collect();
         self.claimed = claimed;
     }
@@ -271,6 +278,11 @@ impl<'a> Host<'a> {
             return false;
         }
         let (et, origin) = (escape(&need.target), b.origin.clone());
+        let line = self
+            .placed
+            .get(&need.target)
+            .or_else(|| self.placed.get(p))
+            .map(|pl| pl.line);
         let message = format!(
             "{option} reads {} {when}, before impermanence bind-mounts it from {et} ({origin}): it finds nothing there",
             escape(p)
@@ -279,7 +291,6 @@ impl<'a> Host<'a> {
             "name the persistent path in the configuration ({option}: \"{et}\") and place the file there: target = \"{et}\""
         );
         self.reported.insert(p.to_owned());
-        let line = self.placed.get(&need.target).or_else(|| self.placed.get(p)).map(|pl| pl.line);
         self.problem(option, p, line, message, hint);
         false
     }

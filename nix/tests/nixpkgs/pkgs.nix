@@ -1,7 +1,7 @@
 # The stand-in package set for one system. Derivations are real (`builtins.derivation`) so that
 # `nix flake check` can instantiate them, but their builders only write a placeholder: nothing
 # here is meant to be built. `rustcVersion` lets the checks play an older nixpkgs.
-{ lib, system, nixos, rustcVersion ? "1.86.0", hostSystem ? system, isStatic ? false }:
+{ lib, system, nixos, rustcVersion ? "1.91.1", hostSystem ? system, isStatic ? false }:
 
 let
   placeholder = name: extra: builtins.derivation ({

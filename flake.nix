@@ -3,7 +3,7 @@
 
   # No flake.lock is committed yet: it cannot be produced offline. `nix flake lock` creates it
   # (docs/NIXOS.md). Consumers usually make this follow their own nixpkgs. Supported: nixpkgs
-  # 25.05 and later (nix/package.nix refuses older ones with that message).
+  # 25.11 and later (nix/package.nix refuses older ones with that message), Nix 2.18 and later.
   inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-unstable";
 
   outputs = { self, nixpkgs }:

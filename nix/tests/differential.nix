@@ -170,6 +170,18 @@ let
     unsupported-top-level-attribute = evalJSON [ { options = { }; foo = 1; } ];
   };
 
+  # Every name the stand-in exports exists in the real lib (at the same place): a project file
+  # using a stand-in-only name would pass CI and fail with nixpkgs.
+  names = lib: {
+    top = builtins.attrNames lib;
+    types = builtins.attrNames lib.types;
+    strings = builtins.attrNames lib.strings;
+    fileset = builtins.attrNames lib.fileset;
+  };
+  missingNames =
+    let s = names standIn; in
+    builtins.mapAttrs (k: ns: builtins.filter (n: !(builtins.elem n (names real).${k})) ns) s;
+
   libCases = {
     escapeShellArg = lib: map lib.escapeShellArg strs;
     escapeShellArgs = lib: lib.escapeShellArgs strs;
@@ -230,9 +242,11 @@ let
       let a = run standIn cases.${name}; b = run real cases.${name}; in
       { inherit name; ok = a.ok == b.ok && a.value == b.value; standIn = a; real = b; })
     (attrNames cases);
+  namesOk = builtins.all (ns: ns == [ ]) (builtins.attrValues missingNames);
 in
 {
-  passed = map (r: r.name) (filter (r: r.ok) results);
-  failed = map (r: { inherit (r) name standIn real; }) (filter (r: !r.ok) results);
+  passed = map (r: r.name) (filter (r: r.ok) results) ++ (if namesOk then [ "stand-in-names-exist-in-the-real-lib" ] else [ ]);
+  failed = map (r: { inherit (r) name standIn real; }) (filter (r: !r.ok) results)
+    ++ (if namesOk then [ ] else [ { name = "stand-in-names-exist-in-the-real-lib"; standIn = missingNames; real = null; } ]);
   skipped = if haveReadFileType then [ ] else map (n: "${n} (this Nix has no builtins.readFileType)") (attrNames filesetCases);
 }

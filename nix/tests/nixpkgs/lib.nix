@@ -216,4 +216,7 @@ let
   }
   // import ./modules.nix { inherit lib; };
 in
-lib
+# Helpers of the functions above that nixpkgs' lib does not export stay inside (its
+# differential test checks that every name exported here exists in the real lib).
+removeAttrs lib [ "_escapeC" "charCode" "findFirstIndex" "normalizePath" "splitLines" "toLowerHex" ]
+// { fileset = removeAttrs lib.fileset [ "_coerce" ]; }

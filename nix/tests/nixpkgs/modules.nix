@@ -477,7 +477,7 @@ let
 in
 {
   inherit types mkIf mkMerge mkOverride mkOrder evalModules mkOptionType mergeEqualOption
-    mergeOneOption mergeDefaultOption mergeUniqueOption showOption defaultOverridePriority;
+    mergeOneOption mergeDefaultOption mergeUniqueOption showOption;
   mkDefault = mkOverride 1000;
   mkOptionDefault = mkOverride 1500;
   mkImageMediaOverride = mkOverride 60;

@@ -1,0 +1,212 @@
+//! The test workspace of the configuration check's tests (tests/config_check.rs,
+//! tests/config_check_modules.rs): a vault.toml with hosts, and a flake `nixcfg/` whose
+//! configurations go through nix/tests/config-check.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::common::{require_tool, vault_bin, FAST_KDF};
+
+pub const HOST_KEY: &str = "/etc/ssh/ssh_host_ed25519_key";
+
+pub struct Ws {
+    _tmp: tempfile::TempDir,
+    pub d: PathBuf,
+}
+
+impl Ws {
+    /// vault.toml with [hosts.NAME] (flake = "nixcfg#NAME") for each host, completed by
+    /// `vault host add NAME`; an empty flake folder `nixcfg/`.
+    pub fn new(hosts: &[&str]) -> Ws {
+        let tmp = tempfile::tempdir().unwrap();
+        let d = tmp.path().to_path_buf();
+        let mut toml = String::from("version = 1\n");
+        for h in hosts {
+            toml.push_str(&format!("[hosts.{h}]\nflake = \"nixcfg#{h}\"\n"));
+        }
+        std::fs::write(d.join("vault.toml"), toml).unwrap();
+        std::fs::write(d.join("pw"), "correct horse battery staple\n").unwrap();
+        std::fs::create_dir_all(d.join("nixcfg/secrets")).unwrap();
+        let ws = Ws { _tmp: tmp, d };
+        for h in hosts {
+            let o = ws.vault(&["host", "add", h]);
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        }
+        ws
+    }
+
+    pub fn vault(&self, args: &[&str]) -> Output {
+        Command::new(vault_bin())
+            .args(args)
+            .current_dir(&self.d)
+            .output()
+            .unwrap()
+    }
+
+    pub fn pack_cmd(&self, extra: &[&str]) -> Command {
+        let mut c = Command::new(vault_bin());
+        c.current_dir(&self.d)
+            .args(["pack", "-o", "out.bundle", "--passphrase-file", "pw"])
+            .args(FAST_KDF)
+            .args(extra);
+        c
+    }
+
+    pub fn pack(&self, extra: &[&str]) -> Output {
+        let _ = std::fs::remove_file(self.d.join("out.bundle"));
+        self.pack_cmd(extra).output().unwrap()
+    }
+
+    /// nixcfg/flake.nix with one NixOS configuration per (name, module body), evaluated by
+    /// nix/tests/config-check (copied into the flake, with the real sources when given).
+    pub fn flake(&self, configs: &[(&str, &str)]) {
+        let sources = install_harness(&self.d.join("nixcfg/vault-nix"));
+        let mut text = format!(
+            "{{\n  outputs = {{ self }}:\n    let h = import ./vault-nix/config-check {{ sources = {sources}; }}; in {{\n    nixosConfigurations = {{\n"
+        );
+        for (name, body) in configs {
+            text.push_str(&format!(
+                "      \"{name}\" = h.nixosSystem [ ({{ lib, ... }}: {body}) ];\n"
+            ));
+        }
+        text.push_str("    };\n  };\n}\n");
+        std::fs::write(self.d.join("nixcfg/flake.nix"), text).unwrap();
+    }
+
+    /// Adds an entry for `host` placing `source` (a new file holding `content`) at `target`.
+    pub fn place(&self, host: &str, source: &str, content: &str, target: &str) -> usize {
+        let path = self.d.join(source);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, content).unwrap();
+        let mut toml = std::fs::read_to_string(self.d.join("vault.toml")).unwrap();
+        toml.push_str(&format!(
+            "\n[[hosts.{host}.entry]]\nsource = \"{source}\"\ntarget = \"{target}\"\nmode = \"0600\"\n"
+        ));
+        std::fs::write(self.d.join("vault.toml"), toml).unwrap();
+        self.line_of(host, target)
+    }
+
+    pub fn key(&self, host: &str) -> PathBuf {
+        self.d.join(format!("hosts/{host}/ssh_host_ed25519_key"))
+    }
+
+    pub fn age_recipient(&self, host: &str) -> String {
+        let o = self.vault(&[
+            "keys",
+            "convert",
+            "--public",
+            self.key(host).to_str().unwrap(),
+        ]);
+        assert!(o.status.success());
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    }
+
+    pub fn ssh_public(&self, host: &str) -> String {
+        let p = self
+            .d
+            .join(format!("hosts/{host}/ssh_host_ed25519_key.pub"));
+        std::fs::read_to_string(p).unwrap().trim().to_owned()
+    }
+
+    /// The manifest line of the entry placing `target` for `host`.
+    pub fn line_of(&self, host: &str, target: &str) -> usize {
+        let m = vault::manifest::Manifest::load(&self.d.join("vault.toml")).unwrap();
+        let line = m
+            .entries_for(host)
+            .find(|e| e.target == target)
+            .map(|e| e.line);
+        line.expect("entry")
+    }
+
+    /// A sops file `nixcfg/secrets/NAME` encrypted by the real sops to `recipient`.
+    pub fn sops_file(&self, sops: &Path, name: &str, recipient: &str) {
+        let dir = self.d.join("nixcfg/secrets");
+        std::fs::write(dir.join(name), "wifi: hunter2\n").unwrap();
+        let o = Command::new(sops)
+            .current_dir(&dir)
+            .args(["--encrypt", "--age", recipient, "--in-place", name])
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "sops: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+
+    /// An agenix file `nixcfg/secrets/NAME` encrypted by the real age to `recipient`.
+    pub fn age_file(&self, age: &Path, name: &str, recipient: &str) {
+        let dir = self.d.join("nixcfg/secrets");
+        let o = Command::new(age)
+            .args(["-r", recipient, "-o"])
+            .arg(dir.join(name))
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(b"secret")?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert!(o.status.success());
+    }
+}
+
+/// Copies nix/tests/config-check and the stand-in nixpkgs into `dir` (a flake reads only its
+/// own files), and the real sources named by VAULT_REAL_NIX_SOURCES (`KIND=DIR …`, as
+/// scripts/check-nix --real sets it) into `dir/real`; returns the `sources` argument.
+pub fn install_harness(dir: &Path) -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    copy_tree(
+        &repo.join("nix/tests/config-check"),
+        &dir.join("config-check"),
+    );
+    copy_tree(&repo.join("nix/tests/nixpkgs"), &dir.join("nixpkgs"));
+    let mut sources = String::from("{ ");
+    for spec in std::env::var("VAULT_REAL_NIX_SOURCES")
+        .unwrap_or_default()
+        .split_whitespace()
+    {
+        let (kind, from) = spec.split_once('=').expect("KIND=DIR");
+        let key = if kind == "nixpkgs-lib" { "lib" } else { kind };
+        copy_tree(Path::new(from), &dir.join("real").join(kind));
+        sources.push_str(&format!("{key} = ./vault-nix/real/{kind}; "));
+    }
+    sources.push('}');
+    sources
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    for e in walkdir::WalkDir::new(from)
+        .into_iter()
+        .filter_entry(|e| e.file_name() != ".git")
+    {
+        let e = e.unwrap();
+        let dest = to.join(e.path().strip_prefix(from).unwrap());
+        if e.file_type().is_dir() {
+            std::fs::create_dir_all(&dest).unwrap();
+        } else if e.file_type().is_file() {
+            std::fs::copy(e.path(), &dest).unwrap();
+        }
+    }
+}
+
+pub fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The problem lines (`vault: HOST: …`) on stderr.
+pub fn problems(o: &Output) -> Vec<String> {
+    err(o)
+        .lines()
+        .filter(|l| l.starts_with("vault: ") && !l.contains("check skipped"))
+        .map(str::to_owned)
+        .collect()
+}
+
+pub fn tools() -> Option<()> {
+    require_tool("nix")?;
+    Some(())
+}

@@ -1,0 +1,289 @@
+//! `vault pack --flake` against configurations as the modules define them: options that only
+//! count when enabled (sshd, the initrd's SSH server), an initrd key given as a Nix path (which
+//! nixpkgs' `apply` copies into the store), keys read before impermanence's bind mounts,
+//! sops-nix skipping unreadable sshKeyPaths, impermanence's users and Home Manager paths,
+//! lanzaboote's keys, and an evaluation that builds nothing. The configurations go through
+//! nix/tests/config-check (the real modules with VAULT_REAL_NIX_SOURCES), as in
+//! tests/config_check.rs.
+
+mod common;
+#[path = "config_check/ws.rs"]
+mod ws;
+
+use ws::{err, problems, tools, Ws};
+
+use common::require_tool;
+
+/// initrd-ssh.nix's `apply` turns a host key given as a Nix path into a derivation that copies
+/// it into the world-readable store: reported by name, without the check forcing that copy
+/// (nix/tests/config-check/pkgs.nix makes forcing it fail).
+#[test]
+fn initrd_key_given_as_a_nix_path_is_reported_without_copying_it() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    std::fs::write(ws.d.join("nixcfg/initrd_key"), "PRIVATE KEY\n").unwrap();
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        boot.initrd.network = { enable = true; ssh = { enable = true; hostKeys = [ ./initrd_key ]; }; };
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        ["vault: laptop: boot.initrd.network.ssh.hostKeys names the file initrd_key as a Nix path: NixOS copies that private key into the world-readable Nix store"],
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("write the path as a string"),
+        "{}",
+        err(&o)
+    );
+    // Without the initrd network, the initrd's sshd does not run: nothing is read.
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.initrd.network.ssh = { enable = true; hostKeys = [ ./initrd_key "/etc/secrets/initrd/missing" ]; }; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+/// sops-nix and agenix read their keys in an activation script (unless systemd-sysusers or
+/// userborn make them use a unit after the mounts), before impermanence bind-mounts
+/// anything: a key at a persisted path is not there yet, whatever vault places.
+#[test]
+fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
+    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    let id = common::write_identity(&ws.d.join("age-key.txt"));
+    ws.sops_file(&sops, "wifi.yaml", &id);
+    let key = std::fs::read_to_string(ws.d.join("age-key.txt")).unwrap();
+    let line = ws.place(
+        "laptop",
+        "hosts/laptop/age-key.txt",
+        &key,
+        "/persist/var/lib/sops-nix/key.txt",
+    );
+    let config = |key_file: &str, extra: &str| {
+        format!(
+            r#"{{
+        sops.age.keyFile = "{key_file}";
+        sops.age.sshKeyPaths = [ ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+        environment.persistence."/persist".directories = [ "/var/lib/sops-nix" ];
+        {extra}
+      }}"#
+        )
+    };
+    ws.flake(&[("laptop", &config("/var/lib/sops-nix/key.txt", ""))]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt in an activation script, before impermanence bind-mounts it from /persist/var/lib/sops-nix/key.txt (environment.persistence.\"/persist\"): it finds nothing there"],
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("(sops.age.keyFile: \"/persist/var/lib/sops-nix/key.txt\")"),
+        "{}",
+        err(&o)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&ws.pack(&["--json"]).stdout).unwrap();
+    assert_eq!(v["config_check"]["problems"][0]["line"], line);
+    // Named at the persistent path: accepted, and the file opens with the placed key.
+    ws.flake(&[("laptop", &config("/persist/var/lib/sops-nix/key.txt", ""))]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // With systemd-sysusers, sops-nix uses a unit ordered after the mounts: the bind mount
+    // is there.
+    ws.flake(&[(
+        "laptop",
+        &config(
+            "/var/lib/sops-nix/key.txt",
+            "systemd.sysusers.enable = true;",
+        ),
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+/// sops-nix skips an sshKeyPaths entry it cannot read (only a missing keyFile stops it): an
+/// extra path vault does not place is no problem while another one is placed.
+#[test]
+fn sops_skips_unreadable_ssh_key_paths() {
+    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" "/etc/ssh/extra_ed25519_key" ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(problems(&o).is_empty(), "{}", err(&o));
+    // None of them placed: that is a problem.
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        sops.age.sshKeyPaths = [ "/etc/ssh/a_key" "/etc/ssh/b_key" ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        ["vault: laptop: sops.age.sshKeyPaths reads /etc/ssh/a_key, /etc/ssh/b_key, but vault.toml places none of them for laptop"],
+        "{}",
+        err(&o)
+    );
+}
+
+/// A host without sshd reads no host key, and an initrd without its network runs no sshd:
+/// neither gets problems about their keys. Their defaults still feed sops-nix's key paths
+/// only when sshd is enabled.
+#[test]
+fn without_sshd_no_host_key_is_read() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    let toml = std::fs::read_to_string(ws.d.join("vault.toml")).unwrap();
+    std::fs::write(
+        ws.d.join("vault.toml"),
+        toml.replacen("mode = \"0600\"", "mode = \"0640\"", 1),
+    )
+    .unwrap();
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.initrd.network.ssh.hostKeys = [ "/etc/secrets/initrd/missing_key" ]; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(problems(&o).is_empty(), "{}", err(&o));
+    // With sshd, its default hostKeys are read: the 0640 key is refused.
+    ws.flake(&[("laptop", r#"{ services.openssh.enable = true; }"#)]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(problems(&o)[0].contains("with mode 0640"), "{}", err(&o));
+}
+
+/// impermanence's users.<name>.directories and Home Manager's home.persistence bind-mount
+/// paths under the user's home from the storage, like environment.persistence.
+#[test]
+fn impermanence_user_and_home_manager_paths_are_bind_mounted() {
+    let Some(()) = tools() else { return };
+    for persist in [
+        r#"environment.persistence."/persist".users.alice.directories = [ ".ssh" ];"#,
+        r#"home-manager.users.alice.home.persistence."/persist".directories = [ ".ssh" ];"#,
+    ] {
+        let ws = Ws::new(&["laptop"]);
+        let line = ws.place(
+            "laptop",
+            "hosts/laptop/alice_host_key",
+            "x",
+            "/home/alice/.ssh/ssh_host_ed25519_key",
+        );
+        ws.flake(&[(
+            "laptop",
+            &format!(
+                r#"{{
+        users.users.alice.isNormalUser = true;
+        services.openssh.enable = true;
+        services.openssh.hostKeys = [ {{ path = "/home/alice/.ssh/ssh_host_ed25519_key"; type = "rsa"; }} ];
+        {persist}
+      }}"#
+            ),
+        )]);
+        let o = ws.pack(&[]);
+        assert_eq!(o.status.code(), Some(6), "{persist}: {}", err(&o));
+        let p = problems(&o);
+        assert_eq!(p.len(), 1, "{persist}: {}", err(&o));
+        assert!(
+            p[0].contains("services.openssh.hostKeys reads /home/alice/.ssh/ssh_host_ed25519_key, which impermanence bind-mounts from /persist/home/alice/.ssh/ssh_host_ed25519_key ("),
+            "{persist}: {}",
+            p[0]
+        );
+        assert!(p[0].ends_with(&format!("but vault.toml places /home/alice/.ssh/ssh_host_ed25519_key (line {line}), on the root that is wiped at boot")), "{}", p[0]);
+    }
+}
+
+/// lanzaboote signs with privateKeyFile/publicKeyFile (keys/db/db.{key,pem} in pkiBundle) and
+/// sbctl reads the bundle's GUID, during the bootloader install inside nixos-install: all
+/// must be placed, at a path the configuration names (no bind mounts there).
+#[test]
+fn lanzaboote_keys_must_be_placed() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    let body = r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#;
+    ws.flake(&[("laptop", body)]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [
+            "vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but vault.toml places nothing there for laptop",
+            "vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem, but vault.toml places nothing there for laptop",
+            "vault: laptop: boot.lanzaboote.pkiBundle reads /var/lib/sbctl/GUID, but vault.toml places nothing there for laptop",
+        ],
+        "{}",
+        err(&o)
+    );
+    for (f, t) in [
+        ("db.key", "keys/db/db.key"),
+        ("db.pem", "keys/db/db.pem"),
+        ("GUID", "GUID"),
+    ] {
+        ws.place(
+            "laptop",
+            &format!("hosts/laptop/sb/{f}"),
+            "x",
+            &format!("/var/lib/sbctl/{t}"),
+        );
+    }
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // Under impermanence, the bootloader install sees no bind mount: the bundle must be
+    // named at its persistent path.
+    ws.flake(&[(
+        "laptop",
+        r#"{
+        boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; };
+        environment.persistence."/persist".directories = [ "/var/lib/sbctl" ];
+      }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        problems(&o)[0].starts_with("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key during the bootloader install inside nixos-install, before impermanence bind-mounts it from /persist/var/lib/sbctl/keys/db/db.key"),
+        "{}",
+        err(&o)
+    );
+}
+
+/// The flake is evaluated, never built from: import-from-derivation is refused.
+#[test]
+fn the_evaluation_builds_nothing() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    ws.flake(&[(
+        "laptop",
+        r#"{ services.openssh = { enable = true; hostKeys = [ { type = "ed25519"; path = builtins.readFile (derivation { name = "ifd"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo /etc/ssh/k > $out" ]; }); } ]; }; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(
+        err(&o).contains("allow-import-from-derivation")
+            || err(&o).contains("import-from-derivation"),
+        "{}",
+        err(&o)
+    );
+}

@@ -48,7 +48,11 @@ fn text(len: usize) -> Vec<u8> {
     while out.len() < len {
         i = i.wrapping_mul(1_103_515_245).wrapping_add(12_345);
         out.extend_from_slice(words[(i >> 16) % words.len()].as_bytes());
-        out.push(if (i >> 8).is_multiple_of(9) { b'\n' } else { b' ' });
+        out.push(if (i >> 8).is_multiple_of(9) {
+            b'\n'
+        } else {
+            b' '
+        });
     }
     out.truncate(len);
     out

@@ -57,7 +57,10 @@ let
   # What the unit printed last (the result and the next step), kept where the user looks after
   # the console is cleared: the getty of the console disallocates it (TTYVTDisallocate=yes) when
   # it starts, so the unit's output on it is gone by the time the login prompt appears.
-  resultFile = "/run/vault-unlock/issue";
+  # `result` as printed, for the login shell; `issue` for agetty, which reads backslashes in
+  # issue files as escapes (`\\` is one backslash).
+  resultFile = "/run/vault-unlock/result";
+  issueFile = "/run/vault-unlock/issue";
 
   vault = lib.getExe' cfg.package "vault";
 
@@ -225,7 +228,7 @@ in
     (mkIf (cfg.enable && au.enable) {
       # The result, before the login prompt (agetty shows /etc/issue.d/*.issue) and after the
       # login on that console.
-      environment.etc."issue.d/vault-unlock.issue".source = resultFile;
+      environment.etc."issue.d/vault-unlock.issue".source = issueFile;
       environment.loginShellInit = ''
         if [ -r ${resultFile} ] && [ "$(tty 2>/dev/null)" = /dev/${au.tty} ]; then cat ${resultFile}; fi
       '';
@@ -270,9 +273,15 @@ in
           {
           # Standard output is the console, standard error the journal.
           say() { printf '%s\n' "$1"; printf '%s\n' "$1" >&2; }
-          result="''${RUNTIME_DIRECTORY:-/run/vault-unlock}/issue"
+          result="''${RUNTIME_DIRECTORY:-/run/vault-unlock}/result"
+          issue="''${RUNTIME_DIRECTORY:-/run/vault-unlock}/issue"
           : > "$result"
-          tell() { say "$1"; printf '%s\n' "$1" >> "$result"; }
+          : > "$issue"
+          tell() {
+            say "$1"
+            printf '%s\n' "$1" >> "$result"
+            printf '%s\n' "''${1//\\/\\\\}" >> "$issue"
+          }
           # Copies vault's messages (its standard error) to both. Never the passphrase: vault
           # reads it from /dev/tty without echo. INT is ignored here so that the Ctrl-C which
           # ends vault does not also cut its last words.

@@ -73,7 +73,7 @@ let
   # The configurations whose scripts tests/nix_files.rs runs.
   scenarios = {
     default = auto { };
-    host-and-bundle = auto { host = "it's me"; bundle = "/iso/my bundle;$(x)"; timeout = 0; };
+    host-and-bundle = auto { host = "it's me"; bundle = "/iso/my bundle;$(x)\\n"; timeout = 0; };
     stage-all = auto { stage = "all"; root = "/"; host = "laptop"; };
     stage-all-unmounted = auto { stage = "all"; root = "/nonexistent/target dir"; };
     short-timeout = auto { timeout = 1; };
@@ -128,14 +128,14 @@ let
       && builtins.length (filter (lib.hasPrefix "After=") (splitLines t)) == 1;
 
     # The getty of the console clears it (TTYVTDisallocate=yes) when it starts: the result is
-    # kept in /run/vault-unlock/issue, which agetty shows before the login prompt
-    # (/etc/issue.d) and the login shell on that console after it.
+    # kept in /run/vault-unlock (`issue`, escaped for agetty, which shows it before the login
+    # prompt through /etc/issue.d; `result`, which the login shell on that console prints).
     result-survives-the-console-being-cleared =
       let c = configOf (auto { }); u = c.systemd.services.vault-unlock; in
       c.environment.etc."issue.d/vault-unlock.issue".source == "/run/vault-unlock/issue"
       && u.serviceConfig.RuntimeDirectory == "vault-unlock"
       && u.serviceConfig.RuntimeDirectoryPreserve == "yes"
-      && contains "cat /run/vault-unlock/issue" c.environment.loginShellInit
+      && contains "cat /run/vault-unlock/result" c.environment.loginShellInit
       && contains "= /dev/tty1" c.environment.loginShellInit;
 
     switch-does-not-restart-the-prompt =

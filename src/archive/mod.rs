@@ -152,6 +152,11 @@ pub struct BundleManifest {
     /// from the JSON when empty, so a bundle without them reads as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery_recipients: Vec<String>,
+    /// What each host's machine says about itself (`[hosts.NAME.identity]`), for `vault
+    /// unlock` to recognise it; only inside the encrypted payload. Absent from the JSON when
+    /// empty, so a bundle without identities reads as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, crate::identity::Identity>,
 }
 
 impl BundleManifest {
@@ -179,6 +184,17 @@ impl BundleManifest {
             }
         }
         check_recovery_recipients(&self.recovery_recipients)?;
+        for (h, id) in &self.identities {
+            if !hosts.contains(h.as_str()) {
+                return Err(format!(
+                    "an identity for host {h}, which is not in the host list"
+                ));
+            }
+            id.validate()
+                .map_err(|why| format!("identity of host {h}: {why}"))?;
+        }
+        crate::identity::check_unique(self.identities.iter().map(|(h, i)| (h.as_str(), i)))
+            .map_err(|s| s.to_string())?;
         let mut total: u64 = 0;
         for (i, item) in self.items.iter().enumerate() {
             let at = |msg: String| format!("item {i} ({}): {msg}", Escaped(&item.target));
@@ -343,6 +359,7 @@ mod tests {
             hosts: vec!["h".into()],
             items,
             recovery_recipients: Vec::new(),
+            identities: Default::default(),
         }
         .validate(&Limits::default())
     }
@@ -358,6 +375,7 @@ mod tests {
             hosts: vec![],
             items: vec![file("/a")],
             recovery_recipients: Vec::new(),
+            identities: Default::default(),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(!json.contains("recovery"), "{json}");
@@ -380,6 +398,60 @@ mod tests {
         assert!(bad(vec!["a".repeat(4097)]).contains("not a recipient line"));
         assert!(bad(vec!["age1a".into(), "age1a".into()]).contains("twice"));
         assert!(bad((0..65).map(|i| format!("age1{i}")).collect()).contains("at most 64"));
+    }
+
+    /// `identities` is optional and absent from the JSON when empty (a bundle without it
+    /// reads as before, byte for byte); from an untrusted bundle each identity belongs to a
+    /// listed host, is normalized, and no identifier is shared by two hosts.
+    #[test]
+    fn identities_are_optional_and_checked() {
+        use crate::identity::Identity;
+        let mut m = BundleManifest {
+            format: 1,
+            created_by: "t".into(),
+            hosts: vec!["a".into(), "b".into()],
+            items: vec![file("/a")],
+            recovery_recipients: Vec::new(),
+            identities: Default::default(),
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(!json.contains("identities"), "{json}");
+        let a = Identity {
+            product_uuid: Some("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f".into()),
+            macs: vec!["00:00:5e:00:53:01".into()],
+            ..Identity::default()
+        };
+        m.identities.insert("a".into(), a.clone());
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(
+            json.contains(r#""identities":{"a":{"product_uuid":"6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f","product_serial":null,"board_serial":null,"macs":["00:00:5e:00:53:01"],"disks":[]}}"#),
+            "{json}"
+        );
+        assert_eq!(serde_json::from_str::<BundleManifest>(&json).unwrap(), m);
+        assert_eq!(m.validate(&Limits::default()), Ok(()));
+        // Every field of an identity is required, and no other.
+        let missing = json.replace(r#""board_serial":null,"#, "");
+        assert!(serde_json::from_str::<BundleManifest>(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("missing field `board_serial`"));
+        let extra = json.replace(r#""disks":[]"#, r#""disks":[],"tpm":"x""#);
+        assert!(serde_json::from_str::<BundleManifest>(&extra).is_err());
+        let bad = |ids: Vec<(&str, Identity)>| {
+            BundleManifest {
+                identities: ids.into_iter().map(|(h, i)| (h.to_string(), i)).collect(),
+                ..m.clone()
+            }
+            .validate(&Limits::default())
+            .unwrap_err()
+        };
+        assert!(bad(vec![("c", a.clone())]).contains("host c, which is not in the host list"));
+        assert!(bad(vec![("a", a.clone()), ("b", a.clone())]).contains("hosts a and b both record"));
+        let upper = Identity {
+            macs: vec!["00:00:5E:00:53:01".into()],
+            ..Identity::default()
+        };
+        assert!(bad(vec![("a", upper)]).contains("not normalized"));
     }
 
     #[test]

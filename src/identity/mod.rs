@@ -280,13 +280,13 @@ impl Identity {
             macs: self
                 .macs
                 .iter()
-                .filter(|v| keep(Kind::Mac, *v))
+                .filter(|v| keep(Kind::Mac, v))
                 .cloned()
                 .collect(),
             disks: self
                 .disks
                 .iter()
-                .filter(|v| keep(Kind::Disk, *v))
+                .filter(|v| keep(Kind::Disk, v))
                 .cloned()
                 .collect(),
         };

@@ -518,3 +518,50 @@ fn the_host_menu_on_a_terminal() {
         f.host_key("beta")
     );
 }
+
+/// Without root the DMI values are unreadable (as on a real machine, where they are 0400):
+/// `host identify` says so and what to run, and still reads what it can.
+#[test]
+fn identify_without_root_says_what_it_cannot_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let sys = machine(d, "m", UUID_A, "M-0001", MAC_A);
+    for f in ["product_uuid", "product_serial"] {
+        std::fs::set_permissions(
+            sys.join("class/dmi/id").join(f),
+            std::fs::Permissions::from_mode(0o000),
+        )
+        .unwrap();
+    }
+    let args = ["host", "identify", "--sysfs-root", sys.to_str().unwrap()];
+    // root reads anything: run as nobody.
+    let o = if rustix::process::geteuid().is_root() {
+        if common::require_tool("setpriv").is_none() {
+            return;
+        }
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        Command::new("setpriv")
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
+            .arg(common::vault_bin())
+            .args(args)
+            .current_dir("/")
+            .output()
+            .unwrap()
+    } else {
+        vault(d, &args)
+    };
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr),
+    );
+    assert!(o.status.success(), "{err}");
+    for f in ["product_uuid", "product_serial"] {
+        assert!(
+            err.contains(&format!("vault: left out {f}: cannot read /sys/class/dmi/id/{f}: permission denied (only root can: run `sudo vault host identify`)")),
+            "{err}"
+        );
+    }
+    assert!(out.contains(&format!("\"{MAC_A}\", # eth0")), "{out}");
+    assert!(!out.contains("\nproduct_uuid ="), "{out}");
+}

@@ -428,3 +428,68 @@ fn recording_keeps_comments_and_replaces_the_old_identity() {
         "{e}"
     );
 }
+
+/// `identities` is optional and absent from the JSON when empty (a bundle without it
+/// reads as before, byte for byte); from an untrusted bundle each identity belongs to a
+/// listed host, is normalized, and no identifier is shared by two hosts.
+#[test]
+fn bundle_identities_are_optional_and_checked() {
+    use crate::archive::{BundleManifest, Item, Kind, Limits};
+    let file = |t: &str| Item {
+        host: None,
+        stage: crate::manifest::Stage::Root,
+        kind: Kind::File,
+        target: t.into(),
+        mode: 0o600,
+        uid: 0,
+        gid: 0,
+        size: 1,
+        sha256: Some("0".repeat(64)),
+    };
+    let mut m = BundleManifest {
+        format: 1,
+        created_by: "t".into(),
+        hosts: vec!["a".into(), "b".into()],
+        items: vec![file("/a")],
+        recovery_recipients: Vec::new(),
+        identities: Default::default(),
+    };
+    let json = serde_json::to_string(&m).unwrap();
+    assert!(!json.contains("identities"), "{json}");
+    let a = Identity {
+        product_uuid: Some("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f".into()),
+        macs: vec!["00:00:5e:00:53:01".into()],
+        ..Identity::default()
+    };
+    m.identities.insert("a".into(), a.clone());
+    let json = serde_json::to_string(&m).unwrap();
+    assert!(
+        json.contains(r#""identities":{"a":{"product_uuid":"6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f","product_serial":null,"board_serial":null,"macs":["00:00:5e:00:53:01"],"disks":[]}}"#),
+        "{json}"
+    );
+    assert_eq!(serde_json::from_str::<BundleManifest>(&json).unwrap(), m);
+    assert_eq!(m.validate(&Limits::default()), Ok(()));
+    // Every field of an identity is required, and no other.
+    let missing = json.replace(r#""board_serial":null,"#, "");
+    assert!(serde_json::from_str::<BundleManifest>(&missing)
+        .unwrap_err()
+        .to_string()
+        .contains("missing field `board_serial`"));
+    let extra = json.replace(r#""disks":[]"#, r#""disks":[],"tpm":"x""#);
+    assert!(serde_json::from_str::<BundleManifest>(&extra).is_err());
+    let bad = |ids: Vec<(&str, Identity)>| {
+        BundleManifest {
+            identities: ids.into_iter().map(|(h, i)| (h.to_string(), i)).collect(),
+            ..m.clone()
+        }
+        .validate(&Limits::default())
+        .unwrap_err()
+    };
+    assert!(bad(vec![("c", a.clone())]).contains("host c, which is not in the host list"));
+    assert!(bad(vec![("a", a.clone()), ("b", a.clone())]).contains("hosts a and b both record"));
+    let upper = Identity {
+        macs: vec!["00:00:5E:00:53:01".into()],
+        ..Identity::default()
+    };
+    assert!(bad(vec![("a", upper)]).contains("not normalized"));
+}

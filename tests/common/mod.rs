@@ -168,3 +168,17 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.path).status();
     }
 }
+
+/// A fake machine's sysfs under `dir/sys-NAME`, for `--sysfs-root`: product UUID and serial,
+/// `eth0` with `mac`, loopback, a disk without serial.
+pub fn fake_machine(dir: &Path, name: &str, uuid: &str, serial: &str, mac: &str) -> PathBuf {
+    use vault::identity::fake::{Bus, FakeSysfs};
+    let root = dir.join(format!("sys-{name}"));
+    let mut t = FakeSysfs::new(&root).unwrap();
+    t.dmi("product_uuid", uuid).unwrap();
+    t.dmi("product_serial", serial).unwrap();
+    t.nic("eth0", mac, 0, Bus::Pci).unwrap();
+    t.nic("lo", "00:00:00:00:00:00", 0, Bus::Virtual).unwrap();
+    t.disk("vda", Bus::Pci, false, &[]).unwrap();
+    root
+}

@@ -16,6 +16,7 @@ pub mod config_check;
 pub mod error;
 pub mod escape;
 pub mod hosts;
+pub mod identity;
 pub mod initrd_key;
 pub mod interrupt;
 pub mod keys;

@@ -98,6 +98,9 @@ pub struct Host {
     /// The host's NixOS configuration, `REF#NAME` as written (a relative path `REF` is
     /// relative to the manifest's folder); `vault pack` checks it (see `config_check`).
     pub flake: Option<String>,
+    /// What the machine says about itself (`[hosts.NAME.identity]`), for `vault unlock` to
+    /// recognise it (docs/guide/fleet.md).
+    pub identity: Option<crate::identity::Identity>,
     pub entries: Vec<Entry>,
 }
 
@@ -155,6 +158,7 @@ struct RawHost {
     ssh_host_key: Option<String>,
     age_recipient: Option<String>,
     flake: Option<String>,
+    identity: Option<toml::Spanned<crate::identity::RawIdentity>>,
     #[serde(default)]
     entry: Vec<toml::Spanned<RawEntry>>,
 }
@@ -206,6 +210,7 @@ impl Manifest {
             shared.push(check_entry(path, &dir, text, e.into_inner(), line)?);
         }
         let mut hosts = BTreeMap::new();
+        let mut identity_lines: Vec<(String, usize)> = Vec::new();
         for (name, h) in raw.hosts {
             let hline = line_of(h.span().start);
             check_host_name(&name).map_err(|why| {
@@ -227,16 +232,45 @@ impl Manifest {
                     ));
                 }
             }
+            let identity = match h.identity {
+                None => None,
+                Some(i) => {
+                    let line = line_of(i.span().start);
+                    let id =
+                        crate::identity::Identity::from_raw(i.into_inner()).map_err(|why| {
+                            Error::manifest(
+                                path,
+                                format!("line {line}: hosts.{name}.identity: {why}"),
+                            )
+                        })?;
+                    identity_lines.push((name.clone(), line));
+                    Some(id)
+                }
+            };
             hosts.insert(
                 name,
                 Host {
                     ssh_host_key: h.ssh_host_key.map(|p| dir.join(p)),
                     age_recipient: h.age_recipient,
                     flake: h.flake,
+                    identity,
                     entries,
                 },
             );
         }
+        // Two hosts recording one identifier could not be told apart at unlock.
+        crate::identity::check_unique(
+            identity_lines
+                .iter()
+                .filter_map(|(n, _)| Some((n.as_str(), hosts.get(n)?.identity.as_ref()?))),
+        )
+        .map_err(|shared| {
+            let line = identity_lines
+                .iter()
+                .find(|(n, _)| *n == shared.second)
+                .map_or(0, |(_, l)| *l);
+            Error::manifest(path, format!("line {line}: {shared}"))
+        })?;
         let secrets = raw
             .secrets
             .map(|s| SecretsRepo {

@@ -179,3 +179,39 @@ fn targets() {
         assert!(check_target(good).is_ok(), "{good:?}");
     }
 }
+
+#[test]
+fn host_identities_are_read_normalized_and_unique() {
+    let m = parse(
+        "version = 1\n[hosts.a]\n[hosts.a.identity]\nproduct_uuid = \"6F1C2A4E-8D3B-4C5A-9E7F-0A1B2C3D4E5F\"\nmacs = [\"00-00-5E-00-53-01\"]\n[hosts.b]\n",
+    )
+    .unwrap();
+    let id = m.hosts["a"].identity.as_ref().unwrap();
+    assert_eq!(
+        id.product_uuid.as_deref(),
+        Some("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f")
+    );
+    assert_eq!(id.macs, vec!["00:00:5e:00:53:01".to_string()]);
+    assert_eq!(m.hosts["b"].identity, None);
+    // A malformed value: named with its line.
+    let e = err_of("version = 1\n[hosts.a]\n[hosts.a.identity]\nmacs = [\"00:11\"]\n");
+    assert!(
+        e.contains("line 3: hosts.a.identity: macs: \"00:11\" is not a MAC address"),
+        "{e}"
+    );
+    let e = err_of("version = 1\n[hosts.a]\n[hosts.a.identity]\nserial = \"x\"\n");
+    assert!(e.contains("unknown field `serial`"), "{e}");
+    // One serial for two hosts (without case): refused, both named, at the second's line.
+    let e = err_of(
+        "version = 1\n[hosts.a]\n[hosts.a.identity]\nboard_serial = \"CN1296372I\"\n[hosts.b]\n[hosts.b.identity]\nboard_serial = \"cn1296372i\"\n",
+    );
+    assert!(
+        e.contains("line 6: hosts a and b both record the board serial \"cn1296372i\""),
+        "{e}"
+    );
+    // The same placeholder on two hosts is no identifier: let be (pack warns).
+    parse(
+        "version = 1\n[hosts.a]\n[hosts.a.identity]\nboard_serial = \"Default string\"\n[hosts.b]\n[hosts.b.identity]\nboard_serial = \"Default string\"\n",
+    )
+    .unwrap();
+}

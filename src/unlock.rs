@@ -40,8 +40,10 @@ impl StageSel {
 
 #[derive(Debug, Clone)]
 pub struct UnlockOptions {
-    /// The host to place; `None`: the bundle's only host.
+    /// The host to place; `None`: the bundle's only host, or the one `chooser` picks.
     pub host: Option<String>,
+    /// How to choose among several hosts without `host` (docs/guide/fleet.md).
+    pub chooser: crate::identity::choose::HostChooser,
     pub stages: StageSel,
     /// Target root for root-stage items (`/mnt`).
     pub root: PathBuf,
@@ -59,6 +61,7 @@ impl UnlockOptions {
     pub fn new(root: PathBuf) -> Self {
         UnlockOptions {
             host: None,
+            chooser: Default::default(),
             stages: StageSel::All,
             root,
             disk_root: PathBuf::from("/"),
@@ -243,21 +246,39 @@ pub(crate) fn refuse_conflicts_with(
     })
 }
 
-/// Picks the host: the one asked for, or the only one.
-pub fn choose_host(manifest: &BundleManifest, asked: Option<&str>) -> Result<Option<String>> {
-    match asked {
-        Some(h) if manifest.hosts.iter().any(|x| x == h) => Ok(Some(h.to_owned())),
+/// Picks the host: the one asked for (always), the only one, or among several the one this
+/// machine's identity matches, else the user's pick from the host menu
+/// ([`crate::identity::choose`]).
+pub fn choose_host(manifest: &BundleManifest, opts: &UnlockOptions) -> Result<Option<String>> {
+    let chooser = &opts.chooser;
+    match opts.host.as_deref() {
+        Some(h) if manifest.hosts.iter().any(|x| x == h) => {
+            crate::identity::choose::warn_if_other(manifest, h, "as --host says", chooser);
+            Ok(Some(h.to_owned()))
+        }
         Some(h) => Err(Error::Host(format!(
             "host {h} is not in this bundle (it has: {})",
             list_or_none(&manifest.hosts)
         ))),
         None => match manifest.hosts.as_slice() {
             [] => Ok(None),
-            [one] => Ok(Some(one.clone())),
-            many => Err(Error::Host(format!(
-                "this bundle holds several hosts ({}); say which one this machine is",
-                many.join(", ")
-            ))),
+            [one] => {
+                let how = "the bundle's only host";
+                crate::identity::choose::warn_if_other(manifest, one, how, chooser);
+                Ok(Some(one.clone()))
+            }
+            _ => {
+                let files = |h: &str| {
+                    manifest
+                        .items
+                        .iter()
+                        .filter(|i| {
+                            i.kind == Kind::File && i.is_for(h) && opts.stages.includes(i.stage)
+                        })
+                        .count()
+                };
+                crate::identity::choose::choose(manifest, chooser, opts.dry_run, files).map(Some)
+            }
         },
     }
 }
@@ -403,7 +424,7 @@ impl UnlockSink<'_> {
 
 impl Sink for UnlockSink<'_> {
     fn manifest(&mut self, manifest: &BundleManifest) -> Result<()> {
-        self.host = choose_host(manifest, self.opts.host.as_deref())?;
+        self.host = choose_host(manifest, self.opts)?;
         if let Some(st) = self.stager.as_deref_mut() {
             st.set_host(self.host.clone());
         }

@@ -102,6 +102,7 @@ fn pack(items: &[(Item, Vec<u8>)], src: &Path) -> Vec<u8> {
         hosts: vec![hostile::HOST.into()],
         items: items.iter().map(|(i, _)| i.clone()).collect(),
         recovery_recipients: Vec::new(),
+        identities: Default::default(),
     };
     m.validate(&Default::default())
         .expect("generated manifest is valid");

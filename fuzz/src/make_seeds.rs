@@ -84,6 +84,7 @@ fn main() {
         hosts: vec!["h".into()],
         items,
         recovery_recipients: Vec::new(),
+        identities: Default::default(),
     };
     let payload = write::write(
         Vec::new(),

@@ -152,6 +152,11 @@ pub struct BundleManifest {
     /// from the JSON when empty, so a bundle without them reads as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery_recipients: Vec<String>,
+    /// What each host's machine says about itself (`[hosts.NAME.identity]`), for `vault
+    /// unlock` to recognise it; only inside the encrypted payload. Absent from the JSON when
+    /// empty, so a bundle without identities reads as before.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub identities: BTreeMap<String, crate::identity::Identity>,
 }
 
 impl BundleManifest {
@@ -179,6 +184,17 @@ impl BundleManifest {
             }
         }
         check_recovery_recipients(&self.recovery_recipients)?;
+        for (h, id) in &self.identities {
+            if !hosts.contains(h.as_str()) {
+                return Err(format!(
+                    "an identity for host {h}, which is not in the host list"
+                ));
+            }
+            id.validate()
+                .map_err(|why| format!("identity of host {h}: {why}"))?;
+        }
+        crate::identity::check_unique(self.identities.iter().map(|(h, i)| (h.as_str(), i)))
+            .map_err(|s| s.to_string())?;
         let mut total: u64 = 0;
         for (i, item) in self.items.iter().enumerate() {
             let at = |msg: String| format!("item {i} ({}): {msg}", Escaped(&item.target));
@@ -343,6 +359,7 @@ mod tests {
             hosts: vec!["h".into()],
             items,
             recovery_recipients: Vec::new(),
+            identities: Default::default(),
         }
         .validate(&Limits::default())
     }
@@ -358,6 +375,7 @@ mod tests {
             hosts: vec![],
             items: vec![file("/a")],
             recovery_recipients: Vec::new(),
+            identities: Default::default(),
         };
         let json = serde_json::to_string(&m).unwrap();
         assert!(!json.contains("recovery"), "{json}");

@@ -18,6 +18,14 @@ pub enum HostCommand {
     /// host; --rule chooses), and its ssh-ed25519 key to the agenix keys file. Then run
     /// `vault rekey`.
     Add(AddArgs),
+    /// Print what this machine says about itself (product UUID and serials, permanent MAC
+    /// addresses, disk serials and WWNs), for `vault host add NAME --identity FILE`.
+    ///
+    /// Run it on the machine (on its installer), as root: the UUID and serials are readable by
+    /// root only. The output is TOML (docs/guide/fleet.md); what was left out and why goes to
+    /// stderr. With a bundle of several hosts, `vault unlock` uses the recorded identities to
+    /// tell which host a machine is.
+    Identify(super::identify::IdentifyArgs),
     /// List the hosts of vault.toml with their keys and recipients.
     List(ListArgs),
     /// Remove a host from vault.toml and the lines `host add` wrote. Key files stay unless
@@ -57,6 +65,11 @@ pub struct AddArgs {
     /// line. For a host already in vault.toml, only this is done.
     #[arg(long)]
     pub initrd_ssh: bool,
+    /// Record this machine identity (the output of `vault host identify`) as
+    /// [hosts.NAME.identity], replacing one recorded before. For a host already in vault.toml,
+    /// only this is done.
+    #[arg(long, value_name = "FILE")]
+    pub identity: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -87,16 +100,32 @@ pub struct RemoveArgs {
 pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
     match cmd {
         HostCommand::Add(a) => add(a, quiet),
+        HostCommand::Identify(a) => super::identify::identify(a, quiet),
         HostCommand::List(a) => list(a),
         HostCommand::Remove(a) => remove(a, quiet),
     }
 }
 
 fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
+    let Some(file) = a.identity.clone() else {
+        if a.initrd_ssh {
+            return super::initrd::add(a, quiet, add_main);
+        }
+        return add_main(a, quiet);
+    };
+    // Checked before anything is written; an existing host only gets its identity.
+    let (manifest, name) = (a.manifest.clone(), a.name.clone());
+    let identity = super::identify::read_for_add(&file, &manifest, &name)?;
+    let known = hosts::list(&manifest)?
+        .into_iter()
+        .any(|h| h.name == name && h.ssh_host_key.is_some());
     if a.initrd_ssh {
-        return super::initrd::add(a, quiet, add_main);
+        super::initrd::add(a, quiet, add_main)?;
+    } else if !known {
+        add_main(a, quiet)?;
     }
-    add_main(a, quiet)
+    super::identify::record(&manifest, &name, &identity, quiet)?;
+    Ok(ExitCode::Ok)
 }
 
 fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {

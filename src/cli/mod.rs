@@ -10,6 +10,7 @@ mod attach;
 mod config_check;
 mod generate;
 mod host;
+mod identify;
 mod init;
 mod initrd;
 mod inspect;

@@ -30,7 +30,8 @@ pub struct UnlockArgs {
     /// Root of the installed system, where root-stage entries go.
     #[arg(long, default_value = "/mnt")]
     pub root: PathBuf,
-    /// The host this machine is (default: the bundle's only host).
+    /// The host this machine is (default: the bundle's only host; among several, the one
+    /// whose recorded identity matches this machine, else a menu).
     #[arg(long, value_name = "NAME")]
     pub host: Option<String>,
     /// Which entries to place.
@@ -61,6 +62,10 @@ pub struct UnlockArgs {
     /// temporaries beside their targets (for tests of that path).
     #[arg(long, hide = true, value_name = "BYTES")]
     pub staging_memory: Option<u64>,
+    /// Read this machine's identity from sysfs under DIR instead of /sys (for tests; the
+    /// match says where it read).
+    #[arg(long, hide = true, value_name = "DIR", default_value = vault::identity::sysfs::DEFAULT_ROOT)]
+    pub sysfs_root: PathBuf,
     /// Where `--stage disk` keeps the root-stage entries (must be on ramfs or tmpfs).
     #[arg(long, hide = true, default_value = vault::staging::DEFAULT_DIR)]
     pub staging_dir: PathBuf,
@@ -92,6 +97,7 @@ pub struct WipeArgs {
 pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     let mut opts = UnlockOptions::new(a.root.clone());
     opts.host = a.host.clone();
+    opts.chooser = super::identify::chooser(a.sysfs_root.clone(), quiet);
     opts.stages = match a.stage {
         StageArg::Disk => StageSel::Disk,
         StageArg::Root => StageSel::Root,

@@ -132,6 +132,15 @@ pub fn warnings(m: &Manifest, plan: &PackPlan) -> Vec<String> {
             ));
         }
     }
+    for (h, id) in &plan.manifest.identities {
+        for (kind, v, why) in id.without_junk().1 {
+            out.push(format!(
+                "host {h}: the {} \"{}\" in [hosts.{h}.identity] is {why}: it never identifies a machine, so remove it",
+                kind.describe(),
+                crate::escape::escape(&v)
+            ));
+        }
+    }
     for (item, source) in plan.manifest.items.iter().zip(&plan.sources) {
         let Some(source) = source else { continue };
         if item.stage == Stage::Disk

@@ -246,6 +246,8 @@ impl Contents {
             .cloned()
             .collect();
         let manifest = BundleManifest {
+            // Hosts and their identities come from the manifest, as the entries do.
+            identities: crate::identity::of_hosts(m, &hosts),
             hosts,
             items: sorted_items,
             ..self.manifest

@@ -219,6 +219,7 @@ pub fn load(dir: &Path) -> Result<Option<StagedManifest>> {
         hosts: m.host.iter().cloned().collect(),
         items: m.items.clone(),
         recovery_recipients: Vec::new(),
+        identities: Default::default(),
     };
     as_bundle.validate(&Limits::default()).map_err(bad)?;
     if m.items.iter().any(|i| i.stage != Stage::Root) {

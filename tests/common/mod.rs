@@ -1,6 +1,8 @@
 //! Shared by the integration tests. Each test file does `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod qemu;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -165,4 +167,18 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         let _ = Command::new("umount").arg(&self.path).status();
     }
+}
+
+/// A fake machine's sysfs under `dir/sys-NAME`, for `--sysfs-root`: product UUID and serial,
+/// `eth0` with `mac`, loopback, a disk without serial.
+pub fn fake_machine(dir: &Path, name: &str, uuid: &str, serial: &str, mac: &str) -> PathBuf {
+    use vault::identity::fake::{Bus, FakeSysfs};
+    let root = dir.join(format!("sys-{name}"));
+    let mut t = FakeSysfs::new(&root).unwrap();
+    t.dmi("product_uuid", uuid).unwrap();
+    t.dmi("product_serial", serial).unwrap();
+    t.nic("eth0", mac, 0, Bus::Pci).unwrap();
+    t.nic("lo", "00:00:00:00:00:00", 0, Bus::Virtual).unwrap();
+    t.disk("vda", Bus::Pci, false, &[]).unwrap();
+    root
 }

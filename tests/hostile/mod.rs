@@ -72,6 +72,7 @@ pub fn manifest(items: Vec<Item>) -> BundleManifest {
         hosts: vec![HOST.into()],
         items,
         recovery_recipients: Vec::new(),
+        identities: Default::default(),
     }
 }
 

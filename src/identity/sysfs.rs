@@ -1,0 +1,294 @@
+//! Reading a running machine's identifiers from sysfs (`/sys`, or a test's fake tree):
+//!
+//! - `class/dmi/id/{product_uuid,product_serial,board_serial}` (the first and the serials are
+//!   readable by root only);
+//! - the address of each network interface that is hardware: not under `devices/virtual`
+//!   (loopback, bridges, bonds, veth, tun), with a `device`, not on USB (docks and dongles move
+//!   between machines), Ethernet or Wi-Fi (`type` 1), whose address is the permanent one
+//!   (`addr_assign_type` 0) and not [`junk`](super::junk);
+//! - for each disk that is not virtual (loop, ram, zram, dm, md, nbd), not removable, not on
+//!   USB and not an optical drive: `device/serial` (NVMe), `serial` (virtio), `device/wwid`
+//!   (SCSI, SATA), `wwid` (NVMe namespaces) and the serial in `device/vpd_pg80` (SCSI VPD
+//!   page 0x80).
+//!
+//! What cannot be read, or is left out, is said in [`Reading::notes`].
+
+use std::io::Read as _;
+use std::path::Path;
+
+use super::{Kind, Note, Reading};
+
+/// Where the kernel's sysfs is.
+pub const DEFAULT_ROOT: &str = "/sys";
+
+/// Largest sysfs attribute read.
+const MAX_ATTR: u64 = 4096;
+
+/// Disk names that are never hardware of their own.
+const VIRTUAL_DISKS: &[&str] = &["loop", "ram", "zram", "dm-", "md", "nbd", "sr", "fd"];
+
+/// What the machine under `root` says about itself.
+pub fn read(root: &Path) -> Reading {
+    let mut r = Reading::default();
+    dmi(root, &mut r);
+    nics(root, &mut r);
+    disks(root, &mut r);
+    r
+}
+
+fn note(r: &mut Reading, what: impl Into<String>, why: impl Into<String>) {
+    r.notes.push(Note {
+        what: what.into(),
+        why: why.into(),
+    });
+}
+
+/// An attribute's bytes (at most [`MAX_ATTR`]); `Ok(None)` when it does not exist.
+fn read_bytes(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut b = Vec::new();
+    f.take(MAX_ATTR).read_to_end(&mut b)?;
+    Ok(Some(b))
+}
+
+/// An attribute as trimmed text; `None` when missing, empty or unreadable.
+fn attr(path: &Path) -> Option<String> {
+    read_bytes(path)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Normalizes `raw` as `kind` and keeps it unless it is malformed or junk (then says so).
+fn accept(r: &mut Reading, kind: Kind, raw: &str, what: &str) -> Option<String> {
+    match kind.normalize(raw) {
+        Err(why) => {
+            note(r, what, why);
+            None
+        }
+        Ok(v) => match kind.junk(&v) {
+            Some(why) => {
+                note(r, format!("{what} \"{v}\""), why);
+                None
+            }
+            None => Some(v),
+        },
+    }
+}
+
+fn dmi(root: &Path, r: &mut Reading) {
+    for (kind, file) in [
+        (Kind::ProductUuid, "product_uuid"),
+        (Kind::ProductSerial, "product_serial"),
+        (Kind::BoardSerial, "board_serial"),
+    ] {
+        let path = root.join("class/dmi/id").join(file);
+        let shown = Path::new(DEFAULT_ROOT).join("class/dmi/id").join(file);
+        let value = match read_bytes(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                note(
+                    r,
+                    kind.key(),
+                    format!(
+                        "cannot read {}: permission denied (only root can: run `sudo vault host identify`)",
+                        shown.display()
+                    ),
+                );
+                continue;
+            }
+            Err(e) => {
+                note(
+                    r,
+                    kind.key(),
+                    format!("cannot read {}: {e}", shown.display()),
+                );
+                continue;
+            }
+            Ok(b) => b.map(|b| String::from_utf8_lossy(&b).trim().to_owned()),
+        };
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            note(
+                r,
+                kind.key(),
+                format!(
+                    "not reported by this machine ({} is missing or empty)",
+                    shown.display()
+                ),
+            );
+            continue;
+        };
+        if let Some(v) = accept(r, kind, &value, kind.key()) {
+            match kind {
+                Kind::ProductUuid => r.identity.product_uuid = Some(v),
+                Kind::ProductSerial => r.identity.product_serial = Some(v),
+                _ => r.identity.board_serial = Some(v),
+            }
+        }
+    }
+}
+
+/// Entries of a sysfs class directory, sorted, with the target of each one's link.
+fn entries(dir: &Path) -> Vec<(String, String)> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(String, String)> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let link = std::fs::read_link(e.path())
+                .map(|l| l.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            (e.file_name().to_string_lossy().into_owned(), link)
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn on_usb(link: &str) -> bool {
+    link.split('/').any(|c| c.starts_with("usb"))
+}
+
+/// The interfaces this machine's identity can rest on: in the order the kernel names them.
+pub fn nics(root: &Path, r: &mut Reading) {
+    let class = root.join("class/net");
+    for (name, link) in entries(&class) {
+        let dir = class.join(&name);
+        // Software interfaces: silently, there are many and none is hardware.
+        if link.contains("/devices/virtual/")
+            || !dir.join("device").exists()
+            || dir.join("bridge").exists()
+            || dir.join("bonding").exists()
+        {
+            continue;
+        }
+        let what = format!("interface {name}");
+        if on_usb(&link) {
+            note(
+                r,
+                what,
+                "on USB (a dongle or a dock moves between machines)",
+            );
+            continue;
+        }
+        if attr(&dir.join("type")).as_deref() != Some("1") {
+            note(r, what, "not Ethernet or Wi-Fi");
+            continue;
+        }
+        let Some(address) = attr(&dir.join("address")) else {
+            note(r, what, "no address");
+            continue;
+        };
+        match attr(&dir.join("addr_assign_type")).as_deref() {
+            Some("0") => {}
+            other => {
+                note(
+                    r,
+                    format!("{what} {address}"),
+                    format!(
+                        "not its permanent address (addr_assign_type {}: random, or set by software)",
+                        other.unwrap_or("unreadable")
+                    ),
+                );
+                continue;
+            }
+        }
+        if let Some(mac) = accept(r, Kind::Mac, &address, &what) {
+            if !r.identity.macs.contains(&mac) {
+                r.labels.insert(mac.clone(), name.clone());
+                r.identity.macs.push(mac);
+            }
+        }
+    }
+}
+
+/// The serial in a SCSI VPD page 0x80 (unit serial number): 4 header bytes (page code at
+/// byte 1, length at bytes 2-3, big-endian), then the serial in ASCII.
+fn vpd_serial(page: &[u8]) -> Option<String> {
+    if page.len() < 4 || page[1] != 0x80 {
+        return None;
+    }
+    let len = usize::from(u16::from_be_bytes([page[2], page[3]]));
+    let body = page.get(4..4 + len).unwrap_or(&page[4..]);
+    let s: String = body
+        .iter()
+        .take_while(|b| **b != 0)
+        .map(|&b| b as char)
+        .collect();
+    Some(s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn disks(root: &Path, r: &mut Reading) {
+    let class = root.join("block");
+    for (name, link) in entries(&class) {
+        if VIRTUAL_DISKS.iter().any(|p| name.starts_with(p)) || link.contains("/devices/virtual/") {
+            continue;
+        }
+        let dir = class.join(&name);
+        let what = format!("disk {name}");
+        if attr(&dir.join("removable")).as_deref() == Some("1") {
+            note(r, what, "a removable medium");
+            continue;
+        }
+        if on_usb(&link) {
+            note(
+                r,
+                what,
+                "on USB (a stick or an external disk moves between machines)",
+            );
+            continue;
+        }
+        let mut found: Vec<(String, &str)> = Vec::new();
+        for (file, label) in [
+            ("device/serial", "serial"),
+            ("serial", "serial"),
+            ("device/wwid", "WWID"),
+            ("wwid", "WWID"),
+        ] {
+            if let Some(v) = attr(&dir.join(file)) {
+                found.push((v, label));
+            }
+        }
+        if let Ok(Some(page)) = read_bytes(&dir.join("device/vpd_pg80")) {
+            if let Some(v) = vpd_serial(&page) {
+                found.push((v, "serial"));
+            }
+        }
+        let (before, notes_before) = (r.identity.disks.len(), r.notes.len());
+        for (raw, label) in found {
+            if let Some(v) = accept(r, Kind::Disk, &raw, &format!("{what} {label}")) {
+                if !r.identity.disks.iter().any(|d| d.eq_ignore_ascii_case(&v)) {
+                    r.labels.insert(v.clone(), format!("{name} {label}"));
+                    r.identity.disks.push(v);
+                }
+            }
+        }
+        if r.identity.disks.len() == before && r.notes.len() == notes_before {
+            note(r, what, "reports no serial or WWN");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vpd_page_80_holds_the_serial() {
+        let mut page = vec![0x00, 0x80, 0x00, 0x0c];
+        page.extend_from_slice(b"  Z1F48TA8  ");
+        assert_eq!(vpd_serial(&page).as_deref(), Some("Z1F48TA8"));
+        // A length past the end reads what is there; another page reads nothing.
+        assert_eq!(
+            vpd_serial(&[0, 0x80, 0xff, 0xff, b'A', b'B', b'C']).as_deref(),
+            Some("ABC")
+        );
+        assert_eq!(vpd_serial(&[0, 0x83, 0, 1, b'A']), None);
+        assert_eq!(vpd_serial(&[0, 0x80]), None);
+    }
+}

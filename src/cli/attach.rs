@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
+use vault::escape::{escape, escape_message, escape_path};
 use vault::media::{self, DeviceInfo};
 use vault::ExitCode;
 
@@ -103,7 +104,7 @@ fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
     let Some(b) = b else { return };
     println!(
         "carried vault {} ({}): sha256 {}",
-        b.version.as_deref().unwrap_or("?"),
+        escape(b.version.as_deref().unwrap_or("?")),
         b.arch.name(),
         b.sha256
     );
@@ -138,7 +139,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
         } else if !quiet {
             println!(
                 "wrote {}: the bundle ({}) is {} in the ISO tree; the image is {}",
-                output.display(),
+                escape_path(output),
                 human_bytes(len),
                 media::ISO_BUNDLE_PATH,
                 human_bytes(info.len)
@@ -157,7 +158,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
     } else if !quiet {
         println!(
             "wrote {}: bundle ({}) in MBR slot {} (type 0xDA) at byte {}; the image is {}",
-            output.display(),
+            escape_path(output),
             human_bytes(r.len),
             r.slot,
             r.start,
@@ -166,7 +167,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
         print_binary(bin.as_ref(), false);
         println!(
             "write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync",
-            output.display()
+            escape_path(output)
         );
     }
     Ok(ExitCode::Ok)
@@ -179,13 +180,14 @@ fn run_device(
     bin: Option<&media::Binary>,
 ) -> vault::Result<ExitCode> {
     let about = if a.test_file_as_device {
-        format!("{} (a file standing in for a device)", dev.display())
+        format!("{} (a file standing in for a device)", escape_path(&dev))
     } else {
         let info = DeviceInfo::read(&dev)?;
         info.check(a.yes_not_removable)?;
+        // The model is the device's word: Untrusted, escaped and bounded by its Display.
         format!(
             "{} ({}, {}, {})",
-            dev.display(),
+            escape_path(&dev),
             info.model,
             human_bytes(info.size),
             if info.removable {
@@ -198,7 +200,7 @@ fn run_device(
     let plan = media::plan_in_place(&dev, &a.bundle, a.replace, bin)?;
     if !a.yes {
         eprintln!("About to change {about}:");
-        eprintln!("  {}", plan.describe());
+        eprintln!("  {}", escape_message(&plan.describe()));
         eprint!("Type `yes` to continue: ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
@@ -213,7 +215,7 @@ fn run_device(
     }
     let warning = media::attach_in_place(&plan)?;
     if let Some(w) = &warning {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_message(w));
     }
     if a.json {
         print_json(&serde_json::json!({
@@ -225,7 +227,7 @@ fn run_device(
         println!(
             "wrote the bundle ({}) to {} in MBR slot {} at byte {}",
             human_bytes(plan.extent.len),
-            dev.display(),
+            escape_path(&dev),
             plan.slot,
             plan.extent.start
         );
@@ -268,11 +270,11 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
     if a.output.is_some() {
         println!(
             "wrote {} without its bundle partition ({})",
-            shown.display(),
+            escape_path(shown),
             human_bytes(info.len)
         );
     }
-    println!("{} ({}):", shown.display(), human_bytes(info.len));
+    println!("{} ({}):", escape_path(shown), human_bytes(info.len));
     if let Some(end) = info.iso_end {
         println!("  ISO9660 volume: bytes 0..{end}");
     }
@@ -320,11 +322,14 @@ pub fn carried_json(c: &media::Carried) -> serde_json::Value {
     })
 }
 
-/// One line about the carried binary.
+/// One line about the carried binary. Its version is the stick's word (escaped and bounded by
+/// `Untrusted`'s Display): it cannot draw over the SHA-256 or the DIFFERS warning.
 pub fn carried_line(c: &media::Carried) -> String {
     format!(
         "vault binary: {} {} ({}, {}), {}, sha256 {}{}",
-        c.version.as_deref().unwrap_or("unknown version"),
+        c.version
+            .as_ref()
+            .map_or_else(|| "unknown version".to_owned(), ToString::to_string),
         c.arch.unwrap_or("not a static x86_64/aarch64 executable"),
         human_bytes(c.len),
         c.location,
@@ -360,7 +365,7 @@ fn run_discover(json: bool) -> vault::Result<ExitCode> {
         for c in &found {
             println!(
                 "{} ({}, {} bytes at byte {})",
-                vault::escape::escape(&c.description),
+                escape(&c.description),
                 human_bytes(c.len),
                 c.len,
                 c.offset

@@ -104,10 +104,11 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         if m.hosts.is_empty() {
             "(none: shared entries only)".into()
         } else {
-            m.hosts.join(", ")
+            escape(&m.hosts.join(", ")).into_owned()
         }
     );
-    println!("  written by {}", escape(&m.created_by));
+    // The bundle's word: escaped and bounded by its Display.
+    println!("  written by {}", m.created_by);
     for r in &m.recovery_recipients {
         println!("  recovery: {}", escape(r));
     }
@@ -123,7 +124,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         let owner = format!("{}:{}", i.uid, i.gid);
         println!(
             "{:<10} {:<5} {:<5} {:>5} {:>11} {:>10}  {:<16} {}",
-            i.host.as_deref().unwrap_or("(all)"),
+            escape(i.host.as_deref().unwrap_or("(all)")),
             i.stage.as_str(),
             if i.kind == vault::archive::Kind::Dir {
                 "dir"
@@ -137,7 +138,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
             } else {
                 human_bytes(i.size)
             },
-            i.sha256.as_deref().and_then(|h| h.get(..16)).unwrap_or("-"),
+            escape(i.sha256.as_deref().and_then(|h| h.get(..16)).unwrap_or("-")),
             escape(&i.target)
         );
     }

@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::Args;
+use vault::escape::{escape, escape_path};
 use vault::keys::passphrase;
 use vault::manifest::Manifest;
 use vault::rekey::{self, identities, Identities, Status, Which};
@@ -158,12 +159,15 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             for item in &plan.items {
                 match &item.status {
                     Status::Fresh if a.dry_run => {
-                        println!("current  {:<6} {}", item.kind, item.path.display())
+                        println!("current  {:<6} {}", item.kind, escape_path(&item.path))
                     }
                     Status::Fresh => {}
-                    Status::Stale(why) => {
-                        println!("stale    {:<6} {}  ({why})", item.kind, item.path.display())
-                    }
+                    Status::Stale(why) => println!(
+                        "stale    {:<6} {}  ({})",
+                        item.kind,
+                        escape_path(&item.path),
+                        escape(why)
+                    ),
                 }
             }
             eprintln!(
@@ -231,7 +235,7 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         print_json(&items, "rekeyed");
     } else if !quiet {
         for p in &written {
-            println!("rekeyed  {}", p.display());
+            println!("rekeyed  {}", escape_path(p));
         }
         eprintln!("rekeyed {} secret files", written.len());
     }

@@ -117,7 +117,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             eprintln!(
                 "{} item(s) from {}: {} from source files, {} from the bundle.",
                 total,
-                m.path.display(),
+                escape_path(&m.path),
                 rebuilt.from_disk,
                 total - rebuilt.from_disk
             );
@@ -130,7 +130,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
                     i.host
                         .as_deref()
                         .map_or("every host".to_owned(), |h| format!("host {}", escape(h))),
-                    m.path.display()
+                    escape_path(&m.path)
                 );
             }
         }
@@ -166,7 +166,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     let passphrase = match passphrase_source(&new_source)? {
         Some(p) => p,
-        None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,
+        None => prompt::ask_new(&format!("New passphrase for {}: ", escape_path(&a.output)))?,
     };
     super::pack::check_strength(
         age_core::secrecy::ExposeSecret::expose_secret(&passphrase),

@@ -123,7 +123,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         for p in vault::staging::sweep_stale(&a.staging_dir)? {
             eprintln!(
                 "note: wiped {}, the staging area of an interrupted earlier run",
-                p.display()
+                escape_path(&p)
             );
         }
     }
@@ -156,7 +156,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     if quiet {
         return Ok(ExitCode::Ok);
     }
-    let host = report.host.as_deref().unwrap_or("(shared entries only)");
+    let host = escape(report.host.as_deref().unwrap_or("(shared entries only)"));
     for p in &report.swept {
         let verb = if report.dry_run {
             "would remove "
@@ -165,7 +165,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         };
         println!(
             "{verb} {} (a temporary left by an interrupted earlier run)",
-            p.display()
+            escape_path(p)
         );
     }
     for i in &report.items {
@@ -204,7 +204,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     if let Some(k) = staged {
         println!(
             "Kept {k} root-stage item(s) in RAM at {}. After partitioning and mounting the target, run `{}` (or `{}` to discard them).",
-            a.staging_dir.display(),
+            escape_path(&a.staging_dir),
             vault::staging::as_root("vault place --root /mnt"),
             vault::staging::as_root("vault wipe")
         );
@@ -235,7 +235,7 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
             "Placed {} file(s) from {} for host {} and wiped the staging area.",
             report.placed.len(),
             escape(&report.bundle),
-            report.host.as_deref().unwrap_or("(shared entries only)")
+            escape(report.host.as_deref().unwrap_or("(shared entries only)"))
         );
     }
     Ok(ExitCode::Ok)
@@ -245,9 +245,12 @@ pub fn run_wipe(a: WipeArgs, quiet: bool) -> vault::Result<ExitCode> {
     let had = vault::staging::wipe(&a.staging_dir)?;
     if !quiet {
         if had {
-            println!("Wiped the staged bundle in {}.", a.staging_dir.display());
+            println!(
+                "Wiped the staged bundle in {}.",
+                escape_path(&a.staging_dir)
+            );
         } else {
-            println!("Nothing was staged in {}.", a.staging_dir.display());
+            println!("Nothing was staged in {}.", escape_path(&a.staging_dir));
         }
     }
     Ok(ExitCode::Ok)

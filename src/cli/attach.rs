@@ -4,7 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
-use vault::escape::{escape, escape_message, escape_path};
+use vault::escape::{escape, escape_message, escape_path, json::path as json_path};
 use vault::media::{self, DeviceInfo};
 use vault::ExitCode;
 
@@ -90,7 +90,7 @@ fn binary(a: &AttachArgs) -> vault::Result<Option<media::Binary>> {
 fn binary_json(b: Option<&media::Binary>, place: Option<(usize, u64, u64)>) -> serde_json::Value {
     match b {
         Some(b) => serde_json::json!({
-            "path": b.path, "version": b.version, "arch": b.arch.name(), "sha256": b.sha256,
+            "path": json_path(&b.path), "version": b.version, "arch": b.arch.name(), "sha256": b.sha256,
             "length": b.bytes.len(),
             "slot": place.map(|p| p.0), "offset": place.map(|p| p.1),
             "partition_length": place.map(|p| p.2),
@@ -131,11 +131,11 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
         let info = media::inspect_image(output)?;
         let (offset, len) = info.iso_file.unwrap_or((0, 0));
         if a.json {
-            print_json(&serde_json::json!({
-                "output": output, "mode": "iso-file", "path": media::ISO_BUNDLE_PATH,
+            super::json::print(&serde_json::json!({
+                "output": json_path(output), "mode": "iso-file", "path": media::ISO_BUNDLE_PATH,
                 "offset": offset, "length": len, "image_length": info.len,
                 "binary": binary_json(bin.as_ref(), None),
-            }));
+            }))?;
         } else if !quiet {
             println!(
                 "wrote {}: the bundle ({}) is {} in the ISO tree; the image is {}",
@@ -150,11 +150,11 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     let r = media::attach_image(image, &a.bundle, output, a.replace, a.force, bin.as_ref())?;
     if a.json {
-        print_json(&serde_json::json!({
-            "output": r.output, "mode": "partition", "slot": r.slot, "offset": r.start,
+        super::json::print(&serde_json::json!({
+            "output": json_path(&r.output), "mode": "partition", "slot": r.slot, "offset": r.start,
             "length": r.len, "sectors": r.sectors, "image_length": r.image_len,
             "replaced": r.replaced, "binary": binary_json(bin.as_ref(), r.binary),
-        }));
+        }))?;
     } else if !quiet {
         println!(
             "wrote {}: bundle ({}) in MBR slot {} (type 0xDA) at byte {}; the image is {}",
@@ -218,11 +218,11 @@ fn run_device(
         eprintln!("warning: {}", escape_message(w));
     }
     if a.json {
-        print_json(&serde_json::json!({
-            "device": dev, "mode": "partition", "slot": plan.slot, "offset": plan.extent.start,
+        super::json::print(&serde_json::json!({
+            "device": json_path(&dev), "mode": "partition", "slot": plan.slot, "offset": plan.extent.start,
             "length": plan.extent.len, "sectors": plan.extent.sectors(), "replaced": plan.replace,
             "warning": warning, "binary": binary_json(bin, plan.binary),
-        }));
+        }))?;
     } else if !quiet {
         println!(
             "wrote the bundle ({}) to {} in MBR slot {} at byte {}",
@@ -245,9 +245,9 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
         None => media::inspect_image(image)?,
     };
     if a.json {
-        print_json(&serde_json::json!({
-            "image": image,
-            "output": a.output,
+        super::json::print(&serde_json::json!({
+            "image": json_path(image),
+            "output": a.output.as_deref().map(json_path),
             "length": info.len,
             "iso_end": info.iso_end,
             "slots": info.slots.iter().map(|s| serde_json::json!({
@@ -260,7 +260,7 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 "path": media::ISO_BUNDLE_PATH, "offset": offset, "length": len,
             })),
             "binary": info.binary.as_ref().map(carried_json),
-        }));
+        }))?;
         return Ok(ExitCode::Ok);
     }
     if quiet {
@@ -350,17 +350,17 @@ fn run_discover(json: bool) -> vault::Result<ExitCode> {
         other => other?,
     };
     if json {
-        print_json(&serde_json::Value::Array(
+        super::json::print(&serde_json::Value::Array(
             found
                 .iter()
                 .map(|c| {
                     serde_json::json!({
-                        "path": c.path, "offset": c.offset, "length": c.len,
+                        "path": json_path(&c.path), "offset": c.offset, "length": c.len,
                         "description": c.description,
                     })
                 })
                 .collect(),
-        ));
+        ))?;
     } else {
         for c in &found {
             println!(
@@ -373,8 +373,4 @@ fn run_discover(json: bool) -> vault::Result<ExitCode> {
         }
     }
     Ok(ExitCode::Ok)
-}
-
-fn print_json(v: &serde_json::Value) {
-    println!("{v}");
 }

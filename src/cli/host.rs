@@ -167,10 +167,7 @@ pub(crate) const AGENIX_RULES_MISSING: &str = "warning: vault.toml has `[secrets
 fn list(a: ListArgs) -> vault::Result<ExitCode> {
     let hosts = hosts::list(&a.manifest)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&hosts).unwrap_or_else(|_| "[]".into())
-        );
+        super::json::print(&hosts)?;
         return Ok(ExitCode::Ok);
     }
     for h in hosts {

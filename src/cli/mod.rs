@@ -13,6 +13,7 @@ mod host;
 mod init;
 mod initrd;
 mod inspect;
+mod json;
 mod keys;
 mod pack;
 mod progress;
@@ -141,7 +142,7 @@ pub fn main() -> ProcessExitCode {
             )
         }),
         (Err(e), None) => {
-            if json && !config_check::printed_as_json(&e) {
+            if json && !json::printed() {
                 util::report_json(&e);
             }
             util::report(&e);

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfParams;
-use vault::escape::{escape, escape_message, escape_path};
+use vault::escape::{escape, escape_message, escape_path, json::path as json_path};
 use vault::keys::strength;
 use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
@@ -310,7 +310,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         .count();
     if a.json {
         let out = serde_json::json!({
-            "output": a.output,
+            "output": json_path(&a.output),
             "size": size,
             "hosts": plan.manifest.hosts,
             "files": files,
@@ -324,7 +324,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "config_check": config_check,
             "recovery_recipients": plan.manifest.recovery_recipients,
         });
-        println!("{out}");
+        super::json::print(&out)?;
     } else if !quiet {
         println!(
             "Packed {} file(s), {} for host(s) {} into {} ({}; Argon2id {} MiB, t={}, p={}).",

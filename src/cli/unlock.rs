@@ -150,7 +150,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     bar.finish();
 
     if a.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        super::json::print(&report)?;
         return Ok(ExitCode::Ok);
     }
     if quiet {

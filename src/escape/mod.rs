@@ -17,6 +17,8 @@
 //! `\…[N more bytes]`. A single backslash is never produced by escaping content (a backslash in
 //! the text is written `\\`), so a string cannot forge that marker.
 
+pub mod json;
+
 use std::borrow::Cow;
 use std::fmt::{self, Write as _};
 use std::path::Path;

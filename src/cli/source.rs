@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use age_core::secrecy::SecretString;
 use vault::bundle::{KdfLimits, Locked, Unwrapped};
-use vault::escape::escape;
+use vault::escape::{escape, escape_path};
 use vault::{prompt, Error};
 
 /// Tries on a terminal before giving up.
@@ -60,10 +60,19 @@ fn choose(
         eprintln!("Found a bundle: {}", escape(&found[0].description));
         return Ok(found[0].open()?);
     }
+    // Discovery lists the installer's own medium first: Enter takes it.
+    let default = found[0].own_medium.then_some(1);
     let list: String = found
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("\n  {}) {}", i + 1, escape(&c.description)))
+        .map(|(i, c)| {
+            let mark = if Some(i + 1) == default {
+                "  [Enter]"
+            } else {
+                ""
+            };
+            format!("\n  {}) {}{mark}", i + 1, escape(&c.description))
+        })
         .collect();
     if !prompt::has_tty() {
         return Err(Error::Refused {
@@ -71,20 +80,30 @@ fn choose(
             hint: Some("name one: `vault unlock PATH`".into()),
         });
     }
-    eprintln!("Found several bundles:{list}");
-    for _ in 0..3 {
-        let answer = prompt::ask_visible(&format!("Which one (1-{})? ", found.len()))?;
-        if let Some(c) = answer
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| found.get(i))
-        {
-            return Ok(c.open()?);
+    let question = format!(
+        "Found {} bundles:{list}\nWhich one to unlock? Type its number and press Enter{}. \
+         This is not the passphrase: that is asked next. What you type is not shown.\n",
+        found.len(),
+        if default.is_some() {
+            " (Enter alone takes 1, on the installer's own medium)"
+        } else {
+            ""
         }
+    );
+    match prompt::ask_number(&question, found.len(), default, TRIES)? {
+        Some(n) => Ok(found[n - 1].open()?),
+        None => Err(Error::NoAnswer {
+            why: format!(
+                "no bundle chosen: no answer was one of the numbers 1-{}",
+                found.len()
+            ),
+            hint: format!(
+                "run the same command again and type a number from the list, or name the \
+                 bundle: `vault unlock {}`",
+                escape_path(&found[0].path)
+            ),
+        }),
     }
-    Err(Error::Prompt("no bundle chosen".into()))
 }
 
 /// Unwraps the file key: with the given passphrase once, or by asking (up to [`TRIES`] times on
@@ -106,11 +125,12 @@ pub fn unwrap_with_retries(
         };
     }
     let use_systemd = ask_password || !prompt::has_tty();
+    // The name may come from the medium (a file under /iso): escaped like any other print.
+    let message = format!("Passphrase for {}: ", escape_path(name));
     for attempt in 1..=TRIES {
         if attempt > 1 {
             eprintln!("wrong passphrase, try again (attempt {attempt} of {TRIES})");
         }
-        let message = format!("Passphrase for {}: ", name.display());
         let pass = if use_systemd {
             prompt::systemd::ask_password(message.trim_end(), "vault:unlock")
                 .map_err(Error::Prompt)?

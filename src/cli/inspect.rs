@@ -193,7 +193,7 @@ pub(super) fn decrypt_opened(
             Some(f) => Some(prompt::from_file(f)?),
             None => None,
         };
-        let (locked, key) = unwrap_with_retries(locked, name, pass, &limits, false)?;
+        let (locked, key) = unwrap_with_retries(locked, name, pass, &limits, Default::default())?;
         return locked.decrypt(key);
     }
     let key = unwrap_with_identities(

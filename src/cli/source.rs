@@ -106,6 +106,24 @@ fn choose(
     }
 }
 
+/// How `unwrap_with_retries` asks when no passphrase was given.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking {
+    /// Through systemd-ask-password even on a terminal (`--ask-password`).
+    pub agents: bool,
+    /// How long the password agents are waited for (`None`: without a limit).
+    pub agent_timeout: Option<std::time::Duration>,
+}
+
+impl Default for Asking {
+    fn default() -> Asking {
+        Asking {
+            agents: false,
+            agent_timeout: Some(prompt::systemd::DEFAULT_TIMEOUT),
+        }
+    }
+}
+
 /// Unwraps the file key: with the given passphrase once, or by asking (up to [`TRIES`] times on
 /// a terminal, or through systemd-ask-password).
 pub fn unwrap_with_retries(
@@ -113,7 +131,7 @@ pub fn unwrap_with_retries(
     name: &Path,
     given: Option<SecretString>,
     limits: &KdfLimits,
-    ask_password: bool,
+    asking: Asking,
 ) -> vault::Result<(Locked<Box<dyn Read>>, Unwrapped)> {
     locked.check_limits(limits)?;
     if let Some(p) = given {
@@ -124,7 +142,7 @@ pub fn unwrap_with_retries(
             }),
         };
     }
-    let use_systemd = ask_password || !prompt::has_tty();
+    let use_systemd = asking.agents || !prompt::has_tty();
     // The name may come from the medium (a file under /iso): escaped like any other print.
     let message = format!("Passphrase for {}: ", escape_path(name));
     for attempt in 1..=TRIES {
@@ -132,8 +150,23 @@ pub fn unwrap_with_retries(
             eprintln!("wrong passphrase, try again (attempt {attempt} of {TRIES})");
         }
         let pass = if use_systemd {
-            prompt::systemd::ask_password(message.trim_end(), "vault:unlock")
-                .map_err(Error::Prompt)?
+            eprintln!("{}", prompt::systemd::waiting_for(asking.agent_timeout));
+            prompt::systemd::ask(
+                std::ffi::OsStr::new(prompt::systemd::PROGRAM),
+                message.trim_end(),
+                "vault:unlock",
+                asking.agent_timeout,
+            )
+            .map_err(|e| match e {
+                prompt::systemd::AskError::TimedOut(_) => Error::NoAnswer {
+                    why: format!("cannot read a passphrase: {e}"),
+                    hint: "answer from a shell with `sudo systemd-tty-ask-password-agent`, run \
+                           `vault unlock` on a terminal, or give --passphrase-file FILE; \
+                           --ask-password-timeout SECONDS waits longer (0: no limit)"
+                        .into(),
+                },
+                prompt::systemd::AskError::Failed(why) => Error::Prompt(why),
+            })?
         } else {
             prompt::ask(&message)?
         };

@@ -51,6 +51,9 @@ pub struct UnlockArgs {
     /// Ask through systemd-ask-password (automatic when there is no terminal).
     #[arg(long)]
     pub ask_password: bool,
+    /// How long systemd-ask-password waits for a password agent to answer (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = vault::prompt::systemd::DEFAULT_TIMEOUT.as_secs())]
+    pub ask_password_timeout: u64,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -137,7 +140,12 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         Some(f) => Some(prompt::from_file(f)?),
         None => None,
     };
-    let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, a.ask_password)?;
+    let asking = super::source::Asking {
+        agents: a.ask_password,
+        agent_timeout: (a.ask_password_timeout > 0)
+            .then(|| std::time::Duration::from_secs(a.ask_password_timeout)),
+    };
+    let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, asking)?;
     let payload = locked.decrypt(key)?;
     let bar = super::progress::Progress::spinner("verifying and placing", quiet || a.json);
     let (report, staged) = if stage_root {

@@ -133,6 +133,11 @@ pub enum Error {
     #[error("cannot read a passphrase: {0}")]
     Prompt(String),
 
+    /// A question (which bundle to unlock, a passphrase through the password agents) got no
+    /// usable answer.
+    #[error("{why}")]
+    NoAnswer { why: String, hint: String },
+
     /// The passphrase typed at the terminal was empty.
     #[error("the passphrase is empty")]
     EmptyPassphrase,
@@ -260,6 +265,7 @@ impl Hint for Error {
             Error::Refused { hint, .. } | Error::Declined { hint, .. } => hint.clone(),
             Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
             Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
+            Error::NoAnswer { hint, .. } => Some(hint.clone()),
             Error::EmptyPassphrase => Some(
                 "type the passphrase, then press Enter (nothing is shown while you type)".into(),
             ),

@@ -356,6 +356,7 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct HostInfo {
     pub name: String,
+    #[serde(serialize_with = "crate::escape::json::serialize_opt_path")]
     pub ssh_host_key: Option<PathBuf>,
     pub key_present: bool,
     pub age_recipient: Option<String>,

@@ -10,6 +10,28 @@
 //! - [`keys`], [`rekey`], [`hosts`]: host keys, ssh-to-age, re-encrypting a secrets repo.
 //! - [`media`]: installer images, sticks and bundle discovery on the live system.
 
+// Every print in the library goes through `output`, which never panics (a closed pipe or
+// terminal must not turn into a crash half way through placing files): these shadow std's
+// macros of the same names in every module below. The binary does the same (src/main.rs).
+#[allow(unused_macros)]
+macro_rules! println {
+    () => { $crate::output::out(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::output::out(format_args!($($arg)*), true) };
+}
+#[allow(unused_macros)]
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::output::out(format_args!($($arg)*), false) };
+}
+#[allow(unused_macros)]
+macro_rules! eprintln {
+    () => { $crate::output::err(format_args!(""), true) };
+    ($($arg:tt)*) => { $crate::output::err(format_args!($($arg)*), true) };
+}
+#[allow(unused_macros)]
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::output::err(format_args!($($arg)*), false) };
+}
+
 pub mod archive;
 pub mod bundle;
 pub mod config_check;
@@ -23,6 +45,7 @@ pub mod keys;
 pub mod manifest;
 pub mod media;
 pub mod mounts;
+pub mod output;
 pub mod pack;
 pub mod place;
 pub mod prompt;

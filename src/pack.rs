@@ -132,7 +132,7 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     }
     let manifest = BundleManifest {
         format: archive::FORMAT,
-        created_by: format!("vault {}", env!("CARGO_PKG_VERSION")),
+        created_by: format!("vault {}", env!("CARGO_PKG_VERSION")).into(),
         identities: crate::identity::of_hosts(m, &selected),
         hosts: selected,
         items,

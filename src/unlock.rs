@@ -80,6 +80,7 @@ impl UnlockOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Placed {
     /// Where it lands on this system.
+    #[serde(serialize_with = "crate::escape::json::serialize_path")]
     pub path: PathBuf,
     pub target: String,
     pub stage: &'static str,
@@ -101,6 +102,7 @@ pub struct Report {
     pub verified_bytes: u64,
     /// Temporaries an earlier, killed run left beside the targets: removed (in a dry run,
     /// found).
+    #[serde(serialize_with = "crate::escape::json::serialize_paths")]
     pub swept: Vec<PathBuf>,
 }
 

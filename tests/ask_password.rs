@@ -3,6 +3,10 @@
 //! its own `Id=`, parses it, and answers on the socket named there, exactly as
 //! `systemd-tty-ask-password-agent` does. systemd need not be running for this; root is needed
 //! (the directory is root's, and systemd-ask-password ignores answers not sent by root).
+//!
+//! And `vault unlock` with no terminal and no agent: it says what it waits for, gives up after
+//! its timeout, and a signal (or SIGKILL) to vault ends the question with it, `ask.*` file
+//! included.
 mod common;
 
 use std::collections::HashMap;
@@ -16,7 +20,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use secrecy::ExposeSecret;
-use vault::prompt::systemd::{ask_password, ask_password_with};
+use vault::prompt::systemd::{ask_password, ask_password_with, DEFAULT_TIMEOUT};
 
 const ASK_DIR: &str = "/run/systemd/ask-password";
 
@@ -126,7 +130,7 @@ fn ask_and_answer(
         [
             "systemd-ask-password".to_string(),
             format!("--id={id}"),
-            "--timeout=0".to_string(),
+            format!("--timeout={}", DEFAULT_TIMEOUT.as_secs()),
             "--".to_string(),
             message.to_string(),
         ]
@@ -154,8 +158,8 @@ fn the_agents_answer_is_returned_and_the_question_is_cleaned_up() {
     );
     assert_eq!(result.as_deref(), Ok(secret));
     assert_eq!(fields["Message"], "Passphrase for the vault bundle:");
-    // --timeout=0: no deadline; no echo.
-    assert_eq!(fields["NotAfter"], "0");
+    // A deadline (systemd's CLOCK_MONOTONIC microseconds); no echo.
+    assert!(fields["NotAfter"].parse::<u64>().unwrap() > 0, "{fields:?}");
     assert_eq!(fields["Echo"], "0");
     assert!(!file.exists(), "{} left behind", file.display());
     assert!(!Path::new(&fields["Socket"]).exists(), "socket left behind");
@@ -272,4 +276,130 @@ fn systemds_own_tty_agent_answers_the_question() {
         "{shown}"
     );
     assert!(!shown.contains("typed at the agent"), "{shown}");
+}
+
+/// A bundle packed with the test passphrase, and an empty target root, in `d`.
+fn packed(d: &Path) -> PathBuf {
+    std::fs::write(d.join("key"), "k").unwrap();
+    std::fs::write(d.join("pw"), "right one\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("mnt")).unwrap();
+    let o = Command::new(common::vault_bin())
+        .args([
+            "pack",
+            "-m",
+            "vault.toml",
+            "-o",
+            "b",
+            "--passphrase-file",
+            "pw",
+        ])
+        .args(common::FAST_KDF)
+        .current_dir(d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    d.join("b")
+}
+
+/// `vault unlock` in its own session (no controlling terminal), stdin from /dev/null.
+fn unlock_without_terminal(d: &Path, extra: &[&str]) -> Command {
+    let mut c = Command::new(common::vault_bin());
+    c.args(["unlock", "b", "--root", "mnt", "--root-not-mountpoint"])
+        .args(extra)
+        .current_dir(d)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        c.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        });
+    }
+    c
+}
+
+#[test]
+fn with_no_agent_unlock_says_what_it_waits_for_and_gives_up() {
+    if !ready() {
+        return;
+    }
+    let _one = one_question_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    packed(dir.path());
+    let o = unlock_without_terminal(dir.path(), &["--ask-password-timeout", "2"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    // Before the wait: what it waits for, how to answer, for how long.
+    assert!(err.contains("waits for a password agent"), "{err}");
+    assert!(err.contains("systemd-tty-ask-password-agent"), "{err}");
+    assert!(err.contains("gives up after 2 s"), "{err}");
+    // After it: why it gave up, and what to do instead.
+    assert!(
+        err.contains("no password agent answered within 2 s"),
+        "{err}"
+    );
+    assert!(err.contains("--ask-password-timeout"), "{err}");
+    assert!(err.contains("--passphrase-file"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path().join("mnt")).unwrap().count(),
+        0
+    );
+}
+
+fn gone(pid: &str) -> bool {
+    // A zombie waiting for init to reap it has ended too.
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(") ").next().is_some_and(|r| r.starts_with('Z'))
+    })
+}
+
+#[test]
+fn the_question_ends_with_vault_however_vault_ends() {
+    if !ready() {
+        return;
+    }
+    let _one = one_question_at_a_time();
+    let dir = tempfile::tempdir().unwrap();
+    packed(dir.path());
+    for (signal, code) in [
+        (rustix::process::Signal::TERM, Some(143)),
+        (rustix::process::Signal::INT, Some(130)),
+        (rustix::process::Signal::KILL, None),
+    ] {
+        let mut vault = unlock_without_terminal(dir.path(), &["--ask-password"])
+            .spawn()
+            .unwrap();
+        let (file, fields) = wait_for_question("vault:unlock");
+        let asker = fields["PID"].clone();
+        let stat = std::fs::read_to_string(format!("/proc/{asker}/stat")).unwrap();
+        let ppid = stat.rsplit(") ").next().unwrap().split(' ').nth(1).unwrap();
+        assert_eq!(ppid, vault.id().to_string(), "not this vault's question");
+        rustix::process::kill_process(rustix::process::Pid::from_child(&vault), signal).unwrap();
+        let status = vault.wait().unwrap();
+        assert_eq!(status.code(), code, "{signal:?}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while (file.exists() || !gone(&asker)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let left = file.exists() || !gone(&asker);
+        if left {
+            // Do not leave it waiting behind a failed test.
+            answer(&fields, b"-");
+        }
+        assert!(
+            !left,
+            "after {signal:?}, systemd-ask-password {asker} and {} were left behind",
+            file.display()
+        );
+    }
 }

@@ -221,3 +221,47 @@ fn an_empty_passphrase_at_the_terminal_gets_a_hint_about_typing_it() {
     assert!(!shown.contains("run in a terminal"), "{shown}");
     assert!(!d.join("b").exists());
 }
+
+#[test]
+fn a_passphrase_typed_as_the_prompt_appears_is_never_echoed() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("key"), "k").unwrap();
+    std::fs::write(d.join("pw"), "typed at once\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
+    )
+    .unwrap();
+    let bundle = d.join("b");
+    let o = Command::new(vault_bin())
+        .args(["pack", "-m", d.join("vault.toml").to_str().unwrap()])
+        .args(["-o", bundle.to_str().unwrap()])
+        .args(["--passphrase-file", d.join("pw").to_str().unwrap()])
+        .args(common::FAST_KDF)
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    // The answer is written the moment the prompt's first bytes arrive, as a fast typist or a
+    // paste would: echo must already be off. A race, so many runs.
+    let mut echoed = 0;
+    const RUNS: usize = 30;
+    for _ in 0..RUNS {
+        let mut unlock = Command::new("sh");
+        unlock.args(["-c", "stty echo && exec \"$0\" \"$@\""]);
+        unlock.arg(vault_bin());
+        unlock.args(["unlock", bundle.to_str().unwrap(), "--dry-run"]);
+        unlock.args(["--root", d.to_str().unwrap(), "--root-not-mountpoint"]);
+        let mut u = session(unlock);
+        u.expect("Passphrase").unwrap();
+        u.send_line("typed at once").unwrap();
+        let rest = u.expect(Eof).unwrap();
+        let shown = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+        assert_eq!(exit_code(&mut u), 0, "{shown}");
+        echoed += usize::from(shown.contains("typed at once"));
+    }
+    assert_eq!(
+        echoed, 0,
+        "the passphrase was echoed in {echoed} of {RUNS} runs"
+    );
+}

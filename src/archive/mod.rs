@@ -143,8 +143,8 @@ mod stage_serde {
 #[serde(deny_unknown_fields)]
 pub struct BundleManifest {
     pub format: u32,
-    /// `vault <version>` that wrote it; informational.
-    pub created_by: String,
+    /// `vault <version>` that wrote it; informational, and the bundle's word.
+    pub created_by: crate::escape::Untrusted,
     pub hosts: Vec<String>,
     pub items: Vec<Item>,
     /// The recovery recipients the file key is also wrapped to, as given to `vault pack`

@@ -4,6 +4,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use std::path::PathBuf;
 
 use clap::Args;
+use vault::escape::{escape, escape_message, escape_path, json::path as json_path};
 use vault::media::{self, DeviceInfo};
 use vault::ExitCode;
 
@@ -89,7 +90,7 @@ fn binary(a: &AttachArgs) -> vault::Result<Option<media::Binary>> {
 fn binary_json(b: Option<&media::Binary>, place: Option<(usize, u64, u64)>) -> serde_json::Value {
     match b {
         Some(b) => serde_json::json!({
-            "path": b.path, "version": b.version, "arch": b.arch.name(), "sha256": b.sha256,
+            "path": json_path(&b.path), "version": b.version, "arch": b.arch.name(), "sha256": b.sha256,
             "length": b.bytes.len(),
             "slot": place.map(|p| p.0), "offset": place.map(|p| p.1),
             "partition_length": place.map(|p| p.2),
@@ -103,7 +104,7 @@ fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
     let Some(b) = b else { return };
     println!(
         "carried vault {} ({}): sha256 {}",
-        b.version.as_deref().unwrap_or("?"),
+        escape(b.version.as_deref().unwrap_or("?")),
         b.arch.name(),
         b.sha256
     );
@@ -130,15 +131,15 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
         let info = media::inspect_image(output)?;
         let (offset, len) = info.iso_file.unwrap_or((0, 0));
         if a.json {
-            print_json(&serde_json::json!({
-                "output": output, "mode": "iso-file", "path": media::ISO_BUNDLE_PATH,
+            super::json::print(&serde_json::json!({
+                "output": json_path(output), "mode": "iso-file", "path": media::ISO_BUNDLE_PATH,
                 "offset": offset, "length": len, "image_length": info.len,
                 "binary": binary_json(bin.as_ref(), None),
-            }));
+            }))?;
         } else if !quiet {
             println!(
                 "wrote {}: the bundle ({}) is {} in the ISO tree; the image is {}",
-                output.display(),
+                escape_path(output),
                 human_bytes(len),
                 media::ISO_BUNDLE_PATH,
                 human_bytes(info.len)
@@ -149,15 +150,15 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     let r = media::attach_image(image, &a.bundle, output, a.replace, a.force, bin.as_ref())?;
     if a.json {
-        print_json(&serde_json::json!({
-            "output": r.output, "mode": "partition", "slot": r.slot, "offset": r.start,
+        super::json::print(&serde_json::json!({
+            "output": json_path(&r.output), "mode": "partition", "slot": r.slot, "offset": r.start,
             "length": r.len, "sectors": r.sectors, "image_length": r.image_len,
             "replaced": r.replaced, "binary": binary_json(bin.as_ref(), r.binary),
-        }));
+        }))?;
     } else if !quiet {
         println!(
             "wrote {}: bundle ({}) in MBR slot {} (type 0xDA) at byte {}; the image is {}",
-            output.display(),
+            escape_path(output),
             human_bytes(r.len),
             r.slot,
             r.start,
@@ -166,7 +167,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
         print_binary(bin.as_ref(), false);
         println!(
             "write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync",
-            output.display()
+            escape_path(output)
         );
     }
     Ok(ExitCode::Ok)
@@ -179,13 +180,14 @@ fn run_device(
     bin: Option<&media::Binary>,
 ) -> vault::Result<ExitCode> {
     let about = if a.test_file_as_device {
-        format!("{} (a file standing in for a device)", dev.display())
+        format!("{} (a file standing in for a device)", escape_path(&dev))
     } else {
         let info = DeviceInfo::read(&dev)?;
         info.check(a.yes_not_removable)?;
+        // The model is the device's word: Untrusted, escaped and bounded by its Display.
         format!(
             "{} ({}, {}, {})",
-            dev.display(),
+            escape_path(&dev),
             info.model,
             human_bytes(info.size),
             if info.removable {
@@ -198,7 +200,7 @@ fn run_device(
     let plan = media::plan_in_place(&dev, &a.bundle, a.replace, bin)?;
     if !a.yes {
         eprintln!("About to change {about}:");
-        eprintln!("  {}", plan.describe());
+        eprintln!("  {}", escape_message(&plan.describe()));
         eprint!("Type `yes` to continue: ");
         let _ = std::io::stderr().flush();
         let mut line = String::new();
@@ -213,19 +215,19 @@ fn run_device(
     }
     let warning = media::attach_in_place(&plan)?;
     if let Some(w) = &warning {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", escape_message(w));
     }
     if a.json {
-        print_json(&serde_json::json!({
-            "device": dev, "mode": "partition", "slot": plan.slot, "offset": plan.extent.start,
+        super::json::print(&serde_json::json!({
+            "device": json_path(&dev), "mode": "partition", "slot": plan.slot, "offset": plan.extent.start,
             "length": plan.extent.len, "sectors": plan.extent.sectors(), "replaced": plan.replace,
             "warning": warning, "binary": binary_json(bin, plan.binary),
-        }));
+        }))?;
     } else if !quiet {
         println!(
             "wrote the bundle ({}) to {} in MBR slot {} at byte {}",
             human_bytes(plan.extent.len),
-            dev.display(),
+            escape_path(&dev),
             plan.slot,
             plan.extent.start
         );
@@ -243,9 +245,9 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
         None => media::inspect_image(image)?,
     };
     if a.json {
-        print_json(&serde_json::json!({
-            "image": image,
-            "output": a.output,
+        super::json::print(&serde_json::json!({
+            "image": json_path(image),
+            "output": a.output.as_deref().map(json_path),
             "length": info.len,
             "iso_end": info.iso_end,
             "slots": info.slots.iter().map(|s| serde_json::json!({
@@ -258,7 +260,7 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 "path": media::ISO_BUNDLE_PATH, "offset": offset, "length": len,
             })),
             "binary": info.binary.as_ref().map(carried_json),
-        }));
+        }))?;
         return Ok(ExitCode::Ok);
     }
     if quiet {
@@ -268,11 +270,11 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
     if a.output.is_some() {
         println!(
             "wrote {} without its bundle partition ({})",
-            shown.display(),
+            escape_path(shown),
             human_bytes(info.len)
         );
     }
-    println!("{} ({}):", shown.display(), human_bytes(info.len));
+    println!("{} ({}):", escape_path(shown), human_bytes(info.len));
     if let Some(end) = info.iso_end {
         println!("  ISO9660 volume: bytes 0..{end}");
     }
@@ -320,11 +322,14 @@ pub fn carried_json(c: &media::Carried) -> serde_json::Value {
     })
 }
 
-/// One line about the carried binary.
+/// One line about the carried binary. Its version is the stick's word (escaped and bounded by
+/// `Untrusted`'s Display): it cannot draw over the SHA-256 or the DIFFERS warning.
 pub fn carried_line(c: &media::Carried) -> String {
     format!(
         "vault binary: {} {} ({}, {}), {}, sha256 {}{}",
-        c.version.as_deref().unwrap_or("unknown version"),
+        c.version
+            .as_ref()
+            .map_or_else(|| "unknown version".to_owned(), ToString::to_string),
         c.arch.unwrap_or("not a static x86_64/aarch64 executable"),
         human_bytes(c.len),
         c.location,
@@ -345,22 +350,22 @@ fn run_discover(json: bool) -> vault::Result<ExitCode> {
         other => other?,
     };
     if json {
-        print_json(&serde_json::Value::Array(
+        super::json::print(&serde_json::Value::Array(
             found
                 .iter()
                 .map(|c| {
                     serde_json::json!({
-                        "path": c.path, "offset": c.offset, "length": c.len,
+                        "path": json_path(&c.path), "offset": c.offset, "length": c.len,
                         "description": c.description,
                     })
                 })
                 .collect(),
-        ));
+        ))?;
     } else {
         for c in &found {
             println!(
                 "{} ({}, {} bytes at byte {})",
-                vault::escape::escape(&c.description),
+                escape(&c.description),
                 human_bytes(c.len),
                 c.len,
                 c.offset
@@ -368,8 +373,4 @@ fn run_discover(json: bool) -> vault::Result<ExitCode> {
         }
     }
     Ok(ExitCode::Ok)
-}
-
-fn print_json(v: &serde_json::Value) {
-    println!("{v}");
 }

@@ -27,22 +27,14 @@ pub fn run(
     }
     .into();
     if json {
-        // One object: the problems and the error (the caller prints no second one).
+        // One document: the problems and the error (main prints no second one).
         let mut v = super::util::json_error(&err);
         v["config_check"] = serde_json::json!(&out);
-        println!("{v}");
+        super::json::print(&v)?;
     } else {
         for p in &out.problems {
             eprintln!("{p}");
         }
     }
     Err(err)
-}
-
-/// True for the error `run` has already printed as JSON.
-pub fn printed_as_json(e: &vault::Error) -> bool {
-    matches!(
-        e,
-        vault::Error::ConfigCheck(config_check::Error::Problems { .. })
-    )
 }

@@ -27,7 +27,10 @@ pub struct ManArgs {
 
 pub fn run_completions(a: CompletionsArgs) -> vault::Result<ExitCode> {
     let mut cmd = Cli::command();
-    clap_complete::generate(a.shell, &mut cmd, "vault", &mut std::io::stdout());
+    // Generated whole, then written: a reader that goes away must not panic the generator.
+    let mut script = Vec::new();
+    clap_complete::generate(a.shell, &mut cmd, "vault", &mut script);
+    vault::output::out_bytes(&script);
     Ok(ExitCode::Ok)
 }
 
@@ -47,13 +50,15 @@ pub fn run_man(a: ManArgs) -> vault::Result<ExitCode> {
             })?;
         }
         None => {
+            let mut page = Vec::new();
             clap_mangen::Man::new(cmd)
-                .render(&mut std::io::stdout())
+                .render(&mut page)
                 .map_err(|e| Error::Io {
                     action: "cannot write",
                     path: "standard output".into(),
                     source: e,
                 })?;
+            vault::output::out_bytes(&page);
         }
     }
     Ok(ExitCode::Ok)

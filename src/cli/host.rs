@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use vault::escape::{escape, escape_path};
 use vault::hosts::{self, AddOptions};
 use vault::keys::passphrase;
 use vault::ExitCode;
@@ -148,22 +149,24 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     let added = hosts::add(&opts)?;
     if !quiet {
-        println!("host key    {}", added.private_key.display());
-        println!("public key  {}", added.ssh_public);
-        println!("age         {}", added.age_recipient);
+        println!("host key    {}", escape_path(&added.private_key));
+        println!("public key  {}", escape(&added.ssh_public));
+        println!("age         {}", escape(&added.age_recipient));
         if let Some((p, rules)) = &added.sops {
-            println!("sops        {}", p.display());
+            println!("sops        {}", escape_path(p));
             for r in rules {
+                // The rules' text comes from the repository's .sops.yaml.
                 let rx = if r.path_regex.is_empty() {
                     "(every file)"
                 } else {
                     r.path_regex.as_str()
                 };
                 println!(
-                    "  {} rule {} {rx}  ({})",
+                    "  {} rule {} {}  ({})",
                     if r.joined { "joined  " } else { "left out" },
                     r.number,
-                    r.why
+                    escape(rx),
+                    escape(&r.why)
                 );
             }
             if rules.iter().any(|r| !r.joined) && !explicit_rules {
@@ -173,7 +176,7 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
             }
         }
         if let Some(p) = &added.agenix_keys {
-            println!("agenix      {}", p.display());
+            println!("agenix      {}", escape_path(p));
         }
         if added.agenix_keys.is_none() {
             eprintln!("agenix: add the public key above to the publicKeys of the secrets this host needs in secrets.nix");
@@ -193,22 +196,19 @@ pub(crate) const AGENIX_RULES_MISSING: &str = "warning: vault.toml has `[secrets
 fn list(a: ListArgs) -> vault::Result<ExitCode> {
     let hosts = hosts::list(&a.manifest)?;
     if a.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&hosts).unwrap_or_else(|_| "[]".into())
-        );
+        super::json::print(&hosts)?;
         return Ok(ExitCode::Ok);
     }
     for h in hosts {
         let key = match (&h.ssh_host_key, h.key_present) {
-            (Some(p), true) => p.display().to_string(),
-            (Some(p), false) => format!("{} (missing)", p.display()),
+            (Some(p), true) => escape_path(p),
+            (Some(p), false) => format!("{} (missing)", escape_path(p)),
             (None, _) => "no host key".into(),
         };
         println!(
             "{:<16} {:<64} {}",
-            h.name,
-            h.age_recipient.as_deref().unwrap_or("-"),
+            escape(&h.name),
+            escape(h.age_recipient.as_deref().unwrap_or("-")),
             key
         );
     }
@@ -225,17 +225,17 @@ fn remove(a: RemoveArgs, quiet: bool) -> vault::Result<ExitCode> {
     )?;
     if !quiet {
         let keys = match &r.keys_file {
-            Some(p) => format!(", {} of {}", r.keys_lines, p.display()),
+            Some(p) => format!(", {} of {}", r.keys_lines, escape_path(p)),
             None => String::new(),
         };
         eprintln!(
             "removed {} from {} ({} lines of .sops.yaml{keys})",
-            a.name,
-            a.manifest.display(),
+            escape(&a.name),
+            escape_path(&a.manifest),
             r.sops_lines,
         );
         for p in &r.deleted_keys {
-            eprintln!("deleted {}", p.display());
+            eprintln!("deleted {}", escape_path(p));
         }
         if !a.delete_keys {
             eprintln!("key files were kept; --delete-keys removes them. Run `vault rekey` to drop the host's access.");

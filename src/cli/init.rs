@@ -4,6 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
+use vault::escape::escape_path;
 use vault::{Error, ExitCode};
 
 #[derive(Debug, Args)]
@@ -51,11 +52,9 @@ pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
             source: e,
         })?;
     if !quiet {
+        let shown = escape_path(&path);
         println!(
-            "Wrote {}. Next: `vault host add NAME -m {}` for each host, list your files in it, then run `vault pack -m {}`.",
-            path.display(),
-            path.display(),
-            path.display()
+            "Wrote {shown}. Next: `vault host add NAME -m {shown}` for each host, list your files in it, then run `vault pack -m {shown}`."
         );
     }
     Ok(ExitCode::Ok)

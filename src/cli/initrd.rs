@@ -1,5 +1,6 @@
 //! `vault host add NAME --initrd-ssh`.
 
+use vault::escape::{escape, escape_path};
 use vault::{hosts, initrd_key, ExitCode};
 
 use super::host::AddArgs;
@@ -20,10 +21,10 @@ pub fn add(
     }
     let k = initrd_key::add(&manifest_path, &name)?;
     if !quiet {
-        println!("initrd key  {}", k.private_key.display());
-        println!("initrd pub  {}", k.ssh_public);
-        println!("placed at   {}", k.target);
-        println!("nixos       {}", k.nix_line);
+        println!("initrd key  {}", escape_path(&k.private_key));
+        println!("initrd pub  {}", escape(&k.ssh_public));
+        println!("placed at   {}", escape(&k.target));
+        println!("nixos       {}", escape(&k.nix_line));
         eprintln!("the initrd key sits unencrypted on /boot: it is not the host key, and known_hosts should list it for the initrd only");
     }
     Ok(ExitCode::Ok)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfLimits;
-use vault::escape::{escape, escape_path};
+use vault::escape::{escape, escape_path, json::path as json_path};
 use vault::{prompt, ExitCode};
 
 use super::source::{open_bundle, unwrap_with_retries};
@@ -40,7 +40,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         .filter(|i| i.partition.is_some() || i.iso_file.is_some());
     let carried = medium.as_ref().and_then(|i| i.binary.clone());
     let header = serde_json::json!({
-        "bundle": opened.name,
+        "bundle": json_path(&a.bundle),
         "size": total_len,
         "kdf": { "algorithm": "argon2id", "memory_kib": info.kdf.m_kib, "iterations": info.kdf.t, "parallelism": info.kdf.p },
         "stanzas": info.stanza_count,
@@ -53,7 +53,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
     };
     if a.passphrase.passphrase_file.is_none() && !a.prompt && a.recovery.is_empty() {
         if a.json {
-            println!("{header}");
+            super::json::print(&header)?;
         } else {
             println!("{}: vault bundle", escape_path(&opened.name));
             if let Some(len) = total_len {
@@ -89,7 +89,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         v["hosts"] = serde_json::json!(m.hosts);
         v["items"] = serde_json::to_value(&m.items).unwrap_or_default();
         v["recovery_recipients"] = serde_json::json!(m.recovery_recipients);
-        println!("{v}");
+        super::json::print(&v)?;
         return Ok(ExitCode::Ok);
     }
     println!("{}: vault bundle, verified", escape_path(&name));
@@ -104,10 +104,11 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         if m.hosts.is_empty() {
             "(none: shared entries only)".into()
         } else {
-            m.hosts.join(", ")
+            escape(&m.hosts.join(", ")).into_owned()
         }
     );
-    println!("  written by {}", escape(&m.created_by));
+    // The bundle's word: escaped and bounded by its Display.
+    println!("  written by {}", m.created_by);
     for r in &m.recovery_recipients {
         println!("  recovery: {}", escape(r));
     }
@@ -123,7 +124,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         let owner = format!("{}:{}", i.uid, i.gid);
         println!(
             "{:<10} {:<5} {:<5} {:>5} {:>11} {:>10}  {:<16} {}",
-            i.host.as_deref().unwrap_or("(all)"),
+            escape(i.host.as_deref().unwrap_or("(all)")),
             i.stage.as_str(),
             if i.kind == vault::archive::Kind::Dir {
                 "dir"
@@ -137,7 +138,7 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
             } else {
                 human_bytes(i.size)
             },
-            i.sha256.as_deref().and_then(|h| h.get(..16)).unwrap_or("-"),
+            escape(i.sha256.as_deref().and_then(|h| h.get(..16)).unwrap_or("-")),
             escape(&i.target)
         );
     }
@@ -192,7 +193,7 @@ pub(super) fn decrypt_opened(
             Some(f) => Some(prompt::from_file(f)?),
             None => None,
         };
-        let (locked, key) = unwrap_with_retries(locked, name, pass, &limits, false)?;
+        let (locked, key) = unwrap_with_retries(locked, name, pass, &limits, Default::default())?;
         return locked.decrypt(key);
     }
     let key = unwrap_with_identities(

@@ -14,6 +14,7 @@ mod identify;
 mod init;
 mod initrd;
 mod inspect;
+mod json;
 mod keys;
 mod pack;
 mod progress;
@@ -133,8 +134,8 @@ pub fn main() -> ProcessExitCode {
     };
     // A signal that arrived during work that finished anyway still ends with 128 + n.
     let interrupted = vault::interrupt::received();
-    match (result, interrupted) {
-        (Ok(code), None) => ProcessExitCode::from(code as u8),
+    let code = match (result, interrupted) {
+        (Ok(code), None) => code,
         (Ok(_), Some(signal)) => vault::interrupt::exit_for(signal, || {
             eprintln!(
                 "error: interrupted by {} after the command had completed",
@@ -142,14 +143,27 @@ pub fn main() -> ProcessExitCode {
             )
         }),
         (Err(e), None) => {
-            if json && !config_check::printed_as_json(&e) {
+            if json && !json::printed() {
                 util::report_json(&e);
             }
             util::report(&e);
-            ProcessExitCode::from(e.exit_code() as u8)
+            e.exit_code()
         }
         (Err(e), Some(signal)) => {
             vault::interrupt::exit_for(signal, || util::report(&vault::interrupt::explain(e)))
         }
+    };
+    // A reader that went away (EPIPE) is not an error (vault::output); a full disk behind
+    // `>` is, once the work is done.
+    match vault::output::stdout_error() {
+        Some(e) => {
+            eprintln!("error: cannot write to standard output: {e}");
+            if code == vault::ExitCode::Ok {
+                eprintln!("  note: the command itself completed; only its output was lost");
+                return ProcessExitCode::from(vault::ExitCode::Failure as u8);
+            }
+            ProcessExitCode::from(code as u8)
+        }
+        None => ProcessExitCode::from(code as u8),
     }
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfParams;
+use vault::escape::{escape, escape_message, escape_path, json::path as json_path};
 use vault::keys::strength;
 use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
@@ -134,7 +135,7 @@ fn preflight(manifest: &Manifest, hosts: &[String], quiet: bool) -> vault::Resul
     let mut bad = Vec::new();
     for r in &reports {
         if !quiet {
-            eprintln!("{}", r.summary());
+            eprintln!("{}", escape_message(&r.summary()));
         }
         for (file, why) in &r.failures {
             bad.push(format!("\n  host {}: {}: {why}", r.host, file.display()));
@@ -276,12 +277,12 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     if !quiet {
         for w in pack::warnings(&manifest, &plan) {
-            eprintln!("warning: {w}");
+            eprintln!("warning: {}", escape_message(&w));
         }
     }
     let passphrase = match passphrase_source(&a.passphrase)? {
         Some(p) => p,
-        None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,
+        None => prompt::ask_new(&format!("New passphrase for {}: ", escape_path(&a.output)))?,
     };
     let strength = check_strength(
         age_core::secrecy::ExposeSecret::expose_secret(&passphrase),
@@ -309,7 +310,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         .count();
     if a.json {
         let out = serde_json::json!({
-            "output": a.output,
+            "output": json_path(&a.output),
             "size": size,
             "hosts": plan.manifest.hosts,
             "files": files,
@@ -323,7 +324,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "config_check": config_check,
             "recovery_recipients": plan.manifest.recovery_recipients,
         });
-        println!("{out}");
+        super::json::print(&out)?;
     } else if !quiet {
         println!(
             "Packed {} file(s), {} for host(s) {} into {} ({}; Argon2id {} MiB, t={}, p={}).",
@@ -332,9 +333,9 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
             if plan.manifest.hosts.is_empty() {
                 "(shared only)".to_owned()
             } else {
-                plan.manifest.hosts.join(", ")
+                escape(&plan.manifest.hosts.join(", ")).into_owned()
             },
-            a.output.display(),
+            escape_path(&a.output),
             human_bytes(size),
             kdf.m_kib / 1024,
             kdf.t,

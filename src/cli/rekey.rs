@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use clap::Args;
+use vault::escape::{escape, escape_path, json::path as json_path};
 use vault::keys::passphrase;
 use vault::manifest::Manifest;
 use vault::rekey::{self, identities, Identities, Status, Which};
@@ -135,8 +136,8 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         ids = Some(loaded);
     }
     let stale = plan.stale();
-    // One JSON list of every file; `stale_as` names what a stale file is (or became).
-    let print_json = |items: &[rekey::Item], stale_as: &str| {
+    // The JSON list of every file; `stale_as` names what a stale file is (or became).
+    let files_json = |items: &[rekey::Item], stale_as: &str| {
         let items: Vec<serde_json::Value> = items
             .iter()
             .map(|i| {
@@ -145,25 +146,38 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
                     Status::Stale(w) => (stale_as, Some(w.clone())),
                 };
                 serde_json::json!({
-                    "path": i.path, "kind": i.kind, "status": status, "why": why,
+                    "path": json_path(&i.path), "kind": i.kind, "status": status, "why": why,
                 })
             })
             .collect();
-        println!("{}", serde_json::Value::Array(items));
+        serde_json::Value::Array(items)
     };
     if a.check || a.dry_run {
+        let stale_error = (a.check && stale > 0)
+            .then(|| vault::Error::from(rekey::Error::Stale { count: stale }));
         if a.json {
-            print_json(&plan.items, "stale");
+            match &stale_error {
+                // One document: the error, with the files that make it.
+                Some(e) => {
+                    let mut v = super::util::json_error(e);
+                    v["files"] = files_json(&plan.items, "stale");
+                    super::json::print(&v)?;
+                }
+                None => super::json::print(&files_json(&plan.items, "stale"))?,
+            }
         } else if !quiet {
             for item in &plan.items {
                 match &item.status {
                     Status::Fresh if a.dry_run => {
-                        println!("current  {:<6} {}", item.kind, item.path.display())
+                        println!("current  {:<6} {}", item.kind, escape_path(&item.path))
                     }
                     Status::Fresh => {}
-                    Status::Stale(why) => {
-                        println!("stale    {:<6} {}  ({why})", item.kind, item.path.display())
-                    }
+                    Status::Stale(why) => println!(
+                        "stale    {:<6} {}  ({})",
+                        item.kind,
+                        escape_path(&item.path),
+                        escape(why)
+                    ),
                 }
             }
             eprintln!(
@@ -172,14 +186,14 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
                 if a.dry_run { "would need" } else { "need" }
             );
         }
-        if a.check && stale > 0 {
-            return Err(rekey::Error::Stale { count: stale }.into());
+        if let Some(e) = stale_error {
+            return Err(e);
         }
         return Ok(ExitCode::Ok);
     }
     if stale == 0 {
         if a.json {
-            print_json(&plan.items, "stale");
+            super::json::print(&files_json(&plan.items, "stale"))?;
         } else if !quiet {
             eprintln!(
                 "all {} secret files are current; nothing to do",
@@ -228,10 +242,10 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
     bar.finish();
     let written = result?;
     if a.json {
-        print_json(&items, "rekeyed");
+        super::json::print(&files_json(&items, "rekeyed"))?;
     } else if !quiet {
         for p in &written {
-            println!("rekeyed  {}", p.display());
+            println!("rekeyed  {}", escape_path(p));
         }
         eprintln!("rekeyed {} secret files", written.len());
     }

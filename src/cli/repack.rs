@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::bundle::KdfLimits;
-use vault::escape::{escape, escape_path};
+use vault::escape::{escape, escape_path, json::path as json_path};
 use vault::manifest::Manifest;
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
@@ -117,7 +117,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             eprintln!(
                 "{} item(s) from {}: {} from source files, {} from the bundle.",
                 total,
-                m.path.display(),
+                escape_path(&m.path),
                 rebuilt.from_disk,
                 total - rebuilt.from_disk
             );
@@ -130,7 +130,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
                     i.host
                         .as_deref()
                         .map_or("every host".to_owned(), |h| format!("host {}", escape(h))),
-                    m.path.display()
+                    escape_path(&m.path)
                 );
             }
         }
@@ -166,7 +166,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     let passphrase = match passphrase_source(&new_source)? {
         Some(p) => p,
-        None => prompt::ask_new(&format!("New passphrase for {}: ", a.output.display()))?,
+        None => prompt::ask_new(&format!("New passphrase for {}: ", escape_path(&a.output)))?,
     };
     super::pack::check_strength(
         age_core::secrecy::ExposeSecret::expose_secret(&passphrase),
@@ -188,8 +188,8 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         .count();
     if a.json {
         let out = serde_json::json!({
-            "bundle": name,
-            "output": a.output,
+            "bundle": json_path(&a.bundle),
+            "output": json_path(&a.output),
             "size": size,
             "hosts": m.hosts,
             "files": files,
@@ -197,7 +197,7 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "recovery_recipients": recovery,
             "dropped": dropped,
         });
-        println!("{out}");
+        super::json::print(&out)?;
     } else if !quiet {
         println!(
             "Repacked {files} file(s) of {} into {} ({}; Argon2id {} MiB, t={}, p={}; {} recovery recipient(s)).",

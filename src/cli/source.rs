@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use age_core::secrecy::SecretString;
 use vault::bundle::{KdfLimits, Locked, Unwrapped};
-use vault::escape::escape;
+use vault::escape::{escape, escape_path};
 use vault::{prompt, Error};
 
 /// Tries on a terminal before giving up.
@@ -60,10 +60,19 @@ fn choose(
         eprintln!("Found a bundle: {}", escape(&found[0].description));
         return Ok(found[0].open()?);
     }
+    // Discovery lists the installer's own medium first: Enter takes it.
+    let default = found[0].own_medium.then_some(1);
     let list: String = found
         .iter()
         .enumerate()
-        .map(|(i, c)| format!("\n  {}) {}", i + 1, escape(&c.description)))
+        .map(|(i, c)| {
+            let mark = if Some(i + 1) == default {
+                "  [Enter]"
+            } else {
+                ""
+            };
+            format!("\n  {}) {}{mark}", i + 1, escape(&c.description))
+        })
         .collect();
     if !prompt::has_tty() {
         return Err(Error::Refused {
@@ -71,20 +80,48 @@ fn choose(
             hint: Some("name one: `vault unlock PATH`".into()),
         });
     }
-    eprintln!("Found several bundles:{list}");
-    for _ in 0..3 {
-        let answer = prompt::ask_visible(&format!("Which one (1-{})? ", found.len()))?;
-        if let Some(c) = answer
-            .trim()
-            .parse::<usize>()
-            .ok()
-            .and_then(|n| n.checked_sub(1))
-            .and_then(|i| found.get(i))
-        {
-            return Ok(c.open()?);
+    let question = format!(
+        "Found {} bundles:{list}\nWhich one to unlock? Type its number and press Enter{}. \
+         This is not the passphrase: that is asked next. What you type is not shown.\n",
+        found.len(),
+        if default.is_some() {
+            " (Enter alone takes 1, on the installer's own medium)"
+        } else {
+            ""
+        }
+    );
+    match prompt::ask_number(&question, found.len(), default, TRIES)? {
+        Some(n) => Ok(found[n - 1].open()?),
+        None => Err(Error::NoAnswer {
+            why: format!(
+                "no bundle chosen: no answer was one of the numbers 1-{}",
+                found.len()
+            ),
+            hint: format!(
+                "run the same command again and type a number from the list, or name the \
+                 bundle: `vault unlock {}`",
+                escape_path(&found[0].path)
+            ),
+        }),
+    }
+}
+
+/// How `unwrap_with_retries` asks when no passphrase was given.
+#[derive(Debug, Clone, Copy)]
+pub struct Asking {
+    /// Through systemd-ask-password even on a terminal (`--ask-password`).
+    pub agents: bool,
+    /// How long the password agents are waited for (`None`: without a limit).
+    pub agent_timeout: Option<std::time::Duration>,
+}
+
+impl Default for Asking {
+    fn default() -> Asking {
+        Asking {
+            agents: false,
+            agent_timeout: Some(prompt::systemd::DEFAULT_TIMEOUT),
         }
     }
-    Err(Error::Prompt("no bundle chosen".into()))
 }
 
 /// Unwraps the file key: with the given passphrase once, or by asking (up to [`TRIES`] times on
@@ -94,7 +131,7 @@ pub fn unwrap_with_retries(
     name: &Path,
     given: Option<SecretString>,
     limits: &KdfLimits,
-    ask_password: bool,
+    asking: Asking,
 ) -> vault::Result<(Locked<Box<dyn Read>>, Unwrapped)> {
     locked.check_limits(limits)?;
     if let Some(p) = given {
@@ -105,15 +142,31 @@ pub fn unwrap_with_retries(
             }),
         };
     }
-    let use_systemd = ask_password || !prompt::has_tty();
+    let use_systemd = asking.agents || !prompt::has_tty();
+    // The name may come from the medium (a file under /iso): escaped like any other print.
+    let message = format!("Passphrase for {}: ", escape_path(name));
     for attempt in 1..=TRIES {
         if attempt > 1 {
             eprintln!("wrong passphrase, try again (attempt {attempt} of {TRIES})");
         }
-        let message = format!("Passphrase for {}: ", name.display());
         let pass = if use_systemd {
-            prompt::systemd::ask_password(message.trim_end(), "vault:unlock")
-                .map_err(Error::Prompt)?
+            eprintln!("{}", prompt::systemd::waiting_for(asking.agent_timeout));
+            prompt::systemd::ask(
+                std::ffi::OsStr::new(prompt::systemd::PROGRAM),
+                message.trim_end(),
+                "vault:unlock",
+                asking.agent_timeout,
+            )
+            .map_err(|e| match e {
+                prompt::systemd::AskError::TimedOut(_) => Error::NoAnswer {
+                    why: format!("cannot read a passphrase: {e}"),
+                    hint: "answer from a shell with `sudo systemd-tty-ask-password-agent`, run \
+                           `vault unlock` on a terminal, or give --passphrase-file FILE; \
+                           --ask-password-timeout SECONDS waits longer (0: no limit)"
+                        .into(),
+                },
+                prompt::systemd::AskError::Failed(why) => Error::Prompt(why),
+            })?
         } else {
             prompt::ask(&message)?
         };

@@ -52,6 +52,9 @@ pub struct UnlockArgs {
     /// Ask through systemd-ask-password (automatic when there is no terminal).
     #[arg(long)]
     pub ask_password: bool,
+    /// How long systemd-ask-password waits for a password agent to answer (0: no limit).
+    #[arg(long, value_name = "SECONDS", default_value_t = vault::prompt::systemd::DEFAULT_TIMEOUT.as_secs())]
+    pub ask_password_timeout: u64,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -129,7 +132,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         for p in vault::staging::sweep_stale(&a.staging_dir)? {
             eprintln!(
                 "note: wiped {}, the staging area of an interrupted earlier run",
-                p.display()
+                escape_path(&p)
             );
         }
     }
@@ -143,7 +146,12 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         Some(f) => Some(prompt::from_file(f)?),
         None => None,
     };
-    let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, a.ask_password)?;
+    let asking = super::source::Asking {
+        agents: a.ask_password,
+        agent_timeout: (a.ask_password_timeout > 0)
+            .then(|| std::time::Duration::from_secs(a.ask_password_timeout)),
+    };
+    let (locked, key) = unwrap_with_retries(opened.locked, &name, given, &limits, asking)?;
     let payload = locked.decrypt(key)?;
     let bar = super::progress::Progress::spinner("verifying and placing", quiet || a.json);
     let (report, staged) = if stage_root {
@@ -156,13 +164,13 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     bar.finish();
 
     if a.json {
-        println!("{}", serde_json::to_string(&report).unwrap_or_default());
+        super::json::print(&report)?;
         return Ok(ExitCode::Ok);
     }
     if quiet {
         return Ok(ExitCode::Ok);
     }
-    let host = report.host.as_deref().unwrap_or("(shared entries only)");
+    let host = escape(report.host.as_deref().unwrap_or("(shared entries only)"));
     for p in &report.swept {
         let verb = if report.dry_run {
             "would remove "
@@ -171,7 +179,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         };
         println!(
             "{verb} {} (a temporary left by an interrupted earlier run)",
-            p.display()
+            escape_path(p)
         );
     }
     for i in &report.items {
@@ -210,7 +218,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     if let Some(k) = staged {
         println!(
             "Kept {k} root-stage item(s) in RAM at {}. After partitioning and mounting the target, run `{}` (or `{}` to discard them).",
-            a.staging_dir.display(),
+            escape_path(&a.staging_dir),
             vault::staging::as_root("vault place --root /mnt"),
             vault::staging::as_root("vault wipe")
         );
@@ -241,7 +249,7 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
             "Placed {} file(s) from {} for host {} and wiped the staging area.",
             report.placed.len(),
             escape(&report.bundle),
-            report.host.as_deref().unwrap_or("(shared entries only)")
+            escape(report.host.as_deref().unwrap_or("(shared entries only)"))
         );
     }
     Ok(ExitCode::Ok)
@@ -251,9 +259,12 @@ pub fn run_wipe(a: WipeArgs, quiet: bool) -> vault::Result<ExitCode> {
     let had = vault::staging::wipe(&a.staging_dir)?;
     if !quiet {
         if had {
-            println!("Wiped the staged bundle in {}.", a.staging_dir.display());
+            println!(
+                "Wiped the staged bundle in {}.",
+                escape_path(&a.staging_dir)
+            );
         } else {
-            println!("Nothing was staged in {}.", a.staging_dir.display());
+            println!("Nothing was staged in {}.", escape_path(&a.staging_dir));
         }
     }
     Ok(ExitCode::Ok)

@@ -26,7 +26,8 @@ pub fn report(e: &vault::Error) {
 /// `--json`: the error as one JSON object on stdout, for scripts that read only stdout. The
 /// human report still goes to stderr.
 pub fn report_json(e: &vault::Error) {
-    println!("{}", json_error(e));
+    // Nothing else can be said when even that fails (a full disk behind `>`).
+    let _ = super::json::print(&json_error(e));
 }
 
 /// The `{"error": …}` object for `e`.
@@ -50,7 +51,7 @@ pub fn print_json_error(
     causes: Vec<String>,
     hint: Option<String>,
 ) {
-    println!("{}", json_error_value(code, message, causes, hint));
+    let _ = super::json::print(&json_error_value(code, message, causes, hint));
 }
 
 fn json_error_value(

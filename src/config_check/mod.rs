@@ -178,16 +178,8 @@ pub fn check(
     Ok(out)
 }
 
-/// `s` with every control character written as `\u{…}`: text from a configuration or from
-/// Nix never reaches the terminal raw.
+/// `s` escaped as every untrusted string is ([`crate::escape::escape`]): text from a
+/// configuration or from Nix never reaches the terminal raw.
 pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if c.is_control() {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    crate::escape::escape(s).into_owned()
 }

@@ -26,9 +26,11 @@ impl Source {
     pub fn read(&self, what: &str) -> Result<SecretString, Error> {
         match self {
             Source::File(path) => read_file(path),
-            Source::Prompt => rpassword::prompt_password(format!("Passphrase for {what}: "))
-                .map(SecretString::from)
-                .map_err(|_| Error::NoPassphrase { what: what.into() }),
+            Source::Prompt => crate::prompt::ask_maybe_empty(&format!(
+                "Passphrase for {}: ",
+                crate::escape::escape(what)
+            ))
+            .map_err(|_| Error::NoPassphrase { what: what.into() }),
         }
     }
 }

@@ -251,7 +251,9 @@ pub struct Carried {
     pub location: String,
     pub offset: u64,
     pub len: u64,
-    pub version: Option<String>,
+    /// From the record `attach` wrote on the stick, or the binary's own marker: the stick's
+    /// word, not vault's.
+    pub version: Option<crate::escape::Untrusted>,
     pub arch: Option<&'static str>,
     /// SHA-256 of the bytes as they are on the medium now.
     pub sha256: String,
@@ -320,7 +322,9 @@ pub fn read_partition(f: &mut File, path: &Path, start: u64, slot: usize) -> Res
         location: format!("MBR slot {slot} (label {LABEL}), file vault"),
         offset,
         len: size,
-        version: field("version").or_else(|| version_in(&bytes)),
+        version: field("version")
+            .or_else(|| version_in(&bytes))
+            .map(Into::into),
         arch: elf_static_arch(&bytes, path, false).ok().map(Arch::name),
         matches_record: recorded.map(|r| r == sha256),
         sha256,
@@ -337,7 +341,7 @@ pub fn read_iso_file(f: &mut File, path: &Path) -> Result<Option<Carried>> {
         location: format!("{ISO_BINARY_PATH} in the ISO tree"),
         offset: file.offset,
         len: file.len,
-        version: version_in(&bytes),
+        version: version_in(&bytes).map(Into::into),
         arch: elf_static_arch(&bytes, path, false).ok().map(Arch::name),
         sha256: hex::encode(Sha256::digest(&bytes)),
         matches_record: None,
@@ -485,7 +489,7 @@ mod tests {
         let c = read_partition(&mut f, &p, 0, 4).unwrap();
         assert_eq!(c.len, bin.len() as u64);
         assert_eq!(c.offset, 21 * 2048);
-        assert_eq!(c.version.as_deref(), Some("9.9"));
+        assert_eq!(c.version.as_ref().map(|v| v.as_raw()), Some("9.9"));
         assert_eq!(c.matches_record, Some(false));
         assert_eq!(c.sha256, hex::encode(Sha256::digest(&bin)));
     }

@@ -209,7 +209,8 @@ pub struct DeviceInfo {
     pub path: PathBuf,
     /// Kernel name, e.g. `sdb`.
     pub name: String,
-    pub model: String,
+    /// From sysfs (`device/vendor`, `device/model`): what the device says it is.
+    pub model: crate::escape::Untrusted,
     pub size: u64,
     pub removable: bool,
     /// Mounted filesystems on the disk or its partitions: (device name, mount point).
@@ -280,7 +281,7 @@ impl DeviceInfo {
             model: if model.is_empty() {
                 "unknown model".into()
             } else {
-                model
+                model.into()
             },
             size,
             removable,

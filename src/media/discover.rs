@@ -27,6 +27,9 @@ pub struct Candidate {
     pub kind: CandidateKind,
     /// For the list shown when there are several, e.g. "/dev/vda3 (on the installer disk vda)".
     pub description: String,
+    /// On the installer's own medium: the disk holding `/iso` or the stick vault runs from, or
+    /// a file under `/iso`. `vault unlock` offers it as the default when there are several.
+    pub own_medium: bool,
 }
 
 impl Candidate {
@@ -65,6 +68,7 @@ fn check_device(name: &str) -> Option<Candidate> {
         len: src.len,
         kind: CandidateKind::Device,
         description: src.description,
+        own_medium: false,
     })
 }
 
@@ -91,6 +95,7 @@ fn check_disk_table(disk: &str) -> Vec<Candidate> {
                 offset: s.start(),
                 len,
                 kind: CandidateKind::DiskSlot,
+                own_medium: true,
                 description: format!(
                     "{} (MBR slot {}, the installer disk)",
                     path.display(),
@@ -174,6 +179,7 @@ fn walk_files(dir: &Path, depth: usize, out: &mut Vec<Candidate>) {
                     offset: 0,
                     len,
                     kind: CandidateKind::File,
+                    own_medium: true,
                 });
             }
         }
@@ -234,6 +240,7 @@ pub fn discover() -> Result<Vec<Candidate>> {
         for n in mine {
             if let Some(mut c) = check_device(n) {
                 c.description = format!("{} (on {what} {disk})", c.path.display());
+                c.own_medium = true;
                 push(c, &mut found);
             }
         }

@@ -114,7 +114,10 @@ pub enum Error {
     },
     /// The device does not call itself removable.
     #[error("{path} is not a removable device ({model})")]
-    NotRemovable { path: PathBuf, model: String },
+    NotRemovable {
+        path: PathBuf,
+        model: crate::escape::Untrusted,
+    },
     /// `--device` was given something that is not a whole-disk block device.
     #[error("{path} is not a whole-disk block device: {why}")]
     NotADisk { path: PathBuf, why: String },

@@ -98,7 +98,7 @@ impl Contents {
         opts: PackOptions,
     ) -> Result<u64> {
         let manifest = BundleManifest {
-            created_by: format!("vault {}", env!("CARGO_PKG_VERSION")),
+            created_by: format!("vault {}", env!("CARGO_PKG_VERSION")).into(),
             recovery_recipients: recovery.to_vec(),
             ..self.manifest.clone()
         };

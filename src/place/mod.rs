@@ -425,7 +425,7 @@ impl Placer {
                 if let Err(e) = rustix::fs::unlinkat(&parent.0, name, AtFlags::empty()) {
                     eprintln!(
                         "warning: could not remove the replaced file {}: {e}",
-                        self.display_path(&d).display()
+                        crate::escape::escape_path(&self.display_path(&d))
                     );
                 }
             }
@@ -468,7 +468,7 @@ impl Placer {
                     if e != Errno::NOENT {
                         eprintln!(
                             "warning: could not remove {}: {}",
-                            self.display_path(&p.temp).display(),
+                            crate::escape::escape_path(&self.display_path(&p.temp)),
                             e
                         );
                     }

@@ -15,6 +15,7 @@
 use std::ffi::OsStr;
 use std::io::{ErrorKind, Read};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
 use zeroize::Zeroizing;
@@ -22,21 +23,80 @@ use zeroize::Zeroizing;
 /// The program asked, found on `PATH`.
 pub const PROGRAM: &str = "systemd-ask-password";
 
-/// Ask for a passphrase through `systemd-ask-password --id=<id> --timeout=0 <message>`.
+/// How long a question waits for an answer unless told otherwise (`vault unlock
+/// --ask-password-timeout`): long enough to walk to a console and answer from
+/// `systemd-tty-ask-password-agent`, short enough that a unit with nobody to answer does not
+/// hang forever.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// Why no passphrase came back.
+#[derive(Debug)]
+pub enum AskError {
+    /// Nobody answered within the timeout.
+    TimedOut(Duration),
+    /// The program is missing, failed, or the question was cancelled.
+    Failed(String),
+}
+
+impl std::fmt::Display for AskError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AskError::TimedOut(t) => write!(
+                f,
+                "no password agent answered within {} s ({PROGRAM} waited for one)",
+                t.as_secs()
+            ),
+            AskError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// What a question waits for, to say before asking (a wait with no word looks like a hang).
+pub fn waiting_for(timeout: Option<Duration>) -> String {
+    let until = match timeout {
+        Some(t) => format!("gives up after {} s", t.as_secs()),
+        None => "waits without a time limit".into(),
+    };
+    format!(
+        "no terminal to ask on: asking through {PROGRAM}, which waits for a password agent to \
+         answer (the console or wall agent, Plymouth; from any shell on this machine: `sudo \
+         systemd-tty-ask-password-agent`); it {until}"
+    )
+}
+
+/// Asks for a passphrase through `systemd-ask-password --id=<id> --timeout=<s> <message>`,
+/// waiting [`DEFAULT_TIMEOUT`] at most; the error as text.
 ///
 /// `id` follows systemd's `subsystem:detail` convention (e.g. `vault:/dev/sda3`); agents show
-/// it and may use it to pick cached answers. There is no timeout: an installer console may wait
-/// for its user indefinitely.
+/// it and may use it to pick cached answers.
 pub fn ask_password(message: &str, id: &str) -> Result<SecretString, String> {
-    ask_password_with(OsStr::new(PROGRAM), message, id)
+    ask(OsStr::new(PROGRAM), message, id, Some(DEFAULT_TIMEOUT)).map_err(|e| e.to_string())
 }
 
 /// [`ask_password`] with an explicit program (a path, or a name looked up on `PATH`).
 pub fn ask_password_with(program: &OsStr, message: &str, id: &str) -> Result<SecretString, String> {
+    ask(program, message, id, Some(DEFAULT_TIMEOUT)).map_err(|e| e.to_string())
+}
+
+/// Asks through `program`, waiting `timeout` at most (`None`: without a limit).
+///
+/// The question ends with vault: the program gets SIGTERM when vault ends, however it ends
+/// (an error, a signal, SIGKILL), and on SIGTERM systemd-ask-password removes its `ask.*`
+/// file and socket, so no agent is left showing a question nobody waits for.
+pub fn ask(
+    program: &OsStr,
+    message: &str,
+    id: &str,
+    timeout: Option<Duration>,
+) -> Result<SecretString, AskError> {
     let name = program.to_string_lossy();
-    let mut child = Command::new(program)
-        .arg(format!("--id={id}"))
-        .arg("--timeout=0")
+    let parent = rustix::process::getpid();
+    let mut cmd = Command::new(program);
+    cmd.arg(format!("--id={id}"))
+        .arg(format!(
+            "--timeout={}",
+            timeout.map_or(0, |t| t.as_secs().max(1))
+        ))
         // A message starting with '-' must not be read as an option.
         .arg("--")
         .arg(message)
@@ -44,16 +104,30 @@ pub fn ask_password_with(program: &OsStr, message: &str, id: &str) -> Result<Sec
         // never asks the agents, which is the whole point of --ask-password.
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|e| match e.kind() {
+        .stderr(Stdio::piped());
+    // SAFETY: between fork and exec only async-signal-safe system calls (prctl, getppid).
+    unsafe {
+        use std::os::unix::process::CommandExt;
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::TERM))?;
+            // vault ended before the line above: the signal will never come.
+            if rustix::process::getppid() != Some(parent) {
+                return Err(std::io::Error::other("vault has ended"));
+            }
+            Ok(())
+        });
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().map_err(|e| {
+        AskError::Failed(match e.kind() {
             ErrorKind::NotFound => format!(
                 "{name} not found: --ask-password needs systemd's password tools \
                  (Debian: apt-get install systemd). On a terminal, run vault without \
                  --ask-password; in a script, use --passphrase-file"
             ),
             _ => format!("cannot run {name}: {e}"),
-        })?;
+        })
+    })?;
 
     // Sized up front so that reading a passphrase does not reallocate and leave copies behind.
     let mut out = Zeroizing::new(Vec::with_capacity(4096));
@@ -63,30 +137,33 @@ pub fn ask_password_with(program: &OsStr, message: &str, id: &str) -> Result<Sec
         .map(|mut s| s.read_to_end(&mut out))
         .transpose();
     let mut err = String::new();
-    if let Some(mut s) = child.stderr.take() {
-        // Best effort: stderr only feeds the error message.
-        let _ = s.read_to_string(&mut err);
+    if let Some(s) = child.stderr.take() {
+        // Best effort, and bounded: stderr only feeds the error message.
+        let _ = s.take(64 * 1024).read_to_string(&mut err);
     }
     let status = child
         .wait()
-        .map_err(|e| format!("waiting for {name}: {e}"))?;
-    read.map_err(|e| format!("reading the answer from {name}: {e}"))?;
+        .map_err(|e| AskError::Failed(format!("waiting for {name}: {e}")))?;
+    read.map_err(|e| AskError::Failed(format!("reading the answer from {name}: {e}")))?;
 
     if !status.success() {
+        if let Some(t) = timeout.filter(|t| started.elapsed() >= *t) {
+            return Err(AskError::TimedOut(t));
+        }
         let why = err.trim();
         let why = if why.is_empty() {
             "the question was cancelled or no agent answered"
         } else {
             why
         };
-        return Err(format!("{name} failed ({status}): {why}"));
+        return Err(AskError::Failed(format!("{name} failed ({status}): {why}")));
     }
     // One answer, terminated by a newline.
     if out.last() == Some(&b'\n') {
         out.pop();
     }
     let text = std::str::from_utf8(&out)
-        .map_err(|_| format!("{name} returned a passphrase that is not UTF-8"))?;
+        .map_err(|_| AskError::Failed(format!("{name} returned a passphrase that is not UTF-8")))?;
     // `to_owned` allocates exactly once; `out` is zeroized when it drops.
     Ok(SecretString::from(text.to_owned()))
 }

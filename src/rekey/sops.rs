@@ -423,25 +423,14 @@ pub(crate) fn open_group(
 }
 
 pub(crate) fn describe_change(added: &[String], removed: &[String]) -> String {
-    let short = |r: &String| {
-        if r.len() > 16 {
-            format!("{}…", &r[..16])
-        } else {
-            r.clone()
-        }
-    };
+    // Whole recipients: a script reading `--json` acts on them, and two keys may share a
+    // prefix. The printer escapes and bounds them.
     let mut parts = Vec::new();
     if !added.is_empty() {
-        parts.push(format!(
-            "+{}",
-            added.iter().map(short).collect::<Vec<_>>().join(" +")
-        ));
+        parts.push(format!("+{}", added.join(" +")));
     }
     if !removed.is_empty() {
-        parts.push(format!(
-            "-{}",
-            removed.iter().map(short).collect::<Vec<_>>().join(" -")
-        ));
+        parts.push(format!("-{}", removed.join(" -")));
     }
     parts.join(" ")
 }

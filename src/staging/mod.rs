@@ -187,7 +187,7 @@ impl Drop for Stager {
     fn drop(&mut self) {
         if !self.committed {
             if let Err(e) = wipe_tree(&self.incoming) {
-                eprintln!("warning: {e}");
+                eprintln!("warning: {}", crate::escape::escape_message(&e.to_string()));
             }
         }
     }
@@ -215,7 +215,7 @@ pub fn load(dir: &Path) -> Result<Option<StagedManifest>> {
     // The same rules as a bundle's manifest: targets, modes, sizes, tree shape.
     let as_bundle = BundleManifest {
         format: m.format,
-        created_by: String::new(),
+        created_by: Default::default(),
         hosts: m.host.iter().cloned().collect(),
         items: m.items.clone(),
         recovery_recipients: Vec::new(),

@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod config_check;
 pub mod error;
 pub mod escape;
+pub mod hardening;
 pub mod hosts;
 pub mod initrd_key;
 pub mod interrupt;

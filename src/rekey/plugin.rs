@@ -31,10 +31,12 @@ pub fn binary_name(name: &str) -> String {
     format!("age-plugin-{name}")
 }
 
-/// Where plugin `name`'s program is on `PATH`; the error names the program to install.
+/// Where plugin `name`'s program is on `PATH`, never in the current folder (an empty or
+/// relative `PATH` entry is skipped: see [`crate::hardening`]); the error names the program to
+/// install.
 pub fn find(name: &str) -> Result<PathBuf, String> {
     let binary = binary_name(name);
-    which::which(&binary).map_err(|_| {
+    crate::hardening::find_program(&binary).ok_or_else(|| {
         format!(
             "needs the age plugin program {binary}, which is not on PATH: install {binary} \
              (or add its folder to PATH)"

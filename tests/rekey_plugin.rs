@@ -624,7 +624,7 @@ fn a_hardware_key_recovers_a_bundle() {
         r.reset_counter();
     }
 
-    run(&[
+    let mut repack = vec![
         "repack",
         "b.bundle",
         "-j",
@@ -633,8 +633,11 @@ fn a_hardware_key_recovers_a_bundle() {
         "new.bundle",
         "--passphrase-file",
         "new-pw",
-        "--weak-passphrase",
-    ]);
+        "--recovery-recipient",
+        &r.yk,
+    ];
+    repack.extend_from_slice(common::FAST_KDF);
+    run(&repack);
     let listed = run(&["inspect", "new.bundle", "--passphrase-file", "new-pw"]);
     assert!(listed.contains("/etc/ssh/ssh_host_ed25519_key"), "{listed}");
     run(&["inspect", "new.bundle", "-i", "yk.txt"]);

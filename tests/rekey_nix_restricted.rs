@@ -148,6 +148,28 @@ fn reading_a_file_outside_the_repository_fails() {
     }
 }
 
+/// `secrets.nix` itself a link out of the repository: evaluating it would make its target's
+/// folder readable; the link is not followed.
+#[test]
+fn a_secrets_nix_that_links_out_of_the_repository_is_refused() {
+    let Some(r) = setup() else { return };
+    std::fs::write(
+        r.home.join(".ssh/rules.nix"),
+        format!(
+            "{{ \"${{builtins.readFile ./id_ed25519}}\".publicKeys = [ \"{}\" ]; }}\n",
+            r.admin
+        ),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink(r.home.join(".ssh/rules.nix"), r.secrets.join("secrets.nix"))
+        .unwrap();
+    let o = r.vault(&["rekey", "--check", "-i", "admin.txt"]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(!t.contains(SECRET), "the key was read: {t}");
+    assert!(t.contains("restricted mode"), "{t}");
+}
+
 /// A loopback HTTP server that counts the connections it gets and answers each with 404.
 fn server() -> (u16, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

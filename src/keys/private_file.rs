@@ -74,6 +74,8 @@ pub fn write_private(path: &Path, bytes: &[u8], force: bool, input: Option<&Path
         .permissions(fs::Permissions::from_mode(0o600))
         .tempfile_in(dir)
         .map_err(|e| Error::io("cannot create a temporary in", dir, e))?;
+    // A signal while it exists removes it too (crate::interrupt).
+    let _registered = crate::interrupt::TempFile::register(temp.path());
     temp.write_all(bytes)
         .and_then(|()| temp.as_file().sync_all())
         .map_err(|e| Error::io("cannot write", temp.path(), e))?;

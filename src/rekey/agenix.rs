@@ -32,14 +32,23 @@ pub struct AgenixRule {
 /// ([`super::nix_eval`]): it may read files of its own folder and of the folder of
 /// `keys_file` (the agenix keys file `vault.toml` names), nothing else, and fetch nothing.
 pub fn load_rules(path: &Path, keys_file: Option<&Path>) -> Result<Vec<AgenixRule>, Error> {
-    let abs = std::fs::canonicalize(path).map_err(|e| Error::io("cannot find", path, e))?;
     // Files are named relative to secrets.nix as the manifest names it (for messages and to
-    // line up with the sops walk); nix runs on the canonical path.
+    // line up with the sops walk). nix runs in its folder, that folder's path resolved, but
+    // secrets.nix itself not: if it is a link out of the folder, restricted mode refuses the
+    // target instead of reading it.
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let here = abs.parent().unwrap_or(Path::new("/")).to_path_buf();
+    let here = super::nix_eval::folder_of(path).map_err(|e| Error::io("cannot find", &dir, e))?;
+    let abs = here.join(path.file_name().unwrap_or(path.as_os_str()));
+    if !abs.exists() {
+        return Err(Error::io(
+            "cannot find",
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
+    }
     let allowed: Vec<PathBuf> = keys_file
         .and_then(|k| super::nix_eval::folder_of(k).ok())
         .into_iter()

@@ -24,6 +24,12 @@ pub fn restricted(dir: &Path, allowed: &[PathBuf]) -> Command {
         .args(["--option", "restrict-eval", "true"])
         .args(["--option", "allowed-uris", ""])
         .args(["--option", "allow-import-from-derivation", "false"])
+        // builtins.exec, should the user's nix.conf allow it.
+        .args([
+            "--option",
+            "allow-unsafe-native-code-during-evaluation",
+            "false",
+        ])
         .env_remove("NIX_PATH")
         .current_dir(dir);
     let mut seen: Vec<&Path> = Vec::new();
@@ -37,12 +43,14 @@ pub fn restricted(dir: &Path, allowed: &[PathBuf]) -> Command {
 }
 
 /// The folder a file is in, absolute and with links resolved (what restricted mode compares
-/// paths against), for [`restricted`].
+/// paths against), for [`restricted`]. The file's own name is not resolved: a file that is a
+/// link out of its folder does not widen what may be read (restricted mode refuses its target).
 pub fn folder_of(file: &Path) -> std::io::Result<PathBuf> {
-    let abs = std::fs::canonicalize(file)?;
-    Ok(abs
-        .parent()
-        .map_or_else(|| PathBuf::from("/"), Path::to_path_buf))
+    let dir = match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    std::fs::canonicalize(dir)
 }
 
 /// Runs `cmd`: its stdout as JSON, or nix's message (stderr, without its warnings about this

@@ -37,6 +37,7 @@ pub mod bundle;
 pub mod config_check;
 pub mod error;
 pub mod escape;
+pub mod hardening;
 pub mod hosts;
 pub mod identity;
 pub mod initrd_key;

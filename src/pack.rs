@@ -19,6 +19,7 @@ use crate::{Error, Result};
 
 mod calibrate;
 mod checks;
+pub mod differences;
 mod output;
 pub mod recovery;
 pub mod repack;

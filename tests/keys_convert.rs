@@ -227,3 +227,68 @@ fn rekey_with_passphrase_protected_ssh_identity() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "password: hunter2\n");
 }
+
+/// `-o FILE` writes the age identity into a file created with mode 0600 whatever the umask (a
+/// shell's `>` gives 0644 under umask 022, 0666 under 000), with missing folders made 0700;
+/// an existing file is refused (exit 6) unless `--force`, which replaces it, still 0600; the
+/// input key itself is never the output, `--force` or not.
+#[test]
+fn an_output_file_is_private_from_its_creation() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(dir) = common::fixtures("ssh-to-age") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("id_ed25519");
+    std::fs::copy(dir.join("id_ed25519"), &key).unwrap();
+    let out = tmp.path().join("config/sops/age/keys.txt");
+    let run = |args: &[&str]| {
+        Command::new("sh")
+            .args(["-c", "umask 000 && exec \"$0\" \"$@\""])
+            .arg(common::vault_bin())
+            .args(["keys", "convert"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    let secret = "AGE-SECRET-KEY-1K3VN4N03PTHJWSJSCCMQCN33RY5FSKQPJ4KRRTG3JMQUYE0TUSEQEDH6V8\n";
+
+    let o = run(&[p(&key), "-o", p(&out)]);
+    assert_eq!(stdout(&o), "", "the key went to stdout");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), secret);
+    assert_eq!(mode(&out), 0o600);
+    assert_eq!(mode(out.parent().unwrap()), 0o700);
+
+    std::fs::write(&out, "an older key\n").unwrap();
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = run(&[p(&key), "-o", p(&out)]);
+    assert_eq!(
+        o.status.code(),
+        Some(6),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--force"));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "an older key\n");
+
+    stdout(&run(&[p(&key), "-o", p(&out), "--force"]));
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), secret);
+    assert_eq!(mode(&out), 0o600);
+
+    let before = std::fs::read(&key).unwrap();
+    for force in [false, true] {
+        let mut args = vec![p(&key), "-o", p(&key)];
+        if force {
+            args.push("--force");
+        }
+        let o = run(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(6),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(std::fs::read(&key).unwrap(), before);
+    }
+}

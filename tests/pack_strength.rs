@@ -192,3 +192,30 @@ fn a_typed_passphrase_is_estimated_and_never_shown() {
     assert!(text.contains("Packed 1 file"), "{text}");
     assert_not_shown(&text, MEDIUM);
 }
+
+/// Passphrases zxcvbn alone rates above the threshold at the default settings, that an attacker
+/// tries early: well-known phrases (spaced, joined, capitalised) and keyboard walks on layouts
+/// other than QWERTY (QWERTZ, AZERTY, Colemak). Refused before any key derivation.
+#[test]
+fn well_known_phrases_and_walks_on_other_layouts_are_refused() {
+    for pass in [
+        "correcthorsebatterystaple",
+        "correct horse battery staple",
+        "Correct-Horse-Battery-Staple",
+        "the quick brown fox jumps over the lazy dog",
+        "qayxswedcvfrtgbnhz",
+        "qwertzuiopasdfghjklyxcvbnm",
+        "aqwxszedcvfrtgbnhy",
+        "arstdhneiozxcvkm",
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        setup(d, pass);
+        let o = pack(d, &[]);
+        let text = shown(&o);
+        assert_eq!(o.status.code(), Some(6), "{pass:?}: {text}");
+        assert!(text.contains("too weak"), "{pass:?}: {text}");
+        assert!(!d.join("b.bundle").exists(), "{pass:?}");
+        assert_not_shown(&text, pass);
+    }
+}

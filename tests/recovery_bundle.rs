@@ -3,7 +3,11 @@
 //! `vault inspect -i` and `vault repack`, and the repacked bundle unlocks with the new
 //! passphrase only. A recovery stanza swapped by someone without the file key (spliced from
 //! the real `age`'s output for the attacker's own key) is refused by the passphrase and by
-//! the attacker's key alike.
+//! the attacker's key alike. A bundle a forger made for the victim's recovery key (whose public
+//! half is no secret) opens with it, but is never called verified without saying that this
+//! proves nothing about who made it; `repack` carries over none of the forger's choices
+//! (recovery recipients, Argon2id settings) and `repack -m` names every item that differs from
+//! the victim's own sources.
 
 mod common;
 
@@ -12,6 +16,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use common::{vault_bin, FAST_KDF};
+
+/// Cheap Argon2id settings for the bundles `repack` writes (it takes none from the bundle).
+const REPACK_KDF: &[&str] = &[
+    "--weak-kdf",
+    "--kdf-memory",
+    "8",
+    "--kdf-iterations",
+    "1",
+    "--kdf-parallelism",
+    "1",
+];
 
 struct Tools {
     age: PathBuf,
@@ -65,7 +80,17 @@ mode = "0600"
         self.dir.path().join(rel).to_string_lossy().into_owned()
     }
 
+    /// vault in the fixture's folder; `repack` gets [`REPACK_KDF`] unless it names its own.
     fn vault(&self, args: &[&str]) -> Output {
+        let mut args = args.to_vec();
+        if args.first() == Some(&"repack") && !args.iter().any(|a| a.starts_with("--kdf")) {
+            args.extend_from_slice(REPACK_KDF);
+        }
+        self.vault_as_given(&args)
+    }
+
+    /// vault in the fixture's folder with exactly `args`.
+    fn vault_as_given(&self, args: &[&str]) -> Output {
         Command::new(vault_bin())
             .args(args)
             .current_dir(self.dir.path())
@@ -207,7 +232,10 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
     }
 
     let listed = ok(f.vault(&["inspect", "b.bundle", "-i", "recovery.txt"]));
-    assert!(listed.contains("verified"), "{listed}");
+    assert!(
+        listed.contains("proves nothing about who made it"),
+        "{listed}"
+    );
     assert!(listed.contains("/etc/ssh/ssh_host_ed25519_key"), "{listed}");
     assert!(listed.contains("/root/.git-credentials"), "{listed}");
     assert!(
@@ -215,7 +243,8 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
         "{listed}"
     );
 
-    let out = ok(f.vault(&[
+    // The bundle's own recovery recipients are not carried over unasked: refused, each named.
+    let o = f.vault(&[
         "repack",
         "b.bundle",
         "-i",
@@ -225,8 +254,30 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
         "--passphrase-file",
         "new-pw",
         "--weak-passphrase",
-    ]));
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains(&recipient), "{}", text(&o));
+    assert!(!f.dir.path().join("new.bundle").exists());
+    let o = f.vault(&[
+        "repack",
+        "b.bundle",
+        "-i",
+        "recovery.txt",
+        "-o",
+        "new.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "--recovery-recipient",
+        &recipient,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let out = ok(o);
     assert!(out.contains("1 recovery recipient"), "{out}");
+    assert!(
+        err.contains(&format!("recovery recipient: {recipient}")),
+        "{err}"
+    );
     for streamed in [false, true] {
         let (o, root) = f.unlock("new.bundle", "new-pw", streamed);
         ok(o);
@@ -235,7 +286,7 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
     let (o, root) = f.unlock("new.bundle", "old-pw", false);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(std::fs::read_dir(&root).unwrap().next().is_none());
-    // The recovery recipient was kept: its key opens the new bundle too.
+    // The recovery recipient was given again: its key opens the new bundle too.
     ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
 
     // Without -i, repack takes the bundle's passphrase: the old one is wrong now (exit 3).
@@ -526,7 +577,7 @@ mode = "0400"
     std::fs::write(
         d.join("v2.toml"),
         format!(
-            "version = 1\n\n[[entry]]\nsource = \"shared\"\ntarget = \"/root/.git-credentials\"\nmode = \"0600\"\n\n[[entry]]\nsource = \"extra\"\ntarget = \"/etc/extra\"\n{host}"
+            "version = 1\nrecovery_recipients = [\"{recipient}\"]\n\n[[entry]]\nsource = \"shared\"\ntarget = \"/root/.git-credentials\"\nmode = \"0600\"\n\n[[entry]]\nsource = \"extra\"\ntarget = \"/etc/extra\"\n{host}"
         ),
     )
     .unwrap();
@@ -556,7 +607,7 @@ mode = "0400"
     assert_eq!(std::fs::read(&shared).unwrap(), b"rotated\n");
     assert_eq!(std::fs::metadata(&shared).unwrap().mode() & 0o7777, 0o600);
     assert_eq!(std::fs::read(root.join("etc/extra")).unwrap(), b"extra\n");
-    // The recovery recipient came along.
+    // The recovery recipient of v2.toml.
     ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
 
     // A source of the manifest is never the output, --force or not.
@@ -689,15 +740,18 @@ fn repack_asks_for_the_new_passphrase_on_the_terminal() {
     let recipient = f.age_key("recovery.txt");
     f.pack("b.bundle", &["--recovery-recipient", &recipient]);
     let mut cmd = Command::new(vault_bin());
-    cmd.current_dir(f.dir.path()).args([
-        "repack",
-        "b.bundle",
-        "-i",
-        "recovery.txt",
-        "-o",
-        "typed.bundle",
-        "--weak-passphrase",
-    ]);
+    cmd.current_dir(f.dir.path())
+        .args([
+            "repack",
+            "b.bundle",
+            "-i",
+            "recovery.txt",
+            "-o",
+            "typed.bundle",
+            "--weak-passphrase",
+            "--no-recovery",
+        ])
+        .args(REPACK_KDF);
     let mut s = Session::spawn(cmd).expect("spawn in a pty");
     s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
     let mut seen = Vec::new();
@@ -773,4 +827,242 @@ fn repack_with_a_manifest_takes_a_missing_directory_from_the_bundle() {
             "{rel}"
         );
     }
+}
+
+/// The forger's exploit. An attacker who knows only the victim's SSH *public* key packs their own
+/// host key and `authorized_keys`, with the victim's key and their own age key as recovery
+/// recipients, and swaps the stick. The victim's passphrase fails, as if forgotten; following
+/// docs/guide/recovery.md the victim opens the bundle with their SSH key and repacks it.
+/// vault says in words (and in `--json`) that a recovery key proves nothing about who made
+/// the bundle, refuses to carry the bundle's recovery recipients over unasked (naming each),
+/// and `repack -m` names every item that differs from the victim's sources: the attacker's
+/// key never opens what the victim writes.
+#[test]
+fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
+    let Some(t) = tools() else { return };
+    let f = Fixture::new();
+    let victim = f.ssh_key("id_victim");
+    f.pack("real.bundle", &["--recovery-recipient", &victim]);
+
+    // The attacker, with files of their own and the victim's public key.
+    let evil = f.dir.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    std::fs::write(evil.join("host_key"), b"ATTACKER'S HOST KEY\n").unwrap();
+    std::fs::write(evil.join("authorized_keys"), b"ssh-ed25519 AAAA attacker\n").unwrap();
+    std::fs::write(evil.join("pw"), "the attacker's own passphrase\n").unwrap();
+    std::fs::write(
+        evil.join("vault.toml"),
+        "version = 1\n\n[hosts.box]\n\n[[hosts.box.entry]]\nsource = \"host_key\"\n\
+         target = \"/etc/ssh/ssh_host_ed25519_key\"\nmode = \"0600\"\n\n\
+         [[hosts.box.entry]]\nsource = \"authorized_keys\"\n\
+         target = \"/root/.ssh/authorized_keys\"\nmode = \"0644\"\n",
+    )
+    .unwrap();
+    let attacker = f.age_key("evil/attacker.txt");
+    let mut args = vec![
+        "pack",
+        "-m",
+        "evil/vault.toml",
+        "-o",
+        "forged.bundle",
+        "--passphrase-file",
+        "evil/pw",
+        "--no-config-check",
+        "--recovery-recipient",
+        &victim,
+        "--recovery-recipient",
+        &attacker,
+    ];
+    args.extend_from_slice(FAST_KDF);
+    ok(f.vault(&args));
+
+    // The victim's passphrase does not open it: it looks forgotten.
+    let o = f.vault(&["inspect", "forged.bundle", "--passphrase-file", "old-pw"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+
+    // Opened with the victim's recovery key: intact, and said to prove nothing about its maker.
+    let listed = ok(f.vault(&["inspect", "forged.bundle", "-i", "id_victim"]));
+    let first = listed.lines().next().unwrap_or_default();
+    assert!(
+        first.contains("proves nothing about who made it"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains(&attacker),
+        "its recipients listed: {listed}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(f.vault(&[
+        "inspect",
+        "forged.bundle",
+        "-i",
+        "id_victim",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(v["opened_with"], "recovery_key", "{v}");
+    assert_eq!(v["maker_verified"], false, "{v}");
+    assert!(
+        v["warning"]
+            .as_str()
+            .is_some_and(|w| w.contains("proves nothing about who made it")),
+        "{v}"
+    );
+    let v: serde_json::Value = serde_json::from_str(&ok(f.vault(&[
+        "inspect",
+        "real.bundle",
+        "--passphrase-file",
+        "old-pw",
+        "--json",
+    ])))
+    .unwrap();
+    assert_eq!(v["opened_with"], "passphrase", "{v}");
+    assert_eq!(v["maker_verified"], true, "{v}");
+    assert_eq!(v["warning"], serde_json::Value::Null, "{v}");
+
+    // The guide's repack: the bundle's recovery recipients are not taken over unasked; each
+    // is named, and nothing is written.
+    let o = f.vault(&[
+        "repack",
+        "forged.bundle",
+        "-i",
+        "id_victim",
+        "-o",
+        "new.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+    ]);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&attacker) && err.contains(&victim), "{err}");
+    assert!(err.contains("proves nothing about who made it"), "{err}");
+    assert!(!f.dir.path().join("new.bundle").exists());
+
+    // Given the victim's own recovery key: only it opens the result, and what is not kept
+    // is listed before anything is written.
+    let o = f.vault(&[
+        "repack",
+        "forged.bundle",
+        "-i",
+        "id_victim",
+        "-o",
+        "new.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "--recovery-recipient",
+        &victim,
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    ok(o);
+    assert!(
+        err.contains(&format!("recovery recipient: {victim}")),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("not kept: recovery recipient {attacker}")),
+        "{err}"
+    );
+    let o = f.vault(&["inspect", "new.bundle", "-i", "evil/attacker.txt"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(common::run_decrypt(
+        &t.age,
+        &f.dir.path().join("new.bundle"),
+        &f.dir.path().join("evil/attacker.txt")
+    )
+    .is_err());
+
+    // repack -m with the victim's vault.toml: every difference from the sources is named.
+    let o = f.vault(&[
+        "repack",
+        "forged.bundle",
+        "-i",
+        "id_victim",
+        "-o",
+        "m.bundle",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "-m",
+        "vault.toml",
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+    for (target, says) in [
+        ("/etc/ssh/ssh_host_ed25519_key", "contents differ from"),
+        ("/root/.ssh/authorized_keys", "not in"),
+        ("/root/.git-credentials", "not in the bundle"),
+    ] {
+        assert!(
+            err.lines().any(|l| l.contains(target) && l.contains(says)),
+            "{target} {says}: {err}"
+        );
+    }
+    let differences = v["differences"].as_array().unwrap();
+    assert_eq!(differences.len(), 3, "{v}");
+    assert_eq!(v["opened_with"], "recovery_key");
+    assert_eq!(v["recovery_recipients"], serde_json::json!([]));
+    let o = f.vault(&["inspect", "m.bundle", "-i", "evil/attacker.txt"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let o = f.vault(&["inspect", "m.bundle", "-i", "id_victim"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    let (o, root) = f.unlock("m.bundle", "new-pw", false);
+    ok(o);
+    assert_placed(&root);
+}
+
+/// `repack` takes no Argon2id settings from the bundle: without flags the new bundle gets the
+/// default (whatever the bundle had); settings `pack` would refuse need `--weak-kdf` here too.
+#[test]
+fn repack_takes_its_argon2id_settings_from_flags_not_the_bundle() {
+    let Some(_) = tools() else { return };
+    let f = Fixture::new();
+    f.pack("b.bundle", &[]);
+    let kdf = |bundle: &str| {
+        let v: serde_json::Value =
+            serde_json::from_str(&ok(f.vault(&["inspect", bundle, "--json"]))).unwrap();
+        (
+            v["kdf"]["memory_kib"].as_u64().unwrap(),
+            v["kdf"]["iterations"].as_u64().unwrap(),
+            v["kdf"]["parallelism"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(kdf("b.bundle"), (8192, 1, 1));
+    let base = [
+        "repack",
+        "b.bundle",
+        "--old-passphrase-file",
+        "old-pw",
+        "--passphrase-file",
+        "new-pw",
+        "--weak-passphrase",
+        "-o",
+    ];
+    let run = |out: &str, extra: &[&str]| {
+        let mut a = base.to_vec();
+        a.push(out);
+        a.extend_from_slice(extra);
+        f.vault_as_given(&a)
+    };
+    // No settings given: the default (a test pays for one 1 GiB derivation here).
+    ok(run("default.bundle", &[]));
+    assert_eq!(kdf("default.bundle"), (1 << 20, 3, 4));
+    // Weaker than the default: refused without --weak-kdf, nothing written.
+    let weak = [
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--kdf-parallelism",
+        "1",
+    ];
+    let o = run("weak.bundle", &weak);
+    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    assert!(text(&o).contains("--weak-kdf"), "{}", text(&o));
+    assert!(!f.dir.path().join("weak.bundle").exists());
+    let mut with = weak.to_vec();
+    with.push("--weak-kdf");
+    ok(run("weak.bundle", &with));
+    assert_eq!(kdf("weak.bundle"), (8192, 1, 1));
 }

@@ -405,3 +405,167 @@ fn recovery_guide_rotates_the_key_for_sops_and_agenix() {
         rep.summary()
     );
 }
+
+/// docs/guide/recovery.md, "Forgot a bundle's passphrase", its recovery-key commands run as
+/// written (bash on a real pseudo-terminal, the new passphrase typed) on a bundle an attacker
+/// made: knowing only the victim's recovery recipient (a public key), they packed their own
+/// host key and `authorized_keys` with their own age key as a second recovery recipient.
+/// The victim is told the recovery key proves nothing about who made it, every item that
+/// differs from their sources is named, and the bundle they end with holds their own files
+/// and opens with their key only, never the attacker's.
+#[test]
+fn the_guides_recovery_on_a_forged_bundle_keeps_the_attacker_out() {
+    use expectrl::{Eof, Session};
+    let Some(t) = tools() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let home = tmp.path().join("home");
+    let ws = home.join("install-secrets");
+    std::fs::create_dir_all(home.join("offline")).unwrap();
+    std::fs::create_dir_all(ws.join("hosts/laptop")).unwrap();
+    let keygen = |path: &Path| {
+        let o = Command::new("age-keygen")
+            .arg("-o")
+            .arg(path)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        let o = Command::new("age-keygen")
+            .arg("-y")
+            .arg(path)
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+    };
+    let victim = keygen(&home.join("offline/vault-recovery.txt"));
+    let attacker = keygen(&tmp.path().join("attacker.txt"));
+    let own_key = b"the victim's own host key\n";
+    std::fs::write(ws.join("hosts/laptop/ssh_host_ed25519_key"), own_key).unwrap();
+    std::fs::write(
+        ws.join("vault.toml"),
+        format!(
+            "version = 1\nrecovery_recipients = [\"{victim}\"]\n\n[hosts.laptop]\n\n\
+             [[hosts.laptop.entry]]\nsource = \"hosts/laptop/ssh_host_ed25519_key\"\n\
+             target = \"/etc/ssh/ssh_host_ed25519_key\"\nmode = \"0600\"\n"
+        ),
+    )
+    .unwrap();
+
+    // The attacker's bundle, in place of the victim's laptop.bundle.
+    let evil = tmp.path().join("evil");
+    std::fs::create_dir(&evil).unwrap();
+    std::fs::write(evil.join("key"), b"ATTACKER'S HOST KEY\n").unwrap();
+    std::fs::write(evil.join("ak"), b"ssh-ed25519 AAAA attacker\n").unwrap();
+    std::fs::write(evil.join("pw"), "the attacker's passphrase\n").unwrap();
+    std::fs::write(
+        evil.join("vault.toml"),
+        "version = 1\n[hosts.laptop]\n[[hosts.laptop.entry]]\nsource = \"key\"\n\
+         target = \"/etc/ssh/ssh_host_ed25519_key\"\nmode = \"0600\"\n\
+         [[hosts.laptop.entry]]\nsource = \"ak\"\ntarget = \"/root/.ssh/authorized_keys\"\n",
+    )
+    .unwrap();
+    let mut pack: Vec<String> = [
+        "pack",
+        "-o",
+        ws.join("laptop.bundle").to_str().unwrap(),
+        "--passphrase-file",
+        "pw",
+        "--no-config-check",
+        "--recovery-recipient",
+        &victim,
+        "--recovery-recipient",
+        &attacker,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    pack.extend(common::FAST_KDF.iter().map(|s| s.to_string()));
+    let refs: Vec<&str> = pack.iter().map(String::as_str).collect();
+    ok(vault(&home, &evil, &refs));
+
+    let guide = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/guide/recovery.md"),
+    )
+    .unwrap();
+    let commands = guide_commands(&guide, "## Forgot a bundle's passphrase", 1);
+    assert!(
+        commands.iter().any(|c| c.starts_with("vault repack")),
+        "{commands:?}"
+    );
+    let bin_dir = common::vault_bin().parent().unwrap().to_path_buf();
+    let mut bash = Command::new("bash");
+    bash.arg("-c")
+        .arg(format!("set -e\n{}\n", commands.join("\n")))
+        .current_dir(&ws)
+        .env("HOME", &home)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        );
+    let mut s = Session::spawn(bash).expect("spawn in a pty");
+    s.set_expect_timeout(Some(std::time::Duration::from_secs(120)));
+    let new_pass = "orbit velvet canyon pickle lantern drizzle";
+    let mut shown = Vec::new();
+    for prompt in ["New passphrase for laptop-new.bundle", "Repeat it:"] {
+        shown.extend_from_slice(s.expect(prompt).unwrap().as_bytes());
+        s.send_line(new_pass).unwrap();
+    }
+    shown.extend_from_slice(s.expect(Eof).unwrap().as_bytes());
+    let shown = String::from_utf8_lossy(&shown).into_owned();
+    match s.get_process().wait().expect("wait") {
+        expectrl::WaitStatus::Exited(_, 0) => {}
+        other => panic!("the guide's commands failed: {other:?}\n{shown}"),
+    }
+    assert!(
+        shown.contains("proves nothing about who made it"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("differs: /etc/ssh/ssh_host_ed25519_key"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("dropped: /root/.ssh/authorized_keys"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!("not kept: recovery recipient {attacker}")),
+        "{shown}"
+    );
+
+    // The result: the attacker's key opens nothing; the victim's does, and it holds the
+    // victim's own host key alone.
+    let new = ws.join("laptop-new.bundle");
+    assert!(!age_opens(&t, &new, &tmp.path().join("attacker.txt")));
+    assert!(age_opens(
+        &t,
+        &new,
+        &home.join("offline/vault-recovery.txt")
+    ));
+    std::fs::write(tmp.path().join("new-pw"), format!("{new_pass}\n")).unwrap();
+    let root = tmp.path().join("root");
+    std::fs::create_dir(&root).unwrap();
+    ok(vault(
+        &home,
+        &ws,
+        &[
+            "unlock",
+            new.to_str().unwrap(),
+            "--root",
+            root.to_str().unwrap(),
+            "--root-not-mountpoint",
+            "--passphrase-file",
+            tmp.path().join("new-pw").to_str().unwrap(),
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(root.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
+        own_key
+    );
+    assert!(!root.join("root/.ssh/authorized_keys").exists());
+}

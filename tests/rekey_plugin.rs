@@ -624,7 +624,7 @@ fn a_hardware_key_recovers_a_bundle() {
         r.reset_counter();
     }
 
-    run(&[
+    let mut repack = vec![
         "repack",
         "b.bundle",
         "-j",
@@ -633,8 +633,11 @@ fn a_hardware_key_recovers_a_bundle() {
         "new.bundle",
         "--passphrase-file",
         "new-pw",
-        "--weak-passphrase",
-    ]);
+        "--recovery-recipient",
+        &r.yk,
+    ];
+    repack.extend_from_slice(common::FAST_KDF);
+    run(&repack);
     let listed = run(&["inspect", "new.bundle", "--passphrase-file", "new-pw"]);
     assert!(listed.contains("/etc/ssh/ssh_host_ed25519_key"), "{listed}");
     run(&["inspect", "new.bundle", "-i", "yk.txt"]);
@@ -647,4 +650,160 @@ fn a_hardware_key_recovers_a_bundle() {
     let o = c.output().unwrap();
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     assert!(text(&o).contains("--plugin vaulttest"), "{}", text(&o));
+}
+
+/// An ed25519 key pair from the real `ssh-keygen` in the repo root: its public key line.
+fn ssh_key(r: &Repo, name: &str) -> Option<String> {
+    common::require_tool("ssh-keygen")?;
+    let o = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-C", "root@web1", "-f"])
+        .arg(r.root.join(name))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let line = std::fs::read_to_string(r.root.join(format!("{name}.pub"))).unwrap();
+    Some(line.trim().to_owned())
+}
+
+/// `n` rules listing exactly `keys`.
+fn rules_of(r: &Repo, n: usize, keys: &[&str]) {
+    let list: String = keys.iter().map(|k| format!("\"{k}\" ")).collect();
+    std::fs::write(
+        r.secrets.join("secrets.nix"),
+        format!(
+            "builtins.listToAttrs (builtins.genList (i: {{ name = \"s${{toString i}}.age\"; \
+             value.publicKeys = [ {list}]; }}) {n})\n"
+        ),
+    )
+    .unwrap();
+}
+
+/// A hardware key dropped from rules that keep only an SSH recipient (a lost YubiKey, an admin
+/// who left): its stanza is one the rules do not name, so the files are stale — with the
+/// host's key and without any identity — until rekeyed; afterwards the removed key no longer
+/// opens them (the real `age`, through the plugin), the host's key does, and `--check` passes.
+#[test]
+fn a_removed_hardware_key_loses_access() {
+    const N: usize = 2;
+    let Some(r) = setup(N) else { return };
+    let Some(host) = ssh_key(&r, "host_ssh") else {
+        return;
+    };
+    rules_of(&r, N, &[&r.yk, &host]);
+    let o = r.vault(&["rekey", "-i", "admin.txt"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    let s0 = r.secrets.join("s0.age");
+    assert_eq!(
+        decrypt_with(&r, &r.age, "yk.txt", &s0).unwrap(),
+        b"secret 0\n"
+    );
+
+    rules_of(&r, N, &[&host]);
+    let before = snapshot(&r.secrets);
+    for args in [
+        &["rekey", "--check", "-i", "host_ssh"][..],
+        &["rekey", "--check"][..],
+        &["rekey", "--dry-run", "-i", "host_ssh"][..],
+    ] {
+        let o = r.vault(args, true);
+        let t = text(&o);
+        let want = if args.contains(&"--check") { 8 } else { 0 };
+        assert_eq!(o.status.code(), Some(want), "{args:?}: {t}");
+        assert!(t.contains("vaulttest"), "{args:?}: names the stanza: {t}");
+        assert_eq!(t.matches("stale    agenix").count(), N, "{args:?}: {t}");
+    }
+    assert_same(&snapshot(&r.secrets), &before, "--check/--dry-run wrote");
+
+    let o = r.vault(&["rekey", "-i", "host_ssh"], true);
+    assert!(o.status.success(), "{}", text(&o));
+    for i in 0..N {
+        let f = r.secrets.join(format!("s{i}.age"));
+        let e = decrypt_with(&r, &r.age, "yk.txt", &f);
+        assert!(e.is_err(), "the removed key still opens s{i}");
+        assert_eq!(
+            common::run_decrypt(&r.age, &f, &r.root.join("host_ssh")).unwrap(),
+            format!("secret {i}\n").into_bytes()
+        );
+    }
+    let o = r.vault(&["rekey", "--check"], true);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+}
+
+/// An empty entry in PATH (a leading or trailing `:`, `::`) or `.` would find
+/// `age-plugin-vaulttest` in the current folder: in a secrets repo, the repo's own program,
+/// run with the admin's keys. vault never runs it (its counter stays empty): the plugin is
+/// "not on PATH", for a recipient and for `-j NAME`, and nothing changes.
+#[test]
+fn a_plugin_program_in_the_current_folder_never_runs() {
+    let Some(r) = setup(1) else { return };
+    std::fs::copy(
+        plugin_dir().join("age-plugin-vaulttest"),
+        r.root.join("age-plugin-vaulttest"),
+    )
+    .unwrap();
+    r.rules(1, "yk");
+    let before = snapshot(&r.secrets);
+    let system = std::env::var("PATH").unwrap_or_default();
+    for path in [
+        format!(":{system}"),
+        format!("{system}:"),
+        format!("/nonexistent::{system}"),
+        format!(".:{system}"),
+    ] {
+        for args in [
+            &["rekey", "-i", "admin.txt"][..],
+            &["rekey", "-j", "vaulttest"][..],
+        ] {
+            let mut c = r.cmd(&common::vault_bin(), false);
+            c.env("PATH", &path).args(args);
+            let o = c.output().unwrap();
+            let t = text(&o);
+            assert!(!o.status.success(), "PATH={path} {args:?}: {t}");
+            assert!(t.contains("not on PATH"), "PATH={path} {args:?}: {t}");
+            assert_eq!(
+                std::fs::read_to_string(&r.counter).unwrap_or_default(),
+                "",
+                "PATH={path} {args:?}: the repository's plugin ran"
+            );
+        }
+    }
+    assert_same(&snapshot(&r.secrets), &before, "changed");
+}
+
+/// A plugin's yes/no question (`confirm`) is a yes only when answered with its yes word: "maybe"
+/// or an empty line tells the plugin no (it then refuses, and nothing changes); "yes" lets the
+/// rekey go on.
+#[test]
+fn a_plugin_question_means_no_unless_answered_yes() {
+    const N: usize = 2;
+    let Some(r) = setup(N) else { return };
+    to_hardware_key(&r, N);
+    r.rules(N, "yk host");
+    let before = snapshot(&r.secrets);
+    for (answer, yes) in [("maybe", false), ("", false), ("yes", true)] {
+        r.reset_counter();
+        let mut c = r.cmd(&common::vault_bin(), true);
+        c.env("VAULTTEST_CONFIRM", "1")
+            .env("VAULTTEST_NO_PIN", "1")
+            .args(["rekey", "-i", "yk.txt"]);
+        let mut s = Session::spawn(c).expect("spawn in a pty");
+        s.set_expect_timeout(Some(Duration::from_secs(120)));
+        s.expect("Use the vaulttest key?").unwrap();
+        s.send_line(answer).unwrap();
+        let shown = String::from_utf8_lossy(s.expect(Eof).unwrap().as_bytes()).into_owned();
+        let code = match s.get_process().wait().expect("wait") {
+            expectrl::WaitStatus::Exited(_, code) => code,
+            other => panic!("vault did not exit normally: {other:?}"),
+        };
+        let counter = std::fs::read_to_string(&r.counter).unwrap_or_default();
+        if yes {
+            assert_eq!(code, 0, "{answer:?}: {shown}");
+            assert!(counter.contains("confirm Ok(true)"), "{counter}");
+        } else {
+            assert_ne!(code, 0, "{answer:?} was taken as yes: {shown}");
+            assert!(counter.contains("confirm Ok(false)"), "{counter}");
+            assert!(shown.contains("not confirmed"), "{shown}");
+            assert_same(&snapshot(&r.secrets), &before, "changed after a no");
+        }
+    }
 }

@@ -11,6 +11,7 @@ use super::source::{open_bundle, unwrap_with_retries};
 use super::util::{human_bytes, PassphraseArgs};
 use vault::bundle::{Locked, Payload, Unwrapped};
 use vault::keys::passphrase;
+use vault::pack::recovery::{recovery_key_warning, OPENED_WITH_RECOVERY_KEY, RECOVERY_KEY_CAVEAT};
 use vault::rekey::identities::Identities;
 
 #[derive(Debug, Args)]
@@ -84,15 +85,32 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         a.passphrase.passphrase_file.as_deref(),
     )?;
     let m = vault::unlock::inspect(payload, &name, &Default::default())?;
+    // Only the passphrase ties a bundle to its maker; a recovery key proves it intact only.
+    let by_recovery_key = !a.recovery.is_empty();
     if a.json {
         let mut v = header;
+        v["opened_with"] = serde_json::json!(if by_recovery_key {
+            "recovery_key"
+        } else {
+            "passphrase"
+        });
+        v["maker_verified"] = serde_json::json!(!by_recovery_key);
+        v["warning"] = serde_json::json!(by_recovery_key.then(recovery_key_warning));
         v["hosts"] = serde_json::json!(m.hosts);
         v["items"] = serde_json::to_value(&m.items).unwrap_or_default();
         v["recovery_recipients"] = serde_json::json!(m.recovery_recipients);
         super::json::print(&v)?;
         return Ok(ExitCode::Ok);
     }
-    println!("{}: vault bundle, verified", escape_path(&name));
+    if by_recovery_key {
+        println!(
+            "{}: vault bundle, intact, {OPENED_WITH_RECOVERY_KEY}",
+            escape_path(&name)
+        );
+        println!("  warning:  {RECOVERY_KEY_CAVEAT} (docs/guide/recovery.md)");
+    } else {
+        println!("{}: vault bundle, verified", escape_path(&name));
+    }
     println!(
         "  kdf:      Argon2id, {} MiB, t={}, p={}",
         info.kdf.m_kib / 1024,

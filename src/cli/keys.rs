@@ -30,6 +30,13 @@ pub struct ConvertArgs {
     /// the terminal).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
+    /// Write the result to FILE instead of standard output, created with mode 0600 (missing
+    /// folders 0700), as a private key needs; an existing FILE is refused without --force.
+    #[arg(short, long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// With --output: replace an existing FILE (never the key being converted).
+    #[arg(long, requires = "output")]
+    pub force: bool,
 }
 
 pub fn run(cmd: KeysCommand, _quiet: bool) -> vault::Result<ExitCode> {
@@ -39,6 +46,25 @@ pub fn run(cmd: KeysCommand, _quiet: bool) -> vault::Result<ExitCode> {
 }
 
 fn convert(a: ConvertArgs) -> vault::Result<ExitCode> {
+    // Sized up front: a String that grew would leave copies of a private key in freed memory.
+    let mut out = zeroize::Zeroizing::new(String::with_capacity(4096));
+    let input = a.file.clone().filter(|p| p.as_os_str() != "-");
+    if let Some(path) = &a.output {
+        keys::private_file::check_output(path, a.force, input.as_deref())?;
+    }
+    let code = convert_into(&a, &mut out)?;
+    match &a.output {
+        Some(path) => {
+            keys::private_file::write_private(path, out.as_bytes(), a.force, input.as_deref())?
+        }
+        None => print!("{}", out.as_str()),
+    }
+    Ok(code)
+}
+
+/// The converted lines, each ending in a newline, appended to `out`.
+fn convert_into(a: &ConvertArgs, out: &mut String) -> vault::Result<ExitCode> {
+    use std::fmt::Write as _;
     let (what, text) = match a.file.as_deref() {
         None => ("standard input".to_string(), read_stdin()?),
         Some(p) if p.as_os_str() == "-" => ("standard input".to_string(), read_stdin()?),
@@ -51,13 +77,13 @@ fn convert(a: ConvertArgs) -> vault::Result<ExitCode> {
         ),
     };
     if text.contains("PRIVATE KEY-----") {
-        let source = passphrase::Source::from_option(a.passphrase_file);
+        let source = passphrase::Source::from_option(a.passphrase_file.clone());
         let key = keys::load_private_key(&text, &what, &source)?;
         let key = HostKey::from_private(key, &what)?;
         if a.public {
-            println!("{}", key.age_recipient()?);
+            let _ = writeln!(out, "{}", key.age_recipient()?);
         } else {
-            println!("{}", key.age_identity()?.expose_secret());
+            let _ = writeln!(out, "{}", key.age_identity()?.expose_secret());
         }
         return Ok(ExitCode::Ok);
     }
@@ -70,7 +96,7 @@ fn convert(a: ConvertArgs) -> vault::Result<ExitCode> {
         }
         match keys::ssh_public_to_age(l) {
             Ok(r) => {
-                println!("{r}");
+                let _ = writeln!(out, "{r}");
                 converted += 1;
             }
             Err(e) => {

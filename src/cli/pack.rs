@@ -30,38 +30,17 @@ pub struct PackArgs {
     pub hosts: Vec<String>,
     #[command(flatten)]
     pub passphrase: PassphraseArgs,
-    /// Argon2id memory in MiB [default: 1024, or 2048 with --strong].
-    #[arg(long, value_name = "MiB")]
-    pub kdf_memory: Option<u32>,
-    /// Argon2id passes [default: 3].
-    #[arg(long, value_name = "N")]
-    pub kdf_iterations: Option<u32>,
-    /// Argon2id lanes [default: 4]. The key does not depend on the unlocking machine's cores.
-    #[arg(long, value_name = "N")]
-    pub kdf_parallelism: Option<u32>,
-    /// The stronger preset: 2 GiB of memory (for installers with 4 GiB of RAM or more).
-    #[arg(long, conflicts_with_all = ["kdf_memory", "kdf_iterations"])]
-    pub strong: bool,
-    /// Choose Argon2id memory and passes so one derivation takes about SECONDS on this
-    /// machine (memory first, up to --target-memory / 2, at most 1 GiB without it), print
-    /// them and the cost of one guess, and pack with them.
-    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["strong", "kdf_memory", "kdf_iterations"])]
-    pub kdf_calibrate: Option<f64>,
-    /// With --kdf-calibrate: RAM of the machine that will unlock (the installer), in MiB.
-    #[arg(long, value_name = "MiB", requires = "kdf_calibrate")]
-    pub target_memory: Option<u64>,
-    /// Accept Argon2id settings weaker than the default (less memory, or less memory × passes):
-    /// each guess at the passphrase then costs an attacker less.
-    #[arg(long)]
-    pub weak_kdf: bool,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
     /// Accept a passphrase that the reference attacker (docs/SECURITY.md) would guess in under
     /// 100 GPU-years at the chosen Argon2id settings.
     #[arg(long)]
     pub weak_passphrase: bool,
-    /// Also wrap the bundle's key to this recovery recipient (repeatable; added to
-    /// vault.toml's `recovery_recipients`): an `age1…` X25519 recipient or an SSH public key
-    /// line (`ssh-ed25519 …`, `ssh-rsa …`). Its private key opens the bundle without the
-    /// passphrase (`vault inspect -i`, `vault repack`).
+    /// Also wrap this bundle's key to this recovery recipient (repeatable), besides vault.toml's
+    /// `recovery_recipients` (which this does not change): an `age1…` X25519 recipient, an SSH
+    /// public key line (`ssh-ed25519 …`, `ssh-rsa …`) or a hardware key's `age1<plugin>1…`.
+    /// Its private key opens the bundle without the passphrase (`vault inspect -i`,
+    /// `vault repack`).
     #[arg(long, value_name = "RECIPIENT")]
     pub recovery_recipient: Vec<String>,
     /// Recovery recipients from FILE, one per line (`#` comments and blank lines skipped),
@@ -85,6 +64,87 @@ pub struct PackArgs {
     /// Pack without evaluating the NixOS configurations.
     #[arg(long)]
     pub no_config_check: bool,
+}
+
+/// The Argon2id settings of a bundle being written (`pack`, `repack`): the default, the
+/// stronger preset, explicit values, or a calibration; weaker than the default only with
+/// `--weak-kdf`.
+#[derive(Debug, Args)]
+pub struct KdfArgs {
+    /// Argon2id memory in MiB [default: 1024, or 2048 with --strong].
+    #[arg(long, value_name = "MiB")]
+    pub kdf_memory: Option<u32>,
+    /// Argon2id passes [default: 3].
+    #[arg(long, value_name = "N")]
+    pub kdf_iterations: Option<u32>,
+    /// Argon2id lanes [default: 4]. The key does not depend on the unlocking machine's cores.
+    #[arg(long, value_name = "N")]
+    pub kdf_parallelism: Option<u32>,
+    /// The stronger preset: 2 GiB of memory (for installers with 4 GiB of RAM or more).
+    #[arg(long, conflicts_with_all = ["kdf_memory", "kdf_iterations"])]
+    pub strong: bool,
+    /// Choose Argon2id memory and passes so one derivation takes about SECONDS on this
+    /// machine (memory first, up to --target-memory / 2, at most 1 GiB without it), print
+    /// them and the cost of one guess, and use them.
+    #[arg(long, value_name = "SECONDS", conflicts_with_all = ["strong", "kdf_memory", "kdf_iterations"])]
+    pub kdf_calibrate: Option<f64>,
+    /// With --kdf-calibrate: RAM of the machine that will unlock (the installer), in MiB.
+    #[arg(long, value_name = "MiB", requires = "kdf_calibrate")]
+    pub target_memory: Option<u64>,
+    /// Accept Argon2id settings weaker than the default (less memory, or less memory × passes):
+    /// each guess at the passphrase then costs an attacker less.
+    #[arg(long)]
+    pub weak_kdf: bool,
+}
+
+impl KdfArgs {
+    /// The settings these flags ask for, checked: out of range is refused, weaker than the
+    /// default is refused without `--weak-kdf` (exit 6) and warned about with it.
+    pub fn resolve(&self, quiet: bool) -> vault::Result<KdfParams> {
+        let base = if self.strong {
+            KdfParams::STRONG
+        } else {
+            KdfParams::DEFAULT
+        };
+        let mut kdf = KdfParams {
+            m_kib: self
+                .kdf_memory
+                .map_or(base.m_kib, |m| m.saturating_mul(1024)),
+            t: self.kdf_iterations.unwrap_or(base.t),
+            p: self.kdf_parallelism.unwrap_or(base.p),
+        };
+        if let Some(secs) = self.kdf_calibrate {
+            kdf = calibrate(secs, self.target_memory, kdf.p, quiet)?;
+        }
+        kdf.check_untrusted(&vault::bundle::KdfLimits {
+            mem_available: None,
+            ..vault::bundle::KdfLimits::for_this_machine()
+        })
+        .map_err(|why| Error::Declined {
+            why: format!("Argon2id parameters out of range: {why}"),
+            hint: Some("see `vault pack --help` for the ranges".into()),
+        })?;
+        if let Some(why) = pack::kdf_weakness(&kdf) {
+            if !self.weak_kdf {
+                return Err(Error::Declined {
+                    why: format!(
+                        "Argon2id {} MiB, t={} is weaker than the default: {why}",
+                        kdf.m_kib / 1024,
+                        kdf.t
+                    ),
+                    hint: Some(if self.kdf_calibrate.is_some() {
+                        "calibrate for more seconds or with a larger --target-memory, drop --kdf-calibrate for the default, or pass --weak-kdf to accept it".into()
+                    } else {
+                        "leave out --kdf-memory/--kdf-iterations for the default, or pass --weak-kdf to accept it".into()
+                    }),
+                });
+            }
+            if !quiet {
+                eprintln!("warning: weak Argon2id (--weak-kdf): {why}");
+            }
+        }
+        Ok(kdf)
+    }
 }
 
 /// `--kdf-calibrate`: the installer must be able to afford the memory (half its RAM), and so
@@ -235,46 +295,7 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     if !a.no_preflight {
         preflight(&manifest, &plan.manifest.hosts, quiet || a.json)?;
     }
-    let base = if a.strong {
-        KdfParams::STRONG
-    } else {
-        KdfParams::DEFAULT
-    };
-    let mut kdf = KdfParams {
-        m_kib: a.kdf_memory.map_or(base.m_kib, |m| m.saturating_mul(1024)),
-        t: a.kdf_iterations.unwrap_or(base.t),
-        p: a.kdf_parallelism.unwrap_or(base.p),
-    };
-    if let Some(secs) = a.kdf_calibrate {
-        kdf = calibrate(secs, a.target_memory, kdf.p, quiet)?;
-    }
-    kdf.check_untrusted(&vault::bundle::KdfLimits {
-        mem_available: None,
-        ..vault::bundle::KdfLimits::for_this_machine()
-    })
-    .map_err(|why| Error::Declined {
-        why: format!("Argon2id parameters out of range: {why}"),
-        hint: Some("see `vault pack --help` for the ranges".into()),
-    })?;
-    if let Some(why) = pack::kdf_weakness(&kdf) {
-        if !a.weak_kdf {
-            return Err(Error::Declined {
-                why: format!(
-                    "Argon2id {} MiB, t={} is weaker than the default: {why}",
-                    kdf.m_kib / 1024,
-                    kdf.t
-                ),
-                hint: Some(if a.kdf_calibrate.is_some() {
-                    "calibrate for more seconds or with a larger --target-memory, drop --kdf-calibrate for the default, or pass --weak-kdf to accept it".into()
-                } else {
-                    "leave out --kdf-memory/--kdf-iterations for the default, or pass --weak-kdf to accept it".into()
-                }),
-            });
-        }
-        if !quiet {
-            eprintln!("warning: weak Argon2id (--weak-kdf): {why}");
-        }
-    }
+    let kdf = a.kdf.resolve(quiet)?;
     if !quiet {
         for w in pack::warnings(&manifest, &plan) {
             eprintln!("warning: {}", escape_message(&w));

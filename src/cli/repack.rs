@@ -1,16 +1,23 @@
 //! `vault repack`: the same contents under a new passphrase, for a bundle opened with its
 //! passphrase or with a recovery key (a forgotten passphrase).
+//!
+//! Nothing but the items comes from the bundle: a bundle a recovery key opens may have been
+//! made by anyone who has the key's public half (docs/FORMAT.md §1), so its recovery
+//! recipients and Argon2id settings are never taken over. They come from the flags or
+//! `--manifest`, and are printed, each recipient, before anything is written.
 
 use std::path::PathBuf;
 
 use clap::Args;
-use vault::bundle::KdfLimits;
 use vault::escape::{escape, escape_path, json::path as json_path};
 use vault::manifest::Manifest;
+use vault::pack::differences::DifferenceKind;
+use vault::pack::recovery::{recovery_key_warning, OPENED_WITH_RECOVERY_KEY};
 use vault::pack::{self, PackOptions};
 use vault::{prompt, Error, ExitCode};
 
 use super::inspect::{decrypt_opened, RecoveryKeyArgs};
+use super::pack::KdfArgs;
 use super::source::open_bundle;
 use super::util::{human_bytes, passphrase_source, PassphraseArgs};
 
@@ -35,23 +42,26 @@ pub struct RepackArgs {
     /// terminal).
     #[arg(long, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
-    /// Wrap the new bundle's key to these recovery recipients instead of the input's (or
-    /// those of --manifest) (repeatable; as `vault pack --recovery-recipient`).
+    /// Wrap the new bundle's key to this recovery recipient (repeatable; as `vault pack
+    /// --recovery-recipient`; instead of --manifest's). The bundle's own are never kept.
     #[arg(long, value_name = "RECIPIENT")]
     pub recovery_recipient: Vec<String>,
-    /// Recovery recipients from FILE, one per line, instead of the input's (repeatable).
+    /// Recovery recipients from FILE, one per line (repeatable).
     #[arg(long, value_name = "FILE")]
     pub recovery_recipients_file: Vec<PathBuf>,
     /// Write the new bundle without recovery recipients.
     #[arg(long, conflicts_with_all = ["recovery_recipient", "recovery_recipients_file"])]
     pub no_recovery: bool,
     /// An updated vault.toml: the new bundle holds its entries (all hosts), with its
-    /// targets, modes and owners; each entry's contents come from its source file if that
-    /// exists, else from the bundle's item with the same host and target.
+    /// targets, modes and owners, and its recovery_recipients; each entry's contents come from
+    /// its source file if that exists, else from the bundle's item with the same host and
+    /// target. Every difference from the bundle is listed.
     #[arg(short, long, value_name = "FILE")]
     pub manifest: Option<PathBuf>,
+    #[command(flatten)]
+    pub kdf: KdfArgs,
     /// Accept a passphrase that the reference attacker (docs/SECURITY.md) would guess in under
-    /// 100 GPU-years at the bundle's Argon2id settings.
+    /// 100 GPU-years at the new bundle's Argon2id settings.
     #[arg(long)]
     pub weak_passphrase: bool,
     /// Print the result as JSON.
@@ -89,13 +99,15 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             .map(|p| ("recovery recipients file", p.as_path())),
     );
     pack::repack::check_output(&a.bundle, &inputs, &a.output, a.force)?;
-    let replaced = !a.recovery_recipient.is_empty() || !a.recovery_recipients_file.is_empty();
+    let given = !a.recovery_recipient.is_empty() || !a.recovery_recipients_file.is_empty();
     let new_recovery =
         super::pack::recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)?;
+    // Refused before the bundle is opened: settings `pack` would refuse.
+    let kdf = a.kdf.resolve(quiet || a.json)?;
 
     let opened = open_bundle(Some(&a.bundle))?;
     let name = opened.name.clone();
-    let kdf = opened.locked.info().kdf;
+    let by_recovery_key = !a.recovery.is_empty();
     let payload = decrypt_opened(
         opened.locked,
         &name,
@@ -103,13 +115,39 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         a.old_passphrase_file.as_deref(),
     )?;
     let mut contents = pack::repack::read_contents(payload, &name)?;
+    let warning = by_recovery_key.then(recovery_key_warning);
+    if let Some(w) = &warning {
+        if !quiet {
+            eprintln!("warning: {}: {w}", escape_path(&name));
+        }
+    }
+    let listed = contents.manifest.recovery_recipients.clone();
+    let recovery = match (a.no_recovery, given, &updated) {
+        (true, _, _) => Vec::new(),
+        (false, true, _) => new_recovery,
+        (false, false, Some(m)) => m.recovery_recipients.clone(),
+        (false, false, None) if listed.is_empty() => Vec::new(),
+        (false, false, None) => return Err(not_carried_over(&name, &listed, by_recovery_key)),
+    };
+    let not_kept: Vec<String> = listed
+        .iter()
+        .filter(|r| !recovery.contains(r))
+        .cloned()
+        .collect();
+
     let mut dropped: Vec<serde_json::Value> = Vec::new();
+    let mut differences: Vec<serde_json::Value> = Vec::new();
     if let Some(m) = &updated {
         let rebuilt = contents.rebuild(m)?;
         dropped = rebuilt
             .dropped
             .iter()
             .map(|i| serde_json::json!({ "host": i.host, "target": i.target }))
+            .collect();
+        differences = rebuilt
+            .differences
+            .iter()
+            .map(|d| serde_json::json!(d))
             .collect();
         contents = rebuilt.contents;
         if !quiet && !a.json {
@@ -123,42 +161,48 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             );
         }
         if !quiet {
-            for i in &rebuilt.dropped {
+            for d in &rebuilt.differences {
+                let host = d
+                    .host
+                    .as_deref()
+                    .map_or("every host".to_owned(), |h| format!("host {}", escape(h)));
+                let sep = if d.kind == DifferenceKind::Dropped {
+                    ","
+                } else {
+                    ":"
+                };
                 eprintln!(
-                    "dropped: {} ({}), not in {}",
-                    escape(&i.target),
-                    i.host
-                        .as_deref()
-                        .map_or("every host".to_owned(), |h| format!("host {}", escape(h))),
-                    escape_path(&m.path)
+                    "{}: {} ({host}){sep} {}",
+                    d.kind.label(),
+                    escape(&d.target),
+                    escape(&d.what)
                 );
             }
         }
     }
     let m = &contents.manifest;
-    let from_manifest = updated
-        .as_ref()
-        .map(|u| u.recovery_recipients.clone())
-        .filter(|r| !r.is_empty());
-    let recovery = match (a.no_recovery, replaced, from_manifest) {
-        (true, _, _) => Vec::new(),
-        (false, true, _) => new_recovery,
-        (false, false, Some(listed)) => listed,
-        (false, false, None) => m.recovery_recipients.clone(),
-    };
 
-    // The input's Argon2id settings, within what this vault writes.
-    kdf.check_untrusted(&KdfLimits {
-        mem_available: None,
-        ..KdfLimits::for_this_machine()
-    })
-    .map_err(|why| Error::Declined {
-        why: format!("the bundle's Argon2id parameters are out of range: {why}"),
-        hint: Some("pack it again from vault.toml with `vault pack`".into()),
-    })?;
-    if let Some(why) = pack::kdf_weakness(&kdf) {
-        if !quiet {
-            eprintln!("warning: the bundle's Argon2id settings are weaker than the default, and the new bundle keeps them: {why}");
+    // What the new bundle gets besides its items, before anything is written.
+    if !quiet {
+        eprintln!("{} will have:", escape_path(&a.output));
+        if recovery.is_empty() {
+            eprintln!("  recovery recipients: none");
+        }
+        for r in &recovery {
+            eprintln!("  recovery recipient: {}", escape(r));
+        }
+        eprintln!(
+            "  Argon2id {} MiB, t={}, p={}",
+            kdf.m_kib / 1024,
+            kdf.t,
+            kdf.p
+        );
+        for r in &not_kept {
+            eprintln!(
+                "not kept: recovery recipient {} (listed by {})",
+                escape(r),
+                escape_path(&name)
+            );
         }
     }
     let new_source = PassphraseArgs {
@@ -195,7 +239,12 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
             "files": files,
             "kdf": { "memory_kib": kdf.m_kib, "iterations": kdf.t, "parallelism": kdf.p },
             "recovery_recipients": recovery,
+            "not_kept": not_kept,
+            "opened_with": if by_recovery_key { "recovery_key" } else { "passphrase" },
+            "maker_verified": !by_recovery_key,
+            "warning": warning,
             "dropped": dropped,
+            "differences": differences,
         });
         super::json::print(&out)?;
     } else if !quiet {
@@ -211,4 +260,29 @@ pub fn run(a: RepackArgs, quiet: bool) -> vault::Result<ExitCode> {
         );
     }
     Ok(ExitCode::Ok)
+}
+
+/// The refusal to write a bundle whose recovery recipients nobody named: the bundle's own are
+/// its maker's choice, which nothing proves was the user's.
+fn not_carried_over(bundle: &std::path::Path, listed: &[String], by_recovery_key: bool) -> Error {
+    let list: Vec<String> = listed
+        .iter()
+        .map(|r| format!("\n  {}", escape(r)))
+        .collect();
+    Error::Declined {
+        why: format!(
+            "{} lists {} recovery recipient(s); repack never copies them, since whoever made the bundle chose them{}:{}",
+            escape_path(bundle),
+            listed.len(),
+            if by_recovery_key {
+                format!(" (and it was {OPENED_WITH_RECOVERY_KEY})")
+            } else {
+                String::new()
+            },
+            list.concat()
+        ),
+        hint: Some(
+            "name the new bundle's recovery recipients: -m vault.toml (its recovery_recipients), --recovery-recipient R for each you know to be yours, or --no-recovery for none".into(),
+        ),
+    }
 }

@@ -5,9 +5,11 @@
 //! - [`ssh`]: reading (possibly passphrase-protected) OpenSSH keys and generating host keys.
 //! - [`passphrase`]: where a key's passphrase comes from (a file or the TTY, never argv).
 //! - [`strength`]: what guessing a bundle passphrase would cost against its Argon2id settings.
+//! - [`private_file`]: writing a converted private key with mode 0600 from the start.
 
 pub mod convert;
 pub mod passphrase;
+pub mod private_file;
 pub mod ssh;
 pub mod strength;
 

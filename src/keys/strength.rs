@@ -44,12 +44,103 @@ pub struct Estimate {
     pub advice: Vec<String>,
 }
 
+/// Well-known passphrases an attacker tries first (comics, quotes, manuals, type specimens),
+/// lowercase letters and digits only: a passphrase that holds one, whatever its spacing, case
+/// and punctuation, is estimated with the phrase as one dictionary word.
+pub const KNOWN_PHRASES: &[&str] = &[
+    "correcthorsebatterystaple",
+    "thequickbrownfoxjumpsoverthelazydog",
+    "loremipsumdolorsitamet",
+    "tobeornottobethatisthequestion",
+    "maytheforcebewithyou",
+    "lukeiamyourfather",
+    "allyourbasearebelongtous",
+    "nevergonnagiveyouup",
+    "nevergonnaletyoudown",
+    "youshallnotpass",
+    "winteriscoming",
+    "thecakeisalie",
+    "opensesame",
+    "itsasecrettoeverybody",
+    "theanswertolifetheuniverseandeverything",
+    "sixbirdsflyingoverfourhills",
+    "iamthewalrus",
+    "hellotherehowareyou",
+    "thisismypassword",
+    "letmeinplease",
+];
+
+/// Keyboard layouts zxcvbn does not know (it knows QWERTY and Dvorak): for each, the keys of
+/// its rows and, at the same places, QWERTY's. A walk typed on one of them becomes a QWERTY
+/// walk, which zxcvbn recognises.
+const LAYOUTS: &[(&str, &str)] = &[
+    // AZERTY (French), unshifted rows: digits row, then the three letter rows.
+    (
+        "&é\"'(-è_çà)=azertyuiop^$qsdfghjklmù*wxcvbn,;:!",
+        "1234567890-=qwertyuiop[]asdfghjkl;'\\zxcvbnm,./",
+    ),
+    // QWERTZ (German).
+    (
+        "ß´qwertzuiopü+asdfghjklöä#yxcvbnm,.-",
+        "-=qwertyuiop[]asdfghjkl;'\\zxcvbnm,./",
+    ),
+    // Colemak.
+    ("qwfpgjluy;arstdhneiozxcvbkm", "qwertyuiopasdfghjkl;zxcvbnm"),
+];
+
+/// zxcvbn's estimate of `p`, as (log10 guesses, the estimate).
+fn zxcvbn_of(p: &str, context: &[&str]) -> (f64, zxcvbn::Entropy) {
+    let e = zxcvbn::zxcvbn(p, context);
+    (e.guesses_log10().max(0.0), e)
+}
+
+/// `p` with each character of a layout's rows replaced by the QWERTY key at its place.
+fn as_qwerty(p: &str, from: &str, to: &str) -> String {
+    p.chars()
+        .map(|c| {
+            let lower = c.to_lowercase().next().unwrap_or(c);
+            from.chars()
+                .position(|k| k == lower)
+                .and_then(|i| to.chars().nth(i))
+                .unwrap_or(c)
+        })
+        .collect()
+}
+
 /// Estimates `passphrase` against `kdf`. zxcvbn reads only the first 100 characters, which can
 /// only underestimate a longer passphrase. `context` lists words the attacker may know (host
-/// names): a passphrase built from them counts as weaker.
+/// names): a passphrase built from them counts as weaker. What zxcvbn does not know is added:
+/// [`KNOWN_PHRASES`], and keyboard walks on the [`LAYOUTS`] (each costs the attacker one more
+/// try per layout); the lowest estimate wins.
 pub fn estimate(passphrase: &str, kdf: &KdfParams, context: &[&str]) -> Estimate {
-    let entropy = zxcvbn::zxcvbn(passphrase, context);
-    let guesses_log10 = entropy.guesses_log10().max(0.0);
+    let (mut guesses_log10, mut entropy) = zxcvbn_of(passphrase, context);
+    let letters: String = passphrase
+        .chars()
+        .flat_map(char::to_lowercase)
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    if KNOWN_PHRASES.iter().any(|k| letters.contains(k)) {
+        let words: Vec<&str> = context
+            .iter()
+            .copied()
+            .chain(KNOWN_PHRASES.iter().copied())
+            .collect();
+        let (g, e) = zxcvbn_of(&letters, &words);
+        if g < guesses_log10 {
+            (guesses_log10, entropy) = (g, e);
+        }
+    }
+    let layouts = (LAYOUTS.len() as f64).log10();
+    for (from, to) in LAYOUTS {
+        let mapped = as_qwerty(passphrase, from, to);
+        if mapped == passphrase {
+            continue;
+        }
+        let (g, e) = zxcvbn_of(&mapped, context);
+        if g + layouts < guesses_log10 {
+            (guesses_log10, entropy) = (g + layouts, e);
+        }
+    }
     let advice = entropy
         .feedback()
         .map(|f| {
@@ -170,6 +261,54 @@ mod tests {
         }
         let strong = estimate("plank sudden ozone mirth gravel tundra", &DEFAULT, &[]);
         assert!(!strong.too_weak(), "{strong:?}");
+    }
+
+    /// Well-known phrases, however written, and keyboard walks on AZERTY, QWERTZ and Colemak,
+    /// which zxcvbn alone puts above the threshold at the default settings.
+    #[test]
+    fn well_known_phrases_and_walks_on_other_layouts_are_weak() {
+        for weak in [
+            "correcthorsebatterystaple",
+            "correct horse battery staple",
+            "Correct-Horse-Battery-Staple!",
+            "the quick brown fox jumps over the lazy dog",
+            "Lorem ipsum dolor sit amet",
+            "qwertzuiopasdfghjklyxcvbnm",
+            "qayxswedcvfrtgbnhz",
+            "aqwxszedcvfrtgbnhy",
+            "arstdhneiozxcvkm",
+            "qwfpgjluyarstdhneio",
+        ] {
+            let e = estimate(weak, &DEFAULT, &[]);
+            assert!(e.too_weak(), "{weak:?}: 10^{:.1}", e.guesses_log10);
+        }
+        // Random words still pass, and the mapping does not make them weaker.
+        for strong in [
+            "plank sudden ozone mirth gravel tundra",
+            "zorbulax quintessa marmalade vortex",
+        ] {
+            let e = estimate(strong, &DEFAULT, &[]);
+            assert!(!e.too_weak(), "{strong:?}: 10^{:.1}", e.guesses_log10);
+            let alone = zxcvbn::zxcvbn(strong, &[]).guesses_log10();
+            assert!((e.guesses_log10 - alone).abs() < 0.5, "{strong:?}");
+        }
+        assert_eq!(as_qwerty("aqwzsx", LAYOUTS[0].0, LAYOUTS[0].1), "qazwsx");
+        assert_eq!(as_qwerty("QWERTZ", LAYOUTS[1].0, LAYOUTS[1].1), "qwerty");
+        assert_eq!(as_qwerty("arst", LAYOUTS[2].0, LAYOUTS[2].1), "asdf");
+    }
+
+    #[test]
+    fn the_layout_tables_line_up() {
+        for (from, to) in LAYOUTS {
+            assert_eq!(from.chars().count(), to.chars().count(), "{from}");
+        }
+        for k in KNOWN_PHRASES {
+            assert!(
+                k.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()),
+                "{k}"
+            );
+        }
     }
 
     #[test]

@@ -6,6 +6,19 @@ use std::path::Path;
 
 use crate::{Error, Result};
 
+/// What a bundle opened with a recovery key is, said wherever vault reports one: a recovery
+/// stanza needs only the recipient's public key to write (docs/FORMAT.md §1).
+pub const OPENED_WITH_RECOVERY_KEY: &str =
+    "opened with a recovery key, which proves nothing about who made it";
+
+/// Why, and what to check.
+pub const RECOVERY_KEY_CAVEAT: &str = "anyone who has the recovery key's public half (an SSH public key is usually published) can make a bundle that opens with it, with contents and recovery recipients of their choosing; make sure the stick is yours and compare each item with your own copy (`vault repack -m vault.toml` names every difference) before using it";
+
+/// The two together, for a warning or `--json`'s `warning`.
+pub fn recovery_key_warning() -> String {
+    format!("{OPENED_WITH_RECOVERY_KEY}: {RECOVERY_KEY_CAVEAT}")
+}
+
 /// A recovery recipient: the line as given (kept in the bundle's `vault.json`, so that
 /// `vault repack` can wrap a new file key to it again) and age's recipient for it.
 pub struct RecoveryRecipient {

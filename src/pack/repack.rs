@@ -11,6 +11,7 @@ use age_core::secrecy::SecretString;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use super::differences::{compare, Difference, DifferenceKind};
 use super::PackOptions;
 use crate::archive::read::Sink;
 use crate::archive::{self, BundleManifest, Item, Kind, Limits};
@@ -134,6 +135,8 @@ pub struct Rebuilt {
     pub dropped: Vec<Item>,
     /// How many items came from source files on disk (the rest came from the old bundle).
     pub from_disk: usize,
+    /// Every difference between the old bundle and the manifest with its sources.
+    pub differences: Vec<Difference>,
 }
 
 impl Contents {
@@ -141,11 +144,19 @@ impl Contents {
     /// entry whose source exists is read from disk (a directory recursively, as `vault pack`
     /// does); one whose source is missing takes the old bundle's item with the same host and
     /// target (a directory with everything under it). An entry with neither is an error
-    /// naming its line.
+    /// naming its line. Every difference between the bundle and the manifest is listed.
     pub fn rebuild(self, m: &Manifest) -> Result<Rebuilt> {
         let mut items: Vec<Item> = Vec::new();
         let mut data: Vec<Option<Zeroizing<Vec<u8>>>> = Vec::new();
         let mut from_disk = 0;
+        let mut differences = Vec::new();
+        let name = m.path.display().to_string();
+        let bundle_item = |i: &Item| {
+            self.manifest
+                .items
+                .iter()
+                .find(|o| o.host == i.host && o.target == i.target)
+        };
         let mut old: Vec<Option<Zeroizing<Vec<u8>>>> = self.data;
         let hosts: Vec<String> = m.hosts.keys().cloned().collect();
         let entries = m.shared.iter().map(|e| (None, e)).chain(
@@ -159,15 +170,32 @@ impl Contents {
                 let mut sources = Vec::new();
                 super::expand(m, e, host, &mut new_items, &mut sources)?;
                 for (mut item, (source, _)) in new_items.into_iter().zip(sources) {
-                    let bytes = match source {
+                    let bytes = match &source {
                         Some(p) => {
-                            let b = read_exact_file(&p)?;
+                            let b = read_exact_file(p)?;
                             item.size = b.len() as u64;
                             item.sha256 = Some(hex::encode(Sha256::digest(&b[..])));
                             Some(b)
                         }
                         None => None,
                     };
+                    match bundle_item(&item) {
+                        None => differences.push(Difference::new(
+                            &item,
+                            DifferenceKind::New,
+                            "not in the bundle".into(),
+                        )),
+                        Some(old) => {
+                            let src = source.as_deref().unwrap_or(&e.source);
+                            if let Some(what) = compare(old, &item, Some(src), &name) {
+                                differences.push(Difference::new(
+                                    &item,
+                                    DifferenceKind::Differs,
+                                    what,
+                                ));
+                            }
+                        }
+                    }
                     from_disk += 1;
                     items.push(item);
                     data.push(bytes);
@@ -200,6 +228,7 @@ impl Contents {
                 )));
             }
             let under = format!("{}/", e.target);
+            let mut taken = 0;
             for (i, old_item) in self.manifest.items.iter().enumerate() {
                 let inside = i == top
                     || (top_kind == Kind::Dir
@@ -214,16 +243,38 @@ impl Contents {
                     (false, Kind::File) => e.file_mode.unwrap_or(old_item.mode),
                     (false, Kind::Dir) => old_item.mode,
                 };
-                items.push(Item {
+                let item = Item {
                     host: host.clone(),
                     stage: e.stage,
                     mode,
                     uid: e.uid,
                     gid: e.gid,
                     ..old_item.clone()
-                });
+                };
+                if let Some(what) = compare(old_item, &item, None, &name) {
+                    differences.push(Difference::new(&item, DifferenceKind::Differs, what));
+                }
+                items.push(item);
                 data.push(old.get_mut(i).and_then(Option::take));
+                taken += 1;
             }
+            let top_item = &self.manifest.items[top];
+            differences.push(Difference::new(
+                &Item {
+                    host: host.clone(),
+                    ..top_item.clone()
+                },
+                DifferenceKind::FromBundle,
+                format!(
+                    "its source {} is missing: {} taken from the bundle unchecked",
+                    e.source.display(),
+                    if top_kind == Kind::Dir {
+                        format!("the directory and the {} item(s) under it", taken - 1)
+                    } else {
+                        "its bytes".to_owned()
+                    }
+                ),
+            ));
         }
         // Parents before children, as `vault pack` orders them (docs/FORMAT.md §5).
         let mut order: Vec<usize> = (0..items.len()).collect();
@@ -238,13 +289,20 @@ impl Contents {
             .iter()
             .map(|i| (i.host.as_deref(), i.target.as_str()))
             .collect();
-        let dropped = self
+        let dropped: Vec<Item> = self
             .manifest
             .items
             .iter()
             .filter(|i| !kept.contains(&(i.host.as_deref(), i.target.as_str())))
             .cloned()
             .collect();
+        for i in &dropped {
+            differences.push(Difference::new(
+                i,
+                DifferenceKind::Dropped,
+                format!("not in {name}"),
+            ));
+        }
         let manifest = BundleManifest {
             // Hosts and their identities come from the manifest, as the entries do.
             identities: crate::identity::of_hosts(m, &hosts),
@@ -262,6 +320,7 @@ impl Contents {
             },
             dropped,
             from_disk,
+            differences,
         })
     }
 }

@@ -20,6 +20,12 @@ pub struct Stanza {
     pub args: Vec<String>,
 }
 
+/// Whether a stanza of this type is age's grease: random stanzas the `age` crate adds to every
+/// header (types ending in `-grease`), which wrap nothing and which every reader skips.
+pub fn is_grease(kind: &str) -> bool {
+    kind.ends_with("-grease")
+}
+
 /// Whether `bytes` is an ASCII-armored age file (leading whitespace allowed, as age does).
 pub fn is_armored(bytes: &[u8]) -> bool {
     let start = bytes

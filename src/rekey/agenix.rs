@@ -1,4 +1,4 @@
-//! agenix files: rules from `secrets.nix` (evaluated once with `nix-instantiate`), each file
+//! agenix files: rules from `secrets.nix` (evaluated once with `nix-instantiate`, restricted), each file
 //! re-encrypted in process to its rule's `publicKeys`.
 //!
 //! Whether a file is stale is read from its header without decrypting: `ssh-ed25519` and
@@ -9,7 +9,6 @@
 //! armored if its rule says `armor = true`.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use rayon::prelude::*;
 use zeroize::Zeroizing;
@@ -29,33 +28,36 @@ pub struct AgenixRule {
     pub armor: bool,
 }
 
-/// Evaluates `secrets.nix` once.
-pub fn load_rules(path: &Path) -> Result<Vec<AgenixRule>, Error> {
-    let abs = std::fs::canonicalize(path).map_err(|e| Error::io("cannot find", path, e))?;
+/// Evaluates `secrets.nix` once, in its folder and in Nix's restricted mode
+/// ([`super::nix_eval`]): it may read files of its own folder and of the folder of
+/// `keys_file` (the agenix keys file `vault.toml` names), nothing else, and fetch nothing.
+pub fn load_rules(path: &Path, keys_file: Option<&Path>) -> Result<Vec<AgenixRule>, Error> {
     // Files are named relative to secrets.nix as the manifest names it (for messages and to
-    // line up with the sops walk); nix runs on the canonical path.
+    // line up with the sops walk). nix runs in its folder, that folder's path resolved, but
+    // secrets.nix itself not: if it is a link out of the folder, restricted mode refuses the
+    // target instead of reading it.
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json"])
-        .arg(&abs)
-        .current_dir(abs.parent().unwrap_or(Path::new("/")))
-        .output()
-        .map_err(|e| Error::Nix {
-            path: path.into(),
-            message: format!("cannot run nix-instantiate: {e}"),
-        })?;
-    if !out.status.success() {
-        return Err(Error::Nix {
-            path: path.into(),
-            message: String::from_utf8_lossy(&out.stderr).trim().to_string(),
-        });
+    let here = super::nix_eval::folder_of(path).map_err(|e| Error::io("cannot find", &dir, e))?;
+    let abs = here.join(path.file_name().unwrap_or(path.as_os_str()));
+    if !abs.exists() {
+        return Err(Error::io(
+            "cannot find",
+            path,
+            std::io::Error::from(std::io::ErrorKind::NotFound),
+        ));
     }
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| Error::Nix {
+    let allowed: Vec<PathBuf> = keys_file
+        .and_then(|k| super::nix_eval::folder_of(k).ok())
+        .into_iter()
+        .collect();
+    let mut cmd = super::nix_eval::restricted(&here, &allowed);
+    cmd.arg(&abs);
+    let v = super::nix_eval::json(cmd).map_err(|message| Error::Nix {
         path: path.into(),
-        message: format!("output is not JSON: {e}"),
+        message,
     })?;
     let obj = v
         .as_object()
@@ -135,10 +137,15 @@ impl AgenixJob {
             .iter()
             .filter(|k| is_plugin(k))
             .count();
-        let have_other = stanzas
+        // Every other stanza but age's grease: a plugin's (its type is the plugin's choice),
+        // scrypt, or a type nobody here knows. None of them names its recipient.
+        let other: Vec<&str> = stanzas
             .iter()
-            .filter(|s| !matches!(s.kind.as_str(), "X25519" | "ssh-ed25519" | "ssh-rsa"))
-            .count();
+            .map(|s| s.kind.as_str())
+            .filter(|k| !matches!(*k, "X25519" | "ssh-ed25519" | "ssh-rsa"))
+            .filter(|k| !age_util::is_grease(k))
+            .collect();
+        let have_other = other.len();
         have_ssh.sort();
         want_ssh.sort();
         let mut why = Vec::new();
@@ -152,11 +159,17 @@ impl AgenixJob {
         if have_x != want_x {
             why.push(format!("{have_x} X25519 recipients, rule has {want_x}"));
         }
-        // A plugin writes one stanza or more per recipient; the record decides the rest.
+        // A plugin writes one stanza or more per recipient; with plugin recipients in the
+        // rule, the record decides the rest. Without any, such a stanza is one the rule does
+        // not name (a hardware key taken out of the rule): only the record could vouch for
+        // it, and a rule without age1 recipients has no record.
         if have_other < want_plugin {
             why.push(format!(
                 "{have_other} plugin stanzas, rule has {want_plugin} plugin recipients"
             ));
+        }
+        if want_plugin == 0 && have_other > 0 {
+            why.push(unnamed_stanzas(&other));
         }
         if self.rule.armor && !self.armored() {
             why.push("rule asks for armor".into());
@@ -198,11 +211,32 @@ impl AgenixJob {
     }
 }
 
+/// "2 stanzas the rule does not name (piv-p256, scrypt)": types from the file, escaped, at
+/// most a few of them.
+fn unnamed_stanzas(kinds: &[&str]) -> String {
+    const SHOWN: usize = 4;
+    let mut names: Vec<String> = kinds
+        .iter()
+        .take(SHOWN)
+        .map(|k| crate::escape::escape(&k.chars().take(40).collect::<String>()).into_owned())
+        .collect();
+    if kinds.len() > SHOWN {
+        names.push("…".into());
+    }
+    format!(
+        "{} stanza{} the rule does not name ({})",
+        kinds.len(),
+        if kinds.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )
+}
+
 pub(crate) fn plan(
     rules_path: &Path,
+    keys_file: Option<&Path>,
     skipped: &mut Vec<(PathBuf, String)>,
 ) -> Result<Vec<AgenixJob>, Error> {
-    let rules = load_rules(rules_path)?;
+    let rules = load_rules(rules_path, keys_file)?;
     // Reading the files and their headers in parallel (on the -j workers), kept in rule order.
     // No symbolic link is followed below the secrets.nix folder (see read_repo_file).
     let read: Vec<_> = rules
@@ -225,4 +259,92 @@ pub(crate) fn plan(
         });
     }
     Ok(jobs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SSH: &str =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHsKLqeplhpW+uObz5dvMgjz1OxfM/XXUB+VHtZ6isGN host";
+
+    fn job(public_keys: &[&str], kinds: &[(&str, &str)]) -> AgenixJob {
+        AgenixJob {
+            path: "s.age".into(),
+            bytes: Vec::new(),
+            rule: AgenixRule {
+                file: "s.age".into(),
+                root: ".".into(),
+                name: "s.age".into(),
+                public_keys: public_keys.iter().map(|k| k.to_string()).collect(),
+                armor: false,
+            },
+            stanzas: Ok(kinds
+                .iter()
+                .map(|(kind, arg)| age_util::Stanza {
+                    kind: kind.to_string(),
+                    args: vec![arg.to_string()],
+                })
+                .collect()),
+        }
+    }
+
+    /// Only grease is ignored: a plugin's, an scrypt or an unknown stanza that a rule of SSH
+    /// keys does not name makes the file stale, and the reason names its type (escaped).
+    #[test]
+    fn every_stanza_the_rule_does_not_name_makes_a_file_stale() {
+        let tag = age_util::ssh_tag(SSH).unwrap().1;
+        let ssh = ("ssh-ed25519", tag.as_str());
+        assert_eq!(job(&[SSH], &[ssh]).status(), Status::Fresh);
+        assert_eq!(
+            job(&[SSH], &[ssh, ("x)-grease", "a")]).status(),
+            Status::Fresh
+        );
+        for extra in [
+            "vaulttest",
+            "piv-p256",
+            "scrypt",
+            "X25519-but-not",
+            "ssh-ed25519x",
+            "grease",
+            "evil\u{1b}[2J",
+        ] {
+            let Status::Stale(why) = job(&[SSH], &[ssh, (extra, "a")]).status() else {
+                panic!("{extra}: current");
+            };
+            assert!(why.contains("1 stanza the rule does not name"), "{why}");
+            assert!(!why.contains('\u{1b}'), "{why}");
+        }
+        let many = job(
+            &[SSH],
+            &[
+                ssh,
+                ("a", "1"),
+                ("b", "1"),
+                ("c", "1"),
+                ("d", "1"),
+                ("e", "1"),
+            ],
+        )
+        .status();
+        assert!(
+            matches!(&many, Status::Stale(w) if w.starts_with("5 stanzas the rule does not name (a, b, c, d, …)")),
+            "{many:?}"
+        );
+        // A rule with a plugin recipient leaves plugin stanzas to the rekey record.
+        let yk = "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t";
+        assert_eq!(
+            job(&[SSH, yk], &[ssh, ("piv-p256", "a")]).status(),
+            Status::Fresh
+        );
+        assert!(matches!(
+            job(&[SSH, yk], &[ssh]).status(),
+            Status::Stale(w) if w.contains("0 plugin stanzas")
+        ));
+        // An X25519 stanza a rule of SSH keys does not name: stale, as before.
+        assert!(matches!(
+            job(&[SSH], &[ssh, ("X25519", "a")]).status(),
+            Status::Stale(w) if w.contains("1 X25519 recipients, rule has 0")
+        ));
+    }
 }

@@ -4,7 +4,6 @@
 //! `nix-instantiate` when installed) and must hold the key.
 
 use std::path::Path;
-use std::process::Command;
 
 use regex::Regex;
 
@@ -52,7 +51,7 @@ pub fn add(path: &Path, text: &str, name: &str, key: &str) -> Result<String, Str
                 "the key is not a top-level value after editing; add it by hand",
             ));
         }
-    } else if let Some(v) = nix_eval(&out) {
+    } else if let Some(v) = nix_eval(path, &out) {
         if !json_holds(&v?, key) {
             return Err(String::from(
                 "nix-instantiate does not see the key after editing; add it by hand",
@@ -104,20 +103,22 @@ fn last_code_char(text: &str, json: bool) -> Option<usize> {
     found
 }
 
-/// Evaluates Nix text when `nix-instantiate` exists (None when it does not).
-fn nix_eval(text: &str) -> Option<Result<serde_json::Value, String>> {
-    let out = Command::new("nix-instantiate")
-        .args(["--eval", "--strict", "--json", "-E"])
-        .arg(text)
-        .output()
-        .ok()?;
-    if !out.status.success() {
-        return Some(Err(format!(
-            "the edit would not evaluate: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )));
-    }
-    Some(serde_json::from_slice(&out.stdout).map_err(|e| e.to_string()))
+/// Evaluates the edited text of the keys file at `path` when `nix-instantiate` exists (None
+/// when it does not): in the file's folder, so that its relative imports resolve as they would
+/// in the file, and in restricted mode ([`super::nix_eval`]), reading nothing outside it.
+fn nix_eval(path: &Path, text: &str) -> Option<Result<serde_json::Value, String>> {
+    crate::hardening::find_program(super::nix_eval::NIX_INSTANTIATE)?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = match std::fs::canonicalize(dir) {
+        Ok(d) => d,
+        Err(e) => return Some(Err(format!("cannot find {}: {e}", dir.display()))),
+    };
+    let mut cmd = super::nix_eval::restricted(&dir, &[]);
+    cmd.arg("-E").arg(text);
+    Some(super::nix_eval::json(cmd).map_err(|e| format!("the edit would not evaluate: {e}")))
 }
 
 /// Whether `line` (its code, before a Nix `#` comment) holds a host's key: one of `keys`
@@ -190,7 +191,7 @@ pub fn remove_host(
         serde_json::from_str::<serde_json::Value>(&out)
             .map_err(|e| format!("removing the key would break the JSON ({e})"))?;
     } else if removed > 0 {
-        if let Some(v) = nix_eval(&out) {
+        if let Some(v) = nix_eval(path, &out) {
             v.map_err(|e| format!("removing the key: {e}"))?;
         }
     }

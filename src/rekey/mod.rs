@@ -12,12 +12,14 @@ pub mod commit;
 pub mod config_splice;
 pub mod identities;
 pub mod keys_file;
+pub mod nix_eval;
 pub mod plugin;
 pub mod preflight;
 pub mod recipients;
 pub mod record;
 pub mod rule_choice;
 pub mod sops;
+mod sops_entries;
 mod sops_flat;
 mod sops_json;
 mod sops_yaml;
@@ -131,7 +133,7 @@ impl crate::Hint for Error {
             )),
             Error::Config { .. } => Some("fix the file, then run `vault rekey --dry-run`".into()),
             Error::Nix { .. } => Some(
-                "check it with `nix-instantiate --eval --strict --json secrets.nix` (Debian: apt-get install nix-bin)".into(),
+                "vault evaluates it in Nix's restricted mode: it may import files of its own folder (and of the agenix_keys file's), nothing else, and fetch nothing (docs/REKEY.md); nix-instantiate comes with Debian's nix-bin".into(),
             ),
             Error::Identity { .. } => Some(
                 "give an age identity file or an OpenSSH private key with -i FILE".into(),
@@ -312,7 +314,7 @@ pub fn plan(
     let mut agenix_files = Vec::new();
     if let Some(rules) = agenix_rules {
         let record = record::Record::load(rules)?;
-        for job in agenix::plan(rules, &mut plan.skipped)? {
+        for job in agenix::plan(rules, repo.agenix_keys.as_deref(), &mut plan.skipped)? {
             agenix_files.push(job.path.clone());
             let mut status = job.status();
             // X25519 stanzas name nobody: only the record can show such a file current.

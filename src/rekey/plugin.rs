@@ -31,10 +31,12 @@ pub fn binary_name(name: &str) -> String {
     format!("age-plugin-{name}")
 }
 
-/// Where plugin `name`'s program is on `PATH`; the error names the program to install.
+/// Where plugin `name`'s program is on `PATH`, never in the current folder (an empty or
+/// relative `PATH` entry is skipped: see [`crate::hardening`]); the error names the program to
+/// install.
 pub fn find(name: &str) -> Result<PathBuf, String> {
     let binary = binary_name(name);
-    which::which(&binary).map_err(|_| {
+    crate::hardening::find_program(&binary).ok_or_else(|| {
         format!(
             "needs the age plugin program {binary}, which is not on PATH: install {binary} \
              (or add its folder to PATH)"
@@ -71,7 +73,7 @@ impl age::Callbacks for PromptCallbacks {
         };
         let answer =
             crate::prompt::ask_visible(&format!("{} {choices} ", escape_message(message))).ok()?;
-        Some(no_string.is_none_or(|no| !answer.eq_ignore_ascii_case(no)))
+        Some(confirmed(&answer, yes_string))
     }
 
     fn request_public_string(&self, description: &str) -> Option<String> {
@@ -100,6 +102,13 @@ impl age::Callbacks for PromptCallbacks {
             }
         }
     }
+}
+
+/// A plugin's yes/no question is answered yes only by its own yes word (case and surrounding
+/// blanks aside): an empty line, a typo or anything else means no.
+fn confirmed(answer: &str, yes: &str) -> bool {
+    let answer = answer.trim();
+    !answer.is_empty() && answer.eq_ignore_ascii_case(yes.trim())
 }
 
 /// The recipient stanzas of an age file (armored or not), complete (bodies too), as age's own
@@ -371,6 +380,17 @@ fn session(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_yes_word_confirms() {
+        assert!(confirmed("yes", "yes"));
+        assert!(confirmed(" Yes\n", "yes"));
+        assert!(confirmed("touch", "Touch"));
+        for no in ["", " ", "no", "y", "maybe", "yes please", "\u{1b}[A"] {
+            assert!(!confirmed(no, "yes"), "{no:?}");
+        }
+        assert!(!confirmed("", ""), "an empty yes word is never typed");
+    }
 
     #[test]
     fn unwrapped_answers_only_for_its_header() {

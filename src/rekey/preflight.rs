@@ -66,7 +66,7 @@ pub fn preflight(manifest: &Manifest, hosts: &[String]) -> Result<Vec<PreflightR
         None => Vec::new(),
     };
     let agenix_jobs = match &manifest.secrets.agenix_rules {
-        Some(r) => agenix::plan(r, &mut skipped)?,
+        Some(r) => agenix::plan(r, manifest.secrets.agenix_keys.as_deref(), &mut skipped)?,
         None => Vec::new(),
     };
     let mut reports = Vec::new();

@@ -25,6 +25,7 @@ use rayon::prelude::*;
 use regex::Regex;
 use zeroize::Zeroizing;
 
+use super::sops_entries::group_mismatch;
 use super::{age_util, sops_flat, sops_json, sops_yaml, Error, Identities, Recipients, Status};
 
 /// One `recipient`/`enc` pair of a sops file's metadata.
@@ -269,7 +270,7 @@ impl SopsJob {
         self.current
             .iter()
             .zip(&self.desired)
-            .filter(|(cur, want)| !same_set(cur, want))
+            .filter(|(cur, want)| !same_set(cur, want) || group_mismatch(cur).is_some())
             .map(|(c, w)| (c.as_slice(), w.as_slice()))
     }
 
@@ -304,11 +305,15 @@ impl SopsJob {
             );
         }
         // Labels that already match the rule are taken as current, as `sops updatekeys`
-        // takes them (module docs; REKEY.md says why and what it does not prove).
+        // takes them (module docs; REKEY.md says why and what it does not prove), once each
+        // entry holds what its label says (sops_entries).
         if !added.is_empty() || !removed.is_empty() {
             return Status::Stale(describe_change(&added, &removed));
         }
-        Status::Fresh
+        match self.current.iter().find_map(|g| group_mismatch(g)) {
+            Some(why) => Status::Stale(why),
+            None => Status::Fresh,
+        }
     }
 
     /// The rekeyed file text.
@@ -328,7 +333,7 @@ impl SopsJob {
         }
         let mut groups = Groups::new();
         for (g, (cur, want)) in self.current.iter().zip(&self.desired).enumerate() {
-            if same_set(cur, want) {
+            if same_set(cur, want) && group_mismatch(cur).is_none() {
                 groups.push(cur.clone());
                 continue;
             }

@@ -7,7 +7,8 @@
 //! - `VAULTTEST_COUNTER`: a file it appends one line to per session (`identity-session`,
 //!   `recipient-session`) and per PIN request (`pin`);
 //! - `VAULTTEST_PIN`: the PIN it expects (default `1234`); `VAULTTEST_NO_PIN`: ask none;
-//! - `VAULTTEST_FAIL_AFTER=N`: unwrap the first N files of a session, fail the others.
+//! - `VAULTTEST_FAIL_AFTER=N`: unwrap the first N files of a session, fail the others;
+//! - `VAULTTEST_CONFIRM`: ask a yes/no `confirm` before unwrapping, refuse unless yes.
 //!
 //! `age-plugin-vaulttest --keygen SEED` prints an identity file and its recipient.
 
@@ -174,6 +175,19 @@ impl identity::IdentityPluginV1 for Identity {
                 let _ = callbacks.error(identity::Error::Identity {
                     index: 0,
                     message: "wrong PIN".into(),
+                })?;
+                return Ok(out);
+            }
+        }
+        // A yes/no question first, as a key that wants its use confirmed; anything but a yes
+        // refuses (and the counter says what came back).
+        if ours && std::env::var_os("VAULTTEST_CONFIRM").is_some() {
+            let answer = callbacks.confirm("Use the vaulttest key?", "yes", Some("no"))?;
+            count(&format!("confirm {answer:?}"));
+            if !matches!(answer, Ok(true)) {
+                let _ = callbacks.error(identity::Error::Identity {
+                    index: 0,
+                    message: "not confirmed".into(),
                 })?;
                 return Ok(out);
             }

@@ -18,6 +18,7 @@ mod pack;
 mod progress;
 mod rekey;
 mod repack;
+mod secure_boot;
 mod source;
 mod unlock;
 mod util;

@@ -633,3 +633,70 @@ fn placed_layout_is_what_lanzaboote_signs_with() {
     assert!(!sbverify(&placed.join("keys/KEK/KEK.pem"), &signed));
     assert!(check_pair(&cert, &key).unwrap());
 }
+
+#[test]
+fn an_existing_host_gets_only_the_secure_boot_keys_where_asked() {
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path();
+    ok(vault(base, &["init", "."]));
+    ok(vault(base, &["host", "add", "db2"]));
+    let key = base.join("hosts/db2/ssh_host_ed25519_key");
+    let before = std::fs::read(&key).unwrap();
+    let out = ok(vault(
+        base,
+        &[
+            "host",
+            "add",
+            "db2",
+            "--secure-boot",
+            "--pki-bundle",
+            "/persist/var/lib/sbctl",
+        ],
+    ));
+    assert!(
+        out.contains("boot.lanzaboote.pkiBundle = \"/persist/var/lib/sbctl\";"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&key).unwrap(),
+        before,
+        "the SSH host key was replaced"
+    );
+    let m = vault::manifest::Manifest::load(&base.join("vault.toml")).unwrap();
+    let targets: Vec<&str> = m.entries_for("db2").map(|e| e.target.as_str()).collect();
+    assert_eq!(
+        targets,
+        [
+            "/etc/ssh/ssh_host_ed25519_key",
+            "/etc/ssh/ssh_host_ed25519_key.pub",
+            "/persist/var/lib/sbctl"
+        ]
+    );
+    assert!(Hierarchy::load(&base.join("hosts/db2/secure-boot/pki")).is_ok());
+}
+
+#[test]
+fn a_killed_runs_leftover_is_removed_by_the_next_run() {
+    let t = fleet_copy();
+    let base = t.path();
+    // What a SIGKILL during the write leaves: a temporary folder whose writer is gone.
+    let stale = base.join("hosts/web1/.secure-boot.vault-999999999-0123456789abcdef.tmp");
+    std::fs::create_dir_all(stale.join("pki/keys/db")).unwrap();
+    std::fs::write(stale.join("pki/keys/db/db.key"), "half written").unwrap();
+    let o = vault(base, &["host", "add", HOST, "--secure-boot", "--rotate"]);
+    ok(o.clone());
+    assert!(!stale.exists(), "the leftover is still there");
+    assert!(
+        text(&o).contains("left by an interrupted run"),
+        "{}",
+        text(&o)
+    );
+    // Nothing else of that pattern, and the rotation itself happened.
+    let left: Vec<String> = std::fs::read_dir(base.join("hosts/web1"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".vault-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(sb_dir(base).join("auth/db-add.auth").is_file());
+}

@@ -92,11 +92,10 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
             }
             .into());
         }
-        let rotated = rotate(&opts.name, &dir, now, time)?;
-        let h = Hierarchy::load(&pki)?;
+        let (rotated, guid) = rotate(&opts.name, &dir, now, time)?;
         return Ok(Outcome {
             enrolment: enrolment_paths(&dir),
-            guid: h.guid.to_string(),
+            guid,
             dir,
             target: placed,
             entry_added: false,
@@ -193,7 +192,12 @@ fn enrolment_paths(dir: &Path) -> Vec<PathBuf> {
 
 /// A new db key; the old one to `retired/db-<time>/`; the enrolment files signed again with
 /// the new db certificate, plus `db-add.auth` and `dbx-add.auth`.
-fn rotate(name: &str, dir: &Path, now: SystemTime, time: EfiTime) -> crate::Result<Rotated> {
+fn rotate(
+    name: &str,
+    dir: &Path,
+    now: SystemTime,
+    time: EfiTime,
+) -> crate::Result<(Rotated, String)> {
     let pki = dir.join("pki");
     let old = Hierarchy::load(&pki)?;
     let retired_dir = dir.join("retired");
@@ -221,8 +225,8 @@ fn rotate(name: &str, dir: &Path, now: SystemTime, time: EfiTime) -> crate::Resu
     ));
     // Every db key vault retired, so one dbx update covers rotations never enrolled.
     let mut forbidden = x509_signature_list(new.guid, old_db.cert_der());
-    for (_, pair) in &earlier {
-        forbidden.extend(x509_signature_list(new.guid, pair.cert_der()));
+    for cert in &earlier {
+        forbidden.extend(x509_signature_list(new.guid, cert));
     }
     files.push((
         "dbx-add.auth".into(),
@@ -262,11 +266,12 @@ fn rotate(name: &str, dir: &Path, now: SystemTime, time: EfiTime) -> crate::Resu
     // After the exchange `tmp` holds the old folder; on failure, the half-built new one.
     let _ = std::fs::remove_dir_all(&tmp);
     built?;
-    Ok(Rotated {
+    let rotated = Rotated {
         retired: retired_dir.join(stamp),
         db_add: dir.join("auth/db-add.auth"),
         dbx_add: dir.join("auth/dbx-add.auth"),
-    })
+    };
+    Ok((rotated, new.guid.to_string()))
 }
 
 /// Copies `src` to the new folder `dst`, each file and folder with its mode, leaving out the

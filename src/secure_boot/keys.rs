@@ -280,6 +280,14 @@ fn public_key_of(cert: &Certificate) -> Result<RsaPublicKey, String> {
         .map_err(|e| format!("the certificate's key is not an RSA key ({e})"))
 }
 
+/// The DER bytes of the PEM certificate at `path` (at most 1 MiB).
+pub fn load_certificate_der(path: &Path) -> Result<Vec<u8>, Error> {
+    let pem = read_capped(path)?;
+    parse_certificate(&pem)
+        .and_then(|c| c.to_der().map_err(|e| e.to_string()))
+        .map_err(|why| Error::parse(path, why))
+}
+
 /// Whether the PEM certificate `cert_pem` holds the public half of the PEM private key
 /// `key_pem` (PKCS#8 or PKCS#1 RSA). `Ok(false)`: both parse, but belong to different keys.
 /// `cert_path`/`key_path` only name the inputs in errors.

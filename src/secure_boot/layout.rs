@@ -193,12 +193,13 @@ pub fn write_auth(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<(), Error> 
     Ok(())
 }
 
-/// The certificates (DER) of the db keys `--rotate` retired, oldest first: `retired/*/db.pem`.
-pub fn retired_db_certs(retired: &Path) -> Result<Vec<(PathBuf, KeyPair)>, Error> {
-    let mut out = Vec::new();
+/// The certificates (DER) of the db keys `--rotate` retired, oldest first:
+/// `retired/*/db.pem`. Only the certificate is needed (for dbx); the key beside it may have
+/// been deleted.
+pub fn retired_db_certs(retired: &Path) -> Result<Vec<Vec<u8>>, Error> {
     let entries = match std::fs::read_dir(retired) {
         Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
         Err(e) => return Err(Error::io("cannot list", retired, e)),
     };
     let mut dirs: Vec<PathBuf> = entries
@@ -206,9 +207,7 @@ pub fn retired_db_certs(retired: &Path) -> Result<Vec<(PathBuf, KeyPair)>, Error
         .filter(|p| p.is_dir())
         .collect();
     dirs.sort();
-    for d in dirs {
-        let pair = KeyPair::load(Role::Db, &d.join("db.key"), &d.join("db.pem"))?;
-        out.push((d, pair));
-    }
-    Ok(out)
+    dirs.iter()
+        .map(|d| super::keys::load_certificate_der(&d.join("db.pem")))
+        .collect()
 }

@@ -160,6 +160,9 @@ pub enum Error {
 
     #[error(transparent)]
     ConfigCheck(#[from] crate::config_check::Error),
+
+    #[error(transparent)]
+    SecureBoot(#[from] crate::secure_boot::Error),
 }
 
 impl Error {
@@ -275,6 +278,7 @@ impl Hint for Error {
             Error::Media(e) => e.hint(),
             Error::Hosts(e) => e.hint(),
             Error::ConfigCheck(e) => e.hint(),
+            Error::SecureBoot(e) => e.hint(),
         }
     }
 
@@ -296,6 +300,7 @@ impl Hint for Error {
             Error::Media(e) => e.exit_code(),
             Error::Hosts(e) => e.exit_code(),
             Error::ConfigCheck(e) => e.exit_code(),
+            Error::SecureBoot(e) => e.exit_code(),
             _ => ExitCode::Failure,
         }
     }

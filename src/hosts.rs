@@ -18,8 +18,8 @@ use crate::manifest::{check_host_name, Manifest};
 use crate::rekey::{config_splice, keys_file};
 
 mod manifest_edit;
-pub(crate) use manifest_edit::entry_table;
 use manifest_edit::{edit_manifest_add, remove_host_table};
+pub(crate) use manifest_edit::{entry_table, push_host_entry};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";

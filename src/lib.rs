@@ -8,6 +8,7 @@
 //! - [`manifest`]: the user's `vault.toml`.
 //! - [`place`]: writing authenticated files under a target root without following links.
 //! - [`keys`], [`rekey`], [`hosts`]: host keys, ssh-to-age, re-encrypting a secrets repo.
+//! - [`secure_boot`]: Secure Boot keys for lanzaboote and their signed firmware updates.
 //! - [`media`]: installer images, sticks and bundle discovery on the live system.
 
 // Every print in the library goes through `output`, which never panics (a closed pipe or
@@ -51,6 +52,7 @@ pub mod pack;
 pub mod place;
 pub mod prompt;
 pub mod rekey;
+pub mod secure_boot;
 pub mod staging;
 pub mod sync_behind;
 pub mod unlock;

@@ -71,6 +71,25 @@ pub struct AddArgs {
     /// only this is done.
     #[arg(long, value_name = "FILE")]
     pub identity: Option<PathBuf>,
+    /// Also generate Secure Boot keys for lanzaboote (PK, KEK, db: RSA-4096, self-signed,
+    /// sbctl's layout) in hosts/NAME/secure-boot/, their signed enrolment updates (.auth), and
+    /// the entry placing them at /var/lib/sbctl (boot.lanzaboote.pkiBundle). For a host
+    /// already in vault.toml, only this is done.
+    #[arg(long)]
+    pub secure_boot: bool,
+    /// With --secure-boot: replace the host's db key (the old one is kept under retired/) and
+    /// write the updates that add the new key to the firmware's db and forbid the old one.
+    #[arg(long, requires = "secure_boot")]
+    pub rotate: bool,
+    /// With --secure-boot: where the keys land on the installed system
+    /// (boot.lanzaboote.pkiBundle; default /var/lib/sbctl).
+    #[arg(
+        long,
+        value_name = "PATH",
+        requires = "secure_boot",
+        conflicts_with = "rotate"
+    )]
+    pub pki_bundle: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -108,6 +127,14 @@ pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
 }
 
 fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
+    if a.secure_boot {
+        return super::secure_boot::add(a, quiet, add_keys);
+    }
+    add_keys(a, quiet)
+}
+
+/// The SSH host key (with --initrd-ssh, the initrd key too), then the recorded identity.
+fn add_keys(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
     let Some(file) = a.identity.clone() else {
         if a.initrd_ssh {
             return super::initrd::add(a, quiet, add_main);

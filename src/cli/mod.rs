@@ -20,6 +20,7 @@ mod pack;
 mod progress;
 mod rekey;
 mod repack;
+mod secure_boot;
 mod source;
 mod unlock;
 mod util;

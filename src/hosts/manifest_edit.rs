@@ -16,6 +16,41 @@ pub(crate) fn entry_table(source: &str, target: &str, mode: &str) -> Table {
     t
 }
 
+/// `vault.toml` with `entry` appended to `[[hosts.NAME.entry]]` (the host's table must
+/// exist), checked by parsing the result.
+pub(crate) fn push_host_entry(
+    path: &Path,
+    text: &str,
+    name: &str,
+    entry: Table,
+) -> Result<String, Error> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| Error::edit(path, e.to_string()))?;
+    doc.get_mut("hosts")
+        .and_then(|h| h.get_mut(name))
+        .and_then(Item::as_table_mut)
+        .ok_or_else(|| Error::edit(path, format!("`hosts.{name}` is not a table")))?
+        .entry("entry")
+        .or_insert(Item::ArrayOfTables(ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| {
+            Error::edit(
+                path,
+                format!("`hosts.{name}.entry` is not an array of tables"),
+            )
+        })?
+        .push(entry);
+    let out = doc.to_string();
+    Manifest::from_str(path, &out).map_err(|e| {
+        Error::edit(
+            path,
+            format!("the edited manifest would be invalid ({e}); nothing was changed"),
+        )
+    })?;
+    Ok(out)
+}
+
 /// `vault.toml` with `[hosts.NAME]` filled in (creating it, or completing a table the user
 /// started without a key).
 pub(super) fn edit_manifest_add(

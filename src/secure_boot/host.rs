@@ -1,0 +1,331 @@
+//! `vault host add NAME --secure-boot [--rotate] [--pki-bundle PATH]`: a host's Secure Boot
+//! keys in `hosts/NAME/secure-boot/` and the `vault.toml` entry placing them.
+//!
+//! Keys are generated before anything is written (RSA takes seconds; an interrupt then simply
+//! ends the run). The new folder is written under a temporary name and renamed into place
+//! (`--rotate`: exchanged with the old one in one `renameat2(RENAME_EXCHANGE)`), so the host
+//! folder never holds half a hierarchy; a run killed before that leaves only the temporary,
+//! which the next run removes.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use rustix::fs::{renameat_with, RenameFlags, CWD};
+
+use super::auth;
+use super::efi::{x509_signature_list, EfiTime};
+use super::layout::{self, Hierarchy};
+use super::{Error, KeyPair, Role, DEFAULT_PKI_BUNDLE};
+use crate::hosts;
+
+/// Prefix of the temporary folders beside `secure-boot` (see [`crate::interrupt::temp_name`]).
+const TEMP_PREFIX: &str = ".secure-boot";
+
+/// What to do.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub manifest: PathBuf,
+    pub name: String,
+    /// Where the entry places the keys (lanzaboote's `pkiBundle`); default `/var/lib/sbctl`.
+    pub pki_bundle: Option<String>,
+    /// Replace the db key of a host that has keys.
+    pub rotate: bool,
+}
+
+/// What `--rotate` did.
+#[derive(Debug)]
+pub struct Rotated {
+    /// Where the old db key and certificate went.
+    pub retired: PathBuf,
+    /// Adds the new db certificate to the firmware's db (signed by KEK).
+    pub db_add: PathBuf,
+    /// Adds the old db certificate(s) to dbx, so what they signed no longer boots.
+    pub dbx_add: PathBuf,
+}
+
+/// What was done.
+#[derive(Debug)]
+pub struct Outcome {
+    /// `hosts/NAME/secure-boot`.
+    pub dir: PathBuf,
+    /// The owner GUID (sbctl's `GUID` file).
+    pub guid: String,
+    /// Where `vault.toml` places the keys, if an entry does.
+    pub target: Option<String>,
+    /// Whether this run added that entry.
+    pub entry_added: bool,
+    /// `PK.auth`, `KEK.auth`, `db.auth`: enrolment from setup mode.
+    pub enrolment: Vec<PathBuf>,
+    pub rotated: Option<Rotated>,
+    /// Temporaries of an earlier, killed run that were removed.
+    pub swept: Vec<PathBuf>,
+}
+
+/// Generates (or with `rotate`, replaces the db key of) `opts.name`'s Secure Boot keys. The
+/// host must be in the manifest.
+pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
+    let manifest = hosts::load_manifest(&opts.manifest)?;
+    if !manifest.hosts.contains_key(&opts.name) {
+        return Err(hosts::Error::NotFound {
+            name: opts.name.clone(),
+            manifest: opts.manifest.clone(),
+        }
+        .into());
+    }
+    let base = manifest.dir().to_path_buf();
+    let dir = base.join(layout::host_dir_rel(&opts.name));
+    let pki = base.join(layout::pki_rel(&opts.name));
+    let parent = dir.parent().unwrap_or(&base).to_path_buf();
+    let swept = sweep(&parent);
+    let placed = manifest
+        .entries_for(&opts.name)
+        .find(|e| e.source == pki)
+        .map(|e| e.target.clone());
+    let time = EfiTime::from_system_time(now)
+        .ok_or_else(|| Error::crypto("time-stamping the updates", "the clock is before 1970"))?;
+    let exists = std::fs::symlink_metadata(&dir).is_ok();
+    if opts.rotate {
+        if !exists {
+            return Err(Error::Missing {
+                name: opts.name.clone(),
+                dir,
+            }
+            .into());
+        }
+        let (rotated, guid) = rotate(&opts.name, &dir, now, time)?;
+        return Ok(Outcome {
+            enrolment: enrolment_paths(&dir),
+            guid,
+            dir,
+            target: placed,
+            entry_added: false,
+            rotated: Some(rotated),
+            swept,
+        });
+    }
+    if exists {
+        return Err(Error::Exists {
+            name: opts.name.clone(),
+            dir,
+        }
+        .into());
+    }
+
+    // The manifest edit is computed (and validated) before the slow key generation.
+    let target = opts
+        .pki_bundle
+        .clone()
+        .unwrap_or_else(|| DEFAULT_PKI_BUNDLE.to_string());
+    let new_manifest = match &placed {
+        Some(_) => None,
+        None => {
+            if let Some(e) = manifest
+                .entries_for(&opts.name)
+                .find(|e| e.target == target)
+            {
+                return Err(hosts::Error::Edit {
+                    path: opts.manifest.clone(),
+                    message: format!(
+                        "line {}: host {} already places {} at {target}; choose another place with --pki-bundle PATH",
+                        e.line,
+                        opts.name,
+                        e.source.display()
+                    ),
+                }
+                .into());
+            }
+            let mut entry = hosts::entry_table(&layout::pki_rel(&opts.name), &target, "0700");
+            entry["file_mode"] = toml_edit::value("0600");
+            let text = hosts::read(&opts.manifest)?;
+            Some(hosts::push_host_entry(
+                &opts.manifest,
+                &text,
+                &opts.name,
+                entry,
+            )?)
+        }
+    };
+
+    let h = Hierarchy::generate(&opts.name, now)?;
+    let enrol = h.enrolment(time)?;
+
+    let _polled = crate::interrupt::Polled::enter();
+    std::fs::create_dir_all(&parent).map_err(|e| Error::io("cannot create", &parent, e))?;
+    let tmp = parent.join(crate::interrupt::temp_name(TEMP_PREFIX));
+    let written = (|| -> crate::Result<()> {
+        layout::create_dir(&tmp)?;
+        layout::write_pki(&tmp.join("pki"), &h)?;
+        crate::interrupt::check()?;
+        layout::write_auth(&tmp.join("auth"), &enrol)?;
+        crate::interrupt::check()?;
+        renameat_with(CWD, &tmp, CWD, &dir, RenameFlags::NOREPLACE)
+            .map_err(|e| Error::io("cannot rename into place", &dir, e.into()))?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(e);
+    }
+    if let Some(text) = &new_manifest {
+        if let Err(e) = hosts::replace(&opts.manifest, text) {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e.into());
+        }
+    }
+    Ok(Outcome {
+        enrolment: enrolment_paths(&dir),
+        guid: h.guid.to_string(),
+        dir,
+        target: Some(placed.unwrap_or(target)),
+        entry_added: new_manifest.is_some(),
+        rotated: None,
+        swept,
+    })
+}
+
+fn enrolment_paths(dir: &Path) -> Vec<PathBuf> {
+    ["PK", "KEK", "db"]
+        .iter()
+        .map(|n| dir.join("auth").join(format!("{n}.auth")))
+        .collect()
+}
+
+/// A new db key; the old one to `retired/db-<time>/`; the enrolment files signed again with
+/// the new db certificate, plus `db-add.auth` and `dbx-add.auth`.
+fn rotate(
+    name: &str,
+    dir: &Path,
+    now: SystemTime,
+    time: EfiTime,
+) -> crate::Result<(Rotated, String)> {
+    let pki = dir.join("pki");
+    let old = Hierarchy::load(&pki)?;
+    let retired_dir = dir.join("retired");
+    let earlier = layout::retired_db_certs(&retired_dir)?;
+    let stamp = format!("db-{}", time.to_compact());
+    let new_db = KeyPair::generate(Role::Db, &layout::common_name(name, Role::Db), now)?;
+    let new = Hierarchy {
+        guid: old.guid,
+        pk: old.pk,
+        kek: old.kek,
+        db: new_db,
+    };
+    let old_db = old.db;
+
+    let mut files = new.enrolment(time)?;
+    files.push((
+        "db-add.auth".into(),
+        auth::signed_update(
+            auth::DB,
+            &new.signature_list(Role::Db),
+            time,
+            true,
+            &new.kek,
+        )?,
+    ));
+    // Every db key vault retired, so one dbx update covers rotations never enrolled.
+    let mut forbidden = x509_signature_list(new.guid, old_db.cert_der());
+    for cert in &earlier {
+        forbidden.extend(x509_signature_list(new.guid, cert));
+    }
+    files.push((
+        "dbx-add.auth".into(),
+        auth::signed_update(auth::DBX, &forbidden, time, true, &new.kek)?,
+    ));
+
+    let _polled = crate::interrupt::Polled::enter();
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let tmp = parent.join(crate::interrupt::temp_name(TEMP_PREFIX));
+    let replaced = [pki.join("keys").join("db"), dir.join("auth")];
+    let built = (|| -> crate::Result<()> {
+        copy_tree_except(dir, &tmp, &replaced)?;
+        crate::interrupt::check()?;
+        layout::write_pair(&tmp.join("pki").join("keys"), &new.db)?;
+        let retired = tmp.join("retired");
+        if !retired.exists() {
+            layout::create_dir(&retired)?;
+        }
+        let dest = retired.join(&stamp);
+        layout::create_dir(&dest)?;
+        for (file, mode) in [
+            ("db.key", layout::KEY_MODE),
+            ("db.pem", layout::PUBLIC_MODE),
+        ] {
+            let bytes = zeroize::Zeroizing::new(
+                std::fs::read(pki.join("keys/db").join(file))
+                    .map_err(|e| Error::io("cannot read", pki.join("keys/db").join(file), e))?,
+            );
+            layout::write_new(&dest.join(file), &bytes, mode)?;
+        }
+        layout::write_auth(&tmp.join("auth"), &files)?;
+        crate::interrupt::check()?;
+        renameat_with(CWD, &tmp, CWD, dir, RenameFlags::EXCHANGE)
+            .map_err(|e| Error::io("cannot exchange with", dir, e.into()))?;
+        Ok(())
+    })();
+    // After the exchange `tmp` holds the old folder; on failure, the half-built new one.
+    let _ = std::fs::remove_dir_all(&tmp);
+    built?;
+    let rotated = Rotated {
+        retired: retired_dir.join(stamp),
+        db_add: dir.join("auth/db-add.auth"),
+        dbx_add: dir.join("auth/dbx-add.auth"),
+    };
+    Ok((rotated, new.guid.to_string()))
+}
+
+/// Copies `src` to the new folder `dst`, each file and folder with its mode, leaving out the
+/// paths in `skip` (and what is below them). Symbolic links are refused.
+fn copy_tree_except(src: &Path, dst: &Path, skip: &[PathBuf]) -> Result<(), Error> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io("cannot read", src, e))?;
+    std::fs::DirBuilder::new()
+        .mode(meta.permissions().mode() & 0o777)
+        .create(dst)
+        .map_err(|e| Error::io("cannot create", dst, e))?;
+    let mut entries: Vec<_> = std::fs::read_dir(src)
+        .map_err(|e| Error::io("cannot list", src, e))?
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io("cannot list", src, e))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let from = entry.path();
+        if skip.contains(&from) {
+            continue;
+        }
+        let to = dst.join(entry.file_name());
+        let meta =
+            std::fs::symlink_metadata(&from).map_err(|e| Error::io("cannot read", &from, e))?;
+        if meta.is_dir() {
+            copy_tree_except(&from, &to, skip)?;
+        } else if meta.is_file() {
+            let bytes = zeroize::Zeroizing::new(
+                std::fs::read(&from).map_err(|e| Error::io("cannot read", &from, e))?,
+            );
+            layout::write_new(&to, &bytes, meta.permissions().mode() & 0o777)?;
+        } else {
+            return Err(Error::parse(
+                &from,
+                "is not a regular file or folder; move it out of the Secure Boot folder",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Removes the temporary folders of runs that were killed (their process is gone).
+fn sweep(parent: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| crate::interrupt::is_stale_temp(n, TEMP_PREFIX))
+        })
+        .map(|e| e.path())
+        .filter(|p| std::fs::remove_dir_all(p).is_ok())
+        .collect()
+}

@@ -38,6 +38,9 @@ pub struct SopsSecret {
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct SopsOptions {
     pub key_file: Option<String>,
+    /// `sops.age.generateKey`: a missing keyFile is generated before sops-nix reads it.
+    #[serde(default)]
+    pub generate_key: bool,
     #[serde(default)]
     pub ssh_key_paths: Vec<Option<String>>,
     pub default_sops_file: Option<String>,
@@ -81,6 +84,13 @@ pub struct Lanzaboote {
     pub public_key_file: Option<String>,
     #[serde(default)]
     pub auto_enroll: bool,
+    /// `autoGenerateKeys.enable`: sbctl creates the bundle at boot when it has no keys.
+    #[serde(default)]
+    pub auto_generate: bool,
+    /// `allowUnsigned` (by default `autoGenerateKeys.enable`): lzbt installs unsigned when
+    /// neither key file exists.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 /// One file or directory impermanence bind-mounts from `storage`.

@@ -260,3 +260,72 @@ fn keys_and_secrets_in_the_store_are_reported() {
         );
     }
 }
+
+/// sops-nix's activation scripts: setupSecrets (regular secrets) runs after impermanence's
+/// persist-files script, which bind-mounts or links persisted *files*, so a key persisted as
+/// a file is there; persisted directories are mounted by systemd later. setupSecretsForUsers
+/// (neededForUsers secrets) runs before `users`, so before persist-files, and stays an
+/// activation script unless systemd-sysusers or userborn is on, whatever
+/// sops.useSystemdActivation says.
+#[test]
+fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
+    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
+    let key = std::fs::read_to_string(ws.key("laptop")).unwrap();
+    ws.place(
+        "laptop",
+        "hosts/laptop/persisted_host_key",
+        &key,
+        &format!("/persist{HOST_KEY}"),
+    );
+    let config = |persist: &str, extra: &str| {
+        format!(
+            r#"{{
+        sops.age.sshKeyPaths = [ "{HOST_KEY}" ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+        environment.persistence."/persist".{persist};
+        {extra}
+      }}"#
+        )
+    };
+    ws.flake(&[(
+        "laptop",
+        &config(&format!("files = [ \"{HOST_KEY}\" ]"), ""),
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let early = format!("vault: laptop: sops.age.sshKeyPaths reads {HOST_KEY} in an activation script, before impermanence bind-mounts it from /persist{HOST_KEY}");
+    for (persist, extra) in [
+        ("directories = [ \"/etc/ssh\" ]", ""),
+        (
+            &format!("files = [ \"{HOST_KEY}\" ]") as &str,
+            "sops.secrets.wifi.neededForUsers = true;",
+        ),
+        (
+            "directories = [ \"/etc/ssh\" ]",
+            "sops.useSystemdActivation = true; sops.secrets.wifi.neededForUsers = true;",
+        ),
+    ] {
+        ws.flake(&[("laptop", &config(persist, extra))]);
+        let o = ws.pack(&[]);
+        assert_eq!(o.status.code(), Some(6), "{persist} {extra}: {}", err(&o));
+        assert!(
+            problems(&o)[0].starts_with(&early),
+            "{persist} {extra}: {}",
+            err(&o)
+        );
+    }
+    // With systemd-sysusers, both are units ordered after the mounts.
+    ws.flake(&[(
+        "laptop",
+        &config(
+            "directories = [ \"/etc/ssh\" ]",
+            "systemd.sysusers.enable = true; sops.secrets.wifi.neededForUsers = true;",
+        ),
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}

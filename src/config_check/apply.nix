@@ -48,9 +48,13 @@ in {
     ssh_key_paths = strs (sops.age.sshKeyPaths or [ ]);
     default_sops_file = tryStr (sops.defaultSopsFile or null);
     systemd_activation = sops.useSystemdActivation or systemdActivation;
+    # neededForUsers secrets: their own activation script or unit, chosen by sysusers or
+    # userborn only (secrets-for-users/default.nix ignores useSystemdActivation).
+    users_systemd_activation = systemdActivation;
     secrets = mapAttrs (n: s: {
         file = tryStr (s.sopsFile or sops.defaultSopsFile or null);
         format = str (s.format or null);
+        needed_for_users = s.neededForUsers or false;
       }) (sops.secrets or { });
   };
   age = if age == null then null else {

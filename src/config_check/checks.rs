@@ -9,9 +9,10 @@
 //!   must be placed; the secret files must open with the placed keys;
 //! - agenix (when it has secrets): at least one of `age.identityPaths`, and its files must open;
 //! - both read their keys before impermanence's bind mounts, in an activation script (sops-nix
-//!   uses a unit ordered after the mounts with systemd-sysusers or userborn; agenix's unit then
-//!   is ordered after systemd-sysusers only): such keys must be named, and placed, at their
-//!   persistent path;
+//!   uses a unit ordered after the mounts with systemd-sysusers or userborn, or for regular
+//!   secrets with useSystemdActivation; agenix's unit then is ordered after systemd-sysusers
+//!   only): such keys must be named, and placed, at their persistent path (sops-nix's
+//!   setupSecrets runs after impermanence has linked persisted files, not directories);
 //! - the initrd's SSH server (`boot.initrd.network.ssh.enable` with the initrd network): each
 //!   host key, never given as a Nix path (NixOS copies that into the world-readable store),
 //!   never the main host key; `boot.initrd.secrets` sources; both read by the bootloader
@@ -82,7 +83,17 @@ pub fn check_host(
     }
 
     if let Some(s) = ev.sops.as_ref().filter(|s| !s.secrets.is_empty()) {
-        let when = (!s.systemd_activation).then_some(ACTIVATION);
+        // The earliest reader: setupSecretsForUsers (neededForUsers secrets), then setupSecrets;
+        // units ordered after the mounts otherwise.
+        let for_users = s.secrets.values().any(|x| x.needed_for_users);
+        let regular = s.secrets.values().any(|x| !x.needed_for_users);
+        let when = if for_users && !s.users_systemd_activation {
+            Some(ACTIVATION)
+        } else if regular && !s.systemd_activation {
+            Some(Early::ActivationAfterFiles)
+        } else {
+            None
+        };
         let mut placed = Vec::new();
         if let Some(k) = &s.key_file {
             let hint = |t: &str| entry_hint(host, t, "hosts/NAME/age-key.txt");

@@ -33,6 +33,9 @@ pub struct HostKeyOption {
 pub struct SopsSecret {
     pub file: Option<String>,
     pub format: Option<String>,
+    /// `neededForUsers`: decrypted before users are created, by setupSecretsForUsers.
+    #[serde(default)]
+    pub needed_for_users: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -47,6 +50,9 @@ pub struct SopsOptions {
     /// Keys read by a unit ordered after the mounts, not by an activation script.
     #[serde(default)]
     pub systemd_activation: bool,
+    /// The same for `neededForUsers` secrets (systemd-sysusers or userborn only).
+    #[serde(default)]
+    pub users_systemd_activation: bool,
     #[serde(default)]
     pub secrets: BTreeMap<String, SopsSecret>,
 }

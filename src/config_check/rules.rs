@@ -25,8 +25,13 @@ use crate::rekey::Identities;
 /// When a key is read before impermanence's bind mounts exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Early {
-    /// An activation script (sops-nix, agenix): after the initrd's mounts only.
+    /// An activation script that runs before `users` (agenix's agenixInstall, sops-nix's
+    /// setupSecretsForUsers): after the initrd's mounts only.
     Activation,
+    /// sops-nix's setupSecrets: after impermanence's persist-files script too (both follow
+    /// `users` and `groups`; activation scripts of equal standing run in name order), which
+    /// bind-mounts or links persisted files. Persisted directories are still not mounted.
+    ActivationAfterFiles,
     /// agenix-install-secrets.service under systemd-sysusers or userborn: DefaultDependencies=no
     /// and ordered after systemd-sysusers.service only, so not after local-fs.target.
     AgenixUnit,
@@ -38,7 +43,7 @@ pub(super) enum Early {
 impl Early {
     fn says(self) -> &'static str {
         match self {
-            Early::Activation => "in an activation script",
+            Early::Activation | Early::ActivationAfterFiles => "in an activation script",
             Early::AgenixUnit => {
                 "in agenix-install-secrets.service, which is not ordered after the mounts"
             }
@@ -318,6 +323,9 @@ impl<'a> Host<'a> {
         let need = self.need(p);
         let Some(b) = need.bind else { return true };
         if b.in_initrd && when != Early::BootloaderInstall {
+            return true;
+        }
+        if !b.dir && when == Early::ActivationAfterFiles {
             return true;
         }
         let when = when.says();

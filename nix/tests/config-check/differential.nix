@@ -29,6 +29,7 @@ let
       }
     ];
     sops-systemd-activation = [ { systemd.sysusers.enable = true; sops.age.keyFile = "/k"; sops.secrets.a.sopsFile = "/s/a.yaml"; } ];
+    sops-for-users = [ { sops.useSystemdActivation = true; sops.age.keyFile = "/k"; sops.secrets.a = { sopsFile = "/s/a.yaml"; neededForUsers = true; }; sops.secrets.b.sopsFile = "/s/b.yaml"; } ];
     sops-generate-key = [ { sops.age.keyFile = "/var/lib/sops-nix/key.txt"; sops.age.generateKey = true; sops.secrets.a.sopsFile = "/s/a.yaml"; } ];
     sops-userborn = [ { services.userborn.enable = true; sops.age.keyFile = "/k"; sops.secrets.a.sopsFile = "/s/a.yaml"; } ];
     agenix-defaults-from-sshd = [ { services.openssh.enable = true; age.secrets.r.file = "/s/r.age"; } ];

@@ -343,7 +343,9 @@ fn the_unit_shown_in_the_docs_is_the_one_rendered() {
         if let Some(var) = line.strip_prefix("Environment=\"") {
             let name = var.split('=').next().unwrap_or_default();
             assert!(
-                block.lines().any(|l| l.starts_with(&format!("Environment=\"{name}="))),
+                block
+                    .lines()
+                    .any(|l| l.starts_with(&format!("Environment=\"{name}="))),
                 "docs/NIXOS.md's unit lacks `Environment=\"{name}=…\"`"
             );
             continue;

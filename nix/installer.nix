@@ -277,8 +277,14 @@ in
           issue="''${RUNTIME_DIRECTORY:-/run/vault-unlock}/issue"
           : > "$result"
           : > "$issue"
+          # Shown long after the console was cleared (maybe after an unlock by hand): the
+          # first line says whose result it is.
           tell() {
             say "$1"
+            if [ ! -s "$result" ]; then
+              printf '%s\n' "vault-unlock.service at boot:" >> "$result"
+              printf '%s\n' "vault-unlock.service at boot:" >> "$issue"
+            fi
             printf '%s\n' "$1" >> "$result"
             printf '%s\n' "''${1//\\/\\\\}" >> "$issue"
           }
@@ -321,7 +327,7 @@ in
             exit 0
           ''}
           else
-            tell "vault: unlock ended with exit code $rc (see above). To try again, run:"
+            tell "vault: unlock ended with exit code $rc (see above, or: journalctl -u vault-unlock). To try again, run:"
             ${tell "         ${retry}"}
           fi
           exit "$rc"

@@ -54,7 +54,8 @@ rustPlatform.buildRustPackage {
   doCheck = false;
 
   meta = {
-    description = cargoToml.package.description;
+    # nixpkgs' convention: no full stop at the end.
+    description = lib.removeSuffix "." cargoToml.package.description;
     license = with lib.licenses; [ mit asl20 ];
     mainProgram = "vault";
     # The live-system commands (unlock, place, wipe, attach to a device) are Linux-only; the

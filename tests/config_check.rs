@@ -437,13 +437,20 @@ fn agenix_without_any_placed_identity_and_a_missing_initrd_secret() {
     let o = ws.pack(&[]);
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     let p = problems(&o);
-    assert_eq!(p.len(), 2, "{}", err(&o));
-    assert_eq!(
-        p[0],
-        "vault: laptop: age.identityPaths reads /var/lib/agenix/id, /etc/ssh/ssh_host_rsa_key, but vault.toml places none of them for laptop"
+    assert_eq!(p.len(), 3, "{}", err(&o));
+    // A source inside the flake is its world-readable copy in the store
+    // (tests/config_check_when.rs).
+    assert!(
+        p[0].starts_with("vault: laptop: boot.initrd.secrets.\"/in-store\" reads /nix/store/"),
+        "{}",
+        p[0]
     );
     assert_eq!(
         p[1],
+        "vault: laptop: age.identityPaths reads /var/lib/agenix/id, /etc/ssh/ssh_host_rsa_key, but vault.toml places none of them for laptop"
+    );
+    assert_eq!(
+        p[2],
         "vault: laptop: boot.initrd.secrets.\"/keyfile.bin\" reads /etc/secrets/initrd/keyfile.bin, but vault.toml places nothing there for laptop"
     );
     // One identity placed is enough for agenix (it skips missing ones), and it opens the file.

@@ -339,7 +339,18 @@ fn the_unit_shown_in_the_docs_is_the_one_rendered() {
         .and_then(|b| b.split("```").next())
         .expect("docs/NIXOS.md has no ini block");
     for line in unit.lines() {
-        if line.is_empty() || line.starts_with("Environment=") || line.starts_with("ExecStart=") {
+        // Store paths are shown as `…`: the variable's name must be there.
+        if let Some(var) = line.strip_prefix("Environment=\"") {
+            let name = var.split('=').next().unwrap_or_default();
+            assert!(
+                block
+                    .lines()
+                    .any(|l| l.starts_with(&format!("Environment=\"{name}="))),
+                "docs/NIXOS.md's unit lacks `Environment=\"{name}=…\"`"
+            );
+            continue;
+        }
+        if line.is_empty() || line.starts_with("ExecStart=") {
             continue;
         }
         assert!(

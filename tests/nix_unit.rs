@@ -437,6 +437,13 @@ fn the_result_is_still_on_the_console_after_the_getty_clears_it() {
     let kept = std::fs::read_to_string(&result).unwrap();
     assert!(kept.contains("exit code"), "{kept}");
     assert!(!kept.contains("disk-stage files are in place"), "{kept}");
+    // Shown long after the console was cleared (and after a later `sudo vault unlock` by
+    // hand): it says that it is the boot's result and where vault's own messages are.
+    assert!(
+        kept.starts_with("vault-unlock.service at boot:\n"),
+        "{kept}"
+    );
+    assert!(kept.contains("journalctl -u vault-unlock"), "{kept}");
     let retry = strs(&[
         "unlock",
         "--stage",

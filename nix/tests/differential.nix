@@ -168,7 +168,71 @@ let
       ];
     }).config;
     unsupported-top-level-attribute = evalJSON [ { options = { }; foo = 1; } ];
+    enable-and-package-options = lib: toJSON (lib.evalModules { modules = [
+      ({ lib, ... }: {
+        options.e = lib.mkEnableOption "the thing";
+        options.d = lib.mkEnableOption "" // { default = true; };
+        options.p = lib.mkPackageOption { hello = drvLike; } "hello" { };
+      })
+      { e = true; }
+    ]; }).config;
+    enable-option-attributes = lib: let o = lib.mkEnableOption "the thing"; in [ o.default o.example o.description o.type.name (lib.isOption o) (lib.isType "option" o) ];
+    merge-functions = lib: map (f: builtins.tryEval (f [ "a" "b" ] [ { file = "x"; value = 1; } { file = "y"; value = 1; } ]))
+      [ lib.mergeEqualOption lib.mergeOneOption (lib.mergeUniqueOption { message = "m"; }) lib.mergeDefaultOption ];
+    merge-functions-differing = lib: map (f: (builtins.tryEval (f [ "a" ] [ { file = "x"; value = 1; } { file = "y"; value = 2; } ])).success)
+      [ lib.mergeEqualOption lib.mergeOneOption (lib.mergeUniqueOption { message = "m"; }) ];
+    custom-option-type = evalJSON [
+      ({ lib, ... }: {
+        options.u = lib.mkOption {
+          type = lib.mkOptionType {
+            name = "unit option";
+            merge = loc: defs: if builtins.isList (builtins.head defs).value then builtins.concatMap (d: d.value) defs else lib.mergeEqualOption loc defs;
+          };
+        };
+        options.v = lib.mkOption { type = lib.types.attrsOf (lib.mkOptionType { name = "x"; merge = lib.mergeEqualOption; }); default = { }; };
+      })
+      ({ lib, ... }: { u = [ "a" ]; v.k = lib.mkDefault "d"; })
+      ({ lib, ... }: { u = [ "b" ]; v.k = "plain"; })
+    ];
+    option-default-and-overrides = evalJSON [
+      ({ lib, ... }: { options.a = lib.mkOption { type = lib.types.str; default = "default"; }; options.b = lib.mkOption { type = lib.types.str; }; options.c = lib.mkOption { type = lib.types.int; }; })
+      ({ lib, ... }: { a = lib.mkOptionDefault "optionDefault"; b = lib.mkOptionDefault "od"; c = lib.mkVMOverride 1; })
+      ({ lib, ... }: { b = lib.mkOverride 900 "o900"; c = lib.mkOverride 20 2; })
+    ];
+    more-types = evalJSON [
+      ({ lib, ... }: {
+        options.port = lib.mkOption { type = lib.types.port; default = 22; };
+        options.nes = lib.mkOption { type = lib.types.nonEmptyStr; default = "x"; };
+        options.nel = lib.mkOption { type = lib.types.nonEmptyListOf lib.types.str; default = [ "d" ]; };
+        options.commas = lib.mkOption { type = lib.types.commas; default = ""; };
+        options.env = lib.mkOption { type = lib.types.envVar; default = ""; };
+        options.sep = lib.mkOption { type = lib.types.separatedString ";"; default = ""; };
+        options.coerced = lib.mkOption { type = lib.types.coercedTo lib.types.str (s: [ s ]) (lib.types.listOf lib.types.str); default = [ ]; };
+        options.checked = lib.mkOption { type = lib.types.addCheck lib.types.int (i: i > 0); default = 1; };
+        options.ext = lib.mkOption { type = lib.types.nullOr lib.types.externalPath; default = null; };
+        options.raw = lib.mkOption { type = lib.types.raw; default = null; };
+        options.sub = lib.mkOption { type = lib.types.submoduleWith { modules = [ { options.x = lib.mkOption { type = lib.types.int; default = 1; }; } ]; }; default = { }; };
+      })
+      { commas = "a"; env = "A"; sep = "x"; coerced = "one"; ext = "/var/lib/sbctl"; sub.x = 2; nel = [ "e" ]; }
+      { commas = "b"; env = "B"; sep = "y"; }
+    ];
+    function-type-applied = lib: (lib.evalModules { modules = [
+      ({ lib, ... }: { options.fn = lib.mkOption { type = lib.types.functionTo lib.types.str; default = _: "f"; }; })
+    ]; }).config.fn 1;
+    port-refuses = evalJSON [ ({ lib, ... }: { options.p = lib.mkOption { type = lib.types.port; }; }) { p = 65536; } ];
+    non-empty-str-refuses = evalJSON [ ({ lib, ... }: { options.p = lib.mkOption { type = lib.types.nonEmptyStr; }; }) { p = " "; } ];
+    non-empty-list-refuses = evalJSON [ ({ lib, ... }: { options.p = lib.mkOption { type = lib.types.nonEmptyListOf lib.types.str; }; }) { p = [ ]; } ];
+    external-path-refuses-store = evalJSON [ ({ lib, ... }: { options.p = lib.mkOption { type = lib.types.externalPath; }; }) { p = "/nix/store/00000000000000000000000000000000-x"; } ];
+    added-check-refuses = evalJSON [ ({ lib, ... }: { options.p = lib.mkOption { type = lib.types.addCheck lib.types.int (i: i > 0); }; }) { p = 0; } ];
+    deferred-module = lib: toJSON (lib.evalModules { modules = [
+      ({ lib, config, ... }: {
+        options.m = lib.mkOption { type = lib.types.deferredModule; default = { }; };
+        options.out = lib.mkOption { type = lib.types.attrs; default = (lib.evalModules { modules = [ config.m { options.y = lib.mkOption { type = lib.types.int; default = 0; }; } ]; }).config; };
+      })
+      { m = { y = 3; }; }
+    ]; }).config.out;
   };
+
 
   # Every name the stand-in exports exists in the real lib (at the same place): a project file
   # using a stand-in-only name would pass CI and fail with nixpkgs.
@@ -220,6 +284,20 @@ let
     licenses = lib: [ lib.licenses.mit.spdxId lib.licenses.asl20.spdxId ];
     platforms = lib: map (p: [ (builtins.elem p lib.platforms.linux) (builtins.elem p lib.platforms.darwin) ]) [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
     literalExpression = lib: lib.literalExpression "x";
+    more-lists-and-attrs = lib: [
+      (lib.reverseList [ 1 2 3 ]) (lib.imap0 (i: v: i + v) [ 10 20 ])
+      (lib.recursiveUpdateUntil (path: l: r: path == [ "a" ]) { a.b = 1; c.d = 1; } { a.e = 2; c.f = 2; })
+      (lib.concatMapAttrs (n: v: { "${n}1" = v; "${n}2" = v; }) { x = 1; y = 2; })
+      (lib.getAttrFromPath [ "a" "b" ] { a.b = 3; })
+      (lib.toInt "42") (lib.mod 7 3) (lib.mod (-7) 3)
+      (lib.escapeRegex "a.b*c[d]") (lib.showOption [ "a" "b c" "d" ])
+      (lib.literalMD "x") (lib.id 1) (lib.const 1 2)
+      (lib.concatStringsSep "," [ "a" "b" ]) (lib.concatStrings [ "a" "b" ])
+      (lib.getBin drvLike)
+    ];
+    to-int-refuses = lib: lib.toInt "4x";
+    clean-source = lib: toString (lib.cleanSource tree);
+    clean-source-with = lib: toString (lib.cleanSourceWith { src = tree; filter = p: t: baseNameOf p != "other"; name = "named"; });
     cleanSourceFilter = lib: map (p: lib.cleanSourceFilter (builtins.elemAt p 0) (builtins.elemAt p 1))
       [ [ "/a/.git" "directory" ] [ "/a/x~" "regular" ] [ "/a/result" "symlink" ] [ "/a/src" "directory" ] [ "/a/.x.swp" "regular" ] [ "/a/o.o" "regular" ] ];
   };
@@ -231,6 +309,7 @@ let
     toSource-root-is-a-string = lib: toString (lib.fileset.toSource { root = toString tree; fileset = tree + "/module.nix"; });
     toSource-file-outside-root = lib: toString (lib.fileset.toSource { root = tree + "/dir"; fileset = tree + "/module.nix"; });
     toSource-missing-file = lib: toString (lib.fileset.toSource { root = tree; fileset = tree + "/missing"; });
+    union-of-two = lib: toString (lib.fileset.toSource { root = tree; fileset = lib.fileset.union (tree + "/module.nix") (tree + "/dir"); });
     unions-of-a-string = lib: toString (lib.fileset.toSource { root = tree; fileset = lib.fileset.unions [ "${toString tree}/module.nix" ]; });
   };
 

@@ -40,6 +40,14 @@ let
       && pkgArgs.meta.mainProgram == "vault"
       && elem "aarch64-darwin" pkgArgs.meta.platforms;
 
+    # As nixpkgs asks of meta.description: a capitalised phrase without an article in front
+    # and without a full stop at the end.
+    package-description-as-nixpkgs-asks =
+      let d = pkgArgs.meta.description; in
+      builtins.match "[A-Z].*" d != null
+      && builtins.match "(A|An|The) .*" d == null
+      && !(lib'.hasSuffix "." d);
+
     package-source-is-an-allow-list =
       let src = "${pkgArgs.src}"; in
       builtins.attrNames (builtins.readDir src) == [ "Cargo.lock" "Cargo.toml" "benches" "src" ];

@@ -37,7 +37,7 @@ let
     runtimeShell = "/bin/bash";
     writeShellScript = name: text: "/nix/store/00000000000000000000000000000000-${name}";
     writeText = name: text: "/nix/store/00000000000000000000000000000000-${name}";
-  } // lib.genAttrs [ "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" ] tool;
+  } // lib.genAttrs [ "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" "tzdata" "glibcLocales" ] tool;
 
   eval = user: evalWith [ ] user;
   evalWith = extra: user: nixos.evalNixos {

@@ -44,12 +44,17 @@ in {
     (let l = sshd.hostKeys or [ ]; in if isList l then l else [ ]);
   sops = if sops == null then null else {
     key_file = str (sops.age.keyFile or null);
+    generate_key = sops.age.generateKey or false;
     ssh_key_paths = strs (sops.age.sshKeyPaths or [ ]);
     default_sops_file = tryStr (sops.defaultSopsFile or null);
     systemd_activation = sops.useSystemdActivation or systemdActivation;
+    # neededForUsers secrets: their own activation script or unit, chosen by sysusers or
+    # userborn only (secrets-for-users/default.nix ignores useSystemdActivation).
+    users_systemd_activation = systemdActivation;
     secrets = mapAttrs (n: s: {
         file = tryStr (s.sopsFile or sops.defaultSopsFile or null);
         format = str (s.format or null);
+        needed_for_users = s.neededForUsers or false;
       }) (sops.secrets or { });
   };
   age = if age == null then null else {
@@ -80,5 +85,7 @@ in {
     private_key_file = tryStr (lz.privateKeyFile or null);
     public_key_file = tryStr (lz.publicKeyFile or null);
     auto_enroll = lz.autoEnrollKeys.enable or false;
+    auto_generate = lz.autoGenerateKeys.enable or false;
+    allow_unsigned = lz.allowUnsigned or false;
   };
 }

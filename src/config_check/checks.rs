@@ -4,31 +4,36 @@
 //! - sshd (`services.openssh.enable`): its ed25519 `hostKeys` path, when vault manages the host
 //!   key (sshd would otherwise generate a new one), with a mode sshd accepts;
 //! - sops-nix (when it has secrets): `sops.age.keyFile` must be placed (sops-nix stops when it
-//!   cannot read it); `sops.age.sshKeyPaths` it skips when unreadable, so at least one of the
-//!   configured keys must be placed; the secret files must open with the placed keys;
+//!   cannot read it), unless `generateKey` creates it and another placed key is there;
+//!   `sops.age.sshKeyPaths` it skips when unreadable, so at least one of the configured keys
+//!   must be placed; the secret files must open with the placed keys;
 //! - agenix (when it has secrets): at least one of `age.identityPaths`, and its files must open;
-//! - both read their keys in an activation script (unless systemd-sysusers or userborn make
-//!   them use a unit), before impermanence's bind mounts: such keys must be named, and placed,
-//!   at their persistent path;
+//! - both read their keys before impermanence's bind mounts, in an activation script (sops-nix
+//!   uses a unit ordered after the mounts with systemd-sysusers or userborn, or for regular
+//!   secrets with useSystemdActivation; agenix's unit then is ordered after systemd-sysusers
+//!   only): such keys must be named, and placed, at their persistent path (sops-nix's
+//!   setupSecrets runs after impermanence has linked persisted files, not directories);
 //! - the initrd's SSH server (`boot.initrd.network.ssh.enable` with the initrd network): each
 //!   host key, never given as a Nix path (NixOS copies that into the world-readable store),
 //!   never the main host key; `boot.initrd.secrets` sources; both read by the bootloader
 //!   install inside nixos-install, with no bind mounts;
-//! - lanzaboote (`boot.lanzaboote.enable`): `privateKeyFile`, `publicKeyFile` and the
-//!   pkiBundle's `GUID` (and its PK and KEK keys with `autoEnrollKeys`), read by the bootloader
-//!   install, likewise.
+//! - lanzaboote (`boot.lanzaboote.enable`): `privateKeyFile` and `publicKeyFile`, read by the
+//!   bootloader install, likewise (not required with `allowUnsigned`); with `autoEnrollKeys`,
+//!   the pkiBundle's `GUID` and keys, read by sbctl at boot (not required with
+//!   `autoGenerateKeys`);
+//! - any of those paths in the Nix store (a Nix path inside the flake): world-readable.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 
 use super::escape;
 use super::eval::Evaluated;
-use super::rules::{Host, Problem, INITRD_KEY_TARGET};
+use super::rules::{Early, Host, Problem, INITRD_KEY_TARGET};
 use crate::manifest::Manifest;
 use crate::pack::PackPlan;
 
-const ACTIVATION: &str = "in an activation script";
-const BOOTLOADER: &str = "during the bootloader install inside nixos-install";
+const ACTIVATION: Early = Early::Activation;
+const BOOTLOADER: Early = Early::BootloaderInstall;
 
 /// The checks for one host: see the module documentation.
 pub fn check_host(
@@ -39,6 +44,7 @@ pub fn check_host(
 ) -> Vec<Problem> {
     let mut h = Host::new(manifest, plan, host, ev);
     h.claim(ev);
+    in_store(&mut h, host, ev);
     let manages_key = manifest
         .hosts
         .get(host)
@@ -77,12 +83,24 @@ pub fn check_host(
     }
 
     if let Some(s) = ev.sops.as_ref().filter(|s| !s.secrets.is_empty()) {
-        let when = (!s.systemd_activation).then_some(ACTIVATION);
+        // The earliest reader: setupSecretsForUsers (neededForUsers secrets), then setupSecrets;
+        // units ordered after the mounts otherwise.
+        let for_users = s.secrets.values().any(|x| x.needed_for_users);
+        let regular = s.secrets.values().any(|x| !x.needed_for_users);
+        let when = if for_users && !s.users_systemd_activation {
+            Some(ACTIVATION)
+        } else if regular && !s.systemd_activation {
+            Some(Early::ActivationAfterFiles)
+        } else {
+            None
+        };
         let mut placed = Vec::new();
         if let Some(k) = &s.key_file {
             let hint = |t: &str| entry_hint(host, t, "hosts/NAME/age-key.txt");
+            // With generateKey, sops-nix makes a missing keyFile: required only when no
+            // other key is placed (below).
             if when.is_none_or(|w| h.read_early("sops.age.keyFile", k, w)) {
-                if let Some(pl) = h.locate("sops.age.keyFile", k, true, true, &hint) {
+                if let Some(pl) = h.locate("sops.age.keyFile", k, !s.generate_key, true, &hint) {
                     placed.push((k.clone(), pl));
                 }
             }
@@ -104,12 +122,31 @@ pub fn check_host(
                 "sops.secrets are set, but neither sops.age.keyFile nor sops.age.sshKeyPaths names a key to decrypt them".into(),
                 "set sops.age.sshKeyPaths = [ \"/etc/ssh/ssh_host_ed25519_key\" ] (the key vault places), or sops.age.keyFile".into(),
             );
-        } else if s.key_file.is_none()
-            && placed.is_empty()
-            && !paths.iter().any(|p| h.reported.contains(p.as_str()))
+        } else if placed.is_empty()
+            && !s
+                .key_file
+                .iter()
+                .chain(paths.iter().copied())
+                .any(|p| h.reported.contains(p.as_str()))
         {
-            // A keyFile is required and reported on its own.
-            none_placed(&mut h, "sops.age.sshKeyPaths", &paths);
+            match &s.key_file {
+                Some(k) if s.generate_key => {
+                    let target = h.need(k).target;
+                    h.problem(
+                        "sops.age.keyFile",
+                        k,
+                        None,
+                        format!(
+                            "sops.age.keyFile reads {}, but vault.toml places nothing there for {host}; sops.age.generateKey would make a new key, which cannot open the secrets",
+                            escape(k)
+                        ),
+                        entry_hint(host, &target, "hosts/NAME/age-key.txt"),
+                    );
+                }
+                // A keyFile without generateKey is required and reported on its own.
+                Some(_) => {}
+                None => none_placed(&mut h, "sops.age.sshKeyPaths", &paths),
+            }
         }
         let (ids, _) = h.identities("sops.age", &placed);
         if !ids.is_empty() {
@@ -118,12 +155,16 @@ pub fn check_host(
     }
 
     if let Some(a) = ev.age.as_ref().filter(|a| !a.secrets.is_empty()) {
-        let when = (!a.systemd_activation).then_some(ACTIVATION);
+        let when = if a.systemd_activation {
+            Early::AgenixUnit
+        } else {
+            ACTIVATION
+        };
         let paths: Vec<&String> = a.identity_paths.iter().flatten().collect();
         let mut placed = Vec::new();
         for p in &paths {
             let hint = |t: &str| entry_hint(host, t, "hosts/NAME/ssh_host_ed25519_key");
-            if when.is_none_or(|w| h.read_early("age.identityPaths", p, w)) {
+            if h.read_early("age.identityPaths", p, when) {
                 if let Some(pl) = h.locate("age.identityPaths", p, false, true, &hint) {
                     placed.push(((*p).clone(), pl));
                 }
@@ -192,17 +233,8 @@ fn initrd(
             continue;
         }
         let Some(p) = &k.path else { continue };
-        if p.starts_with("/nix/store/") {
-            h.problem(
-                OPTION,
-                p,
-                None,
-                format!(
-                    "{OPTION} names {}, a private key in the world-readable Nix store",
-                    escape(p)
-                ),
-                format!("write the path as a string (\"{INITRD_KEY_TARGET}\"), and `vault host add {host} --initrd-ssh` places a key there"),
-            );
+        // In the store: reported by in_store.
+        if h.reported.contains(p.as_str()) {
             continue;
         }
         if !h.read_early(OPTION, p, BOOTLOADER) {
@@ -247,7 +279,7 @@ fn initrd(
 
     for (dest, src) in &ev.initrd_secrets {
         let Some(src) = src else { continue };
-        if src.starts_with("/nix/store/") {
+        if h.reported.contains(src.as_str()) {
             continue;
         }
         let option = super::secrets::quoted("boot.initrd.secrets", dest);
@@ -272,32 +304,104 @@ fn lanzaboote(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
         return;
     };
     let bundle = bundle.trim_end_matches('/');
-    let mut files: Vec<(String, String)> = Vec::new();
+    let hint = |t: &str| entry_hint(host, t, "hosts/NAME/secureboot/…");
+    // lzbt signs with these two during the bootloader install; with allowUnsigned it
+    // installs unsigned when neither exists.
     for (option, path) in [
         ("boot.lanzaboote.privateKeyFile", &l.private_key_file),
         ("boot.lanzaboote.publicKeyFile", &l.public_key_file),
     ] {
-        if let Some(p) = path {
-            files.push((option.into(), p.clone()));
+        let Some(p) = path else { continue };
+        if h.read_early(option, p, BOOTLOADER) {
+            h.locate(option, p, !l.allow_unsigned, false, &hint);
         }
     }
-    files.push(("boot.lanzaboote.pkiBundle".into(), format!("{bundle}/GUID")));
+    // sbctl reads the bundle (sbctl.conf: keydir and GUID) to enroll, in
+    // prepare-sb-auto-enroll.service at boot, after the mounts; with autoGenerateKeys,
+    // generate-sb-keys.service creates a bundle that has no keys first.
     if l.auto_enroll {
-        for k in ["PK", "KEK"] {
+        let mut files = vec![format!("{bundle}/GUID")];
+        for k in ["PK", "KEK", "db"] {
             for ext in ["key", "pem"] {
-                files.push((
-                    "boot.lanzaboote.autoEnrollKeys".into(),
-                    format!("{bundle}/keys/{k}/{k}.{ext}"),
-                ));
+                files.push(format!("{bundle}/keys/{k}/{k}.{ext}"));
             }
         }
+        for p in files {
+            h.locate(
+                "boot.lanzaboote.autoEnrollKeys",
+                &p,
+                !l.auto_generate,
+                false,
+                &hint,
+            );
+        }
     }
-    for (option, p) in files {
-        if !h.read_early(&option, &p, BOOTLOADER) {
+}
+
+/// Paths read from the Nix store: a Nix path inside the flake names the flake's copy there
+/// (and `nixos-install --flake` copies it into the target's store), world-readable.
+fn in_store(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
+    let mut read: Vec<(String, &str)> = Vec::new();
+    if ev.sshd_enabled {
+        for k in &ev.openssh_host_keys {
+            read.extend(
+                k.path
+                    .iter()
+                    .map(|p| ("services.openssh.hostKeys".into(), p.as_str())),
+            );
+        }
+    }
+    if let Some(s) = ev.sops.as_ref().filter(|s| !s.secrets.is_empty()) {
+        read.extend(
+            s.key_file
+                .iter()
+                .map(|p| ("sops.age.keyFile".into(), p.as_str())),
+        );
+        for p in s.ssh_key_paths.iter().flatten() {
+            read.push(("sops.age.sshKeyPaths".into(), p));
+        }
+    }
+    if let Some(a) = ev.age.as_ref().filter(|a| !a.secrets.is_empty()) {
+        for p in a.identity_paths.iter().flatten() {
+            read.push(("age.identityPaths".into(), p));
+        }
+    }
+    for k in &ev.initrd_ssh.host_keys {
+        read.extend(
+            k.path
+                .iter()
+                .map(|p| ("boot.initrd.network.ssh.hostKeys".into(), p.as_str())),
+        );
+    }
+    for (dest, src) in &ev.initrd_secrets {
+        if let Some(src) = src {
+            read.push((super::secrets::quoted("boot.initrd.secrets", dest), src));
+        }
+    }
+    if let Some(l) = &ev.lanzaboote {
+        read.extend(
+            l.private_key_file
+                .iter()
+                .map(|p| ("boot.lanzaboote.privateKeyFile".into(), p.as_str())),
+        );
+        read.extend(
+            l.public_key_file
+                .iter()
+                .map(|p| ("boot.lanzaboote.publicKeyFile".into(), p.as_str())),
+        );
+    }
+    for (option, p) in read {
+        if !p.starts_with("/nix/store/") || h.reported.contains(p) {
             continue;
         }
-        let hint = |t: &str| entry_hint(host, t, "hosts/NAME/secureboot/…");
-        h.locate(&option, &p, true, false, &hint);
+        h.reported.insert(p.to_owned());
+        h.problem(
+            &option,
+            p,
+            None,
+            format!("{option} reads {}, a file in the world-readable Nix store", escape(p)),
+            format!("name the file where {host} keeps it, as a string (\"/etc/…\"), not as a Nix path, and place it there with a vault.toml entry; treat the key as exposed and replace it"),
+        );
     }
 }
 

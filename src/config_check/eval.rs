@@ -33,17 +33,26 @@ pub struct HostKeyOption {
 pub struct SopsSecret {
     pub file: Option<String>,
     pub format: Option<String>,
+    /// `neededForUsers`: decrypted before users are created, by setupSecretsForUsers.
+    #[serde(default)]
+    pub needed_for_users: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
 pub struct SopsOptions {
     pub key_file: Option<String>,
+    /// `sops.age.generateKey`: a missing keyFile is generated before sops-nix reads it.
+    #[serde(default)]
+    pub generate_key: bool,
     #[serde(default)]
     pub ssh_key_paths: Vec<Option<String>>,
     pub default_sops_file: Option<String>,
     /// Keys read by a unit ordered after the mounts, not by an activation script.
     #[serde(default)]
     pub systemd_activation: bool,
+    /// The same for `neededForUsers` secrets (systemd-sysusers or userborn only).
+    #[serde(default)]
+    pub users_systemd_activation: bool,
     #[serde(default)]
     pub secrets: BTreeMap<String, SopsSecret>,
 }
@@ -81,6 +90,13 @@ pub struct Lanzaboote {
     pub public_key_file: Option<String>,
     #[serde(default)]
     pub auto_enroll: bool,
+    /// `autoGenerateKeys.enable`: sbctl creates the bundle at boot when it has no keys.
+    #[serde(default)]
+    pub auto_generate: bool,
+    /// `allowUnsigned` (by default `autoGenerateKeys.enable`): lzbt installs unsigned when
+    /// neither key file exists.
+    #[serde(default)]
+    pub allow_unsigned: bool,
 }
 
 /// One file or directory impermanence bind-mounts from `storage`.

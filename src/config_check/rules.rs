@@ -22,8 +22,52 @@ use crate::manifest::{Manifest, Stage};
 use crate::pack::PackPlan;
 use crate::rekey::Identities;
 
+/// When a key is read before impermanence's bind mounts exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Early {
+    /// An activation script that runs before `users` (agenix's agenixInstall, sops-nix's
+    /// setupSecretsForUsers): after the initrd's mounts only.
+    Activation,
+    /// sops-nix's setupSecrets: after impermanence's persist-files script too (both follow
+    /// `users` and `groups`; activation scripts of equal standing run in name order), which
+    /// bind-mounts or links persisted files. Persisted directories are still not mounted.
+    ActivationAfterFiles,
+    /// agenix-install-secrets.service under systemd-sysusers or userborn: DefaultDependencies=no
+    /// and ordered after systemd-sysusers.service only, so not after local-fs.target.
+    AgenixUnit,
+    /// The bootloader install inside nixos-install: a chroot of the target, no bind mount at
+    /// all, not even the initrd's.
+    BootloaderInstall,
+}
+
+impl Early {
+    fn says(self) -> &'static str {
+        match self {
+            Early::Activation | Early::ActivationAfterFiles => "in an activation script",
+            Early::AgenixUnit => {
+                "in agenix-install-secrets.service, which is not ordered after the mounts"
+            }
+            Early::BootloaderInstall => "during the bootloader install inside nixos-install",
+        }
+    }
+}
+
 /// Where `vault host add --initrd-ssh` places the initrd SSH host key.
 pub const INITRD_KEY_TARGET: &str = "/etc/secrets/initrd/ssh_host_ed25519_key";
+
+/// nixpkgs' `utils.pathsNeededForBoot`: impermanence bind-mounts a persisted directory of
+/// this list in the initrd, before activation (every other one by systemd, after it).
+const NEEDED_FOR_BOOT: &[&str] = &[
+    "/",
+    "/nix",
+    "/nix/store",
+    "/var",
+    "/var/log",
+    "/var/lib",
+    "/var/lib/nixos",
+    "/etc",
+    "/usr",
+];
 
 /// One thing that would go wrong at first boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -68,6 +112,8 @@ pub(super) struct Bind {
     /// `home.persistence."/persist"`.
     origin: String,
     dir: bool,
+    /// Mounted in the initrd (a directory NixOS needs for boot).
+    in_initrd: bool,
 }
 
 /// Where a path the configuration reads must be placed.
@@ -161,6 +207,7 @@ impl<'a> Host<'a> {
                         storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
                         origin: format!("environment.persistence.\"{}\"", escape(root)),
                         dir,
+                        in_initrd: dir && NEEDED_FOR_BOOT.contains(&path),
                     });
                 }
             }
@@ -186,6 +233,7 @@ impl<'a> Host<'a> {
                         storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
                         origin: format!("home.persistence.\"{}\"", escape(&storage)),
                         dir,
+                        in_initrd: false,
                     });
                 }
             }
@@ -271,9 +319,16 @@ impl<'a> Host<'a> {
     /// bootloader install inside nixos-install): a path that is bind-mounted is read from the
     /// wiped root there, so the option must name the persistent path. Reports that (once) and
     /// returns false.
-    pub(super) fn read_early(&mut self, option: &str, p: &str, when: &str) -> bool {
+    pub(super) fn read_early(&mut self, option: &str, p: &str, when: Early) -> bool {
         let need = self.need(p);
         let Some(b) = need.bind else { return true };
+        if b.in_initrd && when != Early::BootloaderInstall {
+            return true;
+        }
+        if !b.dir && when == Early::ActivationAfterFiles {
+            return true;
+        }
+        let when = when.says();
         if self.reported.contains(p) {
             return false;
         }

@@ -155,8 +155,9 @@ impl Ws {
 }
 
 /// Copies nix/tests/config-check and the stand-in nixpkgs into `dir` (a flake reads only its
-/// own files), and the real sources named by VAULT_REAL_NIX_SOURCES (`KIND=DIR …`, as
-/// scripts/check-nix --real sets it) into `dir/real`; returns the `sources` argument.
+/// own files), and the real sources named by VAULT_REAL_NIX_SOURCES (`KIND=DIR`, one a line
+/// or separated by spaces when no DIR holds one, as scripts/check-nix --real sets it) into
+/// `dir/real`; returns the `sources` argument.
 pub fn install_harness(dir: &Path) -> String {
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     copy_tree(
@@ -165,10 +166,13 @@ pub fn install_harness(dir: &Path) -> String {
     );
     copy_tree(&repo.join("nix/tests/nixpkgs"), &dir.join("nixpkgs"));
     let mut sources = String::from("{ ");
-    for spec in std::env::var("VAULT_REAL_NIX_SOURCES")
-        .unwrap_or_default()
-        .split_whitespace()
-    {
+    let specs = std::env::var("VAULT_REAL_NIX_SOURCES").unwrap_or_default();
+    let specs: Vec<&str> = if specs.contains('\n') {
+        specs.lines().filter(|l| !l.trim().is_empty()).collect()
+    } else {
+        specs.split_whitespace().collect()
+    };
+    for spec in specs {
         let (kind, from) = spec.split_once('=').expect("KIND=DIR");
         let key = if kind == "nixpkgs-lib" { "lib" } else { kind };
         copy_tree(Path::new(from), &dir.join("real").join(kind));

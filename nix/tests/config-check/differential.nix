@@ -29,9 +29,13 @@ let
       }
     ];
     sops-systemd-activation = [ { systemd.sysusers.enable = true; sops.age.keyFile = "/k"; sops.secrets.a.sopsFile = "/s/a.yaml"; } ];
+    sops-for-users = [ { sops.useSystemdActivation = true; sops.age.keyFile = "/k"; sops.secrets.a = { sopsFile = "/s/a.yaml"; neededForUsers = true; }; sops.secrets.b.sopsFile = "/s/b.yaml"; } ];
+    sops-generate-key = [ { sops.age.keyFile = "/var/lib/sops-nix/key.txt"; sops.age.generateKey = true; sops.secrets.a.sopsFile = "/s/a.yaml"; } ];
     sops-userborn = [ { services.userborn.enable = true; sops.age.keyFile = "/k"; sops.secrets.a.sopsFile = "/s/a.yaml"; } ];
     agenix-defaults-from-sshd = [ { services.openssh.enable = true; age.secrets.r.file = "/s/r.age"; } ];
     agenix-identities = [ { age.identityPaths = [ "/a" "/b" ]; age.secrets.r.file = "/s/r.age"; } ];
+    agenix-sysusers = [ { systemd.sysusers.enable = true; age.identityPaths = [ "/a" ]; age.secrets.r.file = "/s/r.age"; } ];
+    agenix-userborn = [ { services.userborn.enable = true; age.identityPaths = [ "/a" ]; age.secrets.r.file = "/s/r.age"; } ];
     impermanence = [
       {
         users.users.alice.isNormalUser = true;
@@ -50,6 +54,8 @@ let
       }
     ];
     lanzaboote = [ { boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; } ];
+    lanzaboote-auto-generate = [ { boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; autoGenerateKeys.enable = true; }; } ];
+    lanzaboote-unsigned = [ { boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; allowUnsigned = true; }; } ];
     lanzaboote-keys-and-enroll = [
       { boot.lanzaboote = { enable = true; pkiBundle = "/persist/sbctl"; privateKeyFile = "/k/db.key"; autoEnrollKeys.enable = true; }; }
     ];

@@ -39,5 +39,5 @@ in
 pkgs // lib.genAttrs [
   "age" "bash" "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" "gnupg"
   "sops-install-secrets" "sops-init-gpg-key" "rage" "sbctl" "sbsigntool" "lzbt" "openssh"
-  "glibc" "shadow" "jq" "mount" "gawk" "sops"
+  "glibc" "shadow" "jq" "mount" "gawk" "sops" "tzdata" "glibcLocales"
 ] drv

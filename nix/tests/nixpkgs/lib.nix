@@ -208,7 +208,6 @@ let
     platforms = {
       linux = [ "x86_64-linux" "aarch64-linux" ];
       darwin = [ "x86_64-darwin" "aarch64-darwin" ];
-      unix = lib.platforms.linux ++ lib.platforms.darwin;
     };
 
     literalExpression = text: { _type = "literalExpression"; inherit text; };

@@ -214,6 +214,11 @@ let
       systemd.units = mkOption { type = types.attrsOf types.attrs; default = { }; };
     };
     config = {
+      # As config/locale.nix and config/i18n.nix: every unit gets these.
+      systemd.globalEnvironment = {
+        TZDIR = "${pkgs.tzdata}/share/zoneinfo";
+        LOCALE_ARCHIVE = "${pkgs.glibcLocales}/lib/locale/locale-archive";
+      };
       systemd.units = lib.mapAttrs'
         (n: s: lib.nameValuePair "${n}.service" (serviceToUnit config.systemd.globalEnvironment s))
         config.systemd.services;

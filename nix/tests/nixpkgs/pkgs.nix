@@ -84,7 +84,7 @@ let
   }
   // lib.genAttrs [
     "bash" "coreutils" "findutils" "gnugrep" "gnused" "systemd" "util-linux" "clippy" "rustfmt"
-    "age" "rage" "sops" "nix" "xorriso" "qemu" "e2fsprogs" "nixfmt-tree"
+    "age" "rage" "sops" "nix" "xorriso" "qemu" "e2fsprogs" "nixfmt-tree" "tzdata" "glibcLocales"
   ] tool;
 in
 pkgs

@@ -1,0 +1,331 @@
+//! `vault pack --flake`: when and how each consumer really reads its keys, as the real modules
+//! wire it: agenix's unit under systemd-sysusers is not ordered after impermanence's bind
+//! mounts; impermanence mounts the directories NixOS needs for boot in the initrd; sops-nix
+//! generates a missing keyFile with `generateKey`; lanzaboote's install hook reads only the db
+//! key pair (sbctl reads the rest at boot, with `autoEnrollKeys`); a key or secret read from
+//! the flake's own copy in the Nix store is world-readable. The configurations go through
+//! nix/tests/config-check (the real modules with VAULT_REAL_NIX_SOURCES), as in
+//! tests/config_check.rs.
+
+mod common;
+#[path = "config_check/ws.rs"]
+mod ws;
+
+use common::require_tool;
+use ws::{err, problems, tools, Ws, HOST_KEY};
+
+/// agenix with systemd-sysusers (or userborn) decrypts in agenix-install-secrets.service,
+/// which has DefaultDependencies=no and is ordered only after systemd-sysusers.service: not
+/// after local-fs.target, so not after impermanence's bind mounts. A key at a bind-mounted
+/// path races them; it must be named at its persistent path, as in an activation script.
+#[test]
+fn agenix_under_sysusers_still_reads_before_the_bind_mounts() {
+    let (Some(()), Some(age)) = (tools(), require_tool("age")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.age_file(&age, "r.age", &ws.ssh_public("laptop"));
+    let key = std::fs::read_to_string(ws.key("laptop")).unwrap();
+    ws.place(
+        "laptop",
+        "hosts/laptop/persisted_host_key",
+        &key,
+        "/persist/etc/ssh/ssh_host_ed25519_key",
+    );
+    let config = |identity: &str, users: &str| {
+        format!(
+            r#"{{
+        {users}
+        age.identityPaths = [ "{identity}" ];
+        age.secrets.r.file = ./secrets/r.age;
+        environment.persistence."/persist".directories = [ "/etc/ssh" ];
+      }}"#
+        )
+    };
+    for users in [
+        "systemd.sysusers.enable = true;",
+        "services.userborn.enable = true;",
+    ] {
+        ws.flake(&[("laptop", &config(HOST_KEY, users))]);
+        let o = ws.pack(&[]);
+        assert_eq!(o.status.code(), Some(6), "{users}: {}", err(&o));
+        assert_eq!(
+            problems(&o),
+            [format!("vault: laptop: age.identityPaths reads {HOST_KEY} in agenix-install-secrets.service, which is not ordered after the mounts, before impermanence bind-mounts it from /persist{HOST_KEY} (environment.persistence.\"/persist\"): it finds nothing there")],
+            "{users}: {}",
+            err(&o)
+        );
+        // Named at the persistent path: accepted (and the file opens with it).
+        ws.flake(&[("laptop", &config(&format!("/persist{HOST_KEY}"), users))]);
+        let o = ws.pack(&[]);
+        assert!(o.status.success(), "{users}: {}", err(&o));
+    }
+}
+
+/// impermanence bind-mounts a persisted directory that NixOS needs for boot (utils'
+/// pathsNeededForBoot: /var/lib, /var/log, /etc, …) in the initrd, before activation: a key
+/// under it is there when sops-nix's activation script reads it.
+#[test]
+fn directories_needed_for_boot_are_mounted_before_activation() {
+    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    let id = common::write_identity(&ws.d.join("age-key.txt"));
+    ws.sops_file(&sops, "wifi.yaml", &id);
+    let key = std::fs::read_to_string(ws.d.join("age-key.txt")).unwrap();
+    ws.place(
+        "laptop",
+        "hosts/laptop/age-key.txt",
+        &key,
+        "/persist/var/lib/sops-nix/key.txt",
+    );
+    let config = |dir: &str| {
+        format!(
+            r#"{{
+        sops.age.keyFile = "/var/lib/sops-nix/key.txt";
+        sops.age.sshKeyPaths = [ ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+        environment.persistence."/persist".directories = [ "{dir}" ];
+      }}"#
+        )
+    };
+    ws.flake(&[("laptop", &config("/var/lib"))]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // A directory mounted by systemd after activation is still a problem.
+    ws.flake(&[("laptop", &config("/var/lib/sops-nix"))]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        problems(&o)[0].contains("in an activation script, before impermanence bind-mounts it"),
+        "{}",
+        err(&o)
+    );
+}
+
+/// sops-nix with `age.generateKey` creates a missing keyFile in an activation script before it
+/// decrypts: a keyFile vault does not place stops nothing, as long as a placed key opens the
+/// secrets. With no other key, the generated one cannot open them.
+#[test]
+fn sops_generate_key_makes_a_missing_key_file_no_error() {
+    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
+    let config = |ssh: &str| {
+        format!(
+            r#"{{
+        sops.age.keyFile = "/var/lib/sops-nix/key.txt";
+        sops.age.generateKey = true;
+        sops.age.sshKeyPaths = [ {ssh} ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+      }}"#
+        )
+    };
+    ws.flake(&[("laptop", &config(&format!("\"{HOST_KEY}\"")))]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(problems(&o).is_empty(), "{}", err(&o));
+    ws.flake(&[("laptop", &config(""))]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt, but vault.toml places nothing there for laptop; sops.age.generateKey would make a new key, which cannot open the secrets"],
+        "{}",
+        err(&o)
+    );
+}
+
+/// lanzaboote's install hook (lzbt, run by the bootloader install inside nixos-install) reads
+/// only privateKeyFile and publicKeyFile. sbctl reads the bundle's GUID and its PK and KEK
+/// keys only with autoEnrollKeys, in prepare-sb-auto-enroll.service at boot, after the
+/// mounts. With autoGenerateKeys (allowUnsigned by default), lzbt installs unsigned when the
+/// keys are missing and sbctl creates them at boot.
+#[test]
+fn lanzaboote_reads_the_bundle_only_to_enroll() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    for (f, t) in [
+        ("db.key", "/etc/secureboot/db.key"),
+        ("db.pem", "/etc/secureboot/db.pem"),
+    ] {
+        ws.place("laptop", &format!("hosts/laptop/sb/{f}"), "x", t);
+    }
+    let keys =
+        r#"privateKeyFile = "/etc/secureboot/db.key"; publicKeyFile = "/etc/secureboot/db.pem";"#;
+    ws.flake(&[(
+        "laptop",
+        &format!(
+            r#"{{ boot.lanzaboote = {{ enable = true; pkiBundle = "/var/lib/sbctl"; {keys} }}; }}"#
+        ),
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // Enrolling at boot: the bundle's GUID and keys, read after the mounts (a bind-mounted
+    // bundle is placed at its persistent path and may be named at the bind-mounted one).
+    ws.flake(&[(
+        "laptop",
+        &format!(
+            r#"{{
+        boot.lanzaboote = {{ enable = true; pkiBundle = "/var/lib/sbctl"; {keys} autoEnrollKeys.enable = true; }};
+        environment.persistence."/persist".directories = [ "/var/lib/sbctl" ];
+      }}"#
+        ),
+    )]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    let p = problems(&o);
+    assert_eq!(p.len(), 7, "{}", err(&o));
+    assert_eq!(
+        p[0],
+        "vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/GUID, but vault.toml places nothing at /persist/var/lib/sbctl/GUID, where impermanence keeps it for laptop",
+        "{}",
+        err(&o)
+    );
+    for t in [
+        "GUID",
+        "keys/PK/PK.key",
+        "keys/PK/PK.pem",
+        "keys/KEK/KEK.key",
+        "keys/KEK/KEK.pem",
+        "keys/db/db.key",
+        "keys/db/db.pem",
+    ] {
+        ws.place(
+            "laptop",
+            &format!("hosts/laptop/sbctl/{t}"),
+            "x",
+            &format!("/persist/var/lib/sbctl/{t}"),
+        );
+    }
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // autoGenerateKeys: nothing needs to be placed.
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/other"; autoGenerateKeys.enable = true; }; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+/// A key or secret named by a Nix path inside the flake is read from the flake's copy in the
+/// Nix store, world-readable (and copied into the target's store by `nixos-install --flake`):
+/// reported, whichever option reads it, never passed over.
+#[test]
+fn keys_and_secrets_in_the_store_are_reported() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    std::fs::write(ws.d.join("nixcfg/wg.key"), "PRIVATE\n").unwrap();
+    for (option, body) in [
+        (
+            "boot.initrd.secrets.\"/etc/secrets/initrd/wg.key\"",
+            r#"{ boot.initrd.secrets."/etc/secrets/initrd/wg.key" = ./wg.key; }"#,
+        ),
+        (
+            "services.openssh.hostKeys",
+            r#"{ services.openssh = { enable = true; hostKeys = [ { type = "rsa"; path = ./wg.key; } ]; }; }"#,
+        ),
+        (
+            "age.identityPaths",
+            r#"{ age.identityPaths = [ "/etc/ssh/ssh_host_ed25519_key" ./wg.key ]; age.secrets.r.file = "/s/r.age"; }"#,
+        ),
+        (
+            "sops.age.sshKeyPaths",
+            r#"{ sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ./wg.key ]; sops.secrets.r.sopsFile = "/s/r.yaml"; }"#,
+        ),
+    ] {
+        ws.flake(&[("laptop", body)]);
+        let o = ws.pack(&["--json"]);
+        assert_eq!(o.status.code(), Some(6), "{option}: {}", err(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let p = &v["config_check"]["problems"];
+        let leak = p
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["option"] == option && x["message"].as_str().unwrap().contains("Nix store"))
+            .unwrap_or_else(|| panic!("{option}: {p}"));
+        let path = leak["path"].as_str().unwrap();
+        assert!(
+            path.starts_with("/nix/store/") && path.ends_with("/wg.key"),
+            "{option}: {leak}"
+        );
+        assert_eq!(
+            leak["message"].as_str().unwrap(),
+            format!("{option} reads {path}, a file in the world-readable Nix store"),
+        );
+    }
+}
+
+/// sops-nix's activation scripts: setupSecrets (regular secrets) runs after impermanence's
+/// persist-files script, which bind-mounts or links persisted *files*, so a key persisted as
+/// a file is there; persisted directories are mounted by systemd later. setupSecretsForUsers
+/// (neededForUsers secrets) runs before `users`, so before persist-files, and stays an
+/// activation script unless systemd-sysusers or userborn is on, whatever
+/// sops.useSystemdActivation says.
+#[test]
+fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
+    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
+    let key = std::fs::read_to_string(ws.key("laptop")).unwrap();
+    ws.place(
+        "laptop",
+        "hosts/laptop/persisted_host_key",
+        &key,
+        &format!("/persist{HOST_KEY}"),
+    );
+    let config = |persist: &str, extra: &str| {
+        format!(
+            r#"{{
+        sops.age.sshKeyPaths = [ "{HOST_KEY}" ];
+        sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
+        environment.persistence."/persist".{persist};
+        {extra}
+      }}"#
+        )
+    };
+    ws.flake(&[(
+        "laptop",
+        &config(&format!("files = [ \"{HOST_KEY}\" ]"), ""),
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    let early = format!("vault: laptop: sops.age.sshKeyPaths reads {HOST_KEY} in an activation script, before impermanence bind-mounts it from /persist{HOST_KEY}");
+    for (persist, extra) in [
+        ("directories = [ \"/etc/ssh\" ]", ""),
+        (
+            &format!("files = [ \"{HOST_KEY}\" ]") as &str,
+            "sops.secrets.wifi.neededForUsers = true;",
+        ),
+        (
+            "directories = [ \"/etc/ssh\" ]",
+            "sops.useSystemdActivation = true; sops.secrets.wifi.neededForUsers = true;",
+        ),
+    ] {
+        ws.flake(&[("laptop", &config(persist, extra))]);
+        let o = ws.pack(&[]);
+        assert_eq!(o.status.code(), Some(6), "{persist} {extra}: {}", err(&o));
+        assert!(
+            problems(&o)[0].starts_with(&early),
+            "{persist} {extra}: {}",
+            err(&o)
+        );
+    }
+    // With systemd-sysusers, both are units ordered after the mounts.
+    ws.flake(&[(
+        "laptop",
+        &config(
+            "directories = [ \"/etc/ssh\" ]",
+            "systemd.sysusers.enable = true; sops.secrets.wifi.neededForUsers = true;",
+        ),
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}

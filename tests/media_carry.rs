@@ -562,3 +562,40 @@ fn device_and_iso_file_modes_carry_the_binary() {
     assert!(i.contains("/vault/vault in the ISO tree"), "{i}");
     assert!(i.contains(&sha256(&bin)), "{i}");
 }
+
+/// `-o` naming the binary to carry, even with `--force` and through a link, is refused and the
+/// binary stays as it was (docs/MEDIA.md: never an input).
+#[test]
+fn the_output_is_never_the_carried_binary() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
+    let b = bundle(d);
+    let bin = d.join("vault-static");
+    fs::copy(static_vault(), &bin).unwrap();
+    let before = fs::read(&bin).unwrap();
+    let link = d.join("link");
+    fs::hard_link(&bin, &link).unwrap();
+    for out in [&bin, &link] {
+        for extra in [&[][..], &["--iso-file"][..]] {
+            let mut args = vec![
+                "attach",
+                "--force",
+                "--vault-binary",
+                s(&bin),
+                "--image",
+                s(&iso),
+                "--bundle",
+                s(&b),
+                "-o",
+                s(out),
+            ];
+            args.extend(extra);
+            refused(vault(&args), &["is the vault binary"]);
+        }
+    }
+    assert_eq!(fs::read(&bin).unwrap(), before);
+}

@@ -258,6 +258,7 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 "path": media::ISO_BUNDLE_PATH, "offset": offset, "length": len,
             })),
             "binary": info.binary.as_ref().map(carried_json),
+            "binary_damaged": info.binary_damaged,
         }));
         return Ok(ExitCode::Ok);
     }
@@ -308,6 +309,9 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     if let Some(c) = &info.binary {
         println!("  {}", carried_line(c));
+    }
+    if let Some(d) = &info.binary_damaged {
+        println!("  vault binary: {}", vault::escape::escape(d));
     }
     Ok(ExitCode::Ok)
 }

@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::input::{open_input, FileId};
 use super::{isofile, read_at_most, Error, Result};
 
 /// MBR type of the binary partition: 0x96, "CHRP ISO-9660", which is what it holds.
@@ -82,17 +83,20 @@ pub struct Binary {
     pub version: Option<String>,
     /// Given with `--vault-binary` (as opposed to the running vault): shapes the hints.
     pub explicit: bool,
+    /// The file it was read from: an output may not be it.
+    pub id: FileId,
 }
 
 impl Binary {
     /// Reads and checks `path`: an ELF executable for x86_64 or aarch64 without a program
     /// interpreter (statically linked), carrying vault's version marker.
     pub fn load(path: &Path, explicit: bool) -> Result<Binary> {
-        let f = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-        let len = f
+        let f = open_input(path)?;
+        let meta = f
             .metadata()
-            .map_err(|e| Error::io("cannot read", path, e))?
-            .len();
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        let len = meta.len();
+        let id = FileId::of(&meta);
         if len > MAX_BINARY {
             return Err(Error::NotAVaultBinary {
                 path: path.into(),
@@ -119,6 +123,7 @@ impl Binary {
             sha256,
             version,
             explicit,
+            id,
         })
     }
 
@@ -259,45 +264,48 @@ pub struct Carried {
     pub matches_record: Option<bool>,
 }
 
-/// Reads the carried binary of `len` bytes at `offset` (bounded by [`MAX_BINARY`]).
-fn read_binary(f: &mut File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+/// Reads the carried binary of `len` bytes at `offset` (bounded by [`MAX_BINARY`]);
+/// `location` names it in errors.
+fn read_binary(
+    f: &mut File,
+    path: &Path,
+    location: &str,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>> {
+    let damaged = |why: &str| Error::BinaryDamaged {
+        path: path.into(),
+        location: location.into(),
+        offset,
+        why: why.into(),
+    };
     if len > MAX_BINARY {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset,
-            why: "the carried binary is implausibly large".into(),
-        });
+        return Err(damaged("the carried binary is implausibly large"));
     }
     // Within the file before anything is allocated for it.
     let total = super::byte_len(f, path)?;
     if offset.checked_add(len).is_none_or(|end| end > total) {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset,
-            why: "the carried binary extends past the end".into(),
-        });
+        return Err(damaged("the carried binary extends past the end"));
     }
     let bytes = read_at_most(f, path, offset, len as usize)?;
     if bytes.len() as u64 != len {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset,
-            why: "the carried binary extends past the end".into(),
-        });
+        return Err(damaged("the carried binary extends past the end"));
     }
     Ok(bytes)
 }
 
 /// The binary in a binary partition at byte `start` of `f`.
 pub fn read_partition(f: &mut File, path: &Path, start: u64, slot: usize) -> Result<Carried> {
-    let damaged = |why: &str| Error::Damaged {
+    let location = format!("MBR slot {slot}, label {LABEL}");
+    let damaged = |why: &str| Error::BinaryDamaged {
         path: path.into(),
+        location: location.clone(),
         offset: start,
         why: why.into(),
     };
     let pvd = read_at_most(f, path, start + 16 * ISO_SECTOR as u64, ISO_SECTOR)?;
     if pvd.len() < ISO_SECTOR || &pvd[..6] != b"\x01CD001" {
-        return Err(damaged("the binary partition holds no ISO9660 volume"));
+        return Err(damaged("its partition holds no ISO9660 volume"));
     }
     let root_extent = u64::from(u32::from_le_bytes(
         pvd[158..162].try_into().unwrap_or_default(),
@@ -306,7 +314,7 @@ pub fn read_partition(f: &mut File, path: &Path, start: u64, slot: usize) -> Res
     let (ext, size) =
         dir_entry(&dir, b"VAULT.;1").ok_or_else(|| damaged("its volume has no file `vault`"))?;
     let offset = start + ext * ISO_SECTOR as u64;
-    let bytes = read_binary(f, path, offset, size)?;
+    let bytes = read_binary(f, path, &location, offset, size)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let record = String::from_utf8_lossy(&pvd[883..883 + 512]).into_owned();
     let field = |k: &str| {
@@ -332,9 +340,10 @@ pub fn read_iso_file(f: &mut File, path: &Path) -> Result<Option<Carried>> {
     let Some(file) = isofile::find_path(f, path, &["VAULT"], "VAULT")? else {
         return Ok(None);
     };
-    let bytes = read_binary(f, path, file.offset, file.len)?;
+    let location = format!("{ISO_BINARY_PATH} in the ISO tree");
+    let bytes = read_binary(f, path, &location, file.offset, file.len)?;
     Ok(Some(Carried {
-        location: format!("{ISO_BINARY_PATH} in the ISO tree"),
+        location,
         offset: file.offset,
         len: file.len,
         version: version_in(&bytes),

@@ -283,11 +283,15 @@ pub fn discover() -> Result<Vec<Candidate>> {
                     push(c, &mut found);
                 }
                 Ok(None) => {}
-                Err(error) => own_failures.push(Failure {
-                    path: PathBuf::from("/dev").join(n),
-                    role: role.clone(),
-                    error,
-                }),
+                Err(error) => note(
+                    Failure {
+                        path: PathBuf::from("/dev").join(n),
+                        role: role.clone(),
+                        error,
+                    },
+                    &mut own_failures,
+                    &mut failures,
+                ),
             }
         }
         if found.len() == before {
@@ -297,11 +301,15 @@ pub fn discover() -> Result<Vec<Candidate>> {
                         push(c, &mut found);
                     }
                 }
-                Err(error) => own_failures.push(Failure {
-                    path: PathBuf::from("/dev").join(disk),
-                    role: role.clone(),
-                    error,
-                }),
+                Err(error) => note(
+                    Failure {
+                        path: PathBuf::from("/dev").join(disk),
+                        role: role.clone(),
+                        error,
+                    },
+                    &mut own_failures,
+                    &mut failures,
+                ),
             }
         }
         // A bundle found on this disk: failures of its other partitions do not matter.
@@ -313,6 +321,7 @@ pub fn discover() -> Result<Vec<Candidate>> {
         match check_device(n) {
             Ok(Some(c)) => push(c, &mut found),
             Ok(None) => {}
+            Err(error) if vanished(&error) => {}
             Err(error) => failures.push(Failure {
                 path: PathBuf::from("/dev").join(n),
                 role: String::new(),
@@ -354,6 +363,20 @@ pub fn discover() -> Result<Vec<Candidate>> {
         return Err(Error::NothingFound { looked: looked() });
     }
     Ok(found)
+}
+
+/// Files a read failure of the disk vault came from: an I/O error there ends the search, a
+/// permission error (vault run without sudo) does not, as a stick cannot be failing for it.
+fn note(f: Failure, own: &mut Vec<Failure>, others: &mut Vec<Failure>) {
+    if vanished(&f.error) {
+        // Pulled out while it was read: nothing there any more.
+        return;
+    }
+    if f.denied() {
+        others.push(f);
+    } else {
+        own.push(f);
+    }
 }
 
 /// The error naming each device that could not be read, and how.
@@ -405,6 +428,19 @@ mod tests {
                 error: err(Errno::ACCESS),
             },
         ];
+        // On the disk vault came from, an I/O error ends the search; a permission error or a
+        // device that went away does not.
+        let (mut own, mut others) = (Vec::new(), Vec::new());
+        for n in [Errno::IO, Errno::ACCESS, Errno::NODEV] {
+            let f = Failure {
+                path: "/dev/sda".into(),
+                role: "the installer disk sda".into(),
+                error: err(n),
+            };
+            note(f, &mut own, &mut others);
+        }
+        assert_eq!((own.len(), others.len()), (1, 1));
+        assert!(!own[0].denied() && others[0].denied());
         let e = unreadable(&failures, "nothing else".into());
         let msg = e.to_string();
         assert!(

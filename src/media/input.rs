@@ -33,9 +33,27 @@ pub fn open_input(path: &Path) -> Result<File> {
         }
     })?;
     let st = rustix::fs::fstat(&fd).map_err(|e| Error::io("cannot open", path, e.into()))?;
-    check_kind(path, FileType::from_raw_mode(st.st_mode))?;
-    // Ordinary blocking reads from here on (the flag means nothing for these two kinds, but
-    // a descriptor handed on should not surprise anyone).
+    let kind = FileType::from_raw_mode(st.st_mode);
+    check_kind(path, kind)?;
+    if kind == FileType::BlockDevice {
+        // A removable drive opened with O_NONBLOCK opens even with no medium, and every read
+        // then fails (an empty CD drive fills the console with I/O errors). Opened again,
+        // without it, through the descriptor (the same device, whatever the path names now),
+        // it says ENOMEDIUM as it should.
+        let again = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&fd));
+        match rustix::fs::open(
+            again.as_str(),
+            OFlags::RDONLY | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        ) {
+            Ok(dev) => return Ok(File::from(dev)),
+            // No /proc: keep the first descriptor.
+            Err(rustix::io::Errno::NOENT) => {}
+            Err(e) => return Err(Error::io("cannot open", path, e.into())),
+        }
+    }
+    // Ordinary blocking reads from here on (the flag means nothing for a regular file, but a
+    // descriptor handed on should not surprise anyone).
     let flags =
         rustix::fs::fcntl_getfl(&fd).map_err(|e| Error::io("cannot open", path, e.into()))?;
     rustix::fs::fcntl_setfl(&fd, flags - OFlags::NONBLOCK)

@@ -98,8 +98,9 @@ fn binary_json(b: Option<&media::Binary>, place: Option<(usize, u64, u64)>) -> s
     }
 }
 
-/// What the user checks on the live system, and how they run it.
-fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
+/// What the user runs on the live system: a command that checks the binary's SHA-256 before
+/// running it as root.
+fn print_binary(b: Option<&media::Binary>, iso_file: bool, slot: Option<usize>) {
     let Some(b) = b else { return };
     println!(
         "carried vault {} ({}): sha256 {}",
@@ -109,12 +110,20 @@ fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
     );
     if iso_file {
         println!(
-            "on the installer: sudo {} unlock",
-            vault::media::carry::ISO_BINARY_PATH.replacen("/vault", "/iso/vault", 1)
+            "on the installer: {}",
+            media::carry::iso_run_command(&b.sha256)
         );
-    } else {
-        println!("on the installer: {}", vault::media::carry::RUN_COMMAND);
+        return;
     }
+    println!("on the installer: {}", media::carry::run_command(&b.sha256));
+    let part = slot.map_or_else(
+        || "its partition".to_owned(),
+        |s| format!("its partition {s} (e.g. /dev/sda{s})"),
+    );
+    println!(
+        "  (the binary runs only if its SHA-256 matches; if the check says FAILED, another device may carry the label {label}: find the stick with `lsblk -o NAME,LABEL,SIZE,MODEL` and put {part} in place of LABEL={label})",
+        label = media::carry::LABEL,
+    );
 }
 
 pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
@@ -143,7 +152,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 media::ISO_BUNDLE_PATH,
                 human_bytes(info.len)
             );
-            print_binary(bin.as_ref(), true);
+            print_binary(bin.as_ref(), true, None);
         }
         return Ok(ExitCode::Ok);
     }
@@ -163,7 +172,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
             r.start,
             human_bytes(r.image_len)
         );
-        print_binary(bin.as_ref(), false);
+        print_binary(bin.as_ref(), false, r.binary.map(|b| b.0));
         println!(
             "write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync",
             output.display()
@@ -229,7 +238,7 @@ fn run_device(
             plan.slot,
             plan.extent.start
         );
-        print_binary(bin, false);
+        print_binary(bin, false, plan.binary.map(|b| b.0));
     }
     Ok(ExitCode::Ok)
 }

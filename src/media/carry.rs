@@ -10,6 +10,11 @@
 //! carried (version, architecture, SHA-256, length), which `vault inspect` shows and checks.
 //! In `--iso-file` mode the binary is [`ISO_BINARY_PATH`] in the installer's own ISO tree.
 //!
+//! A label names no device: any disk on the live system may carry `VAULT-BIN` (a second stick,
+//! a partition of the disk being installed). So the command `attach` prints ([`run_command`])
+//! copies the binary into root's tmpfs, checks the copy's SHA-256 against the one printed on
+//! the workstation, and runs the copy only if it matches.
+//!
 //! Only a statically linked ELF of the installer's architecture is carried: the official live
 //! system has no loader for a dynamically linked one.
 
@@ -28,8 +33,26 @@ pub const BIN_PART_TYPE: u8 = 0x96;
 pub const LABEL: &str = "VAULT-BIN";
 /// Where `--iso-file` mode puts the binary in the ISO tree.
 pub const ISO_BINARY_PATH: &str = "/vault/vault";
-/// The command the guide shows, run on the official live system.
-pub const RUN_COMMAND: &str = "sudo mkdir -p /run/vault-bin && sudo mount -r LABEL=VAULT-BIN /run/vault-bin && sudo /run/vault-bin/vault unlock";
+/// Where [`run_command`] puts the checked copy of the binary: `/run` is a tmpfs only root can
+/// write to, so the bytes checked are the bytes run.
+pub const RUN_PATH: &str = "/run/vault";
+
+/// The command `attach` prints (and the guides show), for the official live system: mount the
+/// partition labelled [`LABEL`], copy the binary to [`RUN_PATH`], unmount, check the copy's
+/// SHA-256 with `sha256sum -c` (coreutils or busybox), and only then run it as root.
+pub fn run_command(sha256: &str) -> String {
+    format!(
+        "sudo mkdir -p /run/vault-bin && sudo mount -r LABEL={LABEL} /run/vault-bin && sudo cp /run/vault-bin/vault {RUN_PATH} && sudo umount /run/vault-bin && echo '{sha256}  {RUN_PATH}' | sha256sum -c && sudo {RUN_PATH} unlock"
+    )
+}
+
+/// The same for `--iso-file` mode: the binary is in the ISO tree the live system booted from,
+/// mounted at `/iso`.
+pub fn iso_run_command(sha256: &str) -> String {
+    let bin = format!("/iso{ISO_BINARY_PATH}");
+    format!("echo '{sha256}  {bin}' | sha256sum -c && sudo {bin} unlock")
+}
+
 /// Larger files are refused: vault's static build is a few MiB.
 const MAX_BINARY: u64 = 256 << 20;
 const ISO_SECTOR: usize = 2048;

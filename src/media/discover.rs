@@ -321,12 +321,21 @@ pub fn discover() -> Result<Vec<Candidate>> {
         match check_device(n) {
             Ok(Some(c)) => push(c, &mut found),
             Ok(None) => {}
-            Err(error) if vanished(&error) => {}
-            Err(error) => failures.push(Failure {
-                path: PathBuf::from("/dev").join(n),
-                role: String::new(),
-                error,
-            }),
+            Err(error) => {
+                let f = Failure {
+                    path: PathBuf::from("/dev").join(n),
+                    role: String::new(),
+                    error,
+                };
+                // Named once: a disk vault came from is in the list already.
+                let seen = own_failures
+                    .iter()
+                    .chain(&failures)
+                    .any(|o| o.path == f.path);
+                if !seen && !vanished(&f.error) {
+                    failures.push(f);
+                }
+            }
         }
     }
     let iso = Path::new("/iso");
@@ -354,13 +363,25 @@ pub fn discover() -> Result<Vec<Candidate>> {
         return Err(unreadable(&own_failures, context));
     }
     if found.is_empty() {
-        if !failures.is_empty() {
+        // Devices that failed to read are named; those vault may not open (no sudo) are
+        // listed with what was looked at: for a script, nothing was found.
+        let (denied, failed): (Vec<Failure>, Vec<Failure>) =
+            failures.into_iter().partition(Failure::denied);
+        let mut looked = looked();
+        if !denied.is_empty() {
+            let names: Vec<String> = denied.iter().map(describe).collect();
+            looked.push_str(&format!("; could not read {}", names.join("; ")));
+        }
+        if !failed.is_empty() {
             return Err(unreadable(
-                &failures,
-                format!("no vault bundle found (looked at {})", looked()),
+                &failed,
+                format!("no vault bundle found (looked at {looked})"),
             ));
         }
-        return Err(Error::NothingFound { looked: looked() });
+        return Err(Error::NothingFound {
+            looked,
+            denied: !denied.is_empty(),
+        });
     }
     Ok(found)
 }
@@ -372,6 +393,9 @@ fn note(f: Failure, own: &mut Vec<Failure>, others: &mut Vec<Failure>) {
         // Pulled out while it was read: nothing there any more.
         return;
     }
+    if own.iter().chain(others.iter()).any(|o| o.path == f.path) {
+        return;
+    }
     if f.denied() {
         others.push(f);
     } else {
@@ -379,26 +403,25 @@ fn note(f: Failure, own: &mut Vec<Failure>, others: &mut Vec<Failure>) {
     }
 }
 
+/// "PATH (ROLE): ERROR", or "PATH: ERROR".
+fn describe(f: &Failure) -> String {
+    let error = match &f.error {
+        Error::Io { source, .. } => source.to_string(),
+        e => e.to_string(),
+    };
+    if f.role.is_empty() {
+        format!("{}: {error}", f.path.display())
+    } else {
+        format!("{} ({}): {error}", f.path.display(), f.role)
+    }
+}
+
 /// The error naming each device that could not be read, and how.
 fn unreadable(failures: &[Failure], context: String) -> Error {
-    let list: Vec<String> = failures
-        .iter()
-        .map(|f| {
-            let error = match &f.error {
-                Error::Io { source, .. } => source.to_string(),
-                e => e.to_string(),
-            };
-            if f.role.is_empty() {
-                format!("{}: {error}", f.path.display())
-            } else {
-                format!("{} ({}): {error}", f.path.display(), f.role)
-            }
-        })
-        .collect();
+    let list: Vec<String> = failures.iter().map(describe).collect();
     Error::Unreadable {
         failures: list.join("; "),
         context,
-        denied: failures.iter().any(Failure::denied),
     }
 }
 
@@ -431,9 +454,15 @@ mod tests {
         // On the disk vault came from, an I/O error ends the search; a permission error or a
         // device that went away does not.
         let (mut own, mut others) = (Vec::new(), Vec::new());
-        for n in [Errno::IO, Errno::ACCESS, Errno::NODEV] {
+        // The last one names a device already named: once is enough.
+        for (path, n) in [
+            ("/dev/sda1", Errno::IO),
+            ("/dev/sda2", Errno::ACCESS),
+            ("/dev/sda3", Errno::NODEV),
+            ("/dev/sda1", Errno::IO),
+        ] {
             let f = Failure {
-                path: "/dev/sda".into(),
+                path: path.into(),
                 role: "the installer disk sda".into(),
                 error: err(n),
             };
@@ -448,7 +477,7 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("; /dev/sdb: Permission denied"), "{msg}");
-        assert!(matches!(e, Error::Unreadable { denied: true, .. }));
+        assert!(matches!(e, Error::Unreadable { .. }));
     }
 
     #[test]

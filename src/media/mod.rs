@@ -180,7 +180,11 @@ pub enum Error {
     },
     /// Discovery on the live system found nothing.
     #[error("no vault bundle found: looked at {looked}")]
-    NothingFound { looked: String },
+    NothingFound {
+        looked: String,
+        /// Some devices could not be opened for lack of permission (named in `looked`).
+        denied: bool,
+    },
     /// Discovery could not read a device it had to look at: the installer's own disk, or every
     /// device when it found nothing.
     #[error("cannot read {failures}; {context}")]
@@ -190,8 +194,6 @@ pub enum Error {
         failures: String,
         /// What was found, or looked at, otherwise.
         context: String,
-        /// Whether a failure was a permission error (then: use sudo).
-        denied: bool,
     },
     /// The binary to carry is not a vault executable vault can carry.
     #[error("{path} cannot be carried on the stick: {why}")]
@@ -304,11 +306,12 @@ impl crate::Hint for Error {
             Error::BinaryDamaged { .. } => {
                 "carry the binary again: `vault attach --replace --image IMG --bundle FILE -o NEW.img` (or `--device` for a stick)".into()
             }
-            Error::Unreadable { denied: true, .. } => {
-                "run it with sudo: reading disks needs root".into()
-            }
             Error::Unreadable { .. } => {
                 "the stick (or its USB port) may be failing: check `dmesg`, plug it into another port, or write the image to another stick; to use a bundle elsewhere, name it: `vault unlock /path/to/bundle` (or a device such as /dev/sdb3)".into()
+            }
+            Error::NothingFound { denied: true, .. } => {
+                "run it with sudo (reading disks needs root), or give the bundle's path: `vault unlock /path/to/bundle`"
+                    .into()
             }
             Error::NothingFound { .. } => {
                 "give the bundle's path: `vault unlock /path/to/bundle` (or a device such as /dev/sdb3)"

@@ -4,120 +4,16 @@
 //! Bundles are real ones from `vault pack` with cheap KDF parameters.
 
 mod common;
+mod media_common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
+use std::process::Command;
 
+use media_common::{bundle, iso, raw_image, refused, s, vault};
 use vault::media::{self, mbr, open_source};
 
-fn vault(args: &[&str]) -> Output {
-    Command::new(common::vault_bin())
-        .args(args)
-        .output()
-        .unwrap()
-}
-
 use common::ok;
-
-fn refused(o: Output, needle: &str) {
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(6), "stderr: {err}");
-    assert!(err.contains(needle), "expected {needle:?} in: {err}");
-    assert!(err.contains("hint:"), "no hint in: {err}");
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
-
-/// A bundle packed from `size` random (incompressible) bytes.
-fn bundle(dir: &Path, name: &str, size: usize) -> PathBuf {
-    let src = dir.join(format!("{name}-src"));
-    fs::create_dir_all(&src).unwrap();
-    let mut data = vec![0u8; size];
-    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut data).unwrap();
-    fs::write(src.join("blob"), data).unwrap();
-    fs::write(
-        src.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"blob\"\ntarget = \"/etc/blob\"\nmode = \"0600\"\n",
-    )
-    .unwrap();
-    fs::write(src.join("pass"), "correct horse battery staple\n").unwrap();
-    let out = dir.join(format!("{name}.vault"));
-    let mut args = vec![
-        "pack",
-        "-m",
-        s(&src.join("vault.toml")).to_owned().leak(),
-        "-o",
-        s(&out).to_owned().leak(),
-        "--passphrase-file",
-        s(&src.join("pass")).to_owned().leak(),
-    ];
-    args.extend(common::FAST_KDF);
-    ok(vault(&args));
-    out
-}
-
-/// A small isohybrid image as nixpkgs makes them (isolinux, -isohybrid-mbr).
-fn iso(dir: &Path) -> Option<PathBuf> {
-    common::require_tool("xorriso")?;
-    let tree = dir.join("tree");
-    fs::create_dir_all(tree.join("isolinux")).unwrap();
-    fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .ok()?;
-    fs::write(tree.join("README"), "test image\n").unwrap();
-    let out = dir.join("installer.iso");
-    let st = Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-iso-level",
-            "3",
-            "-volid",
-            "nixos-minimal-25.05-x86_64",
-        ])
-        .args([
-            "-eltorito-boot",
-            "isolinux/isolinux.bin",
-            "-eltorito-catalog",
-            "isolinux/boot.cat",
-        ])
-        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
-        .args([
-            "-isohybrid-mbr",
-            "/usr/lib/ISOLINUX/isohdpfx.bin",
-            "-r",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    Some(out)
-}
-
-/// A 4 MiB image with an MBR holding `entries` (slot, type, start LBA, sectors).
-fn raw_image(path: &Path, entries: &[(usize, u8, u32, u32)]) {
-    let mut img = vec![0u8; 4 << 20];
-    for &(slot, sys, start, sectors) in entries {
-        let e = 446 + 16 * (slot - 1);
-        img[e + 4] = sys;
-        img[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
-        img[e + 12..e + 16].copy_from_slice(&sectors.to_le_bytes());
-    }
-    img[510] = 0x55;
-    img[511] = 0xAA;
-    fs::write(path, img).unwrap();
-}
 
 /// The bundle bytes `open_source` finds in `img`.
 fn carried(img: &Path) -> Vec<u8> {

@@ -199,9 +199,17 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
         "-o",
         s(&out),
     ]));
-    // The SHA-256 a careful user checks on the live system, and the command to run there.
+    // The SHA-256, and the command to run on the live system, which checks it before it runs
+    // the binary (tests/qemu_boot.rs types it into a booted installer).
     assert!(o.contains(&format!("sha256 {}", sha256(&bin))), "{o}");
-    assert!(o.contains("mount -r LABEL=VAULT-BIN /run/vault-bin"), "{o}");
+    assert!(
+        o.contains(&format!(
+            "on the installer: {}\n",
+            vault::media::carry::run_command(&sha256(&bin))
+        )),
+        "{o}"
+    );
+    assert!(o.contains("partition 4 (e.g. /dev/sda4)"), "{o}");
     assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
     let after = fs::read(&out).unwrap();
     // Within the original image only the entries of slots 3 and 4 changed.
@@ -561,4 +569,63 @@ fn device_and_iso_file_modes_carry_the_binary() {
     let i = common::ok(vault(&["inspect", s(&out)]));
     assert!(i.contains("/vault/vault in the ISO tree"), "{i}");
     assert!(i.contains(&sha256(&bin)), "{i}");
+}
+
+/// `-o` naming the binary to carry, even with `--force` and through a link, is refused and the
+/// binary stays as it was (docs/MEDIA.md: never an input).
+#[test]
+fn the_output_is_never_the_carried_binary() {
+    if !tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
+    let b = bundle(d);
+    let bin = d.join("vault-static");
+    fs::copy(static_vault(), &bin).unwrap();
+    let before = fs::read(&bin).unwrap();
+    let link = d.join("link");
+    fs::hard_link(&bin, &link).unwrap();
+    for out in [&bin, &link] {
+        for extra in [&[][..], &["--iso-file"][..]] {
+            let mut args = vec![
+                "attach",
+                "--force",
+                "--vault-binary",
+                s(&bin),
+                "--image",
+                s(&iso),
+                "--bundle",
+                s(&b),
+                "-o",
+                s(out),
+            ];
+            args.extend(extra);
+            refused(vault(&args), &["is the vault binary"]);
+        }
+    }
+    assert_eq!(fs::read(&bin).unwrap(), before);
+}
+
+/// The guides show the command `attach` prints (with a placeholder for the SHA-256), so that
+/// what a user types from them checks the binary too.
+#[test]
+fn the_guides_show_the_checking_command() {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for (file, hash) in [
+        ("README.md", "SHA256"),
+        ("docs/MEDIA.md", "SHA256"),
+        ("docs/guide/first-stick.md", "3f5c…"),
+    ] {
+        let text = fs::read_to_string(repo.join(file)).unwrap();
+        let command = vault::media::carry::run_command(hash);
+        assert!(text.contains(&command), "{file} does not show: {command}");
+        for line in text.lines().filter(|l| l.contains("mount -r LABEL=")) {
+            assert!(
+                line.contains("sha256sum -c"),
+                "{file}: unchecked command: {line}"
+            );
+        }
+    }
 }

@@ -419,14 +419,30 @@ fn make_official_iso(dir: &Path) -> PathBuf {
     out.join("installer.iso")
 }
 
-/// Boots a stick made from the official-style ISO, types the command the guide shows, a wrong
-/// then the right passphrase, then asks the carried vault what discovery finds.
-fn boot_official(args: Vec<String>, label: &str, disk: &str) -> String {
+/// The command `vault attach` printed for the installer (the line "on the installer: …").
+fn printed_command(attach_stdout: &str) -> String {
+    attach_stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("on the installer: "))
+        .unwrap_or_else(|| panic!("attach printed no command: {attach_stdout}"))
+        .to_owned()
+}
+
+/// SHA-256 of a file, as `sha256sum` prints it.
+fn sha256_hex(p: &Path) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+/// Boots a stick made from the official-style ISO, types `command` (what attach printed, the
+/// command the guide shows), a wrong then the right passphrase, then asks the carried vault
+/// what discovery finds.
+fn boot_official(args: Vec<String>, label: &str, disk: &str, command: &str) -> String {
     boot_official_with(
         args,
         label,
-        vault::media::carry::RUN_COMMAND,
-        "/run/vault-bin/vault",
+        command,
+        vault::media::carry::RUN_PATH,
         &format!("/dev/{disk}3 (on the installer disk {disk})"),
     )
 }
@@ -521,16 +537,26 @@ fn official_iso_usb_bios_and_uefi() {
         .arg(&fx.bundle)
         .arg("-o")
         .arg(&stick));
-    assert!(out.contains(vault::media::carry::RUN_COMMAND), "{out}");
+    // The command checks the SHA-256 of the binary it runs, the one attach carried.
+    let command = printed_command(&out);
+    assert_eq!(
+        command,
+        vault::media::carry::run_command(&sha256_hex(&static_vault()))
+    );
     for (fw, label) in [
         (Firmware::Bios, "official-bios-usb"),
         (Firmware::Uefi, "official-uefi-usb"),
     ] {
         let target = make_target(dir, &format!("{label}.img"));
-        boot_official(
+        let t = boot_official(
             qemu_args(dir, &stick, &target, fw, Attach::Usb),
             label,
             "sda",
+            &command,
+        );
+        assert!(
+            t.contains(&format!("{}: OK", vault::media::carry::RUN_PATH)),
+            "{t}"
         );
         check_target(&target, label);
     }
@@ -555,7 +581,7 @@ fn official_iso_written_stick_attach_device_bios() {
     f.set_len(std::fs::metadata(&iso).unwrap().len() + (64 << 20))
         .unwrap();
     drop(f);
-    run(Command::new(common::vault_bin())
+    let out = run(Command::new(common::vault_bin())
         .args(["attach", "--test-file-as-device", "--yes", "--vault-binary"])
         .arg(static_vault())
         .arg("--device")
@@ -567,6 +593,7 @@ fn official_iso_written_stick_attach_device_bios() {
         qemu_args(dir, &stick, &target, Firmware::Bios, Attach::Usb),
         "official-device-bios-usb",
         "sda",
+        &printed_command(&out),
     );
     check_target(&target, "official-device-bios-usb");
 }
@@ -592,15 +619,83 @@ fn official_iso_file_mode_as_cd_bios() {
         .arg(&fx.bundle)
         .arg("-o")
         .arg(&cd));
-    let command = "sudo /iso/vault/vault unlock";
-    assert!(out.contains(command), "{out}");
+    let command = printed_command(&out);
+    assert_eq!(
+        command,
+        vault::media::carry::iso_run_command(&sha256_hex(&static_vault()))
+    );
     let target = make_target(dir, "target.img");
     boot_official_with(
         qemu_args(dir, &cd, &target, Firmware::Bios, Attach::Cd),
         "official-cd-bios",
-        command,
+        &command,
         "/iso/vault/vault",
         "/iso/vault/bundle",
     );
     check_target(&target, "official-cd-bios");
+}
+
+/// A stick whose carried binary is not the one attach put there (one byte changed after
+/// attach, as a second device labelled VAULT-BIN would present another binary): the command
+/// attach printed, typed into the live system's shell, refuses it before it runs, so no
+/// passphrase is asked and nothing is placed.
+#[test]
+fn official_iso_binary_with_another_hash_is_not_run_bios() {
+    if !tools() {
+        return;
+    }
+    let fx = fixture();
+    let dir = fx.dir.path();
+    let iso = make_official_iso(dir);
+    let stick = dir.join("stick.img");
+    let out = run(Command::new(common::vault_bin())
+        .args(["attach", "--vault-binary"])
+        .arg(static_vault())
+        .arg("--image")
+        .arg(&iso)
+        .arg("--bundle")
+        .arg(&fx.bundle)
+        .arg("-o")
+        .arg(&stick));
+    let command = printed_command(&out);
+    let carried = vault::media::inspect_image(&stick).unwrap().binary.unwrap();
+    // A byte in the middle of the binary's data: it would still run.
+    let at = carried.offset + carried.len / 2;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .read(true)
+        .open(&stick)
+        .unwrap();
+    let mut b = [0u8; 1];
+    std::os::unix::fs::FileExt::read_exact_at(&f, &mut b, at).unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, &[b[0] ^ 0x20], at).unwrap();
+    drop(f);
+    assert_eq!(
+        vault::media::inspect_image(&stick)
+            .unwrap()
+            .binary
+            .unwrap()
+            .matches_record,
+        Some(false)
+    );
+    let target = make_target(dir, "target.img");
+    let args = qemu_args(dir, &stick, &target, Firmware::Bios, Attach::Usb);
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guest::boot(&args);
+    g.wait_for("vault-e2e: shell ready", 1);
+    g.type_line(&format!("{command} --host {HOST}; echo check-rc-$?"));
+    g.wait_for(&format!("{}: FAILED", vault::media::carry::RUN_PATH), 1);
+    // The echo of the typed line holds "check-rc-$?", never "check-rc-1".
+    g.wait_for("check-rc-1", 1);
+    g.type_line("exit");
+    let t = g.wait_exit();
+    assert!(
+        !t.contains("Passphrase for "),
+        "the binary ran; console:\n{t}"
+    );
+    let placed: Vec<String> = walk_target(&target)
+        .into_keys()
+        .filter(|p| !p.starts_with("/lost+found"))
+        .collect();
+    assert!(placed.is_empty(), "placed {placed:?}; console:\n{t}");
 }

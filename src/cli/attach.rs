@@ -99,8 +99,9 @@ fn binary_json(b: Option<&media::Binary>, place: Option<(usize, u64, u64)>) -> s
     }
 }
 
-/// What the user checks on the live system, and how they run it.
-fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
+/// What the user runs on the live system: a command that checks the binary's SHA-256 before
+/// running it as root.
+fn print_binary(b: Option<&media::Binary>, iso_file: bool, slot: Option<usize>) {
     let Some(b) = b else { return };
     println!(
         "carried vault {} ({}): sha256 {}",
@@ -110,12 +111,20 @@ fn print_binary(b: Option<&media::Binary>, iso_file: bool) {
     );
     if iso_file {
         println!(
-            "on the installer: sudo {} unlock",
-            vault::media::carry::ISO_BINARY_PATH.replacen("/vault", "/iso/vault", 1)
+            "on the installer: {}",
+            media::carry::iso_run_command(&b.sha256)
         );
-    } else {
-        println!("on the installer: {}", vault::media::carry::RUN_COMMAND);
+        return;
     }
+    println!("on the installer: {}", media::carry::run_command(&b.sha256));
+    let part = slot.map_or_else(
+        || "its partition".to_owned(),
+        |s| format!("its partition {s} (e.g. /dev/sda{s})"),
+    );
+    println!(
+        "  (the binary runs only if its SHA-256 matches; if the check says FAILED, another device may carry the label {label}: find the stick with `lsblk -o NAME,LABEL,SIZE,MODEL` and put {part} in place of LABEL={label})",
+        label = media::carry::LABEL,
+    );
 }
 
 pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
@@ -144,7 +153,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 media::ISO_BUNDLE_PATH,
                 human_bytes(info.len)
             );
-            print_binary(bin.as_ref(), true);
+            print_binary(bin.as_ref(), true, None);
         }
         return Ok(ExitCode::Ok);
     }
@@ -164,7 +173,7 @@ pub fn run(a: AttachArgs, quiet: bool) -> vault::Result<ExitCode> {
             r.start,
             human_bytes(r.image_len)
         );
-        print_binary(bin.as_ref(), false);
+        print_binary(bin.as_ref(), false, r.binary.map(|b| b.0));
         println!(
             "write it to a stick with: dd if={} of=/dev/sdX bs=4M conv=fsync",
             escape_path(output)
@@ -231,7 +240,7 @@ fn run_device(
             plan.slot,
             plan.extent.start
         );
-        print_binary(bin, false);
+        print_binary(bin, false, plan.binary.map(|b| b.0));
     }
     Ok(ExitCode::Ok)
 }
@@ -260,6 +269,7 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
                 "path": media::ISO_BUNDLE_PATH, "offset": offset, "length": len,
             })),
             "binary": info.binary.as_ref().map(carried_json),
+            "binary_damaged": info.binary_damaged,
         }))?;
         return Ok(ExitCode::Ok);
     }
@@ -310,6 +320,9 @@ pub fn run_detach(a: DetachArgs, quiet: bool) -> vault::Result<ExitCode> {
     }
     if let Some(c) = &info.binary {
         println!("  {}", carried_line(c));
+    }
+    if let Some(d) = &info.binary_damaged {
+        println!("  vault binary: {}", vault::escape::escape(d));
     }
     Ok(ExitCode::Ok)
 }

@@ -46,10 +46,14 @@ pub fn run(a: InspectArgs, _quiet: bool) -> vault::Result<ExitCode> {
         "kdf": { "algorithm": "argon2id", "memory_kib": info.kdf.m_kib, "iterations": info.kdf.t, "parallelism": info.kdf.p },
         "stanzas": info.stanza_count,
         "binary": carried.as_ref().map(super::attach::carried_json),
+        "binary_damaged": medium.as_ref().and_then(|m| m.binary_damaged.clone()),
     });
     let carried_line = match (&medium, &carried) {
         (_, Some(c)) => Some(super::attach::carried_line(c)),
-        (Some(_), None) => Some("vault binary: none (attached with --no-binary)".to_owned()),
+        (Some(m), None) => Some(match &m.binary_damaged {
+            Some(d) => format!("vault binary: {}", escape(d)),
+            None => "vault binary: none (attached with --no-binary)".to_owned(),
+        }),
         (None, None) => None,
     };
     if a.passphrase.passphrase_file.is_none() && !a.prompt && a.recovery.is_empty() {

@@ -23,6 +23,8 @@ pub fn open_bundle(path: Option<&Path>) -> vault::Result<Opened> {
     let source = match path {
         Some(p) => match vault::media::open_source(p) {
             Ok(s) => s,
+            // Not a file: reading it (a FIFO) could block forever.
+            Err(e @ vault::media::Error::NotAFile { .. }) => return Err(e.into()),
             // An age file whose header vault cannot read is a damaged bundle, not "no bundle":
             // read it as one, so the error says what is wrong with it.
             Err(e) if starts_like_age(p) => {

@@ -10,6 +10,11 @@
 //! carried (version, architecture, SHA-256, length), which `vault inspect` shows and checks.
 //! In `--iso-file` mode the binary is [`ISO_BINARY_PATH`] in the installer's own ISO tree.
 //!
+//! A label names no device: any disk on the live system may carry `VAULT-BIN` (a second stick,
+//! a partition of the disk being installed). So the command `attach` prints ([`run_command`])
+//! copies the binary into root's tmpfs, checks the copy's SHA-256 against the one printed on
+//! the workstation, and runs the copy only if it matches.
+//!
 //! Only a statically linked ELF of the installer's architecture is carried: the official live
 //! system has no loader for a dynamically linked one.
 
@@ -19,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
+use super::input::{open_input, FileId};
 use super::{isofile, read_at_most, Error, Result};
 
 /// MBR type of the binary partition: 0x96, "CHRP ISO-9660", which is what it holds.
@@ -27,8 +33,26 @@ pub const BIN_PART_TYPE: u8 = 0x96;
 pub const LABEL: &str = "VAULT-BIN";
 /// Where `--iso-file` mode puts the binary in the ISO tree.
 pub const ISO_BINARY_PATH: &str = "/vault/vault";
-/// The command the guide shows, run on the official live system.
-pub const RUN_COMMAND: &str = "sudo mkdir -p /run/vault-bin && sudo mount -r LABEL=VAULT-BIN /run/vault-bin && sudo /run/vault-bin/vault unlock";
+/// Where [`run_command`] puts the checked copy of the binary: `/run` is a tmpfs only root can
+/// write to, so the bytes checked are the bytes run.
+pub const RUN_PATH: &str = "/run/vault";
+
+/// The command `attach` prints (and the guides show), for the official live system: mount the
+/// partition labelled [`LABEL`], copy the binary to [`RUN_PATH`], unmount, check the copy's
+/// SHA-256 with `sha256sum -c` (coreutils or busybox), and only then run it as root.
+pub fn run_command(sha256: &str) -> String {
+    format!(
+        "sudo mkdir -p /run/vault-bin && sudo mount -r LABEL={LABEL} /run/vault-bin && sudo cp /run/vault-bin/vault {RUN_PATH} && sudo umount /run/vault-bin && echo '{sha256}  {RUN_PATH}' | sha256sum -c && sudo {RUN_PATH} unlock"
+    )
+}
+
+/// The same for `--iso-file` mode: the binary is in the ISO tree the live system booted from,
+/// mounted at `/iso`.
+pub fn iso_run_command(sha256: &str) -> String {
+    let bin = format!("/iso{ISO_BINARY_PATH}");
+    format!("echo '{sha256}  {bin}' | sha256sum -c && sudo {bin} unlock")
+}
+
 /// Larger files are refused: vault's static build is a few MiB.
 const MAX_BINARY: u64 = 256 << 20;
 const ISO_SECTOR: usize = 2048;
@@ -82,17 +106,20 @@ pub struct Binary {
     pub version: Option<String>,
     /// Given with `--vault-binary` (as opposed to the running vault): shapes the hints.
     pub explicit: bool,
+    /// The file it was read from: an output may not be it.
+    pub id: FileId,
 }
 
 impl Binary {
     /// Reads and checks `path`: an ELF executable for x86_64 or aarch64 without a program
     /// interpreter (statically linked), carrying vault's version marker.
     pub fn load(path: &Path, explicit: bool) -> Result<Binary> {
-        let f = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
-        let len = f
+        let f = open_input(path)?;
+        let meta = f
             .metadata()
-            .map_err(|e| Error::io("cannot read", path, e))?
-            .len();
+            .map_err(|e| Error::io("cannot read", path, e))?;
+        let len = meta.len();
+        let id = FileId::of(&meta);
         if len > MAX_BINARY {
             return Err(Error::NotAVaultBinary {
                 path: path.into(),
@@ -119,6 +146,7 @@ impl Binary {
             sha256,
             version,
             explicit,
+            id,
         })
     }
 
@@ -261,45 +289,48 @@ pub struct Carried {
     pub matches_record: Option<bool>,
 }
 
-/// Reads the carried binary of `len` bytes at `offset` (bounded by [`MAX_BINARY`]).
-fn read_binary(f: &mut File, path: &Path, offset: u64, len: u64) -> Result<Vec<u8>> {
+/// Reads the carried binary of `len` bytes at `offset` (bounded by [`MAX_BINARY`]);
+/// `location` names it in errors.
+fn read_binary(
+    f: &mut File,
+    path: &Path,
+    location: &str,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>> {
+    let damaged = |why: &str| Error::BinaryDamaged {
+        path: path.into(),
+        location: location.into(),
+        offset,
+        why: why.into(),
+    };
     if len > MAX_BINARY {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset,
-            why: "the carried binary is implausibly large".into(),
-        });
+        return Err(damaged("the carried binary is implausibly large"));
     }
     // Within the file before anything is allocated for it.
     let total = super::byte_len(f, path)?;
     if offset.checked_add(len).is_none_or(|end| end > total) {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset,
-            why: "the carried binary extends past the end".into(),
-        });
+        return Err(damaged("the carried binary extends past the end"));
     }
     let bytes = read_at_most(f, path, offset, len as usize)?;
     if bytes.len() as u64 != len {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset,
-            why: "the carried binary extends past the end".into(),
-        });
+        return Err(damaged("the carried binary extends past the end"));
     }
     Ok(bytes)
 }
 
 /// The binary in a binary partition at byte `start` of `f`.
 pub fn read_partition(f: &mut File, path: &Path, start: u64, slot: usize) -> Result<Carried> {
-    let damaged = |why: &str| Error::Damaged {
+    let location = format!("MBR slot {slot}, label {LABEL}");
+    let damaged = |why: &str| Error::BinaryDamaged {
         path: path.into(),
+        location: location.clone(),
         offset: start,
         why: why.into(),
     };
     let pvd = read_at_most(f, path, start + 16 * ISO_SECTOR as u64, ISO_SECTOR)?;
     if pvd.len() < ISO_SECTOR || &pvd[..6] != b"\x01CD001" {
-        return Err(damaged("the binary partition holds no ISO9660 volume"));
+        return Err(damaged("its partition holds no ISO9660 volume"));
     }
     let root_extent = u64::from(u32::from_le_bytes(
         pvd[158..162].try_into().unwrap_or_default(),
@@ -308,7 +339,7 @@ pub fn read_partition(f: &mut File, path: &Path, start: u64, slot: usize) -> Res
     let (ext, size) =
         dir_entry(&dir, b"VAULT.;1").ok_or_else(|| damaged("its volume has no file `vault`"))?;
     let offset = start + ext * ISO_SECTOR as u64;
-    let bytes = read_binary(f, path, offset, size)?;
+    let bytes = read_binary(f, path, &location, offset, size)?;
     let sha256 = hex::encode(Sha256::digest(&bytes));
     let record = String::from_utf8_lossy(&pvd[883..883 + 512]).into_owned();
     let field = |k: &str| {
@@ -336,9 +367,10 @@ pub fn read_iso_file(f: &mut File, path: &Path) -> Result<Option<Carried>> {
     let Some(file) = isofile::find_path(f, path, &["VAULT"], "VAULT")? else {
         return Ok(None);
     };
-    let bytes = read_binary(f, path, file.offset, file.len)?;
+    let location = format!("{ISO_BINARY_PATH} in the ISO tree");
+    let bytes = read_binary(f, path, &location, file.offset, file.len)?;
     Ok(Some(Carried {
-        location: format!("{ISO_BINARY_PATH} in the ISO tree"),
+        location,
         offset: file.offset,
         len: file.len,
         version: version_in(&bytes).map(Into::into),

@@ -11,8 +11,13 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use super::carry::{self, Binary};
-use super::image::{check_bundle, data_end, place, place_binary, table_with, write_binary};
+use super::image::{
+    check_bundle, data_end, inputs, place, place_binary, refuse_iso_file_bundle, table_with,
+    write_binary,
+};
+use super::input::{check_open, open_input};
 use super::mbr::{self, Extent, Table};
+use super::output::interrupted;
 use super::{byte_len, Error, Result};
 
 /// What [`attach_in_place`] will do.
@@ -64,8 +69,17 @@ pub fn plan_in_place(
     replace: bool,
     binary: Option<&Binary>,
 ) -> Result<InPlacePlan> {
-    let (_, len) = check_bundle(bundle)?;
-    let mut f = File::open(target).map_err(|e| Error::io("cannot open", target, e))?;
+    let (bf, len) = check_bundle(bundle)?;
+    let mut f = open_input(target)?;
+    // The device is written to: it may be neither the bundle nor the binary.
+    let ids = inputs((target, &f, "device"), Some((bundle, &bf)), binary)?;
+    if let Some(i) = ids[1..].iter().find(|i| i.id.same(&ids[0].id)) {
+        return Err(Error::OutputIsInput {
+            input: i.path.into(),
+            output: target.into(),
+            what: i.what,
+        });
+    }
     let capacity = byte_len(&mut f, target)?;
     let table = Table::read(&mut f, target)?.ok_or_else(|| Error::NoTable {
         path: target.into(),
@@ -81,6 +95,12 @@ pub fn plan_in_place(
     }
     if let Some(b) = binary {
         b.check_arch(target, carry::iso_arch(&mut f, target)?)?;
+    }
+    refuse_iso_file_bundle(&mut f, target)?;
+    if replace {
+        if let Some(old) = table.vault_slots().next() {
+            mbr::check_partition(&mut f, target, old, capacity)?;
+        }
     }
     let end = data_end(&mut f, target, &table)?;
     if end == 0 {
@@ -142,9 +162,15 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
         .is_block_device();
     let mut opts = OpenOptions::new();
     opts.read(true).write(true);
-    if is_block {
-        opts.custom_flags(rustix::fs::OFlags::EXCL.bits() as i32);
-    }
+    // A FIFO opened for reading and writing does not block; reading it would.
+    opts.custom_flags(
+        rustix::fs::OFlags::NONBLOCK.bits() as i32
+            | if is_block {
+                rustix::fs::OFlags::EXCL.bits() as i32
+            } else {
+                0
+            },
+    );
     let mut f = opts.open(path).map_err(|e| {
         if e.raw_os_error() == Some(rustix::io::Errno::BUSY.raw_os_error()) {
             Error::Mounted {
@@ -156,6 +182,15 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
             Error::io("cannot open for writing", path, e)
         }
     })?;
+    check_open(&f, path)?;
+    let flags =
+        rustix::fs::fcntl_getfl(&f).map_err(|e| Error::io("cannot open", path, e.into()))?;
+    rustix::fs::fcntl_setfl(&f, flags - rustix::fs::OFlags::NONBLOCK)
+        .map_err(|e| Error::io("cannot open", path, e.into()))?;
+    // A signal only sets a flag from here: the stick is changed in one order (data, sync,
+    // table) and a signal stops the run before the table, which leaves the stick as it was.
+    let _polled = crate::interrupt::Polled::enter();
+    interrupted()?;
     // The plan was made from a read; refuse if the table changed since.
     let now = Table::read(&mut f, path)?;
     let (_, len) = check_bundle(&plan.bundle)?;
@@ -165,13 +200,14 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
             why: "the device or bundle changed since the plan was made; run again".into(),
         });
     }
-    let mut bf = File::open(&plan.bundle).map_err(|e| Error::io("cannot open", &plan.bundle, e))?;
+    let mut bf = open_input(&plan.bundle)?;
     mbr::write_partition(&mut f, path, &mut bf, &plan.bundle, &plan.extent)?;
     if let (Some(v), Some((_, start, _))) = (&plan.volume, plan.binary) {
-        write_binary(&mut f, path, start, v)?;
+        write_binary(&f, path, start, v)?;
     }
     f.sync_all()
         .map_err(|e| Error::io("cannot sync", path, e))?;
+    interrupted()?;
     mbr::write_table(&mut f, path, &plan.table_sector)?;
     f.sync_all()
         .map_err(|e| Error::io("cannot sync", path, e))?;

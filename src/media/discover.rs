@@ -2,7 +2,6 @@
 //! first, then every block device the kernel lists (except RAM, loop, zram and floppy
 //! devices), then files under `/iso`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::{looks_like_bundle, mbr, read_prefix, source, BundleSource, Error, Result, SECTOR};
@@ -52,58 +51,95 @@ fn disk_of(dev: &str) -> Option<String> {
     Some(p.file_name()?.to_string_lossy().into_owned())
 }
 
-/// The bundle at the start of `/dev/NAME`, if any.
-fn check_device(name: &str) -> Option<Candidate> {
+/// A device that could not be read, and how.
+#[derive(Debug)]
+struct Failure {
+    path: PathBuf,
+    /// "the installer disk sda", or empty.
+    role: String,
+    error: Error,
+}
+
+impl Failure {
+    fn denied(&self) -> bool {
+        matches!(&self.error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+    }
+}
+
+/// Whether an error opening a device listed a moment ago means it is gone or has no medium
+/// (a stick pulled out, an empty card reader): nothing to read there, nothing to report.
+fn vanished(e: &Error) -> bool {
+    use rustix::io::Errno;
+    match e {
+        Error::Io { source, .. } => [Errno::NOENT, Errno::NXIO, Errno::NODEV, Errno::NOMEDIUM]
+            .iter()
+            .any(|n| source.raw_os_error() == Some(n.raw_os_error())),
+        _ => false,
+    }
+}
+
+/// The bundle at the start of `/dev/NAME`, if any; `Err` when it could not be read.
+fn check_device(name: &str) -> Result<Option<Candidate>> {
     let path = PathBuf::from("/dev").join(name);
-    let mut f = File::open(&path).ok()?;
-    let prefix = read_prefix(&mut f, &path, 0).ok()?;
+    let mut f = match super::input::open_input(&path) {
+        Ok(f) => f,
+        Err(e) if vanished(&e) => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let prefix = read_prefix(&mut f, &path, 0)?;
     if !looks_like_bundle(&prefix) {
-        return None;
+        return Ok(None);
     }
     drop(f);
-    let src = source::open_source(&path).ok()?;
-    Some(Candidate {
+    let src = source::open_source(&path)?;
+    Ok(Some(Candidate {
         path,
         offset: src.offset,
         len: src.len,
         kind: CandidateKind::Device,
         description: src.description,
         own_medium: false,
-    })
+    }))
 }
 
 /// Bundle partitions recorded in the MBR of `/dev/DISK` (for disks whose partitions the kernel
-/// did not expose).
-fn check_disk_table(disk: &str) -> Vec<Candidate> {
+/// did not expose); `Err` when the disk could not be read.
+fn check_disk_table(disk: &str) -> Result<Vec<Candidate>> {
     let path = PathBuf::from("/dev").join(disk);
-    let Ok(mut f) = File::open(&path) else {
-        return Vec::new();
+    let mut f = match super::input::open_input(&path) {
+        Ok(f) => f,
+        Err(e) if vanished(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
-    let Ok(Some(table)) = mbr::Table::read(&mut f, &path) else {
-        return Vec::new();
+    let table = match mbr::Table::read(&mut f, &path) {
+        Ok(Some(t)) => t,
+        // No table, or entries mbrman refuses: no bundle partition to find here.
+        Ok(None) | Err(Error::NoTable { .. }) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
     };
-    table
-        .vault_slots()
-        .filter_map(|s| {
-            let head = read_prefix(&mut f, &path, s.start()).ok()?;
-            if !looks_like_bundle(&head) {
-                return None;
-            }
-            let len = mbr::bundle_len(&mut f, &path, s.start(), s.sectors * SECTOR).ok()?;
-            Some(Candidate {
-                path: path.clone(),
-                offset: s.start(),
-                len,
-                kind: CandidateKind::DiskSlot,
-                own_medium: true,
-                description: format!(
-                    "{} (MBR slot {}, the installer disk)",
-                    path.display(),
-                    s.index
-                ),
-            })
-        })
-        .collect()
+    let mut found = Vec::new();
+    for s in table.vault_slots() {
+        let head = read_prefix(&mut f, &path, s.start())?;
+        if !looks_like_bundle(&head) {
+            continue;
+        }
+        let Ok(len) = mbr::bundle_len(&mut f, &path, s.start(), s.sectors * SECTOR) else {
+            continue;
+        };
+        found.push(Candidate {
+            path: path.clone(),
+            offset: s.start(),
+            len,
+            kind: CandidateKind::DiskSlot,
+            own_medium: true,
+            description: format!(
+                "{} (MBR slot {}, the installer disk)",
+                path.display(),
+                s.index
+            ),
+        });
+    }
+    Ok(found)
 }
 
 /// Kernel names from /proc/partitions: those to look at, and those skipped (RAM, loop and
@@ -167,7 +203,10 @@ fn walk_files(dir: &Path, depth: usize, out: &mut Vec<Candidate>) {
         if ft.is_dir() {
             walk_files(&p, depth - 1, out);
         } else if ft.is_file() {
-            let Ok(mut f) = File::open(&p) else { continue };
+            // Opened without blocking: the stick's maker chose what this name is now.
+            let Ok(mut f) = super::input::open_input(&p) else {
+                continue;
+            };
             let Ok(prefix) = read_prefix(&mut f, &p, 0) else {
                 continue;
             };
@@ -227,6 +266,10 @@ pub fn discover() -> Result<Vec<Candidate>> {
             own.push((d.clone(), "the installer disk"));
         }
     }
+    // Read errors on the disks vault came from end the search (the bundle the user made is
+    // most likely there); elsewhere they are reported only if nothing is found.
+    let mut own_failures: Vec<Failure> = Vec::new();
+    let mut failures: Vec<Failure> = Vec::new();
     for (disk, what) in &own {
         let mine: Vec<&String> = names
             .iter()
@@ -236,23 +279,70 @@ pub fn discover() -> Result<Vec<Candidate>> {
                     && Path::new(&format!("/sys/block/{disk}/{n}")).exists()
             })
             .collect();
+        let role = format!("{} {disk}", what.trim_end_matches(','));
         let before = found.len();
+        let failed = own_failures.len();
         for n in mine {
-            if let Some(mut c) = check_device(n) {
-                c.description = format!("{} (on {what} {disk})", c.path.display());
-                c.own_medium = true;
-                push(c, &mut found);
+            match check_device(n) {
+                Ok(Some(mut c)) => {
+                    c.description = format!("{} (on {what} {disk})", c.path.display());
+                    c.own_medium = true;
+                    push(c, &mut found);
+                }
+                Ok(None) => {}
+                Err(error) => note(
+                    Failure {
+                        path: PathBuf::from("/dev").join(n),
+                        role: role.clone(),
+                        error,
+                    },
+                    &mut own_failures,
+                    &mut failures,
+                ),
             }
         }
         if found.len() == before {
-            for c in check_disk_table(disk) {
-                push(c, &mut found);
+            match check_disk_table(disk) {
+                Ok(cs) => {
+                    for c in cs {
+                        push(c, &mut found);
+                    }
+                }
+                Err(error) => note(
+                    Failure {
+                        path: PathBuf::from("/dev").join(disk),
+                        role: role.clone(),
+                        error,
+                    },
+                    &mut own_failures,
+                    &mut failures,
+                ),
             }
+        }
+        // A bundle found on this disk: failures of its other partitions do not matter.
+        if found.len() > before {
+            own_failures.truncate(failed);
         }
     }
     for n in &names {
-        if let Some(c) = check_device(n) {
-            push(c, &mut found);
+        match check_device(n) {
+            Ok(Some(c)) => push(c, &mut found),
+            Ok(None) => {}
+            Err(error) => {
+                let f = Failure {
+                    path: PathBuf::from("/dev").join(n),
+                    role: String::new(),
+                    error,
+                };
+                // Named once: a disk vault came from is in the list already.
+                let seen = own_failures
+                    .iter()
+                    .chain(&failures)
+                    .any(|o| o.path == f.path);
+                if !seen && !vanished(&f.error) {
+                    failures.push(f);
+                }
+            }
         }
     }
     let iso = Path::new("/iso");
@@ -263,17 +353,139 @@ pub fn discover() -> Result<Vec<Candidate>> {
     for c in files {
         push(c, &mut found);
     }
+    let looked = || looked_at(iso_disk.as_deref(), &names, &skipped);
+    if !own_failures.is_empty() {
+        let context = if found.is_empty() {
+            format!(
+                "no vault bundle found elsewhere either (looked at {})",
+                looked()
+            )
+        } else {
+            let elsewhere: Vec<&str> = found.iter().map(|c| c.description.as_str()).collect();
+            format!(
+                "vault does not take a bundle from another device in its place (found: {})",
+                elsewhere.join(", ")
+            )
+        };
+        return Err(unreadable(&own_failures, context));
+    }
     if found.is_empty() {
+        // Devices that failed to read are named; those vault may not open (no sudo) are
+        // listed with what was looked at: for a script, nothing was found.
+        let (denied, failed): (Vec<Failure>, Vec<Failure>) =
+            failures.into_iter().partition(Failure::denied);
+        let mut looked = looked();
+        if !denied.is_empty() {
+            let names: Vec<String> = denied.iter().map(describe).collect();
+            looked.push_str(&format!("; could not read {}", names.join("; ")));
+        }
+        if !failed.is_empty() {
+            return Err(unreadable(
+                &failed,
+                format!("no vault bundle found (looked at {looked})"),
+            ));
+        }
         return Err(Error::NothingFound {
-            looked: looked_at(iso_disk.as_deref(), &names, &skipped),
+            looked,
+            denied: !denied.is_empty(),
         });
     }
     Ok(found)
 }
 
+/// Files a read failure of the disk vault came from: an I/O error there ends the search, a
+/// permission error (vault run without sudo) does not, as a stick cannot be failing for it.
+fn note(f: Failure, own: &mut Vec<Failure>, others: &mut Vec<Failure>) {
+    if vanished(&f.error) {
+        // Pulled out while it was read: nothing there any more.
+        return;
+    }
+    if own.iter().chain(others.iter()).any(|o| o.path == f.path) {
+        return;
+    }
+    if f.denied() {
+        others.push(f);
+    } else {
+        own.push(f);
+    }
+}
+
+/// "PATH (ROLE): ERROR", or "PATH: ERROR".
+fn describe(f: &Failure) -> String {
+    let error = match &f.error {
+        Error::Io { source, .. } => source.to_string(),
+        e => e.to_string(),
+    };
+    if f.role.is_empty() {
+        format!("{}: {error}", f.path.display())
+    } else {
+        format!("{} ({}): {error}", f.path.display(), f.role)
+    }
+}
+
+/// The error naming each device that could not be read, and how.
+fn unreadable(failures: &[Failure], context: String) -> Error {
+    let list: Vec<String> = failures.iter().map(describe).collect();
+    Error::Unreadable {
+        failures: list.join("; "),
+        context,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_gone_or_without_medium_is_skipped_and_other_errors_are_failures() {
+        use rustix::io::Errno;
+        let err = |n: Errno| Error::io("cannot open", "/dev/sdz", n.into());
+        for gone in [Errno::NOENT, Errno::NXIO, Errno::NODEV, Errno::NOMEDIUM] {
+            assert!(vanished(&err(gone)), "{gone:?}");
+        }
+        for failed in [Errno::IO, Errno::ACCESS, Errno::PERM] {
+            assert!(!vanished(&err(failed)), "{failed:?}");
+        }
+        let failures = [
+            Failure {
+                path: "/dev/sda".into(),
+                role: "the installer disk sda".into(),
+                error: err(Errno::IO),
+            },
+            Failure {
+                path: "/dev/sdb".into(),
+                role: String::new(),
+                error: err(Errno::ACCESS),
+            },
+        ];
+        // On the disk vault came from, an I/O error ends the search; a permission error or a
+        // device that went away does not.
+        let (mut own, mut others) = (Vec::new(), Vec::new());
+        // The last one names a device already named: once is enough.
+        for (path, n) in [
+            ("/dev/sda1", Errno::IO),
+            ("/dev/sda2", Errno::ACCESS),
+            ("/dev/sda3", Errno::NODEV),
+            ("/dev/sda1", Errno::IO),
+        ] {
+            let f = Failure {
+                path: path.into(),
+                role: "the installer disk sda".into(),
+                error: err(n),
+            };
+            note(f, &mut own, &mut others);
+        }
+        assert_eq!((own.len(), others.len()), (1, 1));
+        assert!(!own[0].denied() && others[0].denied());
+        let e = unreadable(&failures, "nothing else".into());
+        let msg = e.to_string();
+        assert!(
+            msg.starts_with("cannot read /dev/sda (the installer disk sda): Input/output error"),
+            "{msg}"
+        );
+        assert!(msg.contains("; /dev/sdb: Permission denied"), "{msg}");
+        assert!(matches!(e, Error::Unreadable { .. }));
+    }
 
     #[test]
     fn the_message_names_the_devices_it_skipped() {

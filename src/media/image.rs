@@ -3,13 +3,13 @@
 //! Outputs are written to a temporary file beside the output and renamed into place only when
 //! complete and synced.
 
-use std::fs::{File, OpenOptions, Permissions};
-use std::io::{Seek, SeekFrom};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use super::carry::{self, Binary, Carried, BIN_PART_TYPE};
+use super::input::{open_input, FileId, Input};
 use super::mbr::{self, Extent, Table};
+use super::output::{check_output, check_space, copy_sparse, data_len, parent_dir, Temp};
 use super::{align_up, byte_len, isofile, read_prefix, Error, Result, ALIGN, SECTOR};
 
 /// What `attach` did.
@@ -47,70 +47,13 @@ pub struct ImageInfo {
     pub iso_end: Option<u64>,
     /// The vault binary the medium carries, if any.
     pub binary: Option<Carried>,
+    /// Why the binary the medium records could not be read (its partition is damaged).
+    pub binary_damaged: Option<String>,
 }
 
-pub(crate) fn parent_dir(p: &Path) -> PathBuf {
-    match p.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    }
-}
-
-/// A temporary beside `output` holding the first `keep` bytes of the input image, open for
-/// writing: the new image is built there and published by rename, so the input is never edited.
-fn copy_prefix_beside(
-    inf: &mut File,
-    input: &Path,
-    keep: u64,
-    output: &Path,
-    prefix: &str,
-) -> Result<(tempfile::NamedTempFile, PathBuf, File)> {
-    let dir = parent_dir(output);
-    let tmp = tempfile::Builder::new()
-        .prefix(prefix)
-        .tempfile_in(&dir)
-        .map_err(|e| Error::io("cannot create a temporary file in", &dir, e))?;
-    let tmp_path = tmp.path().to_path_buf();
-    let mut out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&tmp_path)
-        .map_err(|e| Error::io("cannot open", &tmp_path, e))?;
-    inf.seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("cannot seek in", input, e))?;
-    // std uses copy_file_range here: reflinks or in-kernel copies where the filesystem can.
-    std::io::copy(&mut std::io::Read::take(inf, keep), &mut out)
-        .map_err(|e| Error::io("cannot copy the image to", &tmp_path, e))?;
-    Ok((tmp, tmp_path, out))
-}
-
-/// Refuses an output that is the input (same inode, also through links) or that exists
-/// without `force`.
-pub(crate) fn check_output(input: &Path, output: &Path, force: bool) -> Result<()> {
-    let inm = std::fs::metadata(input).map_err(|e| Error::io("cannot open", input, e))?;
-    match std::fs::metadata(output) {
-        Ok(outm) => {
-            if outm.dev() == inm.dev() && outm.ino() == inm.ino() {
-                return Err(Error::OutputIsInput {
-                    input: input.into(),
-                    output: output.into(),
-                });
-            }
-            if !force {
-                return Err(Error::OutputExists {
-                    path: output.into(),
-                });
-            }
-            Ok(())
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io("cannot check", output, e)),
-    }
-}
-
-/// Opens the bundle file and checks that it is one; returns it with its length.
+/// Opens the bundle file and checks that it is one; returns it with its length and identity.
 pub(crate) fn check_bundle(bundle: &Path) -> Result<(File, u64)> {
-    let mut f = File::open(bundle).map_err(|e| Error::io("cannot open", bundle, e))?;
+    let mut f = open_input(bundle)?;
     let prefix = read_prefix(&mut f, bundle, 0)?;
     if !super::looks_like_bundle(&prefix) {
         return Err(Error::NotABundle {
@@ -121,34 +64,40 @@ pub(crate) fn check_bundle(bundle: &Path) -> Result<(File, u64)> {
     Ok((f, len))
 }
 
-/// Syncs and renames a finished temporary file to `output` (no-clobber unless `force`).
-pub(crate) fn publish(tmp: &Path, output: &Path, force: bool) -> Result<()> {
-    let f = File::open(tmp).map_err(|e| Error::io("cannot open", tmp, e))?;
-    // An image carries the bundle, which is 0600 (its ciphertext is what passphrase guesses
-    // are tried against). Temporaries are created 0600; xorriso's output lies in a private
-    // 0700 directory: either way no other user could open it before this.
-    f.set_permissions(Permissions::from_mode(0o600))
-        .map_err(|e| Error::io("cannot set the mode of", tmp, e))?;
-    f.sync_all().map_err(|e| Error::io("cannot sync", tmp, e))?;
-    if force {
-        std::fs::rename(tmp, output).map_err(|e| Error::io("cannot rename to", output, e))?;
-    } else {
-        // A hard link fails if the output appeared meanwhile: no clobbering by a race.
-        std::fs::hard_link(tmp, output).map_err(|e| {
-            if e.kind() == std::io::ErrorKind::AlreadyExists {
-                Error::OutputExists {
-                    path: output.into(),
-                }
-            } else {
-                Error::io("cannot create", output, e)
-            }
-        })?;
-        let _ = std::fs::remove_file(tmp);
+/// The inputs of a run, for [`check_output`]: the image (or device), the bundle, the binary.
+pub(crate) fn inputs<'a>(
+    image: (&'a Path, &File, &'static str),
+    bundle: Option<(&'a Path, &File)>,
+    binary: Option<&'a Binary>,
+) -> Result<Vec<Input<'a>>> {
+    let mut v = vec![Input {
+        path: image.0,
+        what: image.2,
+        id: FileId::of_file(image.1, image.0)?,
+    }];
+    if let Some((path, f)) = bundle {
+        v.push(Input {
+            path,
+            what: "bundle",
+            id: FileId::of_file(f, path)?,
+        });
     }
-    if let Ok(d) = File::open(parent_dir(output)) {
-        let _ = d.sync_all();
+    if let Some(b) = binary {
+        v.push(Input {
+            path: &b.path,
+            what: "vault binary",
+            id: b.id,
+        });
     }
-    Ok(())
+    Ok(v)
+}
+
+/// One image carries one bundle: refuses an image whose ISO tree holds `/vault/bundle`.
+pub(crate) fn refuse_iso_file_bundle(f: &mut File, path: &Path) -> Result<()> {
+    match isofile::find_bundle(f, path)? {
+        Some(_) => Err(Error::CarriesIsoFile { path: path.into() }),
+        None => Ok(()),
+    }
 }
 
 /// Reads the table and refuses layouts vault cannot update.
@@ -272,11 +221,8 @@ pub(crate) fn table_with(
 }
 
 /// Writes the binary partition's volume at `start` of `out`.
-pub(crate) fn write_binary(out: &mut File, path: &Path, start: u64, volume: &[u8]) -> Result<()> {
-    use std::io::Write;
-    out.seek(SeekFrom::Start(start))
-        .map_err(|e| Error::io("cannot seek in", path, e))?;
-    out.write_all(volume)
+pub(crate) fn write_binary(out: &File, path: &Path, start: u64, volume: &[u8]) -> Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(out, volume, start)
         .map_err(|e| Error::io("cannot write the vault binary to", path, e))
 }
 
@@ -289,24 +235,34 @@ pub fn attach_image(
     force: bool,
     binary: Option<&Binary>,
 ) -> Result<Attached> {
-    check_output(input, output, force)?;
+    let mut inf = open_input(input)?;
     let (mut bf, len) = check_bundle(bundle)?;
-    let mut inf = File::open(input).map_err(|e| Error::io("cannot open", input, e))?;
+    check_output(
+        output,
+        force,
+        &inputs((input, &inf, "input image"), Some((bundle, &bf)), binary)?,
+    )?;
     let in_len = byte_len(&mut inf, input)?;
     let table = usable_table(&mut inf, input)?;
     if let Some(b) = binary {
         b.check_arch(input, carry::iso_arch(&mut inf, input)?)?;
     }
+    refuse_iso_file_bundle(&mut inf, input)?;
     // Appending goes after everything in the file; replacing keeps everything before the old
-    // bundle partition, which must not hold the image's own data.
+    // bundle partition, which must be intact and must not hold the image's own data.
     let (slot, extent) = place(&table, input, len, in_len, replace)?;
-    if replace && data_end(&mut inf, input, &table)? > extent.start {
-        return Err(Error::Overlap {
-            path: input.into(),
-            slot,
-            start: extent.start_lba(),
-            end: extent.end() / super::SECTOR,
-        });
+    if replace {
+        if let Some(old) = table.vault_slots().next() {
+            mbr::check_partition(&mut inf, input, old, in_len)?;
+        }
+        if data_end(&mut inf, input, &table)? > extent.start {
+            return Err(Error::Overlap {
+                path: input.into(),
+                slot,
+                start: extent.start_lba(),
+                end: extent.end() / super::SECTOR,
+            });
+        }
     }
     let keep = if replace { extent.start } else { in_len };
     let volume = binary.map(Binary::volume);
@@ -318,24 +274,27 @@ pub fn attach_image(
         None => None,
     };
     let sector = table_with(&table, input, slot, &extent, bin_place)?;
-
-    let (tmp, tmp_path, mut out) =
-        copy_prefix_beside(&mut inf, input, keep, output, ".vault-attach-")?;
-    // Zero gap up to the 1 MiB boundary (sparse where the filesystem allows).
-    out.set_len(extent.start)
-        .map_err(|e| Error::io("cannot extend", &tmp_path, e))?;
-    mbr::write_partition(&mut out, &tmp_path, &mut bf, bundle, &extent)?;
-    if let (Some(v), Some((_, bstart, _))) = (&volume, bin_place) {
-        write_binary(&mut out, &tmp_path, bstart, v)?;
-    }
-    mbr::write_table(&mut out, &tmp_path, &sector)?;
     let image_len = bin_place.map_or(extent.end(), |(_, s, l)| s + l);
-    out.set_len(image_len)
-        .map_err(|e| Error::io("cannot truncate", &tmp_path, e))?;
-    drop(out);
-    publish(&tmp_path, output, force)?;
-    // The temporary is gone after publish; keep tempfile from complaining about it.
-    let _ = tmp.into_temp_path().keep();
+    let written = extent.sectors() * SECTOR + volume.as_ref().map_or(0, |v| v.len() as u64);
+    check_space(&parent_dir(output), data_len(&inf, input, keep)? + written)?;
+
+    let mut tmp = Temp::beside(output)?;
+    copy_sparse(&inf, input, &tmp.file, &tmp.path, keep)?;
+    // The gap up to the 1 MiB boundary stays a hole.
+    tmp.file
+        .set_len(extent.start)
+        .map_err(|e| Error::io("cannot extend", &tmp.path, e))?;
+    mbr::write_partition(&mut tmp.file, &tmp.path, &mut bf, bundle, &extent)?;
+    if let (Some(v), Some((_, bstart, _))) = (&volume, bin_place) {
+        write_binary(&tmp.file, &tmp.path, bstart, v)?;
+    }
+    mbr::write_table(&mut tmp.file, &tmp.path, &sector)?;
+    tmp.file
+        .set_len(image_len)
+        .map_err(|e| Error::io("cannot truncate", &tmp.path, e))?;
+    // An image carries the bundle, which is 0600 (its ciphertext is what passphrase guesses
+    // are tried against).
+    tmp.publish(output, force, 0o600)?;
     Ok(Attached {
         output: output.into(),
         slot,
@@ -348,9 +307,10 @@ pub fn attach_image(
     })
 }
 
-/// What `path` (an image file or a device) carries.
+/// What `path` (an image file or a device) carries. A damaged binary partition does not hide
+/// the rest: it is reported in [`ImageInfo::binary_damaged`].
 pub fn inspect_image(path: &Path) -> Result<ImageInfo> {
-    let mut f = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut f = open_input(path)?;
     let len = byte_len(&mut f, path)?;
     let table = Table::read(&mut f, path)?;
     let slots = table.as_ref().map(|t| t.used.clone()).unwrap_or_default();
@@ -363,15 +323,21 @@ pub fn inspect_image(path: &Path) -> Result<ImageInfo> {
     }
     let iso_end = isofile::volume(&mut f, path)?.map(|v| v.size);
     let iso_file = isofile::find_bundle(&mut f, path)?.map(|i| (i.offset, i.len));
-    let binary = match table
+    let read = match table
         .as_ref()
         .and_then(|t| t.binary_slots().next().copied())
     {
-        Some(s) => Some(carry::read_partition(&mut f, path, s.start(), s.index)?),
-        None => carry::read_iso_file(&mut f, path)?,
+        Some(s) => carry::read_partition(&mut f, path, s.start(), s.index).map(Some),
+        None => carry::read_iso_file(&mut f, path),
+    };
+    let (binary, binary_damaged) = match read {
+        Ok(b) => (b, None),
+        Err(e @ Error::BinaryDamaged { .. }) => (None, Some(e.to_string())),
+        Err(e) => return Err(e),
     };
     Ok(ImageInfo {
         binary,
+        binary_damaged,
         path: path.into(),
         len,
         slots,
@@ -384,8 +350,13 @@ pub fn inspect_image(path: &Path) -> Result<ImageInfo> {
 /// `vault detach --image INPUT -o OUTPUT`: the image without its bundle partition, cut back to
 /// where its own data ends.
 pub fn detach_image(input: &Path, output: &Path, force: bool) -> Result<ImageInfo> {
-    check_output(input, output, force)?;
-    let mut inf = File::open(input).map_err(|e| Error::io("cannot open", input, e))?;
+    let mut inf = open_input(input)?;
+    check_output(
+        output,
+        force,
+        &inputs((input, &inf, "input image"), None, None)?,
+    )?;
+    let in_len = byte_len(&mut inf, input)?;
     let table = usable_table(&mut inf, input)?;
     let slot = *table
         .vault_slots()
@@ -397,6 +368,14 @@ pub fn detach_image(input: &Path, output: &Path, force: bool) -> Result<ImageInf
         .map(mbr::Slot::start)
         .fold(slot.start(), u64::min);
     let keep = if end == 0 || end > first { first } else { end };
+    // A table that points past the end would make a huge, mostly empty copy.
+    if keep > in_len {
+        return Err(Error::Truncated {
+            path: input.into(),
+            len: in_len,
+            end: keep,
+        });
+    }
     let mut sector = table.with_entry(slot.index, None, input)?;
     if let Some(b) = table.binary_slots().next() {
         let mid = Table::parse(sector, input)?.ok_or_else(|| Error::NoTable {
@@ -405,11 +384,13 @@ pub fn detach_image(input: &Path, output: &Path, force: bool) -> Result<ImageInf
         })?;
         sector = mid.with_typed_entry(b.index, None, input)?;
     }
-    let (tmp, tmp_path, mut out) =
-        copy_prefix_beside(&mut inf, input, keep, output, ".vault-detach-")?;
-    mbr::write_table(&mut out, &tmp_path, &sector)?;
-    drop(out);
-    publish(&tmp_path, output, force)?;
-    let _ = tmp.into_temp_path().keep();
+    check_space(&parent_dir(output), data_len(&inf, input, keep)?)?;
+    let mut tmp = Temp::beside(output)?;
+    copy_sparse(&inf, input, &tmp.file, &tmp.path, keep)?;
+    tmp.file
+        .set_len(keep)
+        .map_err(|e| Error::io("cannot truncate", &tmp.path, e))?;
+    mbr::write_table(&mut tmp.file, &tmp.path, &sector)?;
+    tmp.publish(output, force, 0o600)?;
     inspect_image(output)
 }

@@ -8,8 +8,10 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 
+use super::input::open_input;
+use super::output::{check_output, check_space, data_len, interrupted, parent_dir, Temp};
 use super::{read_at_most, Error, Result};
 
 const SECTOR: u64 = 2048;
@@ -134,7 +136,8 @@ fn lookup(
 }
 
 /// `vault attach --iso-file`: a new image with the bundle at `/vault/bundle` in the ISO tree,
-/// boot setup replayed by xorriso. The output is written under a temporary name and renamed.
+/// boot setup replayed by xorriso. The output is written under a temporary name and renamed;
+/// a signal ends xorriso and removes what it wrote.
 pub fn attach_iso_file(
     input: &Path,
     bundle: &Path,
@@ -142,63 +145,116 @@ pub fn attach_iso_file(
     force: bool,
     binary: Option<&super::Binary>,
 ) -> Result<PathBuf> {
-    super::image::check_output(input, output, force)?;
-    super::image::check_bundle(bundle)?;
+    let mut f = open_input(input)?;
+    let (bf, len) = super::image::check_bundle(bundle)?;
+    check_output(
+        output,
+        force,
+        &super::image::inputs((input, &f, "input image"), Some((bundle, &bf)), binary)?,
+    )?;
     if let Some(b) = binary {
-        let mut f = File::open(input).map_err(|e| Error::io("cannot open", input, e))?;
         b.check_arch(input, super::carry::iso_arch(&mut f, input)?)?;
     }
-    let dir = super::image::parent_dir(output);
-    // xorriso refuses to write to an existing non-empty file as -outdev: give it a fresh name.
-    let tmp = tempfile::Builder::new()
-        .prefix(".vault-attach-")
-        .tempdir_in(&dir)
-        .map_err(|e| Error::io("cannot create a temporary directory in", &dir, e))?;
-    let tmp_out = tmp.path().join("image.iso");
+    // One image carries one bundle: not a partition's and a file's.
+    if let Ok(Some(table)) = super::mbr::Table::read(&mut f, input) {
+        if let Some(s) = table.vault_slots().next() {
+            return Err(Error::AlreadyCarries {
+                path: input.into(),
+                slot: s.index,
+            });
+        }
+    }
+    // xorriso writes a new ISO: about the input's data, the bundle and the binary.
+    let in_len = super::byte_len(&mut f, input)?;
+    let extra = len + binary.map_or(0, |b| b.bytes.len() as u64);
+    check_space(&parent_dir(output), data_len(&f, input, in_len)? + extra)?;
+    // xorriso writes into an existing empty file in place (an existing non-empty one it
+    // refuses), so the temporary is the output device.
+    let out = Temp::beside(output)?;
     let mut cmd = Command::new("xorriso");
     cmd.arg("-indev")
         .arg(input)
         .arg("-outdev")
-        .arg(&tmp_out)
+        .arg(&out.path)
         .arg("-map")
         .arg(bundle)
         .arg(super::ISO_BUNDLE_PATH);
-    if let Some(b) = binary {
-        // The checked bytes, not the path again: the file could change in between. Mode 0755
-        // goes into the Rock Ridge attributes, so the live system can run it from /iso.
-        let bin = tmp.path().join("vault");
-        std::fs::write(&bin, &b.bytes).map_err(|e| Error::io("cannot write", &bin, e))?;
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .map_err(|e| Error::io("cannot set the mode of", &bin, e))?;
-        cmd.arg("-map").arg(&bin).arg(super::carry::ISO_BINARY_PATH);
-    }
-    let result = cmd
-        .args(["-boot_image", "any", "replay"])
-        .output()
-        .map_err(|e| Error::Tool {
-            tool: "xorriso",
-            why: e.to_string(),
-        })?;
-    if !result.status.success() {
-        let stderr = String::from_utf8_lossy(&result.stderr);
-        let tail: Vec<&str> = stderr.lines().rev().take(5).collect();
-        return Err(Error::Tool {
-            tool: "xorriso",
-            why: format!(
-                "{} ({})",
-                result.status,
-                tail.into_iter().rev().collect::<Vec<_>>().join(" / ")
-            ),
-        });
-    }
+    let bin_tmp = match binary {
+        Some(b) => {
+            // The checked bytes, not the path again: the file could change in between. Mode
+            // 0755 goes into the Rock Ridge attributes, so the live system can run it from /iso.
+            let t = Temp::beside(output)?;
+            std::os::unix::fs::FileExt::write_all_at(&t.file, &b.bytes, 0)
+                .map_err(|e| Error::io("cannot write", &t.path, e))?;
+            t.file
+                .set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .map_err(|e| Error::io("cannot set the mode of", &t.path, e))?;
+            cmd.arg("-map")
+                .arg(&t.path)
+                .arg(super::carry::ISO_BINARY_PATH);
+            Some(t)
+        }
+        None => None,
+    };
+    cmd.args(["-boot_image", "any", "replay"]);
+    run_xorriso(cmd)?;
+    drop(bin_tmp);
     // Check what xorriso wrote before it replaces anything.
-    let mut f = File::open(&tmp_out).map_err(|e| Error::io("cannot open", &tmp_out, e))?;
-    if find_bundle(&mut f, &tmp_out)?.is_none() {
+    let mut written = File::open(&out.path).map_err(|e| Error::io("cannot open", &out.path, e))?;
+    if find_bundle(&mut written, &out.path)?.is_none() {
         return Err(Error::Tool {
             tool: "xorriso",
             why: format!("its output has no {}", super::ISO_BUNDLE_PATH),
         });
     }
-    super::image::publish(&tmp_out, output, force)?;
+    out.publish(output, force, 0o600)?;
     Ok(output.to_path_buf())
+}
+
+/// Runs xorriso to its end, or ends it when a signal arrives.
+fn run_xorriso(mut cmd: Command) -> Result<()> {
+    let tool = |why: String| Error::Tool {
+        tool: "xorriso",
+        why,
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| tool(e.to_string()))?;
+    // Its messages, read on the side so that a full pipe never stalls it; the last lines say
+    // why it failed.
+    let stderr = child.stderr.take();
+    let reader = std::thread::spawn(move || {
+        let mut tail = String::new();
+        if let Some(mut s) = stderr {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut s, &mut buf);
+            let text = String::from_utf8_lossy(&buf);
+            let lines: Vec<&str> = text.lines().rev().take(5).collect();
+            tail = lines.into_iter().rev().collect::<Vec<_>>().join(" / ");
+        }
+        tail
+    });
+    let status = loop {
+        if let Err(e) = interrupted() {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = reader.join();
+            return Err(e);
+        }
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            Err(e) => return Err(tool(e.to_string())),
+        }
+    };
+    let tail = reader.join().unwrap_or_default();
+    // Ctrl-C reaches xorriso too: report the signal, not its failure.
+    interrupted()?;
+    if !status.success() {
+        return Err(tool(format!("{status} ({tail})")));
+    }
+    Ok(())
 }

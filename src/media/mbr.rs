@@ -293,8 +293,37 @@ pub fn bundle_len(file: &mut File, path: &Path, offset: u64, part_len: u64) -> R
     Ok(len)
 }
 
+/// Checks the bundle partition in `slot` of an image or device of `total` bytes: inside it,
+/// starting with a bundle, ending in a trailer. Returns the bundle's exact length.
+pub fn check_partition(file: &mut File, path: &Path, slot: &Slot, total: u64) -> Result<u64> {
+    let start = slot.start();
+    let part_len = slot.sectors * SECTOR;
+    if start.checked_add(part_len).is_none_or(|end| end > total) {
+        return Err(Error::Damaged {
+            path: path.into(),
+            offset: start,
+            why: format!(
+                "MBR slot {} extends past the end ({total} bytes); was the image truncated?",
+                slot.index
+            ),
+        });
+    }
+    let head = super::read_prefix(file, path, start)?;
+    if !super::looks_like_bundle(&head) {
+        return Err(Error::Damaged {
+            path: path.into(),
+            offset: start,
+            why: format!(
+                "MBR slot {} (type 0xDA) does not start with a vault bundle",
+                slot.index
+            ),
+        });
+    }
+    bundle_len(file, path, start, part_len)
+}
+
 /// Writes the bundle (from `bundle`, exactly `extent.len` bytes), zero padding and the trailer
-/// at `extent.start` of `out`.
+/// at `extent.start` of `out`. Stops at a signal (see [`super::output::copy_range`]).
 pub fn write_partition(
     out: &mut File,
     out_path: &Path,
@@ -302,27 +331,19 @@ pub fn write_partition(
     bundle_path: &Path,
     extent: &Extent,
 ) -> Result<()> {
-    out.seek(SeekFrom::Start(extent.start))
-        .map_err(|e| Error::io("cannot seek in", out_path, e))?;
-    bundle
-        .seek(SeekFrom::Start(0))
-        .map_err(|e| Error::io("cannot seek in", bundle_path, e))?;
-    let copied = std::io::copy(&mut bundle.take(extent.len), out)
-        .map_err(|e| Error::io("cannot write the bundle to", out_path, e))?;
-    if copied != extent.len {
-        return Err(Error::io(
-            "cannot read",
-            bundle_path,
-            std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                "the bundle changed while it was copied",
-            ),
-        ));
-    }
+    super::output::copy_range(
+        bundle,
+        bundle_path,
+        0,
+        out,
+        out_path,
+        extent.start,
+        extent.len,
+    )?;
     let pad = (extent.sectors() - 1) * SECTOR - extent.len;
     let mut tail = vec![0u8; pad as usize];
     tail.extend_from_slice(&trailer(extent.len));
-    out.write_all(&tail)
+    std::os::unix::fs::FileExt::write_all_at(out, &tail, extent.start + extent.len)
         .map_err(|e| Error::io("cannot write the bundle to", out_path, e))
 }
 

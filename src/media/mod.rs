@@ -8,6 +8,9 @@
 //! the ISO9660 tree.
 //!
 //! - [`mbr`]: reading and updating the MBR, slots, the trailer.
+//! - [`input`]: opening inputs (only regular files and block devices, never blocking).
+//! - [`output`]: new images: a temporary beside the output, holes copied as holes, free space
+//!   checked first, removed on any error or signal, swept when a killed run left it.
 //! - [`image`]: `attach`/`detach` on image files (copy, never edit the input).
 //! - [`device`]: the same in place on a written stick, with the safety checks.
 //! - [`isofile`]: the ISO9660 reader and the `xorriso` file mode.
@@ -18,8 +21,10 @@ pub mod carry;
 pub mod device;
 pub mod discover;
 pub mod image;
+pub mod input;
 pub mod isofile;
 pub mod mbr;
+pub mod output;
 pub mod source;
 
 use std::fs::File;
@@ -69,6 +74,34 @@ pub enum Error {
     /// The image already carries a bundle partition and `--replace` was not given.
     #[error("{path} already carries a vault bundle (MBR slot {slot})")]
     AlreadyCarries { path: PathBuf, slot: usize },
+    /// The image already carries a bundle as `/vault/bundle` in its ISO tree: one image carries
+    /// one bundle, or the live system would have to guess.
+    #[error("{path} already carries a vault bundle as /vault/bundle in its ISO tree")]
+    CarriesIsoFile { path: PathBuf },
+    /// The image carries a bundle partition and `/vault/bundle`: vault does not choose.
+    #[error("{path} carries two vault bundles, one in MBR slot {slot} (byte {offset}) and /vault/bundle in its ISO tree (byte {iso_offset}); vault does not choose between them")]
+    TwoBundles {
+        path: PathBuf,
+        slot: usize,
+        offset: u64,
+        iso_offset: u64,
+    },
+    /// An input that is neither a regular file nor a block device (a FIFO would block forever).
+    #[error("{path} is {kind}, not a regular file or block device")]
+    NotAFile { path: PathBuf, kind: &'static str },
+    /// The output's filesystem has too little room for what will be written.
+    #[error("not enough free space in {dir}: the new image needs {} MiB ({need} bytes of data), {} MiB are free", need.div_ceil(1 << 20), available >> 20)]
+    NoSpace {
+        dir: PathBuf,
+        need: u64,
+        available: u64,
+    },
+    /// The image is shorter than its own partitions or ISO9660 volume say.
+    #[error("{path} ends at byte {len}, but its partition table or ISO9660 volume reaches byte {end}; was it truncated?")]
+    Truncated { path: PathBuf, len: u64, end: u64 },
+    /// SIGINT, SIGTERM or SIGHUP arrived; what this run wrote was removed.
+    #[error("interrupted by {}", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
     /// `--replace` or `detach` on an image that carries no bundle partition.
     #[error("{path} carries no vault bundle partition (no MBR entry of type 0xDA)")]
     NothingAttached { path: PathBuf },
@@ -78,9 +111,14 @@ pub enum Error {
     /// No bundle found in a file, image or device given as a source.
     #[error("no vault bundle in {path}: {why}")]
     NoBundle { path: PathBuf, why: String },
-    /// The output path is the input, or a link to it.
-    #[error("the output {output} is the input image {input}; the input is never modified")]
-    OutputIsInput { input: PathBuf, output: PathBuf },
+    /// The output path is an input (the image, the bundle, the carried binary), or a link to it.
+    #[error("the output {output} is the {what} {input}; inputs are never modified")]
+    OutputIsInput {
+        input: PathBuf,
+        output: PathBuf,
+        /// "input image", "bundle", "vault binary".
+        what: &'static str,
+    },
     /// The output exists and `--force` was not given.
     #[error("{path} already exists")]
     OutputExists { path: PathBuf },
@@ -134,9 +172,32 @@ pub enum Error {
         offset: u64,
         why: String,
     },
+    /// The carried binary's partition (or file) is damaged; the bundle is another partition.
+    #[error("{path}: the vault binary ({location}) at byte {offset} is damaged: {why}; the bundle is not affected")]
+    BinaryDamaged {
+        path: PathBuf,
+        /// "MBR slot 4, label VAULT-BIN" or "/vault/vault in the ISO tree".
+        location: String,
+        offset: u64,
+        why: String,
+    },
     /// Discovery on the live system found nothing.
     #[error("no vault bundle found: looked at {looked}")]
-    NothingFound { looked: String },
+    NothingFound {
+        looked: String,
+        /// Some devices could not be opened for lack of permission (named in `looked`).
+        denied: bool,
+    },
+    /// Discovery could not read a device it had to look at: the installer's own disk, or every
+    /// device when it found nothing.
+    #[error("cannot read {failures}; {context}")]
+    Unreadable {
+        /// Each device with what it is and the error, e.g. "/dev/sda (the installer disk):
+        /// Input/output error (os error 5)".
+        failures: String,
+        /// What was found, or looked at, otherwise.
+        context: String,
+    },
     /// The binary to carry is not a vault executable vault can carry.
     #[error("{path} cannot be carried on the stick: {why}")]
     NotAVaultBinary { path: PathBuf, why: String },
@@ -178,7 +239,13 @@ impl crate::Hint for Error {
             Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
                 "run it with sudo (reading or writing a device needs root), or check the file's permissions".into()
             }
-            Error::Io { .. } => return None,
+            Error::Io { source, .. } if source.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
+                "an input/output error: the disk or stick (or its USB port) may be failing; check `dmesg`, plug it into another port, or write the image to another stick".into()
+            }
+            Error::Io { source, .. } if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+                "the disk is full: free some space, or give -o on another filesystem".into()
+            }
+            Error::Io { .. } | Error::Interrupted { .. } => return None,
             Error::NoTable { .. } => {
                 "give an isohybrid installer image (nixpkgs builds them), or use `vault attach --iso-file`"
                     .into()
@@ -203,6 +270,19 @@ impl crate::Hint for Error {
                     .into()
             }
             Error::OutputIsInput { .. } => "give a new output path with -o".into(),
+            Error::CarriesIsoFile { .. } => {
+                "start from the original installer image: one image carries one bundle (`vault attach --iso-file` on it again replaces /vault/bundle)".into()
+            }
+            Error::TwoBundles { slot, .. } => format!(
+                "name the one to use: on the installer, the partition (e.g. `vault unlock /dev/sda{slot}`) or `vault unlock /iso/vault/bundle`; on the workstation, `vault detach --image IMG -o ONE.img` writes a copy that keeps only /vault/bundle"
+            ),
+            Error::NotAFile { .. } => {
+                "give the image, bundle or stick itself (a regular file or a block device such as /dev/sdb); vault does not read pipes, sockets, directories or character devices".into()
+            }
+            Error::NoSpace { .. } => "free some space, or give -o on another filesystem".into(),
+            Error::Truncated { .. } => {
+                "download or copy the installer image again (compare its checksum), then attach again".into()
+            }
             Error::OutputExists { .. } => "choose another path with -o, or add --force to replace it".into(),
             Error::TooSmall { .. } => {
                 "use a larger stick, or write the image made by `vault attach --image` to it (--no-binary needs less room)".into()
@@ -224,7 +304,17 @@ impl crate::Hint for Error {
                 format!("install {tool} (`apt-get install {tool}` or `nix shell nixpkgs#{tool}`)")
             }
             Error::Damaged { .. } => {
-                "attach the bundle again with `vault attach --replace` on the workstation".into()
+                "make the stick again from the original installer image: `vault attach --image INSTALLER.iso --bundle FILE -o OUT.img`".into()
+            }
+            Error::BinaryDamaged { .. } => {
+                "carry the binary again: `vault attach --replace --image IMG --bundle FILE -o NEW.img` (or `--device` for a stick)".into()
+            }
+            Error::Unreadable { .. } => {
+                "the stick (or its USB port) may be failing: check `dmesg`, plug it into another port, or write the image to another stick; to use a bundle elsewhere, name it: `vault unlock /path/to/bundle` (or a device such as /dev/sdb3)".into()
+            }
+            Error::NothingFound { denied: true, .. } => {
+                "run it with sudo (reading disks needs root), or give the bundle's path: `vault unlock /path/to/bundle`"
+                    .into()
             }
             Error::NothingFound { .. } => {
                 "give the bundle's path: `vault unlock /path/to/bundle` (or a device such as /dev/sdb3)"
@@ -243,10 +333,17 @@ impl crate::Hint for Error {
 
     fn exit_code(&self) -> crate::ExitCode {
         match self {
-            Error::NotABundle { .. } | Error::NoBundle { .. } | Error::Damaged { .. } => {
-                crate::ExitCode::BadBundle
-            }
-            Error::ProtectiveGpt { .. }
+            Error::NotABundle { .. }
+            | Error::NoBundle { .. }
+            | Error::Damaged { .. }
+            | Error::BinaryDamaged { .. } => crate::ExitCode::BadBundle,
+            Error::NoTable { .. }
+            | Error::CarriesIsoFile { .. }
+            | Error::TwoBundles { .. }
+            | Error::NotAFile { .. }
+            | Error::NoSpace { .. }
+            | Error::Truncated { .. }
+            | Error::ProtectiveGpt { .. }
             | Error::NoFreeSlot { .. }
             | Error::AlreadyCarries { .. }
             | Error::OutputIsInput { .. }

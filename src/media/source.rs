@@ -6,6 +6,7 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Take};
 use std::path::{Path, PathBuf};
 
+use super::input::open_input;
 use super::mbr::{self, Table};
 use super::{byte_len, isofile, looks_like_bundle, read_prefix, Error, Result, SECTOR};
 
@@ -34,7 +35,7 @@ impl BundleSource {
         len: u64,
         description: String,
     ) -> Result<BundleSource> {
-        let mut file = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+        let mut file = open_input(path)?;
         file.seek(SeekFrom::Start(offset))
             .map_err(|e| Error::io("cannot seek in", path, e))?;
         Ok(BundleSource {
@@ -50,8 +51,14 @@ impl BundleSource {
 /// Opens the bundle `path` holds or carries. See the module documentation for what is
 /// accepted; anything else is [`Error::NoBundle`].
 pub fn open_source(path: &Path) -> Result<BundleSource> {
-    let mut f = File::open(path).map_err(|e| Error::io("cannot open", path, e))?;
+    let mut f = open_input(path)?;
     let total = byte_len(&mut f, path)?;
+    if total == 0 {
+        return Err(Error::NoBundle {
+            path: path.into(),
+            why: "it is empty (0 bytes); a device with no medium, or a stick that was unplugged, looks like this".into(),
+        });
+    }
     let prefix = read_prefix(&mut f, path, 0)?;
     let shown = path.display().to_string();
     if looks_like_bundle(&prefix) {
@@ -74,57 +81,48 @@ pub fn open_source(path: &Path) -> Result<BundleSource> {
             why: crate::bundle::HeaderError::CrLf.to_string(),
         });
     }
+    // `/vault/bundle` in an ISO tree, if there is one and it lies within the file.
+    let iso_file = match isofile::find_bundle(&mut f, path)? {
+        Some(file)
+            if file
+                .offset
+                .checked_add(file.len)
+                .is_some_and(|e| e <= total) =>
+        {
+            let head = read_prefix(&mut f, path, file.offset)?;
+            looks_like_bundle(&head).then_some(file)
+        }
+        _ => None,
+    };
     // A sector that merely ends in 0x55AA with invalid entries is not an error here: the file
     // may still be an ISO with /vault/bundle.
     if let Ok(Some(table)) = Table::read(&mut f, path) {
         if let Some(slot) = table.vault_slots().next().copied() {
-            let start = slot.start();
-            let part_len = slot.sectors * SECTOR;
-            if start.checked_add(part_len).is_none_or(|end| end > total) {
-                return Err(Error::Damaged {
+            let len = mbr::check_partition(&mut f, path, &slot, total)?;
+            // Two bundles: taking either silently could unlock the wrong one.
+            if let Some(file) = iso_file {
+                return Err(Error::TwoBundles {
                     path: path.into(),
-                    offset: start,
-                    why: format!("MBR slot {} extends past the end ({total} bytes); was the image truncated?", slot.index),
+                    slot: slot.index,
+                    offset: slot.start(),
+                    iso_offset: file.offset,
                 });
             }
-            let head = read_prefix(&mut f, path, start)?;
-            if !looks_like_bundle(&head) {
-                return Err(Error::Damaged {
-                    path: path.into(),
-                    offset: start,
-                    why: format!(
-                        "MBR slot {} (type 0xDA) does not start with a vault bundle",
-                        slot.index
-                    ),
-                });
-            }
-            let len = mbr::bundle_len(&mut f, path, start, part_len)?;
             return BundleSource::open_at(
                 path,
-                start,
+                slot.start(),
                 len,
                 format!("{shown} (MBR slot {})", slot.index),
             );
         }
     }
-    if let Some(file) = isofile::find_bundle(&mut f, path)? {
-        let in_bounds = file
-            .offset
-            .checked_add(file.len)
-            .is_some_and(|e| e <= total);
-        let head = if in_bounds {
-            read_prefix(&mut f, path, file.offset)?
-        } else {
-            Vec::new()
-        };
-        if in_bounds && looks_like_bundle(&head) {
-            return BundleSource::open_at(
-                path,
-                file.offset,
-                file.len,
-                format!("{shown} ({})", super::ISO_BUNDLE_PATH),
-            );
-        }
+    if let Some(file) = iso_file {
+        return BundleSource::open_at(
+            path,
+            file.offset,
+            file.len,
+            format!("{shown} ({})", super::ISO_BUNDLE_PATH),
+        );
     }
     Err(Error::NoBundle {
         path: path.into(),

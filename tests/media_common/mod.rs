@@ -1,0 +1,165 @@
+//! Shared by the installer-media tests (`media.rs`, `hostile_media.rs`, `media_faults.rs`):
+//! real bundles from `vault pack`, a real isohybrid image from `xorriso`, hand-made MBRs.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use super::common;
+
+pub fn vault(args: &[&str]) -> Output {
+    Command::new(common::vault_bin())
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Asserts exit 6 with `needle` in the message and a hint.
+pub fn refused(o: Output, needle: &str) {
+    failed_with(o, 6, needle);
+}
+
+/// Asserts exit `code` with `needle` in the message and a hint; returns stderr.
+pub fn failed_with(o: Output, code: i32, needle: &str) -> String {
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "stdout: {}\nstderr: {err}",
+        String::from_utf8_lossy(&o.stdout)
+    );
+    assert!(err.contains(needle), "expected {needle:?} in: {err}");
+    assert!(err.contains("hint:"), "no hint in: {err}");
+    err
+}
+
+/// A bundle packed from `size` random (incompressible) bytes, passphrase [`PASSPHRASE`].
+pub fn bundle(dir: &Path, name: &str, size: usize) -> PathBuf {
+    let src = dir.join(format!("{name}-src"));
+    fs::create_dir_all(&src).unwrap();
+    let mut data = vec![0u8; size];
+    std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut data).unwrap();
+    fs::write(src.join("blob"), data).unwrap();
+    fs::write(
+        src.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"blob\"\ntarget = \"/etc/blob\"\nmode = \"0600\"\n",
+    )
+    .unwrap();
+    fs::write(src.join("pass"), format!("{PASSPHRASE}\n")).unwrap();
+    let out = dir.join(format!("{name}.vault"));
+    let mut args = vec![
+        "pack",
+        "-m",
+        s(&src.join("vault.toml")).to_owned().leak(),
+        "-o",
+        s(&out).to_owned().leak(),
+        "--passphrase-file",
+        s(&src.join("pass")).to_owned().leak(),
+    ];
+    args.extend(common::FAST_KDF);
+    common::ok(vault(&args));
+    out
+}
+
+pub const PASSPHRASE: &str = "correct horse battery staple";
+
+/// A small isohybrid image as nixpkgs makes them (isolinux, -isohybrid-mbr).
+pub fn iso(dir: &Path) -> Option<PathBuf> {
+    common::require_tool("xorriso")?;
+    let tree = dir.join("tree");
+    fs::create_dir_all(tree.join("isolinux")).unwrap();
+    fs::copy(
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        tree.join("isolinux/isolinux.bin"),
+    )
+    .ok()?;
+    fs::write(tree.join("README"), "test image\n").unwrap();
+    let out = dir.join("installer.iso");
+    let st = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-iso-level",
+            "3",
+            "-volid",
+            "nixos-minimal-25.05-x86_64",
+        ])
+        .args([
+            "-eltorito-boot",
+            "isolinux/isolinux.bin",
+            "-eltorito-catalog",
+            "isolinux/boot.cat",
+        ])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-isohybrid-mbr",
+            "/usr/lib/ISOLINUX/isohdpfx.bin",
+            "-r",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    Some(out)
+}
+
+/// A 4 MiB image with an MBR holding `entries` (slot, type, start LBA, sectors).
+pub fn raw_image(path: &Path, entries: &[(usize, u8, u32, u32)]) {
+    let mut img = vec![0u8; 4 << 20];
+    for &(slot, sys, start, sectors) in entries {
+        set_entry(&mut img, slot, sys, start, sectors);
+    }
+    img[510] = 0x55;
+    img[511] = 0xAA;
+    fs::write(path, img).unwrap();
+}
+
+/// Writes MBR entry `slot` (1..=4) of the image bytes `img`.
+pub fn set_entry(img: &mut [u8], slot: usize, sys: u8, start: u32, sectors: u32) {
+    let e = 446 + 16 * (slot - 1);
+    img[e + 4] = sys;
+    img[e + 8..e + 12].copy_from_slice(&start.to_le_bytes());
+    img[e + 12..e + 16].copy_from_slice(&sectors.to_le_bytes());
+}
+
+/// MBR entry `slot` of the file `img`: (type, start LBA, sectors).
+pub fn entry(img: &Path, slot: usize) -> (u8, u32, u32) {
+    let b = fs::read(img).unwrap();
+    let e = &b[446 + 16 * (slot - 1)..446 + 16 * slot];
+    (
+        e[4],
+        u32::from_le_bytes(e[8..12].try_into().unwrap()),
+        u32::from_le_bytes(e[12..16].try_into().unwrap()),
+    )
+}
+
+/// Rewrites MBR entry `slot` of the file `img` in place.
+pub fn patch_entry(img: &Path, slot: usize, sys: u8, start: u32, sectors: u32) {
+    let mut b = fs::read(img).unwrap();
+    set_entry(&mut b, slot, sys, start, sectors);
+    fs::write(img, b).unwrap();
+}
+
+/// Files in `dir` whose names mark them as vault temporaries.
+pub fn temporaries(dir: &Path) -> Vec<PathBuf> {
+    fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy().into_owned();
+            n.starts_with(".vault-") || n.contains(".vault-") && n.ends_with(".tmp")
+        })
+        .map(|e| e.path())
+        .collect()
+}

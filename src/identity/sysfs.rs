@@ -44,13 +44,22 @@ fn note(r: &mut Reading, what: impl Into<String>, why: impl Into<String>) {
     });
 }
 
-/// An attribute's bytes (at most [`MAX_ATTR`]); `Ok(None)` when it does not exist.
+/// An attribute's bytes (at most [`MAX_ATTR`]); `Ok(None)` when it does not exist. The
+/// kernel's attributes are regular files: a link is not followed (a tree given to
+/// `--sysfs-root` must not make vault, run as root, print a file only root may read) and a
+/// FIFO is not waited on.
 fn read_bytes(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(path, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
+    let f = std::fs::File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut b = Vec::new();
     f.take(MAX_ATTR).read_to_end(&mut b)?;
     Ok(Some(b))
@@ -387,6 +396,37 @@ mod tests {
                 "{what} / {why}: {notes:#?}"
             );
         }
+    }
+
+    /// An attribute is read only from a regular file of its own: one that is a link (in a tree
+    /// given to `--sysfs-root`, to a file only root may read, when vault runs as root) is not
+    /// followed, and a FIFO does not block; the kernel's attributes are never either.
+    #[test]
+    fn attributes_are_read_from_their_own_files_only() {
+        use crate::identity::fake::{Bus, FakeSysfs};
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "ROOT-ONLY-SECRET-1234\n").unwrap();
+        let root = dir.path().join("sys");
+        let mut t = FakeSysfs::new(&root).unwrap();
+        t.nic("eth0", "00:00:5e:00:53:01", 0, Bus::Pci).unwrap();
+        let dmi = root.join("class/dmi/id");
+        std::os::unix::fs::symlink(&secret, dmi.join("product_serial")).unwrap();
+        let eth0 = std::fs::canonicalize(root.join("class/net/eth0")).unwrap();
+        std::fs::remove_file(eth0.join("address")).unwrap();
+        std::os::unix::fs::symlink(&secret, eth0.join("address")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dmi.join("board_serial"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let r = read(&root);
+        assert!(r.identity.is_empty(), "{:?}", r.identity);
+        let notes = format!("{:?}", r.notes);
+        assert!(!notes.contains("ROOT-ONLY"), "{notes}");
     }
 
     /// A fake tree whose links loop reads as a machine with nothing to say, without hanging.

@@ -320,7 +320,9 @@ pub(crate) fn read(path: &Path) -> Result<String, Error> {
     std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))
 }
 
-/// Replaces `path` with `text` by writing a sibling and renaming it over (same mode).
+/// Replaces `path` with `text` by writing a sibling and renaming it over (same mode). A
+/// signal removes the sibling before the process exits ([`crate::interrupt::TempFile`]); the
+/// siblings a killed run left are removed first.
 pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
@@ -333,7 +335,10 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
     };
-    let tmp = dir.join(format!(".{name}.vault-edit-{}", std::process::id()));
+    let prefix = format!(".{name}");
+    sweep_stale_edits(dir, &prefix);
+    let tmp = dir.join(crate::interrupt::temp_name(&prefix));
+    let _registered = crate::interrupt::TempFile::register(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -350,6 +355,28 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
         return Err(Error::io("cannot write", path, e));
     }
     Ok(())
+}
+
+/// Removes the copies of `dir/PREFIX…` that an edit killed mid-write left (their writer is
+/// gone), as [`crate::interrupt::is_stale_temp`] names them, or as older vaults did
+/// (`PREFIX.vault-edit-PID`).
+fn sweep_stale_edits(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let old = name
+            .strip_prefix(prefix)
+            .and_then(|r| r.strip_prefix(".vault-edit-"))
+            .and_then(|pid| pid.parse::<u32>().ok())
+            .is_some_and(|pid| {
+                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
+            });
+        if old || crate::interrupt::is_stale_temp(&name, prefix) {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
 }
 
 /// One host as `vault host list` shows it.

@@ -264,11 +264,7 @@ pub fn choose_host(manifest: &BundleManifest, opts: &UnlockOptions) -> Result<Op
         ))),
         None => match manifest.hosts.as_slice() {
             [] => Ok(None),
-            [one] => {
-                let how = "the bundle's only host";
-                crate::identity::choose::warn_if_other(manifest, one, how, chooser);
-                Ok(Some(one.clone()))
-            }
+            [one] => crate::identity::choose::choose_only(manifest, one, chooser).map(Some),
             _ => {
                 let files = |h: &str| {
                     manifest

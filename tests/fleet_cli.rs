@@ -250,49 +250,6 @@ fn no_match_junk_and_a_given_host() {
     );
 }
 
-/// A bundle of one host places it, as always; on a machine its identity does not fit, with a
-/// warning.
-#[test]
-fn a_single_host_on_another_machine_is_placed_with_a_warning() {
-    let f = Fleet::new();
-    common::ok(vault(
-        &f.dir,
-        &[
-            &[
-                "pack",
-                "--host",
-                "alpha",
-                "-o",
-                "alpha.bundle",
-                "--passphrase-file",
-                "pw",
-            ][..],
-            common::FAST_KDF,
-        ]
-        .concat(),
-    ));
-    let (o, mnt) = f.unlock_bundle(&f.dir.join("alpha.bundle"), &f.beta, "single", &[]);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(
-        text(&o).contains(
-            "warning: placing host \"alpha\" (the bundle's only host), but product UUID differs"
-        ),
-        "{}",
-        text(&o)
-    );
-    assert_eq!(
-        std::fs::read(mnt.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
-        f.host_key("alpha")
-    );
-    // On its own machine: not a word.
-    let (o, _) = f.unlock_bundle(&f.dir.join("alpha.bundle"), &f.alpha, "single-own", &[]);
-    assert!(
-        o.status.success() && !text(&o).contains("warning"),
-        "{}",
-        text(&o)
-    );
-}
-
 #[test]
 fn a_shared_identifier_is_refused_naming_both_hosts() {
     let tmp = tempfile::tempdir().unwrap();

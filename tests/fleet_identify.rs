@@ -122,3 +122,28 @@ fn identify_without_root_says_what_it_cannot_read() {
     assert!(out.contains(&format!("\"{MAC_A}\", # eth0")), "{out}");
     assert!(!out.contains("\nproduct_uuid ="), "{out}");
 }
+
+/// A bad host name with `--identity` is said to be the name (as without it), not a fault of
+/// `vault.toml` to fix; nothing is written.
+#[test]
+fn a_bad_host_name_with_an_identity_is_blamed_on_the_name() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(d.join("vault.toml"), "version = 1\n").unwrap();
+    std::fs::write(
+        d.join("m.id"),
+        format!("product_uuid = \"{UUID_A}\"\nmacs = [\"{MAC_A}\"]\n"),
+    )
+    .unwrap();
+    let before = common::snapshot(d);
+    for name in ["Web1", "x]y", "../etc"] {
+        let o = vault(d, &["host", "add", name, "--identity", "m.id"]);
+        assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+        assert!(
+            text(&o).contains("use a hostname-like name") && !text(&o).contains("fix the file"),
+            "{name}: {}",
+            text(&o)
+        );
+        common::assert_same(&before, &common::snapshot(d), "a refused host add");
+    }
+}

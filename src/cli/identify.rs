@@ -50,6 +50,12 @@ pub fn identify(a: IdentifyArgs, quiet: bool) -> vault::Result<ExitCode> {
 /// placeholder values are dropped (and said), an empty one refused, and one another host of
 /// `manifest` records refused.
 pub fn read_for_add(file: &Path, manifest: &Path, name: &str) -> vault::Result<Identity> {
+    // The name first, as `host add` without --identity checks it: a bad one is not a fault of
+    // vault.toml.
+    vault::manifest::check_host_name(name).map_err(|why| vault::hosts::Error::BadName {
+        name: name.to_owned(),
+        why,
+    })?;
     let (id, dropped) = text::read_file(file)?.without_junk();
     for (kind, v, why) in dropped {
         eprintln!(

@@ -1,8 +1,10 @@
 //! The host choice at unlock, for a bundle of several hosts and no `--host`: the host whose
 //! recorded identity matches this machine ([`matching`]), named with what matched, else the
-//! host menu (the caller's `ask`), else a refusal. It runs after the bundle's manifest has
-//! been decrypted (the identities are inside it) and before anything is placed; a wrong or
-//! ambiguous match therefore never places anything: ambiguity goes to the menu.
+//! host menu (the caller's `ask`), else a refusal. A bundle's only host is placed unless its
+//! recorded identity contradicts this machine; then the same menu, else a refusal. It runs
+//! after the bundle's manifest has been decrypted (the identities are inside it) and before
+//! anything is placed; a wrong or ambiguous match therefore never places anything:
+//! ambiguity goes to the menu.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -68,23 +70,58 @@ fn source_note(root: &Path) -> String {
     }
 }
 
-/// A host chosen without matching (`--host NAME`, which always wins, or the bundle's only
-/// host, `how`) is placed; if its recorded identity conflicts with this machine, the user is
-/// told (the wrong host typed, or the wrong stick).
+/// A host named with `--host NAME` always wins; if its recorded identity conflicts with this
+/// machine, the user is told (the wrong host typed).
 pub fn warn_if_other(manifest: &BundleManifest, host: &str, how: &str, chooser: &HostChooser) {
-    let Some(id) = manifest.identities.get(host) else {
+    let Some((v, root)) = conflicts(manifest, host, chooser) else {
         return;
     };
-    let Some((machine, root)) = chooser.machine() else {
-        return;
-    };
+    chooser.tell(&format!(
+        "warning: placing host \"{host}\" ({how}), but {} for this machine{}",
+        matching::join(&v.conflicts),
+        source_note(root)
+    ));
+}
+
+/// How `host`'s recorded identity compares with this machine, when something conflicts.
+fn conflicts<'a>(
+    manifest: &BundleManifest,
+    host: &str,
+    chooser: &'a HostChooser,
+) -> Option<(Verdict, &'a Path)> {
+    let id = manifest.identities.get(host)?;
+    let (machine, root) = chooser.machine()?;
     let v = matching::score(id, &machine);
-    if !v.conflicts.is_empty() {
-        chooser.tell(&format!(
-            "warning: placing host \"{host}\" ({how}), but {} for this machine{}",
+    (!v.conflicts.is_empty()).then_some((v, root))
+}
+
+/// The only host of a bundle (no `--host`): placed, unless its recorded identity conflicts
+/// with this machine. Then vault knows this is another machine (the wrong stick), so it does
+/// not place that host's keys unasked: the host menu asks, and without a terminal the unlock
+/// is refused and `--host` names the host to place anyway.
+pub fn choose_only(manifest: &BundleManifest, host: &str, chooser: &HostChooser) -> Result<String> {
+    let Some((v, root)) = conflicts(manifest, host, chooser) else {
+        return Ok(host.to_owned());
+    };
+    let why =
+        format!("this bundle's only host, {host}, records an identity this machine contradicts");
+    let Some(ask) = &chooser.ask else {
+        return Err(Error::Host(format!(
+            "{why} ({}){}; if this is that machine (a replaced board or network card), place it with --host {host}",
             matching::join(&v.conflicts),
             source_note(root)
-        ));
+        )));
+    };
+    let why = format!("{why}{}", source_note(root));
+    let menu = Menu {
+        why,
+        hosts: vec![(host.to_owned(), v.summary())],
+    };
+    let chosen = ask(&menu)?;
+    if chosen == host {
+        Ok(chosen)
+    } else {
+        Err(Error::Host("no host was chosen".into()))
     }
 }
 

@@ -10,6 +10,9 @@ use std::path::{Path, PathBuf};
 pub enum Bus {
     Pci,
     Usb,
+    /// PCI behind an external-facing port (Thunderbolt, USB4: a dock, an enclosure): the
+    /// kernel marks the device `removable`.
+    External,
     /// Under `devices/virtual` (loopback, bridges, loop devices).
     Virtual,
 }
@@ -48,8 +51,24 @@ impl FakeSysfs {
             Bus::Usb => {
                 format!("devices/pci0000:00/0000:00:14.0/usb1/1-{n}/1-{n}:1.0/{class}/{name}")
             }
+            Bus::External => {
+                format!(
+                    "devices/pci0000:00/0000:00:07.0/0000:20:00.0/0000:{n:02x}:00.0/{class}/{name}"
+                )
+            }
             Bus::Virtual => format!("devices/virtual/{class}/{name}"),
         }
+    }
+
+    /// Marks the PCI device of `rel` (a path from [`Self::device_dir`]) as the kernel marks
+    /// one behind an external-facing port.
+    fn mark_external(&self, bus: Bus, rel: &str) -> std::io::Result<()> {
+        if bus != Bus::External {
+            return Ok(());
+        }
+        let pci = self.root.join(rel);
+        let pci = pci.parent().and_then(Path::parent).unwrap_or(&pci);
+        std::fs::write(pci.join("removable"), "removable\n")
     }
 
     /// A network interface: `address`, `addr_assign_type`, `type` 1 (Ethernet), and a
@@ -64,6 +83,7 @@ impl FakeSysfs {
         if bus != Bus::Virtual {
             std::fs::create_dir_all(dir.join("device"))?;
         }
+        self.mark_external(bus, &rel)?;
         symlink(
             format!("../../{rel}"),
             self.root.join("class/net").join(name),
@@ -90,6 +110,7 @@ impl FakeSysfs {
             }
             std::fs::write(p, content)?;
         }
+        self.mark_external(bus, &rel)?;
         symlink(format!("../{rel}"), self.root.join("block").join(name))
     }
 }

@@ -11,8 +11,9 @@ pub const UUIDS: &[&str] = &[
     "00020003-0004-0005-0006-000700080009",
 ];
 
-/// Serials (product, board, disk) that many machines or disks report, compared without case
-/// after trimming. Besides these: a value with fewer than three letters or digits, one whose
+/// Serials (product, board, disk) that many machines or disks report, compared by their
+/// letters and digits alone, without case (so "To Be Filled By O.E.M", "DEFAULT_STRING" and
+/// "System-Serial-Number" are the same placeholders). Besides these: a value with fewer than three letters or digits, one whose
 /// letters and digits are all the same character ("0000000", "XXXXXXXX"), and QEMU's default
 /// disk serials ("QM00001": every QEMU virtual machine's first IDE disk).
 pub const SERIALS: &[&str] = &[
@@ -51,14 +52,23 @@ pub fn uuid_is_junk(uuid: &str) -> bool {
     UUIDS.contains(&uuid) || first.is_none_or(|f| hex.all(|c| c == f))
 }
 
+/// The letters and digits of `s`, lowercase: what two spellings of a placeholder share.
+fn skeleton(s: &str) -> String {
+    s.chars()
+        .filter(char::is_ascii_alphanumeric)
+        .map(|c| c.to_ascii_lowercase())
+        .collect()
+}
+
 /// Whether a (normalized) serial identifies nothing.
 pub fn serial_is_junk(serial: &str) -> bool {
     let lower = serial.trim().to_ascii_lowercase();
-    if SERIALS.contains(&lower.as_str()) {
+    let alnum = skeleton(&lower);
+    if SERIALS.iter().any(|j| skeleton(j) == alnum) {
         return true;
     }
-    let alnum: Vec<char> = lower.chars().filter(char::is_ascii_alphanumeric).collect();
-    if alnum.len() < 3 || alnum.iter().all(|c| *c == alnum[0]) {
+    let first = alnum.chars().next();
+    if alnum.len() < 3 || alnum.chars().all(|c| Some(c) == first) {
         return true;
     }
     let qemu = lower
@@ -134,6 +144,29 @@ mod tests {
             "t10.ATA ST4000DM005-2DP166 ZGY0B2SR",
             "QM000012",
         ] {
+            assert!(!serial_is_junk(s), "{s:?}");
+        }
+    }
+
+    /// A placeholder spelled with other spaces, dots, underscores or dashes is the same
+    /// placeholder ("To Be Filled By O.E.M" without its last dot, "DEFAULT_STRING",
+    /// "System-Serial-Number"); a real serial that contains one as a part is not.
+    #[test]
+    fn placeholders_in_other_spellings_are_junk() {
+        for s in [
+            "To Be Filled By O.E.M",
+            "To be filled by OEM.",
+            "TobefilledbyO.E.M.",
+            "DEFAULT_STRING",
+            "Default-String",
+            "System_Serial_Number",
+            "Not-Specified",
+            "123-456-789",
+            "t10.ATA     QEMU HARDDISK                           Default_String",
+        ] {
+            assert!(serial_is_junk(s), "{s:?}");
+        }
+        for s in ["DEFAULT-5Z8BQ53", "OEM-0001", "Serial 12345", "NONE42"] {
             assert!(!serial_is_junk(s), "{s:?}");
         }
     }

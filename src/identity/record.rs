@@ -34,6 +34,10 @@ pub fn edit(path: &Path, text: &str, name: &str, id: &Identity) -> Result<String
         .or_insert(Item::Table(Table::new()))
         .as_table_mut()
         .ok_or_else(|| edit(format!("`hosts.{name}` is not a table")))?;
+    // One written by hand as an inline table is replaced by a table like any other.
+    if host.get("identity").is_some_and(Item::is_inline_table) {
+        host.remove("identity");
+    }
     let table = host
         .entry("identity")
         .or_insert(Item::Table(Table::new()))
@@ -74,4 +78,44 @@ pub fn record(path: &Path, name: &str, id: &Identity) -> Result<(), Error> {
     let text = hosts::read(path)?;
     let out = edit(path, &text, name, id)?;
     hosts::replace(path, &out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An identity written by hand as an inline table (`identity = { … }`, as valid in
+    /// `vault.toml` as a `[hosts.NAME.identity]` table) is replaced like one, the rest of the
+    /// host's table and its comments kept.
+    #[test]
+    fn an_inline_identity_is_replaced() {
+        let p = Path::new("/ws/vault.toml");
+        let text = "version = 1\n[hosts.a] # the laptop\nflake = \".#a\"\nidentity = { product_serial = \"OLD-0001\" } # by hand\n";
+        assert!(Manifest::from_str(p, text).is_ok());
+        let new = Identity {
+            product_uuid: Some("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f".into()),
+            macs: vec!["00:00:5e:00:53:01".into()],
+            ..Identity::default()
+        };
+        let out = edit(p, text, "a", &new).unwrap();
+        assert!(!out.contains("OLD-0001"), "{out}");
+        assert!(
+            out.contains("[hosts.a] # the laptop\nflake = \".#a\"\n"),
+            "{out}"
+        );
+        let m = Manifest::from_str(p, &out).unwrap();
+        assert_eq!(m.hosts["a"].identity.as_ref(), Some(&new));
+        // Anything else under that name is not an identity: refused, said as it is.
+        let e = edit(
+            p,
+            "version = 1\n[hosts.a]\nidentity = \"laptop\"\n",
+            "a",
+            &new,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("`hosts.a.identity` is not a table"),
+            "{e}"
+        );
+    }
 }

@@ -4,12 +4,13 @@
 //!   readable by root only);
 //! - the address of each network interface that is hardware: not under `devices/virtual`
 //!   (loopback, bridges, bonds, veth, tun), with a `device`, not on USB (docks and dongles move
-//!   between machines), Ethernet or Wi-Fi (`type` 1), whose address is the permanent one
+//!   between machines) nor behind a Thunderbolt or USB4 port (a device the kernel calls
+//!   `removable`), Ethernet or Wi-Fi (`type` 1), whose address is the permanent one
 //!   (`addr_assign_type` 0) and not [`junk`](super::junk);
 //! - for each disk that is not virtual (loop, ram, zram, dm, md, nbd), not removable, not on
-//!   USB and not an optical drive: `device/serial` (NVMe), `serial` (virtio), `device/wwid`
-//!   (SCSI, SATA), `wwid` (NVMe namespaces) and the serial in `device/vpd_pg80` (SCSI VPD
-//!   page 0x80).
+//!   USB nor behind a Thunderbolt or USB4 port, not an SD card and not an optical drive:
+//!   `device/serial` (NVMe), `serial` (virtio), `device/wwid` (SCSI, SATA), `wwid` (NVMe
+//!   namespaces) and the serial in `device/vpd_pg80` (SCSI VPD page 0x80).
 //!
 //! What cannot be read, or is left out, is said in [`Reading::notes`].
 
@@ -43,13 +44,22 @@ fn note(r: &mut Reading, what: impl Into<String>, why: impl Into<String>) {
     });
 }
 
-/// An attribute's bytes (at most [`MAX_ATTR`]); `Ok(None)` when it does not exist.
+/// An attribute's bytes (at most [`MAX_ATTR`]); `Ok(None)` when it does not exist. The
+/// kernel's attributes are regular files: a link is not followed (a tree given to
+/// `--sysfs-root` must not make vault, run as root, print a file only root may read) and a
+/// FIFO is not waited on.
 fn read_bytes(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let f = match std::fs::File::open(path) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
+    use rustix::fs::OFlags;
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let fd = match rustix::fs::open(path, flags, rustix::fs::Mode::empty()) {
+        Ok(fd) => fd,
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
+    let f = std::fs::File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
     let mut b = Vec::new();
     f.take(MAX_ATTR).read_to_end(&mut b)?;
     Ok(Some(b))
@@ -154,6 +164,20 @@ fn on_usb(link: &str) -> bool {
     link.split('/').any(|c| c.starts_with("usb"))
 }
 
+/// Whether the device of a class entry sits behind a port the user can unplug it from: the
+/// kernel writes `removable` into the `devices/` directory of a USB device on such a port and
+/// of every PCI device behind an external-facing port (Thunderbolt, USB4: a dock's network
+/// card, an NVMe enclosure). Such a device moves between machines as a USB dongle does.
+fn user_removable(root: &Path, entry: &Path) -> bool {
+    let (Ok(root), Ok(dev)) = (std::fs::canonicalize(root), std::fs::canonicalize(entry)) else {
+        return false;
+    };
+    let devices = root.join("devices");
+    dev.ancestors()
+        .take_while(|d| d.starts_with(&devices) && *d != devices)
+        .any(|d| attr(&d.join("removable")).as_deref() == Some("removable"))
+}
+
 /// The interfaces this machine's identity can rest on: in the order the kernel names them.
 pub fn nics(root: &Path, r: &mut Reading) {
     let class = root.join("class/net");
@@ -173,6 +197,14 @@ pub fn nics(root: &Path, r: &mut Reading) {
                 r,
                 what,
                 "on USB (a dongle or a dock moves between machines)",
+            );
+            continue;
+        }
+        if user_removable(root, &dir) {
+            note(
+                r,
+                what,
+                "removable (behind a Thunderbolt or USB4 port: a dock moves between machines)",
             );
             continue;
         }
@@ -243,6 +275,24 @@ fn disks(root: &Path, r: &mut Reading) {
             );
             continue;
         }
+        if user_removable(root, &dir) {
+            note(
+                r,
+                what,
+                "removable (behind a Thunderbolt or USB4 port: an enclosure moves between machines)",
+            );
+            continue;
+        }
+        // The kernel never calls an MMC block device removable, but an SD card is (the
+        // installer's own card, often); an eMMC (`MMC`) is soldered to the board.
+        if attr(&dir.join("device/type")).is_some_and(|t| t.starts_with("SD")) {
+            note(
+                r,
+                what,
+                "an SD card (a card moves between machines; the installer's own, often)",
+            );
+            continue;
+        }
         let mut found: Vec<(String, &str)> = Vec::new();
         for (file, label) in [
             ("device/serial", "serial"),
@@ -290,5 +340,105 @@ mod tests {
         );
         assert_eq!(vpd_serial(&[0, 0x83, 0, 1, b'A']), None);
         assert_eq!(vpd_serial(&[0, 0x80]), None);
+    }
+
+    /// What moves between machines identifies none: a network card or a disk behind an
+    /// external-facing PCI port (a Thunderbolt or USB4 dock or enclosure, which the kernel
+    /// marks `removable`), and an SD card (the installer's own card, in a reader the kernel
+    /// does not call removable); a soldered eMMC does identify.
+    #[test]
+    fn docks_enclosures_and_sd_cards_identify_nothing() {
+        use crate::identity::fake::{Bus, FakeSysfs};
+        let dir = tempfile::tempdir().unwrap();
+        let mut t = FakeSysfs::new(dir.path()).unwrap();
+        t.nic("eth0", "00:00:5e:00:53:01", 0, Bus::Pci).unwrap();
+        t.nic("enp32s0", "00:00:5e:00:53:20", 0, Bus::External)
+            .unwrap();
+        t.disk(
+            "nvme1n1",
+            Bus::External,
+            false,
+            &[("device/serial", b"S5GXNX0T999999\n")],
+        )
+        .unwrap();
+        t.disk(
+            "mmcblk0",
+            Bus::Pci,
+            false,
+            &[("device/type", b"SD\n"), ("device/serial", b"0x1234abcd\n")],
+        )
+        .unwrap();
+        t.disk(
+            "mmcblk1",
+            Bus::Pci,
+            false,
+            &[
+                ("device/type", b"MMC\n"),
+                ("device/serial", b"0x0a1b2c3d\n"),
+            ],
+        )
+        .unwrap();
+        let r = read(dir.path());
+        assert_eq!(r.identity.macs, vec!["00:00:5e:00:53:01".to_string()]);
+        assert_eq!(r.identity.disks, vec!["0x0a1b2c3d".to_string()]);
+        let notes: Vec<String> = r
+            .notes
+            .iter()
+            .map(|n| format!("{}: {}", n.what, n.why))
+            .collect();
+        for (what, why) in [
+            ("interface enp32s0", "removable"),
+            ("disk nvme1n1", "removable"),
+            ("disk mmcblk0", "SD card"),
+        ] {
+            assert!(
+                notes.iter().any(|n| n.starts_with(what) && n.contains(why)),
+                "{what} / {why}: {notes:#?}"
+            );
+        }
+    }
+
+    /// An attribute is read only from a regular file of its own: one that is a link (in a tree
+    /// given to `--sysfs-root`, to a file only root may read, when vault runs as root) is not
+    /// followed, and a FIFO does not block; the kernel's attributes are never either.
+    #[test]
+    fn attributes_are_read_from_their_own_files_only() {
+        use crate::identity::fake::{Bus, FakeSysfs};
+        let dir = tempfile::tempdir().unwrap();
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "ROOT-ONLY-SECRET-1234\n").unwrap();
+        let root = dir.path().join("sys");
+        let mut t = FakeSysfs::new(&root).unwrap();
+        t.nic("eth0", "00:00:5e:00:53:01", 0, Bus::Pci).unwrap();
+        let dmi = root.join("class/dmi/id");
+        std::os::unix::fs::symlink(&secret, dmi.join("product_serial")).unwrap();
+        let eth0 = std::fs::canonicalize(root.join("class/net/eth0")).unwrap();
+        std::fs::remove_file(eth0.join("address")).unwrap();
+        std::os::unix::fs::symlink(&secret, eth0.join("address")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            dmi.join("board_serial"),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let r = read(&root);
+        assert!(r.identity.is_empty(), "{:?}", r.identity);
+        let notes = format!("{:?}", r.notes);
+        assert!(!notes.contains("ROOT-ONLY"), "{notes}");
+    }
+
+    /// A fake tree whose links loop reads as a machine with nothing to say, without hanging.
+    #[test]
+    fn link_loops_read_as_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::identity::fake::FakeSysfs::new(dir.path()).unwrap();
+        let net = dir.path().join("class/net");
+        std::os::unix::fs::symlink("a", net.join("b")).unwrap();
+        std::os::unix::fs::symlink("b", net.join("a")).unwrap();
+        std::os::unix::fs::symlink(".", dir.path().join("block/self")).unwrap();
+        let r = read(dir.path());
+        assert!(r.identity.is_empty(), "{:?}", r.identity);
     }
 }

@@ -41,6 +41,13 @@ pub enum Error {
     Exists { name: String, manifest: PathBuf },
     #[error("host {name} is not in {manifest}")]
     NotFound { name: String, manifest: PathBuf },
+    /// The secrets repo already registers the host under its name, with another key.
+    #[error("{path} already registers {name} with another key: {registered}")]
+    Registered {
+        path: PathBuf,
+        name: String,
+        registered: String,
+    },
     /// A file the user wrote cannot be edited as asked.
     #[error("{path}: {message}")]
     Edit { path: PathBuf, message: String },
@@ -75,6 +82,9 @@ impl crate::Hint for Error {
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
             )),
             Error::NotFound { .. } => Some("`vault host list` shows the hosts".into()),
+            Error::Registered { name, .. } => Some(format!(
+                "to keep {name}'s identity, adopt the key it runs with (--from-existing, e.g. copied from its /etc/ssh/ssh_host_ed25519_key); if {name} gets a new key, `vault host remove {name}` first removes the old one from the secrets repo (nothing was changed)"
+            )),
             Error::Edit { message, .. } if message.contains("--rule") => Some(
                 "give --rule a regex that matches the path_regex of the rules the host needs (nothing was changed)".into(),
             ),
@@ -89,6 +99,7 @@ impl crate::Hint for Error {
     fn exit_code(&self) -> crate::ExitCode {
         match self {
             Error::Edit { .. } | Error::BadName { .. } => crate::ExitCode::BadManifest,
+            Error::Registered { .. } => crate::ExitCode::Refused,
             Error::Keys(e) => crate::Hint::exit_code(e),
             Error::Manifest(e) => crate::Hint::exit_code(e.as_ref()),
             _ => crate::ExitCode::Failure,
@@ -128,6 +139,10 @@ pub struct Added {
     /// `.sops.yaml` and, per creation rule, whether the host joined it and why.
     pub sops: Option<(PathBuf, Vec<config_splice::RuleVerdict>)>,
     pub agenix_keys: Option<PathBuf>,
+    /// `.sops.yaml` already had the host's anchor with this recipient: left as it was.
+    pub sops_registered: bool,
+    /// The agenix keys file already held this key: left as it was.
+    pub keys_registered: bool,
 }
 
 /// Paths of a host's key pair beside the manifest, relative and absolute.
@@ -227,7 +242,25 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
     let mut sops = None;
+    let (mut sops_registered, mut keys_registered) = (false, false);
     if let Some(sp) = &sops_path {
+        let text = read(sp)?;
+        // Already registered under its name (a reinstall that keeps the identity, a secrets
+        // folder rebuilt from the running hosts): the same key changes nothing there; another
+        // key is not silently replaced.
+        match config_splice::anchored(&text, &opts.name) {
+            Some(r) if r == recipient => sops_registered = true,
+            Some(registered) => {
+                return Err(Error::Registered {
+                    path: sp.clone(),
+                    name: opts.name.clone(),
+                    registered,
+                })
+            }
+            None => {}
+        }
+    }
+    if let Some(sp) = sops_path.as_ref().filter(|_| !sops_registered) {
         let text = read(sp)?;
         let other_hosts: Vec<String> = manifest
             .hosts
@@ -247,11 +280,26 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         writes.push((sp.clone(), new));
         sops = Some((sp.clone(), verdicts));
     }
+    if let Some(sp) = sops_path.as_ref().filter(|_| sops_registered) {
+        sops = Some((sp.clone(), Vec::new()));
+    }
     if let Some(kp) = &keys_path {
         let text = read(kp)?;
-        let new =
-            keys_file::add(kp, &text, &opts.name, &ssh_public).map_err(|m| Error::edit(kp, m))?;
-        writes.push((kp.clone(), new));
+        match keys_file::registered(kp, &text, &opts.name, &ssh_public) {
+            (true, _) => keys_registered = true,
+            (false, Some(registered)) => {
+                return Err(Error::Registered {
+                    path: kp.clone(),
+                    name: opts.name.clone(),
+                    registered,
+                })
+            }
+            (false, None) => {
+                let new = keys_file::add(kp, &text, &opts.name, &ssh_public)
+                    .map_err(|m| Error::edit(kp, m))?;
+                writes.push((kp.clone(), new));
+            }
+        }
     }
 
     // Now write: key pair first (0600 from creation), then the edits.
@@ -282,6 +330,8 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         ssh_public,
         sops,
         agenix_keys: keys_path,
+        sops_registered,
+        keys_registered,
     })
 }
 
@@ -389,6 +439,8 @@ pub fn list(manifest: &Path) -> Result<Vec<HostInfo>, Error> {
 /// What `vault host remove` did.
 #[derive(Debug, Default)]
 pub struct Removed {
+    /// Whether vault.toml had the host (else only the secrets repo did).
+    pub in_manifest: bool,
     pub sops_lines: usize,
     pub keys_lines: usize,
     /// The agenix keys file looked at (given, or the manifest's `agenix_keys`).
@@ -406,18 +458,22 @@ pub fn remove(
     delete_keys: bool,
 ) -> Result<Removed, Error> {
     let manifest = load_manifest(manifest_path)?;
-    let host = manifest.hosts.get(name).ok_or_else(|| Error::NotFound {
-        name: name.into(),
-        manifest: manifest_path.into(),
-    })?;
+    // A host the secrets repo knows but vault.toml does not (a secrets folder started anew):
+    // its lines in the repo still go, by its name.
+    let host = manifest.hosts.get(name);
     let mut writes = Vec::new();
-    let mut removed = Removed::default();
-    let text = read(manifest_path)?;
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| Error::edit(manifest_path, e.to_string()))?;
-    remove_host_table(&mut doc, name);
-    writes.push((manifest_path.to_path_buf(), doc.to_string()));
+    let mut removed = Removed {
+        in_manifest: host.is_some(),
+        ..Removed::default()
+    };
+    if host.is_some() {
+        let text = read(manifest_path)?;
+        let mut doc: DocumentMut = text
+            .parse()
+            .map_err(|e: toml_edit::TomlError| Error::edit(manifest_path, e.to_string()))?;
+        remove_host_table(&mut doc, name);
+        writes.push((manifest_path.to_path_buf(), doc.to_string()));
+    }
     let sops_path = sops_config
         .map(Path::to_path_buf)
         .or_else(|| manifest.secrets.sops_config.clone());
@@ -429,7 +485,7 @@ pub fn remove(
             writes.push((sp.clone(), new));
         }
     }
-    let pub_path = host.ssh_host_key.as_ref().map(|k| {
+    let pub_path = host.and_then(|h| h.ssh_host_key.as_ref()).map(|k| {
         let mut p = k.clone().into_os_string();
         p.push(".pub");
         PathBuf::from(p)
@@ -452,7 +508,7 @@ pub fn remove(
             &read(kp)?,
             name,
             &pub_keys,
-            host.age_recipient.as_deref(),
+            host.and_then(|h| h.age_recipient.as_deref()),
         )
         .map_err(|m| Error::edit(kp, m))?;
         removed.keys_lines = n;
@@ -461,11 +517,18 @@ pub fn remove(
             writes.push((kp.clone(), new));
         }
     }
+    if host.is_none() && removed.sops_lines + removed.keys_lines == 0 {
+        return Err(Error::NotFound {
+            name: name.into(),
+            manifest: manifest_path.into(),
+        });
+    }
     for (p, t) in &writes {
         replace(p, t)?;
     }
     if delete_keys {
-        for p in host.ssh_host_key.iter().chain(pub_path.iter()) {
+        let key = host.and_then(|h| h.ssh_host_key.as_ref());
+        for p in key.iter().copied().chain(pub_path.iter()) {
             if p.exists() {
                 std::fs::remove_file(p).map_err(|e| Error::io("cannot delete", p, e))?;
                 removed.deleted_keys.push(p.clone());

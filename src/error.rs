@@ -223,6 +223,18 @@ impl Hint for Error {
                     Some("check the file's permissions, or run as the user that owns it; on the installer, `vault unlock`, `place` and `wipe` need root: run them with sudo".into())
                 }
             }
+            Error::Io { action, path, source }
+                if *action == crate::manifest::MANIFEST_READ
+                    && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Some(format!(
+                    "`vault init{}` writes a commented one to start from; or give the manifest with -m FILE",
+                    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        Some(d) => format!(" {}", d.display()),
+                        None => String::new(),
+                    }
+                ))
+            }
             Error::Io { .. } => None,
             Error::Manifest { path, .. } => Some(format!(
                 "fix the entry in {} (format: docs/MANIFEST.md); `vault init` writes a commented example",

@@ -49,10 +49,13 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A hint of several lines (TOML to paste) keeps them under its first.
         write!(
             f,
             "vault: {}: {}\n       hint: {}",
-            self.host, self.message, self.hint
+            self.host,
+            self.message,
+            self.hint.replace('\n', "\n             ")
         )
     }
 }
@@ -534,7 +537,7 @@ pub fn check_host(
 
 fn h_entry_hint(host: &str, target: &str, what: &str) -> String {
     format!(
-        "add to vault.toml: [[hosts.{host}.entry]] source = \"{}\" target = \"{}\" mode = \"0600\"",
+        "add to vault.toml:\n[[hosts.{host}.entry]]\nsource = \"{}\"\ntarget = \"{}\"\nmode = \"0600\"",
         what.replace("NAME", host),
         escape(target)
     )

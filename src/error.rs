@@ -270,6 +270,12 @@ impl Hint for Error {
             }),
             Error::Host(_) => Some("choose one with --host NAME; `vault inspect` lists the hosts".into()),
             Error::Refused { hint, .. } | Error::Declined { hint, .. } => hint.clone(),
+            Error::RolledBack { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    && !rustix::process::geteuid().is_root() =>
+            {
+                Some("vault places the installed system's files as root: run the same command with sudo".into())
+            }
             Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
             Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
             Error::EmptyPassphrase => Some(

@@ -18,6 +18,7 @@ pub mod escape;
 pub mod hosts;
 pub mod initrd_key;
 pub mod interrupt;
+pub mod invocation;
 pub mod keys;
 pub mod manifest;
 pub mod media;

@@ -53,6 +53,10 @@ pub struct UnlockOptions {
     /// Largest total size staged in memory before placing.
     pub memory_limit: u64,
     pub limits: Limits,
+    /// Without `host`, a bundle of several hosts asks on the terminal which one this machine
+    /// is (the hosts are known only once the passphrase opened the bundle: asking keeps the
+    /// typed passphrase and the key derivation from being wasted).
+    pub ask_host: bool,
 }
 
 impl UnlockOptions {
@@ -69,6 +73,7 @@ impl UnlockOptions {
             },
             memory_limit: 32 << 20,
             limits: Limits::default(),
+            ask_host: false,
         }
     }
 }
@@ -121,7 +126,29 @@ pub fn precheck(opts: &UnlockOptions, require_mount_point: bool) -> Result<()> {
                 opts.root.display()
             )),
         }),
-        Ok(_) => Ok(()),
+        Ok(_) => writable(opts),
+    }
+}
+
+/// Without root, a target root this user cannot write to fails every placement: say so
+/// before the passphrase and the key derivation, not after (a dry run gives the same verdict).
+fn writable(opts: &UnlockOptions) -> Result<()> {
+    if opts.place.chown {
+        return Ok(());
+    }
+    match rustix::fs::access(&opts.root, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::Refused {
+            why: format!(
+                "{} is not writable by this user: {}",
+                opts.root.display(),
+                std::io::Error::from(e)
+            ),
+            hint: Some(format!(
+                "vault places the installed system's files as root: run it with sudo (`{}`)",
+                crate::staging::as_root(&format!("vault unlock --root {}", opts.root.display()))
+            )),
+        }),
     }
 }
 
@@ -260,6 +287,37 @@ pub fn choose_host(manifest: &BundleManifest, asked: Option<&str>) -> Result<Opt
             ))),
         },
     }
+}
+
+/// Asks on the terminal which of `hosts` this machine is: its number or its name, three
+/// tries. An answer that is neither is not repeated back (it may be a passphrase typed too
+/// soon).
+fn ask_host(hosts: &[String]) -> Result<String> {
+    let list: String = hosts
+        .iter()
+        .enumerate()
+        .map(|(i, h)| format!("  {}) {h}\n", i + 1))
+        .collect();
+    let question = format!(
+        "This bundle holds {} hosts:\n{list}Which one is this machine (1-{}, or its name)? ",
+        hosts.len(),
+        hosts.len()
+    );
+    for _ in 0..3 {
+        let answer = crate::prompt::ask_visible(&question)?;
+        let chosen = match answer.parse::<usize>() {
+            Ok(n) if (1..=hosts.len()).contains(&n) => Some(hosts[n - 1].clone()),
+            _ => hosts.iter().find(|h| **h == answer).cloned(),
+        };
+        match chosen {
+            Some(h) => return Ok(h),
+            None => eprintln!("That is not one of the hosts listed."),
+        }
+    }
+    Err(Error::Host(format!(
+        "no host chosen; this bundle holds several hosts ({})",
+        hosts.join(", ")
+    )))
 }
 
 fn list_or_none(v: &[String]) -> String {
@@ -403,7 +461,12 @@ impl UnlockSink<'_> {
 
 impl Sink for UnlockSink<'_> {
     fn manifest(&mut self, manifest: &BundleManifest) -> Result<()> {
-        self.host = choose_host(manifest, self.opts.host.as_deref())?;
+        self.host = match choose_host(manifest, self.opts.host.as_deref()) {
+            Err(Error::Host(_)) if self.opts.ask_host && self.opts.host.is_none() => {
+                Some(ask_host(&manifest.hosts)?)
+            }
+            chosen => chosen?,
+        };
         if let Some(st) = self.stager.as_deref_mut() {
             st.set_host(self.host.clone());
         }

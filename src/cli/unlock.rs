@@ -103,6 +103,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     if let Some(m) = a.staging_memory {
         opts.memory_limit = m;
     }
+    opts.ask_host = !a.json && vault::prompt::has_tty();
     // Before the passphrase: a wrong --root should not cost a typed passphrase.
     vault::unlock::precheck(&opts, !a.root_not_mountpoint)?;
     if !opts.place.chown && !quiet && !a.dry_run {
@@ -184,12 +185,18 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         } else {
             human_bytes(i.size)
         };
+        // Without root the files keep this user as owner: say that, not the bundle's uid:gid.
+        let (uid, gid) = match opts.place.chown {
+            true => (i.uid, i.gid),
+            false => (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
+        };
         println!(
-            "{verb} {} ({:04o} {}:{}, {size})",
+            "{verb} {} ({:04o} {uid}:{gid}, {size})",
             escape_path(&i.path),
             i.mode,
-            i.uid,
-            i.gid
         );
     }
     let n = report.items.len();

@@ -158,3 +158,14 @@ impl Guest {
         }
     }
 }
+
+/// A test that fails half way leaves no guest running (it would hold its disks, loop devices
+/// included).
+impl Drop for Guest {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}

@@ -231,6 +231,18 @@ impl Hint for Error {
                     Some("check the file's permissions, or run as the user that owns it; on the installer, `vault unlock`, `place` and `wipe` need root: run them with sudo".into())
                 }
             }
+            Error::Io { action, path, source }
+                if *action == crate::manifest::MANIFEST_READ
+                    && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Some(format!(
+                    "`vault init{}` writes a commented one to start from; or give the manifest with -m FILE",
+                    match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        Some(d) => format!(" {}", d.display()),
+                        None => String::new(),
+                    }
+                ))
+            }
             Error::Io { .. } => None,
             Error::Manifest { path, .. } => Some(format!(
                 "fix the entry in {} (format: docs/MANIFEST.md); `vault init` writes a commented example",
@@ -266,6 +278,12 @@ impl Hint for Error {
             }),
             Error::Host(_) => Some("choose one with --host NAME; `vault inspect` lists the hosts".into()),
             Error::Refused { hint, .. } | Error::Declined { hint, .. } => hint.clone(),
+            Error::RolledBack { source, .. }
+                if source.kind() == std::io::ErrorKind::PermissionDenied
+                    && !rustix::process::geteuid().is_root() =>
+            {
+                Some("vault places the installed system's files as root: run the same command with sudo".into())
+            }
             Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
             Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
             Error::NoAnswer { hint, .. } => Some(hint.clone()),

@@ -11,15 +11,16 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use toml_edit::DocumentMut;
 
 use crate::keys::{passphrase, HostKey};
 use crate::manifest::{check_host_name, Manifest};
 use crate::rekey::{config_splice, keys_file};
 
 mod manifest_edit;
-use manifest_edit::{edit_manifest_add, remove_host_table};
+mod remove;
+use manifest_edit::edit_manifest_add;
 pub(crate) use manifest_edit::{entry_table, push_host_entry};
+pub use remove::{remove, Removed};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
@@ -41,6 +42,13 @@ pub enum Error {
     Exists { name: String, manifest: PathBuf },
     #[error("host {name} is not in {manifest}")]
     NotFound { name: String, manifest: PathBuf },
+    /// The secrets repo already registers the host under its name, with another key.
+    #[error("{path} already registers {name} with another key: {registered}")]
+    Registered {
+        path: PathBuf,
+        name: String,
+        registered: String,
+    },
     /// A file the user wrote cannot be edited as asked.
     #[error("{path}: {message}")]
     Edit { path: PathBuf, message: String },
@@ -75,6 +83,9 @@ impl crate::Hint for Error {
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
             )),
             Error::NotFound { .. } => Some("`vault host list` shows the hosts".into()),
+            Error::Registered { name, .. } => Some(format!(
+                "to keep {name}'s identity, adopt the key it runs with (--from-existing, e.g. copied from its /etc/ssh/ssh_host_ed25519_key); if {name} gets a new key, `vault host remove {name}` first removes the old one from the secrets repo (nothing was changed)"
+            )),
             Error::Edit { message, .. } if message.contains("--rule") => Some(
                 "give --rule a regex that matches the path_regex of the rules the host needs (nothing was changed)".into(),
             ),
@@ -89,6 +100,7 @@ impl crate::Hint for Error {
     fn exit_code(&self) -> crate::ExitCode {
         match self {
             Error::Edit { .. } | Error::BadName { .. } => crate::ExitCode::BadManifest,
+            Error::Registered { .. } => crate::ExitCode::Refused,
             Error::Keys(e) => crate::Hint::exit_code(e),
             Error::Manifest(e) => crate::Hint::exit_code(e.as_ref()),
             _ => crate::ExitCode::Failure,
@@ -128,6 +140,10 @@ pub struct Added {
     /// `.sops.yaml` and, per creation rule, whether the host joined it and why.
     pub sops: Option<(PathBuf, Vec<config_splice::RuleVerdict>)>,
     pub agenix_keys: Option<PathBuf>,
+    /// `.sops.yaml` already had the host's anchor with this recipient: left as it was.
+    pub sops_registered: bool,
+    /// The agenix keys file already held this key: left as it was.
+    pub keys_registered: bool,
 }
 
 /// Paths of a host's key pair beside the manifest, relative and absolute.
@@ -227,7 +243,25 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
     let mut sops = None;
+    let (mut sops_registered, mut keys_registered) = (false, false);
     if let Some(sp) = &sops_path {
+        let text = read(sp)?;
+        // Already registered under its name (a reinstall that keeps the identity, a secrets
+        // folder rebuilt from the running hosts): the same key changes nothing there; another
+        // key is not silently replaced.
+        match config_splice::anchored(&text, &opts.name) {
+            Some(r) if r == recipient => sops_registered = true,
+            Some(registered) => {
+                return Err(Error::Registered {
+                    path: sp.clone(),
+                    name: opts.name.clone(),
+                    registered,
+                })
+            }
+            None => {}
+        }
+    }
+    if let Some(sp) = sops_path.as_ref().filter(|_| !sops_registered) {
         let text = read(sp)?;
         let other_hosts: Vec<String> = manifest
             .hosts
@@ -247,11 +281,26 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         writes.push((sp.clone(), new));
         sops = Some((sp.clone(), verdicts));
     }
+    if let Some(sp) = sops_path.as_ref().filter(|_| sops_registered) {
+        sops = Some((sp.clone(), Vec::new()));
+    }
     if let Some(kp) = &keys_path {
         let text = read(kp)?;
-        let new =
-            keys_file::add(kp, &text, &opts.name, &ssh_public).map_err(|m| Error::edit(kp, m))?;
-        writes.push((kp.clone(), new));
+        match keys_file::registered(kp, &text, &opts.name, &ssh_public) {
+            (true, _) => keys_registered = true,
+            (false, Some(registered)) => {
+                return Err(Error::Registered {
+                    path: kp.clone(),
+                    name: opts.name.clone(),
+                    registered,
+                })
+            }
+            (false, None) => {
+                let new = keys_file::add(kp, &text, &opts.name, &ssh_public)
+                    .map_err(|m| Error::edit(kp, m))?;
+                writes.push((kp.clone(), new));
+            }
+        }
     }
 
     // Now write: key pair first (0600 from creation), then the edits.
@@ -282,6 +331,8 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         ssh_public,
         sops,
         agenix_keys: keys_path,
+        sops_registered,
+        keys_registered,
     })
 }
 
@@ -412,93 +463,4 @@ pub fn list(manifest: &Path) -> Result<Vec<HostInfo>, Error> {
             }
         })
         .collect())
-}
-
-/// What `vault host remove` did.
-#[derive(Debug, Default)]
-pub struct Removed {
-    pub sops_lines: usize,
-    pub keys_lines: usize,
-    /// The agenix keys file looked at (given, or the manifest's `agenix_keys`).
-    pub keys_file: Option<PathBuf>,
-    pub deleted_keys: Vec<PathBuf>,
-}
-
-/// Removes `[hosts.NAME]` from the manifest and the lines `add` wrote elsewhere. Key files
-/// are deleted only with `delete_keys`.
-pub fn remove(
-    manifest_path: &Path,
-    name: &str,
-    sops_config: Option<&Path>,
-    agenix_keys: Option<&Path>,
-    delete_keys: bool,
-) -> Result<Removed, Error> {
-    let manifest = load_manifest(manifest_path)?;
-    let host = manifest.hosts.get(name).ok_or_else(|| Error::NotFound {
-        name: name.into(),
-        manifest: manifest_path.into(),
-    })?;
-    let mut writes = Vec::new();
-    let mut removed = Removed::default();
-    let text = read(manifest_path)?;
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| Error::edit(manifest_path, e.to_string()))?;
-    remove_host_table(&mut doc, name);
-    writes.push((manifest_path.to_path_buf(), doc.to_string()));
-    let sops_path = sops_config
-        .map(Path::to_path_buf)
-        .or_else(|| manifest.secrets.sops_config.clone());
-    if let Some(sp) = &sops_path {
-        let (new, n) =
-            config_splice::remove_recipient(&read(sp)?, name).map_err(|m| Error::edit(sp, m))?;
-        removed.sops_lines = n;
-        if n > 0 {
-            writes.push((sp.clone(), new));
-        }
-    }
-    let pub_path = host.ssh_host_key.as_ref().map(|k| {
-        let mut p = k.clone().into_os_string();
-        p.push(".pub");
-        PathBuf::from(p)
-    });
-    let keys_path = agenix_keys
-        .map(Path::to_path_buf)
-        .or_else(|| manifest.secrets.agenix_keys.clone());
-    if let Some(kp) = &keys_path {
-        // The key of the .pub beside the host key, and, since the .pub may already hold a
-        // replacement (a key rotation), whatever key converts to the recipient vault.toml
-        // recorded, or sits under the host's name.
-        let pub_keys: Vec<String> = pub_path
-            .as_ref()
-            .and_then(|p| std::fs::read_to_string(p).ok())
-            .map(|l| l.split_whitespace().take(2).collect::<Vec<_>>().join(" "))
-            .into_iter()
-            .collect();
-        let (new, n) = keys_file::remove_host(
-            kp,
-            &read(kp)?,
-            name,
-            &pub_keys,
-            host.age_recipient.as_deref(),
-        )
-        .map_err(|m| Error::edit(kp, m))?;
-        removed.keys_lines = n;
-        removed.keys_file = Some(kp.clone());
-        if n > 0 {
-            writes.push((kp.clone(), new));
-        }
-    }
-    for (p, t) in &writes {
-        replace(p, t)?;
-    }
-    if delete_keys {
-        for p in host.ssh_host_key.iter().chain(pub_path.iter()) {
-            if p.exists() {
-                std::fs::remove_file(p).map_err(|e| Error::io("cannot delete", p, e))?;
-                removed.deleted_keys.push(p.clone());
-            }
-        }
-    }
-    Ok(removed)
 }

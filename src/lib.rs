@@ -43,6 +43,7 @@ pub mod hosts;
 pub mod identity;
 pub mod initrd_key;
 pub mod interrupt;
+pub mod invocation;
 pub mod keys;
 pub mod manifest;
 pub mod media;

@@ -181,10 +181,14 @@ enum RawMode {
     Str(String),
 }
 
+/// The action of the error for a manifest that cannot be read: a missing one gets the hint
+/// to write it with `vault init` ([`crate::Hint`]).
+pub(crate) const MANIFEST_READ: &str = "cannot read the manifest";
+
 impl Manifest {
     /// Reads and validates a manifest file.
     pub fn load(path: &Path) -> Result<Manifest> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(MANIFEST_READ, path, e))?;
         Manifest::from_str(path, &text)
     }
 

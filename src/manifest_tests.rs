@@ -10,15 +10,21 @@ fn template_parses() {
     let m = parse(TEMPLATE).expect("template must be valid");
     // Only examples in comments: nothing the user did not write gets packed.
     assert!(m.hosts.is_empty() && m.shared.is_empty(), "{m:?}");
-    // The examples themselves are valid once uncommented.
+    // The examples themselves are valid once uncommented (`recovery_recipients` holds a
+    // placeholder to replace: as it is, it is refused, never taken for someone's key).
     let uncommented: String = TEMPLATE
         .lines()
         .filter_map(|l| l.strip_prefix("# "))
         .filter(|l| l.starts_with('[') || l.contains(" = "))
         .filter(|l| {
-            !["[secrets]", "sops_config", "agenix_rules"]
-                .iter()
-                .any(|k| l.contains(k))
+            ![
+                "[secrets]",
+                "sops_config",
+                "agenix_rules",
+                "recovery_recipients",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
         })
         .map(|l| format!("{l}\n"))
         .collect();

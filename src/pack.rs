@@ -24,7 +24,7 @@ mod output;
 pub mod recovery;
 pub mod repack;
 pub use calibrate::{calibrate_kdf, Calibration};
-pub use checks::{check_not_empty, check_output, kdf_weakness, warnings};
+pub use checks::{check_key_modes, check_not_empty, check_output, kdf_weakness, warnings};
 pub(crate) use output::write_atomically;
 pub use output::{write_bundle, PackOptions};
 

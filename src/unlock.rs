@@ -126,7 +126,29 @@ pub fn precheck(opts: &UnlockOptions, require_mount_point: bool) -> Result<()> {
                 opts.root.display()
             )),
         }),
-        Ok(_) => Ok(()),
+        Ok(_) => writable(opts),
+    }
+}
+
+/// Without root, a target root this user cannot write to fails every placement: say so
+/// before the passphrase and the key derivation, not after (a dry run gives the same verdict).
+fn writable(opts: &UnlockOptions) -> Result<()> {
+    if opts.place.chown {
+        return Ok(());
+    }
+    match rustix::fs::access(&opts.root, rustix::fs::Access::WRITE_OK) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(Error::Refused {
+            why: format!(
+                "{} is not writable by this user: {}",
+                opts.root.display(),
+                std::io::Error::from(e)
+            ),
+            hint: Some(format!(
+                "vault places the installed system's files as root: run it with sudo (`{}`)",
+                crate::staging::as_root(&format!("vault unlock --root {}", opts.root.display()))
+            )),
+        }),
     }
 }
 

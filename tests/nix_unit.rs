@@ -322,11 +322,18 @@ fn vault_hints_say_sudo_when_run_from_a_unit_or_under_sudo() {
     let empty = dir.path().join("staging");
     std::fs::create_dir(&empty).unwrap();
     let place = |env: &[(&str, &str)]| {
+        // On PATH, as on the installer: the hints then name it `vault`.
+        let bin_dir = common::vault_bin().parent().unwrap().to_path_buf();
+        let path = std::env::join_paths(std::iter::once(bin_dir).chain(std::env::split_paths(
+            &std::env::var_os("PATH").unwrap_or_default(),
+        )))
+        .unwrap();
         let mut c = Command::new(common::vault_bin());
         c.args(["place", "--root-not-mountpoint", "--root"])
             .arg(dir.path())
             .arg("--staging-dir")
             .arg(&empty)
+            .env("PATH", path)
             .env_remove("SUDO_USER")
             .env_remove("INVOCATION_ID");
         for (k, v) in env {

@@ -153,9 +153,10 @@ fn a_host_name_makes_a_passphrase_weaker() {
     assert_not_shown(&text, pass);
 }
 
-/// Runs `vault pack` in a real pty, types `pass` twice, returns everything the terminal
-/// showed and the exit code.
-fn pack_typed(d: &Path, pass: &str, extra: &[&str]) -> (String, i32) {
+/// Runs `vault pack` in a real pty, types `pass` twice (`tries` times: a passphrase refused as
+/// too weak is asked for again, three times in all), returns everything the terminal showed
+/// and the exit code.
+fn pack_typed(d: &Path, pass: &str, tries: usize, extra: &[&str]) -> (String, i32) {
     let mut c = Command::new(vault_bin());
     c.current_dir(d)
         .args(["pack", "-o", "b.bundle"])
@@ -163,10 +164,12 @@ fn pack_typed(d: &Path, pass: &str, extra: &[&str]) -> (String, i32) {
     let mut p = Session::spawn(c).expect("spawn in a pty");
     p.set_expect_timeout(Some(Duration::from_secs(60)));
     let mut seen = Vec::new();
-    seen.extend_from_slice(p.expect("New passphrase for").unwrap().as_bytes());
-    p.send_line(pass).unwrap();
-    seen.extend_from_slice(p.expect("Repeat it:").unwrap().as_bytes());
-    p.send_line(pass).unwrap();
+    for _ in 0..tries {
+        seen.extend_from_slice(p.expect("New passphrase for").unwrap().as_bytes());
+        p.send_line(pass).unwrap();
+        seen.extend_from_slice(p.expect("Repeat it:").unwrap().as_bytes());
+        p.send_line(pass).unwrap();
+    }
     seen.extend_from_slice(p.expect(Eof).unwrap().as_bytes());
     let code = match p.get_process().wait().expect("wait") {
         expectrl::WaitStatus::Exited(_, code) => code,
@@ -180,13 +183,14 @@ fn a_typed_passphrase_is_estimated_and_never_shown() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     setup(d, "unused");
-    let (text, code) = pack_typed(d, MEDIUM, CHEAP);
+    let (text, code) = pack_typed(d, MEDIUM, 3, CHEAP);
     assert_eq!(code, 6, "{text}");
     assert!(text.contains("too weak"), "{text}");
+    assert!(text.contains("attempt 3 of 3"), "asked again: {text}");
     assert!(!d.join("b.bundle").exists());
     assert_not_shown(&text, MEDIUM);
 
-    let (text, code) = pack_typed(d, MEDIUM, DEARER);
+    let (text, code) = pack_typed(d, MEDIUM, 1, DEARER);
     assert_eq!(code, 0, "{text}");
     assert!(text.contains("Passphrase strength: about 10^"), "{text}");
     assert!(text.contains("Packed 1 file"), "{text}");

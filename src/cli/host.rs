@@ -181,6 +181,12 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         println!("age         {}", escape(&added.age_recipient));
         if let Some((p, rules)) = &added.sops {
             println!("sops        {}", escape_path(p));
+            if added.sops_registered {
+                println!(
+                    "  already registered: &{} has this recipient; nothing changed",
+                    escape(&a.name)
+                );
+            }
             for r in rules {
                 // The rules' text comes from the repository's .sops.yaml.
                 let rx = if r.path_regex.is_empty() {
@@ -204,17 +210,43 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         }
         if let Some(p) = &added.agenix_keys {
             println!("agenix      {}", escape_path(p));
+            if added.keys_registered {
+                println!("  already registered: it holds this key; nothing changed");
+            }
         }
-        if added.agenix_keys.is_none() {
-            eprintln!("agenix: add the public key above to the publicKeys of the secrets this host needs in secrets.nix");
-        } else if vault::manifest::Manifest::load(&opts.manifest)
-            .is_ok_and(|m| m.secrets.agenix_rules.is_none())
-        {
-            eprintln!("{}", AGENIX_RULES_MISSING);
-        }
-        eprintln!("next: `vault rekey` re-encrypts the secrets to the new host; `vault pack` then ships its key");
+        next_steps(&opts.manifest, &a.name, &added);
     }
     Ok(ExitCode::Ok)
+}
+
+/// What to do after `host add`, for what vault.toml configures: `vault rekey` only when a
+/// secrets repo gained the host, the agenix instruction only when agenix rules are known.
+fn next_steps(manifest: &std::path::Path, name: &str, added: &hosts::Added) {
+    let m = vault::manifest::Manifest::load(manifest).ok();
+    let rules = m.as_ref().and_then(|m| m.secrets.agenix_rules.as_ref());
+    let pack = format!("`vault pack --host {name}` ships its key");
+    if added.sops.is_none() && added.agenix_keys.is_none() {
+        eprintln!(
+            "no secrets repository in {} ([secrets] sops_config, agenix_keys): only it changed. If {name} reads sops-nix or agenix secrets, its recipients are above; record the repository there and `vault host add` registers the next hosts itself",
+            manifest.display()
+        );
+        eprintln!("next: list {name}'s other files in vault.toml, then {pack}");
+        return;
+    }
+    if added.agenix_keys.is_none() && rules.is_some() {
+        eprintln!("agenix: add the public key above to the publicKeys of the secrets this host needs in secrets.nix");
+    } else if added.agenix_keys.is_some() && rules.is_none() {
+        eprintln!("{AGENIX_RULES_MISSING}");
+    }
+    let sops_done = added.sops.is_none() || added.sops_registered;
+    let keys_done = added.agenix_keys.is_none() || added.keys_registered;
+    if sops_done && keys_done {
+        eprintln!(
+            "next: nothing to re-encrypt for {name} (`vault rekey --check` confirms); {pack}"
+        );
+    } else {
+        eprintln!("next: `vault rekey` re-encrypts the secrets to the new host; {pack} then");
+    }
 }
 
 /// Said when vault edits an agenix keys file but does not know the rules that use it.
@@ -255,12 +287,21 @@ fn remove(a: RemoveArgs, quiet: bool) -> vault::Result<ExitCode> {
             Some(p) => format!(", {} of {}", r.keys_lines, escape_path(p)),
             None => String::new(),
         };
-        eprintln!(
-            "removed {} from {} ({} lines of .sops.yaml{keys})",
-            escape(&a.name),
-            escape_path(&a.manifest),
-            r.sops_lines,
-        );
+        if r.in_manifest {
+            eprintln!(
+                "removed {} from {} ({} lines of .sops.yaml{keys})",
+                escape(&a.name),
+                escape_path(&a.manifest),
+                r.sops_lines,
+            );
+        } else {
+            eprintln!(
+                "{} was not in {}; removed its {} lines of .sops.yaml{keys}",
+                escape(&a.name),
+                escape_path(&a.manifest),
+                r.sops_lines,
+            );
+        }
         for p in &r.deleted_keys {
             eprintln!("deleted {}", escape_path(p));
         }

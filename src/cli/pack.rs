@@ -174,6 +174,11 @@ fn calibrate(secs: f64, target_mib: Option<u64>, p: u32, quiet: bool) -> vault::
             c.seconds,
             cores as f64 / c.seconds
         );
+        if c.raised {
+            eprintln!(
+                "note: {secs} s is less than the default Argon2id settings take here, so the passes were raised to match them; for the installer's sake, calibrate for more seconds rather than fewer."
+            );
+        }
         if let Some(wanted) = c.capped_from {
             eprintln!(
                 "note: {secs} s would take {wanted} passes at {mib} MiB; capped at {} passes, the most an unlocking vault accepts at this memory. For a costlier guess, give the installer more memory (--target-memory).",
@@ -242,6 +247,34 @@ pub(super) fn check_strength(
     Ok(e)
 }
 
+/// The new passphrase and its strength: from `--passphrase-file` (refused if too weak), or
+/// typed twice on the terminal, where one below the threshold is refused with the reason and
+/// asked for again, three times in all.
+fn new_passphrase(
+    a: &PackArgs,
+    kdf: &KdfParams,
+    hosts: &[String],
+    quiet: bool,
+) -> vault::Result<(age_core::secrecy::SecretString, strength::Estimate)> {
+    use age_core::secrecy::ExposeSecret;
+    if let Some(p) = passphrase_source(&a.passphrase)? {
+        let e = check_strength(p.expose_secret(), kdf, hosts, a.weak_passphrase, quiet)?;
+        return Ok((p, e));
+    }
+    const TRIES: usize = 3;
+    for attempt in 1..=TRIES {
+        let p = prompt::ask_new(&format!("New passphrase for {}: ", escape_path(&a.output)))?;
+        match check_strength(p.expose_secret(), kdf, hosts, a.weak_passphrase, quiet) {
+            Ok(e) => return Ok((p, e)),
+            Err(e) if attempt < TRIES => {
+                eprintln!("{e}; choose another (attempt {} of {TRIES})", attempt + 1);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
 /// The recovery recipients of `--recovery-recipient` and `--recovery-recipients-file`,
 /// checked (each error names the flag or the file and line) and in their canonical form.
 pub(super) fn recovery_recipients(
@@ -296,22 +329,16 @@ pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
         preflight(&manifest, &plan.manifest.hosts, quiet || a.json)?;
     }
     let kdf = a.kdf.resolve(quiet)?;
+    let key_warnings = pack::check_key_modes(&manifest, &plan)?;
     if !quiet {
-        for w in pack::warnings(&manifest, &plan) {
+        for w in pack::warnings(&manifest, &plan)
+            .into_iter()
+            .chain(key_warnings)
+        {
             eprintln!("warning: {}", escape_message(&w));
         }
     }
-    let passphrase = match passphrase_source(&a.passphrase)? {
-        Some(p) => p,
-        None => prompt::ask_new(&format!("New passphrase for {}: ", escape_path(&a.output)))?,
-    };
-    let strength = check_strength(
-        age_core::secrecy::ExposeSecret::expose_secret(&passphrase),
-        &kdf,
-        &plan.manifest.hosts,
-        a.weak_passphrase,
-        quiet,
-    )?;
+    let (passphrase, strength) = new_passphrase(&a, &kdf, &plan.manifest.hosts, quiet)?;
     let opts = PackOptions {
         kdf,
         compression: vault::archive::write::Compression {

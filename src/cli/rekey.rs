@@ -152,6 +152,45 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             .collect();
         serde_json::Value::Array(items)
     };
+    // Leftovers of a run that was killed: originals are intact, the temporaries are garbage,
+    // which a `git add -A` would commit. Named by --check and --dry-run, removed by a real run.
+    let mut dirs: BTreeSet<PathBuf> = [
+        &manifest.secrets.sops_config,
+        &manifest.secrets.agenix_rules,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|p| p.parent().map(PathBuf::from))
+    .collect();
+    dirs.extend(
+        plan.items
+            .iter()
+            .filter_map(|i| i.path.parent().map(PathBuf::from)),
+    );
+    let dirs = dirs.iter().map(PathBuf::as_path);
+    let temporaries = |n: usize| match n {
+        1 => "1 temporary file".to_owned(),
+        n => format!("{n} temporary files"),
+    };
+    if a.check || a.dry_run {
+        let left = rekey::commit::stale_temps(dirs);
+        if let (Some(first), false) = (left.first(), quiet) {
+            eprintln!(
+                "note: {} of an interrupted `vault rekey` are in the repo ({}{}); the next `vault rekey` removes them: do not commit them",
+                temporaries(left.len()),
+                first.display(),
+                if left.len() > 1 { ", …" } else { "" }
+            );
+        }
+    } else {
+        let removed = rekey::commit::remove_stale_temps(dirs);
+        if !removed.is_empty() && !quiet {
+            eprintln!(
+                "removed {} an interrupted earlier `vault rekey` left",
+                temporaries(removed.len())
+            );
+        }
+    }
     if a.check || a.dry_run {
         let stale_error = (a.check && stale > 0)
             .then(|| vault::Error::from(rekey::Error::Stale { count: stale }));
@@ -201,26 +240,6 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
             );
         }
         return Ok(ExitCode::Ok);
-    }
-    // Leftovers of a run that was killed: originals are intact, the temporaries are garbage.
-    let dirs: BTreeSet<PathBuf> = [
-        &manifest.secrets.sops_config,
-        &manifest.secrets.agenix_rules,
-    ]
-    .into_iter()
-    .flatten()
-    .filter_map(|p| p.parent().map(PathBuf::from))
-    .collect();
-    for d in &dirs {
-        rekey::commit::remove_stale_temps(d);
-    }
-    let item_dirs: BTreeSet<PathBuf> = plan
-        .items
-        .iter()
-        .filter_map(|i| i.path.parent().map(PathBuf::from))
-        .collect();
-    for d in item_dirs.difference(&dirs) {
-        rekey::commit::remove_stale_temps(d);
     }
     if !have_ids {
         return Err(rekey::Error::NoIdentity.into());

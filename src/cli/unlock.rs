@@ -198,12 +198,18 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         } else {
             human_bytes(i.size)
         };
+        // Without root the files keep this user as owner: say that, not the bundle's uid:gid.
+        let (uid, gid) = match opts.place.chown {
+            true => (i.uid, i.gid),
+            false => (
+                rustix::process::geteuid().as_raw(),
+                rustix::process::getegid().as_raw(),
+            ),
+        };
         println!(
-            "{verb} {} ({:04o} {}:{}, {size})",
+            "{verb} {} ({:04o} {uid}:{gid}, {size})",
             escape_path(&i.path),
             i.mode,
-            i.uid,
-            i.gid
         );
     }
     let n = report.items.len();

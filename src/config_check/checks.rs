@@ -407,7 +407,7 @@ fn in_store(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
 
 pub(super) fn entry_hint(host: &str, target: &str, what: &str) -> String {
     format!(
-        "add to vault.toml: [[hosts.{host}.entry]] source = \"{}\" target = \"{}\" mode = \"0600\"",
+        "add to vault.toml:\n[[hosts.{host}.entry]]\nsource = \"{}\"\ntarget = \"{}\"\nmode = \"0600\"",
         what.replace("NAME", host),
         escape(target)
     )

@@ -57,9 +57,7 @@ impl crate::Hint for Error {
                 "give the flake as REF#NAME (NAME: the host in vault.toml and in nixosConfigurations), e.g. --flake ~/nix-config#laptop".into(),
             ),
             Error::Spawn { .. } => Some("pass --no-config-check to pack without the check".into()),
-            Error::Eval { .. } => Some(
-                "fix the configuration (`nix eval` shows the same error), or pass --no-config-check to pack anyway".into(),
-            ),
+            Error::Eval { flake, message, .. } => Some(eval_hint(flake, message)),
             Error::Problems { .. } => Some(
                 "fix vault.toml or the configuration as each hint says, or pass --no-config-check to pack anyway".into(),
             ),
@@ -74,6 +72,28 @@ impl crate::Hint for Error {
             _ => crate::ExitCode::Failure,
         }
     }
+}
+
+/// The next step for a configuration that does not evaluate, from Nix's message: the two
+/// mistakes a first flake makes get their fix; anything else is the configuration's own.
+fn eval_hint(flake: &str, message: &str) -> String {
+    // `nixcfg#laptop`: nix looks the bare word up in its flake registry (which it may try to
+    // download) instead of reading the folder.
+    let (r, name) = flake.split_once('#').unwrap_or((flake, ""));
+    let bare = !r.is_empty() && !r.contains(['/', ':', '.', '~']);
+    if bare && message.contains("registr") {
+        return format!(
+            "nix reads `{r}` as the name of a flake in its registry, not as a folder: for the folder, write a path, `./{r}#{name}`"
+        );
+    }
+    let untracked = message.contains("is not tracked by Git")
+        || (message.contains("/nix/store/")
+            && message.contains("-source/")
+            && message.contains("No such file or directory"));
+    if untracked {
+        return "the flake is in a git repository, and nix copies only the files git tracks: `git add flake.nix` (and every file it imports; no commit needed), then pack again".into();
+    }
+    "fix the configuration (`nix eval` shows the same error), or pass --no-config-check to pack anyway".into()
 }
 
 /// What the check did.

@@ -87,10 +87,13 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // A hint of several lines (TOML to paste) keeps them under its first.
         write!(
             f,
             "vault: {}: {}\n       hint: {}",
-            self.host, self.message, self.hint
+            self.host,
+            self.message,
+            self.hint.replace('\n', "\n             ")
         )
     }
 }

@@ -64,6 +64,11 @@ pub(super) fn edit_manifest_add(
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| Error::edit(path, e.to_string()))?;
+    let had_secrets = doc.contains_key("secrets");
+    let had_host = doc
+        .get("hosts")
+        .and_then(|h| h.as_table_like())
+        .is_some_and(|h| h.contains_key(name));
     for (key, v) in secrets {
         let Some(v) = v else { continue };
         let secrets = doc
@@ -111,7 +116,7 @@ pub(super) fn edit_manifest_add(
     if !has_target(entries, &pub_target) {
         entries.push(entry_table(&format!("{rel_key}.pub"), &pub_target, "0644"));
     }
-    let out = doc.to_string();
+    let out = after_the_comments(&mut doc, name, !had_host, !had_secrets);
     Manifest::from_str(path, &out).map_err(|e| {
         Error::edit(
             path,
@@ -119,6 +124,49 @@ pub(super) fn edit_manifest_add(
         )
     })?;
     Ok(out)
+}
+
+/// The document's text with the tables `host add` created placed after the comments that
+/// end the file, not above them: `vault init`'s template is all comments after `version`, and
+/// what they explain (a top-level `recovery_recipients` before any table, the commented
+/// examples) must still be right where they stand once a host is added.
+fn after_the_comments(
+    doc: &mut DocumentMut,
+    name: &str,
+    new_host: bool,
+    new_secrets: bool,
+) -> String {
+    let trailing = doc.trailing().as_str().unwrap_or("").to_owned();
+    if !trailing.contains('#') || !(new_host || new_secrets) {
+        return doc.to_string();
+    }
+    doc.set_trailing("");
+    let body = doc.to_string();
+    // New tables render after every existing one, so the first new header starts them.
+    let headers = [
+        new_host.then(|| format!("[hosts.{}]", toml_edit::Key::new(name).display_repr())),
+        new_secrets.then(|| "[secrets]".to_owned()),
+    ];
+    let at = headers
+        .iter()
+        .flatten()
+        .filter_map(|h| {
+            body.match_indices(h.as_str())
+                .map(|(i, _)| i)
+                .find(|&i| i == 0 || body.as_bytes()[i - 1] == b'\n')
+        })
+        .min();
+    match at {
+        Some(i) => {
+            let before = body[..i].trim_end_matches('\n');
+            let comments = trailing.trim_matches('\n');
+            format!("{before}\n\n{comments}\n\n{}", &body[i..])
+        }
+        None => {
+            doc.set_trailing(trailing);
+            doc.to_string()
+        }
+    }
 }
 
 /// Every table of `item` (itself included) with its position in the document.
@@ -248,5 +296,9 @@ mod tests {
         assert_eq!(h.entries[1].target, "/etc/ssh/ssh_host_ed25519_key.pub");
         assert_eq!(h.entries[1].mode, Some(0o644));
         assert!(m.secrets.sops_config.is_some());
+        // The template's comments come before the tables added to it.
+        let comments = out.find("# Recovery keys").unwrap();
+        assert!(comments < out.find("[hosts.myhost]").unwrap(), "{out}");
+        assert!(comments < out.find("[secrets]\n").unwrap(), "{out}");
     }
 }

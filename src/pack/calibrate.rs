@@ -17,6 +17,10 @@ pub struct Calibration {
     ///
     /// [`KdfLimits`]: bundle::argon2id::KdfLimits
     pub capped_from: Option<u32>,
+    /// The target time called for less work than [`KdfParams::DEFAULT`]: memory and passes
+    /// were raised to the default's, so the settings are never weaker than what `pack` uses
+    /// without calibration (and refuses below).
+    pub raised: bool,
 }
 
 /// Chooses Argon2id parameters whose derivation takes about `target_secs` on this machine:
@@ -38,16 +42,28 @@ pub fn calibrate_kdf(target_secs: f64, max_m_kib: u32) -> Result<Calibration> {
         Ok(start.elapsed().as_secs_f64())
     };
     let max_m = max_m_kib.max(MIN_M_KIB);
+    let d = KdfParams::DEFAULT;
+    // Never less memory than the default when the cap allows it.
+    let floor_m = d.m_kib.min(max_m).max(MIN_M_KIB);
     // One pass at the largest memory allowed: the unit cost of a pass.
     let mut m = max_m;
     let one = time(KdfParams { m_kib: m, t: 1, p })?;
-    let t = if one > target_secs {
+    let mut raised = false;
+    let mut t = if one > target_secs {
         // Even one pass is too slow: less memory, one pass (time is linear in memory).
-        m = ((f64::from(m) * target_secs / one) as u32).clamp(MIN_M_KIB, max_m);
+        let want = ((f64::from(m) * target_secs / one) as u32).clamp(MIN_M_KIB, max_m);
+        m = want.max(floor_m);
+        raised = m > want;
         1
     } else {
         ((target_secs / one).round() as u32).max(1)
     };
+    // No less work per guess than the default either (memory × passes), whatever the time.
+    let default_work = u64::from(d.m_kib) * u64::from(d.t);
+    if m >= d.m_kib && u64::from(m / 1024 * 1024) * u64::from(t) < default_work {
+        t = u32::try_from(default_work.div_ceil(u64::from(m / 1024 * 1024))).unwrap_or(u32::MAX);
+        raised = true;
+    }
     // Rounded to whole MiB, as the CLI shows it; no more passes than an unlocking vault
     // accepts, by its pass cap and its work cap (memory × passes).
     let m_kib = m / 1024 * 1024;
@@ -63,5 +79,6 @@ pub fn calibrate_kdf(target_secs: f64, max_m_kib: u32) -> Result<Calibration> {
         params,
         seconds,
         capped_from,
+        raised,
     })
 }

@@ -157,6 +157,74 @@ pub fn warnings(m: &Manifest, plan: &PackPlan) -> Vec<String> {
     out
 }
 
+/// Private keys placed with a mode that lets others read or write them: refused, before the
+/// passphrase, with every such entry named (a key that other users of the installed system
+/// can read is a key they hold). Group access is a warning (some services share a key with a
+/// group); the returned lines are those warnings. A private key is recognised by its first
+/// bytes: PEM or OpenSSH `PRIVATE KEY` armor, or an age identity (`AGE-SECRET-KEY-1`).
+pub fn check_key_modes(m: &Manifest, plan: &PackPlan) -> Result<Vec<String>> {
+    let mut refused = Vec::new();
+    let mut warnings = Vec::new();
+    for ((item, source), line) in plan
+        .manifest
+        .items
+        .iter()
+        .zip(&plan.sources)
+        .zip(&plan.lines)
+    {
+        let Some(source) = source else { continue };
+        if item.kind != Kind::File || item.mode & 0o077 == 0 || !is_private_key(source) {
+            continue;
+        }
+        let what = format!(
+            "{} (line {line} of {}) is a private key ({}) placed with mode {:04o}",
+            item.target,
+            m.path.display(),
+            source.display(),
+            item.mode
+        );
+        if item.mode & 0o007 != 0 {
+            refused.push(format!(
+                "\n  {what}: every user of the installed system could read it"
+            ));
+        } else {
+            warnings.push(format!(
+                "{what}: its group can read it; mode = \"0600\" keeps it to its owner"
+            ));
+        }
+    }
+    if refused.is_empty() {
+        return Ok(warnings);
+    }
+    Err(Error::Declined {
+        why: format!("private keys others could read:{}", refused.concat()),
+        hint: Some(format!(
+            "set mode = \"0600\" on those entries in {} (or \"0640\" with a group, if a service needs it)",
+            m.path.display()
+        )),
+    })
+}
+
+/// Whether the file starts like a private key (within its first 4 KiB, after comments).
+fn is_private_key(path: &Path) -> bool {
+    let Ok(f) = fs::File::open(path) else {
+        return false;
+    };
+    let mut head = Vec::new();
+    if f.take(4096).read_to_end(&mut head).is_err() {
+        return false;
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .take(1)
+        .any(|l| {
+            (l.starts_with("-----BEGIN ") && l.contains("PRIVATE KEY-----"))
+                || l.starts_with("AGE-SECRET-KEY-1")
+        })
+}
+
 /// Disk-stage files disko or cryptsetup read as a passphrase, by name.
 fn is_passphrase_target(target: &str) -> bool {
     let name = target

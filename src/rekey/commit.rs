@@ -367,25 +367,37 @@ fn writer_alive(name: &str) -> bool {
     }
 }
 
-/// Removes temporaries a killed run left in `dir` (not recursive); those of a run still
-/// going are left alone. Returns how many were removed.
-pub fn remove_stale_temps(dir: &Path) -> usize {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    let mut n = 0;
-    for e in rd.flatten() {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if is_temp_name(&name)
-            && !writer_alive(&name)
-            && e.file_type().is_ok_and(|t| t.is_file())
-            && std::fs::remove_file(e.path()).is_ok()
-        {
-            n += 1;
+/// Temporaries a killed run left in `dirs` (not recursive), in path order; those of a run
+/// still going are not listed. `vault rekey --check` names them (a `git add -A` would commit
+/// them); the next real run removes them ([`remove_stale_temps`]).
+pub fn stale_temps<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for dir in dirs {
+        let Ok(rd) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if is_temp_name(&name)
+                && !writer_alive(&name)
+                && e.file_type().is_ok_and(|t| t.is_file())
+            {
+                out.push(e.path());
+            }
         }
     }
-    n
+    out.sort();
+    out
+}
+
+/// Removes the temporaries a killed run left in `dirs` (see [`stale_temps`]). Returns those
+/// removed.
+pub fn remove_stale_temps<'a>(dirs: impl IntoIterator<Item = &'a Path>) -> Vec<PathBuf> {
+    stale_temps(dirs)
+        .into_iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
 }
 
 #[cfg(test)]

@@ -103,6 +103,23 @@ fn anchors(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// The value of the `- &name VALUE` item of the top-level `keys:` list, if `name` is one of
+/// its anchors: the recipient the file registers for that host.
+pub fn anchored(text: &str, name: &str) -> Option<String> {
+    let (head, _) = first_document(text);
+    let re = Regex::new(&format!(
+        r"^[ \t]*-[ \t]+&{}[ \t]+([^\s#]+)",
+        regex::escape(name)
+    ))
+    .ok()?;
+    let lines: Vec<&str> = head.split_inclusive('\n').collect();
+    let (_, items) = items_of_top(&lines, "keys")?;
+    items
+        .iter()
+        .find_map(|&(start, _)| re.captures(content(lines[start])))
+        .map(|c| c[1].trim_matches(['"', '\'']).to_string())
+}
+
 /// The text of the first YAML document (what sops reads) and the rest, from the `---` or
 /// `...` line that ends it.
 pub fn first_document(text: &str) -> (&str, &str) {

@@ -61,6 +61,32 @@ pub fn add(path: &Path, text: &str, name: &str, key: &str) -> Result<String, Str
     Ok(out)
 }
 
+/// Whether the file already holds `key`, and the key bound to the attribute or JSON member
+/// `name` if that is another one. Comments (Nix `#`) are not looked at.
+pub fn registered(path: &Path, text: &str, name: &str, key: &str) -> (bool, Option<String>) {
+    let is_json = path.extension().is_some_and(|e| e == "json");
+    let key_re = Regex::new(r"ssh-(ed25519|rsa) [A-Za-z0-9+/]+=*").expect("static regex");
+    let named =
+        Regex::new(&format!(r#"^\s*"?{}"?\s*[=:]"#, regex::escape(name))).expect("escaped name");
+    let mut holds = false;
+    let mut other = None;
+    for line in text.lines() {
+        let code = if is_json {
+            line
+        } else {
+            line.split('#').next().unwrap_or("")
+        };
+        for m in key_re.find_iter(code) {
+            if m.as_str() == key {
+                holds = true;
+            } else if named.is_match(code) && other.is_none() {
+                other = Some(m.as_str().to_string());
+            }
+        }
+    }
+    (holds, other)
+}
+
 fn json_holds(v: &serde_json::Value, key: &str) -> bool {
     match v {
         serde_json::Value::Object(m) => m

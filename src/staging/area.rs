@@ -47,8 +47,10 @@ pub fn as_root(cmd: &str) -> String {
     let direct_root = rustix::process::geteuid().is_root()
         && std::env::var_os("SUDO_USER").is_none()
         && std::env::var_os("INVOCATION_ID").is_none();
+    // The carried binary on the official installer is not on PATH: name the one running.
+    let cmd = crate::invocation::command(cmd);
     if direct_root {
-        cmd.to_string()
+        cmd
     } else {
         format!("sudo {cmd}")
     }

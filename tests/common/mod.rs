@@ -1,6 +1,7 @@
 //! Shared by the integration tests. Each test file does `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod guest;
 pub mod qemu;
 
 use std::collections::BTreeMap;

@@ -3,15 +3,9 @@
 //! Shared by tests/qemu_boot.rs and tests/qemu_fleet.rs.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
-
-/// Per boot, from qemu start to power-off. TCG boots take ~15 s here; the margin is for a
-/// loaded CI machine.
-pub const BOOT_TIMEOUT: Duration = Duration::from_secs(150);
+use std::process::Command;
+use std::sync::Mutex;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -80,113 +74,8 @@ pub fn make_target(dir: &Path, name: &str) -> PathBuf {
     t
 }
 
-/// The serial console of a running guest: everything it printed so far, and its input.
-pub struct Guest {
-    pub child: Child,
-    pub stdin: ChildStdin,
-    /// Console output so far, and whether qemu closed it (exited).
-    pub out: Arc<(Mutex<(String, bool)>, Condvar)>,
-    pub started: Instant,
-}
-
-impl Guest {
-    pub fn boot(args: &[String]) -> Guest {
-        let mut child = Command::new("qemu-system-x86_64")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("qemu starts");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = child.stdout.take().unwrap();
-        let out = Arc::new((Mutex::new((String::new(), false)), Condvar::new()));
-        let o = out.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match stdout.read(&mut buf) {
-                    Ok(0) | Err(_) => {
-                        let (m, c) = &*o;
-                        m.lock().unwrap().1 = true;
-                        c.notify_all();
-                        break;
-                    }
-                    Ok(n) => {
-                        let (m, c) = &*o;
-                        m.lock()
-                            .unwrap()
-                            .0
-                            .push_str(&String::from_utf8_lossy(&buf[..n]));
-                        c.notify_all();
-                    }
-                }
-            }
-        });
-        Guest {
-            child,
-            stdin,
-            out,
-            started: Instant::now(),
-        }
-    }
-
-    pub fn transcript(&self) -> String {
-        self.out.0.lock().unwrap().0.clone()
-    }
-
-    /// Waits until `needle` appears for the `nth` time (1-based) in the output.
-    pub fn wait_for(&mut self, needle: &str, nth: usize) -> Duration {
-        let deadline = self.started + BOOT_TIMEOUT;
-        let (m, c) = &*self.out;
-        let mut text = m.lock().unwrap();
-        loop {
-            if text.0.matches(needle).count() >= nth {
-                return self.started.elapsed();
-            }
-            let now = Instant::now();
-            if now >= deadline || text.1 {
-                let t = text.0.clone();
-                let why = if text.1 {
-                    "the guest stopped"
-                } else {
-                    "timed out"
-                };
-                drop(text);
-                let _ = self.child.kill();
-                panic!("{why} waiting for {needle:?} (#{nth}); console:\n{t}");
-            }
-            text = c.wait_timeout(text, deadline - now).unwrap().0;
-        }
-    }
-
-    pub fn type_line(&mut self, line: &str) {
-        self.stdin.write_all(line.as_bytes()).unwrap();
-        self.stdin.write_all(b"\n").unwrap();
-        self.stdin.flush().unwrap();
-    }
-
-    pub fn wait_exit(mut self) -> String {
-        let deadline = self.started + BOOT_TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // The reader thread may still be draining the pipe.
-                std::thread::sleep(Duration::from_millis(200));
-                let t = self.transcript();
-                assert!(status.success(), "qemu exited with {status}; console:\n{t}");
-                return t;
-            }
-            if Instant::now() >= deadline {
-                let _ = self.child.kill();
-                panic!(
-                    "the guest did not power off; console:\n{}",
-                    self.transcript()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
+#[allow(unused_imports)]
+pub use super::guest::Guest;
 
 #[derive(Clone, Copy)]
 pub enum Firmware {

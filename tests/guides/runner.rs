@@ -1,0 +1,411 @@
+//! Runs one guide: its blocks in order, on the workstation shell or the booted installer, as
+//! the directives before each block say (tests/guides/markup.rs).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::installer::{self, Attach, Installer, Medium};
+use super::markup::{self, Block, Directive};
+use super::shell::{Answers, Shell};
+use super::{
+    common, first_line, parse, prompted, repo, say, worlds, COMMAND_TIMEOUT, GUIDES, LUKS,
+    PASSPHRASE,
+};
+
+struct Loop {
+    dev: String,
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").args(["-d", &self.dev]).status();
+    }
+}
+
+pub struct Runner {
+    scratch: tempfile::TempDir,
+    shell: Shell,
+    loops: Vec<Loop>,
+    medium: Option<Medium>,
+    installer: Option<Installer>,
+    /// The target disk of the last installer session.
+    last_target: Option<PathBuf>,
+    replayed: BTreeSet<String>,
+    ran_ids: BTreeSet<String>,
+    pub skipped: Vec<String>,
+}
+
+pub fn tools() -> bool {
+    if !rustix::process::geteuid().is_root() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "the guide tests run as root in CI"
+        );
+        say("SKIP: the guide tests need root (loop devices)");
+        return false;
+    }
+    [
+        "qemu-system-x86_64",
+        "qemu-img",
+        "xorriso",
+        "mkfs.ext4",
+        "debugfs",
+        "busybox",
+        "cpio",
+        "losetup",
+        "sudo",
+        "git",
+        "ssh-keygen",
+        "sops",
+        "age",
+        "age-keygen",
+        "nix",
+        "nix-instantiate",
+        "lsblk",
+    ]
+    .iter()
+    .all(|t| common::require_tool(t).is_some())
+}
+
+impl Runner {
+    pub fn new() -> Runner {
+        let scratch = tempfile::tempdir().unwrap();
+        let bin = scratch.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        std::os::unix::fs::symlink(common::vault_bin(), bin.join("vault")).unwrap();
+        let sops_dir = common::require_tool("sops")
+            .and_then(|p| p.parent().map(Path::to_path_buf))
+            .into_iter();
+        let dirs: Vec<PathBuf> = std::iter::once(bin).chain(sops_dir).collect();
+        let shell = Shell::new(
+            scratch.path(),
+            &dirs,
+            Answers {
+                passphrase: PASSPHRASE.into(),
+                luks: LUKS.into(),
+            },
+        );
+        Runner {
+            scratch,
+            shell,
+            loops: Vec::new(),
+            medium: None,
+            installer: None,
+            last_target: None,
+            replayed: BTreeSet::new(),
+            ran_ids: BTreeSet::new(),
+            skipped: Vec::new(),
+        }
+    }
+
+    /// A loop device over a fresh 256 MiB file: the reader's USB stick.
+    fn stick(&mut self) -> String {
+        if let Some(l) = self.loops.first() {
+            return l.dev.clone();
+        }
+        let backing = self.scratch.path().join("stick.raw");
+        std::fs::File::create(&backing)
+            .unwrap()
+            .set_len(256 << 20)
+            .unwrap();
+        let o = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(&backing)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "losetup: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let dev = String::from_utf8_lossy(&o.stdout).trim().to_owned();
+        self.loops.push(Loop { dev: dev.clone() });
+        dev
+    }
+
+    fn end_installer(&mut self) {
+        if let Some(i) = self.installer.take() {
+            let target = i.target.clone();
+            i.power_off();
+            self.last_target = Some(target);
+        }
+    }
+
+    fn expand(&self, p: &str) -> PathBuf {
+        match p.strip_prefix("~/") {
+            Some(rest) => self.shell.home.join(rest),
+            None => self.shell.cwd().join(p),
+        }
+    }
+
+    pub fn run_guide(&mut self, guide: &str, replay: bool) {
+        let blocks = parse(guide);
+        let prompted = prompted(&blocks);
+        for b in &blocks {
+            self.block(guide, &blocks, b, prompted, replay);
+        }
+        if !replay {
+            self.end_installer();
+        }
+    }
+
+    fn block(&mut self, guide: &str, blocks: &[Block], b: &Block, prompted: bool, replay: bool) {
+        let at = format!("{guide}:{}", b.line);
+        for d in &b.directives {
+            match d {
+                Directive::After(other) => {
+                    let g = GUIDES
+                        .iter()
+                        .find(|x| x.ends_with(other.as_str()))
+                        .expect("a known guide");
+                    if self.replayed.insert(g.to_string()) {
+                        say(&format!("{at}: first the workstation blocks of {g}"));
+                        self.run_guide(g, true);
+                    }
+                }
+                Directive::First(id, _) if !self.ran_ids.contains(id) => {
+                    let other = blocks
+                        .iter()
+                        .find(|x| x.id() == Some(id.as_str()))
+                        .expect("checked by every_guide_block_is_run_or_marked");
+                    self.ran_ids.insert(id.clone());
+                    self.exec(guide, other, prompted, replay);
+                }
+                Directive::Provide(names, r) => {
+                    if !replay {
+                        self.skipped
+                            .push(format!("{at}: provided {} — {r}", names.join(", ")));
+                    }
+                    for n in names {
+                        worlds::apply(n, &self.shell.home, &self.shell.cwd());
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(id) = b.id() {
+            if !self.ran_ids.insert(id.to_owned()) {
+                return; // ran before the block that needed it
+            }
+        }
+        self.exec(guide, b, prompted, replay);
+    }
+
+    fn exec(&mut self, guide: &str, b: &Block, prompted: bool, replay: bool) {
+        let at = format!("{guide}:{}", b.line);
+        for d in &b.directives {
+            match d {
+                Directive::File(p) => std::fs::write(self.expand(p), &b.text).unwrap(),
+                Directive::Append(p) => {
+                    let path = self.expand(p);
+                    let mut text = std::fs::read_to_string(&path).unwrap();
+                    text.push('\n');
+                    text.push_str(&b.text);
+                    std::fs::write(&path, text).unwrap();
+                }
+                _ => {}
+            }
+        }
+        if !b.is_shell() {
+            return;
+        }
+        if let Some(r) = b.skip_reason() {
+            if !replay {
+                self.skipped
+                    .push(format!("{at}: skipped `{}` — {r}", first_line(b)));
+            }
+            return;
+        }
+        if let Some((name, r)) = b.stand_in() {
+            if !replay {
+                self.skipped.push(format!(
+                    "{at}: stand-in {name} for `{}` — {r}",
+                    first_line(b)
+                ));
+            }
+            self.stand_in(name, replay);
+            return;
+        }
+        let commands = markup::commands(b, prompted);
+        if b.installer() {
+            if !replay {
+                self.on_installer(&at, b, &commands);
+            }
+            return;
+        }
+        let extra: Vec<(String, String)> = b
+            .directives
+            .iter()
+            .filter_map(|d| match d {
+                Directive::Env(k, v, _) => Some((k.clone(), v.clone())),
+                _ => None,
+            })
+            .collect();
+        let source_tree = b
+            .directives
+            .iter()
+            .any(|d| matches!(d, Directive::InSourceTree(_)));
+        let back = self.shell.cwd();
+        if source_tree {
+            self.shell.set_cwd(&repo());
+        }
+        let last = commands.len().saturating_sub(1);
+        for (n, c) in commands.iter().enumerate() {
+            if let Some((progs, r)) = b.skipped_programs() {
+                if progs.iter().any(|p| p == c.program()) {
+                    if !replay {
+                        self.skipped
+                            .push(format!("{guide}:{}: not run `{}` — {r}", c.line, c.text));
+                    }
+                    continue;
+                }
+            }
+            let text = if c.text.contains("/dev/sdX") {
+                let dev = self.stick();
+                c.text.replace("/dev/sdX", &dev)
+            } else {
+                c.text.clone()
+            };
+            say(&format!("{guide}:{}: $ {text}", c.line));
+            let ran = self.shell.run(&text, &extra, COMMAND_TIMEOUT);
+            let want = if n == last { b.expected_exit() } else { 0 };
+            assert_eq!(
+                ran.code, want,
+                "{guide}:{}: `{text}` exited with {} (the guide expects {want}); it printed:\n{}",
+                c.line, ran.code, ran.output
+            );
+            check_shown(guide, c, &ran.output);
+            self.track_medium(&text, &ran.cwd);
+        }
+        if source_tree {
+            self.shell.set_cwd(&back);
+        }
+    }
+
+    /// A new stick or image ends the installer session booted from the previous one.
+    fn track_medium(&mut self, cmd: &str, cwd: &Path) {
+        let words: Vec<&str> = cmd.split_whitespace().collect();
+        let after = |flag: &str| {
+            words
+                .iter()
+                .position(|w| *w == flag)
+                .and_then(|i| words.get(i + 1))
+                .map(|w| w.to_string())
+        };
+        let medium = if words.contains(&"attach") && words.iter().any(|w| w.ends_with("vault")) {
+            after("-o").or_else(|| after("--output")).map(|o| Medium {
+                path: cwd.join(o),
+                attach: if words.contains(&"--iso-file") {
+                    Attach::Cd
+                } else {
+                    Attach::Usb
+                },
+            })
+        } else if words.contains(&"dd") {
+            words
+                .iter()
+                .find_map(|w| w.strip_prefix("of="))
+                .map(|dev| Medium {
+                    path: PathBuf::from(dev),
+                    attach: Attach::Usb,
+                })
+        } else {
+            None
+        };
+        if let Some(m) = medium {
+            self.end_installer();
+            self.medium = Some(m);
+        }
+    }
+
+    fn boot(&mut self, attach: Option<Attach>) {
+        self.end_installer();
+        let mut m = self
+            .medium
+            .clone()
+            .expect("the guide wrote a stick or image before booting it");
+        if let Some(a) = attach {
+            m.attach = a;
+        }
+        say(&format!(
+            "booting {} ({:?}) in QEMU",
+            m.path.display(),
+            m.attach
+        ));
+        self.installer = Some(Installer::boot(&m, self.scratch.path(), PASSPHRASE));
+    }
+
+    fn on_installer(&mut self, at: &str, b: &Block, commands: &[markup::Command]) {
+        if self.installer.is_none() {
+            self.boot(None);
+        }
+        for c in commands {
+            if let Some((progs, r)) = b.skipped_programs() {
+                if progs.iter().any(|p| p == c.program()) {
+                    self.skipped.push(format!(
+                        "{at} (line {}): not run `{}` — {r}",
+                        c.line, c.text
+                    ));
+                    continue;
+                }
+            }
+            say(&format!("{at} (line {}): installer# {}", c.line, c.text));
+            let i = self.installer.as_mut().expect("booted");
+            let (code, output) = i.run(&c.text);
+            assert_eq!(
+                code, 0,
+                "{at} (line {}): `{}` exited with {code} on the installer; the console showed:\n{output}",
+                c.line, c.text
+            );
+            check_shown(at, c, &output);
+        }
+    }
+
+    fn stand_in(&mut self, name: &str, replay: bool) {
+        match name {
+            // QEMU as the guide starts it needs KVM and a display: the same image, attached
+            // the same way, headless under TCG.
+            "boot-virtio" if !replay => {
+                self.medium = Some(Medium {
+                    path: self.shell.cwd().join("installer.img"),
+                    attach: Attach::Virtio,
+                });
+                self.boot(None);
+            }
+            "boot-virtio" => {}
+            // The installed system's host key is the one in the secrets folder.
+            "same-host-key" if !replay => {
+                self.end_installer();
+                let target = self.last_target.clone().expect("an installer session ran");
+                let placed = installer::target_file(&target, "/etc/ssh/ssh_host_ed25519_key.pub")
+                    .expect("the host key's .pub was placed on the target");
+                let mine = std::fs::read(
+                    self.shell
+                        .home
+                        .join("install-secrets/hosts/laptop/ssh_host_ed25519_key.pub"),
+                )
+                .unwrap();
+                assert_eq!(
+                    placed, mine,
+                    "the installed laptop has the host key of the secrets folder"
+                );
+            }
+            "same-host-key" => {}
+            other => worlds::apply(other, &self.shell.home, &self.shell.cwd()),
+        }
+    }
+}
+
+/// Every line the guide shows after a command appears in what it printed.
+fn check_shown(at: &str, c: &markup::Command, output: &str) {
+    for shown in &c.expected {
+        assert!(
+            output
+                .lines()
+                .any(|l| markup::shown_matches(shown, l.trim())),
+            "{at}: after `{}` the guide shows\n  {shown}\nbut it printed:\n{output}",
+            c.text
+        );
+    }
+}

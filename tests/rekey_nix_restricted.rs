@@ -9,6 +9,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -259,6 +260,38 @@ fn an_admin_nix_conf_with_flakes_gives_the_repository_no_fetcher() {
         let mut want = before.clone();
         want.remove(&r.secrets.join("secrets.nix"));
         common::assert_same(&after, &want, "the repo changed");
+    }
+}
+
+/// A `PATH` with no absolute entry (`.`, `:`, empty): left empty, it would make every program
+/// vault runs resolve in the current folder (an empty `PATH` is the current folder to
+/// `execvp`), where a repository's own `nix-instantiate` waits. It never runs.
+#[test]
+fn a_path_without_absolute_entries_runs_nothing_from_the_repository() {
+    let Some(r) = setup() else { return };
+    r.rules("let k = import ./keys.nix; in { \"a.age\".publicKeys = [ k.admin ]; }\n");
+    let marker = r.root.join("ran");
+    // Shell builtins only: the script runs with the same empty PATH.
+    let fake = format!("#!/bin/sh\necho ran >> '{}'\nexit 1\n", marker.display());
+    for dir in [&r.root, &r.secrets] {
+        let p = dir.join("nix-instantiate");
+        std::fs::write(&p, &fake).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for path in [".", ":", "", "secrets"] {
+        let o = Command::new(common::vault_bin())
+            .args(["rekey", "--check", "-i", "admin.txt"])
+            .current_dir(&r.root)
+            .env("HOME", &r.home)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "PATH={path:?}: {t}");
+        assert!(
+            !marker.exists(),
+            "PATH={path:?}: the repository's nix-instantiate ran: {t}"
+        );
     }
 }
 

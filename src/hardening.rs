@@ -11,8 +11,9 @@
 //! - **No programs from the current folder.** An empty or relative entry of `PATH` (`::`, a
 //!   trailing `:`, `.`) makes a program name resolve in the current folder: in a secrets
 //!   repository, its own `age-plugin-*` would run with the admin's keys. Such entries are
-//!   dropped from `PATH` for vault and everything it runs, as Go's `exec.LookPath` refuses
-//!   results relative to the current folder.
+//!   dropped from `PATH` for vault and everything it runs (a `PATH` left with none is
+//!   removed, not left empty), as Go's `exec.LookPath` refuses results relative to the
+//!   current folder.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -45,15 +46,26 @@ pub fn at_start() -> Report {
         report.core_dumps = Some(failed.join(", "));
     }
     if let Some(path) = std::env::var_os("PATH") {
-        let kept = absolute_entries(&path);
-        if let Ok(joined) = std::env::join_paths(&kept) {
-            if joined != path {
-                // Single-threaded here: nothing reads the environment concurrently.
-                std::env::set_var("PATH", joined);
-            }
+        // Single-threaded here: nothing reads the environment concurrently.
+        match path_value(&path) {
+            Some(kept) if kept == path => {}
+            Some(kept) => std::env::set_var("PATH", kept),
+            None => std::env::remove_var("PATH"),
         }
     }
     report
+}
+
+/// What `PATH` becomes: its absolute entries, or no `PATH` at all when none is left. An empty
+/// `PATH` would not do: `execvp` and `which` read it as one empty entry, the current folder.
+/// Without one, `execvp` looks in its default `/bin:/usr/bin` and vault's own lookups find
+/// nothing.
+fn path_value(path: &std::ffi::OsStr) -> Option<OsString> {
+    let kept = absolute_entries(path);
+    if kept.is_empty() {
+        return None;
+    }
+    std::env::join_paths(&kept).ok()
 }
 
 /// The absolute entries of a `PATH` value, in order: empty and relative ones (which resolve
@@ -79,6 +91,23 @@ pub fn find_program(program: &str) -> Option<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// What `PATH` becomes: only its absolute entries, or no `PATH` at all when none is left
+    /// (an empty `PATH` is the current folder to `execvp` and `which`).
+    #[test]
+    fn a_path_of_only_relative_entries_is_removed() {
+        for only_relative in ["", ":", ".", "::bin:.", "~/bin"] {
+            assert_eq!(
+                path_value(std::ffi::OsStr::new(only_relative)),
+                None,
+                "{only_relative:?}"
+            );
+        }
+        assert_eq!(
+            path_value(std::ffi::OsStr::new(".:/usr/bin::/bin:")),
+            Some(OsString::from("/usr/bin:/bin"))
+        );
+    }
 
     #[test]
     fn empty_and_relative_path_entries_are_dropped() {

@@ -292,3 +292,31 @@ fn an_output_file_is_private_from_its_creation() {
         assert_eq!(std::fs::read(&key).unwrap(), before);
     }
 }
+
+/// The key given on standard input (`vault keys convert -o KEY --force < KEY`, or `-` for the
+/// file) is the key being converted too: never replaced by its age form (an ed25519 seed
+/// cannot be had back from it), `--force` or not.
+#[test]
+fn a_key_read_from_standard_input_is_never_replaced() {
+    let Some(dir) = common::fixtures("ssh-to-age") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("id_ed25519");
+    std::fs::copy(dir.join("id_ed25519"), &key).unwrap();
+    let before = std::fs::read(&key).unwrap();
+    for args in [&["-o"][..], &["-", "-o"][..]] {
+        let o = Command::new(common::vault_bin())
+            .args(["keys", "convert"])
+            .args(args)
+            .arg(&key)
+            .arg("--force")
+            .stdin(std::fs::File::open(&key).unwrap())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(6), "{args:?}: {err}");
+        assert!(err.contains("the key being converted"), "{args:?}: {err}");
+        assert_eq!(std::fs::read(&key).unwrap(), before, "{args:?}: replaced");
+    }
+}

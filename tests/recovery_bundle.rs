@@ -779,7 +779,9 @@ fn repack_asks_for_the_new_passphrase_on_the_terminal() {
 }
 
 /// `repack --manifest` with a directory entry whose source is gone: the bundle's directory
-/// comes back with everything under it, with the manifest's `mode`, `file_mode` and owner.
+/// comes back with everything under it, with the manifest's `mode`, `file_mode` and owner, and
+/// each item taken from the bundle unchecked is named (a forger's extra file under a
+/// directory would be one of them), on stderr and in `--json`.
 #[test]
 fn repack_with_a_manifest_takes_a_missing_directory_from_the_bundle() {
     let Some(_) = tools() else { return };
@@ -798,7 +800,7 @@ fn repack_with_a_manifest_takes_a_missing_directory_from_the_bundle() {
     f.pack("b.bundle", &["--recovery-recipient", &recipient]);
     std::fs::remove_dir_all(d.join("ssh")).unwrap();
     std::fs::write(d.join("v2.toml"), toml("0400")).unwrap();
-    ok(f.vault(&[
+    let o = f.vault(&[
         "repack",
         "b.bundle",
         "-i",
@@ -810,7 +812,30 @@ fn repack_with_a_manifest_takes_a_missing_directory_from_the_bundle() {
         "--weak-passphrase",
         "--manifest",
         "v2.toml",
-    ]));
+        "--json",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    let v: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
+    for target in [
+        "/home/alice/.ssh",
+        "/home/alice/.ssh/id_ed25519",
+        "/home/alice/.ssh/sub",
+        "/home/alice/.ssh/sub/known_hosts",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("from the bundle: {target} ("))),
+            "{target} not named: {err}"
+        );
+        assert!(
+            v["differences"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| { d["target"] == target && d["kind"] == "from_bundle" }),
+            "{target}: {v}"
+        );
+    }
     let (o, root) = f.unlock("new.bundle", "new-pw", false);
     ok(o);
     let ssh = root.join("home/alice/.ssh");

@@ -2,12 +2,14 @@
 //! (2.8) in restricted mode: it may import files of the secrets folder (`import ./keys.nix`),
 //! but reading a file outside it (the admin's `~/.ssh/id_ed25519`, by absolute path, `~/`,
 //! `<nixpath>` or a link) and fetching a URL (sending it out) fail, for `vault rekey --check`
-//! and for the keys file `vault host add` edits. Nothing secret reaches the output.
+//! and for the keys file `vault host add` edits, also when the admin's nix.conf turns on
+//! flakes. Nothing secret reaches the output.
 
 mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -33,6 +35,10 @@ impl Repo {
             .env("HOME", &self.home)
             // A search path the admin set for their own use: not the repository's to read.
             .env("NIX_PATH", format!("home={}", self.home.display()))
+            // Nix reads the admin's configuration from $HOME/.config/nix/nix.conf.
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("NIX_CONFIG")
+            .env_remove("NIX_USER_CONF_FILES")
             .env_remove("SOPS_AGE_KEY_FILE")
             .output()
             .unwrap()
@@ -209,6 +215,83 @@ fn fetching_a_url_fails_without_a_connection() {
         assert_eq!(hits.load(Ordering::SeqCst), 0, "{fetch}: nix connected: {t}");
         assert_eq!(o.status.code(), Some(1), "{fetch}: {t}");
         assert!(t.contains("restricted mode"), "{fetch}: {t}");
+    }
+}
+
+/// An admin whose own nix.conf turns on flakes, as most flake users' does: Nix 2.8's restricted
+/// mode does not check `builtins.fetchTree { type = "path"; }` (it copies any folder into the
+/// world-readable store and reads it there) and `allowed-uris` does not cover
+/// `builtins.fetchClosure` (it connects to any binary cache) nor the `github` fetcher's
+/// `host`. The evaluation gets none of them: neither the key nor a connection.
+#[test]
+fn an_admin_nix_conf_with_flakes_gives_the_repository_no_fetcher() {
+    let Some(r) = setup() else { return };
+    let conf = r.home.join(".config/nix");
+    std::fs::create_dir_all(&conf).unwrap();
+    std::fs::write(
+        conf.join("nix.conf"),
+        "experimental-features = nix-command flakes fetch-closure\n",
+    )
+    .unwrap();
+    let (port, hits) = server();
+    let ssh = r.home.join(".ssh");
+    let before = snapshot(&r.secrets);
+    for expr in [
+        // Read, the key would be in nix's error message, which vault prints.
+        format!(
+            "builtins.throw (builtins.readFile ((builtins.fetchTree {{ type = \"path\"; path = \"{}\"; }}) + \"/id_ed25519\"))",
+            ssh.display()
+        ),
+        format!(
+            "builtins.seq (builtins.fetchClosure {{ fromStore = \"http://127.0.0.1:{port}\"; \
+             fromPath = /nix/store/00000000000000000000000000000000-x; }}) \"x\""
+        ),
+    ] {
+        r.rules(&format!(
+            "let k = import ./keys.nix; in {{ \"${{{expr}}}\".publicKeys = [ k.admin ]; }}\n"
+        ));
+        let o = r.vault(&["rekey", "--check", "-i", "admin.txt"]);
+        let t = text(&o);
+        assert!(!t.contains(SECRET), "{expr}: the key was read: {t}");
+        assert_eq!(hits.load(Ordering::SeqCst), 0, "{expr}: nix connected: {t}");
+        assert_eq!(o.status.code(), Some(1), "{expr}: {t}");
+        let mut after = snapshot(&r.secrets);
+        after.remove(&r.secrets.join("secrets.nix"));
+        let mut want = before.clone();
+        want.remove(&r.secrets.join("secrets.nix"));
+        common::assert_same(&after, &want, "the repo changed");
+    }
+}
+
+/// A `PATH` with no absolute entry (`.`, `:`, empty): left empty, it would make every program
+/// vault runs resolve in the current folder (an empty `PATH` is the current folder to
+/// `execvp`), where a repository's own `nix-instantiate` waits. It never runs.
+#[test]
+fn a_path_without_absolute_entries_runs_nothing_from_the_repository() {
+    let Some(r) = setup() else { return };
+    r.rules("let k = import ./keys.nix; in { \"a.age\".publicKeys = [ k.admin ]; }\n");
+    let marker = r.root.join("ran");
+    // Shell builtins only: the script runs with the same empty PATH.
+    let fake = format!("#!/bin/sh\necho ran >> '{}'\nexit 1\n", marker.display());
+    for dir in [&r.root, &r.secrets] {
+        let p = dir.join("nix-instantiate");
+        std::fs::write(&p, &fake).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    for path in [".", ":", "", "secrets"] {
+        let o = Command::new(common::vault_bin())
+            .args(["rekey", "--check", "-i", "admin.txt"])
+            .current_dir(&r.root)
+            .env("HOME", &r.home)
+            .env("PATH", path)
+            .output()
+            .unwrap();
+        let t = text(&o);
+        assert!(!o.status.success(), "PATH={path:?}: {t}");
+        assert!(
+            !marker.exists(),
+            "PATH={path:?}: the repository's nix-instantiate ran: {t}"
+        );
     }
 }
 

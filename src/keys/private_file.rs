@@ -9,11 +9,18 @@ use std::path::Path;
 
 use crate::{Error, Result};
 
-/// Refuses, before any work: `path` when it is `input` (the key being converted; compared by
-/// device and inode), and an existing `path` without `force`.
+/// Refuses, before any work: `path` when it is `input` (the key being converted, or standard
+/// input when `None`; compared by device and inode), and an existing `path` without `force`.
 pub fn check_output(path: &Path, force: bool, input: Option<&Path>) -> Result<()> {
-    if let (Ok(out), Some(Ok(inp))) = (fs::metadata(path), input.map(fs::metadata)) {
-        if (out.dev(), out.ino()) == (inp.dev(), inp.ino()) {
+    let read = match input {
+        Some(p) => fs::metadata(p).ok().map(|m| (m.dev(), m.ino())),
+        // `vault keys convert -o KEY < KEY`: the key came on standard input.
+        None => rustix::fs::fstat(std::io::stdin())
+            .ok()
+            .map(|s| (s.st_dev, s.st_ino)),
+    };
+    if let (Ok(out), Some(read)) = (fs::metadata(path), read) {
+        if (out.dev(), out.ino()) == read {
             return Err(Error::Declined {
                 why: format!(
                     "refusing to write to {}: it is the key being converted",
@@ -38,7 +45,7 @@ fn exists(path: &Path) -> Error {
 
 /// Writes `bytes` to `path` with mode 0600, making missing folders with mode 0700. An existing
 /// `path` is refused unless `force`, which replaces it through a 0600 temporary renamed over
-/// it; `input` (the key read) is never replaced.
+/// it; `input` (the key read; standard input when `None`) is never replaced.
 pub fn write_private(path: &Path, bytes: &[u8], force: bool, input: Option<&Path>) -> Result<()> {
     check_output(path, force, input)?;
     let dir = match path.parent() {

@@ -94,6 +94,43 @@ fn zxcvbn_of(p: &str, context: &[&str]) -> (f64, zxcvbn::Entropy) {
     (e.guesses_log10().max(0.0), e)
 }
 
+/// `p` lowercased, with everything but letters and digits removed. With `leet`, the digits and
+/// symbols that stand for letters are read as those letters first (`0` o, `3` e, `4` and `@`
+/// a, `5` and `$` s, `7` t; `1` and `!` stay `1`, which stands for `i` or `l`).
+fn plain_letters(p: &str, leet: bool) -> String {
+    p.chars()
+        .flat_map(char::to_lowercase)
+        .filter_map(|c| match c {
+            '0' if leet => Some('o'),
+            '3' if leet => Some('e'),
+            '4' | '@' if leet => Some('a'),
+            '5' | '$' if leet => Some('s'),
+            '7' if leet => Some('t'),
+            '!' if leet => Some('1'),
+            c if c.is_ascii_alphanumeric() => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// `letters` with the first well-known phrase in it written out (a `1` reads as `i` or `l`),
+/// if it holds one.
+fn with_known_phrase(letters: &str) -> Option<String> {
+    let have: Vec<char> = letters.chars().collect();
+    KNOWN_PHRASES.iter().find_map(|k| {
+        let want: Vec<char> = k.chars().collect();
+        let at = have.windows(want.len()).position(|w| {
+            w.iter()
+                .zip(&want)
+                .all(|(h, k)| h == k || (*h == '1' && matches!(k, 'i' | 'l')))
+        })?;
+        let mut out: String = have[..at].iter().collect();
+        out.push_str(k);
+        out.extend(&have[at + want.len()..]);
+        Some(out)
+    })
+}
+
 /// `p` with each character of a layout's rows replaced by the QWERTY key at its place.
 fn as_qwerty(p: &str, from: &str, to: &str) -> String {
     p.chars()
@@ -114,20 +151,20 @@ fn as_qwerty(p: &str, from: &str, to: &str) -> String {
 /// try per layout); the lowest estimate wins.
 pub fn estimate(passphrase: &str, kdf: &KdfParams, context: &[&str]) -> Estimate {
     let (mut guesses_log10, mut entropy) = zxcvbn_of(passphrase, context);
-    let letters: String = passphrase
-        .chars()
-        .flat_map(char::to_lowercase)
-        .filter(char::is_ascii_alphanumeric)
+    let words: Vec<&str> = context
+        .iter()
+        .copied()
+        .chain(KNOWN_PHRASES.iter().copied())
         .collect();
-    if KNOWN_PHRASES.iter().any(|k| letters.contains(k)) {
-        let words: Vec<&str> = context
-            .iter()
-            .copied()
-            .chain(KNOWN_PHRASES.iter().copied())
-            .collect();
-        let (g, e) = zxcvbn_of(&letters, &words);
-        if g < guesses_log10 {
-            (guesses_log10, entropy) = (g, e);
+    // As written, then with l33t undone (`c0rrect h0rse` is the same phrase, and one more
+    // try for the attacker).
+    for leet in [false, true] {
+        if let Some(letters) = with_known_phrase(&plain_letters(passphrase, leet)) {
+            let (g, e) = zxcvbn_of(&letters, &words);
+            let g = if leet { g + 1.0 } else { g };
+            if g < guesses_log10 {
+                (guesses_log10, entropy) = (g, e);
+            }
         }
     }
     let layouts = (LAYOUTS.len() as f64).log10();
@@ -295,6 +332,22 @@ mod tests {
         assert_eq!(as_qwerty("aqwzsx", LAYOUTS[0].0, LAYOUTS[0].1), "qazwsx");
         assert_eq!(as_qwerty("QWERTZ", LAYOUTS[1].0, LAYOUTS[1].1), "qwerty");
         assert_eq!(as_qwerty("arst", LAYOUTS[2].0, LAYOUTS[2].1), "asdf");
+    }
+
+    /// A well-known phrase in l33t spelling is as well known: zxcvbn alone rates these at its
+    /// ceiling.
+    #[test]
+    fn leet_spellings_of_well_known_phrases_are_weak() {
+        for weak in [
+            "c0rrect h0rse b4ttery st4ple",
+            "C0rr3ct-H0rs3-B4tt3ry-St4pl3!",
+            "th3 qu1ck br0wn f0x jump5 0v3r th3 1azy d0g",
+            "m4y th3 f0rc3 b3 w1th y0u",
+            "$1x b1rd$ f1y1ng 0v3r f0ur h1ll$",
+        ] {
+            let e = estimate(weak, &DEFAULT, &[]);
+            assert!(e.too_weak(), "{weak:?}: 10^{:.1}", e.guesses_log10);
+        }
     }
 
     #[test]

@@ -229,6 +229,9 @@ impl Contents {
             }
             let under = format!("{}/", e.target);
             let mut taken = 0;
+            // Each item under a missing directory is named: what a forger added there is
+            // exactly what nothing else would show.
+            let mut inside_items = Vec::new();
             for (i, old_item) in self.manifest.items.iter().enumerate() {
                 let inside = i == top
                     || (top_kind == Kind::Dir
@@ -254,6 +257,17 @@ impl Contents {
                 if let Some(what) = compare(old_item, &item, None, &name) {
                     differences.push(Difference::new(&item, DifferenceKind::Differs, what));
                 }
+                if i != top {
+                    inside_items.push(Difference::new(
+                        &item,
+                        DifferenceKind::FromBundle,
+                        format!(
+                            "under {}, whose source {} is missing: taken from the bundle unchecked",
+                            e.target,
+                            e.source.display()
+                        ),
+                    ));
+                }
                 items.push(item);
                 data.push(old.get_mut(i).and_then(Option::take));
                 taken += 1;
@@ -269,12 +283,16 @@ impl Contents {
                     "its source {} is missing: {} taken from the bundle unchecked",
                     e.source.display(),
                     if top_kind == Kind::Dir {
-                        format!("the directory and the {} item(s) under it", taken - 1)
+                        format!(
+                            "the directory and the {} item(s) under it, each named below,",
+                            taken - 1
+                        )
                     } else {
                         "its bytes".to_owned()
                     }
                 ),
             ));
+            differences.append(&mut inside_items);
         }
         // Parents before children, as `vault pack` orders them (docs/FORMAT.md §5).
         let mut order: Vec<usize> = (0..items.len()).collect();

@@ -138,12 +138,17 @@ impl AgenixJob {
             .filter(|k| is_plugin(k))
             .count();
         // Every other stanza but age's grease: a plugin's (its type is the plugin's choice),
-        // scrypt, or a type nobody here knows. None of them names its recipient.
+        // scrypt, a type nobody here knows, or an SSH stanza without the tag that would name
+        // its key (age hands every stanza to a plugin, which may unwrap it). None of them
+        // names its recipient.
         let other: Vec<&str> = stanzas
             .iter()
+            .filter(|s| match s.kind.as_str() {
+                "X25519" => false,
+                "ssh-ed25519" | "ssh-rsa" => s.args.is_empty(),
+                k => !age_util::is_grease(k),
+            })
             .map(|s| s.kind.as_str())
-            .filter(|k| !matches!(*k, "X25519" | "ssh-ed25519" | "ssh-rsa"))
-            .filter(|k| !age_util::is_grease(k))
             .collect();
         let have_other = other.len();
         have_ssh.sort();
@@ -341,6 +346,22 @@ mod tests {
             job(&[SSH, yk], &[ssh]).status(),
             Status::Stale(w) if w.contains("0 plugin stanzas")
         ));
+        // An SSH stanza without a tag names no key of the rule, and nobody's but whoever
+        // unwraps it (age hands every stanza to a plugin): stale.
+        for kind in ["ssh-ed25519", "ssh-rsa"] {
+            let mut bare = job(&[SSH], &[ssh]);
+            if let Ok(s) = &mut bare.stanzas {
+                s.push(age_util::Stanza {
+                    kind: kind.into(),
+                    args: Vec::new(),
+                });
+            }
+            assert!(
+                matches!(&bare.status(), Status::Stale(w) if w.contains("1 stanza the rule does not name")),
+                "{kind}: {:?}",
+                bare.status()
+            );
+        }
         // An X25519 stanza a rule of SSH keys does not name: stale, as before.
         assert!(matches!(
             job(&[SSH], &[ssh, ("X25519", "a")]).status(),

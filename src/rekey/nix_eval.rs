@@ -6,9 +6,10 @@
 //! Unrestricted, `builtins.readFile ~/.ssh/id_ed25519` reads a key and `builtins.fetchurl`
 //! sends it away. So: `restrict-eval` (only files below the search path's folders may be read,
 //! links resolved first), no URI allowed (every fetch fails before connecting), no import from
-//! derivation (nothing is built), `NIX_PATH` removed and only the repository's folders given
-//! with `-I`. In restricted mode `builtins.getEnv` returns "". Command-line `--option`s win
-//! over nix.conf and `NIX_CONFIG`.
+//! derivation (nothing is built), no experimental feature (the flakes fetchers escape
+//! restricted mode), `NIX_PATH` removed and only the repository's folders given with `-I`. In
+//! restricted mode `builtins.getEnv` returns "". Command-line `--option`s win over nix.conf
+//! and `NIX_CONFIG`.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -30,6 +31,11 @@ pub fn restricted(dir: &Path, allowed: &[PathBuf]) -> Command {
             "allow-unsafe-native-code-during-evaluation",
             "false",
         ])
+        // No experimental builtins, whatever the user's nix.conf turns on: with `flakes`,
+        // Nix 2.8's restricted mode lets `fetchTree { type = "path"; }` copy any folder into
+        // the store and read it, and `allowed-uris` does not stop `fetchClosure` or the
+        // `github` fetcher's `host` from connecting anywhere.
+        .args(["--option", "experimental-features", ""])
         .env_remove("NIX_PATH")
         .current_dir(dir);
     let mut seen: Vec<&Path> = Vec::new();

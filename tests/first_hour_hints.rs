@@ -51,6 +51,7 @@ fn workspace(d: &Path) {
         r#"{
   outputs = { self }: {
     nixosConfigurations.laptop.config = {
+      services.openssh.enable = true;
       services.openssh.hostKeys = [ { path = "/var/lib/ssh/host_key"; type = "ed25519"; } ];
     };
   };

@@ -10,12 +10,14 @@
 //! controls such as U+202E and U+061C, zero-width characters, the BOM, tag characters), line
 //! and paragraph separators (U+2028, U+2029), characters that draw nothing (the Hangul fillers
 //! U+115F, U+1160, U+3164, U+FFA0, the Braille blank, variation selectors), spaces other than
-//! U+0020, and the backslash itself, so that the escaped form is unambiguous. Everything else,
-//! including other non-ASCII text, is printed as it is.
+//! U+0020, and a backslash that could be read as the start of one of those escapes (followed by
+//! `\\`, `n`, `t`, `r`, `x`, `u` or `…`, or last), so that the escaped form is unambiguous while
+//! a regex such as `^secrets/[^/]+\.yaml$` stays as it is. Everything else, including other
+//! non-ASCII text, is printed as it is.
 //!
 //! Bounded: at most [`MAX_SHOWN`] characters of one string are printed; a longer one ends in
-//! `\…[N more bytes]`. A single backslash is never produced by escaping content (a backslash in
-//! the text is written `\\`), so a string cannot forge that marker.
+//! `\…[N more bytes]`. A backslash before `…` in the text is written `\\`, so a string cannot
+//! forge that marker.
 
 pub mod json;
 
@@ -105,6 +107,7 @@ fn push_bounded(out: &mut String, b: &[u8], limit: usize, keep_newlines: bool) {
             let before = out.len();
             match c {
                 '\n' | '\\' if keep_newlines => out.push(c),
+                '\\' if !reads_as_escape(&b[at + 1..]) => out.push(c),
                 c => push_escaped(out, c),
             }
             if !fits(out, before, at) {
@@ -120,6 +123,20 @@ fn push_bounded(out: &mut String, b: &[u8], limit: usize, keep_newlines: bool) {
             }
             at += 1;
         }
+    }
+}
+
+/// Whether a backslash followed by `rest` could be read as one of the escapes this module
+/// writes (`\\`, `\n`, `\t`, `\r`, `\xNN`, `\u{…}`, the `\…` of the truncation marker), or
+/// is the last character shown: only such a backslash is doubled, so `^a\.b$` stays readable
+/// while `\x1b` typed as text can never pass for an escaped ESC.
+fn reads_as_escape(rest: &[u8]) -> bool {
+    let Some(chunk) = rest[..rest.len().min(4)].utf8_chunks().next() else {
+        return true;
+    };
+    match chunk.valid().chars().next() {
+        Some(c) => matches!(c, '\\' | 'n' | 't' | 'r' | 'x' | 'u' | '…'),
+        None => true,
     }
 }
 
@@ -139,8 +156,8 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
-/// `s` with control and invisible characters written as `\n`, `\t`, `\x1b` or `\u{202e}`, `\`
-/// as `\\`, and cut after [`MAX_SHOWN`] characters. The one function every untrusted string
+/// `s` with control and invisible characters written as `\n`, `\t`, `\x1b` or `\u{202e}`, a
+/// backslash that would read as an escape as `\\`, and cut after [`MAX_SHOWN`] characters. The one function every untrusted string
 /// goes through before it is printed.
 pub fn escape(s: &str) -> Cow<'_, str> {
     if s.len() <= MAX_SHOWN && !s.chars().any(needs_escape) {

@@ -106,3 +106,25 @@ fn untrusted_text_prints_escaped_and_serializes_exactly() {
     let back: Untrusted = serde_json::from_str("\"x\\u001b\"").unwrap();
     assert_eq!(back, "x\x1b");
 }
+
+#[test]
+fn a_backslash_is_doubled_only_where_it_would_read_as_an_escape() {
+    // A regex from a .sops.yaml stays as it is (a user copies it back).
+    assert_eq!(escape(r"^secrets/[^/]+\.yaml$"), r"^secrets/[^/]+\.yaml$");
+    assert_eq!(escape(r"a\d\s\."), r"a\d\s\.");
+    // Text that spells an escape keeps its backslash doubled: it cannot pass for one.
+    for (text, shown) in [
+        (r"\x1b", r"\\x1b"),
+        (r"\u{202e}", r"\\u{202e}"),
+        (r"\n", r"\\n"),
+        (r"\t", r"\\t"),
+        (r"\r", r"\\r"),
+        (r"\\", r"\\\\"),
+        ("\\…[9 more bytes]", "\\\\…[9 more bytes]"),
+        (r"end\", r"end\\"),
+    ] {
+        assert_eq!(escape(text), shown, "{text}");
+    }
+    // Before a byte that is not UTF-8 (written \xNN), the backslash is doubled too.
+    assert_eq!(escape_bytes(b"a\\\xff"), "a\\\\\\xff");
+}

@@ -3,7 +3,7 @@
 use vault::secure_boot::host::{self, Options};
 use vault::{hosts, ExitCode};
 
-use super::host::AddArgs;
+use super::AddArgs;
 
 /// The host's SSH key first when the host is new, or `--initrd-ssh` was asked for too
 /// (`before`), then the Secure Boot keys.

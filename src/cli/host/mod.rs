@@ -1,12 +1,15 @@
 //! `vault host`: generate or adopt host keys and register their recipients.
-
-use std::path::PathBuf;
-
-use clap::{Args, Subcommand};
+use clap::Subcommand;
 use vault::escape::{escape, escape_path};
 use vault::hosts::{self, AddOptions};
 use vault::keys::passphrase;
 use vault::ExitCode;
+
+pub use args::{AddArgs, ListArgs, RemoveArgs};
+
+mod args;
+mod initrd;
+mod secure_boot;
 
 #[derive(Debug, Subcommand)]
 pub enum HostCommand {
@@ -34,89 +37,6 @@ pub enum HostCommand {
     Remove(RemoveArgs),
 }
 
-#[derive(Debug, Args)]
-pub struct AddArgs {
-    /// Host name (lowercase, hostname-like).
-    pub name: String,
-    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
-    pub manifest: PathBuf,
-    /// .sops.yaml to add the recipient to (default: [secrets] sops_config of vault.toml;
-    /// recorded there if it has none).
-    #[arg(long, value_name = "FILE")]
-    pub sops_config: Option<PathBuf>,
-    /// File of agenix public keys to add the host's ssh-ed25519 key to: a keys.nix-style
-    /// attribute set or list, or a .json object or list (default: [secrets] agenix_keys of
-    /// vault.toml; recorded there if it has none).
-    #[arg(long, value_name = "FILE")]
-    pub agenix_keys: Option<PathBuf>,
-    /// Add the host to the creation rules whose path_regex matches this regex (repeatable),
-    /// whatever they name. Default: the shared rules and the host's own, not those whose
-    /// path_regex names another host.
-    #[arg(long = "rule", value_name = "REGEX")]
-    pub rules: Vec<String>,
-    /// Adopt this existing OpenSSH ed25519 private key instead of generating one (copied,
-    /// unencrypted, to hosts/NAME/).
-    #[arg(long, value_name = "FILE")]
-    pub from_existing: Option<PathBuf>,
-    /// Passphrase for --from-existing, first line of this file (default: ask on the terminal).
-    #[arg(long, value_name = "FILE")]
-    pub passphrase_file: Option<PathBuf>,
-    /// Also generate a separate SSH host key for the initrd (remote LUKS unlock), placed at
-    /// /etc/secrets/initrd/ssh_host_ed25519_key, and print its boot.initrd.network.ssh.hostKeys
-    /// line. For a host already in vault.toml, only this is done.
-    #[arg(long)]
-    pub initrd_ssh: bool,
-    /// Record this machine identity (the output of `vault host identify`) as
-    /// [hosts.NAME.identity], replacing one recorded before. For a host already in vault.toml,
-    /// only this is done.
-    #[arg(long, value_name = "FILE")]
-    pub identity: Option<PathBuf>,
-    /// Also generate Secure Boot keys for lanzaboote (PK, KEK, db: RSA-4096, self-signed,
-    /// sbctl's layout) in hosts/NAME/secure-boot/, their signed enrolment updates (.auth), and
-    /// the entry placing them at /var/lib/sbctl (boot.lanzaboote.pkiBundle). For a host
-    /// already in vault.toml, only this is done.
-    #[arg(long)]
-    pub secure_boot: bool,
-    /// With --secure-boot: replace the host's db key (the old one is kept under retired/) and
-    /// write the updates that add the new key to the firmware's db and forbid the old one.
-    #[arg(long, requires = "secure_boot")]
-    pub rotate: bool,
-    /// With --secure-boot: where the keys land on the installed system
-    /// (boot.lanzaboote.pkiBundle; default /var/lib/sbctl).
-    #[arg(
-        long,
-        value_name = "PATH",
-        requires = "secure_boot",
-        conflicts_with = "rotate"
-    )]
-    pub pki_bundle: Option<String>,
-}
-
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
-    pub manifest: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Args)]
-pub struct RemoveArgs {
-    pub name: String,
-    #[arg(short, long, value_name = "FILE", default_value = "vault.toml")]
-    pub manifest: PathBuf,
-    /// .sops.yaml to remove the host's lines from (default: [secrets] sops_config).
-    #[arg(long, value_name = "FILE")]
-    pub sops_config: Option<PathBuf>,
-    /// agenix keys file to remove the host's key from (default: [secrets] agenix_keys).
-    #[arg(long, value_name = "FILE")]
-    pub agenix_keys: Option<PathBuf>,
-    /// Also delete hosts/NAME/ssh_host_ed25519_key and .pub.
-    #[arg(long)]
-    pub delete_keys: bool,
-}
-
 pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
     match cmd {
         HostCommand::Add(a) => add(a, quiet),
@@ -128,7 +48,7 @@ pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
 
 fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
     if a.secure_boot {
-        return super::secure_boot::add(a, quiet, add_keys);
+        return secure_boot::add(a, quiet, add_keys);
     }
     add_keys(a, quiet)
 }
@@ -137,7 +57,7 @@ fn add(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
 fn add_keys(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
     let Some(file) = a.identity.clone() else {
         if a.initrd_ssh {
-            return super::initrd::add(a, quiet, add_main);
+            return initrd::add(a, quiet, add_main);
         }
         return add_main(a, quiet);
     };
@@ -148,7 +68,7 @@ fn add_keys(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         .into_iter()
         .any(|h| h.name == name && h.ssh_host_key.is_some());
     if a.initrd_ssh {
-        super::initrd::add(a, quiet, add_main)?;
+        initrd::add(a, quiet, add_main)?;
     } else if !known {
         add_main(a, quiet)?;
     }

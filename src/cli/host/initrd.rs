@@ -3,7 +3,7 @@
 use vault::escape::{escape, escape_path};
 use vault::{hosts, initrd_key, ExitCode};
 
-use super::host::AddArgs;
+use super::AddArgs;
 
 /// The main host key first when the host is new (`add_main`), then the initrd key.
 pub fn add(

@@ -250,7 +250,7 @@ fn rekey_wrap(c: &mut Criterion) {
         .iter()
         .map(|k| Box::new(k.parse::<age::x25519::Recipient>().unwrap()) as _)
         .collect();
-    let tabled = vault::rekey::Recipients::default().all(&keys).unwrap();
+    let tabled = vault::keys::age::Recipients::default().all(&keys).unwrap();
     let encrypt = |rs: &mut dyn Iterator<Item = &dyn age::Recipient>| {
         let mut out = Vec::new();
         let mut w = age::Encryptor::with_recipients(rs)

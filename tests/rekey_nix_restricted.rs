@@ -73,8 +73,8 @@ fn setup() -> Option<Repo> {
     let secrets = root.join("secrets");
     std::fs::create_dir(&secrets).unwrap();
     let admin = write_identity(&root.join("admin.txt"));
-    let to = [vault::rekey::recipients::parse(&admin).unwrap()];
-    let bytes = vault::rekey::age_util::encrypt(b"db password\n", &to, false).unwrap();
+    let to = [vault::keys::age::recipients::parse(&admin).unwrap()];
+    let bytes = vault::keys::age::crypt::encrypt(b"db password\n", &to, false).unwrap();
     std::fs::write(secrets.join("a.age"), bytes).unwrap();
     std::fs::write(
         secrets.join("keys.nix"),

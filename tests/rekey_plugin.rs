@@ -180,10 +180,11 @@ fn setup(n: usize) -> Option<Repo> {
         .unwrap()
         .to_string();
     assert!(yk.starts_with("age1vaulttest1"), "{yk}");
-    let to = [vault::rekey::recipients::parse(&admin).unwrap()];
+    let to = [vault::keys::age::recipients::parse(&admin).unwrap()];
     for i in 0..n {
-        let bytes = vault::rekey::age_util::encrypt(format!("secret {i}\n").as_bytes(), &to, false)
-            .unwrap();
+        let bytes =
+            vault::keys::age::crypt::encrypt(format!("secret {i}\n").as_bytes(), &to, false)
+                .unwrap();
         std::fs::write(secrets.join(format!("s{i}.age")), bytes).unwrap();
     }
     std::fs::write(
@@ -344,9 +345,9 @@ fn a_missing_plugin_program_is_named_and_nothing_changes() {
     // file that needs it, before anything is decrypted.
     std::fs::write(
         r.secrets.join("s0.age"),
-        vault::rekey::age_util::encrypt(
+        vault::keys::age::crypt::encrypt(
             b"x",
-            &[vault::rekey::recipients::parse(&r.host).unwrap()],
+            &[vault::keys::age::recipients::parse(&r.host).unwrap()],
             false,
         )
         .unwrap(),

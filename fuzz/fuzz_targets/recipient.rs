@@ -9,7 +9,7 @@ use base64::Engine as _;
 use bech32::ToBase32 as _;
 use libfuzzer_sys::fuzz_target;
 
-use vault::rekey::recipients::{parse, table_shared_secret};
+use vault::keys::age::recipients::{parse, table_shared_secret};
 
 const SSH_ED25519_LABEL: &[u8] = b"age-encryption.org/v1/ssh-ed25519";
 

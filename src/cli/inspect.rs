@@ -10,9 +10,9 @@ use vault::{prompt, ExitCode};
 use super::source::{open_bundle, unwrap_with_retries};
 use super::util::{human_bytes, PassphraseArgs};
 use vault::bundle::{Locked, Payload, Unwrapped};
+use vault::keys::age::identities::Identities;
 use vault::keys::passphrase;
 use vault::pack::recovery::{recovery_key_warning, OPENED_WITH_RECOVERY_KEY, RECOVERY_KEY_CAVEAT};
-use vault::rekey::identities::Identities;
 
 #[derive(Debug, Args)]
 #[command(group(RecoveryKeyArgs::conflicting(&["passphrase_file", "prompt"])))]

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use vault::escape::{escape, escape_path, json::path as json_path};
+use vault::keys::age::{identities, Identities};
 use vault::keys::passphrase;
 use vault::manifest::Manifest;
-use vault::rekey::{self, identities, Identities, Status, Which};
+use vault::rekey::{self, Status, Which};
 use vault::ExitCode;
 
 use super::progress::{Progress, Unit};
@@ -125,7 +126,7 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         let loaded = load()?;
         if !a.check && !a.dry_run {
             // A missing recipient plugin stops the run before any PIN is asked.
-            plan.check_recipients(&rekey::Recipients::default())?;
+            plan.check_recipients(&vault::keys::age::Recipients::default())?;
         }
         // Hardware keys: one session (one PIN) for every file this run opens.
         loaded.unlock_plugins(&plan.age_units())?;
@@ -248,7 +249,7 @@ pub fn run(mut a: RekeyArgs, quiet: bool) -> vault::Result<ExitCode> {
         Some(ids) => ids,
         None => {
             let ids = load()?;
-            plan.check_recipients(&rekey::Recipients::default())?;
+            plan.check_recipients(&vault::keys::age::Recipients::default())?;
             ids.unlock_plugins(&plan.age_units())?;
             ids
         }

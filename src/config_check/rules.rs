@@ -17,10 +17,10 @@ use serde::Serialize;
 use super::escape;
 use super::eval::Evaluated;
 use crate::archive::Kind;
+use crate::keys::age::Identities;
 use crate::keys::passphrase;
 use crate::manifest::{Manifest, Stage};
 use crate::pack::PackPlan;
-use crate::rekey::Identities;
 
 /// When a key is read before impermanence's bind mounts exist.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

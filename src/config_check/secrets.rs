@@ -9,7 +9,8 @@ use zeroize::Zeroizing;
 use super::escape;
 use super::eval::{AgeOptions, SopsOptions};
 use super::rules::Host;
-use crate::rekey::{sops, Identities};
+use crate::keys::age::Identities;
+use crate::rekey::sops;
 
 /// A store path shown as the file inside the flake (`secrets/wifi.yaml`).
 fn display_file(f: &str) -> String {

@@ -6,7 +6,9 @@
 //! - [`passphrase`]: where a key's passphrase comes from (a file or the TTY, never argv).
 //! - [`strength`]: what guessing a bundle passphrase would cost against its Argon2id settings.
 //! - [`private_file`]: writing a converted private key with mode 0600 from the start.
+//! - [`age`]: age identities, recipients and plugins, and whole-file encryption.
 
+pub mod age;
 pub mod convert;
 pub mod passphrase;
 pub mod private_file;

@@ -47,14 +47,14 @@ pub fn parse_recovery_recipient(s: &str) -> std::result::Result<RecoveryRecipien
     if is_plugin_recipient(line) {
         // A hardware key's recipient: wrapped by its plugin (age-plugin-NAME on PATH), which
         // the parser finds now, so a missing one is named before anything is written.
-        let recipient = crate::rekey::recipients::parse(line)?;
+        let recipient = crate::keys::age::recipients::parse(line)?;
         return Ok(RecoveryRecipient {
             line: line.to_owned(),
             recipient: Box::new(Shared(recipient)),
         });
     }
     // The rekey parser holds the small-order checks; its recipient is not needed here.
-    crate::rekey::recipients::parse(line)?;
+    crate::keys::age::recipients::parse(line)?;
     let recipient: Box<dyn age::Recipient + Send + Sync> = if line.starts_with("ssh-") {
         Box::new(
             line.parse::<age::ssh::Recipient>()
@@ -90,7 +90,7 @@ pub fn checked_line(s: &str) -> std::result::Result<String, String> {
 }
 
 /// A recipient the rekey parser shares (`Arc`), owned here.
-struct Shared(crate::rekey::recipients::Recipient);
+struct Shared(crate::keys::age::recipients::Recipient);
 
 impl age::Recipient for Shared {
     fn wrap_file_key(

@@ -13,7 +13,8 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use super::{age_util, Error, Identities, Recipients, Status};
+use super::{Error, Status};
+use crate::keys::age::{crypt, header, Identities, Recipients};
 
 /// One entry of `secrets.nix`.
 #[derive(Debug, Clone)]
@@ -97,12 +98,12 @@ pub struct AgenixJob {
     pub path: PathBuf,
     bytes: Vec<u8>,
     pub rule: AgenixRule,
-    stanzas: Result<Vec<age_util::Stanza>, String>,
+    stanzas: Result<Vec<header::Stanza>, String>,
 }
 
 impl AgenixJob {
     fn armored(&self) -> bool {
-        age_util::is_armored(&self.bytes)
+        header::is_armored(&self.bytes)
     }
 
     pub(crate) fn status(&self) -> Status {
@@ -121,7 +122,7 @@ impl AgenixJob {
             .public_keys
             .iter()
             .filter(|k| k.starts_with("ssh-"))
-            .filter_map(|k| age_util::ssh_tag(k))
+            .filter_map(|k| header::ssh_tag(k))
             .collect();
         // `age1<name>1…` are plugin recipients, whose stanzas have the plugin's own types.
         let is_plugin = |k: &str| k.parse::<age::plugin::Recipient>().is_ok();
@@ -146,7 +147,7 @@ impl AgenixJob {
             .filter(|s| match s.kind.as_str() {
                 "X25519" => false,
                 "ssh-ed25519" | "ssh-rsa" => s.args.is_empty(),
-                k => !age_util::is_grease(k),
+                k => !header::is_grease(k),
             })
             .map(|s| s.kind.as_str())
             .collect();
@@ -191,13 +192,13 @@ impl AgenixJob {
     }
 
     /// The recipient stanzas of the file's header.
-    pub fn stanzas(&self) -> Result<&[age_util::Stanza], &str> {
+    pub fn stanzas(&self) -> Result<&[header::Stanza], &str> {
         self.stanzas.as_deref().map_err(String::as_str)
     }
 
     /// Whether `ids` open the file (decrypts it fully, so the payload is checked too).
     pub fn open(&self, ids: &Identities) -> Result<(), String> {
-        age_util::decrypt(&self.bytes, ids).map(drop)
+        crypt::decrypt(&self.bytes, ids).map(drop)
     }
 
     pub(crate) fn rekey(
@@ -209,10 +210,10 @@ impl AgenixJob {
             return Err("its rule in secrets.nix has no publicKeys".into());
         }
         let to = recipients.all(&self.rule.public_keys)?;
-        let plain = age_util::decrypt(&self.bytes, ids)?;
+        let plain = crypt::decrypt(&self.bytes, ids)?;
         let armor = self.rule.armor || self.armored();
         // The file key too, for the rekey record.
-        super::record::encrypt(&plain, &to, armor)
+        crypt::encrypt_keeping_key(&plain, &to, armor)
     }
 }
 
@@ -255,7 +256,7 @@ pub(crate) fn plan(
             skipped.push((path, "listed in secrets.nix but does not exist".into()));
             continue;
         };
-        let stanzas = age_util::stanzas(&bytes);
+        let stanzas = header::stanzas(&bytes);
         jobs.push(AgenixJob {
             path,
             bytes,
@@ -286,7 +287,7 @@ mod tests {
             },
             stanzas: Ok(kinds
                 .iter()
-                .map(|(kind, arg)| age_util::Stanza {
+                .map(|(kind, arg)| header::Stanza {
                     kind: kind.to_string(),
                     args: vec![arg.to_string()],
                 })
@@ -298,7 +299,7 @@ mod tests {
     /// keys does not name makes the file stale, and the reason names its type (escaped).
     #[test]
     fn every_stanza_the_rule_does_not_name_makes_a_file_stale() {
-        let tag = age_util::ssh_tag(SSH).unwrap().1;
+        let tag = header::ssh_tag(SSH).unwrap().1;
         let ssh = ("ssh-ed25519", tag.as_str());
         assert_eq!(job(&[SSH], &[ssh]).status(), Status::Fresh);
         assert_eq!(
@@ -351,7 +352,7 @@ mod tests {
         for kind in ["ssh-ed25519", "ssh-rsa"] {
             let mut bare = job(&[SSH], &[ssh]);
             if let Ok(s) = &mut bare.stanzas {
-                s.push(age_util::Stanza {
+                s.push(header::Stanza {
                     kind: kind.into(),
                     args: Vec::new(),
                 });

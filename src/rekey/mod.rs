@@ -6,16 +6,12 @@
 //! stale files in memory, in parallel, writing each result beside its original as a
 //! temporary; only if every file succeeded are they renamed over the originals ([`commit`]).
 
-pub mod age_util;
 pub mod agenix;
 pub mod commit;
 pub mod config_splice;
-pub mod identities;
 pub mod keys_file;
 pub mod nix_eval;
-pub mod plugin;
 pub mod preflight;
-pub mod recipients;
 pub mod record;
 pub mod rule_choice;
 pub mod sops;
@@ -29,9 +25,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-pub use identities::Identities;
+use crate::keys::age::{Identities, Recipients};
 pub use preflight::{preflight, PreflightReport};
-pub use recipients::Recipients;
 
 /// Errors of this subsystem.
 #[derive(Debug, thiserror::Error)]
@@ -57,12 +52,10 @@ pub enum Error {
     /// `nix-instantiate` could not evaluate `secrets.nix`.
     #[error("cannot evaluate {path} with nix-instantiate: {message}")]
     Nix { path: PathBuf, message: String },
-    /// An identity file could not be used.
-    #[error("identity {path}: {message}")]
-    Identity { path: PathBuf, message: String },
-    /// An age plugin (a hardware key) is missing or failed; nothing was changed.
-    #[error("{path}: {message}; nothing was changed")]
-    Plugin { path: PathBuf, message: String },
+    /// An identity file could not be used, or an age plugin (a hardware key) is missing or
+    /// failed.
+    #[error(transparent)]
+    Age(#[from] crate::keys::age::Error),
     /// No identity was given or found.
     #[error("no identity to decrypt with")]
     NoIdentity,
@@ -135,12 +128,7 @@ impl crate::Hint for Error {
             Error::Nix { .. } => Some(
                 "vault evaluates it in Nix's restricted mode: it may import files of its own folder (and of the agenix_keys file's), nothing else, and fetch nothing (docs/REKEY.md); nix-instantiate comes with Debian's nix-bin".into(),
             ),
-            Error::Identity { .. } => Some(
-                "give an age identity file or an OpenSSH private key with -i FILE".into(),
-            ),
-            Error::Plugin { .. } => Some(
-                "install the age plugin program named above (it must be on PATH), or plug the key in and type its PIN again, then run `vault rekey` again".into(),
-            ),
+            Error::Age(e) => e.hint(),
             Error::NoIdentity => Some(
                 "give one with -i FILE (an age key file or an SSH private key that opens the secrets)".into(),
             ),
@@ -159,8 +147,17 @@ impl crate::Hint for Error {
         match self {
             Error::NoRepo { .. } | Error::Config { .. } => crate::ExitCode::BadManifest,
             Error::Stale { .. } => crate::ExitCode::Stale,
+            Error::Age(e) => e.exit_code(),
             _ => crate::ExitCode::Failure,
         }
+    }
+}
+
+// An identity or plugin error reaches the user as the rekey error it is wrapped in (its message,
+// hint and exit code are its own): `crate::Error` has no variant for the keys layer's age errors.
+impl From<crate::keys::age::Error> for crate::Error {
+    fn from(e: crate::keys::age::Error) -> Self {
+        crate::Error::Rekey(e.into())
     }
 }
 
@@ -386,14 +383,15 @@ impl Plan {
                         .iter()
                         .filter(|j| j.wraps_to().contains(&r))
                         .count();
-                    return Err(Error::Plugin {
+                    return Err(crate::keys::age::Error::Plugin {
                         path: job.path().to_path_buf(),
                         message: if needing > 1 {
                             format!("{why} (and {} other files need it)", needing - 1)
                         } else {
                             why
                         },
-                    });
+                    }
+                    .into());
                 }
             }
         }

@@ -4,7 +4,8 @@
 
 use std::path::PathBuf;
 
-use super::{age_util, agenix, sops, Error, Identities};
+use super::{agenix, sops, Error};
+use crate::keys::age::{crypt, header, Identities};
 use crate::keys::{passphrase, HostKey};
 use crate::manifest::Manifest;
 
@@ -96,12 +97,15 @@ pub fn preflight(manifest: &Manifest, hosts: &[String]) -> Result<Vec<PreflightR
         };
         let mut ids = Identities::default();
         ids.push_host_key(&key, &key_path)?;
-        let age1 = key.age_recipient().map_err(|e| Error::Identity {
-            path: key_path.clone(),
-            message: e.to_string(),
-        })?;
+        let age1 = key
+            .age_recipient()
+            .map_err(|e| crate::keys::age::Error::Identity {
+                path: key_path.clone(),
+                message: e.to_string(),
+            })
+            .map_err(Error::from)?;
         let ssh_line = key.public_openssh_bare();
-        let ssh_tag = age_util::ssh_tag(&ssh_line);
+        let ssh_tag = header::ssh_tag(&ssh_line);
 
         for job in &sops_jobs {
             let mine: Vec<&sops::AgeEntry> = job
@@ -130,7 +134,7 @@ pub fn preflight(manifest: &Manifest, hosts: &[String]) -> Result<Vec<PreflightR
             rep.sops_listed += 1;
             let opened = mine
                 .iter()
-                .map(|e| age_util::decrypt(e.enc.as_bytes(), &ids))
+                .map(|e| crypt::decrypt(e.enc.as_bytes(), &ids))
                 .find(Result::is_ok);
             match opened {
                 Some(Ok(_)) => rep.sops_ok += 1,

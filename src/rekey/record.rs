@@ -18,22 +18,18 @@
 //! can decrypt the file can write a valid entry for it: writing the repo alone is not enough
 //! (docs/REKEY.md, "The rekey record").
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
 
-use age::armor::ArmoredReader;
-use age_core::format::{FileKey, Stanza};
-use age_core::secrecy::ExposeSecret;
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::agenix::AgenixJob;
-use super::recipients::Recipient;
-use super::{Error, Identities};
+use super::Error;
+use crate::keys::age::Identities;
 
 /// The record's name, in the folder of `secrets.nix`.
 pub const FILE_NAME: &str = ".vault-rekey.json";
@@ -41,8 +37,6 @@ pub const FILE_NAME: &str = ".vault-rekey.json";
 const LABEL: &[u8] = b"vault rekey record v1";
 /// A record is small (a few hundred bytes per file); anything far larger is not one.
 const MAX_BYTES: u64 = 64 << 20;
-
-type FileKeyBytes = Zeroizing<[u8; 16]>;
 
 /// An entry with its file's name in the record.
 pub type Named = (String, Entry);
@@ -211,7 +205,7 @@ impl Record {
         let name = self.name(&job.path);
         let entry = self.files.get(&name).ok_or("no record entry")?;
         let tag = hex::decode(&entry.mac).map_err(|_| format!("{FILE_NAME}: bad mac"))?;
-        let key = decrypt_capturing(job.original(), ids.iter())?;
+        let key = crate::keys::age::crypt::decrypt_keeping_key(job.original(), ids.iter())?;
         mac(&key, &name, job.original(), &entry.recipients)
             .verify_slice(&tag)
             .map_err(|_| {
@@ -239,102 +233,6 @@ impl Record {
     }
 }
 
-/// Decrypts all of `bytes` (so the header MAC and every chunk are checked) and returns the
-/// file key that did it.
-fn decrypt_capturing<'a>(
-    bytes: &[u8],
-    ids: impl Iterator<Item = &'a dyn age::Identity>,
-) -> Result<FileKeyBytes, String> {
-    let captures: Vec<CaptureIdentity> = ids
-        .map(|inner| CaptureIdentity {
-            inner,
-            key: Mutex::new(None),
-        })
-        .collect();
-    let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(bytes))
-        .map_err(|e| format!("cannot decrypt: {e}"))?;
-    let mut reader = decryptor
-        .decrypt(captures.iter().map(|c| c as &dyn age::Identity))
-        .map_err(|e| match e {
-            age::DecryptError::NoMatchingKeys => "no identity given opens it".to_string(),
-            other => format!("cannot decrypt: {other}"),
-        })?;
-    let mut sink = Zeroizing::new(Vec::new());
-    reader
-        .read_to_end(&mut sink)
-        .map_err(|e| format!("corrupt payload: {e}"))?;
-    // age stops at the first identity that unwraps a stanza and uses that key alone.
-    captures
-        .into_iter()
-        .find_map(|c| c.key.into_inner().unwrap_or_else(PoisonError::into_inner))
-        .ok_or_else(|| "no file key seen".into())
-}
-
-/// An identity that remembers the file key it unwrapped.
-struct CaptureIdentity<'a> {
-    inner: &'a dyn age::Identity,
-    key: Mutex<Option<FileKeyBytes>>,
-}
-
-impl age::Identity for CaptureIdentity<'_> {
-    fn unwrap_stanza(&self, stanza: &Stanza) -> Option<Result<FileKey, age::DecryptError>> {
-        self.unwrap_stanzas(std::slice::from_ref(stanza))
-    }
-
-    fn unwrap_stanzas(&self, stanzas: &[Stanza]) -> Option<Result<FileKey, age::DecryptError>> {
-        let r = self.inner.unwrap_stanzas(stanzas);
-        if let Some(Ok(k)) = &r {
-            *self.key.lock().unwrap_or_else(PoisonError::into_inner) =
-                Some(Zeroizing::new(*k.expose_secret()));
-        }
-        r
-    }
-}
-
-/// A recipient that remembers the file key it was given to wrap: age generates the key inside
-/// its encryptor and hands it to every recipient, this one included.
-struct CaptureRecipient {
-    inner: Recipient,
-    key: Mutex<Option<FileKeyBytes>>,
-}
-
-impl age::Recipient for CaptureRecipient {
-    fn wrap_file_key(
-        &self,
-        file_key: &FileKey,
-    ) -> Result<(Vec<Stanza>, HashSet<String>), age::EncryptError> {
-        *self.key.lock().unwrap_or_else(PoisonError::into_inner) =
-            Some(Zeroizing::new(*file_key.expose_secret()));
-        self.inner.wrap_file_key(file_key)
-    }
-}
-
-/// [`super::age_util::encrypt`], also returning the file key it used.
-pub fn encrypt(
-    plain: &[u8],
-    recipients: &[Recipient],
-    armor: bool,
-) -> Result<(Vec<u8>, FileKeyBytes), String> {
-    let Some((first, rest)) = recipients.split_first() else {
-        return Err("cannot encrypt: no recipients".into());
-    };
-    let capture = Arc::new(CaptureRecipient {
-        inner: first.clone(),
-        key: Mutex::new(None),
-    });
-    let all: Vec<Recipient> = std::iter::once(capture.clone() as Recipient)
-        .chain(rest.iter().cloned())
-        .collect();
-    let bytes = super::age_util::encrypt(plain, &all, armor)?;
-    let key = capture
-        .key
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .take()
-        .ok_or("cannot encrypt: no file key seen")?;
-    Ok((bytes, key))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -355,14 +253,5 @@ mod tests {
         assert!(!check(&key, "b.age", b"bytes", &e.recipients));
         assert!(!check(&key, "a.age", b"bytez", &e.recipients));
         assert!(!check(&key, "a.age", b"bytes", &["age1b".into()]));
-    }
-
-    #[test]
-    fn encrypt_returns_the_key_that_decryption_uses() {
-        let id = age::x25519::Identity::generate();
-        let r: Recipient = Arc::new(id.to_public());
-        let (bytes, key) = encrypt(b"secret", &[r], false).unwrap();
-        let seen = decrypt_capturing(&bytes, std::iter::once(&id as &dyn age::Identity)).unwrap();
-        assert_eq!(*seen, *key);
     }
 }

@@ -26,7 +26,8 @@ use regex::Regex;
 use zeroize::Zeroizing;
 
 use super::sops_entries::group_mismatch;
-use super::{age_util, sops_flat, sops_json, sops_yaml, Error, Identities, Recipients, Status};
+use super::{sops_flat, sops_json, sops_yaml, Error, Status};
+use crate::keys::age::{crypt, Identities, Recipients};
 
 /// One `recipient`/`enc` pair of a sops file's metadata.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -356,7 +357,7 @@ impl SopsJob {
             let mut entries = Vec::new();
             for r in want {
                 let to = [recipients.get(r)?];
-                let enc = age_util::encrypt(&secret, &to, true)?;
+                let enc = crypt::encrypt(&secret, &to, true)?;
                 entries.push(AgeEntry {
                     recipient: r.clone(),
                     enc: String::from_utf8(enc).map_err(|_| "armor is not text".to_string())?,
@@ -389,7 +390,7 @@ pub(crate) fn open_group(
 ) -> Result<Zeroizing<Vec<u8>>, String> {
     let mut last = None;
     for e in entries {
-        match age_util::decrypt(e.enc.as_bytes(), ids) {
+        match crypt::decrypt(e.enc.as_bytes(), ids) {
             Ok(k) => return Ok(k),
             Err(why) => last = Some(why),
         }

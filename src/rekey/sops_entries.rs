@@ -7,8 +7,8 @@
 //! this cannot see: an X25519 stanza names nobody, so one relabelled X25519 entry looks like
 //! any other (docs/REKEY.md, "sops files").
 
-use super::age_util;
 use crate::escape::escape;
+use crate::keys::age::header;
 
 use super::sops::AgeEntry;
 
@@ -23,15 +23,15 @@ pub(crate) fn group_mismatch(group: &[AgeEntry]) -> Option<String> {
 fn entry_mismatch(e: &AgeEntry) -> Option<String> {
     let label = e.recipient.trim();
     let name = escape(short(label)).into_owned();
-    let stanzas = match age_util::stanzas(e.enc.as_bytes()) {
+    let stanzas = match header::stanzas(e.enc.as_bytes()) {
         Ok(s) => s,
         Err(why) => return Some(format!("its age entry for {name} is unreadable: {why}")),
     };
-    let kinds: Vec<&age_util::Stanza> = stanzas
+    let kinds: Vec<&header::Stanza> = stanzas
         .iter()
-        .filter(|s| !age_util::is_grease(&s.kind))
+        .filter(|s| !header::is_grease(&s.kind))
         .collect();
-    let wrong = |s: &age_util::Stanza| {
+    let wrong = |s: &header::Stanza| {
         format!(
             "its age entry for {name} holds a stanza of type {}",
             escape(short(&s.kind))
@@ -58,7 +58,7 @@ fn entry_mismatch(e: &AgeEntry) -> Option<String> {
         ));
     };
     let fits = if label.starts_with("ssh-") {
-        age_util::ssh_tag(label)
+        header::ssh_tag(label)
             .is_some_and(|(kind, tag)| one.kind == kind && one.args.first() == Some(&tag))
     } else {
         one.kind == "X25519"
@@ -80,9 +80,10 @@ mod tests {
     fn armored(to: &[&str]) -> String {
         let to: Vec<_> = to
             .iter()
-            .map(|r| super::super::recipients::parse(r).unwrap())
+            .map(|r| crate::keys::age::recipients::parse(r).unwrap())
             .collect();
-        String::from_utf8(age_util::encrypt(b"data key", &to, true).unwrap()).unwrap()
+        String::from_utf8(crate::keys::age::crypt::encrypt(b"data key", &to, true).unwrap())
+            .unwrap()
     }
 
     fn entry(recipient: &str, enc: String) -> AgeEntry {

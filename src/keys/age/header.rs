@@ -1,15 +1,11 @@
-//! Small age helpers shared by the sops and agenix paths: reading a file's stanza types
-//! without decrypting it, decrypting, and encrypting.
+//! Reading an age file's header without decrypting it: its recipient stanzas, whether it is
+//! armored, and the tags SSH stanzas name their recipients by.
 
-use std::io::{Read, Write};
+use std::io::Read;
 
-use age::armor::{ArmoredReader, ArmoredWriter, Format};
+use age::armor::ArmoredReader;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
-
-use super::recipients::Recipient;
-use super::Identities;
 
 pub const ARMOR_BEGIN: &str = "-----BEGIN AGE ENCRYPTED FILE-----";
 
@@ -78,44 +74,6 @@ pub fn ssh_tag(public_line: &str) -> Option<(String, String)> {
 /// The stanza tag of an SSH key given as its wire-format blob.
 pub fn key_blob_tag(blob: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD_NO_PAD.encode(&Sha256::digest(blob)[..4])
-}
-
-/// Decrypts a whole age file (armored or not) with any of `ids`.
-pub fn decrypt(bytes: &[u8], ids: &Identities) -> Result<Zeroizing<Vec<u8>>, String> {
-    // Buffered: the unbuffered reader re-parses the header from the start after each read,
-    // which was a third of rekeying files with ten recipients.
-    let decryptor = age::Decryptor::new_buffered(ArmoredReader::new(bytes)).map_err(describe)?;
-    let mut reader = decryptor.decrypt(ids.iter()).map_err(describe)?;
-    let mut out = Zeroizing::new(Vec::new());
-    reader
-        .read_to_end(&mut out)
-        .map_err(|e| format!("corrupt payload: {e}"))?;
-    Ok(out)
-}
-
-fn describe(e: age::DecryptError) -> String {
-    match e {
-        age::DecryptError::NoMatchingKeys => "no identity given opens it".into(),
-        other => format!("cannot decrypt: {other}"),
-    }
-}
-
-/// Encrypts `plain` to `recipients` (see [`super::recipients`]), armored or binary.
-pub fn encrypt(plain: &[u8], recipients: &[Recipient], armor: bool) -> Result<Vec<u8>, String> {
-    let encryptor = age::Encryptor::with_recipients(
-        recipients.iter().map(|r| r.as_ref() as &dyn age::Recipient),
-    )
-    .map_err(|e| format!("cannot encrypt: {e}"))?;
-    let format = if armor {
-        Format::AsciiArmor
-    } else {
-        Format::Binary
-    };
-    let io = |e: std::io::Error| format!("cannot encrypt: {e}");
-    let armored = ArmoredWriter::wrap_output(Vec::new(), format).map_err(io)?;
-    let mut w = encryptor.wrap_output(armored).map_err(io)?;
-    w.write_all(plain).map_err(io)?;
-    w.finish().and_then(|a| a.finish()).map_err(io)
 }
 
 #[cfg(test)]

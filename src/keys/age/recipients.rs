@@ -237,7 +237,7 @@ impl Tabled {
         let pk = ed.to_montgomery().to_bytes();
         let tweak = Zeroizing::new(hkdf(&blob, SSH_ED25519_LABEL, &[]));
         let kind = Kind::SshEd25519 {
-            tag: super::age_util::key_blob_tag(&blob),
+            tag: super::header::key_blob_tag(&blob),
         };
         let q = ed.mul_clamped(*tweak);
         // age: X25519(tweak, X25519(esk, pk)).

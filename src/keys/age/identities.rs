@@ -126,7 +126,7 @@ impl Identities {
             message,
         };
         // A passphrase-encrypted age identity file (`age -p keys.txt`).
-        if super::age_util::is_armored(&bytes) || bytes.starts_with(b"age-encryption.org/v1") {
+        if super::header::is_armored(&bytes) || bytes.starts_with(b"age-encryption.org/v1") {
             let phrase = pass
                 .read(&path.display().to_string())
                 .map_err(|e| ierr(e.to_string()))?;
@@ -324,14 +324,14 @@ mod tests {
             &passphrase::Source::File(pass.clone()),
         )
         .unwrap();
-        let secret = crate::rekey::age_util::encrypt(
+        let secret = crate::keys::age::crypt::encrypt(
             b"s",
-            &[crate::rekey::recipients::parse(&id.to_public().to_string()).unwrap()],
+            &[crate::keys::age::recipients::parse(&id.to_public().to_string()).unwrap()],
             true,
         )
         .unwrap();
         assert_eq!(
-            &*crate::rekey::age_util::decrypt(&secret, &ids).unwrap(),
+            &*crate::keys::age::crypt::decrypt(&secret, &ids).unwrap(),
             b"s"
         );
 

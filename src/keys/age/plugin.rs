@@ -396,9 +396,9 @@ mod tests {
     fn unwrapped_answers_only_for_its_header() {
         let id = age::x25519::Identity::generate();
         let enc = |s: &[u8]| {
-            crate::rekey::age_util::encrypt(
+            crate::keys::age::crypt::encrypt(
                 s,
-                &[crate::rekey::recipients::parse(&id.to_public().to_string()).unwrap()],
+                &[crate::keys::age::recipients::parse(&id.to_public().to_string()).unwrap()],
                 false,
             )
             .unwrap()

@@ -14,7 +14,8 @@ use regex::Regex;
 
 use crate::keys::{passphrase, HostKey};
 use crate::manifest::{check_host_name, Manifest};
-use crate::rekey::{config_splice, keys_file};
+use crate::repo::agenix::keys_file;
+use crate::repo::sops::splice;
 
 mod manifest_edit;
 mod remove;
@@ -123,7 +124,7 @@ pub struct AddOptions {
     /// `[secrets] agenix_keys`; recorded there if it has none).
     pub agenix_keys: Option<PathBuf>,
     /// Only creation rules whose `path_regex` matches one of these (default: the shared rules
-    /// and the host's own, see [`config_splice::Choice::SharedAndOwn`]).
+    /// and the host's own, see [`splice::Choice::SharedAndOwn`]).
     pub rules: Vec<Regex>,
     /// Adopt this private key instead of generating one.
     pub from_existing: Option<PathBuf>,
@@ -138,7 +139,7 @@ pub struct Added {
     pub age_recipient: String,
     pub ssh_public: String,
     /// `.sops.yaml` and, per creation rule, whether the host joined it and why.
-    pub sops: Option<(PathBuf, Vec<config_splice::RuleVerdict>)>,
+    pub sops: Option<(PathBuf, Vec<splice::RuleVerdict>)>,
     pub agenix_keys: Option<PathBuf>,
     /// `.sops.yaml` already had the host's anchor with this recipient: left as it was.
     pub sops_registered: bool,
@@ -249,7 +250,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         // Already registered under its name (a reinstall that keeps the identity, a secrets
         // folder rebuilt from the running hosts): the same key changes nothing there; another
         // key is not silently replaced.
-        match config_splice::anchored(&text, &opts.name) {
+        match splice::anchored(&text, &opts.name) {
             Some(r) if r == recipient => sops_registered = true,
             Some(registered) => {
                 return Err(Error::Registered {
@@ -270,13 +271,13 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
             .cloned()
             .collect();
         let choice = if opts.rules.is_empty() {
-            config_splice::Choice::SharedAndOwn {
+            splice::Choice::SharedAndOwn {
                 other_hosts: &other_hosts,
             }
         } else {
-            config_splice::Choice::Matching(&opts.rules)
+            splice::Choice::Matching(&opts.rules)
         };
-        let (new, verdicts) = config_splice::add_recipient(&text, &opts.name, &recipient, choice)
+        let (new, verdicts) = splice::add_recipient(&text, &opts.name, &recipient, choice)
             .map_err(|m| Error::edit(sp, m))?;
         writes.push((sp.clone(), new));
         sops = Some((sp.clone(), verdicts));

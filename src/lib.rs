@@ -53,6 +53,7 @@ pub mod pack;
 pub mod place;
 pub mod prompt;
 pub mod rekey;
+pub mod repo;
 pub mod secure_boot;
 pub mod staging;
 pub mod sync_behind;

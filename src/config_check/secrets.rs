@@ -11,6 +11,7 @@ use super::eval::{AgeOptions, SopsOptions};
 use super::rules::Host;
 use crate::keys::age::Identities;
 use crate::rekey::sops;
+use crate::repo::sops::format::Format;
 
 /// A store path shown as the file inside the flake (`secrets/wifi.yaml`).
 fn display_file(f: &str) -> String {
@@ -87,11 +88,11 @@ pub(super) fn check_sops_files(h: &mut Host<'_>, s: &SopsOptions, ids: &Identiti
             }
         };
         let fmt = match format {
-            Some("yaml") => sops::Format::Yaml,
-            Some("json" | "binary") => sops::Format::Json,
-            Some("dotenv") => sops::Format::Dotenv,
-            Some("ini") => sops::Format::Ini,
-            _ => sops::Format::of(Path::new(file)),
+            Some("yaml") => Format::Yaml,
+            Some("json" | "binary") => Format::Json,
+            Some("dotenv") => Format::Dotenv,
+            Some("ini") => Format::Ini,
+            _ => Format::of(Path::new(file)),
         };
         let groups = match String::from_utf8(bytes).ok().map(|t| fmt.read(&t)) {
             Some(Ok(Some(g))) => g,

@@ -7,7 +7,8 @@ use toml_edit::DocumentMut;
 
 use super::manifest_edit::remove_host_table;
 use super::{load_manifest, read, replace, Error};
-use crate::rekey::{config_splice, keys_file};
+use crate::repo::agenix::keys_file;
+use crate::repo::sops::splice;
 
 /// What `vault host remove` did.
 #[derive(Debug, Default)]
@@ -52,7 +53,7 @@ pub fn remove(
         .or_else(|| manifest.secrets.sops_config.clone());
     if let Some(sp) = &sops_path {
         let (new, n) =
-            config_splice::remove_recipient(&read(sp)?, name).map_err(|m| Error::edit(sp, m))?;
+            splice::remove_recipient(&read(sp)?, name).map_err(|m| Error::edit(sp, m))?;
         removed.sops_lines = n;
         if n > 0 {
             writes.push((sp.clone(), new));

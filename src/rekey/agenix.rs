@@ -15,83 +15,7 @@ use zeroize::Zeroizing;
 
 use super::{Error, Status};
 use crate::keys::age::{crypt, header, Identities, Recipients};
-
-/// One entry of `secrets.nix`.
-#[derive(Debug, Clone)]
-pub struct AgenixRule {
-    /// `root` joined with `name`, for messages.
-    pub file: PathBuf,
-    /// The folder of `secrets.nix`, as the manifest names it.
-    pub root: PathBuf,
-    /// The rule's attribute name: the file's path relative to `root`.
-    pub name: PathBuf,
-    pub public_keys: Vec<String>,
-    pub armor: bool,
-}
-
-/// Evaluates `secrets.nix` once, in its folder and in Nix's restricted mode
-/// ([`super::nix_eval`]): it may read files of its own folder and of the folder of
-/// `keys_file` (the agenix keys file `vault.toml` names), nothing else, and fetch nothing.
-pub fn load_rules(path: &Path, keys_file: Option<&Path>) -> Result<Vec<AgenixRule>, Error> {
-    // Files are named relative to secrets.nix as the manifest names it (for messages and to
-    // line up with the sops walk). nix runs in its folder, that folder's path resolved, but
-    // secrets.nix itself not: if it is a link out of the folder, restricted mode refuses the
-    // target instead of reading it.
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let here = super::nix_eval::folder_of(path).map_err(|e| Error::io("cannot find", &dir, e))?;
-    let abs = here.join(path.file_name().unwrap_or(path.as_os_str()));
-    if !abs.exists() {
-        return Err(Error::io(
-            "cannot find",
-            path,
-            std::io::Error::from(std::io::ErrorKind::NotFound),
-        ));
-    }
-    let allowed: Vec<PathBuf> = keys_file
-        .and_then(|k| super::nix_eval::folder_of(k).ok())
-        .into_iter()
-        .collect();
-    let mut cmd = super::nix_eval::restricted(&here, &allowed);
-    cmd.arg(&abs);
-    let v = super::nix_eval::json(cmd).map_err(|message| Error::Nix {
-        path: path.into(),
-        message,
-    })?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| Error::config(path, "does not evaluate to an attribute set"))?;
-    let mut rules = Vec::new();
-    for (name, rule) in obj {
-        let bad = |m: &str| Error::config(path, format!("{name:?}: {m}"));
-        let keys = rule
-            .get("publicKeys")
-            .and_then(|k| k.as_array())
-            .ok_or_else(|| bad("no publicKeys list"))?
-            .iter()
-            .map(|k| {
-                k.as_str()
-                    .map(|s| s.trim().to_string())
-                    .ok_or_else(|| bad("a public key is not a string"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let armor = rule.get("armor").and_then(|a| a.as_bool()).unwrap_or(false);
-        if name.contains("..") || Path::new(name).is_absolute() {
-            return Err(bad("file names must stay inside the secrets.nix folder"));
-        }
-        rules.push(AgenixRule {
-            file: dir.join(name),
-            root: dir.clone(),
-            name: PathBuf::from(name),
-            public_keys: keys,
-            armor,
-        });
-    }
-    rules.sort_by(|a, b| a.file.cmp(&b.file));
-    Ok(rules)
-}
+use crate::repo::agenix::rules::{load_rules, AgenixRule};
 
 /// An agenix file and its rule.
 pub struct AgenixJob {
@@ -247,7 +171,7 @@ pub(crate) fn plan(
     // No symbolic link is followed below the secrets.nix folder (see read_repo_file).
     let read: Vec<_> = rules
         .par_iter()
-        .map(|rule| super::commit::read_repo_file(&rule.root, &rule.name))
+        .map(|rule| crate::repo::files::read_repo_file(&rule.root, &rule.name))
         .collect();
     let mut jobs = Vec::new();
     for (rule, bytes) in rules.into_iter().zip(read) {

@@ -8,17 +8,10 @@
 
 pub mod agenix;
 pub mod commit;
-pub mod config_splice;
-pub mod keys_file;
-pub mod nix_eval;
 pub mod preflight;
 pub mod record;
-pub mod rule_choice;
 pub mod sops;
 mod sops_entries;
-mod sops_flat;
-mod sops_json;
-mod sops_yaml;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,12 +39,10 @@ pub enum Error {
         manifest: PathBuf,
         what: &'static str,
     },
-    /// `.sops.yaml` or `secrets.nix` is invalid.
-    #[error("{path}: {message}")]
-    Config { path: PathBuf, message: String },
-    /// `nix-instantiate` could not evaluate `secrets.nix`.
-    #[error("cannot evaluate {path} with nix-instantiate: {message}")]
-    Nix { path: PathBuf, message: String },
+    /// `.sops.yaml`, `secrets.nix` or the rekey record is invalid, or `secrets.nix` does not
+    /// evaluate.
+    #[error(transparent)]
+    Repo(#[from] crate::repo::Error),
     /// An identity file could not be used, or an age plugin (a hardware key) is missing or
     /// failed.
     #[error(transparent)]
@@ -107,13 +98,6 @@ impl Error {
             source,
         }
     }
-
-    pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
-        Error::Config {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
 }
 
 impl crate::Hint for Error {
@@ -124,10 +108,7 @@ impl crate::Hint for Error {
                 "add `[secrets]` with `sops_config = \"…/.sops.yaml\"` and/or `agenix_rules = \"…/secrets.nix\"` to {}",
                 manifest.display()
             )),
-            Error::Config { .. } => Some("fix the file, then run `vault rekey --dry-run`".into()),
-            Error::Nix { .. } => Some(
-                "vault evaluates it in Nix's restricted mode: it may import files of its own folder (and of the agenix_keys file's), nothing else, and fetch nothing (docs/REKEY.md); nix-instantiate comes with Debian's nix-bin".into(),
-            ),
+            Error::Repo(e) => e.hint(),
             Error::Age(e) => e.hint(),
             Error::NoIdentity => Some(
                 "give one with -i FILE (an age key file or an SSH private key that opens the secrets)".into(),
@@ -145,7 +126,8 @@ impl crate::Hint for Error {
 
     fn exit_code(&self) -> crate::ExitCode {
         match self {
-            Error::NoRepo { .. } | Error::Config { .. } => crate::ExitCode::BadManifest,
+            Error::NoRepo { .. } => crate::ExitCode::BadManifest,
+            Error::Repo(e) => e.exit_code(),
             Error::Stale { .. } => crate::ExitCode::Stale,
             Error::Age(e) => e.exit_code(),
             _ => crate::ExitCode::Failure,

@@ -108,7 +108,7 @@ pub fn preflight(manifest: &Manifest, hosts: &[String]) -> Result<Vec<PreflightR
         let ssh_tag = header::ssh_tag(&ssh_line);
 
         for job in &sops_jobs {
-            let mine: Vec<&sops::AgeEntry> = job
+            let mine: Vec<&crate::repo::sops::entries::AgeEntry> = job
                 .current
                 .iter()
                 .flatten()

@@ -133,10 +133,10 @@ impl Record {
         };
         let path = dir.join(FILE_NAME);
         let bad = |m: String| {
-            Error::config(
+            Error::from(crate::repo::Error::config(
                 &path,
                 format!("{m}; remove the file to have the agenix files with age1 recipients re-encrypted and recorded anew"),
-            )
+            ))
         };
         let original = match std::fs::File::open(&path) {
             Ok(f) => {

@@ -14,238 +14,21 @@
 //! secret), so a kept entry could still wrap the key for someone the rule removed. A group
 //! whose labels already match the rule is current and left byte for byte, as `sops
 //! updatekeys` leaves it (docs/REKEY.md: what that does not prove). Values, `mac`, `lastmodified` and the non-age key entries are never
-//! touched: only the text of the `age` lists changes, spliced into the file (see `sops_yaml`,
-//! `sops_json`, `sops_flat`), and the result is parsed back and compared with the original
+//! touched: only the text of the `age` lists changes, spliced into the file (see `repo::sops`), and the result is parsed back and compared with the original
 //! before it is accepted.
 
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use regex::Regex;
 use zeroize::Zeroizing;
 
 use super::sops_entries::group_mismatch;
-use super::{sops_flat, sops_json, sops_yaml, Error, Status};
+use super::{Error, Status};
 use crate::keys::age::{crypt, Identities, Recipients};
-
-/// One `recipient`/`enc` pair of a sops file's metadata.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AgeEntry {
-    pub recipient: String,
-    pub enc: String,
-}
-
-/// Age entries per key group (one group when the file has no `key_groups`).
-pub type Groups = Vec<Vec<AgeEntry>>;
-
-/// The store a sops file uses, by extension, as sops decides it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Format {
-    Yaml,
-    /// JSON, and sops's "binary" files (a JSON document with a `data` key).
-    Json,
-    Dotenv,
-    Ini,
-}
-
-impl Format {
-    pub fn of(path: &Path) -> Format {
-        match path.extension().and_then(|e| e.to_str()) {
-            Some("yaml" | "yml") => Format::Yaml,
-            Some("env") => Format::Dotenv,
-            Some("ini") => Format::Ini,
-            _ => Format::Json,
-        }
-    }
-
-    /// The file's age entries, or `None` if it is not a sops-encrypted file of this format.
-    pub fn read(self, text: &str) -> Result<Option<Groups>, String> {
-        match self {
-            Format::Yaml => sops_yaml::read(text),
-            Format::Json => sops_json::read(text),
-            Format::Dotenv => sops_flat::read(text, sops_flat::Flavor::Dotenv),
-            Format::Ini => sops_flat::read(text, sops_flat::Flavor::Ini),
-        }
-    }
-
-    fn write(self, text: &str, groups: &Groups) -> Result<String, String> {
-        match self {
-            Format::Yaml => sops_yaml::write(text, groups),
-            Format::Json => sops_json::write(text, groups),
-            Format::Dotenv => sops_flat::write(text, groups, sops_flat::Flavor::Dotenv),
-            Format::Ini => sops_flat::write(text, groups, sops_flat::Flavor::Ini),
-        }
-    }
-
-    /// Whether two versions differ only in their age entries.
-    fn same_apart_from_age(self, a: &str, b: &str) -> Result<bool, String> {
-        match self {
-            Format::Yaml => sops_yaml::same_apart_from_age(a, b),
-            Format::Json => sops_json::same_apart_from_age(a, b),
-            Format::Dotenv => Ok(sops_flat::same_apart_from_age(
-                a,
-                b,
-                sops_flat::Flavor::Dotenv,
-            )),
-            Format::Ini => Ok(sops_flat::same_apart_from_age(a, b, sops_flat::Flavor::Ini)),
-        }
-    }
-}
-
-/// Age entries from a sops metadata object (JSON form; YAML converts to it).
-pub(crate) fn groups_from_meta(meta: &serde_json::Value) -> Result<Groups, String> {
-    fn entries(v: Option<&serde_json::Value>) -> Result<Vec<AgeEntry>, String> {
-        let Some(v) = v.filter(|v| !v.is_null()) else {
-            return Ok(Vec::new());
-        };
-        let arr = v.as_array().ok_or("sops.age is not a list")?;
-        arr.iter()
-            .map(|e| {
-                let field = |k: &str| {
-                    e.get(k)
-                        .and_then(|s| s.as_str())
-                        .map(str::to_string)
-                        .ok_or_else(|| format!("an age entry has no {k}"))
-                };
-                Ok(AgeEntry {
-                    recipient: field("recipient")?,
-                    enc: field("enc")?,
-                })
-            })
-            .collect()
-    }
-    match meta.get("key_groups").filter(|v| !v.is_null()) {
-        Some(kg) => kg
-            .as_array()
-            .ok_or("sops.key_groups is not a list")?
-            .iter()
-            .map(|g| entries(g.get("age")))
-            .collect(),
-        None => Ok(vec![entries(meta.get("age"))?]),
-    }
-}
-
-/// Removes every `age` list from sops metadata (for comparing everything else).
-pub(crate) fn strip_age(meta: &mut serde_json::Value) {
-    if let Some(m) = meta.as_object_mut() {
-        m.remove("age");
-        if let Some(groups) = m.get_mut("key_groups").and_then(|g| g.as_array_mut()) {
-            for g in groups {
-                if let Some(g) = g.as_object_mut() {
-                    g.remove("age");
-                }
-            }
-        }
-    }
-}
-
-/// A creation rule, reduced to what rekey needs.
-#[derive(Debug, Clone)]
-pub struct Rule {
-    pub index: usize,
-    pub path_regex: Option<Regex>,
-    /// Age recipients per key group.
-    pub groups: Vec<Vec<String>>,
-}
-
-/// A parsed `.sops.yaml`.
-#[derive(Debug, Clone)]
-pub struct SopsConfig {
-    pub path: PathBuf,
-    pub dir: PathBuf,
-    pub rules: Vec<Rule>,
-}
-
-impl SopsConfig {
-    pub fn load(path: &Path) -> Result<SopsConfig, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
-        Self::parse(path, &text)
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<SopsConfig, Error> {
-        let cfg = |m: String| Error::config(path, m);
-        // Only the first YAML document counts, as for sops.
-        let doc = super::config_splice::parse_first(text).map_err(cfg)?;
-        let rules = doc
-            .get("creation_rules")
-            .and_then(|r| r.as_sequence())
-            .ok_or_else(|| cfg("no creation_rules list".into()))?;
-        let mut out = Vec::new();
-        for (index, r) in rules.iter().enumerate() {
-            let n = index + 1;
-            let path_regex = match r.get("path_regex") {
-                None | Some(serde_norway::Value::Null) => None,
-                Some(v) => {
-                    let s = v.as_str().ok_or_else(|| {
-                        cfg(format!("creation rule {n}: path_regex is not a string"))
-                    })?;
-                    Some(Regex::new(s).map_err(|e| {
-                        cfg(format!(
-                            "creation rule {n}: path_regex {s:?} is invalid: {e}"
-                        ))
-                    })?)
-                }
-            };
-            let groups =
-                match r.get("key_groups").filter(|v| !v.is_null()) {
-                    Some(kg) => kg
-                        .as_sequence()
-                        .ok_or_else(|| cfg(format!("creation rule {n}: key_groups is not a list")))?
-                        .iter()
-                        .map(|g| recipients(g.get("age")))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|m| cfg(format!("creation rule {n}: {m}")))?,
-                    None => vec![recipients(r.get("age"))
-                        .map_err(|m| cfg(format!("creation rule {n}: {m}")))?],
-                };
-            out.push(Rule {
-                index: n,
-                path_regex,
-                groups,
-            });
-        }
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        Ok(SopsConfig {
-            path: path.to_path_buf(),
-            dir,
-            rules: out,
-        })
-    }
-
-    /// The first rule matching `rel` (a path relative to the config's folder, `/`-separated).
-    pub fn rule_for(&self, rel: &str) -> Option<&Rule> {
-        self.rules
-            .iter()
-            .find(|r| r.path_regex.as_ref().is_none_or(|re| re.is_match(rel)))
-    }
-}
-
-/// `age:` as a comma-separated string or a list (of strings that may hold commas too).
-fn recipients(v: Option<&serde_norway::Value>) -> Result<Vec<String>, String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut add = |s: &str| {
-        for r in s.split(',').map(str::trim).filter(|r| !r.is_empty()) {
-            if !out.iter().any(|o| o == r) {
-                out.push(r.to_string());
-            }
-        }
-    };
-    match v {
-        None | Some(serde_norway::Value::Null) => {}
-        Some(serde_norway::Value::String(s)) => add(s),
-        Some(serde_norway::Value::Sequence(items)) => {
-            for i in items {
-                add(i.as_str().ok_or("an age recipient is not a string")?);
-            }
-        }
-        Some(_) => return Err("age must be a string or a list of strings".into()),
-    }
-    Ok(out)
-}
+use crate::repo::sops::config::SopsConfig;
+use crate::repo::sops::entries::{AgeEntry, Groups};
+use crate::repo::sops::format::Format;
 
 /// A sops file and what its rule wants.
 pub struct SopsJob {
@@ -445,7 +228,7 @@ pub(crate) fn describe_change(added: &[String], removed: &[String]) -> String {
 /// A link put in its place since the walk found it is not followed.
 pub fn read_file(path: &Path) -> Result<Option<(Format, String, Groups)>, Error> {
     let bytes =
-        super::commit::read_no_follow(path).map_err(|e| Error::io("cannot read", path, e))?;
+        crate::repo::files::read_no_follow(path).map_err(|e| Error::io("cannot read", path, e))?;
     let Ok(text) = String::from_utf8(bytes) else {
         return Ok(None);
     };
@@ -453,7 +236,9 @@ pub fn read_file(path: &Path) -> Result<Option<(Format, String, Groups)>, Error>
     match format.read(&text) {
         Ok(Some(groups)) => Ok(Some((format, text, groups))),
         Ok(None) => Ok(None),
-        Err(why) => Err(Error::config(path, format!("damaged sops metadata: {why}"))),
+        Err(why) => {
+            Err(crate::repo::Error::config(path, format!("damaged sops metadata: {why}")).into())
+        }
     }
 }
 
@@ -528,4 +313,21 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_link_in_place_of_a_repo_file_is_not_read() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = t.path().join("outside.yaml");
+        std::fs::write(&outside, "sops:\n  mac: x\n").unwrap();
+        let link = t.path().join("repo.yaml");
+        std::os::unix::fs::symlink(&outside, &link).unwrap();
+        assert!(crate::repo::files::read_no_follow(&link).is_err());
+        assert!(read_file(&link).is_err());
+        assert!(crate::repo::files::read_no_follow(&outside).is_ok());
+    }
 }

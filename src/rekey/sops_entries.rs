@@ -10,7 +10,7 @@
 use crate::escape::escape;
 use crate::keys::age::header;
 
-use super::sops::AgeEntry;
+use crate::repo::sops::entries::AgeEntry;
 
 /// Why the first entry of `group` that does not fit its label does not, if one does not.
 pub(crate) fn group_mismatch(group: &[AgeEntry]) -> Option<String> {

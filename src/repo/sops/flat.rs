@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use super::sops::{AgeEntry, Groups};
+use super::entries::{AgeEntry, Groups};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Flavor {

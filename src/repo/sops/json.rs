@@ -1,7 +1,7 @@
 //! sops JSON (and binary) files: tab-indented as sops writes them; only the lines of the
 //! `age` lists are replaced.
 
-use super::sops::{groups_from_meta, strip_age, AgeEntry, Groups};
+use super::entries::{groups_from_meta, strip_age, AgeEntry, Groups};
 
 fn meta(doc: &serde_json::Value) -> Option<&serde_json::Value> {
     let m = doc.as_object()?.get("sops")?;

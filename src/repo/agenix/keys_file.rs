@@ -133,7 +133,7 @@ fn last_code_char(text: &str, json: bool) -> Option<usize> {
 /// when it does not): in the file's folder, so that its relative imports resolve as they would
 /// in the file, and in restricted mode ([`super::nix_eval`]), reading nothing outside it.
 fn nix_eval(path: &Path, text: &str) -> Option<Result<serde_json::Value, String>> {
-    crate::hardening::find_program(super::nix_eval::NIX_INSTANTIATE)?;
+    crate::hardening::find_program(crate::repo::nix_eval::NIX_INSTANTIATE)?;
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -142,9 +142,9 @@ fn nix_eval(path: &Path, text: &str) -> Option<Result<serde_json::Value, String>
         Ok(d) => d,
         Err(e) => return Some(Err(format!("cannot find {}: {e}", dir.display()))),
     };
-    let mut cmd = super::nix_eval::restricted(&dir, &[]);
+    let mut cmd = crate::repo::nix_eval::restricted(&dir, &[]);
     cmd.arg("-E").arg(text);
-    Some(super::nix_eval::json(cmd).map_err(|e| format!("the edit would not evaluate: {e}")))
+    Some(crate::repo::nix_eval::json(cmd).map_err(|e| format!("the edit would not evaluate: {e}")))
 }
 
 /// Whether `line` (its code, before a Nix `#` comment) holds a host's key: one of `keys`

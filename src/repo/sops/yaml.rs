@@ -2,7 +2,7 @@
 //! sops 3.x writes them (4-space indent; `enc` as a literal block). Only the lines of the `age`
 //! lists change; everything else stays byte for byte.
 
-use super::sops::{groups_from_meta, strip_age, AgeEntry, Groups};
+use super::entries::{groups_from_meta, strip_age, AgeEntry, Groups};
 
 type Value = serde_norway::Value;
 

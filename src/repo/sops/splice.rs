@@ -6,22 +6,12 @@
 
 use regex::Regex;
 
+use super::config::{content, filler, first_document, parse_first, SopsConfig};
 use super::rule_choice::{rule_list, verdicts};
 pub use super::rule_choice::{Choice, RuleVerdict};
-use super::sops::SopsConfig;
 
 fn indent(line: &str) -> usize {
     line.len() - line.trim_start_matches(' ').len()
-}
-
-/// Blank or comment-only.
-fn filler(line: &str) -> bool {
-    let t = line.trim();
-    t.is_empty() || t.starts_with('#')
-}
-
-fn content(line: &str) -> &str {
-    line.trim_end_matches(['\n', '\r'])
 }
 
 /// Whether `line` is the key `key:` (at any indent, or after `- `) with nothing but an
@@ -118,30 +108,6 @@ pub fn anchored(text: &str, name: &str) -> Option<String> {
         .iter()
         .find_map(|&(start, _)| re.captures(content(lines[start])))
         .map(|c| c[1].trim_matches(['"', '\'']).to_string())
-}
-
-/// The text of the first YAML document (what sops reads) and the rest, from the `---` or
-/// `...` line that ends it.
-pub fn first_document(text: &str) -> (&str, &str) {
-    let mut offset = 0;
-    let mut started = false;
-    for line in text.split_inclusive('\n') {
-        let c = content(line);
-        let marker = c == "---" || c.starts_with("--- ");
-        if (marker && started) || c == "..." {
-            return (&text[..offset], &text[offset..]);
-        }
-        if marker || (!filler(line) && !c.starts_with('%')) {
-            started = true;
-        }
-        offset += line.len();
-    }
-    (text, "")
-}
-
-/// The first document of a YAML text, parsed.
-pub fn parse_first(text: &str) -> Result<serde_norway::Value, String> {
-    serde_norway::from_str(first_document(text).0).map_err(|e| format!("invalid YAML: {e}"))
 }
 
 /// The line ending the file uses (`\r\n` if any line has one).
@@ -447,7 +413,7 @@ pub fn remove_recipient(text: &str, name: &str) -> Result<(String, usize), Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rekey::rule_choice::names;
+    use crate::repo::sops::rule_choice::names;
 
     const ALL: Choice = Choice::SharedAndOwn { other_hosts: &[] };
 

@@ -16,7 +16,8 @@ use common::qemu::{
     debugfs_cat, make_iso, make_target, qemu_args, run, tools, walk_target, Attach, Firmware,
     Guest, ONE_GUEST,
 };
-use vault::identity::{text, Identity};
+use vault::identity::text;
+use vault::manifest::identity::Identity;
 
 const PASSPHRASE: &str = "fleet test passphrase";
 

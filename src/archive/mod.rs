@@ -156,7 +156,7 @@ pub struct BundleManifest {
     /// unlock` to recognise it; only inside the encrypted payload. Absent from the JSON when
     /// empty, so a bundle without identities reads as before.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub identities: BTreeMap<String, crate::identity::Identity>,
+    pub identities: BTreeMap<String, crate::manifest::identity::Identity>,
 }
 
 impl BundleManifest {
@@ -193,8 +193,10 @@ impl BundleManifest {
             id.validate()
                 .map_err(|why| format!("identity of host {h}: {why}"))?;
         }
-        crate::identity::check_unique(self.identities.iter().map(|(h, i)| (h.as_str(), i)))
-            .map_err(|s| s.to_string())?;
+        crate::manifest::identity::check_unique(
+            self.identities.iter().map(|(h, i)| (h.as_str(), i)),
+        )
+        .map_err(|s| s.to_string())?;
         let mut total: u64 = 0;
         for (i, item) in self.items.iter().enumerate() {
             let at = |msg: String| format!("item {i} ({}): {msg}", Escaped(&item.target));

@@ -7,7 +7,8 @@ use std::sync::Arc;
 use clap::Args;
 use vault::escape::escape;
 use vault::identity::choose::{HostChooser, Menu};
-use vault::identity::{self, sysfs, text, Identity};
+use vault::identity::{self, sysfs, text};
+use vault::manifest::identity::Identity;
 use vault::{prompt, Error, ExitCode};
 
 #[derive(Debug, Args)]

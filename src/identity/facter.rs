@@ -11,7 +11,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{Kind, Note, Reading};
+use super::{Note, Reading};
+use crate::manifest::identity::Kind;
 
 /// Largest report read (real ones are a few hundred KiB).
 pub const MAX_REPORT: u64 = 64 << 20;

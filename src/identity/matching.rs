@@ -2,7 +2,7 @@
 //! the machine says about itself; exactly one host at or above [`THRESHOLD`], with nothing
 //! conflicting, is chosen. None or several: the caller asks (the host menu), never guesses.
 //!
-//! Scoring (docs/guide/fleet.md). Only values that are not [`junk`](super::junk) on both
+//! Scoring (docs/guide/fleet.md). Only values that are not [`junk`](crate::manifest::identity::junk) on both
 //! sides are compared.
 //!
 //! | identifier | agrees | disagrees |
@@ -18,7 +18,8 @@
 //! Disks count at most 1, so a disk alone (one moved from an old machine) never chooses a
 //! host; any one of the others does.
 
-use super::{Identity, Kind, Reading};
+use super::Reading;
+use crate::manifest::identity::{Identity, Kind};
 
 /// The score a host needs.
 pub const THRESHOLD: u32 = 2;

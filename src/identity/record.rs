@@ -6,8 +6,8 @@ use std::path::Path;
 
 use toml_edit::{value, Array, DocumentMut, Item, Table};
 
-use super::Identity;
 use crate::hosts::{self, Error};
+use crate::manifest::identity::Identity;
 use crate::manifest::Manifest;
 
 /// `text` (the manifest at `path`) with host `name`'s identity set to `id`, checked as a

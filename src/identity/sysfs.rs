@@ -6,7 +6,7 @@
 //!   (loopback, bridges, bonds, veth, tun), with a `device`, not on USB (docks and dongles move
 //!   between machines) nor behind a Thunderbolt or USB4 port (a device the kernel calls
 //!   `removable`), Ethernet or Wi-Fi (`type` 1), whose address is the permanent one
-//!   (`addr_assign_type` 0) and not [`junk`](super::junk);
+//!   (`addr_assign_type` 0) and not [`junk`](crate::manifest::identity::junk);
 //! - for each disk that is not virtual (loop, ram, zram, dm, md, nbd), not removable, not on
 //!   USB nor behind a Thunderbolt or USB4 port, not an SD card and not an optical drive:
 //!   `device/serial` (NVMe), `serial` (virtio), `device/wwid` (SCSI, SATA), `wwid` (NVMe
@@ -17,7 +17,8 @@
 use std::io::Read as _;
 use std::path::Path;
 
-use super::{Kind, Note, Reading};
+use super::{Note, Reading};
+use crate::manifest::identity::Kind;
 
 /// Where the kernel's sysfs is.
 pub const DEFAULT_ROOT: &str = "/sys";

@@ -1,6 +1,7 @@
 use super::fake::{Bus, FakeSysfs};
 use super::matching::{decide, score, Outcome, THRESHOLD};
 use super::*;
+use crate::manifest::identity::*;
 
 fn id(uuid: Option<&str>, serial: Option<&str>, macs: &[&str], disks: &[&str]) -> Identity {
     Identity {

@@ -16,8 +16,9 @@
 
 use std::path::Path;
 
-use super::{Identity, RawIdentity, Reading};
+use super::Reading;
 use crate::escape::escape;
+use crate::manifest::identity::{Identity, RawIdentity};
 
 /// Largest identify file read.
 pub const MAX_FILE: u64 = 1 << 20;

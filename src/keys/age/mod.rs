@@ -7,6 +7,7 @@
 //! - [`identities`]: age identity files, OpenSSH private keys and plugin identities, loaded once
 //!   per run.
 //! - [`plugin`]: age plugins (hardware keys), one session per plugin and run.
+//! - [`recovery`]: the recovery recipients a bundle's file key is also wrapped to.
 //! - [`header`]: an age file's stanzas, read without decrypting.
 //! - [`crypt`]: whole-file encryption and decryption.
 
@@ -15,6 +16,7 @@ pub mod header;
 pub mod identities;
 pub mod plugin;
 pub mod recipients;
+pub mod recovery;
 
 use std::path::PathBuf;
 

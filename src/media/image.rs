@@ -6,11 +6,11 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use super::carry::{self, Binary, Carried, BIN_PART_TYPE};
+use super::carry::{self, Binary, Carried};
 use super::input::{open_input, FileId, Input};
-use super::mbr::{self, Extent, Table};
+use super::mbr::{self, Extent, Table, BIN_PART_TYPE};
 use super::output::{check_output, check_space, copy_sparse, data_len, parent_dir, Temp};
-use super::{align_up, byte_len, isofile, read_prefix, Error, Result, ALIGN, SECTOR};
+use super::{align_up, byte_len, iso9660, read_prefix, Error, Result, ALIGN, SECTOR};
 
 /// What `attach` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,7 @@ pub(crate) fn inputs<'a>(
 
 /// One image carries one bundle: refuses an image whose ISO tree holds `/vault/bundle`.
 pub(crate) fn refuse_iso_file_bundle(f: &mut File, path: &Path) -> Result<()> {
-    match isofile::find_bundle(f, path)? {
+    match iso9660::find_bundle(f, path)? {
         Some(_) => Err(Error::CarriesIsoFile { path: path.into() }),
         None => Ok(()),
     }
@@ -117,7 +117,7 @@ fn usable_table(f: &mut File, path: &Path) -> Result<Table> {
 
 /// Where the image's own data ends: its partitions and its ISO9660 volume.
 pub(crate) fn data_end(f: &mut File, path: &Path, table: &Table) -> Result<u64> {
-    let iso = isofile::volume(f, path)?.map_or(0, |v| v.size);
+    let iso = iso9660::volume(f, path)?.map_or(0, |v| v.size);
     Ok(table.data_end().max(iso))
 }
 
@@ -321,8 +321,8 @@ pub fn inspect_image(path: &Path) -> Result<ImageInfo> {
             partition = Some((s.index, s.start(), blen));
         }
     }
-    let iso_end = isofile::volume(&mut f, path)?.map(|v| v.size);
-    let iso_file = isofile::find_bundle(&mut f, path)?.map(|i| (i.offset, i.len));
+    let iso_end = iso9660::volume(&mut f, path)?.map(|v| v.size);
+    let iso_file = iso9660::find_bundle(&mut f, path)?.map(|i| (i.offset, i.len));
     let read = match table
         .as_ref()
         .and_then(|t| t.binary_slots().next().copied())

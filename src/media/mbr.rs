@@ -10,8 +10,10 @@ use std::path::Path;
 
 use mbrman::{MBRHeader, MBRPartitionEntry, CHS};
 
-use super::carry::BIN_PART_TYPE;
 use super::{align_up, Error, Result, ALIGN, PART_TYPE, SECTOR};
+
+/// MBR type of the binary partition: 0x96, "CHRP ISO-9660", which is what it holds.
+pub const BIN_PART_TYPE: u8 = 0x96;
 
 /// Byte offset of the first of the four 16-byte partition entries.
 const TABLE_OFFSET: usize = 446;

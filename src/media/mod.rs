@@ -17,12 +17,14 @@
 //! - [`source`]: [`open_source`], used by `vault unlock FILE` and `vault inspect FILE`.
 //! - [`discover`]: [`discover()`], used by `vault unlock` with no FILE on the live system.
 
+pub mod attach_iso;
 pub mod carry;
 pub mod device;
 pub mod discover;
+pub mod elf;
 pub mod image;
 pub mod input;
-pub mod isofile;
+pub mod iso9660;
 pub mod mbr;
 pub mod output;
 pub mod source;
@@ -31,11 +33,11 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+pub use attach_iso::attach_iso_file;
 pub use carry::{Binary, Carried};
 pub use device::{attach_in_place, plan_in_place, DeviceInfo, InPlacePlan};
 pub use discover::{discover, Candidate, CandidateKind};
 pub use image::{attach_image, detach_image, inspect_image, Attached, ImageInfo};
-pub use isofile::attach_iso_file;
 pub use source::{open_source, BundleSource};
 
 /// Sector size of MBR addressing. Installer images and USB sticks use 512-byte sectors.

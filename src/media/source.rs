@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::input::open_input;
 use super::mbr::{self, Table};
-use super::{byte_len, isofile, looks_like_bundle, read_prefix, Error, Result, SECTOR};
+use super::{byte_len, iso9660, looks_like_bundle, read_prefix, Error, Result, SECTOR};
 
 /// A bundle inside some file: `file` is positioned at its first byte, and exactly `len` bytes
 /// belong to it.
@@ -82,7 +82,7 @@ pub fn open_source(path: &Path) -> Result<BundleSource> {
         });
     }
     // `/vault/bundle` in an ISO tree, if there is one and it lies within the file.
-    let iso_file = match isofile::find_bundle(&mut f, path)? {
+    let iso_file = match iso9660::find_bundle(&mut f, path)? {
         Some(file)
             if file
                 .offset

@@ -1,6 +1,6 @@
 //! Registering hosts (`vault host add/list/remove`): the host key pair beside `vault.toml`,
 //! the host's table in `vault.toml` (edited with `toml_edit`, so comments survive), its
-//! recipient in `.sops.yaml` ([`crate::rekey::config_splice`]) and in an agenix keys file.
+//! recipient in `.sops.yaml` ([`crate::repo::sops::splice`]) and in an agenix keys file.
 //!
 //! Every edit is computed and checked before anything is written; then the key pair is
 //! created, then each text file is replaced by rename. A failure before the key pair exists

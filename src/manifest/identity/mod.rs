@@ -1,7 +1,7 @@
 //! A host's identity as recorded: the identifiers (DMI product UUID and serials, permanent MAC
 //! addresses, disk serials and WWNs) that `vault.toml` keeps under `[hosts.NAME.identity]` and a
 //! bundle carries in its manifest, normalized and checked. Reading them from a running machine
-//! and matching them is `crate::identity`'s, above this layer.
+//! and matching them is done by the fleet operations above this layer (`src/identity/`).
 //!
 //! [`junk`] is the one list of values that identify nothing.
 

@@ -276,8 +276,15 @@ fn weak_kdf_settings_need_weak_kdf() {
         stderr(&o)
     );
     assert!(!d.join("w.bundle").exists());
-    // Accepted when asked for, with the reason printed.
-    let o = run(&["--kdf-memory", "64", "--kdf-iterations", "1", "--weak-kdf"]);
+    // Accepted when asked for, with the reason printed (the test passphrase is weak as well).
+    let o = run(&[
+        "--kdf-memory",
+        "64",
+        "--kdf-iterations",
+        "1",
+        "--weak-kdf",
+        "--weak-passphrase",
+    ]);
     common::ok(o.clone());
     assert!(
         stderr(&o).contains("warning: weak Argon2id"),

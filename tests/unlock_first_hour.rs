@@ -162,10 +162,11 @@ fn several_hosts_without_host_are_asked_for_on_the_terminal() {
     let mut seen = Vec::new();
     seen.extend_from_slice(p.expect("Passphrase for").unwrap().as_bytes());
     p.send_line(PASSPHRASE).unwrap();
-    seen.extend_from_slice(p.expect("Which one is this machine").unwrap().as_bytes());
+    seen.extend_from_slice(p.expect("Host number (1-2)").unwrap().as_bytes());
     p.send_line("not a host").unwrap();
-    seen.extend_from_slice(p.expect("Which one is this machine").unwrap().as_bytes());
-    p.send_line("server").unwrap();
+    seen.extend_from_slice(p.expect("not a number from 1 to 2").unwrap().as_bytes());
+    seen.extend_from_slice(p.expect("Host number (1-2)").unwrap().as_bytes());
+    p.send_line("2").unwrap();
     seen.extend_from_slice(p.expect(Eof).unwrap().as_bytes());
     let code = match p.get_process().wait().expect("wait") {
         expectrl::WaitStatus::Exited(_, code) => code,

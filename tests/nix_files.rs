@@ -384,7 +384,10 @@ fn the_host_option_says_how_vault_recognises_the_machine() {
         .lines()
         .find(|l| l.starts_with("| `programs.vault-installer.autoUnlock.host` |"))
         .expect("docs/NIXOS.md has no row for autoUnlock.host");
-    for (what, text) in [("nix/installer.nix", module.as_str()), ("docs/NIXOS.md", row)] {
+    for (what, text) in [
+        ("nix/installer.nix", module.as_str()),
+        ("docs/NIXOS.md", row),
+    ] {
         for says in ["only host", "recorded identity", "host menu"] {
             assert!(text.contains(says), "{what} does not say {says:?}: {text}");
         }
@@ -406,7 +409,10 @@ fn the_module_runs_vault_from_the_store_only() {
     assert!(scripts.len() >= 4, "{report}");
     for (name, script) in scripts {
         let script = script.as_str().unwrap();
-        assert!(script.contains(&format!("{vault} unlock")), "{name}: {script}");
+        assert!(
+            script.contains(&format!("{vault} unlock")),
+            "{name}: {script}"
+        );
         for line in script.lines().map(str::trim) {
             // Comments, and messages in single quotes: text, nothing runs.
             if line.starts_with('#') || line.starts_with("say '") || line.starts_with("tell '") {

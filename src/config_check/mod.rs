@@ -11,6 +11,7 @@ mod checks;
 pub mod eval;
 pub mod rules;
 mod secrets;
+mod secure_boot;
 
 use std::path::PathBuf;
 

@@ -106,6 +106,14 @@ pub(super) struct Placed {
     pub(super) line: usize,
 }
 
+/// A directory entry: a folder vault places, every file in it with it.
+#[derive(Debug, Clone)]
+pub(super) struct Folder {
+    target: String,
+    source: PathBuf,
+    line: usize,
+}
+
 /// A path impermanence bind-mounts from persistent storage.
 #[derive(Debug, Clone)]
 pub(super) struct Bind {
@@ -129,7 +137,10 @@ pub(super) struct Need<'a> {
 
 pub(super) struct Host<'a> {
     pub(super) name: &'a str,
+    /// The manifest's folder: sources are shown relative to it.
+    base: &'a Path,
     pub(super) placed: BTreeMap<String, Placed>,
+    folders: Vec<Folder>,
     storages: Vec<(String, String)>,
     binds: Vec<Bind>,
     problems: Vec<Problem>,
@@ -187,6 +198,15 @@ impl<'a> Host<'a> {
                 },
             );
         }
+        let folders = entries
+            .iter()
+            .filter(|e| e.source.is_dir())
+            .map(|e| Folder {
+                target: e.target.clone(),
+                source: e.source.clone(),
+                line: e.line,
+            })
+            .collect();
         let mut storages = Vec::new();
         let mut binds = Vec::new();
         for (root, p) in ev.persistence.iter().flatten() {
@@ -243,7 +263,9 @@ impl<'a> Host<'a> {
         }
         Host {
             name,
+            base: manifest.dir(),
             placed,
+            folders,
             storages,
             binds,
             problems: Vec::new(),
@@ -282,6 +304,12 @@ impl<'a> Host<'a> {
             );
         let claimed: BTreeSet<String> = read.map(|p| self.need(p).target).collect();
         self.claimed = claimed;
+    }
+
+    /// A source as the user knows it: relative to vault.toml's folder, escaped.
+    pub(super) fn shown(&self, source: &Path) -> String {
+        let rel = source.strip_prefix(self.base).unwrap_or(source);
+        escape(&rel.to_string_lossy())
     }
 
     pub(super) fn into_problems(self) -> Vec<Problem> {
@@ -437,6 +465,18 @@ impl<'a> Host<'a> {
                 format!("set that entry's target to \"{et}\""),
                 Some(line),
             )
+        } else if let Some((f, rest)) = self.folder_of(&need.target).filter(|_| required) {
+            let src = self.shown(&f.source);
+            let rest = escape(rest);
+            (
+                format!(
+                    "{option} reads {ep}, but the folder vault.toml places at {} (line {}), {src}, has no {rest}",
+                    escape(&f.target),
+                    f.line
+                ),
+                format!("put the file at {src}/{rest} (from your secrets repository or a backup), or point {option} at a file the folder holds"),
+                Some(f.line),
+            )
         } else if required {
             let there = if need.target == p {
                 "nothing there".to_owned()
@@ -457,6 +497,17 @@ impl<'a> Host<'a> {
         self.reported.insert(p.to_owned());
         self.problem(option, p, line, message, hint);
         None
+    }
+
+    /// The innermost folder placed around `target`, with the path inside it.
+    fn folder_of<'t>(&self, target: &'t str) -> Option<(&Folder, &'t str)> {
+        self.folders
+            .iter()
+            .filter_map(|f| {
+                let rest = target.strip_prefix(f.target.as_str())?.strip_prefix('/')?;
+                Some((f, rest))
+            })
+            .max_by_key(|(f, _)| f.target.len())
     }
 
     /// Loads the identities placed for `option` (host keys are unencrypted); a placed file

@@ -192,6 +192,14 @@ fn pkcs8_only(h: &mut Host<'_>, key: &str, pl: &Placed) {
     );
 }
 
+/// The forms sbctl's UUID parser (google/uuid `ParseBytes`) takes: `xxxxxxxx-xxxx-…`, in
+/// braces, after `urn:uuid:`, or 32 hex digits.
+fn sbctl_parses(text: &str) -> bool {
+    let bare = text.strip_prefix("urn:uuid:").unwrap_or(text);
+    let hex32 = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
+    hex32 || (bare.trim() == bare && Guid::parse(bare).is_some())
+}
+
 /// sbctl parses the GUID file's bytes as a UUID, as they are.
 fn check_guid(h: &mut Host<'_>, guid: &str, pl: &Placed) {
     let mut bytes = Vec::new();
@@ -205,7 +213,7 @@ fn check_guid(h: &mut Host<'_>, guid: &str, pl: &Placed) {
         Ok(_) => {
             let text = std::str::from_utf8(&bytes).unwrap_or("");
             let trimmed = text.trim();
-            if Guid::parse(trimmed).is_none() {
+            if !sbctl_parses(trimmed) {
                 (
                     format!("it holds no GUID (sbctl writes one like {GUID_EXAMPLE}, with no newline)"),
                     "put back the GUID file as it was made (from the secrets repository or a backup); it names the owner of your keys in the firmware".to_owned(),
@@ -246,4 +254,29 @@ fn check_guid(h: &mut Host<'_>, guid: &str, pl: &Placed) {
         ),
         hint,
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sbctl_parses;
+
+    #[test]
+    fn the_guid_forms_sbctl_parses() {
+        for ok in [
+            super::GUID_EXAMPLE,
+            "{6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f50}",
+            "urn:uuid:6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f50",
+            "6a3c1e529f4b4c7e8d2a0b1c2d3e4f50",
+        ] {
+            assert!(sbctl_parses(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "laptop",
+            "6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f5",
+            "urn:uuid: 6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f50",
+        ] {
+            assert!(!sbctl_parses(bad), "{bad}");
+        }
+    }
 }

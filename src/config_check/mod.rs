@@ -9,6 +9,7 @@
 
 mod checks;
 pub mod eval;
+mod persistence;
 pub mod rules;
 mod secrets;
 mod secure_boot;

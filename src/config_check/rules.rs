@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::escape;
 use super::eval::Evaluated;
+use super::persistence::Bind;
 use crate::archive::Kind;
 use crate::keys::passphrase;
 use crate::manifest::{Manifest, Stage};
@@ -54,20 +55,6 @@ impl Early {
 
 /// Where `vault host add --initrd-ssh` places the initrd SSH host key.
 pub const INITRD_KEY_TARGET: &str = "/etc/secrets/initrd/ssh_host_ed25519_key";
-
-/// nixpkgs' `utils.pathsNeededForBoot`: impermanence bind-mounts a persisted directory of
-/// this list in the initrd, before activation (every other one by systemd, after it).
-const NEEDED_FOR_BOOT: &[&str] = &[
-    "/",
-    "/nix",
-    "/nix/store",
-    "/var",
-    "/var/log",
-    "/var/lib",
-    "/var/lib/nixos",
-    "/etc",
-    "/usr",
-];
 
 /// One thing that would go wrong at first boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -112,19 +99,6 @@ pub(super) struct Folder {
     target: String,
     source: PathBuf,
     line: usize,
-}
-
-/// A path impermanence bind-mounts from persistent storage.
-#[derive(Debug, Clone)]
-pub(super) struct Bind {
-    path: String,
-    pub(super) storage: String,
-    /// The option that asks for it: `environment.persistence."/persist"`, or Home Manager's
-    /// `home.persistence."/persist"`.
-    origin: String,
-    dir: bool,
-    /// Mounted in the initrd (a directory NixOS needs for boot).
-    in_initrd: bool,
 }
 
 /// Where a path the configuration reads must be placed.
@@ -207,60 +181,7 @@ impl<'a> Host<'a> {
                 line: e.line,
             })
             .collect();
-        let mut storages = Vec::new();
-        let mut binds = Vec::new();
-        for (root, p) in ev.persistence.iter().flatten() {
-            if !p.enable {
-                continue;
-            }
-            let storage = p.storage.clone().unwrap_or_else(|| root.clone());
-            if storage != "/" {
-                storages.push((root.clone(), storage.clone()));
-            }
-            for (list, dir) in [(&p.directories, true), (&p.files, false)] {
-                for b in list {
-                    let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
-                        continue;
-                    };
-                    if path.is_empty() {
-                        continue;
-                    }
-                    binds.push(Bind {
-                        path: path.to_owned(),
-                        storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                        origin: format!("environment.persistence.\"{}\"", escape(root)),
-                        dir,
-                        in_initrd: dir && NEEDED_FOR_BOOT.contains(&path),
-                    });
-                }
-            }
-        }
-        // Home Manager's home.persistence (impermanence): paths under the user's home.
-        for hp in &ev.home_persistence {
-            let Some(storage) = hp.storage.clone().filter(|s| s.starts_with('/')) else {
-                continue;
-            };
-            if storage != "/" && !storages.iter().any(|(_, s)| *s == storage) {
-                storages.push((storage.clone(), storage.clone()));
-            }
-            for (list, dir) in [(&hp.directories, true), (&hp.files, false)] {
-                for b in list {
-                    let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
-                        continue;
-                    };
-                    if path.is_empty() {
-                        continue;
-                    }
-                    binds.push(Bind {
-                        path: path.to_owned(),
-                        storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                        origin: format!("home.persistence.\"{}\"", escape(&storage)),
-                        dir,
-                        in_initrd: false,
-                    });
-                }
-            }
-        }
+        let (storages, binds) = super::persistence::binds(ev);
         Host {
             name,
             base: manifest.dir(),

@@ -237,13 +237,8 @@ fn lanzaboote_keys_must_be_placed() {
         "{}",
         err(&o)
     );
-    for (f, t) in [("db.key", "keys/db/db.key"), ("db.pem", "keys/db/db.pem")] {
-        ws.place(
-            "laptop",
-            &format!("hosts/laptop/sb/{f}"),
-            "x",
-            &format!("/var/lib/sbctl/{t}"),
-        );
+    for t in ["keys/db/db.key", "keys/db/db.pem"] {
+        ws.place_sb("laptop", t, &format!("/var/lib/sbctl/{t}"));
     }
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
@@ -263,6 +258,91 @@ fn lanzaboote_keys_must_be_placed() {
         "{}",
         err(&o)
     );
+}
+
+/// `vault host add --secure-boot` places sbctl's layout with one directory entry: the keys
+/// lanzaboote and sbctl read are under it, and count as placed when the folder holds them. A
+/// folder without db.key is reported with the entry's line, and a certificate that is not its
+/// key's (db.pem replaced by KEK.pem) by both files and the fix, which works. sbsign, which
+/// lzbt signs with, refuses that pair too.
+#[test]
+fn secure_boot_keys_placed_as_a_folder_are_checked() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    let pki = ws.secure_boot("laptop", &[]);
+    let line = ws.line_of("laptop", "/var/lib/sbctl");
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; autoEnrollKeys.enable = true; }; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(problems(&o).is_empty(), "{}", err(&o));
+
+    let key = pki.join("keys/db/db.key");
+    let saved = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the folder vault.toml places at /var/lib/sbctl (line {line}), hosts/laptop/secure-boot/pki, has no keys/db/db.key")],
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("hint: put the file at hosts/laptop/secure-boot/pki/keys/db/db.key"),
+        "{}",
+        err(&o)
+    );
+    std::fs::write(&key, &saved).unwrap();
+
+    let cert = pki.join("keys/db/db.pem");
+    std::fs::copy(pki.join("keys/KEK/KEK.pem"), &cert).unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/secure-boot/pki/keys/db/db.pem) does not belong to the key (hosts/laptop/secure-boot/pki/keys/db/db.key; line {line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")],
+        "{}",
+        err(&o)
+    );
+    let fix = "move hosts/laptop/secure-boot aside, then `vault host add laptop --secure-boot`";
+    assert!(err(&o).contains(fix), "{}", err(&o));
+    // sbsign, as lzbt calls it, refuses the pair the check refused, and signs with the new
+    // one.
+    let efi = std::path::Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    let sbsign = require_tool("sbsign").filter(|_| efi.is_file());
+    let signs = |sbsign: &std::path::Path| {
+        std::process::Command::new(sbsign)
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--output")
+            .arg(ws.d.join("signed.efi"))
+            .arg(efi)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    if let Some(sbsign) = &sbsign {
+        assert!(!signs(sbsign), "sbsign signed with a mismatched pair");
+    }
+    // The fix the hint gives: new keys, the same entry.
+    std::fs::rename(
+        ws.d.join("hosts/laptop/secure-boot"),
+        ws.d.join("old-secure-boot"),
+    )
+    .unwrap();
+    ws.secure_boot("laptop", &[]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    if let Some(sbsign) = &sbsign {
+        assert!(signs(sbsign), "sbsign refused the new pair");
+    }
+    assert_eq!(ws.line_of("laptop", "/var/lib/sbctl"), line);
 }
 
 /// The flake is evaluated, never built from: import-from-derivation is refused.

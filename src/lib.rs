@@ -27,6 +27,7 @@ pub mod place;
 pub mod prompt;
 pub mod rekey;
 pub mod staging;
+pub mod stale;
 pub mod sync_behind;
 pub mod unlock;
 

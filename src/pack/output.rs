@@ -103,8 +103,16 @@ pub(crate) fn write_atomically(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
     let prefix = format!(".{file_name}");
-    remove_stale_temps(&dir, &prefix);
-    let temp = dir.join(crate::interrupt::temp_name(&prefix));
+    // Held open until the rename: its lock marks the temporary as a live run's.
+    let held = rustix::fs::open(
+        &dir,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("cannot open", &dir, e.into()))?;
+    let _ = crate::stale::hold(&held);
+    remove_stale_temps(&held, &dir, &prefix);
+    let temp = dir.join(crate::stale::temp_name(&prefix));
     let file = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -154,15 +162,17 @@ pub(crate) fn write_atomically(
         .metadata()
         .map_err(|e| Error::io("cannot read", &temp, e))?
         .len();
-    if opts.replace {
-        fs::rename(&temp, out).map_err(|e| Error::io("cannot create", out, e))?;
-    } else {
-        rename_no_replace(&temp, out).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => checks::exists(out),
-            _ => Error::io("cannot create", out, e),
-        })?;
-    }
+    // The bundle's one visible step; once done, a signal no longer undoes the pack.
+    crate::interrupt::commit(|| match opts.replace {
+        true => fs::rename(&temp, out),
+        false => rename_no_replace(&temp, out),
+    })
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists if !opts.replace => checks::exists(out),
+        _ => Error::io("cannot create", out, e),
+    })?;
     guard.disarm();
+    drop(held);
     Ok(size)
 }
 
@@ -247,16 +257,15 @@ impl Write for Writeback {
 }
 
 /// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
-/// the output, saying so.
-fn remove_stale_temps(dir: &Path, prefix: &str) {
+/// the output, saying so (see [`crate::stale`]).
+fn remove_stale_temps(held: &std::os::fd::OwnedFd, dir: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        let stale = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| crate::interrupt::is_stale_temp(n, prefix));
+        let stale = e.file_name().to_str().is_some_and(|n| {
+            crate::stale::dead_writers(held, n, prefix) == Some(crate::stale::Leftover::Temp)
+        });
         if stale && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
             eprintln!(
                 "note: removed {}, a partial bundle left by an interrupted earlier run",

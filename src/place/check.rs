@@ -38,6 +38,9 @@ pub enum ConflictKind {
     /// A regular file holding exactly the bytes, mode and owner to be placed: nothing to do,
     /// and nothing in the way.
     InPlace,
+    /// An append-only or immutable directory that vault would write into: what it writes
+    /// there could not be renamed or removed again. Always refused.
+    Unwritable,
 }
 
 impl ConflictKind {
@@ -46,7 +49,9 @@ impl ConflictKind {
         match self {
             ConflictKind::InPlace => false,
             ConflictKind::Exists => !force,
-            ConflictKind::NotADirectory | ConflictKind::IsADirectory => true,
+            ConflictKind::NotADirectory | ConflictKind::IsADirectory | ConflictKind::Unwritable => {
+                true
+            }
         }
     }
 
@@ -56,6 +61,9 @@ impl ConflictKind {
             ConflictKind::NotADirectory => "is a link or not a directory (never followed)",
             ConflictKind::IsADirectory => "is a directory where a file goes",
             ConflictKind::InPlace => "is already in place",
+            ConflictKind::Unwritable => {
+                "is append-only or immutable (`chattr -a -i` it first): vault could not remove what it writes there"
+            }
         }
     }
 }
@@ -73,13 +81,15 @@ impl Placer {
         for item in items {
             let target = item.target.as_str();
             let is_dir = item.kind == Kind::Dir;
-            let mut dir = match rustix::io::dup(&self.root) {
-                Ok(fd) => fd,
-                Err(_) => continue,
+            let Ok(mut dir) = rustix::io::dup(&self.root.fd) else {
+                continue;
             };
             let comps: Vec<&str> = target.trim_start_matches('/').split('/').collect();
             let mut walked = String::new();
-            let mut blocked = false;
+            // The deepest folder that exists on the way: `dir`.
+            let mut deepest = String::new();
+            let mut missing = false;
+            let mut in_the_way = false;
             for c in &comps[..comps.len() - 1] {
                 walked.push('/');
                 walked.push_str(c);
@@ -89,9 +99,12 @@ impl Placer {
                     OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
                     Mode::empty(),
                 ) {
-                    Ok(fd) => dir = fd,
+                    Ok(fd) => {
+                        dir = fd;
+                        deepest.clone_from(&walked);
+                    }
                     Err(Errno::NOENT) => {
-                        blocked = true; // will be created: nothing below can exist
+                        missing = true; // will be created: nothing below can exist
                         break;
                     }
                     Err(_) => {
@@ -99,29 +112,45 @@ impl Placer {
                             path: self.display_path(&walked),
                             what: ConflictKind::NotADirectory,
                         });
-                        blocked = true;
+                        in_the_way = true;
                         break;
                     }
                 }
             }
-            if blocked {
+            if in_the_way {
                 continue;
             }
-            let last = comps[comps.len() - 1];
-            if let Ok(st) = rustix::fs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW) {
-                let ft = FileType::from_raw_mode(st.st_mode);
-                let what = match (is_dir, ft) {
-                    (true, FileType::Directory) => continue,
-                    (true, _) => ConflictKind::NotADirectory,
-                    (false, FileType::Directory) => ConflictKind::IsADirectory,
-                    (false, FileType::RegularFile) if self.holds(&dir, last, &st, item) => {
-                        ConflictKind::InPlace
+            // Whether vault creates an entry in `dir` for this target (anything but a
+            // directory that exists or a file already in place).
+            let mut creates = true;
+            if !missing {
+                let last = comps[comps.len() - 1];
+                // Where a dry run's sweep would put an original back, judge the original.
+                let name = self.would_restore.get(target).map_or(last, String::as_str);
+                if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    let ft = FileType::from_raw_mode(st.st_mode);
+                    let what = match (is_dir, ft) {
+                        (true, FileType::Directory) => None,
+                        (true, _) => Some(ConflictKind::NotADirectory),
+                        (false, FileType::Directory) => Some(ConflictKind::IsADirectory),
+                        (false, FileType::RegularFile) if self.holds(&dir, name, &st, item) => {
+                            Some(ConflictKind::InPlace)
+                        }
+                        (false, _) => Some(ConflictKind::Exists),
+                    };
+                    creates = matches!(what, Some(ConflictKind::Exists));
+                    if let Some(what) = what {
+                        push(Conflict {
+                            path: self.display_path(target),
+                            what,
+                        });
                     }
-                    (false, _) => ConflictKind::Exists,
-                };
+                }
+            }
+            if creates && unwritable(&dir) {
                 push(Conflict {
-                    path: self.display_path(target),
-                    what,
+                    path: self.display_path(&deepest),
+                    what: ConflictKind::Unwritable,
                 });
             }
         }
@@ -166,6 +195,22 @@ impl Placer {
     }
 }
 
+/// Whether `dir` is append-only or immutable (`chattr +a`, `+i`), as far as its file system
+/// reports such attributes.
+#[cfg(target_os = "linux")]
+fn unwritable(dir: &OwnedFd) -> bool {
+    use rustix::fs::{statx, StatxAttributes, StatxFlags};
+    statx(dir, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).is_ok_and(|s| {
+        (s.stx_attributes & s.stx_attributes_mask)
+            .intersects(StatxAttributes::APPEND | StatxAttributes::IMMUTABLE)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unwritable(_: &OwnedFd) -> bool {
+    false
+}
+
 /// The length and SHA-256 of everything `input` yields, read through a buffer that is wiped
 /// afterwards (the file may hold a key); a read interrupted by a signal is read again.
 pub(super) fn sha256_of(input: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
@@ -182,44 +227,5 @@ pub(super) fn sha256_of(input: &mut impl Read) -> std::io::Result<(u64, [u8; 32]
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    }
-}
-
-impl Placer {
-    /// Finds the temporaries that an earlier run killed outright (SIGKILL, power loss) left
-    /// in the parent directories of `files` (vault's own name pattern, writer no longer
-    /// running), and removes them unless `dry_run`. Returns their paths.
-    pub fn sweep_stale<'a>(
-        &self,
-        files: impl IntoIterator<Item = &'a str>,
-        dry_run: bool,
-    ) -> Vec<PathBuf> {
-        let parents: std::collections::BTreeSet<&str> =
-            files.into_iter().map(|f| super::split(f).0).collect();
-        let mut out = Vec::new();
-        for parent in parents {
-            let Ok((dir, _)) = self.parent_no_create(&format!("{parent}/x")) else {
-                continue;
-            };
-            let Ok(listing) = rustix::fs::Dir::read_from(&dir) else {
-                continue;
-            };
-            let names: Vec<String> = listing
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
-                .filter(|n| crate::interrupt::is_stale_temp(n, ""))
-                .collect();
-            for name in names {
-                let regular = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
-                if regular
-                    && (dry_run
-                        || rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()).is_ok())
-                {
-                    out.push(self.display_path(&format!("{parent}/{name}")));
-                }
-            }
-        }
-        out
     }
 }

@@ -225,10 +225,25 @@ pub struct TempFile(u64);
 impl TempFile {
     pub fn register(path: &Path) -> TempFile {
         let mut st = state();
+        TempFile::add(&mut st, path)
+    }
+
+    fn add(st: &mut State, path: &Path) -> TempFile {
         st.next_id += 1;
         let id = st.next_id;
         st.temps.push((id, path.to_path_buf()));
         TempFile(id)
+    }
+
+    /// Creates the temporary at `path` with `create` and registers it, as one step for a
+    /// signal: handled before (nothing is created) or after (it is removed), never between.
+    pub fn create<T>(
+        path: &Path,
+        create: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<(T, TempFile)> {
+        let mut st = state();
+        let made = create()?;
+        Ok((made, TempFile::add(&mut st, path)))
     }
 }
 

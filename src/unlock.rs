@@ -177,24 +177,13 @@ fn unlock_inner<R: Read>(
     };
     let verified_bytes = manifest.items.iter().map(|i| i.size).sum();
     if !opts.dry_run {
-        // Stage first (RAM only, cheap, reversible), then make the disk items visible; if
-        // that fails, the staged copy is wiped too, so a failed run leaves nothing behind.
-        let staged_dir = match sink.stager.take() {
-            Some(st) => match st.commit() {
-                Ok(d) => Some(d),
-                Err(e) => {
-                    let left = sink.rollback();
-                    return Err(with_leftovers(crate::interrupt::explain(e), left));
-                }
-            },
-            None => None,
-        };
-        if let Err(e) = sink.finish() {
-            if let Some(d) = staged_dir.as_deref().and_then(Path::parent) {
-                let _ = crate::staging::wipe(d, false);
-            }
-            return Err(crate::interrupt::explain(e));
-        }
+        // The disk items are committed first, then the root items become `staged/`: a run
+        // killed in between leaves the disk items placed and an `incoming` folder the next
+        // run wipes, never a staged area whose disk items are missing. If staging fails, the
+        // disk items are rolled back.
+        let stager = sink.stager.take();
+        let stage = || stager.map_or(Ok(()), |st| st.commit().map(drop));
+        sink.finish(stage).map_err(crate::interrupt::explain)?;
     }
     Ok(Report {
         host: sink.host,
@@ -367,9 +356,9 @@ impl UnlockSink<'_> {
             .collect()
     }
 
-    /// Places what was staged in memory, then commits every placer; if a later commit fails,
-    /// the earlier ones are rolled back too.
-    fn finish(&mut self) -> Result<()> {
+    /// Places what was staged in memory, commits every placer, then runs `then` (the
+    /// staging area's commit); if a later step fails, the earlier ones are rolled back too.
+    fn finish(&mut self, then: impl FnOnce() -> Result<()>) -> Result<()> {
         if let Err(e) = self.place_from_memory() {
             let left = self.rollback();
             return Err(with_leftovers(e, left));
@@ -386,6 +375,10 @@ impl UnlockSink<'_> {
                 }
                 return Err(with_leftovers(e, left));
             }
+        }
+        if let Err(e) = then() {
+            let left = self.rollback();
+            return Err(with_leftovers(e, left));
         }
         // Every file is in place and durable: from here on a signal changes nothing.
         crate::interrupt::commit_point();

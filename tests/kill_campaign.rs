@@ -9,7 +9,7 @@
 //!
 //! The campaign is a table ([`ROWS`]): each row says how to set a scene up, what the command
 //! is, what "as it was" and "complete" mean for it, and how to finish the work after a kill.
-//! The budget is fixed: `VAULT_KILL_POINTS` kills per row (default 24), each at a point drawn
+//! The budget is fixed: `VAULT_KILL_POINTS` kills per row (default 16), each at a point drawn
 //! from a seeded generator over the span of an uninterrupted run of that row (measured
 //! first, so the points cover startup, the key derivation, the writes and the commit alike).
 //! The count of kill points run is printed (docs/TESTING.md records it).
@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 use rand::{Rng, SeedableRng};
 
 use common::{leftovers, noise, Ramfs, FAST_KDF};
+
 use hostile::*;
 
 /// A scene: a scratch installer (and workstation), a staging area when the row needs one.
@@ -48,16 +49,21 @@ impl Scene {
         c
     }
 
-    /// Everything the commands may change: the trees of [`Scratch::state`], the staging area
-    /// and the workstation's output folder.
+    /// Everything under the scratch folder and in the staging area, with types, modes,
+    /// owners and contents (directory sizes left out: a folder that held temporaries stays
+    /// larger).
     fn state(&self) -> BTreeMap<String, String> {
-        let mut all = self.s.state();
-        for (k, v) in snapshot(&self.s.path("out")) {
-            all.insert(format!("out{k}"), v);
-        }
+        let mut all = snapshot(self.s.dir.path());
         if let Some(r) = &self.ram {
             for (k, v) in snapshot(&r.path) {
                 all.insert(format!("staging{k}"), v);
+            }
+        }
+        for v in all.values_mut() {
+            if v.starts_with("dir ") {
+                if let Some((kept, _)) = v.rsplit_once(' ') {
+                    *v = kept.to_owned();
+                }
             }
         }
         all
@@ -69,12 +75,16 @@ struct Row {
     name: &'static str,
     /// Whether the row needs a ramfs staging area (root).
     stages: bool,
+    /// External tools the scene needs (a row without them is skipped, and fails in CI).
+    needs: &'static [&'static str],
     /// Prepares the scene (untimed).
     setup: fn(&Scene),
     /// The command to kill.
     command: fn(&Scene) -> Command,
-    /// Whether the scene holds the command's complete result.
+    /// Whether the scene holds the command's complete result, right after it exited 0.
     complete: fn(&Scene) -> Result<(), String>,
+    /// Whether the scene is as it must be after [`Row::finish`].
+    finished: fn(&Scene) -> Result<(), String>,
     /// Finishes the work after a kill: the same command again, or what the guide says next.
     /// Returns the outputs, each of which must be a success or an honest refusal.
     finish: fn(&Scene) -> Vec<Output>,
@@ -128,6 +138,18 @@ fn placed(sc: &Scene, stage: vault::manifest::Stage) -> Result<(), String> {
 fn all_placed(sc: &Scene) -> Result<(), String> {
     placed(sc, vault::manifest::Stage::Root)?;
     placed(sc, vault::manifest::Stage::Disk)
+}
+
+fn area_empty(sc: &Scene) -> Result<(), String> {
+    let left: Vec<_> = std::fs::read_dir(sc.staging()).unwrap().collect();
+    left.is_empty()
+        .then_some(())
+        .ok_or(format!("the staging area holds {left:?}"))
+}
+
+fn area_empty_and_all_placed(sc: &Scene) -> Result<(), String> {
+    all_placed(sc)?;
+    area_empty(sc)
 }
 
 fn unlock_args<'a>(sc: &'a Scene, extra: &[&'a str]) -> Command {
@@ -228,7 +250,8 @@ fn repack_scene(sc: &Scene) {
 }
 
 fn repack_cmd(sc: &Scene) -> Command {
-    let mut c = sc.vault(&[
+    // The new bundle keeps the old one's (cheap) key derivation settings.
+    sc.vault(&[
         "repack",
         "b.vault",
         "-o",
@@ -237,9 +260,8 @@ fn repack_cmd(sc: &Scene) -> Command {
         "pw",
         "--passphrase-file",
         "pw2",
-    ]);
-    c.args(FAST_KDF);
-    c
+        "--weak-passphrase",
+    ])
 }
 
 /// The same command once more, unless its result is already there (pack and repack refuse
@@ -259,9 +281,11 @@ const ROWS: &[Row] = &[
     Row {
         name: "unlock, streamed",
         stages: false,
+        needs: &[],
         setup: write_bundle,
         command: |sc| unlock_args(sc, &["--staging-memory", "0"]),
         complete: all_placed,
+        finished: all_placed,
         finish: |sc| {
             vec![unlock_args(sc, &["--staging-memory", "0"])
                 .output()
@@ -271,17 +295,21 @@ const ROWS: &[Row] = &[
     Row {
         name: "unlock, in memory",
         stages: false,
+        needs: &[],
         setup: write_bundle,
         command: |sc| unlock_args(sc, &[]),
         complete: all_placed,
+        finished: all_placed,
         finish: |sc| vec![unlock_args(sc, &[]).output().unwrap()],
     },
     Row {
         name: "unlock --force over existing files",
         stages: false,
+        needs: &[],
         setup: olds,
         command: |sc| unlock_args(sc, &["--force", "--staging-memory", "0"]),
         complete: all_placed,
+        finished: all_placed,
         finish: |sc| {
             vec![unlock_args(sc, &["--force", "--staging-memory", "0"])
                 .output()
@@ -291,6 +319,7 @@ const ROWS: &[Row] = &[
     Row {
         name: "unlock --stage disk",
         stages: true,
+        needs: &[],
         setup: write_bundle,
         command: |sc| {
             let mut c = unlock_args(sc, &["--stage", "disk", "--staging-dir"]);
@@ -305,6 +334,7 @@ const ROWS: &[Row] = &[
                 .then_some(())
                 .ok_or("nothing staged".into())
         },
+        finished: area_empty_and_all_placed,
         finish: |sc| {
             let mut out = Vec::new();
             if !sc.staging().join("staged").exists() {
@@ -320,18 +350,15 @@ const ROWS: &[Row] = &[
     Row {
         name: "place",
         stages: true,
+        needs: &[],
         setup: staged,
         command: |sc| {
             let mut c = sc.vault(&["place", "--root-not-mountpoint", "--staging-dir"]);
             c.arg(sc.staging()).arg("--root").arg(sc.s.mnt());
             c
         },
-        complete: |sc| {
-            all_placed(sc)?;
-            (std::fs::read_dir(sc.staging()).unwrap().count() == 0)
-                .then_some(())
-                .ok_or("the staging area is not empty".into())
-        },
+        complete: area_empty_and_all_placed,
+        finished: area_empty_and_all_placed,
         finish: |sc| {
             let mut c = sc.vault(&["place", "--root-not-mountpoint", "--staging-dir"]);
             c.arg(sc.staging()).arg("--root").arg(sc.s.mnt());
@@ -341,17 +368,15 @@ const ROWS: &[Row] = &[
     Row {
         name: "wipe",
         stages: true,
+        needs: &[],
         setup: staged,
         command: |sc| {
             let mut c = sc.vault(&["wipe", "--staging-dir"]);
             c.arg(sc.staging());
             c
         },
-        complete: |sc| {
-            (std::fs::read_dir(sc.staging()).unwrap().count() == 0)
-                .then_some(())
-                .ok_or("the staging area is not empty".into())
-        },
+        complete: area_empty,
+        finished: area_empty,
         finish: |sc| {
             let mut c = sc.vault(&["wipe", "--staging-dir"]);
             vec![c.arg(sc.staging()).output().unwrap()]
@@ -360,18 +385,206 @@ const ROWS: &[Row] = &[
     Row {
         name: "pack",
         stages: false,
+        needs: &[],
         setup: pack_scene,
         command: pack_cmd,
         complete: bundle_in_out,
+        finished: bundle_in_out,
         finish: |sc| again_unless(sc, bundle_in_out, pack_cmd),
     },
     Row {
         name: "repack",
         stages: false,
+        needs: &[],
         setup: repack_scene,
         command: repack_cmd,
         complete: bundle_in_out,
+        finished: bundle_in_out,
         finish: |sc| again_unless(sc, bundle_in_out, repack_cmd),
+    },
+];
+
+// --- rows beyond placement ------------------------------------------------------------------
+
+const SOPS_YAML: &str = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: secrets/.*\n    age:\n      - *admin\n";
+
+fn host_scene(sc: &Scene) {
+    std::fs::write(sc.s.path(".sops.yaml"), SOPS_YAML).unwrap();
+    std::fs::write(
+        sc.s.path("vault.toml"),
+        "version = 1\n[secrets]\nsops_config = \".sops.yaml\"\n",
+    )
+    .unwrap();
+}
+
+fn host_add(sc: &Scene) -> Command {
+    sc.vault(&["host", "add", "web1"])
+}
+
+/// `web1` is in vault.toml and .sops.yaml, with its key beside them, listed by `host list`.
+fn host_added(sc: &Scene) -> Result<(), String> {
+    let toml = std::fs::read_to_string(sc.s.path("vault.toml")).unwrap();
+    let sops = std::fs::read_to_string(sc.s.path(".sops.yaml")).unwrap();
+    let key = sc.s.path("hosts/web1/ssh_host_ed25519_key");
+    if !toml.contains("[hosts.web1]") || !sops.contains("web1") || !key.is_file() {
+        return Err(format!("web1 is not complete:\n{toml}\n{sops}"));
+    }
+    let o = sc.vault(&["host", "list"]).output().unwrap();
+    (o.status.success() && text(&o).contains("web1"))
+        .then_some(())
+        .ok_or_else(|| text(&o))
+}
+
+/// An agenix repo of 200 files encrypted to `old.txt`'s key, whose rules add a second key.
+fn rekey_scene(sc: &Scene) {
+    use secrecy::ExposeSecret;
+    let repo = sc.s.path("repo");
+    std::fs::create_dir(&repo).unwrap();
+    let old = age::x25519::Identity::generate();
+    let new = age::x25519::Identity::generate();
+    std::fs::write(
+        sc.s.path("old.txt"),
+        format!("{}\n", old.to_string().expose_secret()),
+    )
+    .unwrap();
+    let (o, n) = (old.to_public().to_string(), new.to_public().to_string());
+    let r: age::x25519::Recipient = o.parse().unwrap();
+    for i in 0..200 {
+        let enc =
+            age::Encryptor::with_recipients(std::iter::once(&r as &dyn age::Recipient)).unwrap();
+        let mut out = Vec::new();
+        let mut w = enc.wrap_output(&mut out).unwrap();
+        std::io::Write::write_all(&mut w, format!("secret {i}\n").as_bytes()).unwrap();
+        w.finish().unwrap();
+        std::fs::write(repo.join(format!("s{i}.age")), out).unwrap();
+    }
+    std::fs::write(
+        repo.join("secrets.nix"),
+        "let k = import ./keys.nix; in builtins.listToAttrs (builtins.genList (i: { name = \"s${toString i}.age\"; value.publicKeys = k; }) 200)\n",
+    )
+    .unwrap();
+    std::fs::write(repo.join("keys.nix"), format!("[ \"{o}\" \"{n}\" ]\n")).unwrap();
+    std::fs::write(
+        sc.s.path("vault.toml"),
+        "version = 1\n[secrets]\nagenix_rules = \"repo/secrets.nix\"\n",
+    )
+    .unwrap();
+}
+
+fn rekey(sc: &Scene) -> Command {
+    sc.vault(&["rekey", "-i", "old.txt"])
+}
+
+fn rekeyed(sc: &Scene) -> Result<(), String> {
+    let o = sc
+        .vault(&["rekey", "--check", "-i", "old.txt"])
+        .output()
+        .unwrap();
+    o.status.success().then_some(()).ok_or_else(|| text(&o))
+}
+
+/// An isohybrid installer image (32 MiB of contents, so that copying it takes a while).
+fn attach_scene(sc: &Scene) {
+    write_bundle(sc);
+    let tree = sc.s.path("tree");
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    std::fs::copy(
+        "/usr/lib/ISOLINUX/isolinux.bin",
+        tree.join("isolinux/isolinux.bin"),
+    )
+    .unwrap();
+    std::fs::write(tree.join("blob"), noise(32 << 20, 9)).unwrap();
+    let o = Command::new("xorriso")
+        .args([
+            "-as",
+            "mkisofs",
+            "-iso-level",
+            "3",
+            "-volid",
+            "nixos-minimal",
+        ])
+        .args([
+            "-eltorito-boot",
+            "isolinux/isolinux.bin",
+            "-eltorito-catalog",
+            "isolinux/boot.cat",
+        ])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-isohybrid-mbr",
+            "/usr/lib/ISOLINUX/isohdpfx.bin",
+            "-r",
+            "-o",
+        ])
+        .arg(sc.s.path("installer.iso"))
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::create_dir_all(sc.s.path("out")).unwrap();
+}
+
+fn attach(sc: &Scene) -> Command {
+    sc.vault(&[
+        "attach",
+        "--no-binary",
+        "--image",
+        "installer.iso",
+        "--bundle",
+        "b.vault",
+        "-o",
+        "out/stick.img",
+    ])
+}
+
+/// The image in `out/` (and nothing else there) carries the bundle: `vault inspect` opens it.
+fn attached(sc: &Scene) -> Result<(), String> {
+    let names: Vec<String> = std::fs::read_dir(sc.s.path("out"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    if names != ["stick.img"] {
+        return Err(format!("out/ holds {names:?}"));
+    }
+    let o = sc
+        .vault(&["inspect", "out/stick.img", "--passphrase-file", "pw"])
+        .output()
+        .unwrap();
+    o.status.success().then_some(()).ok_or_else(|| text(&o))
+}
+
+/// Rows for the commands outside placement that write: host add, rekey, attach. `keys
+/// convert` writes only to standard output, so it has no row.
+const MORE_ROWS: &[Row] = &[
+    Row {
+        name: "host add",
+        stages: false,
+        needs: &[],
+        setup: host_scene,
+        command: host_add,
+        complete: host_added,
+        finished: host_added,
+        finish: |sc| again_unless(sc, host_added, host_add),
+    },
+    Row {
+        name: "rekey (agenix)",
+        stages: false,
+        needs: &["nix-instantiate"],
+        setup: rekey_scene,
+        command: rekey,
+        complete: rekeyed,
+        finished: rekeyed,
+        finish: |sc| again_unless(sc, rekeyed, rekey),
+    },
+    Row {
+        name: "attach",
+        stages: false,
+        needs: &["xorriso"],
+        setup: attach_scene,
+        command: attach,
+        complete: attached,
+        finished: attached,
+        finish: |sc| again_unless(sc, attached, attach),
     },
 ];
 
@@ -393,6 +606,9 @@ fn nothing_left(sc: &Scene) -> Result<(), String> {
 }
 
 fn new_scene(row: &Row) -> Option<Scene> {
+    for t in row.needs {
+        common::require_tool(t)?;
+    }
     let ram = match row.stages {
         true => Some(Ramfs::new()?),
         false => None,
@@ -456,8 +672,14 @@ fn kill_once(
             "finished"
         }
         Some(c) if c > 128 => {
-            if sc.state() != before {
-                return Err(format!("exit {c}, but the scene changed\n{out}"));
+            let after = sc.state();
+            if after != before {
+                let changed: Vec<&String> = after
+                    .keys()
+                    .chain(before.keys())
+                    .filter(|k| after.get(*k) != before.get(*k))
+                    .collect();
+                return Err(format!("exit {c}, but these changed: {changed:?}\n{out}"));
             }
             "rolled back"
         }
@@ -474,7 +696,7 @@ fn kill_once(
             ));
         }
     }
-    (row.complete)(&sc).map_err(|e| format!("after a kill ({verdict}) and a rerun: {e}\n{out}"))?;
+    (row.finished)(&sc).map_err(|e| format!("after a kill ({verdict}) and a rerun: {e}\n{out}"))?;
     nothing_left(&sc).map_err(|e| format!("after a kill ({verdict}) and a rerun: {e}\n{out}"))?;
     Ok(verdict)
 }
@@ -483,7 +705,7 @@ fn campaign(rows: &[Row]) {
     let points: u64 = std::env::var("VAULT_KILL_POINTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(24);
+        .unwrap_or(16);
     let mut failures = Vec::new();
     let mut total = 0;
     for (r, row) in rows.iter().enumerate() {
@@ -496,7 +718,11 @@ fn campaign(rows: &[Row]) {
             total += 1;
             match kill_once(row, at, sig) {
                 Ok(v) => *seen.entry(v).or_default() += 1,
-                Err(e) => failures.push(format!("{}: {sig:?} at {at:?}: {e}", row.name)),
+                Err(e) => {
+                    let e = format!("{}: {sig:?} at {at:?}: {e}", row.name);
+                    eprintln!("BROKEN: {e}");
+                    failures.push(e);
+                }
             }
         }
         eprintln!(
@@ -516,4 +742,12 @@ fn campaign(rows: &[Row]) {
 #[test]
 fn every_command_that_writes_survives_kills_at_random_points() {
     campaign(ROWS);
+}
+
+/// host add, rekey and attach break these promises today (docs/TESTING.md, "Kill points"):
+/// run with `--ignored` to see where.
+#[test]
+#[ignore = "host add, rekey and attach do not hold these promises yet (docs/TESTING.md)"]
+fn more_commands_that_write_survive_kills_at_random_points() {
+    campaign(MORE_ROWS);
 }

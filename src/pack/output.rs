@@ -113,17 +113,16 @@ pub(crate) fn write_atomically(
     let _ = crate::stale::hold(&held);
     remove_stale_temps(&held, &dir, &prefix);
     let temp = dir.join(crate::stale::temp_name(&prefix));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| Error::io("cannot create", &temp, e))?;
-    // A signal removes it too (see crate::interrupt).
-    let guard = TempGuard(Some((
-        temp.clone(),
-        crate::interrupt::TempFile::register(&temp),
-    )));
+    // Created and registered in one step: a signal removes it too (see crate::interrupt).
+    let (file, registered) = crate::interrupt::TempFile::create(&temp, || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+    })
+    .map_err(|e| Error::io("cannot create", &temp, e))?;
+    let guard = TempGuard(Some((temp.clone(), registered)));
     let write_err = |e| Error::io("cannot write", &temp, e);
     // The KDF runs here, before any thread starts.
     let stream =

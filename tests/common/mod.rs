@@ -200,13 +200,18 @@ impl Drop for Ramfs {
     }
 }
 
-/// Every vault temporary or displaced original under `dir` (any depth): names with vault's
-/// `.vault-` marker.
+/// Every vault leftover under `dir` (any depth): temporaries (`….vault-….tmp`, and rekey's
+/// `.vault-rekey-…`), displaced originals (`.vault-….was.NAME`), staging folders. Not vault's
+/// own records (`.vault-rekey.json`).
 pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
     walkdir::WalkDir::new(dir)
         .into_iter()
         .filter_map(|e| e.ok())
-        .filter(|e| e.file_name().to_string_lossy().contains(".vault-"))
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            (n.contains(".vault-") && (n.ends_with(".tmp") || n.contains(".was.")))
+                || n.contains(".vault-rekey-")
+        })
         .map(|e| e.path().to_path_buf())
         .collect()
 }

@@ -37,9 +37,10 @@ fn next_seq() -> u64 {
 }
 
 fn stem() -> String {
+    static PID: OnceLock<u32> = OnceLock::new();
     format!(
         ".vault-{}-{:016x}-{:x}",
-        std::process::id(),
+        PID.get_or_init(std::process::id),
         run_id(),
         next_seq()
     )
@@ -210,7 +211,8 @@ mod tests {
                 target: "ssh_host_ed25519_key.tmp".into()
             }
         );
-        assert!(displaced_name(&"x".repeat(220)).is_none());
+        assert!(displaced_name(&"x".repeat(230)).is_none());
+        assert!(displaced_name(&"x".repeat(200)).is_some());
         assert_eq!(parse(".vault-0123456789abcdef.tmp", "").unwrap().pid, None);
         assert_eq!(parse(".vault-12-00ff.tmp", "").unwrap().run, None);
         for bad in [

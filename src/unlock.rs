@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::archive::read::{walk_pipelined, Sink};
+use crate::archive::read::{read_ahead, walk_pipelined, Sink};
 use crate::archive::{BundleManifest, Item, Kind, Limits};
 use crate::bundle::Payload;
 use crate::manifest::Stage;
@@ -167,7 +167,17 @@ fn unlock_inner<R: Read>(
         restored: Vec::new(),
         in_place: Default::default(),
     };
-    let walked = walk_pipelined(payload, name, &opts.limits, Some(&probe), &mut sink);
+    // Three threads: this one decrypts, a second decompresses, a third verifies and places
+    // (see walk_pipelined); the writer and its flusher are two more.
+    let walked = read_ahead(payload, |plain| {
+        walk_pipelined(plain, name, &opts.limits, Some(&probe), &mut sink)
+    })
+    .unwrap_or_else(|_| {
+        Err(Error::BadPayload {
+            path: name.to_path_buf(),
+            why: "the decompressing thread panicked".into(),
+        })
+    });
     let manifest = match walked {
         Ok(m) => m,
         Err(e) => {

@@ -1,6 +1,7 @@
 //! The read-only half of placement: what already stands in the way of the targets, found
 //! by the same no-follow walk as the writes, before anything is written.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -68,93 +69,124 @@ impl ConflictKind {
     }
 }
 
+/// The conflicts found so far, each path once.
+#[derive(Default)]
+struct Found {
+    out: Vec<Conflict>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Found {
+    fn push(&mut self, c: Conflict) {
+        if self.seen.insert(c.path.clone()) {
+            self.out.push(c);
+        }
+    }
+}
+
+/// Where the walk to a parent directory ended.
+struct Walk {
+    /// The deepest folder on the way that exists, and its path.
+    dir: OwnedFd,
+    deepest: String,
+    /// Whether a folder below `deepest` is missing (vault creates it; nothing below exists).
+    missing: bool,
+    /// Whether `dir` is append-only or immutable (asked once, when needed).
+    unwritable: Option<bool>,
+}
+
 impl Placer {
     /// Without writing anything: what stands at or in the way of placing these items. A path
-    /// in the way of several targets is listed once.
+    /// in the way of several targets is listed once. Each parent directory is walked once.
     pub fn check<'a>(&self, items: impl IntoIterator<Item = &'a Item>) -> Vec<Conflict> {
-        let mut out: Vec<Conflict> = Vec::new();
-        let mut push = |c: Conflict| {
-            if !out.iter().any(|o| o.path == c.path) {
-                out.push(c);
-            }
-        };
+        let mut found = Found::default();
+        // Parent path → its walk (`None`: something in the way, already reported).
+        let mut walks: HashMap<String, Option<Walk>> = HashMap::new();
         for item in items {
             let target = item.target.as_str();
             let is_dir = item.kind == Kind::Dir;
-            let Ok(mut dir) = rustix::io::dup(&self.root.fd) else {
+            let (parent, last) = super::split(target);
+            let walk = walks
+                .entry(parent.to_owned())
+                .or_insert_with(|| self.walk(parent, &mut found));
+            let Some(w) = walk else {
                 continue;
             };
-            let comps: Vec<&str> = target.trim_start_matches('/').split('/').collect();
-            let mut walked = String::new();
-            // The deepest folder that exists on the way: `dir`.
-            let mut deepest = String::new();
-            let mut missing = false;
-            let mut in_the_way = false;
-            for c in &comps[..comps.len() - 1] {
-                walked.push('/');
-                walked.push_str(c);
-                match rustix::fs::openat(
-                    &dir,
-                    *c,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => {
-                        dir = fd;
-                        deepest.clone_from(&walked);
-                    }
-                    Err(Errno::NOENT) => {
-                        missing = true; // will be created: nothing below can exist
-                        break;
-                    }
-                    Err(_) => {
-                        push(Conflict {
-                            path: self.display_path(&walked),
-                            what: ConflictKind::NotADirectory,
-                        });
-                        in_the_way = true;
-                        break;
-                    }
-                }
-            }
-            if in_the_way {
-                continue;
-            }
-            // Whether vault creates an entry in `dir` for this target (anything but a
+            // Whether vault creates an entry in the folder for this target (anything but a
             // directory that exists or a file already in place).
             let mut creates = true;
-            if !missing {
-                let last = comps[comps.len() - 1];
+            if !w.missing {
                 // Where a dry run's sweep would put an original back, judge the original.
                 let name = self.would_restore.get(target).map_or(last, String::as_str);
-                if let Ok(st) = rustix::fs::statat(&dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                if let Ok(st) = rustix::fs::statat(&w.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
                     let ft = FileType::from_raw_mode(st.st_mode);
                     let what = match (is_dir, ft) {
                         (true, FileType::Directory) => None,
                         (true, _) => Some(ConflictKind::NotADirectory),
                         (false, FileType::Directory) => Some(ConflictKind::IsADirectory),
-                        (false, FileType::RegularFile) if self.holds(&dir, name, &st, item) => {
+                        (false, FileType::RegularFile) if self.holds(&w.dir, name, &st, item) => {
                             Some(ConflictKind::InPlace)
                         }
                         (false, _) => Some(ConflictKind::Exists),
                     };
                     creates = matches!(what, Some(ConflictKind::Exists));
                     if let Some(what) = what {
-                        push(Conflict {
+                        found.push(Conflict {
                             path: self.display_path(target),
                             what,
                         });
                     }
                 }
             }
-            if creates && unwritable(&dir) {
-                push(Conflict {
-                    path: self.display_path(&deepest),
+            if creates && *w.unwritable.get_or_insert_with(|| unwritable(&w.dir)) {
+                found.push(Conflict {
+                    path: self.display_path(&w.deepest),
                     what: ConflictKind::Unwritable,
                 });
             }
         }
-        out
+        found.out
+    }
+
+    /// Walks to `parent` without following links or creating anything: the deepest folder
+    /// that exists, or `None` when a link or a non-directory is in the way (reported).
+    fn walk(&self, parent: &str, found: &mut Found) -> Option<Walk> {
+        let mut dir = rustix::io::dup(&self.root.fd).ok()?;
+        let mut walked = String::new();
+        let mut deepest = String::new();
+        let mut missing = false;
+        for c in parent.split('/').filter(|c| !c.is_empty()) {
+            walked.push('/');
+            walked.push_str(c);
+            match rustix::fs::openat(
+                &dir,
+                c,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    dir = fd;
+                    deepest.clone_from(&walked);
+                }
+                Err(Errno::NOENT) => {
+                    missing = true;
+                    break;
+                }
+                Err(_) => {
+                    found.push(Conflict {
+                        path: self.display_path(&walked),
+                        what: ConflictKind::NotADirectory,
+                    });
+                    return None;
+                }
+            }
+        }
+        Some(Walk {
+            dir,
+            deepest,
+            missing,
+            unwritable: None,
+        })
     }
 
     /// Whether the regular file `name` in `dir` holds exactly what `item` places: its mode,

@@ -97,19 +97,22 @@ impl Placer {
     fn commit_one(&mut self, p: &Pending) -> Result<()> {
         let (_, name) = split(&p.target);
         let d = &p.dir.fd;
-        let existing = rustix::fs::statat(d, name, AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| FileType::from_raw_mode(st.st_mode));
+        // Nearly always nothing is there: try that first, one system call per file.
+        let existing =
+            match rustix::fs::renameat_with(d, p.temp.as_str(), d, name, RenameFlags::NOREPLACE) {
+                Ok(()) => None,
+                Err(Errno::EXIST) => match rustix::fs::statat(d, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    Ok(st) => Some(FileType::from_raw_mode(st.st_mode)),
+                    Err(e) => return Err(self.io_error(&p.target, e)),
+                },
+                Err(e) => return Err(self.io_error(&p.target, e)),
+            };
         let refused = |why: &str, hint: &str| Error::Refused {
             why: format!("{} {why}", self.display_path(&p.target).display()),
             hint: Some(hint.into()),
         };
         let displaced = match existing {
-            None => {
-                rustix::fs::renameat_with(d, p.temp.as_str(), d, name, RenameFlags::NOREPLACE)
-                    .map_err(|e| self.io_error(&p.target, e))?;
-                None
-            }
+            None => None,
             Some(_) if !self.opts.force => {
                 return Err(refused(
                     "appeared while vault was placing files",
@@ -199,6 +202,9 @@ impl Placer {
     pub fn rollback(&mut self) -> Vec<PathBuf> {
         // Nothing may still be writing into a temporary this removes.
         let _ = self.drain_writer();
+        // Whether there is anything to undo (a placer used only to check and sweep has not).
+        let undid =
+            !(self.committed.is_empty() && self.pending.is_empty() && self.created_dirs.is_empty());
         let mut left = Vec::new();
         let in_dir = |dir: &Dir, name: &str| {
             self.root_path
@@ -233,7 +239,9 @@ impl Placer {
                 Err(_) => left.push(self.display_path(&c.target)),
             }
         }
-        let _ = syncfs(&self.root.fd);
+        if undid {
+            let _ = syncfs(&self.root.fd);
+        }
         self.finished = true;
         left
     }

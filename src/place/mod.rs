@@ -69,6 +69,8 @@ struct Dir {
     path: String,
     /// `(st_dev, st_ino)`, to tell at the commit whether the path still leads here.
     id: (u64, u64),
+    /// Set-group-ID: what is created here takes the folder's group, not the creator's.
+    setgid: bool,
 }
 
 impl Dir {
@@ -81,6 +83,7 @@ impl Dir {
             fd,
             path,
             id: file_id(&st),
+            setgid: st.st_mode & 0o2000 != 0,
         }))
     }
 }
@@ -148,6 +151,24 @@ fn split(target: &str) -> (&str, &str) {
         Some(0) | None => ("", target.trim_start_matches('/')),
         Some(i) => (&target[..i], &target[i + 1..]),
     }
+}
+
+/// This process's umask (read once: reading it means setting it).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
+        rustix::process::umask(old);
+        old.bits() as u32
+    })
+}
+
+/// Who owns what this process creates (in a folder without set-group-ID).
+fn creator() -> (u32, u32) {
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
 }
 
 /// Raises this process's limit of open files to what it may: a placement keeps every
@@ -341,19 +362,26 @@ impl Placer {
     ) -> Result<()> {
         let (dir, _) = self.parent(target)?;
         let temp = crate::stale::temp_name("");
+        // Created with its final permission bits when the umask keeps them all, and no
+        // special bits (which a change of owner would clear): then nothing is left to change
+        // afterwards. Otherwise 0600, and the owner then the mode are set before any byte.
+        let direct = mode & 0o7000 == 0 && mode & umask() == 0;
         let fd = rustix::fs::openat(
             &dir.fd,
             temp.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(if direct { mode as _ } else { 0o600 }),
         )
         .map_err(|e| self.io_error(target, e))?;
         self.pending.push(Pending {
             target: target.to_owned(),
-            dir,
+            dir: dir.clone(),
             temp,
         });
-        self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
+        let owned = !self.opts.chown || (!dir.setgid && (uid, gid) == creator());
+        if !(direct && owned) {
+            self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
+        }
         let file = File::from(fd);
         if self.writer.is_none() {
             let fs = rustix::io::dup(&self.root.fd).map_err(|e| self.io_error(target, e))?;
@@ -366,20 +394,25 @@ impl Placer {
             unreachable!("started above")
         };
         let copied = (|| {
-            writer.open(file, target).map_err(Stop::Write)?;
+            let mut file = Some(file);
             loop {
                 crate::interrupt::check().map_err(Stop::Interrupted)?;
                 let mut buf = writer.buffer();
-                let n = match data.read(&mut buf) {
-                    Ok(0) => {
-                        writer.unused(buf);
-                        return writer.close().map_err(Stop::Write);
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Stop::Read(e)),
-                };
-                writer.data(buf, n).map_err(Stop::Write)?;
+                let (n, end) = fill(data, &mut buf).map_err(Stop::Read)?;
+                match (file.take(), end) {
+                    // The whole file in one buffer.
+                    (Some(f), true) => return writer.whole(f, target, buf, n).map_err(Stop::Write),
+                    (Some(f), false) => writer.open(f, target).map_err(Stop::Write)?,
+                    (None, _) => {}
+                }
+                if n > 0 {
+                    writer.data(buf, n).map_err(Stop::Write)?;
+                } else {
+                    writer.unused(buf);
+                }
+                if end {
+                    return writer.close().map_err(Stop::Write);
+                }
             }
         })();
         copied.map_err(|stop| match stop {
@@ -420,6 +453,21 @@ impl Placer {
     pub fn root(&self) -> &Path {
         &self.root_path
     }
+}
+
+/// Reads from `data` until `buf` is full or `data` ends: how much, and whether it ended. A
+/// read interrupted by a signal is read again.
+fn fill(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut n = 0;
+    while n < buf.len() {
+        match data.read(&mut buf[n..]) {
+            Ok(0) => return Ok((n, true)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n, false))
 }
 
 fn open_dir(dir: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {

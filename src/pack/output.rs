@@ -12,7 +12,6 @@ use age_core::secrecy::SecretString;
 use super::{checks, recovery, PackPlan};
 use crate::archive::{self, write::Compression};
 use crate::bundle::{self, KdfParams};
-use crate::sync_behind::SyncBehind;
 use crate::{Error, Result};
 
 /// Settings for [`write_bundle`].
@@ -42,7 +41,7 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
 ///
 /// Three stages overlap (docs/BENCHMARKS.md): this thread reads, hashes and tars the files
 /// and feeds zstd, whose worker threads compress; a second thread encrypts the compressed
-/// stream and writes it, asking the kernel to start writing back every few MiB so that the
+/// stream and writes it, starting the write-back of every few MiB as it goes so that the
 /// final `fsync` has little left to wait for.
 pub fn write_bundle(
     plan: &PackPlan,
@@ -216,29 +215,25 @@ impl Write for ChunkSender {
     }
 }
 
-/// A file whose written data a second thread makes durable as it goes (see
-/// [`SyncBehind`]): an `fdatasync` every [`WRITEBACK_EVERY`] bytes.
+/// A file whose written data goes to the disk as it is written: every [`WRITEBACK_EVERY`]
+/// bytes its write-back is started (without waiting, see
+/// [`crate::sync_behind::start_writeback`]), so the disk works while the CPU compresses and
+/// encrypts, and the final `fsync` waits only for the tail. Write-back errors reach that
+/// `fsync`: the descriptor was opened before the first byte.
 pub(crate) struct Writeback {
     file: File,
-    behind: SyncBehind,
+    unsent: u64,
 }
 
-/// How much is written before a background sync of it is asked for.
-const WRITEBACK_EVERY: u64 = 16 << 20;
+/// How much is written before its write-back is started.
+const WRITEBACK_EVERY: u64 = 4 << 20;
 
 impl Writeback {
     pub(crate) fn new(file: File) -> Writeback {
-        let behind = match file.try_clone() {
-            Ok(f) => SyncBehind::start("vault-sync", WRITEBACK_EVERY, move || f.sync_data()),
-            Err(_) => SyncBehind::none(),
-        };
-        Writeback { file, behind }
+        Writeback { file, unsent: 0 }
     }
 
-    /// Waits for a background sync in progress and returns its error, if any; the caller's
-    /// `fsync` does the rest.
     pub(crate) fn into_file(self) -> std::io::Result<File> {
-        self.behind.finish()?;
         Ok(self.file)
     }
 }
@@ -246,7 +241,11 @@ impl Writeback {
 impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(data)?;
-        self.behind.wrote(n as u64);
+        self.unsent += n as u64;
+        if self.unsent >= WRITEBACK_EVERY {
+            crate::sync_behind::start_writeback(&self.file);
+            self.unsent = 0;
+        }
         Ok(n)
     }
 

@@ -3,12 +3,17 @@
 //!
 //! Creating each temporary, its owner and its mode stay on the caller's thread, in order;
 //! only the bytes move here, so the copy into the page cache overlaps the caller's
-//! decryption and hashing. Buffers travel back to the caller to be filled again: no
-//! allocation and no wiping per chunk, and every buffer is wiped once when dropped.
+//! decryption and hashing. A file that fits one buffer (most do) travels as one message.
+//! Buffers travel back to the caller to be filled again: no allocation and no wiping per
+//! chunk, and every buffer is wiped once when dropped.
 //!
-//! The commit must `syncfs` before the renames: every [`FLUSH_EVERY`] bytes written, a
-//! [`SyncBehind`] thread runs a `syncfs` early, so the disk writes while the CPU decrypts and
-//! the commit's own `syncfs` has only the tail left (docs/BENCHMARKS.md measures it).
+//! The commit must `syncfs` before the renames. So that it has only the tail left to wait
+//! for, the disk writes while the CPU decrypts: each file's write-back is started as soon as
+//! it is written (and every [`KICK_EVERY`] bytes of a large one), and every [`FLUSH_EVERY`]
+//! bytes a [`SyncBehind`] thread runs a `syncfs`, which also commits the file system's
+//! journal of the files created so far (docs/BENCHMARKS.md measures it). Starting write-back
+//! reports no error; the `syncfs` calls do, through the descriptor opened before the first
+//! byte.
 
 use std::fs::File;
 use std::io::{self, Write};

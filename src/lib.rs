@@ -55,6 +55,7 @@ pub mod prompt;
 pub mod rekey;
 pub mod secure_boot;
 pub mod staging;
+pub mod stale;
 pub mod sync_behind;
 pub mod unlock;
 

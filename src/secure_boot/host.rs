@@ -76,7 +76,8 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
     let dir = base.join(layout::host_dir_rel(&opts.name));
     let pki = base.join(layout::pki_rel(&opts.name));
     let parent = dir.parent().unwrap_or(&base).to_path_buf();
-    let swept = sweep(&parent);
+    // Held until the end of the run: a concurrent run sees this run's temporary as live.
+    let (_held, swept) = sweep(&parent);
     let placed = manifest
         .entries_for(&opts.name)
         .find(|e| e.source == pki)
@@ -151,7 +152,7 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
 
     let _polled = crate::interrupt::Polled::enter();
     std::fs::create_dir_all(&parent).map_err(|e| Error::io("cannot create", &parent, e))?;
-    let tmp = parent.join(crate::interrupt::temp_name(TEMP_PREFIX));
+    let tmp = parent.join(crate::stale::temp_name(TEMP_PREFIX));
     let written = (|| -> crate::Result<()> {
         layout::create_dir(&tmp)?;
         layout::write_pki(&tmp.join("pki"), &h)?;
@@ -235,7 +236,7 @@ fn rotate(
 
     let _polled = crate::interrupt::Polled::enter();
     let parent = dir.parent().unwrap_or(Path::new("."));
-    let tmp = parent.join(crate::interrupt::temp_name(TEMP_PREFIX));
+    let tmp = parent.join(crate::stale::temp_name(TEMP_PREFIX));
     let replaced = [pki.join("keys").join("db"), dir.join("auth")];
     let built = (|| -> crate::Result<()> {
         copy_tree_except(dir, &tmp, &replaced)?;
@@ -313,19 +314,24 @@ fn copy_tree_except(src: &Path, dst: &Path, skip: &[PathBuf]) -> Result<(), Erro
     Ok(())
 }
 
-/// Removes the temporary folders of runs that were killed (their process is gone).
-fn sweep(parent: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return Vec::new();
+/// Removes the temporary folders of runs that were killed (see [`crate::stale`]); returns
+/// `parent` held for this run.
+fn sweep(parent: &Path) -> (Option<crate::stale::HeldDir>, Vec<PathBuf>) {
+    let (Ok(held), Ok(entries)) = (
+        crate::stale::HeldDir::open(parent),
+        std::fs::read_dir(parent),
+    ) else {
+        return (None, Vec::new());
     };
-    entries
+    let swept = entries
         .filter_map(|e| e.ok())
         .filter(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|n| crate::interrupt::is_stale_temp(n, TEMP_PREFIX))
+                .is_some_and(|n| held.is_dead_temp(n, TEMP_PREFIX))
         })
         .map(|e| e.path())
         .filter(|p| std::fs::remove_dir_all(p).is_ok())
-        .collect()
+        .collect();
+    (Some(held), swept)
 }

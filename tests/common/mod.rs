@@ -183,3 +183,66 @@ pub fn fake_machine(dir: &Path, name: &str, uuid: &str, serial: &str, mac: &str)
     t.disk("vda", Bus::Pci, false, &[]).unwrap();
     root
 }
+
+/// A ramfs mounted (mode 0700) on a fresh folder, as the staging area of
+/// `vault unlock --stage disk` must be; unmounted when dropped. Needs root: `None` (skip, with
+/// a message) otherwise.
+pub struct Ramfs {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Ramfs {
+    pub fn new() -> Option<Ramfs> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIP: needs root to mount a ramfs");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ram");
+        std::fs::create_dir(&path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "ramfs", "-o", "mode=0700", "ramfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount ramfs");
+        Some(Ramfs { _dir: dir, path })
+    }
+}
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Every vault leftover under `dir` (any depth): temporaries (`….vault-….tmp`, and rekey's
+/// `.vault-rekey-…`), displaced originals (`.vault-….was.NAME`), staging folders. Not vault's
+/// own records (`.vault-rekey.json`).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            (n.contains(".vault-") && (n.ends_with(".tmp") || n.contains(".was.")))
+                || n.contains(".vault-rekey-")
+        })
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// Incompressible bytes (xorshift32), so zstd cannot shrink the work a test relies on.
+pub fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
+}

@@ -1,7 +1,7 @@
 //! Runs one guide: its blocks in order, on the workstation shell or the booted installer, as
 //! the directives before each block say (tests/guides/markup.rs).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,7 +32,16 @@ pub struct Runner {
     /// The target disk of the last installer session.
     last_target: Option<PathBuf>,
     replayed: BTreeSet<String>,
-    ran_ids: BTreeSet<String>,
+    /// Blocks a `first` ran before their turn: (guide, line).
+    ran_early: BTreeSet<(String, usize)>,
+    /// For each `paste` placeholder, the value last printed in this run.
+    printed: BTreeMap<&'static str, String>,
+    /// The `on the installer:` command the last `vault attach` printed.
+    attach_command: Option<String>,
+    /// `cheap-kdf`: pack and repack with markup::CHEAP_KDF.
+    cheap_kdf: bool,
+    /// Installer boots so far.
+    pub boots: usize,
     pub skipped: Vec<String>,
 }
 
@@ -94,7 +103,11 @@ impl Runner {
             installer: None,
             last_target: None,
             replayed: BTreeSet::new(),
-            ran_ids: BTreeSet::new(),
+            ran_early: BTreeSet::new(),
+            printed: BTreeMap::new(),
+            attach_command: None,
+            cheap_kdf: false,
+            boots: 0,
             skipped: Vec::new(),
         }
     }
@@ -127,7 +140,9 @@ impl Runner {
     fn end_installer(&mut self) {
         if let Some(i) = self.installer.take() {
             let target = i.target.clone();
+            let up = i.up();
             i.power_off();
+            say(&format!("installer powered off, {up:.0} s after it started"));
             self.last_target = Some(target);
         }
     }
@@ -142,6 +157,21 @@ impl Runner {
     pub fn run_guide(&mut self, guide: &str, replay: bool) {
         let blocks = parse(guide);
         let prompted = prompted(&blocks);
+        if !replay {
+            // Before the guides it builds on replay: their bundles are the ones it boots.
+            for b in &blocks {
+                for d in &b.directives {
+                    if let Directive::CheapKdf(r) = d {
+                        self.cheap_kdf = true;
+                        self.skipped.push(format!(
+                            "{guide}:{}: every `vault pack` and `vault repack` with {} — {r}",
+                            b.line,
+                            markup::CHEAP_KDF.join(" ")
+                        ));
+                    }
+                }
+            }
+        }
         for b in &blocks {
             self.block(guide, &blocks, b, prompted, replay);
         }
@@ -164,13 +194,12 @@ impl Runner {
                         self.run_guide(g, true);
                     }
                 }
-                Directive::First(id, _) if !self.ran_ids.contains(id) => {
-                    let other = blocks
-                        .iter()
-                        .find(|x| x.id() == Some(id.as_str()))
-                        .expect("checked by every_guide_block_is_run_or_marked");
-                    self.ran_ids.insert(id.clone());
-                    self.exec(guide, other, prompted, replay);
+                Directive::First(id, _) => {
+                    for other in blocks.iter().filter(|x| x.id() == Some(id.as_str())) {
+                        if self.ran_early.insert((guide.to_owned(), other.line)) {
+                            self.exec(guide, other, prompted, replay);
+                        }
+                    }
                 }
                 Directive::Provide(names, r) => {
                     if !replay {
@@ -184,10 +213,8 @@ impl Runner {
                 _ => {}
             }
         }
-        if let Some(id) = b.id() {
-            if !self.ran_ids.insert(id.to_owned()) {
-                return; // ran before the block that needed it
-            }
+        if self.ran_early.contains(&(guide.to_owned(), b.line)) {
+            return; // ran before the block that needed it
         }
         self.exec(guide, b, prompted, replay);
     }
@@ -196,13 +223,26 @@ impl Runner {
         let at = format!("{guide}:{}", b.line);
         for d in &b.directives {
             match d {
-                Directive::File(p) => std::fs::write(self.expand(p), &b.text).unwrap(),
+                Directive::File(p) => {
+                    std::fs::write(self.expand(p), self.pasted(&at, b, &b.text)).unwrap()
+                }
                 Directive::Append(p) => {
                     let path = self.expand(p);
                     let mut text = std::fs::read_to_string(&path).unwrap();
                     text.push('\n');
-                    text.push_str(&b.text);
+                    text.push_str(&self.pasted(&at, b, &b.text));
                     std::fs::write(&path, text).unwrap();
+                }
+                Directive::InsertAfter(p, line) => {
+                    let path = self.expand(p);
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let mut lines: Vec<&str> = text.lines().collect();
+                    let at_line = lines.iter().position(|l| l.trim() == line).unwrap_or_else(|| {
+                        panic!("{at}: {} has no line `{line}` to insert after:\n{text}", path.display())
+                    });
+                    let block = self.pasted(&at, b, &b.text);
+                    lines.insert(at_line + 1, block.trim_end());
+                    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
                 }
                 _ => {}
             }
@@ -261,12 +301,14 @@ impl Runner {
                     continue;
                 }
             }
-            let text = if c.text.contains("/dev/sdX") {
+            let mut text = self.pasted(&at, b, &c.text);
+            if text.contains("/dev/sdX") {
                 let dev = self.stick();
-                c.text.replace("/dev/sdX", &dev)
-            } else {
-                c.text.clone()
-            };
+                text = text.replace("/dev/sdX", &dev);
+            }
+            if self.cheap_kdf {
+                text = cheap_kdf(&text);
+            }
             say(&format!("{guide}:{}: $ {text}", c.line));
             let ran = self.shell.run(&text, &extra, COMMAND_TIMEOUT);
             let want = if n == last { b.expected_exit() } else { 0 };
@@ -276,6 +318,7 @@ impl Runner {
                 c.line, ran.code, ran.output
             );
             check_shown(guide, c, &ran.output);
+            self.remember_printed(&ran.output);
             self.track_medium(&text, &ran.cwd);
         }
         if source_tree {
@@ -333,7 +376,13 @@ impl Runner {
             m.path.display(),
             m.attach
         ));
+        let started = std::time::Instant::now();
         self.installer = Some(Installer::boot(&m, self.scratch.path(), PASSPHRASE));
+        self.boots += 1;
+        say(&format!(
+            "booted: its shell after {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
     }
 
     fn on_installer(&mut self, at: &str, b: &Block, commands: &[markup::Command]) {
@@ -350,15 +399,65 @@ impl Runner {
                     continue;
                 }
             }
-            say(&format!("{at} (line {}): installer# {}", c.line, c.text));
+            let text = self.pasted(at, b, &c.text);
+            if b.pastes().any(|p| p == "SHA256") && text.contains("sha256sum -c") {
+                let printed = self
+                    .attach_command
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{at}: no `vault attach` printed a command to type"));
+                assert!(
+                    text.starts_with(printed),
+                    "{at} (line {}): the guide's command is not the one `vault attach` printed:\n  guide:   {text}\n  printed: {printed}",
+                    c.line
+                );
+            }
+            say(&format!("{at} (line {}): installer# {text}", c.line));
             let i = self.installer.as_mut().expect("booted");
-            let (code, output) = i.run(&c.text);
+            let (code, output) = i.run(&text);
             assert_eq!(
                 code, 0,
-                "{at} (line {}): `{}` exited with {code} on the installer; the console showed:\n{output}",
-                c.line, c.text
+                "{at} (line {}): `{text}` exited with {code} on the installer; the console showed:\n{output}",
+                c.line
             );
             check_shown(at, c, &output);
+        }
+        if let Some(file) = b.carried() {
+            let i = self.installer.as_mut().expect("booted");
+            let bytes = i.fetch(file);
+            std::fs::write(self.shell.cwd().join(file), bytes).unwrap();
+        }
+    }
+
+    /// `text` with each placeholder this block pastes replaced by the value printed last.
+    fn pasted(&self, at: &str, b: &Block, text: &str) -> String {
+        let mut out = text.to_owned();
+        for p in b.pastes() {
+            if out.contains(p) {
+                let v = self
+                    .printed
+                    .get(p)
+                    .unwrap_or_else(|| panic!("{at}: nothing printed a value for {p} before"));
+                out = out.replace(p, v);
+            }
+        }
+        out
+    }
+
+    /// Keeps what a reader could copy from `output` (markup::PASTES), and the command a
+    /// `vault attach` printed for the installer.
+    fn remember_printed(&mut self, output: &str) {
+        for (name, re) in markup::PASTES {
+            let re = regex::Regex::new(re).unwrap();
+            if let Some(v) = re.captures_iter(output).last() {
+                self.printed.insert(name, v[1].to_owned());
+            }
+        }
+        if let Some(cmd) = output
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("on the installer: "))
+            .last()
+        {
+            self.attach_command = Some(cmd.to_owned());
         }
     }
 
@@ -395,6 +494,15 @@ impl Runner {
             other => worlds::apply(other, &self.shell.home, &self.shell.cwd()),
         }
     }
+}
+
+/// `vault pack` and `vault repack` with markup::CHEAP_KDF (`cheap-kdf`).
+fn cheap_kdf(cmd: &str) -> String {
+    let re = regex::Regex::new(r"\bvault (pack|repack)\b").unwrap();
+    re.replace_all(cmd, |c: &regex::Captures| {
+        format!("vault {} {}", &c[1], markup::CHEAP_KDF.join(" "))
+    })
+    .into_owned()
 }
 
 /// Every line the guide shows after a command appears in what it printed.

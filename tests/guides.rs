@@ -120,12 +120,6 @@ fn skipped_blocks(guide: &str) -> Vec<String> {
                     out.push(format!("{guide}:{}: block {id} first — {r}", b.line))
                 }
                 Directive::Paste(p, r) => out.push(format!("{guide}:{}: pasted {p} — {r}", b.line)),
-                Directive::Carry(f, r) => out.push(format!("{guide}:{}: carried {f} — {r}", b.line)),
-                Directive::CheapKdf(r) => out.push(format!(
-                    "{guide}:{}: every `vault pack` and `vault repack` with {} — {r}",
-                    b.line,
-                    markup::CHEAP_KDF.join(" ")
-                )),
                 _ => {}
             }
         }
@@ -152,16 +146,13 @@ fn every_guide_block_is_run_or_marked() {
                         "{g}:{}: no guide {other}",
                         b.line
                     ),
-                    Directive::File(_) | Directive::Append(_) | Directive::InsertAfter(..) => assert!(
-                        !b.is_shell(),
-                        "{g}:{}: file/append/insert-after is for non-shell blocks",
-                        b.line
-                    ),
-                    Directive::Carry(..) => assert!(
-                        b.installer(),
-                        "{g}:{}: carry is for installer blocks",
-                        b.line
-                    ),
+                    Directive::File(_) | Directive::Append(_) | Directive::InsertAfter(..) => {
+                        assert!(
+                            !b.is_shell(),
+                            "{g}:{}: file/append/insert-after is for non-shell blocks",
+                            b.line
+                        )
+                    }
                     Directive::Paste(p, _) => assert!(
                         b.text.contains(p.as_str()),
                         "{g}:{}: pastes {p}, which the block does not hold",

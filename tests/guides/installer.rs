@@ -32,20 +32,6 @@ pub struct Installer {
     passphrase: String,
 }
 
-/// What every guest says about itself: the reader's laptop, the one machine every guide
-/// installs (fleet.md records and recognises it). RFC 7042's documentation MAC range is
-/// universally administered and unicast, so it is not a placeholder.
-pub const LAPTOP: &[&str] = &[
-    "-smbios",
-    "type=1,uuid=3c6d1a52-7e0b-4f8e-9a41-5d2c8b7e6f10,serial=LAPTOP-5Z8BQ53",
-    "-nic",
-    "none",
-    "-netdev",
-    "user,id=n0,restrict=on",
-    "-device",
-    "virtio-net-pci,mac=00:00:5e:00:53:10,netdev=n0",
-];
-
 /// Whole boots, with a key derivation of 1 GiB emulated: a loaded 2-core machine needs time.
 const TIMEOUT: Duration = Duration::from_secs(1500);
 
@@ -119,7 +105,6 @@ impl Installer {
             "-drive".into(),
             format!("file={},format=raw,if=virtio", target.display()),
         ]);
-        args.extend(LAPTOP.iter().map(|s| s.to_string()));
         let mut guest = Guest::boot(&args);
         guest.timeout = TIMEOUT;
         let mut i = Installer {
@@ -175,22 +160,6 @@ impl Installer {
             let p = self.passphrase.clone();
             self.guest.type_line(&p);
         }
-    }
-
-    /// The bytes of `path` on the installer, read off its console (text files: the console
-    /// turns line ends into CR LF, which are turned back).
-    pub fn fetch(&mut self, path: &str) -> Vec<u8> {
-        // The arithmetic keeps the typed line's echo from matching the markers.
-        let (code, out) = self.run(&format!(
-            "echo \"gt-begin-$((6*7))\"; cat '{path}'; echo \"gt-end-$((6*7))\""
-        ));
-        assert_eq!(code, 0, "cat {path} on the installer:\n{out}");
-        let text = out
-            .split("gt-begin-42\n")
-            .nth(1)
-            .and_then(|r| r.split("gt-end-42").next())
-            .unwrap_or_else(|| panic!("no {path} in:\n{out}"));
-        text.as_bytes().to_vec()
     }
 
     /// Seconds since qemu started.

@@ -31,12 +31,6 @@
 //! - `insert-after PATH LINE…`: a non-shell block is inserted into PATH after its first line
 //!   equal to LINE (e.g. a top-level setting of `vault.toml`, which must come before its
 //!   tables).
-//! - `carry FILE — R`: after this installer block, FILE (written on the installer) is copied
-//!   into the workstation's current folder, as the reader carries it over.
-//! - `cheap-kdf — R`: for this guide's run (the guides it builds on included), every
-//!   `vault pack` and `vault repack` gets [`CHEAP_KDF`]: the same code path, a fraction of the
-//!   1 GiB Argon2id under QEMU's emulation. Only for guides whose text says nothing that
-//!   depends on the KDF's cost.
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Directive {
@@ -55,8 +49,6 @@ pub enum Directive {
     First(String, String),
     Paste(String, String),
     InsertAfter(String, String),
-    Carry(String, String),
-    CheapKdf(String),
 }
 
 /// Placeholders a `paste` may name, and where the value comes from: the first group of the
@@ -67,11 +59,6 @@ pub const PASTES: &[(&str, &str)] = &[
     // An age recipient on a line of its own, as `age-keygen -y` prints it.
     ("age1…", r"(?m)^(age1[02-9ac-hj-np-z]{58})\s*$"),
 ];
-
-/// What `cheap-kdf` adds to `vault pack` and `vault repack`: 64 MiB instead of 1 GiB (the
-/// flags a reader would give for an installer with little memory). A bundle this weak is
-/// refused without `--weak-kdf`, and its passphrase is judged against this cost.
-pub const CHEAP_KDF: &[&str] = &["--kdf-memory", "64", "--weak-kdf"];
 
 /// A fenced block of a guide, with the directives before it.
 #[derive(Debug, Clone)]
@@ -127,13 +114,6 @@ impl Block {
     pub fn pastes(&self) -> impl Iterator<Item = &str> {
         self.directives.iter().filter_map(|d| match d {
             Directive::Paste(p, _) => Some(p.as_str()),
-            _ => None,
-        })
-    }
-
-    pub fn carried(&self) -> Option<&str> {
-        self.directives.iter().find_map(|d| match d {
-            Directive::Carry(f, _) => Some(f.as_str()),
             _ => None,
         })
     }
@@ -194,15 +174,15 @@ fn directive(text: &str) -> Result<Directive, String> {
         "paste" => {
             let p = one(&args)?;
             if !PASTES.iter().any(|(n, _)| *n == p) {
-                return Err(format!("paste: no placeholder {p} (tests/guides/markup.rs, PASTES)"));
+                return Err(format!(
+                    "paste: no placeholder {p} (tests/guides/markup.rs, PASTES)"
+                ));
             }
             Directive::Paste(p, need(reason)?)
         }
         "insert-after" if args.len() >= 2 => {
             Directive::InsertAfter(args[0].clone(), args[1..].join(" "))
         }
-        "carry" => Directive::Carry(one(&args)?, need(reason)?),
-        "cheap-kdf" if args.is_empty() => Directive::CheapKdf(need(reason)?),
         other => return Err(format!("unknown directive `{other}`")),
     })
 }

@@ -23,6 +23,42 @@ impl Drop for Loop {
     }
 }
 
+/// The backing file of the reader's USB stick, in the scratch folder.
+const STICK: &str = "stick.raw";
+/// What of the scratch folder makes a guide's world: the reader's home, the shell's folder and
+/// variables, the stick.
+const WORLD: &[&str] = &["home", ".cwd", ".exports", STICK];
+
+/// What a replay of a guide left.
+struct World {
+    dir: tempfile::TempDir,
+    /// The scratch folder it ran in.
+    from: String,
+    names: Vec<String>,
+    /// The last stick or image written, and whether it is the stick.
+    medium: Option<(Medium, bool)>,
+    printed: BTreeMap<&'static str, String>,
+    attach_command: Option<String>,
+}
+
+static WORLDS: std::sync::Mutex<BTreeMap<String, World>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// `names` from folder `from` into folder `to`, as they are (sparse files stay sparse).
+fn copy(from: &Path, names: &[&str], to: &Path) {
+    let o = Command::new("cp")
+        .args(["-a", "--reflink=auto", "--sparse=always"])
+        .args(names.iter().map(|n| from.join(n)))
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cp {names:?} into {}: {}",
+        to.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 pub struct Runner {
     scratch: tempfile::TempDir,
     shell: Shell,
@@ -38,8 +74,6 @@ pub struct Runner {
     printed: BTreeMap<&'static str, String>,
     /// The `on the installer:` command the last `vault attach` printed.
     attach_command: Option<String>,
-    /// `cheap-kdf`: pack and repack with markup::CHEAP_KDF.
-    cheap_kdf: bool,
     /// Installer boots so far.
     pub boots: usize,
     pub skipped: Vec<String>,
@@ -106,19 +140,23 @@ impl Runner {
             ran_early: BTreeSet::new(),
             printed: BTreeMap::new(),
             attach_command: None,
-            cheap_kdf: false,
             boots: 0,
             skipped: Vec::new(),
         }
     }
 
-    /// A loop device over a fresh 256 MiB file: the reader's USB stick.
+    /// A loop device over a 256 MiB file: the reader's USB stick (empty, or as a copied world
+    /// left it).
     fn stick(&mut self) -> String {
         if let Some(l) = self.loops.first() {
             return l.dev.clone();
         }
-        let backing = self.scratch.path().join("stick.raw");
-        std::fs::File::create(&backing)
+        let backing = self.scratch.path().join(STICK);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&backing)
             .unwrap()
             .set_len(256 << 20)
             .unwrap();
@@ -137,12 +175,89 @@ impl Runner {
         dev
     }
 
+    /// Nothing has run yet: what a replay leaves is then the guide's world alone.
+    fn fresh(&self) -> bool {
+        self.medium.is_none()
+            && self.printed.is_empty()
+            && std::fs::read_dir(&self.shell.home)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+    }
+
+    /// Keeps what the replay of `guide` left, for the next guide of this test process that
+    /// builds on it: the replay is the same every time, and each guide gets its own copy.
+    fn keep(&mut self, guide: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = self.scratch.path();
+        let names: Vec<&str> = WORLD
+            .iter()
+            .copied()
+            .filter(|n| scratch.join(n).exists())
+            .collect();
+        copy(scratch, &names, dir.path());
+        let medium = self.medium.clone().map(|m| {
+            let on_stick = self
+                .loops
+                .first()
+                .is_some_and(|l| m.path == Path::new(&l.dev));
+            (m, on_stick)
+        });
+        let mut kept = WORLDS.lock().unwrap_or_else(|e| e.into_inner());
+        kept.insert(
+            guide.to_owned(),
+            World {
+                dir,
+                from: scratch.to_str().unwrap().to_owned(),
+                names: names.iter().map(|n| n.to_string()).collect(),
+                medium,
+                printed: self.printed.clone(),
+                attach_command: self.attach_command.clone(),
+            },
+        );
+    }
+
+    /// Starts from a copy of what a replay of `guide` left, if one was kept and nothing has
+    /// run here yet.
+    fn restore(&mut self, guide: &str) -> bool {
+        if !self.fresh() {
+            return false;
+        }
+        let kept = WORLDS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = kept.get(guide) else {
+            return false;
+        };
+        let scratch = self.scratch.path().to_owned();
+        let names: Vec<&str> = w.names.iter().map(String::as_str).collect();
+        copy(w.dir.path(), &names, &scratch);
+        // The shell's folder and exported variables name the scratch folder they ran in.
+        let to = scratch.to_str().unwrap();
+        for f in [".cwd", ".exports"] {
+            let path = scratch.join(f);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                std::fs::write(&path, text.replace(&w.from, to)).unwrap();
+            }
+        }
+        self.printed = w.printed.clone();
+        self.attach_command = w.attach_command.clone();
+        self.medium = w.medium.clone().map(|(m, on_stick)| {
+            let path = if on_stick {
+                PathBuf::from(self.stick())
+            } else {
+                PathBuf::from(m.path.to_str().unwrap().replace(&w.from, to))
+            };
+            Medium { path, ..m }
+        });
+        true
+    }
+
     fn end_installer(&mut self) {
         if let Some(i) = self.installer.take() {
             let target = i.target.clone();
             let up = i.up();
             i.power_off();
-            say(&format!("installer powered off, {up:.0} s after it started"));
+            say(&format!(
+                "installer powered off, {up:.0} s after it started"
+            ));
             self.last_target = Some(target);
         }
     }
@@ -157,21 +272,6 @@ impl Runner {
     pub fn run_guide(&mut self, guide: &str, replay: bool) {
         let blocks = parse(guide);
         let prompted = prompted(&blocks);
-        if !replay {
-            // Before the guides it builds on replay: their bundles are the ones it boots.
-            for b in &blocks {
-                for d in &b.directives {
-                    if let Directive::CheapKdf(r) = d {
-                        self.cheap_kdf = true;
-                        self.skipped.push(format!(
-                            "{guide}:{}: every `vault pack` and `vault repack` with {} — {r}",
-                            b.line,
-                            markup::CHEAP_KDF.join(" ")
-                        ));
-                    }
-                }
-            }
-        }
         for b in &blocks {
             self.block(guide, &blocks, b, prompted, replay);
         }
@@ -190,8 +290,18 @@ impl Runner {
                         .find(|x| x.ends_with(other.as_str()))
                         .expect("a known guide");
                     if self.replayed.insert(g.to_string()) {
-                        say(&format!("{at}: first the workstation blocks of {g}"));
-                        self.run_guide(g, true);
+                        if self.restore(g) {
+                            say(&format!(
+                                "{at}: first the world the workstation blocks of {g} left (run once in this test process, copied)"
+                            ));
+                        } else {
+                            say(&format!("{at}: first the workstation blocks of {g}"));
+                            let fresh = self.fresh();
+                            self.run_guide(g, true);
+                            if fresh {
+                                self.keep(g);
+                            }
+                        }
                     }
                 }
                 Directive::First(id, _) => {
@@ -237,9 +347,16 @@ impl Runner {
                     let path = self.expand(p);
                     let text = std::fs::read_to_string(&path).unwrap();
                     let mut lines: Vec<&str> = text.lines().collect();
-                    let at_line = lines.iter().position(|l| l.trim() == line).unwrap_or_else(|| {
-                        panic!("{at}: {} has no line `{line}` to insert after:\n{text}", path.display())
-                    });
+                    let at_line =
+                        lines
+                            .iter()
+                            .position(|l| l.trim() == line)
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "{at}: {} has no line `{line}` to insert after:\n{text}",
+                                    path.display()
+                                )
+                            });
                     let block = self.pasted(&at, b, &b.text);
                     lines.insert(at_line + 1, block.trim_end());
                     std::fs::write(&path, lines.join("\n") + "\n").unwrap();
@@ -305,9 +422,6 @@ impl Runner {
             if text.contains("/dev/sdX") {
                 let dev = self.stick();
                 text = text.replace("/dev/sdX", &dev);
-            }
-            if self.cheap_kdf {
-                text = cheap_kdf(&text);
             }
             say(&format!("{guide}:{}: $ {text}", c.line));
             let ran = self.shell.run(&text, &extra, COMMAND_TIMEOUT);
@@ -421,11 +535,6 @@ impl Runner {
             );
             check_shown(at, c, &output);
         }
-        if let Some(file) = b.carried() {
-            let i = self.installer.as_mut().expect("booted");
-            let bytes = i.fetch(file);
-            std::fs::write(self.shell.cwd().join(file), bytes).unwrap();
-        }
     }
 
     /// `text` with each placeholder this block pastes replaced by the value printed last.
@@ -494,15 +603,6 @@ impl Runner {
             other => worlds::apply(other, &self.shell.home, &self.shell.cwd()),
         }
     }
-}
-
-/// `vault pack` and `vault repack` with markup::CHEAP_KDF (`cheap-kdf`).
-fn cheap_kdf(cmd: &str) -> String {
-    let re = regex::Regex::new(r"\bvault (pack|repack)\b").unwrap();
-    re.replace_all(cmd, |c: &regex::Captures| {
-        format!("vault {} {}", &c[1], markup::CHEAP_KDF.join(" "))
-    })
-    .into_owned()
 }
 
 /// Every line the guide shows after a command appears in what it printed.

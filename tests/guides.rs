@@ -58,8 +58,14 @@ const GUIDES: &[&str] = &[
 ];
 
 /// Writes past the test harness's capture: the list of skipped blocks belongs in every log.
+/// Each line carries the seconds since the first one: where the time of a run goes.
 fn say(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let t = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    let _ = writeln!(std::io::stderr(), "[{t:>5} s] {text}");
 }
 
 fn parse(guide: &str) -> Vec<Block> {

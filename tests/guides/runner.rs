@@ -563,8 +563,8 @@ impl Runner {
         }
         if let Some(cmd) = output
             .lines()
-            .filter_map(|l| l.trim().strip_prefix("on the installer: "))
-            .last()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("on the installer: "))
         {
             self.attach_command = Some(cmd.to_owned());
         }

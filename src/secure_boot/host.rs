@@ -5,7 +5,8 @@
 //! ends the run). The new folder is written under a temporary name and renamed into place
 //! (`--rotate`: exchanged with the old one in one `renameat2(RENAME_EXCHANGE)`), so the host
 //! folder never holds half a hierarchy; a run killed before that leaves only the temporary,
-//! which the next run removes.
+//! which the next run removes. A new entry in `vault.toml` is written just before that rename,
+//! so a run killed between the two leaves an entry without keys, which the next run fills in.
 
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
@@ -61,6 +62,32 @@ pub struct Outcome {
     pub swept: Vec<PathBuf>,
 }
 
+/// Checks a `--pki-bundle` before anything is written: a target vault can place (absolute,
+/// normalized, no control characters), outside the Nix store (lanzaboote's option type refuses
+/// store paths, and a private key has no place there), and free of the characters that would
+/// make the printed `pkiBundle = "…";` line, or lanzaboote's shell commands that quote it,
+/// name another path.
+pub fn check_pki_bundle(path: &str) -> Result<(), Error> {
+    let bad = |why| {
+        Err(Error::PkiBundle {
+            path: path.to_string(),
+            why,
+        })
+    };
+    if let Err(why) = crate::manifest::check_target(path) {
+        return bad(why);
+    }
+    if path == "/nix/store" || path.starts_with("/nix/store/") {
+        return bad(
+            "is in the Nix store, which every user can read; lanzaboote refuses a pkiBundle there",
+        );
+    }
+    if path.contains(['"', '\\', '$', '\'', '`']) {
+        return bad("contains a quote, backslash, $ or backtick, which Nix strings and lanzaboote's shell commands would read as something else");
+    }
+    Ok(())
+}
+
 /// Generates (or with `rotate`, replaces the db key of) `opts.name`'s Secure Boot keys. The
 /// host must be in the manifest.
 pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
@@ -112,12 +139,32 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
     }
 
     // The manifest edit is computed (and validated) before the slow key generation.
+    if let Some(p) = &opts.pki_bundle {
+        check_pki_bundle(p)?;
+    }
     let target = opts
         .pki_bundle
         .clone()
         .unwrap_or_else(|| DEFAULT_PKI_BUNDLE.to_string());
     let new_manifest = match &placed {
-        Some(_) => None,
+        Some(t) => {
+            if opts.pki_bundle.as_ref().is_some_and(|p| p != t) {
+                let line = manifest
+                    .entries_for(&opts.name)
+                    .find(|e| e.source == pki)
+                    .map_or(0, |e| e.line);
+                return Err(hosts::Error::Edit {
+                    path: opts.manifest.clone(),
+                    message: format!(
+                        "line {line}: host {} already places {} at {t}, not at {target}; change that entry's target (or leave out --pki-bundle)",
+                        opts.name,
+                        layout::pki_rel(&opts.name)
+                    ),
+                }
+                .into());
+            }
+            None
+        }
         None => {
             if let Some(e) = manifest
                 .entries_for(&opts.name)
@@ -137,12 +184,8 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
             let mut entry = hosts::entry_table(&layout::pki_rel(&opts.name), &target, "0700");
             entry["file_mode"] = toml_edit::value("0600");
             let text = hosts::read(&opts.manifest)?;
-            Some(hosts::push_host_entry(
-                &opts.manifest,
-                &text,
-                &opts.name,
-                entry,
-            )?)
+            let edited = hosts::push_host_entry(&opts.manifest, &text, &opts.name, entry)?;
+            Some((text, edited))
         }
     };
 
@@ -152,25 +195,30 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
     let _polled = crate::interrupt::Polled::enter();
     std::fs::create_dir_all(&parent).map_err(|e| Error::io("cannot create", &parent, e))?;
     let tmp = parent.join(crate::interrupt::temp_name(TEMP_PREFIX));
+    // The entry is written before the keys are renamed into place: a run killed between the
+    // two leaves an entry whose keys the next run makes (it finds the entry and no keys), never
+    // keys that no entry places (the next run would refuse them as existing).
+    let mut entry_written = false;
     let written = (|| -> crate::Result<()> {
         layout::create_dir(&tmp)?;
         layout::write_pki(&tmp.join("pki"), &h)?;
         crate::interrupt::check()?;
         layout::write_auth(&tmp.join("auth"), &enrol)?;
         crate::interrupt::check()?;
+        if let Some((_, edited)) = &new_manifest {
+            hosts::replace(&opts.manifest, edited)?;
+            entry_written = true;
+        }
         renameat_with(CWD, &tmp, CWD, &dir, RenameFlags::NOREPLACE)
             .map_err(|e| Error::io("cannot rename into place", &dir, e.into()))?;
         Ok(())
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
-        return Err(e);
-    }
-    if let Some(text) = &new_manifest {
-        if let Err(e) = hosts::replace(&opts.manifest, text) {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(e.into());
+        if let (true, Some((before, _))) = (entry_written, &new_manifest) {
+            let _ = hosts::replace(&opts.manifest, before);
         }
+        return Err(e);
     }
     Ok(Outcome {
         enrolment: enrolment_paths(&dir),

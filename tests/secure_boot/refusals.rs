@@ -1,0 +1,144 @@
+//! What `host add --secure-boot` refuses, and what a killed run leaves: a bad `--pki-bundle`
+//! changes nothing (not even a new host's SSH key), a `--pki-bundle` that contradicts the
+//! entry `vault.toml` has is not silently dropped, and a run killed between writing the entry
+//! and renaming the keys into place is completed by the next run.
+
+use super::*;
+
+/// A fresh `vault init` folder (no host yet).
+fn empty_repo() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    ok(vault(t.path(), &["init", "."]));
+    t
+}
+
+#[test]
+fn a_bad_pki_bundle_changes_nothing_not_even_a_new_hosts_ssh_key() {
+    let t = empty_repo();
+    let before = common::snapshot(t.path());
+    for bad in [
+        "var/lib/sbctl",
+        "/var/lib/../sbctl",
+        "/var/lib/sbctl/",
+        "/var/lib/sb\tctl",
+        "/nix/store",
+        "/nix/store/0000000000000000000000000000000-sbctl",
+        "/var/lib/sb\"ctl",
+        "/var/lib/sb\\ctl",
+        "/var/lib/sb${x}ctl",
+        "/var/lib/sb'ctl",
+        "/var/lib/sb`x`ctl",
+    ] {
+        let o = vault(
+            t.path(),
+            &["host", "add", "web2", "--secure-boot", "--pki-bundle", bad],
+        );
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(2), "{bad:?}: {out}");
+        assert!(out.contains("--pki-bundle"), "{bad:?}: {out}");
+        assert!(
+            !out.contains('\t'),
+            "{bad:?}: a control character printed raw: {out}"
+        );
+        common::assert_same(
+            &before,
+            &common::snapshot(t.path()),
+            &format!("after --pki-bundle {bad:?}"),
+        );
+    }
+}
+
+#[test]
+fn a_pki_bundle_other_than_the_entrys_is_refused_and_the_guides_new_hierarchy_works() {
+    let t = fleet_copy();
+    let base = t.path();
+    // docs/guide/secure-boot.md, "KEK or PK leaked": the old folder moved away, then new keys.
+    let old = base.join("old-web1-secure-boot");
+    std::fs::rename(sb_dir(base), &old).unwrap();
+    let before = common::snapshot(base);
+    let o = vault(
+        base,
+        &[
+            "host",
+            "add",
+            HOST,
+            "--secure-boot",
+            "--pki-bundle",
+            "/persist/var/lib/sbctl",
+        ],
+    );
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(5), "{out}");
+    assert!(
+        out.contains("/var/lib/sbctl") && out.contains("/persist/var/lib/sbctl"),
+        "{out}"
+    );
+    common::assert_same(
+        &before,
+        &common::snapshot(base),
+        "after a contradicting --pki-bundle",
+    );
+    // Without the flag, the entry vault.toml has is kept and the new keys are made.
+    let manifest = std::fs::read(base.join("vault.toml")).unwrap();
+    let out = ok(vault(base, &["host", "add", HOST, "--secure-boot"]));
+    assert!(
+        out.contains("boot.lanzaboote.pkiBundle = \"/var/lib/sbctl\";"),
+        "{out}"
+    );
+    assert_eq!(std::fs::read(base.join("vault.toml")).unwrap(), manifest);
+    let new = Hierarchy::load(&pki(base)).unwrap();
+    let gone = Hierarchy::load(&old.join("pki")).unwrap();
+    assert_ne!(new.pk.cert_der(), gone.pk.cert_der());
+    assert_ne!(new.guid, gone.guid);
+}
+
+/// Runs `vault args` in `dir` under strace, killed (SIGKILL) as it enters `syscall`.
+fn killed_at(dir: &Path, syscall: &str, args: &[&str]) -> Output {
+    run(Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+        .arg(format!("inject={syscall}:signal=SIGKILL"))
+        .arg(vault_bin())
+        .args(args)
+        .current_dir(dir))
+}
+
+#[test]
+fn a_run_killed_between_the_entry_and_the_keys_is_completed_by_the_next() {
+    if require_tool("strace").is_none() {
+        return;
+    }
+    // `rename`: vault.toml replaced (std::fs::rename); `renameat2`: the keys' folder renamed
+    // into place (RENAME_NOREPLACE). Whichever comes second, a kill at it leaves one without
+    // the other.
+    for syscall in ["rename", "renameat2"] {
+        let t = empty_repo();
+        let base = t.path();
+        ok(vault(base, &["host", "add", "db2"]));
+        let o = killed_at(base, syscall, &["host", "add", "db2", "--secure-boot"]);
+        assert!(
+            !o.status.success(),
+            "{syscall}: the run was not killed: {}",
+            text(&o)
+        );
+        let out = ok(vault(base, &["host", "add", "db2", "--secure-boot"]));
+        assert!(
+            out.contains("boot.lanzaboote.pkiBundle = \"/var/lib/sbctl\";"),
+            "{syscall}: {out}"
+        );
+        let m = vault::manifest::Manifest::load(&base.join("vault.toml")).unwrap();
+        let placing: Vec<_> = m
+            .entries_for("db2")
+            .filter(|e| e.target == "/var/lib/sbctl")
+            .collect();
+        assert_eq!(placing.len(), 1, "{syscall}: {placing:?}");
+        assert_eq!(placing[0].source, base.join("hosts/db2/secure-boot/pki"));
+        Hierarchy::load(&base.join("hosts/db2/secure-boot/pki"))
+            .unwrap_or_else(|e| panic!("{syscall}: {e}"));
+        let left: Vec<String> = std::fs::read_dir(base.join("hosts/db2"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.contains(".vault-"))
+            .collect();
+        assert!(left.is_empty(), "{syscall}: {left:?}");
+    }
+}

@@ -119,7 +119,18 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
             }
             .into());
         }
-        let (rotated, guid) = rotate(&opts.name, &dir, now, time)?;
+        // A folder linked in from elsewhere (keys kept off the repository) is rotated where it
+        // is: replacing the link would leave every private key beside it.
+        let real = if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            std::fs::canonicalize(&dir).map_err(|e| Error::io("cannot follow", &dir, e))?
+        } else {
+            dir.clone()
+        };
+        let mut swept = swept;
+        if let Some(p) = real.parent().filter(|p| *p != parent) {
+            swept.extend(sweep(p));
+        }
+        let (rotated, guid) = rotate(&opts.name, &dir, &real, now, time)?;
         return Ok(Outcome {
             enrolment: enrolment_paths(&dir),
             guid,
@@ -239,17 +250,18 @@ fn enrolment_paths(dir: &Path) -> Vec<PathBuf> {
 }
 
 /// A new db key; the old one to `retired/db-<time>/`; the enrolment files signed again with
-/// the new db certificate, plus `db-add.auth` and `dbx-add.auth`.
+/// the new db certificate, plus `db-add.auth` and `dbx-add.auth`. `real` is the folder
+/// itself (`dir`, or where a link at `dir` points); `dir` names the results.
 fn rotate(
     name: &str,
     dir: &Path,
+    real: &Path,
     now: SystemTime,
     time: EfiTime,
 ) -> crate::Result<(Rotated, String)> {
-    let pki = dir.join("pki");
+    let pki = real.join("pki");
     let old = Hierarchy::load(&pki)?;
-    let retired_dir = dir.join("retired");
-    let earlier = layout::retired_db_certs(&retired_dir)?;
+    let earlier = layout::retired_db_certs(&real.join("retired"))?;
     let stamp = format!("db-{}", time.to_compact());
     let new_db = KeyPair::generate(Role::Db, &layout::common_name(name, Role::Db), now)?;
     let new = Hierarchy {
@@ -282,11 +294,11 @@ fn rotate(
     ));
 
     let _polled = crate::interrupt::Polled::enter();
-    let parent = dir.parent().unwrap_or(Path::new("."));
+    let parent = real.parent().unwrap_or(Path::new("."));
     let tmp = parent.join(crate::interrupt::temp_name(TEMP_PREFIX));
-    let replaced = [pki.join("keys").join("db"), dir.join("auth")];
+    let replaced = [pki.join("keys").join("db"), real.join("auth")];
     let built = (|| -> crate::Result<()> {
-        copy_tree_except(dir, &tmp, &replaced)?;
+        copy_tree_except(real, &tmp, &replaced)?;
         crate::interrupt::check()?;
         layout::write_pair(&tmp.join("pki").join("keys"), &new.db)?;
         let retired = tmp.join("retired");
@@ -307,15 +319,15 @@ fn rotate(
         }
         layout::write_auth(&tmp.join("auth"), &files)?;
         crate::interrupt::check()?;
-        renameat_with(CWD, &tmp, CWD, dir, RenameFlags::EXCHANGE)
-            .map_err(|e| Error::io("cannot exchange with", dir, e.into()))?;
+        renameat_with(CWD, &tmp, CWD, real, RenameFlags::EXCHANGE)
+            .map_err(|e| Error::io("cannot exchange with", real, e.into()))?;
         Ok(())
     })();
     // After the exchange `tmp` holds the old folder; on failure, the half-built new one.
     let _ = std::fs::remove_dir_all(&tmp);
     built?;
     let rotated = Rotated {
-        retired: retired_dir.join(stamp),
+        retired: dir.join("retired").join(stamp),
         db_add: dir.join("auth/db-add.auth"),
         dbx_add: dir.join("auth/dbx-add.auth"),
     };

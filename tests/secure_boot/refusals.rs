@@ -1,7 +1,8 @@
 //! What `host add --secure-boot` refuses, and what a killed run leaves: a bad `--pki-bundle`
 //! changes nothing (not even a new host's SSH key), a `--pki-bundle` that contradicts the
-//! entry `vault.toml` has is not silently dropped, and a run killed between writing the entry
-//! and renaming the keys into place is completed by the next run.
+//! entry `vault.toml` has is not silently dropped, a run killed between writing the entry
+//! and renaming the keys into place is completed by the next run, and a rotation of a folder
+//! that is a link to elsewhere happens there, never copying the keys beside the link.
 
 use super::*;
 
@@ -141,4 +142,60 @@ fn a_run_killed_between_the_entry_and_the_keys_is_completed_by_the_next() {
             .collect();
         assert!(left.is_empty(), "{syscall}: {left:?}");
     }
+}
+
+#[test]
+fn a_linked_secure_boot_folder_is_rotated_where_it_points() {
+    let t = fleet_copy();
+    let base = t.path();
+    // The keys kept outside the repository (an encrypted volume, a private store), linked in.
+    let store = tempfile::tempdir().unwrap();
+    let real = store.path().join("web1-secure-boot");
+    std::fs::rename(sb_dir(base), &real).unwrap();
+    std::os::unix::fs::symlink(&real, sb_dir(base)).unwrap();
+    let old = Hierarchy::load(&real.join("pki")).unwrap();
+
+    ok(vault(
+        base,
+        &["host", "add", HOST, "--secure-boot", "--rotate"],
+    ));
+    let link = std::fs::symlink_metadata(sb_dir(base)).unwrap();
+    assert!(
+        link.file_type().is_symlink(),
+        "the link was replaced by a folder of keys in the repository"
+    );
+    assert_eq!(std::fs::read_link(sb_dir(base)).unwrap(), real);
+    assert_eq!(mode(&real), 0o700);
+    let new = Hierarchy::load(&real.join("pki")).unwrap();
+    assert_ne!(
+        new.db.cert_der(),
+        old.db.cert_der(),
+        "the db key was not replaced"
+    );
+    assert_eq!(new.kek.cert_der(), old.kek.cert_der());
+    let retired: Vec<PathBuf> = std::fs::read_dir(real.join("retired"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert_eq!(
+        vault::secure_boot::keys::load_certificate_der(&retired[0].join("db.pem")).unwrap(),
+        old.db.cert_der()
+    );
+    assert!(real.join("auth/dbx-add.auth").is_file());
+    // Nothing of it beside the link, and no temporaries on either side.
+    let names = |d: &Path| -> Vec<String> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    assert!(
+        !names(&base.join("hosts/web1"))
+            .iter()
+            .any(|n| n.contains(".vault-")),
+        "{:?}",
+        names(&base.join("hosts/web1"))
+    );
+    assert_eq!(names(store.path()), ["web1-secure-boot"]);
 }

@@ -83,7 +83,7 @@ impl Hierarchy {
         let guid = Guid::parse(&text).ok_or_else(|| {
             Error::parse(
                 &guid_path,
-                "not a GUID (sbctl writes one like 6a3c1e52-…, no newline)",
+                "not a GUID sbctl can read: 36 characters like 6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10, with no newline or spaces around it (`printf %s \"$(tr -d ' \\n' < GUID)\" > GUID` removes them)",
             )
         })?;
         let load = |role| KeyPair::load(role, &key_file(pki, role), &cert_file(pki, role));

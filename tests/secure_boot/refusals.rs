@@ -1,8 +1,9 @@
 //! What `host add --secure-boot` refuses, and what a killed run leaves: a bad `--pki-bundle`
 //! changes nothing (not even a new host's SSH key), a `--pki-bundle` that contradicts the
 //! entry `vault.toml` has is not silently dropped, a run killed between writing the entry
-//! and renaming the keys into place is completed by the next run, and a rotation of a folder
-//! that is a link to elsewhere happens there, never copying the keys beside the link.
+//! and renaming the keys into place is completed by the next run, a rotation of a folder
+//! that is a link to elsewhere happens there, never copying the keys beside the link, and a
+//! `GUID` file sbctl could not read is not rotated as if it were fine.
 
 use super::*;
 
@@ -198,4 +199,38 @@ fn a_linked_secure_boot_folder_is_rotated_where_it_points() {
         names(&base.join("hosts/web1"))
     );
     assert_eq!(names(store.path()), ["web1-secure-boot"]);
+}
+
+#[test]
+fn a_guid_file_sbctl_cannot_read_is_refused_by_the_rotation() {
+    let t = fleet_copy();
+    let base = t.path();
+    let guid = pki(base).join("GUID");
+    let good = std::fs::read_to_string(&guid).unwrap();
+    // What `uuidgen > GUID` or an editor leaves: sbctl's uuid.ParseBytes refuses 37 bytes.
+    for bad in [
+        format!("{good}\n"),
+        format!(" {good}"),
+        good.replace('-', " "),
+    ] {
+        std::fs::write(&guid, &bad).unwrap();
+        let before = common::snapshot(base);
+        let o = vault(base, &["host", "add", HOST, "--secure-boot", "--rotate"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(5), "{bad:?}: {out}");
+        assert!(
+            out.contains("GUID") && out.contains("sbctl"),
+            "{bad:?}: {out}"
+        );
+        common::assert_same(&before, &common::snapshot(base), &format!("{bad:?}"));
+    }
+    // The forms sbctl reads: braces, urn:uuid:, upper case.
+    for fine in [
+        format!("{{{good}}}"),
+        format!("urn:uuid:{good}"),
+        good.to_uppercase(),
+    ] {
+        std::fs::write(&guid, &fine).unwrap();
+        assert!(Hierarchy::load(&pki(base)).is_ok(), "{fine:?}");
+    }
 }

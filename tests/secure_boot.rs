@@ -19,6 +19,8 @@ use vault::secure_boot::{check_pair, Role};
 
 #[path = "secure_boot/firmware.rs"]
 mod firmware;
+#[path = "secure_boot/hostile.rs"]
+mod hostile;
 #[path = "secure_boot/linux.rs"]
 mod linux;
 #[path = "secure_boot/qemu.rs"]

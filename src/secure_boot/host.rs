@@ -261,6 +261,8 @@ fn rotate(
 ) -> crate::Result<(Rotated, String)> {
     let pki = real.join("pki");
     let old = Hierarchy::load(&pki)?;
+    // Before the slow key generation: the copy below takes only files and folders.
+    only_files_and_folders(real)?;
     let earlier = layout::retired_db_certs(&real.join("retired"))?;
     let stamp = format!("db-{}", time.to_compact());
     let new_db = KeyPair::generate(Role::Db, &layout::common_name(name, Role::Db), now)?;
@@ -311,10 +313,7 @@ fn rotate(
             ("db.key", layout::KEY_MODE),
             ("db.pem", layout::PUBLIC_MODE),
         ] {
-            let bytes = zeroize::Zeroizing::new(
-                std::fs::read(pki.join("keys/db").join(file))
-                    .map_err(|e| Error::io("cannot read", pki.join("keys/db").join(file), e))?,
-            );
+            let bytes = super::keys::read_regular(&pki.join("keys/db").join(file))?;
             layout::write_new(&dest.join(file), &bytes, mode)?;
         }
         layout::write_auth(&tmp.join("auth"), &files)?;
@@ -367,6 +366,31 @@ fn copy_tree_except(src: &Path, dst: &Path, skip: &[PathBuf]) -> Result<(), Erro
             return Err(Error::parse(
                 &from,
                 "is not a regular file or folder; move it out of the Secure Boot folder",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a link, FIFO, socket or device anywhere below `dir`: a linked key or folder kept
+/// outside would be copied in (or, for the db key, into `retired/`), and a FIFO could block a
+/// read forever.
+fn only_files_and_folders(dir: &Path) -> Result<(), Error> {
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))? {
+        let path = entry.map_err(|e| Error::io("cannot list", dir, e))?.path();
+        let meta =
+            std::fs::symlink_metadata(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        if meta.is_dir() {
+            only_files_and_folders(&path)?;
+        } else if !meta.is_file() {
+            let what = if meta.file_type().is_symlink() {
+                "a symbolic link"
+            } else {
+                "a FIFO, socket or device"
+            };
+            return Err(Error::parse(
+                &path,
+                format!("is {what}, not a regular file or folder; put the file itself there, or move it out of the Secure Boot folder (nothing was changed)"),
             ));
         }
     }

@@ -4,6 +4,7 @@
 //! killed or interrupted at any step leaves the previous key set in place and usable.
 
 use super::*;
+use common::require_tool;
 use std::os::unix::fs::OpenOptionsExt;
 
 /// Runs `vault args` in `base`. While it runs, opens `fifo` for writing without blocking,
@@ -99,5 +100,126 @@ fn a_key_that_is_a_link_is_refused_not_copied_into_the_folder() {
             .unwrap()
             .file_type()
             .is_symlink());
+    }
+}
+
+/// The temporaries (`.secure-boot.vault-…`) in `dir`.
+fn temporaries(dir: &Path) -> Vec<String> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".vault-"))
+        .collect()
+}
+
+#[test]
+fn a_rotation_killed_at_either_step_leaves_a_whole_key_set_and_the_next_run_cleans_up() {
+    if require_tool("strace").is_none() {
+        return;
+    }
+    let rotate = ["host", "add", HOST, "--secure-boot", "--rotate"];
+    // `renameat2`: killed just before the exchange, the old set in place. `unlinkat`: killed
+    // just after it, removing the old folder: the new set in place, the old one in a
+    // temporary.
+    for (syscall, replaced) in [("renameat2", false), ("unlinkat", true)] {
+        let t = fleet_copy();
+        let base = t.path();
+        let old_db = std::fs::read(pki(base).join("keys/db/db.key")).unwrap();
+        let o = super::refusals::killed_at(base, syscall, &rotate);
+        assert!(!o.status.success(), "{syscall}: not killed: {}", text(&o));
+        assert!(
+            !temporaries(&base.join("hosts/web1")).is_empty(),
+            "{syscall}: the kill came before any temporary"
+        );
+        let h = Hierarchy::load(&pki(base)).unwrap_or_else(|e| panic!("{syscall}: {e}"));
+        let db_now = std::fs::read(pki(base).join("keys/db/db.key")).unwrap();
+        assert_eq!(
+            db_now != old_db,
+            replaced,
+            "{syscall}: which db key is in place"
+        );
+        // The set in place signs what its certificate verifies (as lanzaboote uses it).
+        if let Some(efi) = efi_binary() {
+            let signed = t.path().join("signed.efi");
+            sbsign(
+                &layout::key_file(&pki(base), Role::Db),
+                &layout::cert_file(&pki(base), Role::Db),
+                &efi,
+                &signed,
+            );
+            assert!(sbverify(&layout::cert_file(&pki(base), Role::Db), &signed));
+        }
+        drop(h);
+        let o = vault(base, &rotate);
+        let out = text(&o);
+        assert!(o.status.success(), "{syscall}: {out}");
+        assert!(
+            out.contains("left by an interrupted run"),
+            "{syscall}: {out}"
+        );
+        assert!(
+            temporaries(&base.join("hosts/web1")).is_empty(),
+            "{syscall}: {:?}",
+            temporaries(&base.join("hosts/web1"))
+        );
+        Hierarchy::load(&pki(base)).unwrap_or_else(|e| panic!("{syscall}: {e}"));
+    }
+}
+
+#[test]
+fn an_interrupted_rotation_changes_nothing() {
+    if require_tool("strace").is_none() {
+        return;
+    }
+    // SIGINT as the run creates its 1st, 6th and 9th folder: the copy's start, the new db
+    // key's folder, the new auth folder (the last step before the exchange).
+    for n in [1, 6, 9] {
+        let t = fleet_copy();
+        let base = t.path();
+        let before = common::snapshot(base);
+        let o = run(Command::new("strace")
+            .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+            .arg(format!("inject=mkdir:signal=SIGINT:when={n}"))
+            .arg(vault_bin())
+            .args(["host", "add", HOST, "--secure-boot", "--rotate"])
+            .current_dir(base));
+        assert_eq!(o.status.code(), Some(130), "mkdir #{n}: {}", text(&o));
+        assert!(text(&o).contains("SIGINT"), "mkdir #{n}: {}", text(&o));
+        common::assert_same(&before, &common::snapshot(base), &format!("mkdir #{n}"));
+        assert!(
+            temporaries(&base.join("hosts/web1")).is_empty(),
+            "mkdir #{n}: {:?}",
+            temporaries(&base.join("hosts/web1"))
+        );
+    }
+}
+
+#[test]
+fn an_interrupted_first_run_changes_nothing() {
+    if require_tool("strace").is_none() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let base = t.path();
+    ok(vault(base, &["init", "."]));
+    ok(vault(base, &["host", "add", "db2"]));
+    // SIGINT as the run creates its 1st and 7th folder: the temporary, and its auth folder
+    // (the last step before vault.toml and the rename).
+    for n in [1, 7] {
+        let before = common::snapshot(base);
+        let o = run(Command::new("strace")
+            .args(["-f", "-qq", "-o", "/dev/null", "-e"])
+            .arg(format!("inject=mkdir:signal=SIGINT:when={n}"))
+            .arg(vault_bin())
+            .args(["host", "add", "db2", "--secure-boot"])
+            .current_dir(base));
+        assert_eq!(o.status.code(), Some(130), "mkdir #{n}: {}", text(&o));
+        common::assert_same(&before, &common::snapshot(base), &format!("mkdir #{n}"));
+        assert!(!base.join("hosts/db2/secure-boot").exists(), "mkdir #{n}");
+        assert!(
+            temporaries(&base.join("hosts/db2")).is_empty(),
+            "mkdir #{n}: {:?}",
+            temporaries(&base.join("hosts/db2"))
+        );
     }
 }

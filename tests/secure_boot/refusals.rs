@@ -95,7 +95,7 @@ fn a_pki_bundle_other_than_the_entrys_is_refused_and_the_guides_new_hierarchy_wo
 }
 
 /// Runs `vault args` in `dir` under strace, killed (SIGKILL) as it enters `syscall`.
-fn killed_at(dir: &Path, syscall: &str, args: &[&str]) -> Output {
+pub(super) fn killed_at(dir: &Path, syscall: &str, args: &[&str]) -> Output {
     run(Command::new("strace")
         .args(["-f", "-qq", "-o", "/dev/null", "-e"])
         .arg(format!("inject={syscall}:signal=SIGKILL"))

@@ -16,7 +16,7 @@
 //!   install inside nixos-install, with no bind mounts;
 //! - lanzaboote (`boot.lanzaboote.enable`): `privateKeyFile`, `publicKeyFile` and the
 //!   pkiBundle's `GUID` (and its PK and KEK keys with `autoEnrollKeys`), read by the bootloader
-//!   install, likewise.
+//!   install, likewise; each certificate must belong to the key placed beside it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -292,12 +292,58 @@ fn lanzaboote(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
             }
         }
     }
+    let mut found = std::collections::BTreeMap::new();
     for (option, p) in files {
         if !h.read_early(&option, &p, BOOTLOADER) {
             continue;
         }
         let hint = |t: &str| entry_hint(host, t, "hosts/NAME/secureboot/…");
-        h.locate(&option, &p, true, false, &hint);
+        if let Some(placed) = h.locate(&option, &p, true, false, &hint) {
+            found.insert(p, placed);
+        }
+    }
+    // sbsign refuses a certificate that is not its key's (mid-install), sbctl's enrolment too.
+    let mut pairs = vec![(
+        "boot.lanzaboote.publicKeyFile",
+        l.public_key_file.clone(),
+        l.private_key_file.clone(),
+    )];
+    if l.auto_enroll {
+        for k in ["PK", "KEK"] {
+            let f = |ext| Some(format!("{bundle}/keys/{k}/{k}.{ext}"));
+            pairs.push(("boot.lanzaboote.autoEnrollKeys", f("pem"), f("key")));
+        }
+    }
+    for (option, pem, key) in pairs {
+        let (Some(pem), Some(key)) = (pem, key) else {
+            continue;
+        };
+        let (Some(cert), Some(private)) = (found.get(&pem), found.get(&key)) else {
+            continue;
+        };
+        let (message, hint) = match crate::secure_boot::check_pair(&cert.source, &private.source) {
+            Ok(true) => continue,
+            Ok(false) => (
+                format!(
+                    "{option} reads {}, but the certificate vault.toml places there (line {}) does not belong to the key placed at {} (line {}): sbsign refuses to sign with them",
+                    escape(&pem),
+                    cert.line,
+                    escape(&key),
+                    private.line
+                ),
+                "place the certificate made with that key (both come from the same `vault host add --secure-boot`)".to_owned(),
+            ),
+            Err(e) => (
+                format!(
+                    "{option} reads {} and {}, but vault.toml places a file there that cannot be used: {}",
+                    escape(&pem),
+                    escape(&key),
+                    escape(&e.to_string())
+                ),
+                crate::Hint::hint(&e).unwrap_or_default(),
+            ),
+        };
+        h.problem(option, &pem, Some(cert.line), message, hint);
     }
 }
 

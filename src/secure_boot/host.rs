@@ -333,8 +333,9 @@ fn rotate(
     Ok((rotated, new.guid.to_string()))
 }
 
-/// Copies `src` to the new folder `dst`, each file and folder with its mode, leaving out the
-/// paths in `skip` (and what is below them). Symbolic links are refused.
+/// Copies `src` to the new folder `dst`, each file and folder with its mode (private keys, `*.key`,
+/// at most 0600), leaving out the paths in `skip` (and what is below them). Symbolic links are
+/// refused.
 fn copy_tree_except(src: &Path, dst: &Path, skip: &[PathBuf]) -> Result<(), Error> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     let meta = std::fs::symlink_metadata(src).map_err(|e| Error::io("cannot read", src, e))?;
@@ -361,7 +362,13 @@ fn copy_tree_except(src: &Path, dst: &Path, skip: &[PathBuf]) -> Result<(), Erro
             let bytes = zeroize::Zeroizing::new(
                 std::fs::read(&from).map_err(|e| Error::io("cannot read", &from, e))?,
             );
-            layout::write_new(&to, &bytes, meta.permissions().mode() & 0o777)?;
+            // A checkout leaves private keys 0644; the copy is new, so it gets their mode.
+            let keep = if from.extension().is_some_and(|x| x == "key") {
+                layout::KEY_MODE
+            } else {
+                0o777
+            };
+            layout::write_new(&to, &bytes, meta.permissions().mode() & keep)?;
         } else {
             return Err(Error::parse(
                 &from,

@@ -223,3 +223,85 @@ fn an_interrupted_first_run_changes_nothing() {
         );
     }
 }
+
+#[test]
+fn damaged_or_swapped_key_files_are_refused_naming_the_file_and_printing_no_key() {
+    let t = fleet_copy();
+    let base = t.path();
+    let key_text = std::fs::read_to_string(pki(base).join("keys/KEK/KEK.key")).unwrap();
+    let half = |f: &str| {
+        let s = std::fs::read_to_string(pki(base).join(f)).unwrap();
+        s[..s.len() / 2].to_string()
+    };
+    let db_pem = std::fs::read_to_string(pki(base).join("keys/db/db.pem")).unwrap();
+    // One key line altered: still base64, no longer a valid key.
+    let lines: Vec<&str> = key_text.lines().collect();
+    let altered = key_text.replacen(lines[5], &lines[5].chars().rev().collect::<String>(), 1);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "keys/KEK/KEK.key",
+            half("keys/KEK/KEK.key"),
+            "not an RSA private key",
+        ),
+        ("keys/KEK/KEK.key", altered, "not an RSA private key"),
+        ("keys/KEK/KEK.key", String::new(), "no -----BEGIN line"),
+        ("keys/PK/PK.pem", half("keys/PK/PK.pem"), "END CERTIFICATE"),
+        (
+            "keys/PK/PK.pem",
+            "-----BEGIN \x1b[2J-----\n".into(),
+            "not a certificate",
+        ),
+        ("keys/KEK/KEK.pem", db_pem, "does not belong"),
+        (
+            "keys/db/db.pem",
+            "\u{0}\u{ff}".into(),
+            "not a PEM certificate",
+        ),
+    ];
+    for (file, content, why) in cases {
+        let path = pki(base).join(file);
+        let kept = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &content).unwrap();
+        let before = common::snapshot(base);
+        let o = vault(base, &["host", "add", HOST, "--secure-boot", "--rotate"]);
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(5), "{file} ({why}): {out}");
+        assert!(
+            out.contains(file) && out.contains(why),
+            "{file} ({why}): {out}"
+        );
+        assert!(!out.contains('\x1b'), "{file}: a raw escape was printed");
+        for line in key_text.lines().filter(|l| !l.starts_with("-----")) {
+            assert!(
+                !out.contains(line),
+                "{file}: a line of the KEK key was printed"
+            );
+        }
+        common::assert_same(&before, &common::snapshot(base), file);
+        std::fs::write(&path, kept).unwrap();
+    }
+}
+
+#[test]
+fn a_rotation_writes_every_private_key_0600_whatever_the_checkout_gave_it() {
+    let t = fleet_copy();
+    let base = t.path();
+    // What a `git clone` of the secrets repository leaves with umask 022: 0644 everywhere.
+    for role in Role::ALL {
+        let key = layout::key_file(&pki(base), role);
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    ok(vault(
+        base,
+        &["host", "add", HOST, "--secure-boot", "--rotate"],
+    ));
+    let keys: Vec<PathBuf> = walkdir::WalkDir::new(sb_dir(base))
+        .into_iter()
+        .map(|e| e.unwrap().into_path())
+        .filter(|p| p.extension().is_some_and(|x| x == "key"))
+        .collect();
+    assert_eq!(keys.len(), 4, "{keys:?}");
+    for key in keys {
+        assert_eq!(mode(&key), 0o600, "{}", key.display());
+    }
+}

@@ -307,16 +307,19 @@ fn rotate(
         if !retired.exists() {
             layout::create_dir(&retired)?;
         }
-        let dest = retired.join(&stamp);
-        layout::create_dir(&dest)?;
-        for (file, mode) in [
-            ("db.key", layout::KEY_MODE),
-            ("db.pem", layout::PUBLIC_MODE),
-        ] {
-            let bytes = super::keys::read_regular(&pki.join("keys/db").join(file))?;
-            layout::write_new(&dest.join(file), &bytes, mode)?;
+        // The old db folder retires whole: a file the user kept beside the key describes it.
+        copy_tree_except(&pki.join("keys").join("db"), &retired.join(&stamp), &[])?;
+        // auth/ keeps what vault does not write there (a vendor's updates, notes).
+        let (auth, new_auth) = (real.join("auth"), tmp.join("auth"));
+        if auth.is_dir() {
+            let ours: Vec<PathBuf> = files.iter().map(|(n, _)| auth.join(n)).collect();
+            copy_tree_except(&auth, &new_auth, &ours)?;
+        } else {
+            layout::create_dir(&new_auth)?;
         }
-        layout::write_auth(&tmp.join("auth"), &files)?;
+        for (name, bytes) in &files {
+            layout::write_new(&new_auth.join(name), bytes, layout::PUBLIC_MODE)?;
+        }
         crate::interrupt::check()?;
         renameat_with(CWD, &tmp, CWD, real, RenameFlags::EXCHANGE)
             .map_err(|e| Error::io("cannot exchange with", real, e.into()))?;

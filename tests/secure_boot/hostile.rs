@@ -305,3 +305,33 @@ fn a_rotation_writes_every_private_key_0600_whatever_the_checkout_gave_it() {
         assert_eq!(mode(&key), 0o600, "{}", key.display());
     }
 }
+
+#[test]
+fn a_rotation_keeps_the_users_own_files_beside_the_replaced_ones() {
+    let t = fleet_copy();
+    let base = t.path();
+    // Files vault does not write: Microsoft's update kept with the host's, a DER copy of the
+    // db certificate for a firmware screen.
+    let ms = sb_dir(base).join("auth/ms-db-2023.auth");
+    std::fs::write(&ms, b"vendor update").unwrap();
+    let der = pki(base).join("keys/db/db.der");
+    std::fs::write(&der, b"old db certificate, DER").unwrap();
+    ok(vault(
+        base,
+        &["host", "add", HOST, "--secure-boot", "--rotate"],
+    ));
+    assert_eq!(std::fs::read(&ms).unwrap(), b"vendor update", "auth/");
+    // The old db folder's files retire together: db.der describes the old key.
+    assert!(!der.exists(), "db.der stayed beside the new key");
+    let retired: Vec<PathBuf> = std::fs::read_dir(sb_dir(base).join("retired"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(retired.len(), 1, "{retired:?}");
+    assert_eq!(
+        std::fs::read(retired[0].join("db.der")).unwrap(),
+        b"old db certificate, DER"
+    );
+    assert_eq!(mode(&retired[0].join("db.key")), 0o600);
+    assert!(sb_dir(base).join("auth/db-add.auth").is_file());
+}

@@ -245,7 +245,7 @@ fn lanzaboote_keys_must_be_placed() {
     for (f, content, at) in [
         ("db.key", key.as_str(), "keys/db/db.key"),
         ("db.pem", pem.as_str(), "keys/db/db.pem"),
-        ("GUID", "x", "GUID"),
+        ("GUID", "6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10", "GUID"),
     ] {
         ws.place(
             "laptop",
@@ -348,6 +348,18 @@ fn lanzaboote_certificate_must_belong_to_its_key() {
     std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), &db_pem).unwrap();
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
+    // A GUID sbctl cannot read (a trailing newline: `uuidgen > GUID`) fails its enrolment.
+    let guid = ws.d.join("hosts/laptop/sb/GUID");
+    std::fs::write(&guid, "6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10\n").unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        problems(&o)[0]
+            .starts_with("vault: laptop: boot.lanzaboote.pkiBundle reads /var/lib/sbctl/GUID")
+            && problems(&o)[0].contains("not a GUID sbctl can read"),
+        "{}",
+        err(&o)
+    );
 }
 
 /// The flake is evaluated, never built from: import-from-derivation is refused.

@@ -302,6 +302,24 @@ fn lanzaboote(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
             found.insert(p, placed);
         }
     }
+    // sbctl (lanzaboote's first-boot enrolment) refuses a GUID it cannot parse.
+    let guid = format!("{bundle}/GUID");
+    if let Some(placed) = found.get(&guid) {
+        if let Err(e) = crate::secure_boot::layout::read_guid(&placed.source) {
+            h.problem(
+                "boot.lanzaboote.pkiBundle",
+                &guid,
+                Some(placed.line),
+                format!(
+                    "boot.lanzaboote.pkiBundle reads {}, but the file vault.toml places there (line {}) cannot be used: {}",
+                    escape(&guid),
+                    placed.line,
+                    escape(&e.to_string())
+                ),
+                crate::Hint::hint(&e).unwrap_or_default(),
+            );
+        }
+    }
     // sbsign refuses a certificate that is not its key's (mid-install), sbctl's enrolment too.
     let mut pairs = vec![(
         "boot.lanzaboote.publicKeyFile",

@@ -103,7 +103,22 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
     let dir = base.join(layout::host_dir_rel(&opts.name));
     let pki = base.join(layout::pki_rel(&opts.name));
     let parent = dir.parent().unwrap_or(&base).to_path_buf();
-    let swept = sweep(&parent);
+    let mut swept = sweep(&parent);
+    // A folder linked in from elsewhere (keys kept off the repository) is rotated where it
+    // is, so a killed rotation leaves its temporary there: every run sweeps that folder too.
+    let linked = std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink());
+    let real = if linked {
+        std::fs::canonicalize(&dir).ok()
+    } else {
+        Some(dir.clone())
+    };
+    if let Some(p) = real
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| *p != parent)
+    {
+        swept.extend(sweep(p));
+    }
     let placed = manifest
         .entries_for(&opts.name)
         .find(|e| e.source == pki)
@@ -119,17 +134,12 @@ pub fn add(opts: &Options, now: SystemTime) -> crate::Result<Outcome> {
             }
             .into());
         }
-        // A folder linked in from elsewhere (keys kept off the repository) is rotated where it
-        // is: replacing the link would leave every private key beside it.
-        let real = if std::fs::symlink_metadata(&dir).is_ok_and(|m| m.file_type().is_symlink()) {
-            std::fs::canonicalize(&dir).map_err(|e| Error::io("cannot follow", &dir, e))?
-        } else {
-            dir.clone()
+        // Rotated where the link points: replacing the link would leave every private key
+        // beside it.
+        let real = match real {
+            Some(r) => r,
+            None => std::fs::canonicalize(&dir).map_err(|e| Error::io("cannot follow", &dir, e))?,
         };
-        let mut swept = swept;
-        if let Some(p) = real.parent().filter(|p| *p != parent) {
-            swept.extend(sweep(p));
-        }
         let (rotated, guid) = rotate(&opts.name, &dir, &real, now, time)?;
         return Ok(Outcome {
             enrolment: enrolment_paths(&dir),

@@ -335,3 +335,28 @@ fn a_rotation_keeps_the_users_own_files_beside_the_replaced_ones() {
     assert_eq!(mode(&retired[0].join("db.key")), 0o600);
     assert!(sb_dir(base).join("auth/db-add.auth").is_file());
 }
+
+#[test]
+fn what_a_killed_rotation_left_beside_a_linked_folder_is_removed_by_any_later_run() {
+    let t = fleet_copy();
+    let base = t.path();
+    let store = tempfile::tempdir().unwrap();
+    let real = store.path().join("web1-secure-boot");
+    std::fs::rename(sb_dir(base), &real).unwrap();
+    std::os::unix::fs::symlink(&real, sb_dir(base)).unwrap();
+    // What a SIGKILL just after the exchange leaves there: the old key set, whose writer is gone.
+    let stale = store
+        .path()
+        .join(".secure-boot.vault-999999999-0123456789abcdef.tmp");
+    std::fs::create_dir_all(stale.join("pki/keys/db")).unwrap();
+    std::fs::write(stale.join("pki/keys/db/db.key"), "an old private key").unwrap();
+    // A run that is refused (the keys exist) still sweeps, as it sweeps beside the link.
+    let o = vault(base, &["host", "add", HOST, "--secure-boot"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(
+        !stale.exists(),
+        "the old key set is still beside {}",
+        real.display()
+    );
+    Hierarchy::load(&real.join("pki")).unwrap();
+}

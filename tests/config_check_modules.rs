@@ -222,7 +222,9 @@ fn impermanence_user_and_home_manager_paths_are_bind_mounted() {
 /// tests/config_check_when.rs.
 #[test]
 fn lanzaboote_keys_must_be_placed() {
-    let Some(()) = tools() else { return };
+    let (Some(()), Some(_)) = (tools(), require_tool("openssl")) else {
+        return;
+    };
     let ws = Ws::new(&["laptop"]);
     let body = r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#;
     ws.flake(&[("laptop", body)]);
@@ -343,6 +345,94 @@ fn secure_boot_keys_placed_as_a_folder_are_checked() {
         assert!(signs(sbsign), "sbsign refused the new pair");
     }
     assert_eq!(ws.line_of("laptop", "/var/lib/sbctl"), line);
+}
+
+/// An RSA key and its self-signed certificate made by openssl, as PEM text.
+fn openssl_pair(dir: &std::path::Path, name: &str) -> (String, String) {
+    let (key, pem) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={name}/"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .expect("run openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p| std::fs::read_to_string(p).unwrap();
+    (read(&key), read(&pem))
+}
+
+/// sbsign (lanzaboote, during nixos-install) refuses a certificate that is not its key's,
+/// and sbctl's enrolment a PK or KEK pair alike: reported before anything is packed.
+#[test]
+fn lanzaboote_certificate_must_belong_to_its_key() {
+    let (Some(()), Some(_)) = (tools(), require_tool("openssl")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    let t = tempfile::tempdir().unwrap();
+    let (db_key, db_pem) = openssl_pair(t.path(), "db");
+    let (_, other_pem) = openssl_pair(t.path(), "other");
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#,
+    )]);
+    let key_line = ws.place(
+        "laptop",
+        "hosts/laptop/sb/db.key",
+        &db_key,
+        "/var/lib/sbctl/keys/db/db.key",
+    );
+    let line = ws.place(
+        "laptop",
+        "hosts/laptop/sb/db.pem",
+        &other_pem,
+        "/var/lib/sbctl/keys/db/db.pem",
+    );
+    ws.place(
+        "laptop",
+        "hosts/laptop/sb/GUID",
+        "6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10",
+        "/var/lib/sbctl/GUID",
+    );
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem, but the certificate vault.toml places there (line {line}) does not belong to the key placed at /var/lib/sbctl/keys/db/db.key (line {key_line}): sbsign refuses to sign with them")],
+        "{}",
+        err(&o)
+    );
+    // Not a certificate at all: said with the reason.
+    std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), "x").unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        problems(&o)[0].contains("db.pem") && problems(&o)[0].contains("not a PEM certificate"),
+        "{}",
+        err(&o)
+    );
+    std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), &db_pem).unwrap();
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // A GUID sbctl cannot read (a trailing newline: `uuidgen > GUID`) fails its enrolment.
+    let guid = ws.d.join("hosts/laptop/sb/GUID");
+    std::fs::write(&guid, "6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10\n").unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        problems(&o)[0]
+            .starts_with("vault: laptop: boot.lanzaboote.pkiBundle reads /var/lib/sbctl/GUID")
+            && problems(&o)[0].contains("not a GUID sbctl can read"),
+        "{}",
+        err(&o)
+    );
 }
 
 /// The flake is evaluated, never built from: import-from-derivation is refused.

@@ -195,9 +195,7 @@ fn pkcs8_only(h: &mut Host<'_>, key: &str, pl: &Placed) {
 /// The forms sbctl's UUID parser (google/uuid `ParseBytes`) takes: `xxxxxxxx-xxxx-…`, in
 /// braces, after `urn:uuid:`, or 32 hex digits.
 fn sbctl_parses(text: &str) -> bool {
-    let bare = text.strip_prefix("urn:uuid:").unwrap_or(text);
-    let hex32 = text.len() == 32 && text.bytes().all(|b| b.is_ascii_hexdigit());
-    hex32 || (bare.trim() == bare && Guid::parse(bare).is_some())
+    Guid::parse(text).is_some()
 }
 
 /// sbctl parses the GUID file's bytes as a UUID, as they are.

@@ -304,6 +304,15 @@ struct FailingStick {
     mounted: bool,
 }
 
+/// Shuts down the ext4 filesystem holding `f`: every later read of it fails with EIO.
+// SAFETY: EXT4_IOC_SHUTDOWN reads one u32 from the pointer it is given.
+#[allow(unsafe_code)]
+fn shut_down(f: &fs::File) {
+    // EXT4_IOC_SHUTDOWN = _IOR('X', 125, __u32); 2 = EXT4_GOING_FLAGS_NOLOGFLUSH.
+    const SHUTDOWN: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u32>(b'X', 125);
+    unsafe { rustix::ioctl::ioctl(f, rustix::ioctl::Setter::<SHUTDOWN, u32>::new(2)) }.unwrap();
+}
+
 fn sh(cmd: &str) -> bool {
     let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
     if !o.status.success() {
@@ -380,11 +389,7 @@ impl FailingStick {
         )));
         // Shut filesystem A down: every read of the stick's backing file fails with EIO.
         let a = fs::File::open(d.join("a")).unwrap();
-        // EXT4_IOC_SHUTDOWN = _IOR('X', 125, __u32); 2 = EXT4_GOING_FLAGS_NOLOGFLUSH.
-        const SHUTDOWN: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u32>(b'X', 125);
-        // SAFETY: the ioctl reads one u32 from the pointer it is given.
-        unsafe { rustix::ioctl::ioctl(&a, rustix::ioctl::Setter::<SHUTDOWN, u32>::new(2)) }
-            .unwrap();
+        shut_down(&a);
         // Drop what is cached of the disk and not held by its mounted filesystem, so that
         // reading the bundle partition goes to the (failing) backing file.
         let _ = sh(&format!("blockdev --flushbufs {}", scene.disk));

@@ -539,14 +539,7 @@ fn without_a_terminal_the_pin_goes_through_systemd_ask_password() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // A session of its own: no controlling terminal, so no /dev/tty to prompt on.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-            rustix::process::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
+    common::without_terminal(&mut c);
     let child = c.spawn().unwrap();
     let fields = wait_for_question("vault:plugin");
     assert!(

@@ -63,6 +63,20 @@ pub const FAST_KDF: &[&str] = &[
     "1",
 ];
 
+/// Starts `cmd` in a session of its own: no controlling terminal, so no `/dev/tty` to prompt
+/// on, whatever terminal the test itself runs in.
+// SAFETY: the pre_exec hook makes one async-signal-safe system call (setsid).
+#[allow(unsafe_code)]
+pub fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        })
+    }
+}
+
 /// Runs the vault binary in `dir`.
 pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(vault_bin())

@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{assert_same, ok, snapshot, write_identity};
+use common::{assert_same, ok, snapshot, text, write_identity};
 
 struct Repo {
     _t: tempfile::TempDir,
@@ -27,14 +27,6 @@ fn vault(r: &Repo, args: &[&str]) -> Output {
         .env_remove("SOPS_AGE_KEY_FILE")
         .output()
         .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn age_encrypt(r: &Repo, recipients: &[&str], armor: bool, input: &Path, out: &Path) {

@@ -14,7 +14,7 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{assert_same, snapshot, write_identity};
+use common::{assert_same, snapshot, text, write_identity};
 use expectrl::{Eof, Session};
 
 const PIN: &str = "4242";
@@ -140,14 +140,6 @@ impl Repo {
         )
         .unwrap();
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `n` agenix files, encrypted to the admin's X25519 key, whose rules name the admin.

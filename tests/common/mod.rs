@@ -53,8 +53,8 @@ pub fn vault_bin() -> PathBuf {
 /// Cheap KDF flags for tests: the real Argon2id code path at a tiny cost. At that cost no test
 /// passphrase passes the strength check, hence `--weak-passphrase`.
 pub const FAST_KDF: &[&str] = &[
-    "--weak-kdf",
     "--weak-passphrase",
+    "--weak-kdf",
     "--kdf-memory",
     "8",
     "--kdf-iterations",
@@ -77,6 +77,13 @@ pub fn without_terminal(cmd: &mut Command) -> &mut Command {
     }
 }
 
+/// [`FAST_KDF`] without `--weak-passphrase`: for tests of the passphrase strength check, and
+/// for `repack`, which takes no passphrase strength flag.
+pub const CHEAP_KDF: &[&str] = match FAST_KDF.split_first() {
+    Some((_, rest)) => rest,
+    None => FAST_KDF,
+};
+
 /// Runs the vault binary in `dir`.
 pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(vault_bin())
@@ -84,6 +91,13 @@ pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("run vault")
+}
+
+/// What a run printed, stdout then stderr, for messages and assertions that do not care which.
+pub fn text(o: &Output) -> String {
+    let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+    t.push_str(&String::from_utf8_lossy(&o.stderr));
+    t
 }
 
 /// Asserts success and returns stdout; on failure shows the exit code, stdout and stderr.

@@ -19,6 +19,22 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `vault attach --no-binary --image IMAGE --bundle BUNDLE -o OUT` and `extra` flags.
+pub fn attach(image: &Path, bundle: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "attach",
+        "--no-binary",
+        "--image",
+        s(image),
+        "--bundle",
+        s(bundle),
+        "-o",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    vault(&args)
+}
+
 /// Asserts exit 6 with `needle` in the message and a hint.
 pub fn refused(o: Output, needle: &str) {
     failed_with(o, 6, needle);

@@ -3,6 +3,7 @@
 
 pub mod guest;
 pub mod qemu;
+pub mod repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

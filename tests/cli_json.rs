@@ -104,27 +104,7 @@ fn workdir(d: &Path) {
 
 /// A small isohybrid installer image, as nixpkgs makes them (`-isohybrid-mbr`).
 fn iso(d: &Path) -> Option<PathBuf> {
-    common::require_tool("xorriso")?;
-    let tree = d.join("tree");
-    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
-    std::fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .ok()?;
-    std::fs::write(tree.join("README"), "test image\n").unwrap();
-    let out = d.join("installer.iso");
-    let o = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-volid", "nixos-minimal-25.05-x86_64"])
-        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
-        .args(["-eltorito-catalog", "isolinux/boot.cat", "-no-emul-boot"])
-        .args(["-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin", "-o"])
-        .arg(&out)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Some(out)
+    common::isohybrid(d, "nixos-minimal-25.05-x86_64", "installer.iso")
 }
 
 #[test]

@@ -85,6 +85,43 @@ pub const CHEAP_KDF: &[&str] = match FAST_KDF.split_first() {
     None => FAST_KDF,
 };
 
+/// A small isohybrid installer image as nixpkgs makes them (isolinux, `-isohybrid-mbr`),
+/// volume label `volid`, written to `dir/name`. Skips (None) without xorriso or isolinux, as
+/// [`require_tool`] does.
+pub fn isohybrid(dir: &Path, volid: &str, name: &str) -> Option<PathBuf> {
+    require_tool("xorriso")?;
+    let tree = dir.join(format!("{name}.tree"));
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    let isolinux = "/usr/lib/ISOLINUX/isolinux.bin";
+    if std::fs::copy(isolinux, tree.join("isolinux/isolinux.bin")).is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{isolinux} is missing; scripts/test installs isolinux"
+        );
+        eprintln!("SKIP: {isolinux} is missing (scripts/test installs isolinux)");
+        return None;
+    }
+    std::fs::write(tree.join("README"), "test image\n").unwrap();
+    let out = dir.join(name);
+    let o = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-iso-level", "3", "-volid", volid])
+        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
+        .args(["-eltorito-catalog", "isolinux/boot.cat"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-isohybrid-mbr",
+            "/usr/lib/ISOLINUX/isohdpfx.bin",
+            "-r",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(out)
+}
+
 /// Runs the vault binary in `dir`.
 pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(vault_bin())

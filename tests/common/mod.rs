@@ -122,6 +122,19 @@ pub fn isohybrid(dir: &Path, volid: &str, name: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// `n` incompressible bytes (xorshift64), so that zstd leaves a payload of many 64 KiB chunks.
+pub fn noise(n: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Runs the vault binary in `dir`.
 pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(vault_bin())

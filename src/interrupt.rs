@@ -75,6 +75,8 @@ fn state() -> MutexGuard<'static, State> {
 }
 
 /// Starts handling [`SIGNALS`] (once, at the start of the binary).
+// SAFETY: registers a signal handler whose only action is an atomic compare-and-swap.
+#[allow(unsafe_code)]
 pub fn install() -> io::Result<()> {
     for sig in SIGNALS {
         // Recorded in the handler itself, so that a call the signal cut short (EINTR) already
@@ -97,6 +99,8 @@ pub fn install() -> io::Result<()> {
     Ok(())
 }
 
+// Exits with 128 + n on purpose: temporaries and the terminal are restored above, by hand.
+#[allow(clippy::exit)]
 fn on_signal(sig: i32) {
     let mut st = state();
     st.seen += 1;
@@ -131,6 +135,7 @@ fn on_signal(sig: i32) {
 
 /// Ends the process for a signal the caller noticed: prints with `report`, exits 128 + n.
 /// Holds the lock the watching thread takes, so only one of them reports.
+#[allow(clippy::exit)]
 pub fn exit_for(signal: i32, report: impl FnOnce()) -> ! {
     let _st = state();
     report();

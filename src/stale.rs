@@ -166,6 +166,9 @@ impl HeldDir {
 mod lock {
     use std::os::fd::{AsRawFd, BorrowedFd};
 
+    // SAFETY (both blocks): see the comments at each; this is the one place that takes a
+    // byte-range open-file-description lock, which rustix does not wrap.
+    #[allow(unsafe_code)]
     fn fcntl(
         dir: BorrowedFd<'_>,
         cmd: libc::c_int,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
-use common::{ok, require_tool, vault_bin};
+use common::{ok, require_tool, text, vault_bin};
 use vault::secure_boot::layout::{self, Hierarchy};
 use vault::secure_boot::{check_pair, Role};
 
@@ -43,14 +43,6 @@ fn vault(dir: &Path, args: &[&str]) -> Output {
 fn run(cmd: &mut Command) -> Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// A workstation folder (`vault init`) with host `web1` and its Secure Boot keys, made once.

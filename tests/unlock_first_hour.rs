@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{ok, vault_bin, FAST_KDF};
+use common::{ok, text, vault_bin, FAST_KDF};
 use expectrl::{Eof, Session};
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -53,14 +53,6 @@ fn as_nobody(d: &Path, args: &[&str]) -> Option<Output> {
             .current_dir(d)
             .output()
             .unwrap(),
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 

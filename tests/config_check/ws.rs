@@ -255,6 +255,13 @@ pub fn problems(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the check refused the pack (exit 6) with exactly these problem lines.
+pub fn refused_with<S: AsRef<str>>(o: &Output, expected: &[S]) {
+    assert_eq!(o.status.code(), Some(6), "{}", err(o));
+    let expected: Vec<&str> = expected.iter().map(AsRef::as_ref).collect();
+    assert_eq!(problems(o), expected, "{}", err(o));
+}
+
 pub fn tools() -> Option<()> {
     require_tool("nix")?;
     Some(())

@@ -117,8 +117,13 @@ in
         default = null;
         example = "laptop";
         description = ''
-          The host whose files to place (`vault unlock --host`). `null`: the bundle's only host,
-          or vault asks when it holds several.
+          The host whose files to place (`vault unlock --host`): it always wins, with a warning
+          when this machine contradicts the host's recorded identity. `null`: vault recognises
+          the machine. It places the bundle's only host, unless this machine contradicts its
+          recorded identity; among several hosts, the one whose recorded identity
+          (`[hosts.NAME.identity]`, from `vault host identify`) alone matches this machine's
+          product UUID, serials and MACs (disks never decide). Otherwise the host menu on the
+          console asks for a number (docs/guide/fleet.md).
         '';
       };
 

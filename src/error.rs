@@ -25,6 +25,8 @@ pub enum ExitCode {
     RolledBack = 7,
     /// `vault rekey --check`: the secrets repo is stale.
     Stale = 8,
+    /// Placement failed and could not be undone completely: the paths named are left.
+    Incomplete = 9,
 }
 
 impl ExitCode {
@@ -40,6 +42,7 @@ impl ExitCode {
             ExitCode::Refused => "refused",
             ExitCode::RolledBack => "rolled_back",
             ExitCode::Stale => "stale",
+            ExitCode::Incomplete => "incomplete",
         }
     }
 }
@@ -129,6 +132,13 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// Placement failed (`cause`), and its rollback could not remove or put back `left`.
+    #[error("{}", incomplete_message(cause, left))]
+    Incomplete {
+        cause: Box<Error>,
+        left: Vec<PathBuf>,
+    },
+
     /// No passphrase could be read.
     #[error("cannot read a passphrase: {0}")]
     Prompt(String),
@@ -184,6 +194,25 @@ impl Error {
             message: message.into(),
         }
     }
+}
+
+/// The cause of an incomplete rollback without its own claim that everything was removed,
+/// then what is left.
+fn incomplete_message(cause: &Error, left: &[PathBuf]) -> String {
+    let cause = match cause {
+        Error::RolledBack { path, source } => {
+            format!("placing files failed at {}: {source}", path.display())
+        }
+        Error::Interrupted { signal } => {
+            format!("interrupted by {}", crate::interrupt::signal_name(*signal))
+        }
+        other => other.to_string(),
+    };
+    let list: String = left
+        .iter()
+        .map(|p| format!("\n  {}", p.display()))
+        .collect();
+    format!("{cause}; vault could not remove everything it wrote, still there:{list}")
 }
 
 fn list_or_none(names: &[String]) -> String {
@@ -291,6 +320,10 @@ impl Hint for Error {
                 "type the passphrase, then press Enter (nothing is shown while you type)".into(),
             ),
             Error::Interrupted { .. } => Some("run the same command again when you are ready".into()),
+            Error::Incomplete { .. } => Some(
+                "remove those files by hand, they may hold decrypted secrets (a folder marked append-only or immutable needs `chattr -a -i FOLDER` first); then run the same command again"
+                    .into(),
+            ),
             Error::Keys(e) => e.hint(),
             Error::Rekey(e) => e.hint(),
             Error::Media(e) => e.hint(),
@@ -313,6 +346,7 @@ impl Hint for Error {
             Error::Refused { .. } | Error::Declined { .. } => ExitCode::Refused,
             Error::UnknownHost { .. } => ExitCode::Usage,
             Error::RolledBack { .. } => ExitCode::RolledBack,
+            Error::Incomplete { .. } => ExitCode::Incomplete,
             Error::Keys(e) => e.exit_code(),
             Error::Rekey(e) => e.exit_code(),
             Error::Media(e) => e.exit_code(),

@@ -388,8 +388,9 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
         _ => Path::new("."),
     };
     let prefix = format!(".{name}");
-    sweep_stale_edits(dir, &prefix);
-    let tmp = dir.join(crate::interrupt::temp_name(&prefix));
+    let held = crate::stale::HeldDir::open(dir).map_err(|e| Error::io("cannot open", dir, e))?;
+    sweep_stale_edits(&held, dir, &prefix);
+    let tmp = dir.join(crate::stale::temp_name(&prefix));
     let _registered = crate::interrupt::TempFile::register(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -410,9 +411,8 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
 }
 
 /// Removes the copies of `dir/PREFIX…` that an edit killed mid-write left (their writer is
-/// gone), as [`crate::interrupt::is_stale_temp`] names them, or as older vaults did
-/// (`PREFIX.vault-edit-PID`).
-fn sweep_stale_edits(dir: &Path, prefix: &str) {
+/// gone, see [`crate::stale`]), or as older vaults did (`PREFIX.vault-edit-PID`).
+fn sweep_stale_edits(held: &crate::stale::HeldDir, dir: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -425,7 +425,7 @@ fn sweep_stale_edits(dir: &Path, prefix: &str) {
             .is_some_and(|pid| {
                 pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
             });
-        if old || crate::interrupt::is_stale_temp(&name, prefix) {
+        if old || held.is_dead_temp(&name, prefix) {
             let _ = std::fs::remove_file(e.path());
         }
     }

@@ -20,14 +20,19 @@
 //! The decision and any new scope take the same lock, so a scope cannot start between the
 //! check and the exit.
 //!
+//! Once a command has committed (every file renamed into place and made durable, a bundle
+//! renamed to its name, a staging area handed over for wiping: [`commit`]), there is nothing
+//! left to undo: a signal from then on is only noted, the command finishes, and it ends with
+//! its own exit code (0), saying that the signal came too late to stop it.
+//!
 //! SIGKILL and power loss cannot be caught: temporaries carry vault's own name pattern and
-//! the process id of their writer ([`temp_name`]), and a later run removes those whose writer
-//! is gone ([`is_stale_temp`]), saying so.
+//! mark of their writer, and a later run removes those whose writer is gone, saying so
+//! ([`crate::stale`]).
 
 use std::io::{self, Read};
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use crate::{Error, Result};
@@ -41,6 +46,9 @@ pub const SIGNALS: [i32; 3] = [
 
 /// The first signal received (0: none).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+/// Set once the command has committed (see [`commit`]).
+static COMMITTED: AtomicBool = AtomicBool::new(false);
 
 struct State {
     /// Live [`Polled`] scopes.
@@ -67,6 +75,8 @@ fn state() -> MutexGuard<'static, State> {
 }
 
 /// Starts handling [`SIGNALS`] (once, at the start of the binary).
+// SAFETY: registers a signal handler whose only action is an atomic compare-and-swap.
+#[allow(unsafe_code)]
 pub fn install() -> io::Result<()> {
     for sig in SIGNALS {
         // Recorded in the handler itself, so that a call the signal cut short (EINTR) already
@@ -89,9 +99,15 @@ pub fn install() -> io::Result<()> {
     Ok(())
 }
 
+// Exits with 128 + n on purpose: temporaries and the terminal are restored above, by hand.
+#[allow(clippy::exit)]
 fn on_signal(sig: i32) {
     let mut st = state();
     st.seen += 1;
+    if COMMITTED.load(Ordering::SeqCst) {
+        // Nothing to undo any more: the command finishes (see `commit`).
+        return;
+    }
     if st.polled > 0 && st.seen == 1 {
         // The work in progress sees it at its next check and rolls back.
         return;
@@ -119,10 +135,36 @@ fn on_signal(sig: i32) {
 
 /// Ends the process for a signal the caller noticed: prints with `report`, exits 128 + n.
 /// Holds the lock the watching thread takes, so only one of them reports.
+#[allow(clippy::exit)]
 pub fn exit_for(signal: i32, report: impl FnOnce()) -> ! {
     let _st = state();
     report();
     std::process::exit(i32::from(exit_code(signal)));
+}
+
+/// Runs `step`, the one that makes the command's work visible for good (the last rename),
+/// such that a signal is handled either entirely before it (rolled back as usual) or after
+/// it; once it succeeded, the command counts as committed: signals no longer stop it or
+/// change its exit code.
+pub fn commit<T, E>(step: impl FnOnce() -> std::result::Result<T, E>) -> std::result::Result<T, E> {
+    let _st = state();
+    let r = step();
+    if r.is_ok() {
+        COMMITTED.store(true, Ordering::SeqCst);
+    }
+    r
+}
+
+/// Marks the command as committed (see [`commit`]); for work whose commit was a sequence of
+/// steps that all polled [`check`].
+pub fn commit_point() {
+    let _st = state();
+    COMMITTED.store(true, Ordering::SeqCst);
+}
+
+/// Whether the command has committed.
+pub fn committed() -> bool {
+    COMMITTED.load(Ordering::SeqCst)
 }
 
 /// The signal received so far, if any.
@@ -145,7 +187,9 @@ pub fn check() -> Result<()> {
 /// that caused it (a read cut short by [`Reader`], a rollback's own message).
 pub fn explain(e: Error) -> Error {
     match received() {
-        Some(signal) if !matches!(e, Error::Interrupted { .. }) => Error::Interrupted { signal },
+        Some(signal) if !matches!(e, Error::Interrupted { .. } | Error::Incomplete { .. }) => {
+            Error::Interrupted { signal }
+        }
         _ => e,
     }
 }
@@ -186,10 +230,25 @@ pub struct TempFile(u64);
 impl TempFile {
     pub fn register(path: &Path) -> TempFile {
         let mut st = state();
+        TempFile::add(&mut st, path)
+    }
+
+    fn add(st: &mut State, path: &Path) -> TempFile {
         st.next_id += 1;
         let id = st.next_id;
         st.temps.push((id, path.to_path_buf()));
         TempFile(id)
+    }
+
+    /// Creates the temporary at `path` with `create` and registers it, as one step for a
+    /// signal: handled before (nothing is created) or after (it is removed), never between.
+    pub fn create<T>(
+        path: &Path,
+        create: impl FnOnce() -> io::Result<T>,
+    ) -> io::Result<(T, TempFile)> {
+        let mut st = state();
+        let made = create()?;
+        Ok((made, TempFile::add(&mut st, path)))
     }
 }
 
@@ -238,57 +297,5 @@ impl<R: Read> Read for Reader<R> {
             )));
         }
         self.0.read(buf)
-    }
-}
-
-/// A temporary's name for a writer: `PREFIX.vault-PID-RANDOM.tmp`, e.g. `.vault-123-…` or
-/// `.bundle.vault-123-…` ([`is_stale_temp`] recognises it).
-pub fn temp_name(prefix: &str) -> String {
-    format!(
-        "{prefix}.vault-{}-{:016x}.tmp",
-        std::process::id(),
-        rand::random::<u64>()
-    )
-}
-
-/// Whether `name` is a temporary named by [`temp_name`] with `prefix` (or by an older vault:
-/// `PREFIX.vault-HEX.tmp`) whose writer is no longer running.
-pub fn is_stale_temp(name: &str, prefix: &str) -> bool {
-    let Some(middle) = name
-        .strip_prefix(prefix)
-        .and_then(|r| r.strip_prefix(".vault-"))
-        .and_then(|r| r.strip_suffix(".tmp"))
-    else {
-        return false;
-    };
-    let hex = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_hexdigit());
-    match middle.split_once('-') {
-        None => hex(middle),
-        Some((pid, rand)) => {
-            hex(rand)
-                && pid.parse::<u32>().is_ok_and(|pid| {
-                    pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-                })
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stale_temp_names() {
-        let mine = temp_name("");
-        assert!(!is_stale_temp(&mine, ""), "a live writer's temporary");
-        assert!(is_stale_temp(".vault-0123456789abcdef.tmp", ""));
-        // pid_max is at most 2^22: this pid cannot be running.
-        assert!(is_stale_temp(".vault-99999999-00ff.tmp", ""));
-        assert!(is_stale_temp(".b.vault-99999999-00ff.tmp", ".b"));
-        assert!(!is_stale_temp(".b.vault-99999999-00ff.tmp", ""));
-        assert!(!is_stale_temp(".vault-99999999-00ff.tmp.x", ""));
-        assert!(!is_stale_temp("vault-0123.tmp", ""));
-        assert!(!is_stale_temp(".vault-.tmp", ""));
-        assert!(!is_stale_temp(".vault-12-zz.tmp", ""));
     }
 }

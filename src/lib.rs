@@ -56,6 +56,7 @@ pub mod rekey;
 pub mod repo;
 pub mod secure_boot;
 pub mod staging;
+pub mod stale;
 pub mod sync_behind;
 pub mod unlock;
 

@@ -254,9 +254,27 @@ struct Hashed {
 }
 
 fn hash_file(path: &Path) -> Result<Hashed> {
+    // One buffer per hashing thread, reused for every file (a file's bytes may be a secret:
+    // it is wiped when the thread ends), large enough that reading costs few system calls.
+    thread_local! {
+        static BUF: std::cell::RefCell<zeroize::Zeroizing<Vec<u8>>> =
+            std::cell::RefCell::new(zeroize::Zeroizing::new(vec![0; 256 << 10]));
+    }
     let mut f = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut h = Sha256::new();
-    let n = std::io::copy(&mut f, &mut h).map_err(|e| Error::io("cannot read", path, e))?;
+    let mut n = 0u64;
+    BUF.with_borrow_mut(|buf| loop {
+        match std::io::Read::read(&mut f, buf) {
+            Ok(0) => return Ok(()),
+            Ok(k) => {
+                h.update(&buf[..k]);
+                n += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    })
+    .map_err(|e| Error::io("cannot read", path, e))?;
     Ok(Hashed {
         size: n,
         sha256: hex::encode(h.finalize()),

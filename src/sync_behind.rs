@@ -81,6 +81,25 @@ impl SyncBehind {
     }
 }
 
+/// Asks the kernel to start writing `file`'s dirty pages to the disk now, without waiting
+/// for it (Linux's `sync_file_range(SYNC_FILE_RANGE_WRITE)`; elsewhere nothing). What that
+/// write-back meets is reported by the `fsync`/`syncfs` that makes the data durable later,
+/// not here.
+#[allow(unsafe_code)] // sync_file_range: no safe wrapper in rustix or std.
+pub fn start_writeback(file: &impl std::os::fd::AsFd) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let fd = file.as_fd().as_raw_fd();
+        // SAFETY: a system call on a descriptor open for its duration, with no pointers.
+        unsafe {
+            libc::sync_file_range(fd, 0, 0, libc::SYNC_FILE_RANGE_WRITE);
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = file;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

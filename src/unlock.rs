@@ -13,11 +13,12 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
-use crate::archive::read::{walk_pipelined, Sink};
+use crate::archive::read::{read_ahead, walk_pipelined, Sink};
 use crate::archive::{BundleManifest, Item, Kind, Limits};
 use crate::bundle::Payload;
 use crate::manifest::Stage;
-use crate::place::{is_mount_point, Conflict, ConflictKind, PlaceOptions, Placer};
+use crate::place::with_leftovers;
+use crate::place::{is_mount_point, Conflict, ConflictKind, PlaceOptions, Placer, SweptKind};
 use crate::staging::Stager;
 use crate::{Error, Result};
 
@@ -104,6 +105,9 @@ pub struct Report {
     /// found).
     #[serde(serialize_with = "crate::escape::json::serialize_paths")]
     pub swept: Vec<PathBuf>,
+    /// Files an earlier, killed run had replaced with `--force` and whose originals were put
+    /// back (in a dry run: would be).
+    pub restored: Vec<PathBuf>,
 }
 
 /// Checks that can fail before a passphrase is asked for.
@@ -187,24 +191,36 @@ fn unlock_inner<R: Read>(
         report: Vec::new(),
         stager,
         swept: Vec::new(),
+        restored: Vec::new(),
         in_place: Default::default(),
     };
-    let manifest = walk_pipelined(payload, name, &opts.limits, Some(&probe), &mut sink)
-        .map_err(crate::interrupt::explain)?;
+    // Three threads: this one decrypts, a second decompresses, a third verifies and places
+    // (see walk_pipelined); the writer and its flusher are two more.
+    let walked = read_ahead(payload, |plain| {
+        walk_pipelined(plain, name, &opts.limits, Some(&probe), &mut sink)
+    })
+    .unwrap_or_else(|_| {
+        Err(Error::BadPayload {
+            path: name.to_path_buf(),
+            why: "the decompressing thread panicked".into(),
+        })
+    });
+    let manifest = match walked {
+        Ok(m) => m,
+        Err(e) => {
+            let left = sink.rollback();
+            return Err(with_leftovers(crate::interrupt::explain(e), left));
+        }
+    };
     let verified_bytes = manifest.items.iter().map(|i| i.size).sum();
     if !opts.dry_run {
-        // Stage first (RAM only, cheap, reversible), then make the disk items visible; if
-        // that fails, the staged copy is wiped too, so a failed run leaves nothing behind.
-        let staged_dir = match sink.stager.take() {
-            Some(st) => Some(st.commit().map_err(crate::interrupt::explain)?),
-            None => None,
-        };
-        if let Err(e) = sink.finish() {
-            if let Some(d) = staged_dir.as_deref().and_then(Path::parent) {
-                let _ = crate::staging::wipe(d);
-            }
-            return Err(crate::interrupt::explain(e));
-        }
+        // The disk items are committed first, then the root items become `staged/`: a run
+        // killed in between leaves the disk items placed and an `incoming` folder the next
+        // run wipes, never a staged area whose disk items are missing. If staging fails, the
+        // disk items are rolled back.
+        let stager = sink.stager.take();
+        let stage = || stager.map_or(Ok(()), |st| st.commit().map(drop));
+        sink.finish(stage).map_err(crate::interrupt::explain)?;
     }
     Ok(Report {
         host: sink.host,
@@ -212,6 +228,7 @@ fn unlock_inner<R: Read>(
         items: sink.report,
         verified_bytes,
         swept: sink.swept,
+        restored: sink.restored,
     })
 }
 
@@ -353,6 +370,7 @@ struct UnlockSink<'a> {
     /// `--stage disk`: keeps the root-stage items for `vault place`.
     stager: Option<&'a mut Stager>,
     swept: Vec<PathBuf>,
+    restored: Vec<PathBuf>,
     /// Targets that already hold exactly what would be placed: left alone.
     in_place: std::collections::BTreeSet<(Stage, String)>,
 }
@@ -381,62 +399,64 @@ impl UnlockSink<'_> {
         Ok(self.placers.get_mut(&stage).expect("inserted above"))
     }
 
-    /// Removes (in a dry run, lists) what a killed earlier run left beside the targets.
-    fn sweep(&mut self, wanted: &[&Item]) -> Result<()> {
-        for stage in [Stage::Disk, Stage::Root] {
-            let files: Vec<&str> = wanted
-                .iter()
-                .filter(|i| i.stage == stage && i.kind == Kind::File)
-                .map(|i| i.target.as_str())
-                .collect();
-            if !files.is_empty() {
-                let placer = Placer::new(self.root_for(stage), self.opts.place)?;
-                self.swept
-                    .extend(placer.sweep_stale(files, self.opts.dry_run));
+    /// Undoes everything placed so far, in every stage; what could not be undone.
+    fn rollback(&mut self) -> Vec<PathBuf> {
+        self.placers
+            .values_mut()
+            .flat_map(Placer::rollback)
+            .collect()
+    }
+
+    /// Places what was staged in memory, commits every placer, then runs `then` (the
+    /// staging area's commit); if a later step fails, the earlier ones are rolled back too.
+    fn finish(&mut self, then: impl FnOnce() -> Result<()>) -> Result<()> {
+        if let Err(e) = self.place_from_memory() {
+            let left = self.rollback();
+            return Err(with_leftovers(e, left));
+        }
+        let stages: Vec<Stage> = self.placers.keys().copied().collect();
+        for (i, s) in stages.iter().enumerate() {
+            if let Err(e) = self.placers.get_mut(s).map_or(Ok(()), Placer::commit) {
+                // This stage rolled itself back; the ones before it are undone too.
+                let mut left = Vec::new();
+                for done in &stages[..i] {
+                    if let Some(p) = self.placers.get_mut(done) {
+                        left.extend(p.rollback());
+                    }
+                }
+                return Err(with_leftovers(e, left));
             }
+        }
+        if let Err(e) = then() {
+            let left = self.rollback();
+            return Err(with_leftovers(e, left));
+        }
+        // Every file is in place and durable: from here on a signal changes nothing.
+        crate::interrupt::commit_point();
+        // Complete: only now do the files --force replaced go.
+        for p in self.placers.values_mut() {
+            p.release();
         }
         Ok(())
     }
 
-    /// Places what was staged in memory, then commits every placer; if a later commit fails,
-    /// the earlier ones are rolled back too.
-    fn finish(&mut self) -> Result<()> {
-        if let Some(staged) = self.memory.take() {
-            for (_, item, data) in staged {
-                let placer = self.placer(item.stage)?;
-                match (item.kind, data) {
-                    (Kind::Dir, _) => placer.dir(&item.target, item.mode, item.uid, item.gid)?,
-                    (Kind::File, Some(data)) => placer.file(
-                        &item.target,
-                        item.mode,
-                        item.uid,
-                        item.gid,
-                        &mut data.as_slice(),
-                    )?,
-                    (Kind::File, None) => unreachable!("files are staged with contents"),
-                }
+    fn place_from_memory(&mut self) -> Result<()> {
+        let Some(staged) = self.memory.take() else {
+            return Ok(());
+        };
+        for (_, item, data) in staged {
+            let placer = self.placer(item.stage)?;
+            match (item.kind, data) {
+                (Kind::Dir, _) => placer.dir(&item.target, item.mode, item.uid, item.gid)?,
+                (Kind::File, Some(data)) => placer.file(
+                    &item.target,
+                    item.mode,
+                    item.uid,
+                    item.gid,
+                    &mut data.as_slice(),
+                )?,
+                (Kind::File, None) => unreachable!("files are staged with contents"),
             }
-        }
-        let stages: Vec<Stage> = self.placers.keys().copied().collect();
-        for (i, s) in stages.iter().enumerate() {
-            let result = self.placers.get_mut(s).map_or(Ok(()), Placer::commit);
-            // A signal after the last rename still rolls every stage back.
-            let result = result.and_then(|()| match i + 1 == stages.len() {
-                true => crate::interrupt::check(),
-                false => Ok(()),
-            });
-            if let Err(e) = result {
-                for done in &stages[..=i] {
-                    if let Some(p) = self.placers.get_mut(done) {
-                        p.rollback();
-                    }
-                }
-                return Err(e);
-            }
-        }
-        // Complete: only now do the files --force replaced go.
-        for p in self.placers.values_mut() {
-            p.release();
         }
         Ok(())
     }
@@ -450,7 +470,9 @@ impl Sink for UnlockSink<'_> {
         }
         let wanted: Vec<&Item> = manifest.items.iter().filter(|i| self.wanted(i)).collect();
 
-        // Refuse before writing anything: links in the way, and existing files without
+        // What a killed earlier run left beside these targets goes first (its originals back
+        // where they were), so that the check below sees the target as it really is. Then
+        // refuse before writing anything: links in the way, and existing files without
         // --force. A dry run reaches the same verdict here and stops before writing.
         let mut conflicts: Vec<Conflict> = Vec::new();
         for stage in [Stage::Disk, Stage::Root] {
@@ -462,7 +484,17 @@ impl Sink for UnlockSink<'_> {
             if items.is_empty() {
                 continue;
             }
-            let placer = Placer::new(self.root_for(stage), self.opts.place)?;
+            let mut placer = Placer::new(self.root_for(stage), self.opts.place)?;
+            let files = items
+                .iter()
+                .filter(|i| i.kind == Kind::File)
+                .map(|i| i.target.as_str());
+            for s in placer.sweep_stale(files, self.opts.dry_run) {
+                match s.what {
+                    SweptKind::Removed => self.swept.push(s.path),
+                    SweptKind::Restored(at) => self.restored.push(at),
+                }
+            }
             let found = placer.check(items.iter().copied());
             for i in &items {
                 let path = placer.display_path(&i.target);
@@ -494,7 +526,6 @@ impl Sink for UnlockSink<'_> {
             conflicts.extend(found);
         }
         refuse_conflicts(&conflicts, self.opts.place.force)?;
-        self.sweep(&wanted)?;
         let total: u64 = wanted.iter().map(|i| i.size).sum();
         self.memory = (total <= self.opts.memory_limit).then(Vec::new);
         Ok(())

@@ -807,6 +807,8 @@ fn gnu_long_names_and_pax_records() {
 
 /// Runs `vault args...` with its address space capped at `limit` bytes: an allocation the
 /// size a hostile header declares fails (and aborts) instead of swapping.
+// SAFETY: the pre_exec hook makes one async-signal-safe system call (setrlimit).
+#[allow(unsafe_code)]
 fn run_capped(args: &[&std::ffi::OsStr], limit: u64) -> std::process::Output {
     use std::os::unix::process::CommandExt;
     let mut cmd = std::process::Command::new(vault_bin());

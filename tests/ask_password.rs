@@ -315,14 +315,7 @@ fn unlock_without_terminal(d: &Path, extra: &[&str]) -> Command {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    // SAFETY: setsid is async-signal-safe.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        c.pre_exec(|| {
-            rustix::process::setsid()?;
-            Ok(())
-        });
-    }
+    common::without_terminal(&mut c);
     c
 }
 

@@ -13,65 +13,8 @@ use std::process::Command;
 use common::vault_in;
 use serde_json::Value;
 
-fn json_error(d: &Path, args: &[&str]) -> Value {
-    let o = vault_in(d, args);
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let v: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
-        panic!(
-            "{args:?}: stdout is not one JSON object ({e}):\n{stdout}\nstderr:\n{}",
-            String::from_utf8_lossy(&o.stderr)
-        )
-    });
-    let code = o.status.code().unwrap();
-    assert_ne!(code, 0, "{args:?} succeeded");
-    assert_eq!(v["error"]["exit_code"], code, "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .is_some_and(|m| !m.is_empty()),
-        "{v}"
-    );
-    assert!(
-        !o.stderr.is_empty(),
-        "the human report still goes to stderr"
-    );
-    v
-}
-
-#[test]
-fn failures_with_json_print_a_json_error_on_stdout() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    std::fs::write(d.join("pw"), "correct horse battery staple\n").unwrap();
-
-    let v = json_error(d, &["pack", "--json", "--passphrase-file", "pw"]);
-    assert_eq!(v["error"]["kind"], "failure", "{v}");
-    assert!(
-        v["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("vault.toml"),
-        "{v}"
-    );
-
-    std::fs::write(d.join("vault.toml"), "version = 1\n[[entry]]\nsource = 3\n").unwrap();
-    let v = json_error(d, &["pack", "--json", "--passphrase-file", "pw"]);
-    assert_eq!(v["error"]["kind"], "bad_manifest", "{v}");
-    assert_eq!(v["error"]["exit_code"], 5, "{v}");
-    assert!(
-        v["error"]["message"].as_str().unwrap().contains("line 3"),
-        "{v}"
-    );
-    assert!(v["error"]["hint"].is_string(), "{v}");
-
-    // A command line clap refuses.
-    let v = json_error(d, &["pack", "--json", "--level", "99"]);
-    assert_eq!(v["error"]["kind"], "usage", "{v}");
-    assert_eq!(v["error"]["exit_code"], 2, "{v}");
-
-    let v = json_error(d, &["inspect", "--json", "pw"]);
-    assert_eq!(v["error"]["kind"], "bad_bundle", "{v}");
-}
+// The error object of each kind (failure, usage, bad_manifest, bad_bundle, wrong_passphrase)
+// and the human report beside it: tests/cmd/*.md.
 
 #[test]
 fn failures_without_json_print_nothing_on_stdout() {
@@ -161,27 +104,7 @@ fn workdir(d: &Path) {
 
 /// A small isohybrid installer image, as nixpkgs makes them (`-isohybrid-mbr`).
 fn iso(d: &Path) -> Option<PathBuf> {
-    common::require_tool("xorriso")?;
-    let tree = d.join("tree");
-    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
-    std::fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .ok()?;
-    std::fs::write(tree.join("README"), "test image\n").unwrap();
-    let out = d.join("installer.iso");
-    let o = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-volid", "nixos-minimal-25.05-x86_64"])
-        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
-        .args(["-eltorito-catalog", "isolinux/boot.cat", "-no-emul-boot"])
-        .args(["-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin", "-o"])
-        .arg(&out)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    Some(out)
+    common::isohybrid(d, "nixos-minimal-25.05-x86_64", "installer.iso")
 }
 
 #[test]

@@ -10,7 +10,7 @@ mod common;
 #[path = "config_check/ws.rs"]
 mod ws;
 
-use ws::{err, problems, tools, Ws, HOST_KEY};
+use ws::{err, problems, refused_with, tools, Ws, HOST_KEY};
 
 use common::require_tool;
 
@@ -114,13 +114,7 @@ fn persisted_directory_needs_the_key_under_persistent_storage() {
     )]);
     let line = ws.line_of("laptop", HOST_KEY);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [format!("vault: laptop: services.openssh.hostKeys reads /etc/ssh/ssh_host_ed25519_key, which impermanence bind-mounts from /persist/etc/ssh/ssh_host_ed25519_key (environment.persistence.\"/persist\"), but vault.toml places /etc/ssh/ssh_host_ed25519_key (line {line}), on the root that is wiped at boot")],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &[format!("vault: laptop: services.openssh.hostKeys reads /etc/ssh/ssh_host_ed25519_key, which impermanence bind-mounts from /persist/etc/ssh/ssh_host_ed25519_key (environment.persistence.\"/persist\"), but vault.toml places /etc/ssh/ssh_host_ed25519_key (line {line}), on the root that is wiped at boot")]);
     // Placed under /persist, the bind mount brings it to /etc/ssh: accepted.
     let toml = std::fs::read_to_string(ws.d.join("vault.toml")).unwrap();
     std::fs::write(
@@ -149,10 +143,7 @@ fn host_key_readable_by_others_is_refused() {
     .unwrap();
     let line = ws.line_of("laptop", HOST_KEY);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [format!("vault: laptop: services.openssh.hostKeys reads /etc/ssh/ssh_host_ed25519_key, but vault.toml places it with mode 0640 (line {line}); sshd refuses a host key that group or others can read")]
+    refused_with(&o, &[format!("vault: laptop: services.openssh.hostKeys reads /etc/ssh/ssh_host_ed25519_key, but vault.toml places it with mode 0640 (line {line}); sshd refuses a host key that group or others can read")]
     );
 }
 
@@ -175,10 +166,7 @@ fn missing_sops_key_file() {
     assert_eq!(o.status.code(), Some(6), "{}", err(&o));
     assert_eq!(
         problems(&o),
-        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt, but vault.toml places nothing there for laptop"],
-        "{}",
-        err(&o)
-    );
+        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt, but vault.toml places nothing there for laptop"]);
     assert!(
         err(&o).contains("target = \"/var/lib/sops-nix/key.txt\""),
         "{}",
@@ -355,13 +343,7 @@ fn missing_initrd_key_then_host_add_initrd_ssh_makes_a_separate_one() {
       }"#,
     )]);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        ["vault: laptop: boot.initrd.network.ssh.hostKeys reads /etc/secrets/initrd/ssh_host_ed25519_key, but vault.toml places nothing there for laptop"],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &["vault: laptop: boot.initrd.network.ssh.hostKeys reads /etc/secrets/initrd/ssh_host_ed25519_key, but vault.toml places nothing there for laptop"]);
     assert!(
         err(&o)
             .contains("hint: `vault host add laptop --initrd-ssh` generates a separate initrd key"),

@@ -10,7 +10,7 @@ mod common;
 #[path = "config_check/ws.rs"]
 mod ws;
 
-use ws::{err, problems, tools, Ws};
+use ws::{err, problems, refused_with, tools, Ws};
 
 use common::require_tool;
 
@@ -29,13 +29,7 @@ fn initrd_key_given_as_a_nix_path_is_reported_without_copying_it() {
       }"#,
     )]);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        ["vault: laptop: boot.initrd.network.ssh.hostKeys names the file initrd_key as a Nix path: NixOS copies that private key into the world-readable Nix store"],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &["vault: laptop: boot.initrd.network.ssh.hostKeys names the file initrd_key as a Nix path: NixOS copies that private key into the world-readable Nix store"]);
     assert!(
         err(&o).contains("write the path as a string"),
         "{}",
@@ -81,13 +75,7 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
     };
     ws.flake(&[("laptop", &config("/var/lib/sops-nix/key.txt", ""))]);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt in an activation script, before impermanence bind-mounts it from /persist/var/lib/sops-nix/key.txt (environment.persistence.\"/persist\"): it finds nothing there"],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt in an activation script, before impermanence bind-mounts it from /persist/var/lib/sops-nix/key.txt (environment.persistence.\"/persist\"): it finds nothing there"]);
     assert!(
         err(&o).contains("(sops.age.keyFile: \"/persist/var/lib/sops-nix/key.txt\")"),
         "{}",
@@ -140,13 +128,7 @@ fn sops_skips_unreadable_ssh_key_paths() {
       }"#,
     )]);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        ["vault: laptop: sops.age.sshKeyPaths reads /etc/ssh/a_key, /etc/ssh/b_key, but vault.toml places none of them for laptop"],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &["vault: laptop: sops.age.sshKeyPaths reads /etc/ssh/a_key, /etc/ssh/b_key, but vault.toml places none of them for laptop"]);
 }
 
 /// A host without sshd reads no host key, and an initrd without its network runs no sshd:
@@ -222,28 +204,19 @@ fn impermanence_user_and_home_manager_paths_are_bind_mounted() {
 /// tests/config_check_when.rs.
 #[test]
 fn lanzaboote_keys_must_be_placed() {
-    let Some(()) = tools() else { return };
+    let (Some(()), Some(_)) = (tools(), require_tool("openssl")) else {
+        return;
+    };
     let ws = Ws::new(&["laptop"]);
     let body = r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#;
     ws.flake(&[("laptop", body)]);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [
+    refused_with(&o, &[
             "vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but vault.toml places nothing there for laptop",
             "vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem, but vault.toml places nothing there for laptop",
-        ],
-        "{}",
-        err(&o)
-    );
-    for (f, t) in [("db.key", "keys/db/db.key"), ("db.pem", "keys/db/db.pem")] {
-        ws.place(
-            "laptop",
-            &format!("hosts/laptop/sb/{f}"),
-            "x",
-            &format!("/var/lib/sbctl/{t}"),
-        );
+        ]);
+    for t in ["keys/db/db.key", "keys/db/db.pem"] {
+        ws.place_sb("laptop", t, &format!("/var/lib/sbctl/{t}"));
     }
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
@@ -263,6 +236,169 @@ fn lanzaboote_keys_must_be_placed() {
         "{}",
         err(&o)
     );
+}
+
+/// `vault host add --secure-boot` places sbctl's layout with one directory entry: the keys
+/// lanzaboote and sbctl read are under it, and count as placed when the folder holds them. A
+/// folder without db.key is reported with the entry's line, and a certificate that is not its
+/// key's (db.pem replaced by KEK.pem) by both files and the fix, which works. sbsign, which
+/// lzbt signs with, refuses that pair too.
+#[test]
+fn secure_boot_keys_placed_as_a_folder_are_checked() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    let pki = ws.secure_boot("laptop", &[]);
+    let line = ws.line_of("laptop", "/var/lib/sbctl");
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; autoEnrollKeys.enable = true; }; }"#,
+    )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(problems(&o).is_empty(), "{}", err(&o));
+
+    let key = pki.join("keys/db/db.key");
+    let saved = std::fs::read(&key).unwrap();
+    std::fs::remove_file(&key).unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the folder vault.toml places at /var/lib/sbctl (line {line}), hosts/laptop/secure-boot/pki, has no keys/db/db.key")],
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("hint: put the file at hosts/laptop/secure-boot/pki/keys/db/db.key"),
+        "{}",
+        err(&o)
+    );
+    std::fs::write(&key, &saved).unwrap();
+
+    let cert = pki.join("keys/db/db.pem");
+    std::fs::copy(pki.join("keys/KEK/KEK.pem"), &cert).unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/secure-boot/pki/keys/db/db.pem) does not belong to the key (hosts/laptop/secure-boot/pki/keys/db/db.key; line {line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")],
+        "{}",
+        err(&o)
+    );
+    let fix = "move hosts/laptop/secure-boot aside, then `vault host add laptop --secure-boot`";
+    assert!(err(&o).contains(fix), "{}", err(&o));
+    // sbsign, as lzbt calls it, refuses the pair the check refused, and signs with the new
+    // one.
+    let efi = std::path::Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi");
+    let sbsign = require_tool("sbsign").filter(|_| efi.is_file());
+    let signs = |sbsign: &std::path::Path| {
+        std::process::Command::new(sbsign)
+            .arg("--key")
+            .arg(&key)
+            .arg("--cert")
+            .arg(&cert)
+            .arg("--output")
+            .arg(ws.d.join("signed.efi"))
+            .arg(efi)
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    if let Some(sbsign) = &sbsign {
+        assert!(!signs(sbsign), "sbsign signed with a mismatched pair");
+    }
+    // The fix the hint gives: new keys, the same entry.
+    std::fs::rename(
+        ws.d.join("hosts/laptop/secure-boot"),
+        ws.d.join("old-secure-boot"),
+    )
+    .unwrap();
+    ws.secure_boot("laptop", &[]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    if let Some(sbsign) = &sbsign {
+        assert!(signs(sbsign), "sbsign refused the new pair");
+    }
+    assert_eq!(ws.line_of("laptop", "/var/lib/sbctl"), line);
+}
+
+/// An RSA key and its self-signed certificate made by openssl, as PEM text.
+fn openssl_pair(dir: &std::path::Path, name: &str) -> (String, String) {
+    let (key, pem) = (
+        dir.join(format!("{name}.key")),
+        dir.join(format!("{name}.pem")),
+    );
+    let o = std::process::Command::new("openssl")
+        .args([
+            "req", "-new", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={name}/"), "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&pem)
+        .output()
+        .expect("run openssl");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read = |p| std::fs::read_to_string(p).unwrap();
+    (read(&key), read(&pem))
+}
+
+/// sbsign (lanzaboote, during nixos-install) refuses a certificate that is not its key's,
+/// and sbctl's enrolment a PK or KEK pair alike: reported before anything is packed.
+#[test]
+fn lanzaboote_certificate_must_belong_to_its_key() {
+    let (Some(()), Some(_)) = (tools(), require_tool("openssl")) else {
+        return;
+    };
+    let ws = Ws::new(&["laptop"]);
+    let t = tempfile::tempdir().unwrap();
+    let (db_key, db_pem) = openssl_pair(t.path(), "db");
+    let (_, other_pem) = openssl_pair(t.path(), "other");
+    ws.flake(&[(
+        "laptop",
+        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#,
+    )]);
+    let key_line = ws.place(
+        "laptop",
+        "hosts/laptop/sb/db.key",
+        &db_key,
+        "/var/lib/sbctl/keys/db/db.key",
+    );
+    ws.place(
+        "laptop",
+        "hosts/laptop/sb/db.pem",
+        &other_pem,
+        "/var/lib/sbctl/keys/db/db.pem",
+    );
+    ws.place(
+        "laptop",
+        "hosts/laptop/sb/GUID",
+        "6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10",
+        "/var/lib/sbctl/GUID",
+    );
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/sb/db.pem) does not belong to the key (hosts/laptop/sb/db.key; line {key_line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")],
+        "{}",
+        err(&o)
+    );
+    // Not a certificate at all: said with the reason.
+    std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), "x").unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(
+        problems(&o)[0].contains("db.pem") && problems(&o)[0].contains("not a PEM certificate"),
+        "{}",
+        err(&o)
+    );
+    std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), &db_pem).unwrap();
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // A GUID sbctl cannot read is its enrolment's problem (autoEnrollKeys):
+    // config_check_when::what_sbctl_reads_to_enroll_must_be_usable.
 }
 
 /// The flake is evaluated, never built from: import-from-derivation is refused.

@@ -12,7 +12,7 @@ mod common;
 mod ws;
 
 use common::require_tool;
-use ws::{err, problems, tools, Ws, HOST_KEY};
+use ws::{err, problems, refused_with, tools, Ws, HOST_KEY};
 
 /// agenix with systemd-sysusers (or userborn) decrypts in agenix-install-secrets.service,
 /// which has DefaultDependencies=no and is ordered only after systemd-sysusers.service: not
@@ -130,13 +130,7 @@ fn sops_generate_key_makes_a_missing_key_file_no_error() {
     assert!(problems(&o).is_empty(), "{}", err(&o));
     ws.flake(&[("laptop", &config(""))]);
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        ["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt, but vault.toml places nothing there for laptop; sops.age.generateKey would make a new key, which cannot open the secrets"],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt, but vault.toml places nothing there for laptop; sops.age.generateKey would make a new key, which cannot open the secrets"]);
 }
 
 /// lanzaboote's install hook (lzbt, run by the bootloader install inside nixos-install) reads
@@ -149,10 +143,10 @@ fn lanzaboote_reads_the_bundle_only_to_enroll() {
     let Some(()) = tools() else { return };
     let ws = Ws::new(&["laptop"]);
     for (f, t) in [
-        ("db.key", "/etc/secureboot/db.key"),
-        ("db.pem", "/etc/secureboot/db.pem"),
+        ("keys/db/db.key", "/etc/secureboot/db.key"),
+        ("keys/db/db.pem", "/etc/secureboot/db.pem"),
     ] {
-        ws.place("laptop", &format!("hosts/laptop/sb/{f}"), "x", t);
+        ws.place_sb("laptop", f, t);
     }
     let keys =
         r#"privateKeyFile = "/etc/secureboot/db.key"; publicKeyFile = "/etc/secureboot/db.pem";"#;
@@ -194,12 +188,7 @@ fn lanzaboote_reads_the_bundle_only_to_enroll() {
         "keys/db/db.key",
         "keys/db/db.pem",
     ] {
-        ws.place(
-            "laptop",
-            &format!("hosts/laptop/sbctl/{t}"),
-            "x",
-            &format!("/persist/var/lib/sbctl/{t}"),
-        );
+        ws.place_sb("laptop", t, &format!("/persist/var/lib/sbctl/{t}"));
     }
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
@@ -208,6 +197,118 @@ fn lanzaboote_reads_the_bundle_only_to_enroll() {
         "laptop",
         r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/other"; autoGenerateKeys.enable = true; }; }"#,
     )]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+    // Unless one of the two is there: then lzbt signs, and needs the other.
+    ws.place_sb("laptop", "keys/db/db.key", "/var/lib/other/keys/db/db.key");
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        ["vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/other/keys/db/db.pem, but vault.toml places nothing there for laptop"],
+        "{}",
+        err(&o)
+    );
+    ws.place_sb("laptop", "keys/db/db.pem", "/var/lib/other/keys/db/db.pem");
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+}
+
+/// sbctl reads the bundle's GUID and its PK and KEK pairs only with autoEnrollKeys: then the
+/// GUID must parse as sbctl parses it (the file's bytes as they are: no trailing newline),
+/// each certificate must be its key's, and each key PKCS#8. Each fix the hints give works.
+#[test]
+fn what_sbctl_reads_to_enroll_must_be_usable() {
+    let Some(()) = tools() else { return };
+    let ws = Ws::new(&["laptop"]);
+    let pki = ws.secure_boot("laptop", &[]);
+    let line = ws.line_of("laptop", "/var/lib/sbctl");
+    let guid = pki.join("GUID");
+    let text = std::fs::read_to_string(&guid).unwrap();
+    assert_eq!(text.len(), 36, "{text:?}");
+    std::fs::write(&guid, format!("{text}\n")).unwrap();
+    let pk = pki.join("keys/PK/PK.pem");
+    let saved_pk = std::fs::read(&pk).unwrap();
+    std::fs::copy(pki.join("keys/KEK/KEK.pem"), &pk).unwrap();
+    let config = |enroll: &str| {
+        format!(
+            r#"{{ boot.lanzaboote = {{ enable = true; pkiBundle = "/var/lib/sbctl"; {enroll} }}; }}"#
+        )
+    };
+    // Not enrolling: lzbt reads the db pair only.
+    ws.flake(&[("laptop", &config(""))]);
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    ws.flake(&[("laptop", &config("autoEnrollKeys.enable = true;"))]);
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [
+            format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/GUID, but the file vault.toml places there (hosts/laptop/secure-boot/pki/GUID, line {line}) is not usable: the GUID ends with a newline or spaces, and sbctl parses the file as it is"),
+            format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/keys/PK/PK.pem and /var/lib/sbctl/keys/PK/PK.key, but the certificate vault.toml places there (hosts/laptop/secure-boot/pki/keys/PK/PK.pem) does not belong to the key (hosts/laptop/secure-boot/pki/keys/PK/PK.key; line {line}): the firmware refuses the KEK that sbctl's enrolment signs with this key"),
+        ],
+        "{}",
+        err(&o)
+    );
+    let fix = "truncate -s 36 hosts/laptop/secure-boot/pki/GUID";
+    assert!(err(&o).contains(fix), "{}", err(&o));
+    let o = std::process::Command::new("sh")
+        .args(["-c", fix])
+        .current_dir(&ws.d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    std::fs::write(&pk, &saved_pk).unwrap();
+    let o = ws.pack(&[]);
+    assert!(o.status.success(), "{}", err(&o));
+
+    // Not a GUID at all.
+    std::fs::write(&guid, "laptop").unwrap();
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert!(problems(&o)[0].ends_with("is not usable: it holds no GUID (sbctl writes one like 6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f50, with no newline)"), "{}", err(&o));
+    std::fs::write(&guid, &text).unwrap();
+
+    // A PKCS#1 key: sbctl reads only PKCS#8; the conversion the hint gives is accepted.
+    let Some(openssl) = require_tool("openssl") else {
+        return;
+    };
+    let kek = pki.join("keys/KEK/KEK.key");
+    let o = std::process::Command::new(&openssl)
+        .args(["rsa", "-traditional", "-in"])
+        .arg(&kek)
+        .arg("-out")
+        .arg(ws.d.join("pkcs1.key"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", err(&o));
+    std::fs::rename(ws.d.join("pkcs1.key"), &kek).unwrap();
+    assert!(std::fs::read_to_string(&kek)
+        .unwrap()
+        .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
+    let o = ws.pack(&[]);
+    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
+    assert_eq!(
+        problems(&o),
+        [format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/keys/KEK/KEK.key, but the key vault.toml places there (hosts/laptop/secure-boot/pki/keys/KEK/KEK.key, line {line}) is in PKCS#1 form (-----BEGIN RSA PRIVATE KEY-----); sbctl reads only PKCS#8 (-----BEGIN PRIVATE KEY-----)")],
+        "{}",
+        err(&o)
+    );
+    let hint = err(&o);
+    let fix = hint
+        .split("hint: convert it in place: ")
+        .nth(1)
+        .and_then(|r| r.lines().next())
+        .unwrap()
+        .to_owned();
+    let o = std::process::Command::new("sh")
+        .args(["-c", &fix])
+        .current_dir(&ws.d)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{fix}: {}", err(&o));
     let o = ws.pack(&[]);
     assert!(o.status.success(), "{}", err(&o));
 }

@@ -17,7 +17,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use common::vault_bin;
+use common::{text, vault_bin};
 use expectrl::{Eof, Regex, Session};
 
 fn is_root() -> bool {
@@ -83,12 +83,6 @@ impl Drop for Scene {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir("/iso");
     }
-}
-
-fn text(o: &std::process::Output) -> String {
-    let mut out = String::from_utf8_lossy(&o.stdout).into_owned();
-    out.push_str(&String::from_utf8_lossy(&o.stderr));
-    out
 }
 
 const EVIL: &[u8] = b"evil\x1b]0;owned\x07\x1b[2J.bundle";

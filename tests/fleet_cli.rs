@@ -9,22 +9,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::fake_machine as machine;
 use common::vault_in as vault;
+use common::{fake_machine as machine, text};
 use expectrl::{Eof, Session};
 
 const UUID_A: &str = "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f";
 const UUID_B: &str = "0b7d6e2a-5c4f-4b3a-8e1d-9f8a7b6c5d4e";
 const MAC_A: &str = "00:00:5e:00:53:01";
 const MAC_B: &str = "00:00:5e:00:53:02";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 struct Fleet {
     _tmp: tempfile::TempDir,

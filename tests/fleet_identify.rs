@@ -3,21 +3,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 
-use common::fake_machine as machine;
 use common::vault_in as vault;
+use common::{fake_machine as machine, text};
 
 const UUID_A: &str = "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f";
 const MAC_A: &str = "00:00:5e:00:53:01";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn a_facter_report_records_the_disks_and_says_what_is_missing() {

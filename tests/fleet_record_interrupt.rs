@@ -12,18 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
+use common::text;
 use rustix::process::Signal;
 
 const IDENTITY: &str =
     "product_uuid = \"6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f\"\nmacs = [\"00:00:5e:00:53:01\"]\n";
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// Everything beside `vault.toml` that is not a file the test made: vault's temporaries.
 fn leftovers(dir: &Path) -> Vec<PathBuf> {

@@ -10,17 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::fake_machine as machine;
 use common::vault_in as vault;
+use common::{fake_machine as machine, text};
 use expectrl::{Eof, Session};
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 struct Single {
     _tmp: tempfile::TempDir,

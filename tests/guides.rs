@@ -52,12 +52,20 @@ const GUIDES: &[&str] = &[
     "docs/guide/disko-luks.md",
     "docs/guide/add-host.md",
     "docs/guide/qemu.md",
+    "docs/guide/secure-boot.md",
     "docs/guide/recovery.md",
+    "docs/guide/fleet.md",
 ];
 
 /// Writes past the test harness's capture: the list of skipped blocks belongs in every log.
+/// Each line carries the seconds since the first one: where the time of a run goes.
 fn say(text: &str) {
-    let _ = writeln!(std::io::stderr(), "{text}");
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let t = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs();
+    let _ = writeln!(std::io::stderr(), "[{t:>5} s] {text}");
 }
 
 fn parse(guide: &str) -> Vec<Block> {
@@ -117,6 +125,7 @@ fn skipped_blocks(guide: &str) -> Vec<String> {
                 Directive::First(id, r) => {
                     out.push(format!("{guide}:{}: block {id} first — {r}", b.line))
                 }
+                Directive::Paste(p, r) => out.push(format!("{guide}:{}: pasted {p} — {r}", b.line)),
                 _ => {}
             }
         }
@@ -143,9 +152,16 @@ fn every_guide_block_is_run_or_marked() {
                         "{g}:{}: no guide {other}",
                         b.line
                     ),
-                    Directive::File(_) | Directive::Append(_) => assert!(
-                        !b.is_shell(),
-                        "{g}:{}: file/append is for non-shell blocks",
+                    Directive::File(_) | Directive::Append(_) | Directive::InsertAfter(..) => {
+                        assert!(
+                            !b.is_shell(),
+                            "{g}:{}: file/append/insert-after is for non-shell blocks",
+                            b.line
+                        )
+                    }
+                    Directive::Paste(p, _) => assert!(
+                        b.text.contains(p.as_str()),
+                        "{g}:{}: pastes {p}, which the block does not hold",
                         b.line
                     ),
                     _ => {}
@@ -167,6 +183,40 @@ fn every_guide_block_is_run_or_marked() {
     }
 }
 
+/// docs/guide/README.md lists every guide in docs/guide/, and the tests run them all, in the
+/// order it gives.
+#[test]
+fn the_guide_index_lists_every_guide() {
+    let index = std::fs::read_to_string(repo().join("docs/guide/README.md")).unwrap();
+    let link = regex::Regex::new(r"\]\(([a-z0-9-]+\.md)\)").unwrap();
+    let listed: Vec<String> = link
+        .captures_iter(&index)
+        .map(|c| format!("docs/guide/{}", &c[1]))
+        .collect();
+    let mut on_disk: Vec<String> = std::fs::read_dir(repo().join("docs/guide"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".md") && n != "README.md")
+        .map(|n| format!("docs/guide/{n}"))
+        .collect();
+    on_disk.sort();
+    let mut sorted = listed.clone();
+    sorted.sort();
+    sorted.dedup();
+    assert_eq!(sorted, on_disk, "docs/guide/README.md lists {listed:?}");
+    assert_eq!(
+        GUIDES[1..].to_vec(),
+        listed,
+        "the tests run the guides in the index's order"
+    );
+    let numbers: Vec<&str> = index
+        .lines()
+        .filter_map(|l| l.split_once(". [").map(|(n, _)| n))
+        .collect();
+    let want: Vec<String> = (1..=numbers.len()).map(|n| n.to_string()).collect();
+    assert_eq!(numbers, want, "the index numbers its guides 1, 2, 3, …");
+}
+
 /// One guide at a time: they boot QEMU guests and derive 1 GiB keys.
 static ONE: Mutex<()> = Mutex::new(());
 
@@ -175,9 +225,14 @@ fn run(guide: &str) {
         return;
     }
     let _one = ONE.lock().unwrap_or_else(|e| e.into_inner());
+    let started = std::time::Instant::now();
     let mut r = Runner::new();
     r.run_guide(guide, false);
-    say(&format!("{guide}: every block ran as typed, except:"));
+    say(&format!(
+        "{guide}: passed in {:.0} s ({} installer boot(s)); every block ran as typed, except:",
+        started.elapsed().as_secs_f64(),
+        r.boots
+    ));
     for s in &r.skipped {
         say(&format!("  {s}"));
     }
@@ -209,6 +264,16 @@ fn qemu() {
 }
 
 #[test]
+fn secure_boot() {
+    run("docs/guide/secure-boot.md");
+}
+
+#[test]
 fn recovery() {
     run("docs/guide/recovery.md");
+}
+
+#[test]
+fn fleet() {
+    run("docs/guide/fleet.md");
 }

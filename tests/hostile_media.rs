@@ -204,33 +204,14 @@ fn replace_refuses_a_bundle_entry_that_points_past_the_end() {
     let Some(iso) = iso(d) else { return };
     let b = bundle(d, "b", 3000);
     let img = d.join("stick.img");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&img),
-    ]));
+    common::ok(attach(&iso, &b, &img, &[]));
     let (sys, start, sectors) = entry(&img, 3);
     assert_eq!(sys, 0xDA);
     patch_entry(&img, 3, 0xDA, 1 << 31, sectors);
     let before = fs::read(&img).unwrap();
     let out = d.join("new.img");
     let err = failed_with(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--replace",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+        attach(&img, &b, &out, &["--replace"]),
         4,
         "extends past the end",
     );
@@ -263,17 +244,7 @@ fn replace_refuses_a_bundle_entry_that_points_past_the_end() {
     std::os::unix::fs::FileExt::write_all_at(&f, &[0u8; 64], u64::from(start) * 512).unwrap();
     drop(f);
     failed_with(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--replace",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+        attach(&img, &b, &out, &["--replace"]),
         4,
         "does not start with a vault bundle",
     );
@@ -289,16 +260,7 @@ fn detach_refuses_records_that_reach_past_the_end() {
     let Some(iso) = iso(d) else { return };
     let b = bundle(d, "b", 3000);
     let img = d.join("stick.img");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&img),
-    ]));
+    common::ok(attach(&iso, &b, &img, &[]));
     let (_, _, sectors) = entry(&img, 3);
     patch_entry(&img, 3, 0xDA, 1 << 31, sectors);
     // The primary volume descriptor's size: 2^29 blocks of 2048 bytes.
@@ -325,19 +287,7 @@ fn a_missing_mbr_signature_is_a_refusal() {
     let img = d.join("zeros.img");
     fs::write(&img, vec![0u8; 1 << 20]).unwrap();
     let out = d.join("o.img");
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
-        "no usable MBR",
-    );
+    refused(attach(&img, &b, &out, &[]), "no usable MBR");
     refused(
         vault(&[
             "attach",
@@ -364,16 +314,7 @@ fn a_damaged_binary_partition_is_named_and_hides_nothing() {
     let Some(iso) = iso(d) else { return };
     let b = bundle(d, "b", 3000);
     let img = d.join("stick.img");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&img),
-    ]));
+    common::ok(attach(&iso, &b, &img, &[]));
     // One MiB of zeros after the image, recorded as the binary partition in slot 4.
     let len = fs::metadata(&img).unwrap().len();
     let start = len.div_ceil(1 << 20) << 20;
@@ -430,29 +371,10 @@ fn one_image_carries_one_bundle() {
     let b = bundle(d, "b", 3000);
     let other = bundle(d, "other", 3000);
     let with_file = d.join("with-file.iso");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--iso-file",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&with_file),
-    ]));
+    common::ok(attach(&iso, &b, &with_file, &["--iso-file"]));
     let out = d.join("two.img");
     refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&with_file),
-            "--bundle",
-            s(&other),
-            "-o",
-            s(&out),
-        ]),
+        attach(&with_file, &other, &out, &[]),
         "already carries a vault bundle as /vault/bundle in its ISO tree",
     );
     assert!(!out.exists());
@@ -478,28 +400,9 @@ fn one_image_carries_one_bundle() {
         "already carries a vault bundle as /vault/bundle",
     );
     let with_part = d.join("with-part.img");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&with_part),
-    ]));
+    common::ok(attach(&iso, &b, &with_part, &[]));
     refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--iso-file",
-            "--image",
-            s(&with_part),
-            "--bundle",
-            s(&other),
-            "-o",
-            s(&out),
-        ]),
+        attach(&with_part, &other, &out, &["--iso-file"]),
         "already carries a vault bundle (MBR slot 3)",
     );
     assert!(!out.exists());

@@ -6,6 +6,7 @@
 //! temporary exists (placement has begun), then signals. Should the machine be so fast that
 //! the run finished before the test saw a temporary, the test repeats with a bigger bundle.
 
+mod common;
 mod hostile;
 
 use std::path::{Path, PathBuf};
@@ -200,16 +201,7 @@ fn pack_cmd(s: &Scratch, parts: u32) -> Command {
     c.current_dir(s.dir.path())
         .args(["pack", "-m", "vault.toml", "-o", "out/b.vault"])
         .args(["--passphrase-file", "pw"])
-        .args([
-            "--weak-kdf",
-            "--weak-passphrase",
-            "--kdf-memory",
-            "8",
-            "--kdf-iterations",
-            "1",
-            "--kdf-parallelism",
-            "1",
-        ]);
+        .args(common::FAST_KDF);
     c
 }
 

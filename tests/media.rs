@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 use std::process::Command;
 
-use media_common::{bundle, iso, raw_image, refused, s, vault};
+use media_common::{attach, bundle, iso, raw_image, refused, s, vault};
 use vault::media::{self, mbr, open_source};
 
 use common::ok;
@@ -30,16 +30,7 @@ fn attach_changes_one_entry_and_appends_at_the_next_mib() {
     let b = bundle(dir.path(), "small", 3000);
     let before = fs::read(&iso).unwrap();
     let out = dir.path().join("out.img");
-    ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&out),
-    ]));
+    ok(attach(&iso, &b, &out, &[]));
     assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
     let after = fs::read(&out).unwrap();
     // Only slot 3's 16 bytes differ within the original image.
@@ -79,63 +70,17 @@ fn refuses_to_overwrite_the_input_or_an_existing_output() {
     let Some(iso) = iso(dir.path()) else { return };
     let b = bundle(dir.path(), "small", 100);
     let before = fs::read(&iso).unwrap();
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&iso),
-        ]),
-        "is the input image",
-    );
+    refused(attach(&iso, &b, &iso, &[]), "is the input image");
     let link = dir.path().join("link.iso");
     fs::hard_link(&iso, &link).unwrap();
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&link),
-            "--force",
-        ]),
-        "is the input image",
-    );
+    refused(attach(&iso, &b, &link, &["--force"]), "is the input image");
     let other = dir.path().join("other.img");
     fs::write(&other, "keep me").unwrap();
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&other),
-        ]),
-        "already exists",
-    );
+    refused(attach(&iso, &b, &other, &[]), "already exists");
     assert_eq!(fs::read(&other).unwrap(), b"keep me");
     assert_eq!(fs::read(&iso).unwrap(), before);
     // Not a bundle: refused before anything is written.
-    let o = vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&iso),
-        "-o",
-        s(&dir.path().join("x.img")),
-    ]);
+    let o = attach(&iso, &iso, &dir.path().join("x.img"), &[]);
     assert!(!o.status.success());
     assert!(!dir.path().join("x.img").exists());
 }
@@ -155,16 +100,7 @@ fn all_slots_used_is_refused() {
         ],
     );
     refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&dir.path().join("o.img")),
-        ]),
+        attach(&img, &b, &dir.path().join("o.img"), &[]),
         "no free MBR slot",
     );
     assert!(!dir.path().join("o.img").exists());
@@ -179,16 +115,7 @@ fn all_slots_used_is_refused() {
         ],
     );
     refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&dir.path().join("o.img")),
-        ]),
+        attach(&img, &b, &dir.path().join("o.img"), &[]),
         "no free MBR slot",
     );
 }
@@ -199,46 +126,13 @@ fn protective_gpt_is_refused() {
     let b = bundle(dir.path(), "small", 100);
     let img = dir.path().join("gpt.img");
     raw_image(&img, &[(1, 0xEE, 1, 8191)]);
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&dir.path().join("o.img")),
-        ]),
-        "GPT",
-    );
+    refused(attach(&img, &b, &dir.path().join("o.img"), &[]), "GPT");
     // A hybrid MBR (0xEE beside other entries) too: the kernel would follow the GPT.
     raw_image(&img, &[(1, 0x00, 0, 4096), (2, 0xEE, 1, 100)]);
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&dir.path().join("o.img")),
-        ]),
-        "GPT",
-    );
+    refused(attach(&img, &b, &dir.path().join("o.img"), &[]), "GPT");
     // No MBR at all.
     fs::write(&img, vec![0u8; 1 << 20]).unwrap();
-    let o = vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&img),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&dir.path().join("o.img")),
-    ]);
+    let o = attach(&img, &b, &dir.path().join("o.img"), &[]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("no usable MBR"));
 }
 
@@ -249,51 +143,18 @@ fn replace_grows_and_shrinks_in_the_same_slot_and_detach_restores_the_image() {
     let small = bundle(dir.path(), "small", 2000);
     let big = bundle(dir.path(), "big", 1_500_000);
     let d = |n: &str| dir.path().join(n);
-    ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&small),
-        "-o",
-        s(&d("a.img")),
-    ]));
+    ok(attach(&iso, &small, &d("a.img"), &[]));
     refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&d("a.img")),
-            "--bundle",
-            s(&big),
-            "-o",
-            s(&d("x.img")),
-        ]),
+        attach(&d("a.img"), &big, &d("x.img"), &[]),
         "already carries",
     );
-    ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--replace",
-        "--image",
-        s(&d("a.img")),
-        "--bundle",
-        s(&big),
-        "-o",
-        s(&d("grown.img")),
-    ]));
-    ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--replace",
-        "--image",
-        s(&d("grown.img")),
-        "--bundle",
-        s(&small),
-        "-o",
-        s(&d("shrunk.img")),
-    ]));
+    ok(attach(&d("a.img"), &big, &d("grown.img"), &["--replace"]));
+    ok(attach(
+        &d("grown.img"),
+        &small,
+        &d("shrunk.img"),
+        &["--replace"],
+    ));
     let a = media::inspect_image(&d("a.img")).unwrap();
     let g = media::inspect_image(&d("grown.img")).unwrap();
     let sh = media::inspect_image(&d("shrunk.img")).unwrap();
@@ -320,17 +181,7 @@ fn replace_grows_and_shrinks_in_the_same_slot_and_detach_restores_the_image() {
         fs::read(&iso).unwrap()
     );
     // --replace on an image without a bundle is refused.
-    let o = vault(&[
-        "attach",
-        "--no-binary",
-        "--replace",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&small),
-        "-o",
-        s(&d("y.img")),
-    ]);
+    let o = attach(&iso, &small, &d("y.img"), &["--replace"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("carries no vault bundle"));
 }
 
@@ -431,17 +282,7 @@ fn iso_file_mode_puts_the_bundle_in_the_iso_tree() {
     let Some(iso) = iso(dir.path()) else { return };
     let b = bundle(dir.path(), "small", 5000);
     let out = dir.path().join("withfile.iso");
-    ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--iso-file",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&out),
-    ]));
+    ok(attach(&iso, &b, &out, &["--iso-file"]));
     let info = media::inspect_image(&out).unwrap();
     assert!(info.partition.is_none());
     let (_, len) = info.iso_file.unwrap();

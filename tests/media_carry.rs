@@ -98,35 +98,7 @@ fn bundle(dir: &Path) -> PathBuf {
 
 /// An isohybrid image as nixpkgs makes them, with volume label `volid`.
 fn make_iso(dir: &Path, volid: &str) -> PathBuf {
-    let tree = dir.join(format!("tree-{volid}"));
-    fs::create_dir_all(tree.join("isolinux")).unwrap();
-    fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .unwrap();
-    let out = dir.join(format!("{volid}.iso"));
-    let st = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-iso-level", "3", "-volid", volid])
-        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
-        .args(["-eltorito-catalog", "isolinux/boot.cat"])
-        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
-        .args([
-            "-isohybrid-mbr",
-            "/usr/lib/ISOLINUX/isohdpfx.bin",
-            "-r",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    out
+    common::isohybrid(dir, volid, &format!("{volid}.iso")).expect("xorriso and isolinux")
 }
 
 /// MBR entry `slot`: (type, byte offset, byte length).

@@ -63,16 +63,7 @@ fn holes_are_copied_as_holes() {
         return;
     };
     let out = small.path.join("stick.img");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&img),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&out),
-    ]));
+    common::ok(attach(&img, &b, &out, &[]));
     let meta = fs::metadata(&out).unwrap();
     assert!(meta.len() > 1 << 40, "{}", meta.len());
     assert!(
@@ -110,34 +101,11 @@ fn too_little_room_is_refused_before_writing() {
         return;
     };
     let out = small.path.join("stick.img");
-    let err = failed_with(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
-        6,
-        "not enough free space in",
-    );
+    let err = failed_with(attach(&img, &b, &out, &[]), 6, "not enough free space in");
     assert!(err.contains(s(&small.path)), "{err}");
     assert_eq!(fs::read_dir(&small.path).unwrap().count(), 0);
     failed_with(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--iso-file",
-            "--image",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+        attach(&img, &b, &out, &["--iso-file"]),
         6,
         "not enough free space in",
     );
@@ -229,16 +197,7 @@ fn signals_during_attach_leave_nothing_behind() {
     }
     // The next run (another output, same folder) removes what SIGKILL left.
     let left = temporaries(&outdir);
-    let o = vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&outdir.join("next.img")),
-    ]);
+    let o = attach(&iso, &b, &outdir.join("next.img"), &[]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
     assert!(
@@ -302,6 +261,15 @@ struct FailingStick {
     disk: String,
     vault: PathBuf,
     mounted: bool,
+}
+
+/// Shuts down the ext4 filesystem holding `f`: every later read of it fails with EIO.
+// SAFETY: EXT4_IOC_SHUTDOWN reads one u32 from the pointer it is given.
+#[allow(unsafe_code)]
+fn shut_down(f: &fs::File) {
+    // EXT4_IOC_SHUTDOWN = _IOR('X', 125, __u32); 2 = EXT4_GOING_FLAGS_NOLOGFLUSH.
+    const SHUTDOWN: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u32>(b'X', 125);
+    unsafe { rustix::ioctl::ioctl(f, rustix::ioctl::Setter::<SHUTDOWN, u32>::new(2)) }.unwrap();
 }
 
 fn sh(cmd: &str) -> bool {
@@ -380,11 +348,7 @@ impl FailingStick {
         )));
         // Shut filesystem A down: every read of the stick's backing file fails with EIO.
         let a = fs::File::open(d.join("a")).unwrap();
-        // EXT4_IOC_SHUTDOWN = _IOR('X', 125, __u32); 2 = EXT4_GOING_FLAGS_NOLOGFLUSH.
-        const SHUTDOWN: rustix::ioctl::Opcode = rustix::ioctl::opcode::read::<u32>(b'X', 125);
-        // SAFETY: the ioctl reads one u32 from the pointer it is given.
-        unsafe { rustix::ioctl::ioctl(&a, rustix::ioctl::Setter::<SHUTDOWN, u32>::new(2)) }
-            .unwrap();
+        shut_down(&a);
         // Drop what is cached of the disk and not held by its mounted filesystem, so that
         // reading the bundle partition goes to the (failing) backing file.
         let _ = sh(&format!("blockdev --flushbufs {}", scene.disk));

@@ -359,3 +359,88 @@ fn the_unit_shown_in_the_docs_is_the_one_rendered() {
         );
     }
 }
+
+/// The `host` option says how vault chooses the host when it is null, as vault unlock does it
+/// (docs/guide/fleet.md): the only host, or among several the one whose recorded identity
+/// matches this machine, else the host menu. The module's description and the docs' table
+/// say the same.
+#[test]
+fn the_host_option_says_how_vault_recognises_the_machine() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let store = tempfile::tempdir().unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix { inherit lib; }; \
+         in (nixos.evalNixos { modules = [ ./nix/installer.nix ]; pkgsFor = _: { }; }).options.programs.vault-installer.autoUnlock.host.description",
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let module: String = serde_json::from_slice(&o.stdout).unwrap();
+    let module = module.split_whitespace().collect::<Vec<_>>().join(" ");
+    let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
+    let row = doc
+        .lines()
+        .find(|l| l.starts_with("| `programs.vault-installer.autoUnlock.host` |"))
+        .expect("docs/NIXOS.md has no row for autoUnlock.host");
+    for (what, text) in [
+        ("nix/installer.nix", module.as_str()),
+        ("docs/NIXOS.md", row),
+    ] {
+        for says in ["only host", "recorded identity", "host menu"] {
+            assert!(text.contains(says), "{what} does not say {says:?}: {text}");
+        }
+    }
+}
+
+/// The installer module runs the vault of its package, from the Nix store: no script mounts
+/// a `VAULT-BIN` partition or runs a vault copied from the medium (that is the official
+/// installer's way, where the binary is checked by its SHA-256 first: docs/MEDIA.md), and no
+/// Nix file mentions one.
+#[test]
+fn the_module_runs_vault_from_the_store_only() {
+    if common::require_tool("nix-instantiate").is_none() {
+        return;
+    }
+    let report = eval_module(&repo().join("nix/installer.nix"));
+    let vault = "/nix/store/00000000000000000000000000000000-vault-bundle-0.1.0/bin/vault";
+    let scripts = report["scripts"].as_object().unwrap();
+    assert!(scripts.len() >= 4, "{report}");
+    for (name, script) in scripts {
+        let script = script.as_str().unwrap();
+        assert!(
+            script.contains(&format!("{vault} unlock")),
+            "{name}: {script}"
+        );
+        for line in script.lines().map(str::trim) {
+            // Comments, and messages in single quotes: text, nothing runs.
+            if line.starts_with('#') || line.starts_with("say '") || line.starts_with("tell '") {
+                continue;
+            }
+            for word in line.split_whitespace() {
+                let word = word.trim_matches(|c| c == '\'' || c == '"');
+                assert!(
+                    !word.ends_with("/vault") || word == vault,
+                    "{name}: runs {word}, not the package's vault: {line}"
+                );
+                assert!(
+                    !["mount", "/bin/mount", "findfs", "blkid"].contains(&word),
+                    "{name}: mounts or looks up a device: {line}"
+                );
+            }
+            assert!(!line.contains("VAULT-BIN"), "{name}: {line}");
+        }
+    }
+    for e in walkdir::WalkDir::new(repo().join("nix")) {
+        let e = e.unwrap();
+        if e.file_type().is_file() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            assert!(
+                !text.to_uppercase().contains("VAULT-BIN"),
+                "{} names the VAULT-BIN partition",
+                e.path().display()
+            );
+        }
+    }
+}

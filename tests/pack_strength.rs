@@ -18,15 +18,7 @@ const MEDIUM: &str = "plinth quokka 9";
 /// A top-100 password.
 const WEAK: &str = "hunter2";
 /// Cheap settings at which a medium passphrase is too weak.
-const CHEAP: &[&str] = &[
-    "--weak-kdf",
-    "--kdf-memory",
-    "8",
-    "--kdf-iterations",
-    "1",
-    "--kdf-parallelism",
-    "1",
-];
+const CHEAP: &[&str] = common::CHEAP_KDF;
 /// Settings with 24 times the memory traffic per guess, still cheap enough for a test.
 const DEARER: &[&str] = &[
     "--weak-kdf",

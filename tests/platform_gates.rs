@@ -10,6 +10,9 @@ const LINUX_ONLY: &[&str] = &[
     "rustix::fs::syncfs",
     "OFlags::PATH",
     "BLKRRPART",
+    "F_OFD_",
+    "sync_file_range",
+    "statx(",
 ];
 const GATE: &str = "#[cfg(target_os = \"linux\")]";
 

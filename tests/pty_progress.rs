@@ -243,6 +243,7 @@ fn a_tiny_pack_draws_no_bar_however_long_its_kdf_takes() {
         "pack",
         "--passphrase-file",
         "pw",
+        "--weak-passphrase",
         "--weak-kdf",
         "--kdf-memory",
         "256",

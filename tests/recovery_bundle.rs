@@ -15,18 +15,10 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{vault_bin, FAST_KDF};
+use common::{text, vault_bin, FAST_KDF};
 
 /// Cheap Argon2id settings for the bundles `repack` writes (it takes none from the bundle).
-const REPACK_KDF: &[&str] = &[
-    "--weak-kdf",
-    "--kdf-memory",
-    "8",
-    "--kdf-iterations",
-    "1",
-    "--kdf-parallelism",
-    "1",
-];
+const REPACK_KDF: &[&str] = common::CHEAP_KDF;
 
 struct Tools {
     age: PathBuf,
@@ -163,14 +155,6 @@ mode = "0600"
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         (self.vault(&refs), root)
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 fn ok(o: Output) -> String {

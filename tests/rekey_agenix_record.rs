@@ -8,33 +8,24 @@ mod common;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use common::{assert_same, ok, snapshot, write_identity};
+use common::repo::SecretsRepo;
+use common::{assert_same, ok, snapshot, text, write_identity};
 
 struct Repo {
-    _t: tempfile::TempDir,
-    root: std::path::PathBuf,
+    repo: SecretsRepo,
     age: std::path::PathBuf,
-    admin: String,
-    host: String,
+}
+
+impl std::ops::Deref for Repo {
+    type Target = SecretsRepo;
+    fn deref(&self) -> &SecretsRepo {
+        &self.repo
+    }
 }
 
 /// vault with an empty HOME, so only `-i` identities count.
 fn vault(r: &Repo, args: &[&str]) -> Output {
-    Command::new(common::vault_bin())
-        .args(args)
-        .current_dir(&r.root)
-        .env("HOME", r.root.join("home"))
-        .env_remove("SOPS_AGE_KEY_FILE")
-        .output()
-        .unwrap()
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    r.command(&common::vault_bin()).args(args).output().unwrap()
 }
 
 fn age_encrypt(r: &Repo, recipients: &[&str], armor: bool, input: &Path, out: &Path) {
@@ -58,20 +49,11 @@ fn setup() -> Option<Repo> {
     ) else {
         return None;
     };
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().to_path_buf();
-    std::fs::create_dir(root.join("home")).unwrap();
-    let secrets = root.join("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    let admin = write_identity(&root.join("admin.txt"));
-    let host = write_identity(&root.join("host.txt"));
     let r = Repo {
-        _t: t,
-        root,
+        repo: SecretsRepo::new(),
         age,
-        admin,
-        host,
     };
+    let secrets = r.secrets.clone();
     std::fs::write(r.root.join("plain"), "db password\n").unwrap();
     for (name, armor) in [("db.age", false), ("api.age", true)] {
         age_encrypt(
@@ -90,11 +72,7 @@ fn setup() -> Option<Repo> {
         ),
     )
     .unwrap();
-    std::fs::write(
-        r.root.join("vault.toml"),
-        "version = 1\n\n[secrets]\nagenix_rules = \"secrets/secrets.nix\"\n",
-    )
-    .unwrap();
+    r.agenix_manifest();
     Some(r)
 }
 

@@ -15,7 +15,7 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use common::{ok, snapshot, write_identity};
+use common::{ok, snapshot, text, write_identity};
 
 const SECRET: &str = "TOPSECRET-the-admins-private-key";
 
@@ -51,14 +51,6 @@ impl Repo {
     fn key_path(&self) -> String {
         self.home.join(".ssh/id_ed25519").display().to_string()
     }
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 /// `secrets/a.age` encrypted to the admin; `secrets/keys.nix` naming the admin; the admin's

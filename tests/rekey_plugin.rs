@@ -14,7 +14,8 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use common::{assert_same, snapshot, write_identity};
+use common::repo::SecretsRepo;
+use common::{assert_same, snapshot, text};
 use expectrl::{Eof, Session};
 
 const PIN: &str = "4242";
@@ -45,16 +46,19 @@ fn plugin_dir() -> &'static Path {
 }
 
 struct Repo {
-    _t: tempfile::TempDir,
-    root: PathBuf,
-    secrets: PathBuf,
+    repo: SecretsRepo,
     counter: PathBuf,
-    /// The plugin recipient (`age1vaulttest1…`) and the host's X25519 one.
+    /// The plugin recipient (`age1vaulttest1…`).
     yk: String,
-    host: String,
-    admin: String,
     age: PathBuf,
     rage: PathBuf,
+}
+
+impl std::ops::Deref for Repo {
+    type Target = SecretsRepo;
+    fn deref(&self) -> &SecretsRepo {
+        &self.repo
+    }
 }
 
 /// PATH with the plugin first (or without it).
@@ -71,11 +75,8 @@ fn path_with(plugin: bool) -> std::ffi::OsString {
 
 impl Repo {
     fn cmd(&self, program: &Path, plugin: bool) -> Command {
-        let mut c = Command::new(program);
-        c.current_dir(&self.root)
-            .env("HOME", self.root.join("home"))
-            .env_remove("SOPS_AGE_KEY_FILE")
-            .env("PATH", path_with(plugin))
+        let mut c = self.command(program);
+        c.env("PATH", path_with(plugin))
             .env("VAULTTEST_COUNTER", &self.counter)
             .env("VAULTTEST_PIN", PIN)
             .env("VAULTTEST_DEFAULT_SEED", SEED);
@@ -142,14 +143,6 @@ impl Repo {
     }
 }
 
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 /// `n` agenix files, encrypted to the admin's X25519 key, whose rules name the admin.
 fn setup(n: usize) -> Option<Repo> {
     let (Some(age), Some(rage), Some(_)) = (
@@ -159,13 +152,8 @@ fn setup(n: usize) -> Option<Repo> {
     ) else {
         return None;
     };
-    let t = tempfile::tempdir().unwrap();
-    let root = t.path().to_path_buf();
-    std::fs::create_dir(root.join("home")).unwrap();
-    let secrets = root.join("secrets");
-    std::fs::create_dir(&secrets).unwrap();
-    let admin = write_identity(&root.join("admin.txt"));
-    let host = write_identity(&root.join("host.txt"));
+    let repo = SecretsRepo::new();
+    let (root, secrets) = (repo.root.clone(), repo.secrets.clone());
     // The plugin's identity file, as `age-plugin-yubikey --identity` prints one.
     let o = Command::new(plugin_dir().join("age-plugin-vaulttest"))
         .args(["--keygen", SEED])
@@ -180,26 +168,18 @@ fn setup(n: usize) -> Option<Repo> {
         .unwrap()
         .to_string();
     assert!(yk.starts_with("age1vaulttest1"), "{yk}");
-    let to = [vault::keys::age::recipients::parse(&admin).unwrap()];
+    let to = [vault::keys::age::recipients::parse(&repo.admin).unwrap()];
     for i in 0..n {
         let bytes =
             vault::keys::age::crypt::encrypt(format!("secret {i}\n").as_bytes(), &to, false)
                 .unwrap();
         std::fs::write(secrets.join(format!("s{i}.age")), bytes).unwrap();
     }
-    std::fs::write(
-        root.join("vault.toml"),
-        "version = 1\n\n[secrets]\nagenix_rules = \"secrets/secrets.nix\"\n",
-    )
-    .unwrap();
+    repo.agenix_manifest();
     let r = Repo {
-        _t: t,
+        repo,
         counter: root.join("counter"),
-        root,
-        secrets,
         yk,
-        host,
-        admin,
         age,
         rage,
     };
@@ -540,14 +520,7 @@ fn without_a_terminal_the_pin_goes_through_systemd_ask_password() {
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
-    // A session of its own: no controlling terminal, so no /dev/tty to prompt on.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut c, || {
-            rustix::process::setsid()
-                .map(drop)
-                .map_err(std::io::Error::from)
-        });
-    }
+    common::without_terminal(&mut c);
     let child = c.spawn().unwrap();
     let fields = wait_for_question("vault:plugin");
     assert!(

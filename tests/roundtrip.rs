@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{vault_bin, FAST_KDF};
+use common::{text, vault_bin, FAST_KDF};
 
 fn example() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("keys-example")
@@ -17,14 +17,6 @@ fn vault(args: &[&str]) -> Output {
         .args(args)
         .output()
         .expect("run vault")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 struct Scratch {

@@ -49,16 +49,7 @@ struct Fixture {
 fn fixture() -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut x = 0x9e3779b97f4a7c15u64;
-    let noise: Vec<u8> = (0..300 * 1024)
-        .map(|_| {
-            // xorshift64: incompressible, so zstd leaves several 64 KiB chunks.
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let noise = common::incompressible(300 * 1024);
     std::fs::write(d.join("blob"), &noise).unwrap();
     std::fs::write(d.join("key"), "secret key\n").unwrap();
     std::fs::write(

@@ -3,6 +3,7 @@
 //! with a clear error (exit 3 for a damaged passphrase stanza, which reads as a wrong
 //! passphrase, exit 4 otherwise) and the target is untouched.
 
+mod common;
 mod hostile;
 
 use hostile::*;
@@ -12,16 +13,7 @@ const CHUNK: usize = 64 * 1024 + 16;
 
 /// ~400 KiB of incompressible contents, so the payload spans several chunks.
 fn big_bundle() -> Vec<u8> {
-    // xorshift: zstd cannot shrink it.
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let noise: Vec<u8> = (0..400 * 1024)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect();
+    let noise = common::incompressible(400 * 1024);
     honest(vec![
         (file_item("/var/lib/blob", &noise), Some(noise.clone())),
         (

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use common::{ok, vault_bin, FAST_KDF};
+use common::{ok, text, vault_bin, FAST_KDF};
 use expectrl::{Eof, Session};
 
 const PASSPHRASE: &str = "correct horse battery staple";
@@ -53,14 +53,6 @@ fn as_nobody(d: &Path, args: &[&str]) -> Option<Output> {
             .current_dir(d)
             .output()
             .unwrap(),
-    )
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
     )
 }
 
@@ -162,10 +154,11 @@ fn several_hosts_without_host_are_asked_for_on_the_terminal() {
     let mut seen = Vec::new();
     seen.extend_from_slice(p.expect("Passphrase for").unwrap().as_bytes());
     p.send_line(PASSPHRASE).unwrap();
-    seen.extend_from_slice(p.expect("Which one is this machine").unwrap().as_bytes());
+    seen.extend_from_slice(p.expect("Host number (1-2)").unwrap().as_bytes());
     p.send_line("not a host").unwrap();
-    seen.extend_from_slice(p.expect("Which one is this machine").unwrap().as_bytes());
-    p.send_line("server").unwrap();
+    seen.extend_from_slice(p.expect("not a number from 1 to 2").unwrap().as_bytes());
+    seen.extend_from_slice(p.expect("Host number (1-2)").unwrap().as_bytes());
+    p.send_line("2").unwrap();
     seen.extend_from_slice(p.expect(Eof).unwrap().as_bytes());
     let code = match p.get_process().wait().expect("wait") {
         expectrl::WaitStatus::Exited(_, code) => code,

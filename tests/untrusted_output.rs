@@ -6,7 +6,7 @@ mod common;
 mod hostile;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use common::{ok, vault_in, FAST_KDF};
 
@@ -98,25 +98,7 @@ fn a_forged_version_on_the_stick_cannot_draw_over_the_checksum() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     packed(d, "/etc/ssh/key");
-    let tree = d.join("tree");
-    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
-    std::fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .unwrap();
-    std::fs::write(tree.join("README"), "test image\n").unwrap();
-    // An isohybrid image, as nixpkgs makes them.
-    let o = Command::new("xorriso")
-        .args(["-as", "mkisofs", "-volid", "nixos-minimal-25.05-x86_64"])
-        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
-        .args(["-eltorito-catalog", "isolinux/boot.cat", "-no-emul-boot"])
-        .args(["-isohybrid-mbr", "/usr/lib/ISOLINUX/isohdpfx.bin", "-o"])
-        .arg(d.join("installer.iso"))
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    common::isohybrid(d, "nixos-minimal-25.05-x86_64", "installer.iso").expect("xorriso");
     fake_static_vault(&d.join("vault-static"));
     ok(vault_in(
         d,

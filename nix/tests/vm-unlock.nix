@@ -11,11 +11,13 @@ let
   passphrase = "correct horse battery staple";
 
   # Test-only secrets: keys-example holds throwaway keys that are public in the repository.
-  # A weak KDF keeps the VM fast; pack refuses one without --weak-kdf (exit code 6).
+  # A weak KDF keeps the VM fast; pack refuses one without --weak-kdf, and this well-known
+  # test passphrase without --weak-passphrase (exit code 6).
   bundleDisk = pkgs.runCommand "vault-test-bundle-disk" { nativeBuildInputs = [ vault ]; } ''
     printf '%s\n' ${pkgs.lib.escapeShellArg passphrase} > pass
     vault pack -m ${../../keys-example}/vault.toml -o bundle --host laptop --no-config-check \
-      --passphrase-file pass --kdf-memory 8 --kdf-iterations 1 --kdf-parallelism 1 --weak-kdf
+      --passphrase-file pass --kdf-memory 8 --kdf-iterations 1 --kdf-parallelism 1 --weak-kdf \
+      --weak-passphrase
     len=$(stat -c %s bundle)
     cp bundle $out
     chmod u+w $out

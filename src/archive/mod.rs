@@ -97,8 +97,8 @@ impl Item {
 pub const MAX_RECOVERY_RECIPIENTS: usize = 64;
 const MAX_RECIPIENT_LEN: usize = 4096;
 
-/// Only the shape is checked here (untrusted input: bounded, printable, distinct); the
-/// recipients are parsed when `vault repack` wraps to them.
+/// Only the shape is checked here (untrusted input: bounded, printable, distinct): the list
+/// is shown to the user (`vault inspect`, `vault repack`) and never wrapped to.
 fn check_recovery_recipients(list: &[String]) -> Result<(), String> {
     if list.len() > MAX_RECOVERY_RECIPIENTS {
         return Err(format!(
@@ -148,8 +148,9 @@ pub struct BundleManifest {
     pub hosts: Vec<String>,
     pub items: Vec<Item>,
     /// The recovery recipients the file key is also wrapped to, as given to `vault pack`
-    /// (`age1…`, `ssh-ed25519 …`): `vault repack` wraps the new key to them again. Absent
-    /// from the JSON when empty, so a bundle without them reads as before.
+    /// (`age1…`, `ssh-ed25519 …`), for the user to read. Whoever made the bundle chose them,
+    /// so `vault repack` never takes them from here (its recipients come from vault.toml or
+    /// flags). Absent from the JSON when empty, so a bundle without them reads as before.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovery_recipients: Vec<String>,
     /// What each host's machine says about itself (`[hosts.NAME.identity]`), for `vault

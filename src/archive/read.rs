@@ -341,6 +341,48 @@ pub fn walk_pipelined<R: Read>(
     })
 }
 
+/// Runs `consume` on a second thread, reading `input` on this one: for a bundle, this thread
+/// decrypts while the other decompresses and walks (unlock moves a third of its work off
+/// the decompressing thread this way; docs/BENCHMARKS.md). `consume` sees exactly the bytes
+/// and the error `input` gave, where it gave them; if it stops early, so does the reading.
+pub(crate) fn read_ahead<R: Read, T: Send>(
+    mut input: R,
+    consume: impl FnOnce(ChannelReader) -> T + Send,
+) -> std::thread::Result<T> {
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Zeroizing<Vec<u8>>>>(PIPE_DEPTH);
+    let (back_tx, back_rx) = mpsc::channel::<Zeroizing<Vec<u8>>>();
+    std::thread::scope(|s| {
+        let worker = s.spawn(move || {
+            consume(ChannelReader {
+                rx,
+                back: back_tx,
+                current: Zeroizing::new(Vec::new()),
+                pos: 0,
+            })
+        });
+        loop {
+            let mut buf = back_rx
+                .try_recv()
+                .unwrap_or_else(|_| Zeroizing::new(Vec::with_capacity(PIPE_CHUNK)));
+            buf.resize(PIPE_CHUNK, 0);
+            let msg = match read_full(&mut input, &mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Ok(buf)
+                }
+                Err(e) => Err(e),
+            };
+            let failed = msg.is_err();
+            if tx.send(msg).is_err() || failed {
+                break;
+            }
+        }
+        drop(tx);
+        worker.join()
+    })
+}
+
 fn join(
     worker: std::thread::ScopedJoinHandle<'_, Result<BundleManifest>>,
     name: &Path,
@@ -371,9 +413,9 @@ fn read_full(input: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
     Ok(filled)
 }
 
-/// The reading end of [`walk_pipelined`]: the chunks in order, then the input's error or its
-/// end.
-struct ChannelReader {
+/// The reading end of [`walk_pipelined`] and [`read_ahead`]: the chunks in order, then the
+/// input's error or its end.
+pub(crate) struct ChannelReader {
     rx: mpsc::Receiver<io::Result<Zeroizing<Vec<u8>>>>,
     back: mpsc::Sender<Zeroizing<Vec<u8>>>,
     current: Zeroizing<Vec<u8>>,

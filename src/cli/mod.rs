@@ -135,13 +135,21 @@ pub fn main() -> ProcessExitCode {
     let interrupted = vault::interrupt::received();
     let code = match (result, interrupted) {
         (Ok(code), None) => code,
+        // Committed: the work is done and stays done; the signal came too late to stop it.
+        (Ok(code), Some(signal)) if vault::interrupt::committed() => {
+            eprintln!(
+                "note: {} arrived after the command had committed; it completed",
+                vault::interrupt::signal_name(signal)
+            );
+            code
+        }
         (Ok(_), Some(signal)) => vault::interrupt::exit_for(signal, || {
             eprintln!(
                 "error: interrupted by {} after the command had completed",
                 vault::interrupt::signal_name(signal)
             )
         }),
-        (Err(e), None) => {
+        (Err(e), None) | (Err(e @ vault::Error::Incomplete { .. }), Some(_)) => {
             if json && !json::printed() {
                 util::report_json(&e);
             }

@@ -171,17 +171,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
         return Ok(ExitCode::Ok);
     }
     let host = escape(report.host.as_deref().unwrap_or("(shared entries only)"));
-    for p in &report.swept {
-        let verb = if report.dry_run {
-            "would remove "
-        } else {
-            "removed      "
-        };
-        println!(
-            "{verb} {} (a temporary left by an interrupted earlier run)",
-            escape_path(p)
-        );
-    }
+    print_swept(&report.swept, &report.restored, report.dry_run);
     for i in &report.items {
         let verb = match (report.dry_run, i.action) {
             (true, "create") => "would create ",
@@ -232,6 +222,26 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     Ok(ExitCode::Ok)
 }
 
+/// What a killed earlier run left and this one removed or put back.
+fn print_swept(swept: &[PathBuf], restored: &[PathBuf], dry_run: bool) {
+    let (remove, restore) = match dry_run {
+        true => ("would remove ", "would restore"),
+        false => ("removed      ", "restored     "),
+    };
+    for p in swept {
+        println!(
+            "{remove} {} (a temporary left by an interrupted earlier run)",
+            escape_path(p)
+        );
+    }
+    for p in restored {
+        println!(
+            "{restore} {} (the file an interrupted earlier run with --force had replaced)",
+            escape_path(p)
+        );
+    }
+}
+
 /// Calls [`vault::staging::release`] when dropped.
 struct Release(PathBuf);
 
@@ -246,8 +256,22 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
     opts.stages = StageSel::Root;
     vault::unlock::precheck(&opts, !a.root_not_mountpoint)?;
     opts.place.force = a.force;
+    for p in vault::staging::sweep_stale(&a.staging_dir)? {
+        eprintln!(
+            "note: wiped {}, left by an interrupted earlier run",
+            escape_path(&p)
+        );
+    }
     let report = vault::staging::place(&a.staging_dir, &a.root, opts.place)?;
+    if let Some(why) = &report.not_wiped {
+        eprintln!(
+            "warning: the files are placed, but the staging area could not be wiped: {}; run `{}`",
+            escape(why),
+            vault::staging::as_root("vault wipe")
+        );
+    }
     if !quiet {
+        print_swept(&report.swept, &report.restored, false);
         for p in &report.placed {
             println!("placed        {}", escape_path(p));
         }
@@ -262,7 +286,7 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
 }
 
 pub fn run_wipe(a: WipeArgs, quiet: bool) -> vault::Result<ExitCode> {
-    let had = vault::staging::wipe(&a.staging_dir)?;
+    let had = vault::staging::wipe(&a.staging_dir, true)?;
     if !quiet {
         if had {
             println!(

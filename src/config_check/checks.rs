@@ -17,10 +17,7 @@
 //!   host key, never given as a Nix path (NixOS copies that into the world-readable store),
 //!   never the main host key; `boot.initrd.secrets` sources; both read by the bootloader
 //!   install inside nixos-install, with no bind mounts;
-//! - lanzaboote (`boot.lanzaboote.enable`): `privateKeyFile` and `publicKeyFile`, read by the
-//!   bootloader install, likewise (not required with `allowUnsigned`); with `autoEnrollKeys`,
-//!   the pkiBundle's `GUID` and keys, read by sbctl at boot (not required with
-//!   `autoGenerateKeys`);
+//! - lanzaboote (`boot.lanzaboote.enable`): its keys, placed and usable (`secure_boot`);
 //! - any of those paths in the Nix store (a Nix path inside the flake): world-readable.
 
 use std::collections::BTreeSet;
@@ -180,7 +177,7 @@ pub fn check_host(
     }
 
     initrd(&mut h, manifest, host, ev, &main_keys);
-    lanzaboote(&mut h, host, ev);
+    super::secure_boot::lanzaboote(&mut h, host, ev);
     h.into_problems()
 }
 
@@ -288,53 +285,6 @@ fn initrd(
         }
         let hint = |t: &str| entry_hint(host, t, "hosts/NAME/…");
         h.locate(&option, src, true, false, &hint);
-    }
-}
-
-fn lanzaboote(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
-    let Some(l) = &ev.lanzaboote else { return };
-    let Some(bundle) = l.pki_bundle.as_deref().filter(|b| b.starts_with('/')) else {
-        h.problem(
-            "boot.lanzaboote.pkiBundle",
-            "",
-            None,
-            "boot.lanzaboote is enabled, but boot.lanzaboote.pkiBundle names no directory".into(),
-            "set boot.lanzaboote.pkiBundle = \"/var/lib/sbctl\" and place the Secure Boot keys there".into(),
-        );
-        return;
-    };
-    let bundle = bundle.trim_end_matches('/');
-    let hint = |t: &str| entry_hint(host, t, "hosts/NAME/secureboot/…");
-    // lzbt signs with these two during the bootloader install; with allowUnsigned it
-    // installs unsigned when neither exists.
-    for (option, path) in [
-        ("boot.lanzaboote.privateKeyFile", &l.private_key_file),
-        ("boot.lanzaboote.publicKeyFile", &l.public_key_file),
-    ] {
-        let Some(p) = path else { continue };
-        if h.read_early(option, p, BOOTLOADER) {
-            h.locate(option, p, !l.allow_unsigned, false, &hint);
-        }
-    }
-    // sbctl reads the bundle (sbctl.conf: keydir and GUID) to enroll, in
-    // prepare-sb-auto-enroll.service at boot, after the mounts; with autoGenerateKeys,
-    // generate-sb-keys.service creates a bundle that has no keys first.
-    if l.auto_enroll {
-        let mut files = vec![format!("{bundle}/GUID")];
-        for k in ["PK", "KEK", "db"] {
-            for ext in ["key", "pem"] {
-                files.push(format!("{bundle}/keys/{k}/{k}.{ext}"));
-            }
-        }
-        for p in files {
-            h.locate(
-                "boot.lanzaboote.autoEnrollKeys",
-                &p,
-                !l.auto_generate,
-                false,
-                &hint,
-            );
-        }
     }
 }
 

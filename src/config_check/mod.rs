@@ -9,8 +9,10 @@
 
 mod checks;
 pub mod eval;
+mod persistence;
 pub mod rules;
 mod secrets;
+mod secure_boot;
 
 use std::path::PathBuf;
 

@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use super::escape;
 use super::eval::Evaluated;
+use super::persistence::Bind;
 use crate::archive::Kind;
 use crate::keys::age::Identities;
 use crate::keys::passphrase;
@@ -55,20 +56,6 @@ impl Early {
 /// Where `vault host add --initrd-ssh` places the initrd SSH host key.
 pub const INITRD_KEY_TARGET: &str = "/etc/secrets/initrd/ssh_host_ed25519_key";
 
-/// nixpkgs' `utils.pathsNeededForBoot`: impermanence bind-mounts a persisted directory of
-/// this list in the initrd, before activation (every other one by systemd, after it).
-const NEEDED_FOR_BOOT: &[&str] = &[
-    "/",
-    "/nix",
-    "/nix/store",
-    "/var",
-    "/var/log",
-    "/var/lib",
-    "/var/lib/nixos",
-    "/etc",
-    "/usr",
-];
-
 /// One thing that would go wrong at first boot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Problem {
@@ -106,17 +93,12 @@ pub(super) struct Placed {
     pub(super) line: usize,
 }
 
-/// A path impermanence bind-mounts from persistent storage.
+/// A directory entry: a folder vault places, every file in it with it.
 #[derive(Debug, Clone)]
-pub(super) struct Bind {
-    path: String,
-    pub(super) storage: String,
-    /// The option that asks for it: `environment.persistence."/persist"`, or Home Manager's
-    /// `home.persistence."/persist"`.
-    origin: String,
-    dir: bool,
-    /// Mounted in the initrd (a directory NixOS needs for boot).
-    in_initrd: bool,
+pub(super) struct Folder {
+    target: String,
+    source: PathBuf,
+    line: usize,
 }
 
 /// Where a path the configuration reads must be placed.
@@ -129,7 +111,10 @@ pub(super) struct Need<'a> {
 
 pub(super) struct Host<'a> {
     pub(super) name: &'a str,
+    /// The manifest's folder: sources are shown relative to it.
+    base: &'a Path,
     pub(super) placed: BTreeMap<String, Placed>,
+    folders: Vec<Folder>,
     storages: Vec<(String, String)>,
     binds: Vec<Bind>,
     problems: Vec<Problem>,
@@ -187,63 +172,21 @@ impl<'a> Host<'a> {
                 },
             );
         }
-        let mut storages = Vec::new();
-        let mut binds = Vec::new();
-        for (root, p) in ev.persistence.iter().flatten() {
-            if !p.enable {
-                continue;
-            }
-            let storage = p.storage.clone().unwrap_or_else(|| root.clone());
-            if storage != "/" {
-                storages.push((root.clone(), storage.clone()));
-            }
-            for (list, dir) in [(&p.directories, true), (&p.files, false)] {
-                for b in list {
-                    let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
-                        continue;
-                    };
-                    if path.is_empty() {
-                        continue;
-                    }
-                    binds.push(Bind {
-                        path: path.to_owned(),
-                        storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                        origin: format!("environment.persistence.\"{}\"", escape(root)),
-                        dir,
-                        in_initrd: dir && NEEDED_FOR_BOOT.contains(&path),
-                    });
-                }
-            }
-        }
-        // Home Manager's home.persistence (impermanence): paths under the user's home.
-        for hp in &ev.home_persistence {
-            let Some(storage) = hp.storage.clone().filter(|s| s.starts_with('/')) else {
-                continue;
-            };
-            if storage != "/" && !storages.iter().any(|(_, s)| *s == storage) {
-                storages.push((storage.clone(), storage.clone()));
-            }
-            for (list, dir) in [(&hp.directories, true), (&hp.files, false)] {
-                for b in list {
-                    let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
-                        continue;
-                    };
-                    if path.is_empty() {
-                        continue;
-                    }
-                    binds.push(Bind {
-                        path: path.to_owned(),
-                        storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                        origin: format!("home.persistence.\"{}\"", escape(&storage)),
-                        dir,
-                        in_initrd: false,
-                    });
-                }
-            }
-        }
+        let folders = entries
+            .iter()
+            .filter(|e| e.source.is_dir())
+            .map(|e| Folder {
+                target: e.target.clone(),
+                source: e.source.clone(),
+                line: e.line,
+            })
+            .collect();
+        let (storages, binds) = super::persistence::binds(ev);
         Host {
             name,
+            base: manifest.dir(),
             placed,
+            folders,
             storages,
             binds,
             problems: Vec::new(),
@@ -282,6 +225,12 @@ impl<'a> Host<'a> {
             );
         let claimed: BTreeSet<String> = read.map(|p| self.need(p).target).collect();
         self.claimed = claimed;
+    }
+
+    /// A source as the user knows it: relative to vault.toml's folder, escaped.
+    pub(super) fn shown(&self, source: &Path) -> String {
+        let rel = source.strip_prefix(self.base).unwrap_or(source);
+        escape(&rel.to_string_lossy())
     }
 
     pub(super) fn into_problems(self) -> Vec<Problem> {
@@ -437,6 +386,18 @@ impl<'a> Host<'a> {
                 format!("set that entry's target to \"{et}\""),
                 Some(line),
             )
+        } else if let Some((f, rest)) = self.folder_of(&need.target).filter(|_| required) {
+            let src = self.shown(&f.source);
+            let rest = escape(rest);
+            (
+                format!(
+                    "{option} reads {ep}, but the folder vault.toml places at {} (line {}), {src}, has no {rest}",
+                    escape(&f.target),
+                    f.line
+                ),
+                format!("put the file at {src}/{rest} (from your secrets repository or a backup), or point {option} at a file the folder holds"),
+                Some(f.line),
+            )
         } else if required {
             let there = if need.target == p {
                 "nothing there".to_owned()
@@ -457,6 +418,17 @@ impl<'a> Host<'a> {
         self.reported.insert(p.to_owned());
         self.problem(option, p, line, message, hint);
         None
+    }
+
+    /// The innermost folder placed around `target`, with the path inside it.
+    fn folder_of<'t>(&self, target: &'t str) -> Option<(&Folder, &'t str)> {
+        self.folders
+            .iter()
+            .filter_map(|f| {
+                let rest = target.strip_prefix(f.target.as_str())?.strip_prefix('/')?;
+                Some((f, rest))
+            })
+            .max_by_key(|(f, _)| f.target.len())
     }
 
     /// Loads the identities placed for `option` (host keys are unencrypted); a placed file

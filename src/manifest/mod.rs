@@ -91,7 +91,9 @@ struct RawManifest {
     #[serde(default)]
     entry: Vec<toml::Spanned<RawEntry>>,
     #[serde(default)]
-    hosts: BTreeMap<String, toml::Spanned<RawHost>>,
+    // Not `Spanned`: toml cannot span a table written with dotted keys (`hosts.a.flake = …`);
+    // lines come from `key_line` instead.
+    hosts: BTreeMap<String, RawHost>,
     #[serde(default)]
     recovery_recipients: Option<toml::Spanned<Vec<String>>>,
 }
@@ -110,7 +112,7 @@ struct RawHost {
     ssh_host_key: Option<String>,
     age_recipient: Option<String>,
     flake: Option<String>,
-    identity: Option<toml::Spanned<identity::RawIdentity>>,
+    identity: Option<identity::RawIdentity>,
     #[serde(default)]
     entry: Vec<toml::Spanned<RawEntry>>,
 }
@@ -168,11 +170,10 @@ impl Manifest {
         let mut hosts = BTreeMap::new();
         let mut identity_lines: Vec<(String, usize)> = Vec::new();
         for (name, h) in raw.hosts {
-            let hline = line_of(h.span().start);
+            let hline = key_line(text, &["hosts", &name]).unwrap_or(0);
             check_host_name(&name).map_err(|why| {
                 Error::manifest(path, format!("line {hline}: host name {name:?} {why}"))
             })?;
-            let h = h.into_inner();
             let mut entries = Vec::new();
             for e in h.entry {
                 let line = line_of(e.span().start);
@@ -191,8 +192,8 @@ impl Manifest {
             let identity = match h.identity {
                 None => None,
                 Some(i) => {
-                    let line = line_of(i.span().start);
-                    let id = identity::Identity::from_raw(i.into_inner()).map_err(|why| {
+                    let line = key_line(text, &["hosts", &name, "identity"]).unwrap_or(hline);
+                    let id = identity::Identity::from_raw(i).map_err(|why| {
                         Error::manifest(path, format!("line {line}: hosts.{name}.identity: {why}"))
                     })?;
                     identity_lines.push((name.clone(), line));
@@ -301,6 +302,23 @@ impl Manifest {
 
 /// A TOML error with its line and column: a syntax error says "invalid TOML", an unknown key
 /// or a value of the wrong type says which.
+/// The line of the key at `path` (`["hosts", "laptop"]`), however it was written: a
+/// `[hosts.laptop]` header, a dotted `hosts.laptop.flake = …` or an inline table.
+fn key_line(text: &str, path: &[&str]) -> Option<usize> {
+    let doc = toml_edit::ImDocument::parse(text).ok()?;
+    let mut table: &dyn toml_edit::TableLike = doc.as_table();
+    let mut span = None;
+    for (i, segment) in path.iter().enumerate() {
+        let (key, item) = table.get_key_value(segment)?;
+        span = key.span().or(span);
+        if i + 1 < path.len() {
+            table = item.as_table_like()?;
+        }
+    }
+    let offset = span?.start.min(text.len());
+    Some(text[..offset].matches('\n').count() + 1)
+}
+
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     let syntax = text.parse::<toml::Table>().is_err();
     let mut message = e.message().trim().to_owned();

@@ -221,3 +221,19 @@ fn host_identities_are_read_normalized_and_unique() {
     )
     .unwrap();
 }
+
+/// TOML's dotted keys are the same tables as `[headers]`: a user may write either.
+#[test]
+fn dotted_keys_read_as_their_tables() {
+    let m = parse(
+        "version = 1\nhosts.server.flake = \"/c#server\"\n\
+         [hosts.laptop]\nidentity.product_uuid = \"4c4c4544-0051-3410-8051-b4c04f4e4b32\"\n\
+         identity.macs = [\"52:54:00:12:34:56\"]\n",
+    )
+    .expect("dotted keys parse");
+    assert_eq!(m.hosts["server"].flake.as_deref(), Some("/c#server"));
+    let id = m.hosts["laptop"].identity.as_ref().expect("identity");
+    assert!(id.product_uuid.is_some() && id.macs.len() == 1, "{id:?}");
+    let e = err_of("version = 1\n[hosts.laptop]\nidentity.product_uuid = \"not a uuid\"\n");
+    assert!(e.contains("hosts.laptop.identity: product_uuid"), "{e}");
+}

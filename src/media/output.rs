@@ -88,6 +88,7 @@ pub(crate) struct Temp {
     pub(crate) path: PathBuf,
     pub(crate) file: File,
     published: bool,
+    _held: crate::stale::HeldDir,
     _registered: crate::interrupt::TempFile,
     _polled: crate::interrupt::Polled,
 }
@@ -99,8 +100,10 @@ impl Temp {
         let polled = crate::interrupt::Polled::enter();
         interrupted()?;
         let dir = parent_dir(output);
-        sweep(&dir);
-        let path = dir.join(crate::interrupt::temp_name(TEMP_PREFIX));
+        let held =
+            crate::stale::HeldDir::open(&dir).map_err(|e| Error::io("cannot open", &dir, e))?;
+        sweep(&held, &dir);
+        let path = dir.join(crate::stale::temp_name(TEMP_PREFIX));
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -112,6 +115,7 @@ impl Temp {
         // means nothing, sees the temporary is in use.
         let _ = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive);
         Ok(Temp {
+            _held: held,
             _registered: crate::interrupt::TempFile::register(&path),
             path,
             file,
@@ -164,7 +168,7 @@ impl Drop for Temp {
 
 /// Removes the temporaries in `dir` whose writer is gone (killed, or the machine lost power),
 /// saying so. A temporary whose lock is held belongs to a running vault and stays.
-pub(crate) fn sweep(dir: &Path) {
+pub(crate) fn sweep(held: &crate::stale::HeldDir, dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -172,7 +176,7 @@ pub(crate) fn sweep(dir: &Path) {
         let stale = e
             .file_name()
             .to_str()
-            .is_some_and(|n| crate::interrupt::is_stale_temp(n, TEMP_PREFIX));
+            .is_some_and(|n| held.is_dead_temp(n, TEMP_PREFIX));
         if !stale || !e.file_type().is_ok_and(|t| t.is_file()) {
             continue;
         }

@@ -12,7 +12,6 @@ use age_core::secrecy::SecretString;
 use super::{checks, recovery, PackPlan};
 use crate::archive::{self, write::Compression};
 use crate::bundle::{self, KdfParams};
-use crate::sync_behind::SyncBehind;
 use crate::{Error, Result};
 
 /// Settings for [`write_bundle`].
@@ -42,7 +41,7 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
 ///
 /// Three stages overlap (docs/BENCHMARKS.md): this thread reads, hashes and tars the files
 /// and feeds zstd, whose worker threads compress; a second thread encrypts the compressed
-/// stream and writes it, asking the kernel to start writing back every few MiB so that the
+/// stream and writes it, starting the write-back of every few MiB as it goes so that the
 /// final `fsync` has little left to wait for.
 pub fn write_bundle(
     plan: &PackPlan,
@@ -103,19 +102,26 @@ pub(crate) fn write_atomically(
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "bundle".into());
     let prefix = format!(".{file_name}");
-    remove_stale_temps(&dir, &prefix);
-    let temp = dir.join(crate::interrupt::temp_name(&prefix));
-    let file = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&temp)
-        .map_err(|e| Error::io("cannot create", &temp, e))?;
-    // A signal removes it too (see crate::interrupt).
-    let guard = TempGuard(Some((
-        temp.clone(),
-        crate::interrupt::TempFile::register(&temp),
-    )));
+    // Held open until the rename: its lock marks the temporary as a live run's.
+    let held = rustix::fs::open(
+        &dir,
+        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("cannot open", &dir, e.into()))?;
+    let _ = crate::stale::hold(&held);
+    remove_stale_temps(&held, &dir, &prefix);
+    let temp = dir.join(crate::stale::temp_name(&prefix));
+    // Created and registered in one step: a signal removes it too (see crate::interrupt).
+    let (file, registered) = crate::interrupt::TempFile::create(&temp, || {
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&temp)
+    })
+    .map_err(|e| Error::io("cannot create", &temp, e))?;
+    let guard = TempGuard(Some((temp.clone(), registered)));
     let write_err = |e| Error::io("cannot write", &temp, e);
     // The KDF runs here, before any thread starts.
     let stream =
@@ -154,15 +160,17 @@ pub(crate) fn write_atomically(
         .metadata()
         .map_err(|e| Error::io("cannot read", &temp, e))?
         .len();
-    if opts.replace {
-        fs::rename(&temp, out).map_err(|e| Error::io("cannot create", out, e))?;
-    } else {
-        rename_no_replace(&temp, out).map_err(|e| match e.kind() {
-            std::io::ErrorKind::AlreadyExists => checks::exists(out),
-            _ => Error::io("cannot create", out, e),
-        })?;
-    }
+    // The bundle's one visible step; once done, a signal no longer undoes the pack.
+    crate::interrupt::commit(|| match opts.replace {
+        true => fs::rename(&temp, out),
+        false => rename_no_replace(&temp, out),
+    })
+    .map_err(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists if !opts.replace => checks::exists(out),
+        _ => Error::io("cannot create", out, e),
+    })?;
     guard.disarm();
+    drop(held);
     Ok(size)
 }
 
@@ -207,29 +215,25 @@ impl Write for ChunkSender {
     }
 }
 
-/// A file whose written data a second thread makes durable as it goes (see
-/// [`SyncBehind`]): an `fdatasync` every [`WRITEBACK_EVERY`] bytes.
+/// A file whose written data goes to the disk as it is written: every [`WRITEBACK_EVERY`]
+/// bytes its write-back is started (without waiting, see
+/// [`crate::sync_behind::start_writeback`]), so the disk works while the CPU compresses and
+/// encrypts, and the final `fsync` waits only for the tail. Write-back errors reach that
+/// `fsync`: the descriptor was opened before the first byte.
 pub(crate) struct Writeback {
     file: File,
-    behind: SyncBehind,
+    unsent: u64,
 }
 
-/// How much is written before a background sync of it is asked for.
-const WRITEBACK_EVERY: u64 = 16 << 20;
+/// How much is written before its write-back is started.
+const WRITEBACK_EVERY: u64 = 4 << 20;
 
 impl Writeback {
     pub(crate) fn new(file: File) -> Writeback {
-        let behind = match file.try_clone() {
-            Ok(f) => SyncBehind::start("vault-sync", WRITEBACK_EVERY, move || f.sync_data()),
-            Err(_) => SyncBehind::none(),
-        };
-        Writeback { file, behind }
+        Writeback { file, unsent: 0 }
     }
 
-    /// Waits for a background sync in progress and returns its error, if any; the caller's
-    /// `fsync` does the rest.
     pub(crate) fn into_file(self) -> std::io::Result<File> {
-        self.behind.finish()?;
         Ok(self.file)
     }
 }
@@ -237,7 +241,11 @@ impl Writeback {
 impl Write for Writeback {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
         let n = self.file.write(data)?;
-        self.behind.wrote(n as u64);
+        self.unsent += n as u64;
+        if self.unsent >= WRITEBACK_EVERY {
+            crate::sync_behind::start_writeback(&self.file);
+            self.unsent = 0;
+        }
         Ok(n)
     }
 
@@ -247,16 +255,15 @@ impl Write for Writeback {
 }
 
 /// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
-/// the output, saying so.
-fn remove_stale_temps(dir: &Path, prefix: &str) {
+/// the output, saying so (see [`crate::stale`]).
+fn remove_stale_temps(held: &std::os::fd::OwnedFd, dir: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        let stale = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| crate::interrupt::is_stale_temp(n, prefix));
+        let stale = e.file_name().to_str().is_some_and(|n| {
+            crate::stale::dead_writers(held, n, prefix) == Some(crate::stale::Leftover::Temp)
+        });
         if stale && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
             eprintln!(
                 "note: removed {}, a partial bundle left by an interrupted earlier run",

@@ -1,6 +1,7 @@
 //! The read-only half of placement: what already stands in the way of the targets, found
 //! by the same no-follow walk as the writes, before anything is written.
 
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -38,6 +39,9 @@ pub enum ConflictKind {
     /// A regular file holding exactly the bytes, mode and owner to be placed: nothing to do,
     /// and nothing in the way.
     InPlace,
+    /// An append-only or immutable directory that vault would write into: what it writes
+    /// there could not be renamed or removed again. Always refused.
+    Unwritable,
 }
 
 impl ConflictKind {
@@ -46,7 +50,9 @@ impl ConflictKind {
         match self {
             ConflictKind::InPlace => false,
             ConflictKind::Exists => !force,
-            ConflictKind::NotADirectory | ConflictKind::IsADirectory => true,
+            ConflictKind::NotADirectory | ConflictKind::IsADirectory | ConflictKind::Unwritable => {
+                true
+            }
         }
     }
 
@@ -56,76 +62,131 @@ impl ConflictKind {
             ConflictKind::NotADirectory => "is a link or not a directory (never followed)",
             ConflictKind::IsADirectory => "is a directory where a file goes",
             ConflictKind::InPlace => "is already in place",
+            ConflictKind::Unwritable => {
+                "is append-only or immutable (`chattr -a -i` it first): vault could not remove what it writes there"
+            }
         }
     }
 }
 
+/// The conflicts found so far, each path once.
+#[derive(Default)]
+struct Found {
+    out: Vec<Conflict>,
+    seen: HashSet<PathBuf>,
+}
+
+impl Found {
+    fn push(&mut self, c: Conflict) {
+        if self.seen.insert(c.path.clone()) {
+            self.out.push(c);
+        }
+    }
+}
+
+/// Where the walk to a parent directory ended.
+struct Walk {
+    /// The deepest folder on the way that exists, and its path.
+    dir: OwnedFd,
+    deepest: String,
+    /// Whether a folder below `deepest` is missing (vault creates it; nothing below exists).
+    missing: bool,
+    /// Whether `dir` is append-only or immutable (asked once, when needed).
+    unwritable: Option<bool>,
+}
+
 impl Placer {
     /// Without writing anything: what stands at or in the way of placing these items. A path
-    /// in the way of several targets is listed once.
+    /// in the way of several targets is listed once. Each parent directory is walked once.
     pub fn check<'a>(&self, items: impl IntoIterator<Item = &'a Item>) -> Vec<Conflict> {
-        let mut out: Vec<Conflict> = Vec::new();
-        let mut push = |c: Conflict| {
-            if !out.iter().any(|o| o.path == c.path) {
-                out.push(c);
-            }
-        };
+        let mut found = Found::default();
+        // Parent path → its walk (`None`: something in the way, already reported).
+        let mut walks: HashMap<String, Option<Walk>> = HashMap::new();
         for item in items {
             let target = item.target.as_str();
             let is_dir = item.kind == Kind::Dir;
-            let mut dir = match rustix::io::dup(&self.root) {
-                Ok(fd) => fd,
-                Err(_) => continue,
+            let (parent, last) = super::split(target);
+            let walk = walks
+                .entry(parent.to_owned())
+                .or_insert_with(|| self.walk(parent, &mut found));
+            let Some(w) = walk else {
+                continue;
             };
-            let comps: Vec<&str> = target.trim_start_matches('/').split('/').collect();
-            let mut walked = String::new();
-            let mut blocked = false;
-            for c in &comps[..comps.len() - 1] {
-                walked.push('/');
-                walked.push_str(c);
-                match rustix::fs::openat(
-                    &dir,
-                    *c,
-                    OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                ) {
-                    Ok(fd) => dir = fd,
-                    Err(Errno::NOENT) => {
-                        blocked = true; // will be created: nothing below can exist
-                        break;
-                    }
-                    Err(_) => {
-                        push(Conflict {
-                            path: self.display_path(&walked),
-                            what: ConflictKind::NotADirectory,
+            // Whether vault creates an entry in the folder for this target (anything but a
+            // directory that exists or a file already in place).
+            let mut creates = true;
+            if !w.missing {
+                // Where a dry run's sweep would put an original back, judge the original.
+                let name = self.would_restore.get(target).map_or(last, String::as_str);
+                if let Ok(st) = rustix::fs::statat(&w.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+                    let ft = FileType::from_raw_mode(st.st_mode);
+                    let what = match (is_dir, ft) {
+                        (true, FileType::Directory) => None,
+                        (true, _) => Some(ConflictKind::NotADirectory),
+                        (false, FileType::Directory) => Some(ConflictKind::IsADirectory),
+                        (false, FileType::RegularFile) if self.holds(&w.dir, name, &st, item) => {
+                            Some(ConflictKind::InPlace)
+                        }
+                        (false, _) => Some(ConflictKind::Exists),
+                    };
+                    creates = matches!(what, Some(ConflictKind::Exists));
+                    if let Some(what) = what {
+                        found.push(Conflict {
+                            path: self.display_path(target),
+                            what,
                         });
-                        blocked = true;
-                        break;
                     }
                 }
             }
-            if blocked {
-                continue;
-            }
-            let last = comps[comps.len() - 1];
-            if let Ok(st) = rustix::fs::statat(&dir, last, AtFlags::SYMLINK_NOFOLLOW) {
-                let ft = FileType::from_raw_mode(st.st_mode);
-                let what = match (is_dir, ft) {
-                    (true, FileType::Directory) => continue,
-                    (true, _) => ConflictKind::NotADirectory,
-                    (false, FileType::Directory) => ConflictKind::IsADirectory,
-                    (false, FileType::RegularFile) if self.holds(&dir, last, &st, item) => {
-                        ConflictKind::InPlace
-                    }
-                    (false, _) => ConflictKind::Exists,
-                };
-                push(Conflict {
-                    path: self.display_path(target),
-                    what,
+            if creates && *w.unwritable.get_or_insert_with(|| unwritable(&w.dir)) {
+                found.push(Conflict {
+                    path: self.display_path(&w.deepest),
+                    what: ConflictKind::Unwritable,
                 });
             }
         }
-        out
+        found.out
+    }
+
+    /// Walks to `parent` without following links or creating anything: the deepest folder
+    /// that exists, or `None` when a link or a non-directory is in the way (reported).
+    fn walk(&self, parent: &str, found: &mut Found) -> Option<Walk> {
+        let mut dir = rustix::io::dup(&self.root.fd).ok()?;
+        let mut walked = String::new();
+        let mut deepest = String::new();
+        let mut missing = false;
+        for c in parent.split('/').filter(|c| !c.is_empty()) {
+            walked.push('/');
+            walked.push_str(c);
+            match rustix::fs::openat(
+                &dir,
+                c,
+                OFlags::DIRECTORY | OFlags::NOFOLLOW | WALK | OFlags::CLOEXEC,
+                Mode::empty(),
+            ) {
+                Ok(fd) => {
+                    dir = fd;
+                    deepest.clone_from(&walked);
+                }
+                Err(Errno::NOENT) => {
+                    missing = true;
+                    break;
+                }
+                Err(_) => {
+                    found.push(Conflict {
+                        path: self.display_path(&walked),
+                        what: ConflictKind::NotADirectory,
+                    });
+                    return None;
+                }
+            }
+        }
+        Some(Walk {
+            dir,
+            deepest,
+            missing,
+            unwritable: None,
+        })
     }
 
     /// Whether the regular file `name` in `dir` holds exactly what `item` places: its mode,
@@ -166,6 +227,22 @@ impl Placer {
     }
 }
 
+/// Whether `dir` is append-only or immutable (`chattr +a`, `+i`), as far as its file system
+/// reports such attributes.
+#[cfg(target_os = "linux")]
+fn unwritable(dir: &OwnedFd) -> bool {
+    use rustix::fs::{statx, StatxAttributes, StatxFlags};
+    statx(dir, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS).is_ok_and(|s| {
+        (s.stx_attributes & s.stx_attributes_mask)
+            .intersects(StatxAttributes::APPEND | StatxAttributes::IMMUTABLE)
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn unwritable(_: &OwnedFd) -> bool {
+    false
+}
+
 /// The length and SHA-256 of everything `input` yields, read through a buffer that is wiped
 /// afterwards (the file may hold a key); a read interrupted by a signal is read again.
 pub(super) fn sha256_of(input: &mut impl Read) -> std::io::Result<(u64, [u8; 32])> {
@@ -182,44 +259,5 @@ pub(super) fn sha256_of(input: &mut impl Read) -> std::io::Result<(u64, [u8; 32]
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
-    }
-}
-
-impl Placer {
-    /// Finds the temporaries that an earlier run killed outright (SIGKILL, power loss) left
-    /// in the parent directories of `files` (vault's own name pattern, writer no longer
-    /// running), and removes them unless `dry_run`. Returns their paths.
-    pub fn sweep_stale<'a>(
-        &self,
-        files: impl IntoIterator<Item = &'a str>,
-        dry_run: bool,
-    ) -> Vec<PathBuf> {
-        let parents: std::collections::BTreeSet<&str> =
-            files.into_iter().map(|f| super::split(f).0).collect();
-        let mut out = Vec::new();
-        for parent in parents {
-            let Ok((dir, _)) = self.parent_no_create(&format!("{parent}/x")) else {
-                continue;
-            };
-            let Ok(listing) = rustix::fs::Dir::read_from(&dir) else {
-                continue;
-            };
-            let names: Vec<String> = listing
-                .filter_map(|e| e.ok())
-                .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
-                .filter(|n| crate::interrupt::is_stale_temp(n, ""))
-                .collect();
-            for name in names {
-                let regular = rustix::fs::statat(&dir, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-                    .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::RegularFile);
-                if regular
-                    && (dry_run
-                        || rustix::fs::unlinkat(&dir, name.as_str(), AtFlags::empty()).is_ok())
-                {
-                    out.push(self.display_path(&format!("{parent}/{name}")));
-                }
-            }
-        }
-        out
     }
 }

@@ -3,18 +3,38 @@
 //!
 //! Every path is walked component by component from an open root directory with
 //! `O_NOFOLLOW`, so a symlink planted in the target tree (`/mnt/etc -> /etc`) is refused, not
-//! followed. Files are first written as `O_EXCL` temporaries beside their targets, created
-//! with their final mode and owner before any byte is written; [`Placer::commit`] renames
-//! them into place only when all of them exist, after one `syncfs`. Any failure, or dropping
-//! a `Placer` uncommitted, removes everything this run wrote (see [`Placer::rollback`]).
+//! followed. Each directory is opened once and kept open for the run ([`Dir`]): files are first
+//! written as `O_EXCL` temporaries in it, created with their final mode and owner before any
+//! byte is written, and every later step on them (the rename that makes them visible, the
+//! removal on failure) goes through that descriptor, never through the path again. So a
+//! directory renamed or swapped for a link meanwhile can neither misdirect a file nor hide a
+//! temporary from the rollback.
+//!
+//! [`Placer::commit`] renames the temporaries into place when all of them exist, after one
+//! `syncfs` (see `commit.rs`). Any failure, or dropping a `Placer` uncommitted, removes
+//! everything this run wrote ([`Placer::rollback`]), and names what it could not remove.
+//! What a run killed outright leaves (SIGKILL, power loss) is named so that a later run finds
+//! and removes it ([`crate::stale`], [`Placer::sweep_stale`]).
 
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use rustix::fs::{AtFlags, FileType, Mode, OFlags, RenameFlags};
+use rustix::fs::{Mode, OFlags};
 use rustix::io::Errno;
+
+use crate::{Error, Result};
+
+mod check;
+mod commit;
+mod sweep;
+mod writer;
+pub use check::{Conflict, ConflictKind};
+pub use sweep::{Swept, SweptKind};
+use writer::Writer;
 
 /// `syncfs(2)` of the filesystem holding `fd`. Placing runs on the Linux installer; other
 /// systems (a macOS workstation builds the crate but never places files) have no syncfs, and
@@ -30,13 +50,6 @@ pub(crate) fn syncfs(fd: impl std::os::fd::AsFd) -> rustix::io::Result<()> {
     }
 }
 
-use crate::{Error, Result};
-
-mod check;
-mod writer;
-pub use check::{Conflict, ConflictKind};
-use writer::Writer;
-
 /// Mode of parent directories vault has to create and that the bundle does not list.
 pub const PARENT_DIR_MODE: u32 = 0o755;
 
@@ -49,31 +62,77 @@ pub struct PlaceOptions {
     pub chown: bool,
 }
 
+/// A directory of the target tree, opened by the no-follow walk and kept open for the run.
+struct Dir {
+    fd: OwnedFd,
+    /// Where it was when opened, relative to the root (`""` for the root, `/etc/ssh`).
+    path: String,
+    /// `(st_dev, st_ino)`, to tell at the commit whether the path still leads here.
+    id: (u64, u64),
+    /// Set-group-ID: what is created here takes the folder's group, not the creator's.
+    setgid: bool,
+}
+
+impl Dir {
+    fn new(fd: OwnedFd, path: String) -> std::result::Result<Arc<Dir>, Errno> {
+        let st = rustix::fs::fstat(&fd)?;
+        // This run's leftovers in it are recognisably a live run's (see crate::stale); a
+        // file system without locks falls back to the PID.
+        let _ = crate::stale::hold(&fd);
+        Ok(Arc::new(Dir {
+            fd,
+            path,
+            id: file_id(&st),
+            setgid: st.st_mode & 0o2000 != 0,
+        }))
+    }
+}
+
+/// `(st_dev, st_ino)`: which file this is. (Their widths differ between targets.)
+#[allow(clippy::unnecessary_cast)]
+fn file_id(st: &rustix::fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
+}
+
+/// A file written, not yet renamed into place.
 struct Pending {
     target: String,
+    dir: Arc<Dir>,
     temp: String,
 }
 
+/// A file renamed into place.
 struct Committed {
     target: String,
-    /// The file `--force` replaced, under the temporary's name until the commit is complete
-    /// (so a rollback can swap it back), then removed.
+    dir: Arc<Dir>,
+    /// The file `--force` replaced, under a name in `dir` until the commit is complete (so a
+    /// rollback can put it back), then removed.
     displaced: Option<String>,
+}
+
+/// A directory this run created.
+struct Created {
+    parent: Arc<Dir>,
+    name: String,
+    target: String,
 }
 
 /// Places files under one root directory.
 pub struct Placer {
     root_path: PathBuf,
-    root: OwnedFd,
+    root: Arc<Dir>,
     opts: PlaceOptions,
-    created_dirs: Vec<String>,
+    /// The directories opened so far, by path (the root under `""`).
+    dirs: HashMap<String, Arc<Dir>>,
+    created_dirs: Vec<Created>,
     pending: Vec<Pending>,
     committed: Vec<Committed>,
-    /// The last parent directory opened, as consecutive files usually share one.
-    last_parent: Option<(String, OwnedFd)>,
     finished: bool,
     /// Writes file contents on a second thread (see [`Writer`]); started by the first file.
     writer: Option<Writer>,
+    /// What a sweep in a dry run would put back: target → the displaced original's name
+    /// (the check judges the original, which the real run's sweep restores first).
+    would_restore: HashMap<String, String>,
     /// A signal makes the copy and commit loops stop with [`Error::Interrupted`], and the
     /// normal rollback runs.
     _polled: crate::interrupt::Polled,
@@ -94,26 +153,83 @@ fn split(target: &str) -> (&str, &str) {
     }
 }
 
+/// This process's umask (read once: reading it means setting it).
+fn umask() -> u32 {
+    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+    *UMASK.get_or_init(|| {
+        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
+        rustix::process::umask(old);
+        old.bits() as u32
+    })
+}
+
+/// Who owns what this process creates (in a folder without set-group-ID).
+fn creator() -> (u32, u32) {
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
+}
+
+/// Raises this process's limit of open files to what it may: a placement keeps every
+/// directory it writes into open until its commit.
+fn raise_open_files_limit() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let lim = getrlimit(Resource::Nofile);
+        if lim.current < lim.maximum || (lim.current.is_some() && lim.maximum.is_none()) {
+            let _ = setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: lim.maximum,
+                    maximum: lim.maximum,
+                },
+            );
+        }
+    });
+}
+
+/// What failed, plus what the rollback could not undo: [`Error::Incomplete`] when anything
+/// is left, so the message and the exit code never claim a clean rollback that did not
+/// happen.
+pub(crate) fn with_leftovers(e: Error, left: Vec<PathBuf>) -> Error {
+    match e {
+        _ if left.is_empty() => e,
+        Error::Incomplete { cause, left: mut l } => {
+            l.extend(left);
+            Error::Incomplete { cause, left: l }
+        }
+        e => Error::Incomplete {
+            cause: Box::new(e),
+            left,
+        },
+    }
+}
+
 impl Placer {
     /// Opens `root`. The root itself may be reached through links (the user named it); nothing
     /// below it is.
     pub fn new(root: &Path, opts: PlaceOptions) -> Result<Placer> {
+        raise_open_files_limit();
         let fd = rustix::fs::open(
             root,
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
+        .and_then(|fd| Dir::new(fd, String::new()))
         .map_err(|e| Error::io("cannot open target root", root, io::Error::from(e)))?;
         Ok(Placer {
             root_path: root.to_path_buf(),
-            root: fd,
+            root: fd.clone(),
             opts,
+            dirs: HashMap::from([(String::new(), fd)]),
             created_dirs: Vec::new(),
             pending: Vec::new(),
             committed: Vec::new(),
-            last_parent: None,
             finished: false,
             writer: None,
+            would_restore: HashMap::new(),
             _polled: crate::interrupt::Polled::enter(),
         })
     }
@@ -123,61 +239,56 @@ impl Placer {
         self.root_path.join(target.trim_start_matches('/'))
     }
 
-    /// Opens (creating as needed) the parent directory of `target`, never following a link.
-    fn parent(&mut self, target: &str) -> Result<(OwnedFd, String)> {
+    /// The parent directory of `target` (created as needed, never through a link), and the
+    /// last component.
+    fn parent(&mut self, target: &str) -> Result<(Arc<Dir>, String)> {
         let (parent, name) = split(target);
-        if let Some((p, fd)) = &self.last_parent {
-            if p == parent {
-                let fd = rustix::io::dup(fd).map_err(|e| self.io_error(target, e))?;
-                return Ok((fd, name.to_owned()));
-            }
+        if let Some(d) = self.dirs.get(parent) {
+            return Ok((d.clone(), name.to_owned()));
         }
-        let mut dir = rustix::io::dup(&self.root).map_err(|e| self.io_error(target, e))?;
+        let mut dir = self.root.clone();
         let mut walked = String::new();
         for c in parent.split('/').filter(|c| !c.is_empty()) {
             walked.push('/');
             walked.push_str(c);
-            dir = match self.open_dir(&dir, c) {
+            if let Some(d) = self.dirs.get(&walked) {
+                dir = d.clone();
+                continue;
+            }
+            let fd = match open_dir(&dir.fd, c) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => {
-                    self.make_dir(&dir, c, &walked, PARENT_DIR_MODE, 0, 0)?;
-                    self.open_dir(&dir, c)
-                        .map_err(|e| self.io_error(&walked, e))?
-                }
+                Err(Errno::NOENT) => self.make_dir(&dir, c, &walked, PARENT_DIR_MODE, 0, 0)?,
                 Err(e) => return Err(self.walk_error(&walked, e)),
             };
+            let d = Dir::new(fd, walked.clone()).map_err(|e| self.io_error(&walked, e))?;
+            self.dirs.insert(walked.clone(), d.clone());
+            dir = d;
         }
-        let keep = rustix::io::dup(&dir).map_err(|e| self.io_error(target, e))?;
-        self.last_parent = Some((parent.to_owned(), keep));
         Ok((dir, name.to_owned()))
     }
 
-    fn open_dir(&self, dir: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
-        rustix::fs::openat(
-            dir,
-            name,
-            OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
-            Mode::empty(),
-        )
-    }
-
+    /// Creates directory `name` in `parent` with its owner and mode set while still empty;
+    /// returns it open.
     fn make_dir(
         &mut self,
-        parent: &OwnedFd,
+        parent: &Arc<Dir>,
         name: &str,
         target: &str,
         mode: u32,
         uid: u32,
         gid: u32,
-    ) -> Result<()> {
-        rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o700))
+    ) -> Result<OwnedFd> {
+        rustix::fs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o700))
             .map_err(|e| self.io_error(target, e))?;
-        self.created_dirs.push(target.to_owned());
+        self.created_dirs.push(Created {
+            parent: parent.clone(),
+            name: name.to_owned(),
+            target: target.to_owned(),
+        });
         // Owner and mode set on the still-empty directory, before anything goes in (umask-proof).
-        let fd = self
-            .open_dir(parent, name)
-            .map_err(|e| self.io_error(target, e))?;
-        self.set_owner_and_mode(&fd, target, mode, uid, gid)
+        let fd = open_dir(&parent.fd, name).map_err(|e| self.io_error(target, e))?;
+        self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
+        Ok(fd)
     }
 
     /// Owner (when running as root) then mode, on an object nothing has been written into yet.
@@ -230,9 +341,11 @@ impl Placer {
     /// left as it is.
     pub fn dir(&mut self, target: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         let (parent, name) = self.parent(target)?;
-        match self.open_dir(&parent, &name) {
+        match open_dir(&parent.fd, &name) {
             Ok(_) => Ok(()),
-            Err(Errno::NOENT) => self.make_dir(&parent, &name, target, mode, uid, gid),
+            Err(Errno::NOENT) => self
+                .make_dir(&parent, &name, target, mode, uid, gid)
+                .map(drop),
             Err(e) => Err(self.walk_error(target, e)),
         }
     }
@@ -247,24 +360,31 @@ impl Placer {
         gid: u32,
         data: &mut dyn Read,
     ) -> Result<()> {
-        let (parent, _) = self.parent(target)?;
-        let temp = crate::interrupt::temp_name("");
+        let (dir, _) = self.parent(target)?;
+        let temp = crate::stale::temp_name("");
+        // Created with its final permission bits when the umask keeps them all, and no
+        // special bits (which a change of owner would clear): then nothing is left to change
+        // afterwards. Otherwise 0600, and the owner then the mode are set before any byte.
+        let direct = mode & 0o7000 == 0 && mode & umask() == 0;
         let fd = rustix::fs::openat(
-            &parent,
+            &dir.fd,
             temp.as_str(),
             OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
+            Mode::from_raw_mode(if direct { mode as _ } else { 0o600 }),
         )
         .map_err(|e| self.io_error(target, e))?;
-        let (ptemp, _) = split(target);
         self.pending.push(Pending {
             target: target.to_owned(),
-            temp: format!("{ptemp}/{temp}"),
+            dir: dir.clone(),
+            temp,
         });
-        self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
+        let owned = !self.opts.chown || (!dir.setgid && (uid, gid) == creator());
+        if !(direct && owned) {
+            self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
+        }
         let file = File::from(fd);
         if self.writer.is_none() {
-            let fs = rustix::io::dup(&self.root).map_err(|e| self.io_error(target, e))?;
+            let fs = rustix::io::dup(&self.root.fd).map_err(|e| self.io_error(target, e))?;
             self.writer = Some(Writer::start(fs).map_err(|e| Error::RolledBack {
                 path: self.display_path(target),
                 source: e,
@@ -274,20 +394,25 @@ impl Placer {
             unreachable!("started above")
         };
         let copied = (|| {
-            writer.open(file, target).map_err(Stop::Write)?;
+            let mut file = Some(file);
             loop {
                 crate::interrupt::check().map_err(Stop::Interrupted)?;
                 let mut buf = writer.buffer();
-                let n = match data.read(&mut buf) {
-                    Ok(0) => {
-                        writer.unused(buf);
-                        return writer.close().map_err(Stop::Write);
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(Stop::Read(e)),
-                };
-                writer.data(buf, n).map_err(Stop::Write)?;
+                let (n, end) = fill(data, &mut buf).map_err(Stop::Read)?;
+                match (file.take(), end) {
+                    // The whole file in one buffer.
+                    (Some(f), true) => return writer.whole(f, target, buf, n).map_err(Stop::Write),
+                    (Some(f), false) => writer.open(f, target).map_err(Stop::Write)?,
+                    (None, _) => {}
+                }
+                if n > 0 {
+                    writer.data(buf, n).map_err(Stop::Write)?;
+                } else {
+                    writer.unused(buf);
+                }
+                if end {
+                    return writer.close().map_err(Stop::Write);
+                }
             }
         })();
         copied.map_err(|stop| match stop {
@@ -310,185 +435,12 @@ impl Placer {
         }
     }
 
-    /// Makes every written file visible: one `syncfs` so the contents are durable, then the
-    /// renames, then another `syncfs` so the renames are. On failure, rolls back and returns
-    /// the error.
-    pub fn commit(&mut self) -> Result<()> {
-        let r = self.try_commit();
-        if r.is_err() {
-            self.rollback();
-        } else {
-            self.finished = true;
-        }
-        r
-    }
-
-    fn try_commit(&mut self) -> Result<()> {
-        self.drain_writer()?;
-        crate::interrupt::check()?;
-        syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
-        let pending = std::mem::take(&mut self.pending);
-        let mut rest = pending.into_iter();
-        while let Some(p) = rest.next() {
-            if let Err(e) = crate::interrupt::check().and_then(|()| self.commit_one(&p)) {
-                // Put back what is not committed, so rollback removes those temporaries too.
-                self.pending.push(p);
-                self.pending.extend(rest);
-                return Err(e);
-            }
-        }
-        syncfs(&self.root).map_err(|e| self.io_error("/", e))?;
-        Ok(())
-    }
-
-    fn commit_one(&mut self, p: &Pending) -> Result<()> {
-        let (parent, name) = self.parent(&p.target)?;
-        let (_, temp) = split(&p.temp);
-        let existing = rustix::fs::statat(&parent, name.as_str(), AtFlags::SYMLINK_NOFOLLOW)
-            .ok()
-            .map(|st| FileType::from_raw_mode(st.st_mode));
-        let refused = |why: &str, hint: &str| Error::Refused {
-            why: format!("{} {why}", self.display_path(&p.target).display()),
-            hint: Some(hint.into()),
-        };
-        let displaced = match existing {
-            None => {
-                rustix::fs::renameat_with(
-                    &parent,
-                    temp,
-                    &parent,
-                    name.as_str(),
-                    RenameFlags::NOREPLACE,
-                )
-                .map_err(|e| self.io_error(&p.target, e))?;
-                None
-            }
-            Some(_) if !self.opts.force => {
-                return Err(refused(
-                    "appeared while vault was placing files",
-                    "nothing was changed; run again, with --force to replace it",
-                ))
-            }
-            Some(FileType::Directory) => {
-                return Err(refused(
-                    "became a directory while vault was placing files",
-                    "remove or fix that path in the target, then run the same command again",
-                ))
-            }
-            Some(_) => {
-                // Swapped, not overwritten: until the commit completes, the old file waits
-                // under the temporary's name, so a rollback can swap it back.
-                match rustix::fs::renameat_with(
-                    &parent,
-                    temp,
-                    &parent,
-                    name.as_str(),
-                    RenameFlags::EXCHANGE,
-                ) {
-                    Ok(()) => Some(p.temp.clone()),
-                    // A filesystem that cannot swap: replaced outright.
-                    Err(Errno::INVAL) => {
-                        rustix::fs::renameat(&parent, temp, &parent, name.as_str())
-                            .map_err(|e| self.io_error(&p.target, e))?;
-                        None
-                    }
-                    Err(e) => return Err(self.io_error(&p.target, e)),
-                }
-            }
-        };
-        self.committed.push(Committed {
-            target: p.target.clone(),
-            displaced,
-        });
-        Ok(())
-    }
-
-    /// Removes the files `--force` replaced, once every placer committed: until then (or
-    /// until this placer is dropped) [`Placer::rollback`] can still put them back.
-    pub fn release(&mut self) {
-        self.remove_displaced();
-        let _ = rustix::fs::syncfs(&self.root);
-    }
-
-    fn remove_displaced(&mut self) {
-        let displaced: Vec<String> = self
-            .committed
-            .iter_mut()
-            .filter_map(|c| c.displaced.take())
-            .collect();
-        for d in displaced {
-            {
-                let (pd, name) = split(&d);
-                let Ok(parent) = self.parent_no_create(&format!("{pd}/x")) else {
-                    continue;
-                };
-                if let Err(e) = rustix::fs::unlinkat(&parent.0, name, AtFlags::empty()) {
-                    eprintln!(
-                        "warning: could not remove the replaced file {}: {e}",
-                        crate::escape::escape_path(&self.display_path(&d))
-                    );
-                }
-            }
-        }
-    }
-
-    /// Removes everything this run placed or created and restores backups, newest first. Best
-    /// effort: what cannot be removed is reported on stderr.
-    pub fn rollback(&mut self) {
-        // Nothing may still be writing into a temporary this removes.
-        let _ = self.drain_writer();
-        self.last_parent = None;
-        for c in std::mem::take(&mut self.committed).into_iter().rev() {
-            if let Ok((parent, name)) = self.parent_no_create(&c.target) {
-                match c.displaced {
-                    // The old file back in place; the new one leaves under the temporary name.
-                    Some(d) => {
-                        let (_, temp) = split(&d);
-                        if rustix::fs::renameat_with(
-                            &parent,
-                            temp,
-                            &parent,
-                            name.as_str(),
-                            RenameFlags::EXCHANGE,
-                        )
-                        .is_ok()
-                        {
-                            let _ = rustix::fs::unlinkat(&parent, temp, AtFlags::empty());
-                        }
-                    }
-                    None => {
-                        let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty());
-                    }
-                }
-            }
-        }
-        for p in std::mem::take(&mut self.pending) {
-            if let Ok((parent, name)) = self.parent_no_create(&p.temp) {
-                if let Err(e) = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::empty()) {
-                    if e != Errno::NOENT {
-                        eprintln!(
-                            "warning: could not remove {}: {}",
-                            crate::escape::escape_path(&self.display_path(&p.temp)),
-                            e
-                        );
-                    }
-                }
-            }
-        }
-        for d in std::mem::take(&mut self.created_dirs).into_iter().rev() {
-            if let Ok((parent, name)) = self.parent_no_create(&d) {
-                let _ = rustix::fs::unlinkat(&parent, name.as_str(), AtFlags::REMOVEDIR);
-            }
-        }
-        let _ = syncfs(&self.root);
-        self.finished = true;
-    }
-
+    /// Opens the directory holding `target` by a fresh no-follow walk, creating nothing.
     fn parent_no_create(&self, target: &str) -> std::result::Result<(OwnedFd, String), Errno> {
         let (parent, name) = split(target);
-        let mut dir = rustix::io::dup(&self.root)?;
+        let mut dir = rustix::io::dup(&self.root.fd)?;
         for c in parent.split('/').filter(|c| !c.is_empty()) {
-            dir = self.open_dir(&dir, c)?;
+            dir = open_dir(&dir, c)?;
         }
         Ok((dir, name.to_owned()))
     }
@@ -503,10 +455,39 @@ impl Placer {
     }
 }
 
+/// Reads from `data` until `buf` is full or `data` ends: how much, and whether it ended. A
+/// read interrupted by a signal is read again.
+fn fill(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut n = 0;
+    while n < buf.len() {
+        match data.read(&mut buf[n..]) {
+            Ok(0) => return Ok((n, true)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n, false))
+}
+
+fn open_dir(dir: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {
+    rustix::fs::openat(
+        dir,
+        name,
+        OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
 impl Drop for Placer {
     fn drop(&mut self) {
         if !self.finished {
-            self.rollback();
+            for p in self.rollback() {
+                eprintln!(
+                    "warning: could not remove {}",
+                    crate::escape::escape_path(&p)
+                );
+            }
         } else if self.committed.iter().any(|c| c.displaced.is_some()) {
             self.release();
         }

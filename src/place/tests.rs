@@ -212,22 +212,27 @@ fn a_file_with_another_owner_or_group_is_not_in_place() {
     assert_eq!(kinds(other_gid), vec![ConflictKind::Exists]);
 }
 
-/// `sweep_stale` finds the regular temporaries of writers no longer running beside the
-/// targets, lists them without touching them in a dry run, removes them otherwise, and leaves
-/// a live writer's temporary, links and directories with the pattern, and other files alone.
+/// `sweep_stale` finds the regular temporaries of dead writers beside the targets, lists
+/// them without touching them in a dry run, removes them otherwise, and leaves this run's
+/// temporary, links and directories with the pattern, and other files alone.
 #[test]
 fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
     let t = tempfile::tempdir().unwrap();
     let ssh = t.path().join("etc/ssh");
     std::fs::create_dir_all(&ssh).unwrap();
-    // pid_max is at most 2^22: these pids cannot be running.
-    let stale = ".vault-99999999-00ff.tmp";
-    let live = crate::interrupt::temp_name("");
-    for name in [stale, live.as_str(), "other"] {
+    // No process holds run 5's lock, whatever runs as PID 1.
+    let stale = ".vault-1-0000000000000005-3.tmp";
+    let older = ".vault-99999999-00ff.tmp";
+    let live = crate::stale::temp_name("");
+    for name in [stale, older, live.as_str(), "other"] {
         std::fs::write(ssh.join(name), "x").unwrap();
     }
-    symlink(ssh.join("other"), ssh.join(".vault-99999998-0a.tmp")).unwrap();
-    std::fs::create_dir(ssh.join(".vault-99999997-0b.tmp")).unwrap();
+    symlink(
+        ssh.join("other"),
+        ssh.join(".vault-1-0000000000000005-4.tmp"),
+    )
+    .unwrap();
+    std::fs::create_dir(ssh.join(".vault-1-0000000000000005-5.tmp")).unwrap();
     let names = || {
         let mut v: Vec<_> = std::fs::read_dir(&ssh)
             .unwrap()
@@ -237,14 +242,72 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
         v
     };
     let before = names();
-    let p = Placer::new(t.path(), opts()).unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
     let targets = ["/etc/ssh/host_key", "/etc/ssh/host_key.pub"];
-    assert_eq!(p.sweep_stale(targets, true), [ssh.join(stale)]);
+    let removed = |v: Vec<Swept>| {
+        let mut v: Vec<_> = v
+            .into_iter()
+            .map(|s| {
+                assert_eq!(s.what, SweptKind::Removed);
+                s.path
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let want = vec![ssh.join(stale), ssh.join(older)];
+    assert_eq!(removed(p.sweep_stale(targets, true)), want);
     assert_eq!(names(), before, "a dry run removes nothing");
-    assert_eq!(p.sweep_stale(targets, false), [ssh.join(stale)]);
-    let after: Vec<_> = before.into_iter().filter(|n| n != stale).collect();
+    assert_eq!(removed(p.sweep_stale(targets, false)), want);
+    let after: Vec<_> = before
+        .into_iter()
+        .filter(|n| n != stale && n != older)
+        .collect();
     assert_eq!(names(), after);
     assert!(p.sweep_stale(targets, false).is_empty());
+}
+
+/// An original a dead `--force` run displaced is put back where it was (replacing what that
+/// run placed there), not removed; a second name of a file the dead run had not replaced yet
+/// is just removed. A dry run changes nothing, and its check judges the original.
+#[test]
+fn sweep_stale_puts_displaced_originals_back() {
+    let t = tempfile::tempdir().unwrap();
+    let ssh = t.path().join("etc/ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    std::fs::write(ssh.join("key"), "placed by the dead run").unwrap();
+    let was = ".vault-1-0000000000000005-0.was.key";
+    std::fs::write(ssh.join(was), "original").unwrap();
+    std::fs::write(ssh.join("kept"), "original too").unwrap();
+    let link = ".vault-1-0000000000000005-1.was.kept";
+    std::fs::hard_link(ssh.join("kept"), ssh.join(link)).unwrap();
+    let targets = ["/etc/ssh/key", "/etc/ssh/kept"];
+    let it = item("/etc/ssh/key", b"placed by the dead run", 0o644);
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    let dry = p.sweep_stale(targets, true);
+    assert!(ssh.join(was).exists() && ssh.join(link).exists());
+    assert!(dry.contains(&Swept {
+        path: ssh.join(was),
+        what: SweptKind::Restored(ssh.join("key")),
+    }));
+    // The real run restores the original first, so the key is in the way: so in the dry run.
+    let mode = std::fs::metadata(ssh.join(was)).unwrap().mode() & 0o7777;
+    let it = crate::archive::Item { mode, ..it };
+    assert_eq!(
+        p.check([&it]).iter().map(|c| c.what).collect::<Vec<_>>(),
+        [ConflictKind::Exists]
+    );
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    let done = p.sweep_stale(targets, false);
+    assert_eq!(done.len(), 2, "{done:?}");
+    assert_eq!(std::fs::read(ssh.join("key")).unwrap(), b"original");
+    assert_eq!(std::fs::read(ssh.join("kept")).unwrap(), b"original too");
+    let mut left: Vec<_> = std::fs::read_dir(&ssh)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    left.sort();
+    assert_eq!(left, ["kept", "key"]);
 }
 
 /// Hashing an existing file (is it already in place?) reads again after `EINTR` and stops
@@ -305,4 +368,108 @@ fn without_force_an_existing_file_is_never_replaced() {
     assert_eq!(std::fs::read(t.path().join("f")).unwrap(), b"old");
     assert!(!t.path().join("g").exists());
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+}
+
+/// Every vault name (temporaries, displaced originals) under `dir`, at any depth.
+fn vault_names(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let e = e.unwrap();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            out.extend(vault_names(&e.path()));
+        } else if e.file_name().to_string_lossy().contains(".vault-") {
+            out.push(e.path());
+        }
+    }
+    out
+}
+
+/// A directory renamed away and replaced by a link to somewhere else while vault writes
+/// into it: the commit refuses (nothing lands outside, nothing at the link), and the
+/// rollback removes the temporaries where they really are, in the renamed directory.
+#[test]
+fn a_directory_swapped_for_a_link_keeps_no_temporary_anywhere() {
+    let t = tempfile::tempdir().unwrap();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("etc/ssh")).unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    p.file("/etc/ssh/key", 0o600, 0, 0, &mut &b"secret"[..])
+        .unwrap();
+    p.file("/etc/ssh/key.pub", 0o644, 0, 0, &mut &b"public"[..])
+        .unwrap();
+    std::fs::rename(t.path().join("etc/ssh"), t.path().join("etc/ssh.moved")).unwrap();
+    symlink(outside.path(), t.path().join("etc/ssh")).unwrap();
+    let e = p.commit().unwrap_err();
+    assert!(matches!(e, Error::Refused { .. }), "{e}");
+    drop(p);
+    assert_eq!(vault_names(t.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(t.path().join("etc/ssh.moved"))
+            .unwrap()
+            .count(),
+        0
+    );
+}
+
+/// The same with another real directory put in its place: refused too, nothing placed in
+/// either.
+#[test]
+fn a_directory_swapped_for_another_directory_is_refused_at_the_commit() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("etc/ssh")).unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    p.file("/etc/ssh/key", 0o600, 0, 0, &mut &b"secret"[..])
+        .unwrap();
+    std::fs::rename(t.path().join("etc/ssh"), t.path().join("etc/ssh.moved")).unwrap();
+    std::fs::create_dir(t.path().join("etc/ssh")).unwrap();
+    assert!(p.commit().is_err());
+    drop(p);
+    assert_eq!(vault_names(t.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        std::fs::read_dir(t.path().join("etc/ssh")).unwrap().count(),
+        0
+    );
+}
+
+/// A folder made append-only while vault writes into it (after the check that refuses such
+/// folders up front): the commit fails, the rollback cannot remove the temporaries, and the
+/// error says so, with their paths and exit code 9, instead of claiming a clean rollback.
+#[test]
+fn what_the_rollback_cannot_remove_is_named() {
+    use crate::error::{ExitCode, Hint};
+    if !rustix::process::geteuid().is_root()
+        || std::process::Command::new("chattr")
+            .arg("--help")
+            .output()
+            .is_err()
+    {
+        eprintln!("SKIP: needs root and chattr");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let ssh = t.path().join("etc/ssh");
+    std::fs::create_dir_all(&ssh).unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    p.file("/etc/ssh/key", 0o600, 0, 0, &mut &b"secret"[..])
+        .unwrap();
+    let chattr = |flag: &str| {
+        let st = std::process::Command::new("chattr")
+            .arg(flag)
+            .arg(&ssh)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    };
+    chattr("+a");
+    let e = p.commit().unwrap_err();
+    chattr("-a");
+    let left = vault_names(t.path());
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(e.exit_code(), ExitCode::Incomplete, "{e}");
+    let msg = e.to_string();
+    assert!(msg.contains(&left[0].display().to_string()), "{msg}");
+    assert!(!msg.contains("removed again"), "{msg}");
+    assert!(e.hint().is_some_and(|h| h.contains("chattr")), "{e:?}");
 }

@@ -3,12 +3,17 @@
 //!
 //! Creating each temporary, its owner and its mode stay on the caller's thread, in order;
 //! only the bytes move here, so the copy into the page cache overlaps the caller's
-//! decryption and hashing. Buffers travel back to the caller to be filled again: no
-//! allocation and no wiping per chunk, and every buffer is wiped once when dropped.
+//! decryption and hashing. A file that fits one buffer (most do) travels as one message.
+//! Buffers travel back to the caller to be filled again: no allocation and no wiping per
+//! chunk, and every buffer is wiped once when dropped.
 //!
-//! The commit must `syncfs` before the renames: every [`FLUSH_EVERY`] bytes written, a
-//! [`SyncBehind`] thread runs a `syncfs` early, so the disk writes while the CPU decrypts and
-//! the commit's own `syncfs` has only the tail left (docs/BENCHMARKS.md measures it).
+//! The commit must `syncfs` before the renames. So that it has only the tail left to wait
+//! for, the disk writes while the CPU decrypts: each file's write-back is started as soon as
+//! it is written (and every [`KICK_EVERY`] bytes of a large one), and every [`FLUSH_EVERY`]
+//! bytes a [`SyncBehind`] thread runs a `syncfs`, which also commits the file system's
+//! journal of the files created so far (docs/BENCHMARKS.md measures it). Starting write-back
+//! reports no error; the `syncfs` calls do, through the descriptor opened before the first
+//! byte.
 
 use std::fs::File;
 use std::io::{self, Write};
@@ -18,7 +23,7 @@ use std::thread::JoinHandle;
 
 use zeroize::Zeroizing;
 
-use crate::sync_behind::SyncBehind;
+use crate::sync_behind::{start_writeback, SyncBehind};
 
 /// Size of each buffer of file contents handed to the writer.
 pub const CHUNK: usize = 256 * 1024;
@@ -26,6 +31,8 @@ pub const CHUNK: usize = 256 * 1024;
 const QUEUE: usize = 32;
 /// Written bytes between two background `syncfs` calls.
 const FLUSH_EVERY: u64 = 32 << 20;
+/// Bytes of one file between two requests to start its write-back.
+const KICK_EVERY: u64 = 8 << 20;
 
 pub type Buf = Zeroizing<Vec<u8>>;
 
@@ -34,6 +41,8 @@ enum Op {
     /// A buffer and how many of its bytes are file contents.
     Data(Buf, usize),
     Close,
+    /// A whole file in one buffer (most files): one message instead of three.
+    Whole(File, String, Buf, usize),
 }
 
 /// A write error and the target it happened on.
@@ -88,6 +97,17 @@ impl Writer {
         self.send(Op::Close)
     }
 
+    /// A whole file: opened, written and closed in one message.
+    pub fn whole(
+        &mut self,
+        file: File,
+        target: &str,
+        buf: Buf,
+        len: usize,
+    ) -> std::result::Result<(), Failure> {
+        self.send(Op::Whole(file, target.to_owned(), buf, len))
+    }
+
     fn send(&mut self, op: Op) -> std::result::Result<(), Failure> {
         let sent = self.tx.as_ref().is_some_and(|tx| tx.send(op).is_ok());
         if sent {
@@ -124,19 +144,39 @@ fn write_loop(
         super::syncfs(&fs).map_err(io::Error::from)
     });
     let mut current: Option<(File, String)> = None;
+    // Bytes of the current file not yet handed to write-back.
+    let mut unsent = 0u64;
     let result = (|| {
         for op in rx {
             match op {
-                Op::Open(f, target) => current = Some((f, target)),
+                Op::Open(f, target) => {
+                    current = Some((f, target));
+                    unsent = 0;
+                }
                 Op::Data(buf, len) => {
                     if let Some((f, target)) = current.as_mut() {
                         f.write_all(&buf[..len]).map_err(|e| (target.clone(), e))?;
+                        unsent += len as u64;
+                        if unsent >= KICK_EVERY {
+                            start_writeback(f);
+                            unsent = 0;
+                        }
                     }
                     behind.wrote(len as u64);
                     // The caller may be gone (it failed); then the buffer is just dropped.
                     let _ = back.send(buf);
                 }
-                Op::Close => current = None,
+                Op::Close => {
+                    if let Some((f, _)) = current.take() {
+                        start_writeback(&f);
+                    }
+                }
+                Op::Whole(mut f, target, buf, len) => {
+                    f.write_all(&buf[..len]).map_err(|e| (target, e))?;
+                    start_writeback(&f);
+                    behind.wrote(len as u64);
+                    let _ = back.send(buf);
+                }
             }
         }
         Ok(())

@@ -83,6 +83,8 @@ pub fn ask_password_with(program: &OsStr, message: &str, id: &str) -> Result<Sec
 /// The question ends with vault: the program gets SIGTERM when vault ends, however it ends
 /// (an error, a signal, SIGKILL), and on SIGTERM systemd-ask-password removes its `ask.*`
 /// file and socket, so no agent is left showing a question nobody waits for.
+// SAFETY: a pre_exec hook that makes only async-signal-safe system calls (prctl, getppid).
+#[allow(unsafe_code)]
 pub fn ask(
     program: &OsStr,
     message: &str,

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
@@ -138,7 +139,24 @@ impl Record {
                 format!("{m}; remove the file to have the agenix files with age1 recipients re-encrypted and recorded anew"),
             ))
         };
-        let original = match std::fs::File::open(&path) {
+        // Not following a link (it could read a file outside the repo) and not blocking on
+        // a FIFO; anything but a regular file is refused.
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(
+                (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+            )
+            .open(&path);
+        let original = match opened {
+            Err(e) if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) => {
+                return Err(bad(
+                    "is a symbolic link; vault does not follow links inside the secrets repo"
+                        .into(),
+                ));
+            }
+            Ok(f) if !f.metadata().is_ok_and(|m| m.is_file()) => {
+                return Err(bad("is not a regular file".into()));
+            }
             Ok(f) => {
                 let mut b = Vec::new();
                 f.take(MAX_BYTES + 1)
@@ -253,5 +271,40 @@ mod tests {
         assert!(!check(&key, "b.age", b"bytes", &e.recipients));
         assert!(!check(&key, "a.age", b"bytez", &e.recipients));
         assert!(!check(&key, "a.age", b"bytes", &["age1b".into()]));
+    }
+
+    /// A FIFO in the record's place would block `load` forever, a link would read a file
+    /// outside the repo: both are refused, promptly, naming the record.
+    #[test]
+    fn a_record_that_is_not_a_regular_file_is_refused_without_blocking() {
+        let t = tempfile::tempdir().unwrap();
+        let rules = t.path().join("secrets.nix");
+        let record = t.path().join(FILE_NAME);
+        let outside = t.path().join("elsewhere.json");
+        std::fs::write(&outside, r#"{"version":1,"files":{}}"#).unwrap();
+        std::os::unix::fs::symlink(&outside, &record).unwrap();
+        let e = Record::load(&rules)
+            .expect_err("a link is refused")
+            .to_string();
+        assert!(e.contains(FILE_NAME), "{e}");
+        std::fs::remove_file(&record).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &record,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let r = rules.clone();
+        std::thread::spawn(move || {
+            tx.send(Record::load(&r).map(|_| ()).map_err(|e| e.to_string()))
+        });
+        let got = rx
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("load of a FIFO record returns instead of blocking");
+        let e = got.expect_err("a FIFO is refused");
+        assert!(e.contains(FILE_NAME) && e.contains("regular file"), "{e}");
     }
 }

@@ -61,14 +61,29 @@ impl Guid {
         Guid(b)
     }
 
-    /// Parses `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` (either case; braces and surrounding
-    /// whitespace allowed, as sbctl's parser allows them).
+    /// Parses what sbctl reads from its `GUID` file (Go's `uuid.ParseBytes`):
+    /// `xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx` in either case, also in braces, after `urn:uuid:`,
+    /// or as 32 hex digits. Nothing else: no surrounding whitespace, no trailing newline, which
+    /// sbctl refuses and lanzaboote's first-boot enrolment would then fail on.
     pub fn parse(s: &str) -> Option<Guid> {
-        let s = s.trim();
-        let s = s
-            .strip_prefix('{')
-            .and_then(|r| r.strip_suffix('}'))
-            .unwrap_or(s);
+        let s = match s.len() {
+            36 => s,
+            38 => s.strip_prefix('{')?.strip_suffix('}')?,
+            45 => s
+                .get(..9)
+                .filter(|p| p.eq_ignore_ascii_case("urn:uuid:"))
+                .and(s.get(9..))?,
+            32 => {
+                let b = hex::decode(s).ok()?;
+                return Some(Guid::from_fields(
+                    u32::from_be_bytes(b[0..4].try_into().ok()?),
+                    u16::from_be_bytes(b[4..6].try_into().ok()?),
+                    u16::from_be_bytes(b[6..8].try_into().ok()?),
+                    b[8..16].try_into().ok()?,
+                ));
+            }
+            _ => return None,
+        };
         let parts: Vec<&str> = s.split('-').collect();
         let lens = [8, 4, 4, 4, 12];
         if parts.len() != 5
@@ -200,12 +215,19 @@ mod tests {
         let g = Guid::random();
         assert_eq!(Guid::parse(&g.to_string()), Some(g));
         assert_eq!(Guid::parse(&g.to_string().to_uppercase()), Some(g));
-        assert_eq!(Guid::parse(&format!("{{{g}}}\n")), Some(g));
+        assert_eq!(Guid::parse(&format!("{{{g}}}")), Some(g));
+        assert_eq!(Guid::parse(&format!("urn:uuid:{g}")), Some(g));
+        assert_eq!(Guid::parse(&g.to_string().replace('-', "")), Some(g));
+        // sbctl (Go's uuid.ParseBytes) refuses these, so vault does too.
+        for bad in [format!("{g}\n"), format!(" {g}"), format!("{{{g}}}\n")] {
+            assert_eq!(Guid::parse(&bad), None, "{bad:?}");
+        }
         assert_eq!(g.to_string().as_bytes()[14], b'4');
         for bad in [
             "",
             "8be4df61-93ca-11d2-aa0d-00e098032b8",
-            "8be4df6193ca11d2aa0d00e098032b8c",
+            "8be4df6193ca11d2aa0d00e098032b8",
+            "{8be4df61-93ca-11d2-aa0d-00e098032b8c ",
             "8be4df61-93ca-11d2-aa0d-00e098032b8g",
             "+be4df61-93ca-11d2-aa0d-00e098032b8c",
         ] {

@@ -206,21 +206,60 @@ fn x509_time(t: DateTime) -> Result<Time, String> {
 
 /// Reads a small text file (a key, a certificate), refusing anything over 1 MiB.
 pub(crate) fn read_capped(path: &Path) -> Result<Zeroizing<String>, Error> {
-    let f = std::fs::File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
-    let mut text = Zeroizing::new(String::new());
-    f.take(MAX_PEM + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| match e.kind() {
-            std::io::ErrorKind::InvalidData => Error::parse(path, "not a text (PEM) file"),
+    let bytes = read_regular(path)?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| Error::parse(path, "not a text (PEM) file"))?;
+    Ok(Zeroizing::new(text.to_string()))
+}
+
+/// The bytes of the regular file `path` (at most 1 MiB). A link is refused, not followed: a
+/// key kept outside the folder would otherwise be copied into it. A FIFO, socket or device is
+/// refused without being opened, where reading it could wait forever; the non-blocking,
+/// no-follow open enforces both if the file is swapped in between.
+pub(crate) fn read_regular(path: &Path) -> Result<Zeroizing<Vec<u8>>, Error> {
+    use rustix::fs::OFlags;
+    use std::os::unix::fs::OpenOptionsExt;
+    let refuse = |what: &str| {
+        Error::parse(
+            path,
+            format!("is {what}, not a regular file; put the file itself there (restore it from your secrets repository)"),
+        )
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::io("cannot read", path, e))?;
+    if meta.file_type().is_symlink() {
+        return Err(refuse("a symbolic link"));
+    }
+    if !meta.is_file() {
+        return Err(refuse(if meta.is_dir() {
+            "a folder"
+        } else {
+            "a FIFO, socket or device"
+        }));
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits() as i32)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(code) if code == rustix::io::Errno::LOOP.raw_os_error() => {
+                refuse("a symbolic link")
+            }
             _ => Error::io("cannot read", path, e),
         })?;
-    if text.len() as u64 > MAX_PEM {
+    if !f.metadata().is_ok_and(|m| m.is_file()) {
+        return Err(refuse("a FIFO, socket or device"));
+    }
+    let mut bytes = Zeroizing::new(Vec::new());
+    f.take(MAX_PEM + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::io("cannot read", path, e))?;
+    if bytes.len() as u64 > MAX_PEM {
         return Err(Error::parse(
             path,
             "larger than 1 MiB: not a key or certificate",
         ));
     }
-    Ok(text)
+    Ok(bytes)
 }
 
 /// An RSA private key in PKCS#8 (`PRIVATE KEY`, as sbctl writes it) or PKCS#1

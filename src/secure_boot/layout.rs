@@ -50,6 +50,17 @@ pub fn cert_file(pki: &Path, role: Role) -> PathBuf {
         .join(format!("{}.pem", role.name()))
 }
 
+/// The GUID in sbctl's `GUID` file at `path`, refusing what sbctl could not read.
+pub fn read_guid(path: &Path) -> Result<Guid, Error> {
+    let text = read_capped(path)?;
+    Guid::parse(&text).ok_or_else(|| {
+        Error::parse(
+            path,
+            "not a GUID sbctl can read: 36 characters like 6a3c1e52-1d3b-4f0e-9c3a-5b2e8d7f4a10, with no newline or spaces around it (`printf %s \"$(tr -d ' \\n' < GUID)\" > GUID` removes them)",
+        )
+    })
+}
+
 /// A host's three key pairs and the GUID that owns their signature list entries.
 #[derive(Debug)]
 pub struct Hierarchy {
@@ -78,14 +89,7 @@ impl Hierarchy {
 
     /// Reads sbctl's layout under `pki`, checking every certificate against its key.
     pub fn load(pki: &Path) -> Result<Hierarchy, Error> {
-        let guid_path = guid_file(pki);
-        let text = read_capped(&guid_path)?;
-        let guid = Guid::parse(&text).ok_or_else(|| {
-            Error::parse(
-                &guid_path,
-                "not a GUID (sbctl writes one like 6a3c1e52-…, no newline)",
-            )
-        })?;
+        let guid = read_guid(&guid_file(pki))?;
         let load = |role| KeyPair::load(role, &key_file(pki, role), &cert_file(pki, role));
         Ok(Hierarchy {
             guid,

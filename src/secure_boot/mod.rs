@@ -82,6 +82,9 @@ pub enum Error {
     /// `--rotate` for a host without Secure Boot keys.
     #[error("host {name} has no Secure Boot keys in {dir} to rotate")]
     Missing { name: String, dir: PathBuf },
+    /// A `--pki-bundle` the keys cannot be placed at, or lanzaboote cannot use.
+    #[error("--pki-bundle {}: {why}", crate::escape::escape(path))]
+    PkiBundle { path: String, why: &'static str },
 }
 
 impl Error {
@@ -126,12 +129,16 @@ impl crate::Hint for Error {
             Error::Missing { name, .. } => Some(format!(
                 "make them first: `vault host add {name} --secure-boot`"
             )),
+            Error::PkiBundle { .. } => Some(
+                "give the absolute path your configuration sets as boot.lanzaboote.pkiBundle, e.g. --pki-bundle /persist/var/lib/sbctl (nothing was changed)".into(),
+            ),
         }
     }
 
     fn exit_code(&self) -> crate::ExitCode {
         match self {
             Error::Parse { .. } | Error::Mismatch { .. } => crate::ExitCode::BadManifest,
+            Error::PkiBundle { .. } => crate::ExitCode::Usage,
             _ => crate::ExitCode::Failure,
         }
     }

@@ -3,8 +3,11 @@
 //! written into it and placed from it is the parent module's.
 
 use std::io::{self, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{Mode, OFlags};
 
 use super::{DEFAULT_DIR, RAMFS_MAGIC, STAGED, TMPFS_MAGIC};
 use crate::place::is_mount_point;
@@ -129,26 +132,70 @@ pub fn check_usable(dir: &Path, mount: bool) -> Result<()> {
     refuse_if_staged(dir)
 }
 
-/// Wipes the half-written areas (`incoming-PID`) that a killed earlier run left in `dir`
-/// (its process is gone); returns their paths.
+/// Prefix of the folder `unlock --stage disk` writes into before it becomes `staged/`.
+pub(super) const INCOMING: &str = "incoming";
+/// Prefix of the folder `staged/` is renamed to while it is wiped.
+const WIPING: &str = "wiping";
+
+/// Opens the area and marks it as holding this run's folders (see [`crate::stale`]), for as
+/// long as the returned descriptor stays open.
+pub(super) fn hold(dir: &Path) -> Result<OwnedFd> {
+    let fd = rustix::fs::open(
+        dir,
+        OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| io_err("cannot open the staging area", dir, e))?;
+    let _ = crate::stale::hold(&fd);
+    Ok(fd)
+}
+
+/// Wipes the folders that a killed earlier run left in `dir` half-written (`incoming…`) or
+/// half-wiped (`wiping…`); returns their paths. A folder of a run still going is left alone.
 pub fn sweep_stale(dir: &Path) -> Result<Vec<PathBuf>> {
+    let fd = hold(dir)?;
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?;
     for e in entries.flatten() {
         let name = e.file_name();
-        let stale = name
-            .to_str()
-            .and_then(|n| n.strip_prefix("incoming-"))
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| {
-                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-            });
-        if stale {
+        let Some(name) = name.to_str() else { continue };
+        let dead = [INCOMING, WIPING]
+            .iter()
+            .any(|p| crate::stale::dead_writers(&fd, name, p).is_some())
+            // An older vault's `incoming-PID`: no writer to ask.
+            || name
+                .strip_prefix("incoming-")
+                .is_some_and(|pid| pid.parse::<u32>().is_ok());
+        if dead {
             wipe_tree(&e.path())?;
             out.push(e.path());
         }
     }
     Ok(out)
+}
+
+/// Wipes what is staged in `dir`: renamed away first, so the area never holds a half-wiped
+/// `staged/` (see the module's documentation). With `commits`, that rename is the command's
+/// commit (`vault wipe`): a signal after it no longer stops the wipe.
+pub(super) fn discard(dir: &Path, commits: bool) -> Result<()> {
+    let staged = dir.join(STAGED);
+    let _held = hold(dir)?;
+    let wiping = dir.join(crate::stale::temp_name(WIPING));
+    let rename = || {
+        rustix::fs::renameat_with(
+            rustix::fs::CWD,
+            &staged,
+            rustix::fs::CWD,
+            &wiping,
+            rustix::fs::RenameFlags::NOREPLACE,
+        )
+    };
+    match commits {
+        true => crate::interrupt::commit(rename),
+        false => rename(),
+    }
+    .map_err(|e| io_err("cannot wipe", &staged, e))?;
+    wipe_tree(&wiping)
 }
 
 pub(super) fn libc_nofollow() -> i32 {
@@ -202,22 +249,18 @@ fn wipe_file(path: &Path, meta: &std::fs::Metadata) -> Result<()> {
     std::fs::remove_file(path).map_err(|e| Error::io("cannot remove", path, e))
 }
 
-/// Discards whatever is staged in `dir` (and half-written areas of crashed runs), then
-/// unmounts the ramfs vault mounted there. Returns whether anything was staged.
-pub fn wipe(dir: &Path) -> Result<bool> {
+/// Discards whatever is staged in `dir` (and the folders of killed runs), then unmounts the
+/// ramfs vault mounted there. Returns whether anything was staged. With `commits`, discarding
+/// is the command's commit (`vault wipe`; see [`discard`]).
+pub fn wipe(dir: &Path, commits: bool) -> Result<bool> {
     if !dir.exists() {
         return Ok(false);
     }
     let staged = dir.join(STAGED).exists();
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot wipe", dir, e))?;
-    for e in entries {
-        let e = e.map_err(|e| Error::io("cannot wipe", dir, e))?;
-        let name = e.file_name();
-        let name = name.to_string_lossy();
-        if name == STAGED || name.starts_with("incoming-") {
-            wipe_tree(&e.path())?;
-        }
+    if staged {
+        discard(dir, commits)?;
     }
+    sweep_stale(dir)?;
     unmount_if_ours(dir);
     Ok(staged)
 }

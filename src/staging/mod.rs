@@ -9,16 +9,21 @@
 //! tmpfs). Layout:
 //!
 //! ```text
-//! /run/vault/                ramfs, 0700
-//!   incoming-<pid>/          being written by `unlock --stage disk`; removed on failure
-//!   staged/                  renamed from incoming only after the whole bundle verified
-//!     manifest.json          host, bundle name, the root-stage items (with SHA-256)
-//!     <index>                contents of item <index>, 0600
+//! /run/vault/                           ramfs, 0700
+//!   incoming.vault-PID-RUN-SEQ.tmp/     being written by `unlock --stage disk`; removed on failure
+//!   staged/                             renamed from incoming only after the whole bundle verified
+//!     manifest.json                     host, bundle name, the root-stage items (with SHA-256)
+//!     <index>                           contents of item <index>, 0600
+//!   wiping.vault-PID-RUN-SEQ.tmp/       `staged/` being wiped
 //! ```
 //!
-//! `vault place` re-hashes every staged file against `manifest.json` before its commit, and
-//! wiping overwrites each file with zeros before unlinking it (the pages of a ramfs file are
-//! freed on unlink; zeroing first keeps them from being handed out with secrets in them).
+//! `vault place` re-hashes every staged file against `manifest.json` before its commit.
+//! Wiping first renames `staged/` away (one step: the area is either staged, complete, or not
+//! at all), then overwrites each file with zeros before unlinking it (the pages of a ramfs
+//! file are freed on unlink; zeroing first keeps them from being handed out with secrets in
+//! them). The `incoming` and `wiping` folders carry [`crate::stale`]'s names: a run killed
+//! while it wrote or wiped one leaves a folder the next `unlock --stage disk`, `place` or
+//! `wipe` wipes.
 
 use std::fs::File;
 use std::io::{self, Read, Write};
@@ -31,12 +36,12 @@ use zeroize::Zeroizing;
 
 use crate::archive::{BundleManifest, Item, Kind, Limits, FORMAT};
 use crate::manifest::Stage;
-use crate::place::{ConflictKind, PlaceOptions, Placer};
+use crate::place::{with_leftovers, ConflictKind, PlaceOptions, Placer, SweptKind};
 use crate::{Error, Result};
 
 mod area;
 pub use area::{as_root, check_ram_backed, check_usable, prepare, release, sweep_stale, wipe};
-use area::{io_err, libc_nofollow, wipe_tree};
+use area::{discard, io_err, libc_nofollow, wipe_tree};
 
 /// Where `vault unlock --stage disk` keeps root-stage contents.
 pub const DEFAULT_DIR: &str = "/run/vault";
@@ -64,6 +69,8 @@ pub struct StagedManifest {
 /// `staged/` until [`Stager::commit`]; dropping it uncommitted wipes what it wrote.
 pub struct Stager {
     dir: PathBuf,
+    /// The area, held open: its lock marks `incoming` as a live run's (see [`crate::stale`]).
+    _held: std::os::fd::OwnedFd,
     incoming: PathBuf,
     bundle: String,
     host: Option<String>,
@@ -76,16 +83,15 @@ pub struct Stager {
 impl Stager {
     /// Starts staging into `dir` (already [`prepare`]d).
     pub fn new(dir: &Path, bundle: &Path) -> Result<Stager> {
-        let incoming = dir.join(format!("incoming-{}", std::process::id()));
-        if incoming.exists() {
-            wipe_tree(&incoming)?;
-        }
+        let held = area::hold(dir)?;
+        let incoming = dir.join(crate::stale::temp_name(area::INCOMING));
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(&incoming)
             .map_err(|e| Error::io("cannot create", &incoming, e))?;
         Ok(Stager {
             dir: dir.to_path_buf(),
+            _held: held,
             incoming,
             bundle: bundle.display().to_string(),
             host: None,
@@ -234,6 +240,13 @@ pub struct PlaceReport {
     pub bundle: String,
     pub host: Option<String>,
     pub placed: Vec<PathBuf>,
+    /// Temporaries a killed earlier run left beside the targets, removed.
+    pub swept: Vec<PathBuf>,
+    /// Files a killed earlier run had replaced, whose originals were put back.
+    pub restored: Vec<PathBuf>,
+    /// Why the staging area could not be wiped after the files were placed (they are placed;
+    /// `vault wipe` discards the area).
+    pub not_wiped: Option<String>,
 }
 
 /// Places the staged root-stage items under `root`, verifying each file's size and SHA-256
@@ -251,8 +264,45 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
     })?;
     let staged = dir.join(STAGED);
     let mut placer = Placer::new(root, opts)?;
+    let (mut swept, mut restored) = (Vec::new(), Vec::new());
+    let files = m.items.iter().filter(|i| i.kind == Kind::File);
+    for s in placer.sweep_stale(files.map(|i| i.target.as_str()), false) {
+        match s.what {
+            SweptKind::Removed => swept.push(s.path),
+            SweptKind::Restored(at) => restored.push(at),
+        }
+    }
     let in_place = refuse_conflicts(&placer, &m.items, opts.force)?;
-    for (i, item) in m.items.iter().enumerate() {
+    if let Err(e) = copy_staged(&mut placer, &staged, &m.items, &in_place) {
+        let left = placer.rollback();
+        return Err(with_leftovers(crate::interrupt::explain(e), left));
+    }
+    placer.commit()?;
+    // Every file is in place and durable: from here on a signal changes nothing.
+    crate::interrupt::commit_point();
+    placer.release();
+    let placed = placer.placed().collect();
+    let not_wiped = discard(dir, false).err().map(|e| e.to_string());
+    release(dir);
+    Ok(PlaceReport {
+        bundle: m.bundle,
+        host: m.host,
+        placed,
+        swept,
+        restored,
+        not_wiped,
+    })
+}
+
+/// Writes the staged copies of `items` (but those `in_place`) into `placer`'s temporaries,
+/// each checked against its size and SHA-256 in the staged manifest.
+fn copy_staged(
+    placer: &mut Placer,
+    staged: &Path,
+    items: &[Item],
+    in_place: &[String],
+) -> Result<()> {
+    for (i, item) in items.iter().enumerate() {
         if in_place.contains(&item.target) {
             continue;
         }
@@ -284,14 +334,7 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
             }
         }
     }
-    placer.commit()?;
-    let placed = placer.placed().collect();
-    wipe(dir)?;
-    Ok(PlaceReport {
-        bundle: m.bundle,
-        host: m.host,
-        placed,
-    })
+    Ok(())
 }
 
 /// The same refusal `vault unlock` gives: links in the way always, existing files without

@@ -3,6 +3,7 @@
 
 pub mod guest;
 pub mod qemu;
+pub mod repo;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -53,8 +54,8 @@ pub fn vault_bin() -> PathBuf {
 /// Cheap KDF flags for tests: the real Argon2id code path at a tiny cost. At that cost no test
 /// passphrase passes the strength check, hence `--weak-passphrase`.
 pub const FAST_KDF: &[&str] = &[
-    "--weak-kdf",
     "--weak-passphrase",
+    "--weak-kdf",
     "--kdf-memory",
     "8",
     "--kdf-iterations",
@@ -63,6 +64,77 @@ pub const FAST_KDF: &[&str] = &[
     "1",
 ];
 
+/// Starts `cmd` in a session of its own: no controlling terminal, so no `/dev/tty` to prompt
+/// on, whatever terminal the test itself runs in.
+// SAFETY: the pre_exec hook makes one async-signal-safe system call (setsid).
+#[allow(unsafe_code)]
+pub fn without_terminal(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    unsafe {
+        cmd.pre_exec(|| {
+            rustix::process::setsid()?;
+            Ok(())
+        })
+    }
+}
+
+/// [`FAST_KDF`] without `--weak-passphrase`: for tests of the passphrase strength check, and
+/// for `repack`, which takes no passphrase strength flag.
+pub const CHEAP_KDF: &[&str] = match FAST_KDF.split_first() {
+    Some((_, rest)) => rest,
+    None => FAST_KDF,
+};
+
+/// A small isohybrid installer image as nixpkgs makes them (isolinux, `-isohybrid-mbr`),
+/// volume label `volid`, written to `dir/name`. Skips (None) without xorriso or isolinux, as
+/// [`require_tool`] does.
+pub fn isohybrid(dir: &Path, volid: &str, name: &str) -> Option<PathBuf> {
+    require_tool("xorriso")?;
+    let tree = dir.join(format!("{name}.tree"));
+    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
+    let isolinux = "/usr/lib/ISOLINUX/isolinux.bin";
+    if std::fs::copy(isolinux, tree.join("isolinux/isolinux.bin")).is_err() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{isolinux} is missing; scripts/test installs isolinux"
+        );
+        eprintln!("SKIP: {isolinux} is missing (scripts/test installs isolinux)");
+        return None;
+    }
+    std::fs::write(tree.join("README"), "test image\n").unwrap();
+    let out = dir.join(name);
+    let o = Command::new("xorriso")
+        .args(["-as", "mkisofs", "-iso-level", "3", "-volid", volid])
+        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
+        .args(["-eltorito-catalog", "isolinux/boot.cat"])
+        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
+        .args([
+            "-isohybrid-mbr",
+            "/usr/lib/ISOLINUX/isohdpfx.bin",
+            "-r",
+            "-o",
+        ])
+        .arg(&out)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    Some(out)
+}
+
+/// `n` incompressible bytes (xorshift64), so that zstd leaves a payload of many 64 KiB chunks.
+pub fn incompressible(n: usize) -> Vec<u8> {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
 /// Runs the vault binary in `dir`.
 pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(vault_bin())
@@ -70,6 +142,13 @@ pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
         .current_dir(dir)
         .output()
         .expect("run vault")
+}
+
+/// What a run printed, stdout then stderr, for messages and assertions that do not care which.
+pub fn text(o: &Output) -> String {
+    let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
+    t.push_str(&String::from_utf8_lossy(&o.stderr));
+    t
 }
 
 /// Asserts success and returns stdout; on failure shows the exit code, stdout and stderr.
@@ -182,4 +261,67 @@ pub fn fake_machine(dir: &Path, name: &str, uuid: &str, serial: &str, mac: &str)
     t.nic("lo", "00:00:00:00:00:00", 0, Bus::Virtual).unwrap();
     t.disk("vda", Bus::Pci, false, &[]).unwrap();
     root
+}
+
+/// A ramfs mounted (mode 0700) on a fresh folder, as the staging area of
+/// `vault unlock --stage disk` must be; unmounted when dropped. Needs root: `None` (skip, with
+/// a message) otherwise.
+pub struct Ramfs {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl Ramfs {
+    pub fn new() -> Option<Ramfs> {
+        if !rustix::process::geteuid().is_root() {
+            eprintln!("SKIP: needs root to mount a ramfs");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ram");
+        std::fs::create_dir(&path).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "ramfs", "-o", "mode=0700", "ramfs"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success(), "mount ramfs");
+        Some(Ramfs { _dir: dir, path })
+    }
+}
+
+impl Drop for Ramfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.path).status();
+    }
+}
+
+/// Every vault leftover under `dir` (any depth): temporaries (`….vault-….tmp`, and rekey's
+/// `.vault-rekey-…`), displaced originals (`.vault-….was.NAME`), staging folders. Not vault's
+/// own records (`.vault-rekey.json`).
+pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
+    walkdir::WalkDir::new(dir)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let n = e.file_name().to_string_lossy();
+            (n.contains(".vault-") && (n.ends_with(".tmp") || n.contains(".was.")))
+                || n.contains(".vault-rekey-")
+        })
+        .map(|e| e.path().to_path_buf())
+        .collect()
+}
+
+/// Incompressible bytes (xorshift32), so zstd cannot shrink the work a test relies on.
+pub fn noise(n: usize, seed: u32) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
+    let mut out = Vec::with_capacity(n);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(n);
+    out
 }

@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use super::common::{require_tool, vault_bin, FAST_KDF};
 
@@ -86,6 +87,22 @@ impl Ws {
         ));
         std::fs::write(self.d.join("vault.toml"), toml).unwrap();
         self.line_of(host, target)
+    }
+
+    /// Adds an entry for `host` placing a copy of `file` of [`sb_keys`] (e.g. `keys/db/db.key`)
+    /// at `target`.
+    pub fn place_sb(&self, host: &str, file: &str, target: &str) -> usize {
+        let text = std::fs::read_to_string(sb_keys().join(file)).unwrap();
+        let source = format!("hosts/{host}/sb/{}", target.trim_start_matches('/'));
+        self.place(host, &source, &text, target)
+    }
+
+    /// `vault host add HOST --secure-boot ARGS`: sbctl's layout in hosts/HOST/secure-boot/pki
+    /// and the entry placing that folder; returns the folder.
+    pub fn secure_boot(&self, host: &str, args: &[&str]) -> PathBuf {
+        let o = self.vault(&[&["host", "add", host, "--secure-boot"], args].concat());
+        assert!(o.status.success(), "{}", err(&o));
+        self.d.join(format!("hosts/{host}/secure-boot/pki"))
     }
 
     pub fn key(&self, host: &str) -> PathBuf {
@@ -197,6 +214,34 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// sbctl's layout (`pki`) made by `vault host add --secure-boot` once per test binary (three
+/// RSA-4096 keys take seconds), to copy keys from. Folders of earlier runs (their process is
+/// gone) are removed.
+pub fn sb_keys() -> &'static Path {
+    static KEYS: OnceLock<PathBuf> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("config-check-sb");
+        std::fs::create_dir_all(&root).unwrap();
+        for e in std::fs::read_dir(&root).unwrap().flatten() {
+            let pid = e.file_name().to_string_lossy().into_owned();
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = root.join(std::process::id().to_string());
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        std::fs::write(dir.join("vault.toml"), "version = 1\n").unwrap();
+        let o = Command::new(vault_bin())
+            .args(["host", "add", "sb", "--secure-boot"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", err(&o));
+        dir.join("hosts/sb/secure-boot/pki")
+    })
+}
+
 pub fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -208,6 +253,13 @@ pub fn problems(o: &Output) -> Vec<String> {
         .filter(|l| l.starts_with("vault: ") && !l.contains("check skipped"))
         .map(str::to_owned)
         .collect()
+}
+
+/// Asserts that the check refused the pack (exit 6) with exactly these problem lines.
+pub fn refused_with<S: AsRef<str>>(o: &Output, expected: &[S]) {
+    assert_eq!(o.status.code(), Some(6), "{}", err(o));
+    let expected: Vec<&str> = expected.iter().map(AsRef::as_ref).collect();
+    assert_eq!(problems(o), expected, "{}", err(o));
 }
 
 pub fn tools() -> Option<()> {

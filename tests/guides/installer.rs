@@ -162,6 +162,11 @@ impl Installer {
         }
     }
 
+    /// Seconds since qemu started.
+    pub fn up(&self) -> f64 {
+        self.guest.started.elapsed().as_secs_f64()
+    }
+
     /// Leaves every shell (the installer powers off, unmounting /mnt) and returns the
     /// console transcript.
     pub fn power_off(mut self) -> String {

@@ -21,9 +21,16 @@
 //! - `after GUIDE.md`: the workstation blocks of GUIDE run first, as this guide assumes.
 //! - `in-source-tree — R`: runs in vault's source tree instead of the scratch folder.
 //! - `env NAME=VALUE — R`: the block runs with this variable set.
-//! - `id NAME` names a block; `first NAME — R` runs that block before this one (once).
-
-use std::collections::BTreeMap;
+//! - `id NAME` names a block (several blocks may share a name: they run as one group, in
+//!   order); `first NAME — R` runs that group before this block (once).
+//! - `paste PLACEHOLDER — R`: in this block, PLACEHOLDER stands for something the reader copies
+//!   from what a command printed earlier in the guide; the test puts in the value printed in
+//!   the same run ([`PASTES`] says which placeholder comes from where). A command with
+//!   `SHA256` must also begin with the whole `on the installer:` command that `vault attach`
+//!   printed: the guide shows the command attach prints, not another.
+//! - `insert-after PATH LINE…`: a non-shell block is inserted into PATH after its first line
+//!   equal to LINE (e.g. a top-level setting of `vault.toml`, which must come before its
+//!   tables).
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Directive {
@@ -40,7 +47,18 @@ pub enum Directive {
     Env(String, String, String),
     Id(String),
     First(String, String),
+    Paste(String, String),
+    InsertAfter(String, String),
 }
+
+/// Placeholders a `paste` may name, and where the value comes from: the first group of the
+/// last match in what a workstation command printed.
+pub const PASTES: &[(&str, &str)] = &[
+    // The carried vault's SHA-256, as `vault attach` prints it.
+    ("SHA256", r"carried vault [^\n]*: sha256 ([0-9a-f]{64})"),
+    // An age recipient on a line of its own, as `age-keygen -y` prints it.
+    ("age1…", r"(?m)^(age1[02-9ac-hj-np-z]{58})\s*$"),
+];
 
 /// A fenced block of a guide, with the directives before it.
 #[derive(Debug, Clone)]
@@ -88,6 +106,14 @@ impl Block {
     pub fn skipped_programs(&self) -> Option<(&[String], &str)> {
         self.directives.iter().find_map(|d| match d {
             Directive::SkipCommands(p, r) => Some((p.as_slice(), r.as_str())),
+            _ => None,
+        })
+    }
+
+    /// The placeholders this block pastes.
+    pub fn pastes(&self) -> impl Iterator<Item = &str> {
+        self.directives.iter().filter_map(|d| match d {
+            Directive::Paste(p, _) => Some(p.as_str()),
             _ => None,
         })
     }
@@ -145,6 +171,18 @@ fn directive(text: &str) -> Result<Directive, String> {
         }
         "id" => Directive::Id(one(&args)?),
         "first" => Directive::First(one(&args)?, need(reason)?),
+        "paste" => {
+            let p = one(&args)?;
+            if !PASTES.iter().any(|(n, _)| *n == p) {
+                return Err(format!(
+                    "paste: no placeholder {p} (tests/guides/markup.rs, PASTES)"
+                ));
+            }
+            Directive::Paste(p, need(reason)?)
+        }
+        "insert-after" if args.len() >= 2 => {
+            Directive::InsertAfter(args[0].clone(), args[1..].join(" "))
+        }
         other => return Err(format!("unknown directive `{other}`")),
     })
 }
@@ -193,11 +231,16 @@ pub fn parse(doc: &str) -> Result<Vec<Block>, String> {
     if !pending.is_empty() {
         return Err("guide-test directives at the end, before no block".into());
     }
-    let mut ids = BTreeMap::new();
-    for b in &blocks {
+    // A group is consecutive: a name used again after other blocks is a mistake.
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, b) in blocks.iter().enumerate() {
         if let Some(id) = b.id() {
-            if ids.insert(id.to_owned(), b.line).is_some() {
-                return Err(format!("line {}: id {id} is used twice", b.line));
+            let continues = i > 0 && blocks[i - 1].id() == Some(id);
+            if !seen.insert(id) && !continues {
+                return Err(format!(
+                    "line {}: id {id} names blocks that are not consecutive",
+                    b.line
+                ));
             }
         }
     }

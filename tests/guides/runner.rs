@@ -1,7 +1,7 @@
 //! Runs one guide: its blocks in order, on the workstation shell or the booted installer, as
 //! the directives before each block say (tests/guides/markup.rs).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -23,6 +23,42 @@ impl Drop for Loop {
     }
 }
 
+/// The backing file of the reader's USB stick, in the scratch folder.
+const STICK: &str = "stick.raw";
+/// What of the scratch folder makes a guide's world: the reader's home, the shell's folder and
+/// variables, the stick.
+const WORLD: &[&str] = &["home", ".cwd", ".exports", STICK];
+
+/// What a replay of a guide left.
+struct World {
+    dir: tempfile::TempDir,
+    /// The scratch folder it ran in.
+    from: String,
+    names: Vec<String>,
+    /// The last stick or image written, and whether it is the stick.
+    medium: Option<(Medium, bool)>,
+    printed: BTreeMap<&'static str, String>,
+    attach_command: Option<String>,
+}
+
+static WORLDS: std::sync::Mutex<BTreeMap<String, World>> = std::sync::Mutex::new(BTreeMap::new());
+
+/// `names` from folder `from` into folder `to`, as they are (sparse files stay sparse).
+fn copy(from: &Path, names: &[&str], to: &Path) {
+    let o = Command::new("cp")
+        .args(["-a", "--reflink=auto", "--sparse=always"])
+        .args(names.iter().map(|n| from.join(n)))
+        .arg(to)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "cp {names:?} into {}: {}",
+        to.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
 pub struct Runner {
     scratch: tempfile::TempDir,
     shell: Shell,
@@ -32,7 +68,14 @@ pub struct Runner {
     /// The target disk of the last installer session.
     last_target: Option<PathBuf>,
     replayed: BTreeSet<String>,
-    ran_ids: BTreeSet<String>,
+    /// Blocks a `first` ran before their turn: (guide, line).
+    ran_early: BTreeSet<(String, usize)>,
+    /// For each `paste` placeholder, the value last printed in this run.
+    printed: BTreeMap<&'static str, String>,
+    /// The `on the installer:` command the last `vault attach` printed.
+    attach_command: Option<String>,
+    /// Installer boots so far.
+    pub boots: usize,
     pub skipped: Vec<String>,
 }
 
@@ -94,18 +137,26 @@ impl Runner {
             installer: None,
             last_target: None,
             replayed: BTreeSet::new(),
-            ran_ids: BTreeSet::new(),
+            ran_early: BTreeSet::new(),
+            printed: BTreeMap::new(),
+            attach_command: None,
+            boots: 0,
             skipped: Vec::new(),
         }
     }
 
-    /// A loop device over a fresh 256 MiB file: the reader's USB stick.
+    /// A loop device over a 256 MiB file: the reader's USB stick (empty, or as a copied world
+    /// left it).
     fn stick(&mut self) -> String {
         if let Some(l) = self.loops.first() {
             return l.dev.clone();
         }
-        let backing = self.scratch.path().join("stick.raw");
-        std::fs::File::create(&backing)
+        let backing = self.scratch.path().join(STICK);
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&backing)
             .unwrap()
             .set_len(256 << 20)
             .unwrap();
@@ -124,10 +175,89 @@ impl Runner {
         dev
     }
 
+    /// Nothing has run yet: what a replay leaves is then the guide's world alone.
+    fn fresh(&self) -> bool {
+        self.medium.is_none()
+            && self.printed.is_empty()
+            && std::fs::read_dir(&self.shell.home)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+    }
+
+    /// Keeps what the replay of `guide` left, for the next guide of this test process that
+    /// builds on it: the replay is the same every time, and each guide gets its own copy.
+    fn keep(&mut self, guide: &str) {
+        let dir = tempfile::tempdir().unwrap();
+        let scratch = self.scratch.path();
+        let names: Vec<&str> = WORLD
+            .iter()
+            .copied()
+            .filter(|n| scratch.join(n).exists())
+            .collect();
+        copy(scratch, &names, dir.path());
+        let medium = self.medium.clone().map(|m| {
+            let on_stick = self
+                .loops
+                .first()
+                .is_some_and(|l| m.path == Path::new(&l.dev));
+            (m, on_stick)
+        });
+        let mut kept = WORLDS.lock().unwrap_or_else(|e| e.into_inner());
+        kept.insert(
+            guide.to_owned(),
+            World {
+                dir,
+                from: scratch.to_str().unwrap().to_owned(),
+                names: names.iter().map(|n| n.to_string()).collect(),
+                medium,
+                printed: self.printed.clone(),
+                attach_command: self.attach_command.clone(),
+            },
+        );
+    }
+
+    /// Starts from a copy of what a replay of `guide` left, if one was kept and nothing has
+    /// run here yet.
+    fn restore(&mut self, guide: &str) -> bool {
+        if !self.fresh() {
+            return false;
+        }
+        let kept = WORLDS.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = kept.get(guide) else {
+            return false;
+        };
+        let scratch = self.scratch.path().to_owned();
+        let names: Vec<&str> = w.names.iter().map(String::as_str).collect();
+        copy(w.dir.path(), &names, &scratch);
+        // The shell's folder and exported variables name the scratch folder they ran in.
+        let to = scratch.to_str().unwrap();
+        for f in [".cwd", ".exports"] {
+            let path = scratch.join(f);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                std::fs::write(&path, text.replace(&w.from, to)).unwrap();
+            }
+        }
+        self.printed = w.printed.clone();
+        self.attach_command = w.attach_command.clone();
+        self.medium = w.medium.clone().map(|(m, on_stick)| {
+            let path = if on_stick {
+                PathBuf::from(self.stick())
+            } else {
+                PathBuf::from(m.path.to_str().unwrap().replace(&w.from, to))
+            };
+            Medium { path, ..m }
+        });
+        true
+    }
+
     fn end_installer(&mut self) {
         if let Some(i) = self.installer.take() {
             let target = i.target.clone();
+            let up = i.up();
             i.power_off();
+            say(&format!(
+                "installer powered off, {up:.0} s after it started"
+            ));
             self.last_target = Some(target);
         }
     }
@@ -160,17 +290,26 @@ impl Runner {
                         .find(|x| x.ends_with(other.as_str()))
                         .expect("a known guide");
                     if self.replayed.insert(g.to_string()) {
-                        say(&format!("{at}: first the workstation blocks of {g}"));
-                        self.run_guide(g, true);
+                        if self.restore(g) {
+                            say(&format!(
+                                "{at}: first the world the workstation blocks of {g} left (run once in this test process, copied)"
+                            ));
+                        } else {
+                            say(&format!("{at}: first the workstation blocks of {g}"));
+                            let fresh = self.fresh();
+                            self.run_guide(g, true);
+                            if fresh {
+                                self.keep(g);
+                            }
+                        }
                     }
                 }
-                Directive::First(id, _) if !self.ran_ids.contains(id) => {
-                    let other = blocks
-                        .iter()
-                        .find(|x| x.id() == Some(id.as_str()))
-                        .expect("checked by every_guide_block_is_run_or_marked");
-                    self.ran_ids.insert(id.clone());
-                    self.exec(guide, other, prompted, replay);
+                Directive::First(id, _) => {
+                    for other in blocks.iter().filter(|x| x.id() == Some(id.as_str())) {
+                        if self.ran_early.insert((guide.to_owned(), other.line)) {
+                            self.exec(guide, other, prompted, replay);
+                        }
+                    }
                 }
                 Directive::Provide(names, r) => {
                     if !replay {
@@ -184,10 +323,8 @@ impl Runner {
                 _ => {}
             }
         }
-        if let Some(id) = b.id() {
-            if !self.ran_ids.insert(id.to_owned()) {
-                return; // ran before the block that needed it
-            }
+        if self.ran_early.contains(&(guide.to_owned(), b.line)) {
+            return; // ran before the block that needed it
         }
         self.exec(guide, b, prompted, replay);
     }
@@ -196,13 +333,33 @@ impl Runner {
         let at = format!("{guide}:{}", b.line);
         for d in &b.directives {
             match d {
-                Directive::File(p) => std::fs::write(self.expand(p), &b.text).unwrap(),
+                Directive::File(p) => {
+                    std::fs::write(self.expand(p), self.pasted(&at, b, &b.text)).unwrap()
+                }
                 Directive::Append(p) => {
                     let path = self.expand(p);
                     let mut text = std::fs::read_to_string(&path).unwrap();
                     text.push('\n');
-                    text.push_str(&b.text);
+                    text.push_str(&self.pasted(&at, b, &b.text));
                     std::fs::write(&path, text).unwrap();
+                }
+                Directive::InsertAfter(p, line) => {
+                    let path = self.expand(p);
+                    let text = std::fs::read_to_string(&path).unwrap();
+                    let mut lines: Vec<&str> = text.lines().collect();
+                    let at_line =
+                        lines
+                            .iter()
+                            .position(|l| l.trim() == line)
+                            .unwrap_or_else(|| {
+                                panic!(
+                                    "{at}: {} has no line `{line}` to insert after:\n{text}",
+                                    path.display()
+                                )
+                            });
+                    let block = self.pasted(&at, b, &b.text);
+                    lines.insert(at_line + 1, block.trim_end());
+                    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
                 }
                 _ => {}
             }
@@ -261,12 +418,11 @@ impl Runner {
                     continue;
                 }
             }
-            let text = if c.text.contains("/dev/sdX") {
+            let mut text = self.pasted(&at, b, &c.text);
+            if text.contains("/dev/sdX") {
                 let dev = self.stick();
-                c.text.replace("/dev/sdX", &dev)
-            } else {
-                c.text.clone()
-            };
+                text = text.replace("/dev/sdX", &dev);
+            }
             say(&format!("{guide}:{}: $ {text}", c.line));
             let ran = self.shell.run(&text, &extra, COMMAND_TIMEOUT);
             let want = if n == last { b.expected_exit() } else { 0 };
@@ -276,6 +432,7 @@ impl Runner {
                 c.line, ran.code, ran.output
             );
             check_shown(guide, c, &ran.output);
+            self.remember_printed(&ran.output);
             self.track_medium(&text, &ran.cwd);
         }
         if source_tree {
@@ -333,7 +490,13 @@ impl Runner {
             m.path.display(),
             m.attach
         ));
+        let started = std::time::Instant::now();
         self.installer = Some(Installer::boot(&m, self.scratch.path(), PASSPHRASE));
+        self.boots += 1;
+        say(&format!(
+            "booted: its shell after {:.0} s",
+            started.elapsed().as_secs_f64()
+        ));
     }
 
     fn on_installer(&mut self, at: &str, b: &Block, commands: &[markup::Command]) {
@@ -350,15 +513,60 @@ impl Runner {
                     continue;
                 }
             }
-            say(&format!("{at} (line {}): installer# {}", c.line, c.text));
+            let text = self.pasted(at, b, &c.text);
+            if b.pastes().any(|p| p == "SHA256") && text.contains("sha256sum -c") {
+                let printed = self
+                    .attach_command
+                    .as_deref()
+                    .unwrap_or_else(|| panic!("{at}: no `vault attach` printed a command to type"));
+                assert!(
+                    text.starts_with(printed),
+                    "{at} (line {}): the guide's command is not the one `vault attach` printed:\n  guide:   {text}\n  printed: {printed}",
+                    c.line
+                );
+            }
+            say(&format!("{at} (line {}): installer# {text}", c.line));
             let i = self.installer.as_mut().expect("booted");
-            let (code, output) = i.run(&c.text);
+            let (code, output) = i.run(&text);
             assert_eq!(
                 code, 0,
-                "{at} (line {}): `{}` exited with {code} on the installer; the console showed:\n{output}",
-                c.line, c.text
+                "{at} (line {}): `{text}` exited with {code} on the installer; the console showed:\n{output}",
+                c.line
             );
             check_shown(at, c, &output);
+        }
+    }
+
+    /// `text` with each placeholder this block pastes replaced by the value printed last.
+    fn pasted(&self, at: &str, b: &Block, text: &str) -> String {
+        let mut out = text.to_owned();
+        for p in b.pastes() {
+            if out.contains(p) {
+                let v = self
+                    .printed
+                    .get(p)
+                    .unwrap_or_else(|| panic!("{at}: nothing printed a value for {p} before"));
+                out = out.replace(p, v);
+            }
+        }
+        out
+    }
+
+    /// Keeps what a reader could copy from `output` (markup::PASTES), and the command a
+    /// `vault attach` printed for the installer.
+    fn remember_printed(&mut self, output: &str) {
+        for (name, re) in markup::PASTES {
+            let re = regex::Regex::new(re).unwrap();
+            if let Some(v) = re.captures_iter(output).last() {
+                self.printed.insert(name, v[1].to_owned());
+            }
+        }
+        if let Some(cmd) = output
+            .lines()
+            .rev()
+            .find_map(|l| l.trim().strip_prefix("on the installer: "))
+        {
+            self.attach_command = Some(cmd.to_owned());
         }
     }
 

@@ -112,6 +112,33 @@ pub fn apply(name: &str, home: &Path, cwd: &Path) {
             }
         }
         "recovery-repo" => recovery_repo(home),
+        // What nixos-facter writes for a machine with one NVMe disk and two network cards:
+        // the disk's serial and WWN, the cards as indices only.
+        "facter-report" => std::fs::write(
+            cwd.join("facter.json"),
+            r#"{"version":1,"hardware":{"disk":[{"class_list":["disk","nvme","block_device"],"serial":"S4EWNF0M123456","unix_device_name":"/dev/nvme0n1","unix_device_names":["/dev/disk/by-id/nvme-eui.0025388b91b2b4a1","/dev/nvme0n1"]}],"network_interface":[{"sub_class":{"name":"Ethernet"}},{"sub_class":{"name":"WLAN"}}]}}"#,
+        )
+        .unwrap(),
+        // What `vault host identify` prints on the reader's laptop, by vault's own renderer.
+        "laptop-identity" => {
+            let mut labels = std::collections::BTreeMap::new();
+            labels.insert("00:00:5e:00:53:10".to_owned(), "enp1s0".to_owned());
+            let reading = vault::identity::Reading {
+                identity: vault::manifest::identity::Identity {
+                    product_uuid: Some("3c6d1a52-7e0b-4f8e-9a41-5d2c8b7e6f10".into()),
+                    product_serial: Some("5Z8BQ53".into()),
+                    macs: vec!["00:00:5e:00:53:10".into()],
+                    ..Default::default()
+                },
+                labels,
+                notes: Vec::new(),
+            };
+            std::fs::write(
+                cwd.join("laptop.id"),
+                vault::identity::text::render(&reading, "/sys"),
+            )
+            .unwrap();
+        }
         other => panic!("no provide/stand-in named {other}"),
     }
 }

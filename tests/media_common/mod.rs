@@ -19,6 +19,22 @@ pub fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// `vault attach --no-binary --image IMAGE --bundle BUNDLE -o OUT` and `extra` flags.
+pub fn attach(image: &Path, bundle: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "attach",
+        "--no-binary",
+        "--image",
+        s(image),
+        "--bundle",
+        s(bundle),
+        "-o",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    vault(&args)
+}
+
 /// Asserts exit 6 with `needle` in the message and a hint.
 pub fn refused(o: Output, needle: &str) {
     failed_with(o, 6, needle);
@@ -70,48 +86,7 @@ pub const PASSPHRASE: &str = "correct horse battery staple";
 
 /// A small isohybrid image as nixpkgs makes them (isolinux, -isohybrid-mbr).
 pub fn iso(dir: &Path) -> Option<PathBuf> {
-    common::require_tool("xorriso")?;
-    let tree = dir.join("tree");
-    fs::create_dir_all(tree.join("isolinux")).unwrap();
-    fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .ok()?;
-    fs::write(tree.join("README"), "test image\n").unwrap();
-    let out = dir.join("installer.iso");
-    let st = Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-iso-level",
-            "3",
-            "-volid",
-            "nixos-minimal-25.05-x86_64",
-        ])
-        .args([
-            "-eltorito-boot",
-            "isolinux/isolinux.bin",
-            "-eltorito-catalog",
-            "isolinux/boot.cat",
-        ])
-        .args(["-no-emul-boot", "-boot-load-size", "4", "-boot-info-table"])
-        .args([
-            "-isohybrid-mbr",
-            "/usr/lib/ISOLINUX/isohdpfx.bin",
-            "-r",
-            "-o",
-        ])
-        .arg(&out)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    Some(out)
+    common::isohybrid(dir, "nixos-minimal-25.05-x86_64", "installer.iso")
 }
 
 /// A 4 MiB image with an MBR holding `entries` (slot, type, start LBA, sectors).

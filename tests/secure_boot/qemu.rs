@@ -40,9 +40,13 @@ pub fn tools(extra: &[&str]) -> bool {
     all && efi_binary().is_some()
 }
 
-/// A FAT image at `img` holding `files` (path inside, bytes).
+/// A FAT image at `img` holding `files` (path inside, bytes): 8 MiB, more if they need it.
 pub fn fat(img: &Path, files: &[(&str, Vec<u8>)]) {
-    let o = run(Command::new("mkfs.vfat").arg("-C").arg(img).arg("8192"));
+    let kib = files.iter().map(|(_, b)| b.len() / 1024 + 4).sum::<usize>() * 5 / 4 + 1024;
+    let o = run(Command::new("mkfs.vfat")
+        .arg("-C")
+        .arg(img)
+        .arg(kib.max(8192).to_string()));
     assert!(o.status.success(), "mkfs.vfat: {}", text(&o));
     let scratch = tempfile::tempdir().unwrap();
     for (i, (dest, bytes)) in files.iter().enumerate() {

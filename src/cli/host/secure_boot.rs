@@ -18,6 +18,10 @@ pub fn add(
         pki_bundle: a.pki_bundle.clone(),
         rotate: a.rotate,
     };
+    // Before a new host's SSH key is made: a bad --pki-bundle must change nothing.
+    if let Some(p) = &opts.pki_bundle {
+        host::check_pki_bundle(p)?;
+    }
     let known = hosts::list(&opts.manifest)?
         .into_iter()
         .any(|h| h.name == opts.name && h.ssh_host_key.is_some());

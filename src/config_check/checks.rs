@@ -25,7 +25,7 @@ use std::path::Path;
 
 use super::escape;
 use super::eval::Evaluated;
-use super::rules::{Early, Host, Problem, INITRD_KEY_TARGET};
+use super::rules::{entry_hint, Early, Host, Problem, INITRD_KEY_TARGET};
 use crate::manifest::Manifest;
 use crate::pack::PackPlan;
 
@@ -353,12 +353,4 @@ fn in_store(h: &mut Host<'_>, host: &str, ev: &Evaluated) {
             format!("name the file where {host} keeps it, as a string (\"/etc/…\"), not as a Nix path, and place it there with a vault.toml entry; treat the key as exposed and replace it"),
         );
     }
-}
-
-pub(super) fn entry_hint(host: &str, target: &str, what: &str) -> String {
-    format!(
-        "add to vault.toml:\n[[hosts.{host}.entry]]\nsource = \"{}\"\ntarget = \"{}\"\nmode = \"0600\"",
-        what.replace("NAME", host),
-        escape(target)
-    )
 }

@@ -458,3 +458,12 @@ impl<'a> Host<'a> {
         (ids, usable)
     }
 }
+
+/// The vault.toml entry that places `what` (`hosts/NAME/…`) at `target` for `host`.
+pub(super) fn entry_hint(host: &str, target: &str, what: &str) -> String {
+    format!(
+        "add to vault.toml:\n[[hosts.{host}.entry]]\nsource = \"{}\"\ntarget = \"{}\"\nmode = \"0600\"",
+        what.replace("NAME", host),
+        escape(target)
+    )
+}

@@ -13,10 +13,9 @@
 
 use std::io::Read;
 
-use super::checks::entry_hint;
 use super::escape;
 use super::eval::Evaluated;
-use super::rules::{Early, Host, Placed};
+use super::rules::{entry_hint, Early, Host, Placed};
 use crate::secure_boot::efi::Guid;
 use crate::secure_boot::{check_pair, keys, Error, Role};
 

@@ -485,10 +485,7 @@ impl Sink for UnlockSink<'_> {
                 continue;
             }
             let mut placer = Placer::new(self.root_for(stage), self.opts.place)?;
-            let files = items
-                .iter()
-                .filter(|i| i.kind == Kind::File)
-                .map(|i| i.target.as_str());
+            let files = items.iter().copied().filter(|i| i.kind == Kind::File);
             for s in placer.sweep_stale(files, self.opts.dry_run) {
                 match s.what {
                     SweptKind::Removed => self.swept.push(s.path),

@@ -243,7 +243,11 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
     };
     let before = names();
     let mut p = Placer::new(t.path(), opts()).unwrap();
-    let targets = ["/etc/ssh/host_key", "/etc/ssh/host_key.pub"];
+    let items = [
+        item("/etc/ssh/host_key", b"k", 0o600),
+        item("/etc/ssh/host_key.pub", b"p", 0o644),
+    ];
+    let targets = &items;
     let removed = |v: Vec<Swept>| {
         let mut v: Vec<_> = v
             .into_iter()
@@ -281,8 +285,11 @@ fn sweep_stale_puts_displaced_originals_back() {
     std::fs::write(ssh.join("kept"), "original too").unwrap();
     let link = ".vault-1-0000000000000005-1.was.kept";
     std::fs::hard_link(ssh.join("kept"), ssh.join(link)).unwrap();
-    let targets = ["/etc/ssh/key", "/etc/ssh/kept"];
     let it = item("/etc/ssh/key", b"placed by the dead run", 0o644);
+    let mode = std::fs::metadata(ssh.join("key")).unwrap().mode() & 0o7777;
+    let it = crate::archive::Item { mode, ..it };
+    let items = [it.clone(), item("/etc/ssh/kept", b"x", 0o644)];
+    let targets = &items;
     let mut p = Placer::new(t.path(), opts()).unwrap();
     let dry = p.sweep_stale(targets, true);
     assert!(ssh.join(was).exists() && ssh.join(link).exists());
@@ -472,4 +479,74 @@ fn what_the_rollback_cannot_remove_is_named() {
     assert!(msg.contains(&left[0].display().to_string()), "{msg}");
     assert!(!msg.contains("removed again"), "{msg}");
     assert!(e.hint().is_some_and(|h| h.contains("chattr")), "{e:?}");
+}
+
+/// A file `--force` replaces whose name leaves no room for `.vault-…was.NAME` keeps its
+/// original under a displaced name until the release, as every other: a name the sweep puts
+/// back, never a temporary's, which the sweep removes.
+#[test]
+fn a_long_named_original_keeps_a_displaced_name_until_the_release() {
+    let t = tempfile::tempdir().unwrap();
+    let long = "k".repeat(250);
+    std::fs::write(t.path().join(&long), "original").unwrap();
+    let force = PlaceOptions {
+        force: true,
+        ..opts()
+    };
+    let mut p = Placer::new(t.path(), force).unwrap();
+    p.file(&format!("/{long}"), 0o600, 0, 0, &mut &b"new"[..])
+        .unwrap();
+    p.commit().unwrap();
+    let others: Vec<String> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| *n != long)
+        .collect();
+    assert_eq!(others.len(), 1, "{others:?}");
+    assert_eq!(
+        std::fs::read(t.path().join(&others[0])).unwrap(),
+        b"original"
+    );
+    let kind = crate::stale::parse(&others[0], "").map(|p| p.kind);
+    assert!(
+        kind.is_some() && kind != Some(crate::stale::Leftover::Temp),
+        "the original is kept as {kind:?}: {}",
+        others[0]
+    );
+    p.release();
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 1);
+}
+
+/// A dead run's displaced original of a long-named target (`.vault-…was-SHA256`) is put back
+/// at the target of this placement whose name it names; one naming no target of this
+/// placement is kept as it is.
+#[test]
+fn a_long_displaced_name_is_put_back_at_the_target_it_names() {
+    let t = tempfile::tempdir().unwrap();
+    let long = "k".repeat(250);
+    std::fs::write(t.path().join(&long), "placed by the dead run").unwrap();
+    let mode = std::fs::metadata(t.path().join(&long)).unwrap().mode() & 0o7777;
+    let was = format!(
+        ".vault-1-0000000000000005-0.was-{}",
+        crate::stale::name_digest(&long)
+    );
+    std::fs::write(t.path().join(&was), "original").unwrap();
+    let other = format!(
+        ".vault-1-0000000000000005-1.was-{}",
+        crate::stale::name_digest("not placed")
+    );
+    std::fs::write(t.path().join(&other), "kept").unwrap();
+    let it = item(&format!("/{long}"), b"placed by the dead run", mode);
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    let done = p.sweep_stale([&it], false);
+    assert_eq!(
+        done,
+        [Swept {
+            path: t.path().join(&was),
+            what: SweptKind::Restored(t.path().join(&long)),
+        }]
+    );
+    assert_eq!(std::fs::read(t.path().join(&long)).unwrap(), b"original");
+    assert_eq!(std::fs::read(t.path().join(&other)).unwrap(), b"kept");
+    assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 2);
 }

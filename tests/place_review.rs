@@ -11,7 +11,7 @@ mod hostile;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::leftovers;
+use common::{leftovers, Tmpfs};
 use hostile::*;
 
 /// What a displaced original of a dead run is called (RUN 1: no process holds its lock).
@@ -142,4 +142,44 @@ fn a_force_run_killed_after_replacing_a_long_named_file_loses_no_original() {
     );
     assert_eq!(o.status.code(), Some(6), "{out}");
     assert_eq!(leftovers(&s.mnt()), Vec::<PathBuf>::new(), "{out}");
+}
+
+/// A target root mounted read-only fails every placement: the real run and the dry run both
+/// refuse it before the passphrase (exit 6, a wrong passphrase is not even asked about),
+/// naming the remount; not a dry run that says everything would be placed and a real run that
+/// fails after the key derivation (exit 7).
+#[test]
+fn a_read_only_target_is_refused_before_the_passphrase_dry_run_too() {
+    let Some(ro) = Tmpfs::new("ro,size=1m") else {
+        return;
+    };
+    let s = Scratch::new();
+    std::fs::write(
+        s.path("b.vault"),
+        honest(vec![(
+            file_item("/etc/ssh/ssh_host_ed25519_key", b"k\n"),
+            Some(b"k\n".to_vec()),
+        )]),
+    )
+    .unwrap();
+    std::fs::write(s.path("wrong"), "not the passphrase\n").unwrap();
+    for dry in [true, false] {
+        let mut c = Command::new(vault_bin());
+        c.arg("unlock")
+            .arg(s.path("b.vault"))
+            .arg("--root")
+            .arg(&ro.path)
+            .arg("--disk-root")
+            .arg(s.live())
+            .arg("--passphrase-file")
+            .arg(s.path("wrong"));
+        if dry {
+            c.arg("--dry-run");
+        }
+        let o = c.output().unwrap();
+        let out = text(&o);
+        assert_eq!(o.status.code(), Some(6), "dry run {dry}: {out}");
+        assert!(out.contains("read-only"), "dry run {dry}: {out}");
+        assert!(out.contains("remount"), "dry run {dry}: {out}");
+    }
 }

@@ -183,3 +183,25 @@ fn a_read_only_target_is_refused_before_the_passphrase_dry_run_too() {
         assert!(out.contains("remount"), "dry run {dry}: {out}");
     }
 }
+
+/// `vault place` where no staging area exists (a fresh boot, another `--staging-dir`) says
+/// that nothing is staged and what to run first (exit 6), as for an empty area; not an I/O
+/// error about the folder it would have swept.
+#[test]
+fn place_without_a_staging_area_says_nothing_is_staged() {
+    let s = Scratch::new();
+    let o = Command::new(vault_bin())
+        .arg("place")
+        .arg("--root")
+        .arg(s.mnt())
+        .arg("--root-not-mountpoint")
+        .arg("--staging-dir")
+        .arg(s.path("no-such-area"))
+        .output()
+        .unwrap();
+    let out = text(&o);
+    assert_eq!(o.status.code(), Some(6), "{out}");
+    assert!(out.contains("nothing is staged"), "{out}");
+    assert!(out.contains("--stage disk"), "{out}");
+    assert!(!s.path("no-such-area").exists(), "{out}");
+}

@@ -238,6 +238,9 @@ impl Placer {
         for c in std::mem::take(&mut self.created_dirs).into_iter().rev() {
             match rustix::fs::unlinkat(&c.parent.fd, c.name.as_str(), AtFlags::REMOVEDIR) {
                 Ok(()) | Err(Errno::NOENT) => {}
+                // What this run wrote in it is gone (or listed above): what is left there is
+                // another writer's, and so is the folder now.
+                Err(Errno::NOTEMPTY | Errno::EXIST) => {}
                 Err(_) => left.push(self.display_path(&c.target)),
             }
         }

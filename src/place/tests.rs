@@ -550,3 +550,22 @@ fn a_long_displaced_name_is_put_back_at_the_target_it_names() {
     assert_eq!(std::fs::read(t.path().join(&other)).unwrap(), b"kept");
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 2);
 }
+
+/// A folder this run created that another writer put a file into meanwhile is not vault's to
+/// remove: the rollback removes what this run wrote in it and leaves the folder, without
+/// naming it as left over (exit 9 would tell the user to remove it, and the other's file
+/// with it, by hand).
+#[test]
+fn a_created_folder_holding_another_writers_file_is_not_left_over() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    p.file("/d/f", 0o600, 0, 0, &mut &b"secret"[..]).unwrap();
+    std::fs::write(t.path().join("d/theirs"), "another writer's").unwrap();
+    let left = p.rollback();
+    assert_eq!(left, Vec::<std::path::PathBuf>::new());
+    let names: Vec<_> = std::fs::read_dir(t.path().join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["theirs"]);
+}

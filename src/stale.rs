@@ -5,7 +5,8 @@
 //! - `PREFIX.vault-PID-RUN-SEQ.tmp`: a file being written (a placed file's temporary, a
 //!   bundle being packed), made visible by a rename once complete;
 //! - `.vault-PID-RUN-SEQ.was.NAME`: the file `--force` displaced from `NAME`, kept until the
-//!   whole placement is committed so that a failure can put it back.
+//!   whole placement is committed so that a failure can put it back; where that name would be
+//!   longer than a name may be, `.vault-PID-RUN-SEQ.was-SHA256` (the SHA-256 of `NAME`, hex).
 //!
 //! RUN is a random number drawn once per process. While it may still need those names, the
 //! writer holds an open-file-description lock on byte RUN of each directory it writes them
@@ -52,10 +53,22 @@ pub fn temp_name(prefix: &str) -> String {
 }
 
 /// The name that keeps the file displaced from `name` until the commit is complete:
-/// `.vault-PID-RUN-SEQ.was.NAME`, or `None` when that would be longer than a name may be.
-pub fn displaced_name(name: &str) -> Option<String> {
-    let n = format!("{}.was.{name}", stem());
-    (n.len() <= NAME_MAX).then_some(n)
+/// `.vault-PID-RUN-SEQ.was.NAME`, or `.vault-PID-RUN-SEQ.was-SHA256` when that would be longer
+/// than a name may be. Either is a name a later run's sweep puts back, never removes.
+pub fn displaced_name(name: &str) -> String {
+    let stem = stem();
+    let n = format!("{stem}.was.{name}");
+    if n.len() <= NAME_MAX {
+        n
+    } else {
+        format!("{stem}.was-{}", name_digest(name))
+    }
+}
+
+/// The SHA-256 of a target's name, hex: how a long target is named in its displaced name.
+pub fn name_digest(name: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(name.as_bytes()))
 }
 
 /// What a name of [`temp_name`] or [`displaced_name`]'s form is.
@@ -65,6 +78,9 @@ pub enum Leftover {
     Temp,
     /// A displaced original that belongs at `target` in the same directory.
     Displaced { target: String },
+    /// A displaced original that belongs at the name in the same directory whose
+    /// [`name_digest`] is `digest` (a name too long to be spelled out).
+    DisplacedLong { digest: String },
 }
 
 /// A parsed leftover name: its writer (PID and RUN, when the name carries them) and kind.
@@ -82,13 +98,25 @@ pub fn parse(name: &str, prefix: &str) -> Option<Parsed> {
     let hex = |s: &str| !s.is_empty() && s.len() <= 16 && s.bytes().all(|b| b.is_ascii_hexdigit());
     let (ids, kind) = if let Some(ids) = rest.strip_suffix(".tmp").filter(|i| !i.contains('.')) {
         (ids, Leftover::Temp)
-    } else {
-        let (ids, target) = rest.split_once(".was.")?;
+    } else if let Some((ids, target)) = rest.split_once(".was.") {
         if ids.contains('.') || target.is_empty() || target.contains('/') {
             return None;
         }
         let kind = Leftover::Displaced {
             target: target.to_owned(),
+        };
+        (ids, kind)
+    } else {
+        let (ids, digest) = rest.split_once(".was-")?;
+        let sha = digest.len() == 64
+            && digest
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if ids.contains('.') || !sha {
+            return None;
+        }
+        let kind = Leftover::DisplacedLong {
+            digest: digest.to_owned(),
         };
         (ids, kind)
     };
@@ -231,15 +259,23 @@ mod tests {
         );
         let t = temp_name(".b");
         assert!(parse(&t, ".b").is_some() && parse(&t, "").is_none());
-        let d = displaced_name("ssh_host_ed25519_key.tmp").unwrap();
+        let d = displaced_name("ssh_host_ed25519_key.tmp");
         assert_eq!(
             parse(&d, "").unwrap().kind,
             Leftover::Displaced {
                 target: "ssh_host_ed25519_key.tmp".into()
             }
         );
-        assert!(displaced_name(&"x".repeat(230)).is_none());
-        assert!(displaced_name(&"x".repeat(200)).is_some());
+        let long = "x".repeat(230);
+        let d = displaced_name(&long);
+        assert!(d.len() <= NAME_MAX);
+        assert_eq!(
+            parse(&d, "").unwrap().kind,
+            Leftover::DisplacedLong {
+                digest: name_digest(&long)
+            }
+        );
+        assert!(displaced_name(&"x".repeat(200)).ends_with(&"x".repeat(200)));
         assert_eq!(parse(".vault-0123456789abcdef.tmp", "").unwrap().pid, None);
         assert_eq!(parse(".vault-12-00ff.tmp", "").unwrap().run, None);
         for bad in [
@@ -251,6 +287,8 @@ mod tests {
             ".vault-1-2-3.was.",
             ".vault-1-2-3.was.a/b",
             ".vault-1-2-3-4.tmp",
+            ".vault-1-2-3.was-abc",
+            ".vault-1-2-3.was-ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789ABCDEF0123456789",
         ] {
             assert_eq!(parse(bad, ""), None, "{bad}");
         }

@@ -130,8 +130,26 @@ pub fn precheck(opts: &UnlockOptions, require_mount_point: bool) -> Result<()> {
                 opts.root.display()
             )),
         }),
-        Ok(_) => writable(opts),
+        Ok(_) => read_write(opts).and_then(|()| writable(opts)),
     }
+}
+
+/// A target root mounted read-only fails every placement, as root too: say so before the
+/// passphrase, and give a dry run the same verdict (it writes nothing, so it would not find
+/// out by writing).
+fn read_write(opts: &UnlockOptions) -> Result<()> {
+    let ro = rustix::fs::statvfs(&opts.root)
+        .is_ok_and(|st| st.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY));
+    if !ro {
+        return Ok(());
+    }
+    Err(Error::Refused {
+        why: format!("{} is mounted read-only", opts.root.display()),
+        hint: Some(format!(
+            "remount it read-write (`{}`), then run the same command again",
+            crate::staging::as_root(&format!("mount -o remount,rw {}", opts.root.display()))
+        )),
+    })
 }
 
 /// Without root, a target root this user cannot write to fails every placement: say so
@@ -485,10 +503,7 @@ impl Sink for UnlockSink<'_> {
                 continue;
             }
             let mut placer = Placer::new(self.root_for(stage), self.opts.place)?;
-            let files = items
-                .iter()
-                .filter(|i| i.kind == Kind::File)
-                .map(|i| i.target.as_str());
+            let files = items.iter().copied().filter(|i| i.kind == Kind::File);
             for s in placer.sweep_stale(files, self.opts.dry_run) {
                 match s.what {
                     SweptKind::Removed => self.swept.push(s.path),

@@ -193,7 +193,13 @@ impl Placer {
     /// its owner (the bundle's when vault sets owners, the caller's otherwise), its size and
     /// its SHA-256 (the manifest's, which the walk checks every payload byte against before
     /// anything is committed), compared in constant time, read without following a link.
-    fn holds(&self, dir: &OwnedFd, name: &str, st: &rustix::fs::Stat, item: &Item) -> bool {
+    pub(super) fn holds(
+        &self,
+        dir: &OwnedFd,
+        name: &str,
+        st: &rustix::fs::Stat,
+        item: &Item,
+    ) -> bool {
         let (uid, gid) = if self.opts.chown {
             (item.uid, item.gid)
         } else {

@@ -6,8 +6,8 @@
 //! write-back error of the file system since that descriptor was opened, also the ones a
 //! concurrent `sync` or the kernel's flusher ran into first.
 //!
-//! A file `--force` replaces gets a second name first (`.vault-…was.NAME`, a hard link), then
-//! the temporary is renamed over it: at every moment the original has a name, so a rollback
+//! A file `--force` replaces gets a second name first (`.vault-…was.NAME`, a hard link; where
+//! a file system has none, the file is renamed to it), then the temporary is renamed over it: at every moment the original has a name, so a rollback
 //! puts it back, and so does a later run's sweep if this one is killed (see
 //! [`crate::stale`]). Only once every placer of the run committed are those names removed
 //! ([`Placer::release`]).
@@ -125,7 +125,7 @@ impl Placer {
                     "remove or fix that path in the target, then run the same command again",
                 ))
             }
-            Some(_) => self.replace(&p.dir, &p.temp, name, &p.target)?,
+            Some(_) => Some(self.replace(&p.dir, &p.temp, name, &p.target)?),
         };
         self.committed.push(Committed {
             target: p.target.clone(),
@@ -135,42 +135,42 @@ impl Placer {
         Ok(())
     }
 
-    /// Renames `temp` over the existing `name`, keeping the old file under a second name:
-    /// that name, or `None` where nothing could be kept (a file system that can neither link
-    /// nor swap, such as vfat).
-    fn replace(&self, dir: &Dir, temp: &str, name: &str, target: &str) -> Result<Option<String>> {
+    /// Renames `temp` over the existing `name`, keeping the old file under a second name
+    /// ([`crate::stale::displaced_name`]) until the release: returns that name. At every
+    /// moment the old file has `name` or that second name, never a temporary's, which a later
+    /// run's sweep would remove.
+    fn replace(&self, dir: &Dir, temp: &str, name: &str, target: &str) -> Result<String> {
         let d = &dir.fd;
         let was = crate::stale::displaced_name(name);
-        if let Some(was) = &was {
-            match rustix::fs::linkat(d, name, d, was.as_str(), AtFlags::empty()) {
-                Ok(()) => {
-                    return match rustix::fs::renameat(d, temp, d, name) {
-                        Ok(()) => Ok(Some(was.clone())),
-                        Err(e) => {
-                            let _ = rustix::fs::unlinkat(d, was.as_str(), AtFlags::empty());
-                            Err(self.io_error(target, e))
-                        }
-                    };
-                }
-                // No hard links here (or not for this file): swap instead.
-                Err(Errno::PERM | Errno::OPNOTSUPP | Errno::MLINK) => {}
-                Err(e) => return Err(self.io_error(target, e)),
-            }
-        }
-        match rustix::fs::renameat_with(d, temp, d, name, RenameFlags::EXCHANGE) {
+        match rustix::fs::linkat(d, name, d, was.as_str(), AtFlags::empty()) {
             Ok(()) => {
-                // The old file now has the temporary's name: give it the displaced one, which
-                // a later run's sweep puts back rather than removes.
-                let kept = was
-                    .filter(|w| rustix::fs::renameat(d, temp, d, w.as_str()).is_ok())
-                    .unwrap_or_else(|| temp.to_owned());
-                Ok(Some(kept))
+                return match rustix::fs::renameat(d, temp, d, name) {
+                    Ok(()) => Ok(was),
+                    Err(e) => {
+                        let _ = rustix::fs::unlinkat(d, was.as_str(), AtFlags::empty());
+                        Err(self.io_error(target, e))
+                    }
+                };
             }
-            Err(Errno::INVAL) => {
-                rustix::fs::renameat(d, temp, d, name).map_err(|e| self.io_error(target, e))?;
-                Ok(None)
+            // No hard links here (or not for this file): move it aside instead.
+            Err(Errno::PERM | Errno::OPNOTSUPP | Errno::MLINK) => {}
+            Err(e) => return Err(self.io_error(target, e)),
+        }
+        // The target is missing between these two renames; a run killed there leaves the old
+        // file under its displaced name, which the next run's sweep puts back.
+        rustix::fs::renameat(d, name, d, was.as_str()).map_err(|e| self.io_error(target, e))?;
+        match rustix::fs::renameat_with(d, temp, d, name, RenameFlags::NOREPLACE).or_else(|e| {
+            match e {
+                // A file system without RENAME_NOREPLACE.
+                Errno::INVAL => rustix::fs::renameat(d, temp, d, name),
+                e => Err(e),
             }
-            Err(e) => Err(self.io_error(target, e)),
+        }) {
+            Ok(()) => Ok(was),
+            Err(e) => {
+                let _ = rustix::fs::renameat(d, was.as_str(), d, name);
+                Err(self.io_error(target, e))
+            }
         }
     }
 
@@ -238,6 +238,9 @@ impl Placer {
         for c in std::mem::take(&mut self.created_dirs).into_iter().rev() {
             match rustix::fs::unlinkat(&c.parent.fd, c.name.as_str(), AtFlags::REMOVEDIR) {
                 Ok(()) | Err(Errno::NOENT) => {}
+                // What this run wrote in it is gone (or listed above): what is left there is
+                // another writer's, and so is the folder now.
+                Err(Errno::NOTEMPTY | Errno::EXIST) => {}
                 Err(_) => left.push(self.display_path(&c.target)),
             }
         }

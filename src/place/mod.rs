@@ -497,4 +497,6 @@ impl Drop for Placer {
 pub use crate::mounts::is_mount_point;
 
 #[cfg(test)]
+mod leftover_tests;
+#[cfg(test)]
 mod tests;

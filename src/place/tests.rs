@@ -1,7 +1,7 @@
 use super::*;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 
-fn opts() -> PlaceOptions {
+pub(super) fn opts() -> PlaceOptions {
     PlaceOptions {
         force: false,
         chown: false,
@@ -130,7 +130,7 @@ fn force_replaces_without_a_copy_and_rollback_restores_the_old_file() {
     assert_eq!(std::fs::read_dir(t.path()).unwrap().count(), 2);
 }
 
-fn item(target: &str, data: &[u8], mode: u32) -> crate::archive::Item {
+pub(super) fn item(target: &str, data: &[u8], mode: u32) -> crate::archive::Item {
     use sha2::Digest;
     crate::archive::Item {
         host: None,
@@ -243,7 +243,11 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
     };
     let before = names();
     let mut p = Placer::new(t.path(), opts()).unwrap();
-    let targets = ["/etc/ssh/host_key", "/etc/ssh/host_key.pub"];
+    let items = [
+        item("/etc/ssh/host_key", b"k", 0o600),
+        item("/etc/ssh/host_key.pub", b"p", 0o644),
+    ];
+    let targets = &items;
     let removed = |v: Vec<Swept>| {
         let mut v: Vec<_> = v
             .into_iter()
@@ -281,8 +285,11 @@ fn sweep_stale_puts_displaced_originals_back() {
     std::fs::write(ssh.join("kept"), "original too").unwrap();
     let link = ".vault-1-0000000000000005-1.was.kept";
     std::fs::hard_link(ssh.join("kept"), ssh.join(link)).unwrap();
-    let targets = ["/etc/ssh/key", "/etc/ssh/kept"];
     let it = item("/etc/ssh/key", b"placed by the dead run", 0o644);
+    let mode = std::fs::metadata(ssh.join("key")).unwrap().mode() & 0o7777;
+    let it = crate::archive::Item { mode, ..it };
+    let items = [it.clone(), item("/etc/ssh/kept", b"x", 0o644)];
+    let targets = &items;
     let mut p = Placer::new(t.path(), opts()).unwrap();
     let dry = p.sweep_stale(targets, true);
     assert!(ssh.join(was).exists() && ssh.join(link).exists());

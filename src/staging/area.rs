@@ -152,7 +152,12 @@ pub(super) fn hold(dir: &Path) -> Result<OwnedFd> {
 
 /// Wipes the folders that a killed earlier run left in `dir` half-written (`incoming…`) or
 /// half-wiped (`wiping…`); returns their paths. A folder of a run still going is left alone.
+/// Where there is no area, there is nothing to sweep.
 pub fn sweep_stale(dir: &Path) -> Result<Vec<PathBuf>> {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        _ => {}
+    }
     let fd = hold(dir)?;
     let mut out = Vec::new();
     let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot read", dir, e))?;

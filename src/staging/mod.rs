@@ -266,7 +266,7 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
     let mut placer = Placer::new(root, opts)?;
     let (mut swept, mut restored) = (Vec::new(), Vec::new());
     let files = m.items.iter().filter(|i| i.kind == Kind::File);
-    for s in placer.sweep_stale(files.map(|i| i.target.as_str()), false) {
+    for s in placer.sweep_stale(files, false) {
         match s.what {
             SweptKind::Removed => swept.push(s.path),
             SweptKind::Restored(at) => restored.push(at),

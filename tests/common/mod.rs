@@ -305,7 +305,8 @@ pub fn leftovers(dir: &Path) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let n = e.file_name().to_string_lossy();
-            (n.contains(".vault-") && (n.ends_with(".tmp") || n.contains(".was.")))
+            (n.contains(".vault-")
+                && (n.ends_with(".tmp") || n.contains(".was.") || n.contains(".was-")))
                 || n.contains(".vault-rekey-")
         })
         .map(|e| e.path().to_path_buf())

@@ -20,6 +20,7 @@ const WALK: OFlags = OFlags::RDONLY;
 
 use super::Placer;
 use crate::archive::{Item, Kind};
+use crate::{Error, Result};
 
 /// Something already at (or in the way of) a target.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,4 +267,43 @@ pub(super) fn sha256_of(input: &mut impl Read) -> std::io::Result<(u64, [u8; 32]
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Refuses when something is in the way: links and directories always, existing files
+/// without `force`. Nothing has been written when this is called. `vault place` refuses the
+/// same way.
+pub fn refuse_conflicts(conflicts: &[Conflict], force: bool) -> Result<()> {
+    refuse_conflicts_with(
+        conflicts,
+        force,
+        "add --force to replace them (the old files are removed, no copy is kept)",
+        "remove or fix those paths in the target, then run the same command again".into(),
+    )
+}
+
+/// The refusal for `conflicts` that block (links always, existing files without `--force`),
+/// with the hint for each case: `force_hint` when only existing files are in the way.
+pub fn refuse_conflicts_with(
+    conflicts: &[Conflict],
+    force: bool,
+    force_hint: &str,
+    fix_hint: String,
+) -> Result<()> {
+    let blocking: Vec<&Conflict> = conflicts.iter().filter(|c| c.what.blocks(force)).collect();
+    if blocking.is_empty() {
+        return Ok(());
+    }
+    let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
+    let list: String = blocking
+        .iter()
+        .map(|c| format!("\n  {} {}", c.path.display(), c.what.describe()))
+        .collect();
+    Err(Error::Refused {
+        why: format!("nothing was written; in the way:{list}"),
+        hint: Some(if only_existing {
+            force_hint.into()
+        } else {
+            fix_hint
+        }),
+    })
 }

@@ -30,9 +30,11 @@ use crate::{Error, Result};
 
 mod check;
 mod commit;
+mod process;
 mod sweep;
 mod writer;
-pub use check::{Conflict, ConflictKind};
+pub use check::{refuse_conflicts, refuse_conflicts_with, Conflict, ConflictKind};
+use process::{creator, raise_open_files_limit, umask};
 pub use sweep::{Swept, SweptKind};
 use writer::Writer;
 
@@ -151,43 +153,6 @@ fn split(target: &str) -> (&str, &str) {
         Some(0) | None => ("", target.trim_start_matches('/')),
         Some(i) => (&target[..i], &target[i + 1..]),
     }
-}
-
-/// This process's umask (read once: reading it means setting it).
-fn umask() -> u32 {
-    static UMASK: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    *UMASK.get_or_init(|| {
-        let old = rustix::process::umask(Mode::from_raw_mode(0o077));
-        rustix::process::umask(old);
-        old.bits() as u32
-    })
-}
-
-/// Who owns what this process creates (in a folder without set-group-ID).
-fn creator() -> (u32, u32) {
-    (
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    )
-}
-
-/// Raises this process's limit of open files to what it may: a placement keeps every
-/// directory it writes into open until its commit.
-fn raise_open_files_limit() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
-        let lim = getrlimit(Resource::Nofile);
-        if lim.current < lim.maximum || (lim.current.is_some() && lim.maximum.is_none()) {
-            let _ = setrlimit(
-                Resource::Nofile,
-                Rlimit {
-                    current: lim.maximum,
-                    maximum: lim.maximum,
-                },
-            );
-        }
-    });
 }
 
 /// What failed, plus what the rollback could not undo: [`Error::Incomplete`] when anything

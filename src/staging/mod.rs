@@ -350,7 +350,7 @@ fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<
         })
         .map(|i| i.target.clone())
         .collect();
-    crate::unlock::refuse_conflicts_with(
+    crate::place::refuse_conflicts_with(
         &found,
         force,
         "add --force to replace them (the staged files are kept until placed)",

@@ -16,6 +16,7 @@ use crate::keys::{passphrase, HostKey};
 use crate::manifest::{check_host_name, Manifest};
 use crate::rekey::{config_splice, keys_file};
 
+mod journal;
 mod manifest_edit;
 mod remove;
 use manifest_edit::edit_manifest_add;
@@ -56,6 +57,9 @@ pub enum Error {
     Keys(#[from] crate::keys::Error),
     #[error(transparent)]
     Manifest(Box<crate::Error>),
+    /// A signal stopped the run before its commit; every change was undone.
+    #[error("interrupted by {}", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
 }
 
 impl Error {
@@ -77,7 +81,7 @@ impl Error {
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io { .. } | Error::Interrupted { .. } => None,
             Error::BadName { .. } => Some("use a hostname-like name, e.g. `web1`".into()),
             Error::Exists { name, .. } => Some(format!(
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
@@ -144,6 +148,8 @@ pub struct Added {
     pub sops_registered: bool,
     /// The agenix keys file already held this key: left as it was.
     pub keys_registered: bool,
+    /// Records of host adds a killed run left unfinished, undone before this one.
+    pub undone: Vec<PathBuf>,
 }
 
 /// Paths of a host's key pair beside the manifest, relative and absolute.
@@ -159,6 +165,8 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         name: opts.name.clone(),
         why,
     })?;
+    // A killed run's half-done edits are undone before vault.toml is read.
+    let undone = journal::sweep(&opts.manifest)?;
     let manifest = load_manifest(&opts.manifest)?;
     if manifest
         .hosts
@@ -242,6 +250,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         &record,
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
+    let mut originals = vec![(opts.manifest.clone(), manifest_text)];
     let mut sops = None;
     let (mut sops_registered, mut keys_registered) = (false, false);
     if let Some(sp) = &sops_path {
@@ -279,6 +288,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         let (new, verdicts) = config_splice::add_recipient(&text, &opts.name, &recipient, choice)
             .map_err(|m| Error::edit(sp, m))?;
         writes.push((sp.clone(), new));
+        originals.push((sp.clone(), text));
         sops = Some((sp.clone(), verdicts));
     }
     if let Some(sp) = sops_path.as_ref().filter(|_| sops_registered) {
@@ -299,14 +309,32 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
                 let new = keys_file::add(kp, &text, &opts.name, &ssh_public)
                     .map_err(|m| Error::edit(kp, m))?;
                 writes.push((kp.clone(), new));
+                originals.push((kp.clone(), text));
             }
         }
     }
 
-    // Now write: key pair first (0600 from creation), then the edits.
+    // Now write: key pair first (0600 from creation), then the edits; the record of how to
+    // undo them first of all, removed as the commit (see `journal`).
+    let host_dir = key_path.parent().unwrap_or(&dir).to_path_buf();
+    let mut undo = journal::Undo::default();
     if !adopt_in_place {
-        let host_dir = key_path.parent().unwrap_or(&dir);
-        std::fs::create_dir_all(host_dir).map_err(|e| Error::io("cannot create", host_dir, e))?;
+        undo.created = vec![journal::bytes(&key_path), journal::bytes(&pub_path)];
+        let mut d = host_dir.as_path();
+        while !d.as_os_str().is_empty() && !d.exists() {
+            undo.dirs.insert(0, journal::bytes(d));
+            d = d.parent().unwrap_or(Path::new(""));
+        }
+    } else if !pub_path.exists() {
+        undo.created = vec![journal::bytes(&pub_path)];
+    }
+    undo.restore = originals
+        .into_iter()
+        .map(|(p, t)| (journal::bytes(&p), t))
+        .collect();
+    let journal = journal::Journal::begin(&opts.manifest, undo)?;
+    if !adopt_in_place {
+        std::fs::create_dir_all(&host_dir).map_err(|e| Error::io("cannot create", &host_dir, e))?;
         key.write_pair(&key_path, &pub_path)?;
     } else if !pub_path.exists() {
         crate::keys::ssh::write_new(
@@ -316,14 +344,10 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         )?;
     }
     for (path, text) in &writes {
-        if let Err(e) = replace(path, text) {
-            if !adopt_in_place {
-                let _ = std::fs::remove_file(&key_path);
-                let _ = std::fs::remove_file(&pub_path);
-            }
-            return Err(e);
-        }
+        journal.check()?;
+        replace(path, text)?;
     }
+    journal.commit()?;
     Ok(Added {
         private_key: key_path,
         public_key: pub_path,
@@ -333,6 +357,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         agenix_keys: keys_path,
         sops_registered,
         keys_registered,
+        undone,
     })
 }
 
@@ -378,15 +403,7 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .map_err(|e| Error::io("cannot stat", path, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{name}");
+    let (dir, prefix) = edit_site(path);
     let held = crate::stale::HeldDir::open(dir).map_err(|e| Error::io("cannot open", dir, e))?;
     sweep_stale_edits(&held, dir, &prefix);
     let tmp = dir.join(crate::stale::temp_name(&prefix));
@@ -406,6 +423,27 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
         let _ = std::fs::remove_file(&tmp);
         return Err(Error::io("cannot write", path, e));
     }
+    Ok(())
+}
+
+/// The folder of `path` and the prefix of its edit temporaries there.
+fn edit_site(path: &Path) -> (&Path, String) {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    (dir, format!(".{name}"))
+}
+
+/// Removes what killed edits of `path` left beside it (see [`sweep_stale_edits`]).
+fn sweep_edits_beside(path: &Path) -> Result<(), Error> {
+    let (dir, prefix) = edit_site(path);
+    let held = crate::stale::HeldDir::open(dir).map_err(|e| Error::io("cannot open", dir, e))?;
+    sweep_stale_edits(&held, dir, &prefix);
     Ok(())
 }
 

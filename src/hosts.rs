@@ -6,8 +6,6 @@
 //! created, then each text file is replaced by rename. A failure before the key pair exists
 //! changes nothing.
 
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
@@ -17,11 +15,15 @@ use crate::manifest::{check_host_name, Manifest};
 use crate::repo::agenix::keys_file;
 use crate::repo::sops::splice;
 
+mod journal;
 mod manifest_edit;
 mod remove;
+mod text_file;
 use manifest_edit::edit_manifest_add;
 pub(crate) use manifest_edit::{entry_table, push_host_entry};
 pub use remove::{remove, Removed};
+use text_file::sweep_edits_beside;
+pub(crate) use text_file::{read, replace};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
@@ -57,6 +59,9 @@ pub enum Error {
     Keys(#[from] crate::keys::Error),
     #[error(transparent)]
     Manifest(Box<crate::Error>),
+    /// A signal stopped the run before its commit; every change was undone.
+    #[error("interrupted by {}", crate::interrupt::signal_name(*signal))]
+    Interrupted { signal: i32 },
 }
 
 impl Error {
@@ -78,7 +83,7 @@ impl Error {
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io { .. } | Error::Interrupted { .. } => None,
             Error::BadName { .. } => Some("use a hostname-like name, e.g. `web1`".into()),
             Error::Exists { name, .. } => Some(format!(
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
@@ -145,6 +150,8 @@ pub struct Added {
     pub sops_registered: bool,
     /// The agenix keys file already held this key: left as it was.
     pub keys_registered: bool,
+    /// Records of host adds a killed run left unfinished, undone before this one.
+    pub undone: Vec<PathBuf>,
 }
 
 /// Paths of a host's key pair beside the manifest, relative and absolute.
@@ -160,6 +167,8 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         name: opts.name.clone(),
         why,
     })?;
+    // A killed run's half-done edits are undone before vault.toml is read.
+    let undone = journal::sweep(&opts.manifest)?;
     let manifest = load_manifest(&opts.manifest)?;
     if manifest
         .hosts
@@ -243,6 +252,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         &record,
     )?;
     writes.push((opts.manifest.clone(), new_manifest));
+    let mut originals = vec![(opts.manifest.clone(), manifest_text)];
     let mut sops = None;
     let (mut sops_registered, mut keys_registered) = (false, false);
     if let Some(sp) = &sops_path {
@@ -280,6 +290,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         let (new, verdicts) = splice::add_recipient(&text, &opts.name, &recipient, choice)
             .map_err(|m| Error::edit(sp, m))?;
         writes.push((sp.clone(), new));
+        originals.push((sp.clone(), text));
         sops = Some((sp.clone(), verdicts));
     }
     if let Some(sp) = sops_path.as_ref().filter(|_| sops_registered) {
@@ -300,14 +311,32 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
                 let new = keys_file::add(kp, &text, &opts.name, &ssh_public)
                     .map_err(|m| Error::edit(kp, m))?;
                 writes.push((kp.clone(), new));
+                originals.push((kp.clone(), text));
             }
         }
     }
 
-    // Now write: key pair first (0600 from creation), then the edits.
+    // Now write: key pair first (0600 from creation), then the edits; the record of how to
+    // undo them first of all, removed as the commit (see `journal`).
+    let host_dir = key_path.parent().unwrap_or(&dir).to_path_buf();
+    let mut undo = journal::Undo::default();
     if !adopt_in_place {
-        let host_dir = key_path.parent().unwrap_or(&dir);
-        std::fs::create_dir_all(host_dir).map_err(|e| Error::io("cannot create", host_dir, e))?;
+        undo.created = vec![journal::bytes(&key_path), journal::bytes(&pub_path)];
+        let mut d = host_dir.as_path();
+        while !d.as_os_str().is_empty() && !d.exists() {
+            undo.dirs.insert(0, journal::bytes(d));
+            d = d.parent().unwrap_or(Path::new(""));
+        }
+    } else if !pub_path.exists() {
+        undo.created = vec![journal::bytes(&pub_path)];
+    }
+    undo.restore = originals
+        .into_iter()
+        .map(|(p, t)| (journal::bytes(&p), t))
+        .collect();
+    let journal = journal::Journal::begin(&opts.manifest, undo)?;
+    if !adopt_in_place {
+        std::fs::create_dir_all(&host_dir).map_err(|e| Error::io("cannot create", &host_dir, e))?;
         key.write_pair(&key_path, &pub_path)?;
     } else if !pub_path.exists() {
         crate::keys::ssh::write_new(
@@ -317,14 +346,10 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         )?;
     }
     for (path, text) in &writes {
-        if let Err(e) = replace(path, text) {
-            if !adopt_in_place {
-                let _ = std::fs::remove_file(&key_path);
-                let _ = std::fs::remove_file(&pub_path);
-            }
-            return Err(e);
-        }
+        journal.check()?;
+        replace(path, text)?;
     }
+    journal.commit()?;
     Ok(Added {
         private_key: key_path,
         public_key: pub_path,
@@ -334,6 +359,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         agenix_keys: keys_path,
         sops_registered,
         keys_registered,
+        undone,
     })
 }
 
@@ -366,69 +392,6 @@ fn relative_to(dir: &Path, p: &Path) -> String {
         rel.push(c);
     }
     rel.to_string_lossy().into_owned()
-}
-
-pub(crate) fn read(path: &Path) -> Result<String, Error> {
-    std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))
-}
-
-/// Replaces `path` with `text` by writing a sibling and renaming it over (same mode). A
-/// signal removes the sibling before the process exits ([`crate::interrupt::TempFile`]); the
-/// siblings a killed run left are removed first.
-pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
-    let mode = std::fs::metadata(path)
-        .map(|m| m.permissions().mode() & 0o7777)
-        .map_err(|e| Error::io("cannot stat", path, e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{name}");
-    let held = crate::stale::HeldDir::open(dir).map_err(|e| Error::io("cannot open", dir, e))?;
-    sweep_stale_edits(&held, dir, &prefix);
-    let tmp = dir.join(crate::stale::temp_name(&prefix));
-    let _registered = crate::interrupt::TempFile::register(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| Error::io("cannot create", &tmp, e))?;
-    let res = f
-        .set_permissions(std::fs::Permissions::from_mode(mode))
-        .and_then(|()| f.write_all(text.as_bytes()))
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("cannot write", path, e));
-    }
-    Ok(())
-}
-
-/// Removes the copies of `dir/PREFIX…` that an edit killed mid-write left (their writer is
-/// gone, see [`crate::stale`]), or as older vaults did (`PREFIX.vault-edit-PID`).
-fn sweep_stale_edits(held: &crate::stale::HeldDir, dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        let old = name
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix(".vault-edit-"))
-            .and_then(|pid| pid.parse::<u32>().ok())
-            .is_some_and(|pid| {
-                pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists()
-            });
-        if old || held.is_dead_temp(&name, prefix) {
-            let _ = std::fs::remove_file(e.path());
-        }
-    }
 }
 
 /// One host as `vault host list` shows it.

@@ -181,3 +181,61 @@ fn agenix_keys_without_rules_is_pointed_out() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("agenix_rules"), "rekey: {err}");
 }
+
+/// What a `host add` killed by SIGKILL after its first edits leaves (its undo record, the new
+/// key pair, an edited `vault.toml` and `.sops.yaml`) is undone by the next `host add`, which
+/// then adds the host in full.
+#[test]
+fn a_killed_host_adds_record_is_undone_by_the_next() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = std::fs::canonicalize(tmp.path()).unwrap();
+    setup(&dir, SOPS_YAML);
+    let toml = std::fs::read_to_string(dir.join("vault.toml")).unwrap();
+    let bytes = |p: &Path| p.as_os_str().to_str().unwrap().as_bytes().to_vec();
+    // A dead writer's record: PID 1 with a RUN whose lock no one holds.
+    let record = serde_json::json!({
+        "created": [bytes(&dir.join("hosts/web1/ssh_host_ed25519_key")),
+                    bytes(&dir.join("hosts/web1/ssh_host_ed25519_key.pub"))],
+        "dirs": [bytes(&dir.join("hosts")), bytes(&dir.join("hosts/web1"))],
+        "restore": [[bytes(&dir.join("vault.toml")), toml],
+                    [bytes(&dir.join(".sops.yaml")), SOPS_YAML]],
+    });
+    let name = ".vault-host-add.vault-1-0000000000000007-0.tmp";
+    std::fs::write(dir.join(name), record.to_string()).unwrap();
+    std::fs::create_dir_all(dir.join("hosts/web1")).unwrap();
+    std::fs::write(dir.join("hosts/web1/ssh_host_ed25519_key"), "half a key").unwrap();
+    std::fs::write(
+        dir.join("vault.toml"),
+        format!("{toml}[hosts.web1]\nssh_host_key = \"hosts/web1/ssh_host_ed25519_key\"\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join(".sops.yaml"),
+        format!("{SOPS_YAML}# half edited\n"),
+    )
+    .unwrap();
+
+    let o = vault(&dir, &["host", "add", "web1"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("undid an interrupted earlier `vault host add`"),
+        "{err}"
+    );
+    assert!(!dir.join(name).exists(), "the record is removed");
+    let key = std::fs::read_to_string(dir.join("hosts/web1/ssh_host_ed25519_key")).unwrap();
+    assert!(key.contains("OPENSSH PRIVATE KEY"), "a new key: {key}");
+    let now = std::fs::read_to_string(dir.join("vault.toml")).unwrap();
+    assert_eq!(now.matches("[hosts.web1]").count(), 1, "{now}");
+    assert!(now.starts_with(&toml), "{now}");
+    let cfg = std::fs::read_to_string(dir.join(".sops.yaml")).unwrap();
+    assert!(
+        !cfg.contains("half edited") && cfg.contains("&web1"),
+        "{cfg}"
+    );
+    assert!(
+        common::leftovers(&dir).is_empty(),
+        "{:?}",
+        common::leftovers(&dir)
+    );
+}

@@ -564,10 +564,8 @@ fn every_command_that_writes_survives_kills_at_random_points() {
     campaign(ROWS);
 }
 
-/// host add, rekey and attach break these promises today (docs/TESTING.md, "Kill points"):
-/// run with `--ignored` to see where.
+/// The commands outside placement that write: host add, rekey (agenix), attach.
 #[test]
-#[ignore = "host add, rekey and attach do not hold these promises yet (docs/TESTING.md)"]
 fn more_commands_that_write_survive_kills_at_random_points() {
     campaign(MORE_ROWS);
 }

@@ -133,21 +133,27 @@ impl Temp {
             .map_err(|e| Error::io("cannot set the mode of", &self.path, e))?;
         f.sync_all()
             .map_err(|e| Error::io("cannot sync", &self.path, e))?;
-        interrupted()?;
-        if force {
-            std::fs::rename(&self.path, output)
-                .map_err(|e| Error::io("cannot rename to", output, e))?;
-        } else {
-            // A hard link fails if the output appeared meanwhile: no clobbering by a race.
-            std::fs::hard_link(&self.path, output).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    Error::OutputExists {
-                        path: output.into(),
+        // The output's name is the commit: a signal is handled wholly before it (the
+        // temporary is removed, exit 128 + n) or after it (the command completes, exit 0).
+        crate::interrupt::commit(|| {
+            interrupted()?;
+            if force {
+                std::fs::rename(&self.path, output)
+                    .map_err(|e| Error::io("cannot rename to", output, e))
+            } else {
+                // A hard link fails if the output appeared meanwhile: no clobbering by a race.
+                std::fs::hard_link(&self.path, output).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        Error::OutputExists {
+                            path: output.into(),
+                        }
+                    } else {
+                        Error::io("cannot create", output, e)
                     }
-                } else {
-                    Error::io("cannot create", output, e)
-                }
-            })?;
+                })
+            }
+        })?;
+        if !force {
             let _ = std::fs::remove_file(&self.path);
         }
         self.published = true;

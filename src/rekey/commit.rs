@@ -121,8 +121,10 @@ impl<'a> Staged<'a> {
         if let Some(path) = changed {
             return Err(Error::Changed { path });
         }
-        // The last point of return: after the first rename, finishing is the rollback.
-        not_interrupted()?;
+        // The last point of return: after the first rename, finishing is the rollback, so
+        // the command counts as committed from here and a later signal no longer changes its
+        // outcome or exit code ([`crate::interrupt::commit`]).
+        crate::interrupt::commit(not_interrupted)?;
         let mut dirs = BTreeSet::new();
         let files = std::mem::take(&mut self.files);
         let mut done = Vec::with_capacity(files.len());

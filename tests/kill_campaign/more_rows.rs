@@ -1,6 +1,5 @@
 //! Rows of the campaign beyond placement: `host add`, `rekey` (agenix) and `attach`, run by
-//! `more_commands_that_write_survive_kills_at_random_points` (ignored: they do not hold the
-//! campaign's promises yet, docs/TESTING.md, "Kill points").
+//! `more_commands_that_write_survive_kills_at_random_points` (docs/TESTING.md, "Kill points").
 
 use super::*;
 

@@ -95,6 +95,12 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         passphrase: passphrase::Source::from_option(a.passphrase_file),
     };
     let added = hosts::add(&opts)?;
+    for r in &added.undone {
+        eprintln!(
+            "note: undid an interrupted earlier `vault host add` (its record {})",
+            escape_path(r)
+        );
+    }
     if !quiet {
         println!("host key    {}", escape_path(&added.private_key));
         println!("public key  {}", escape(&added.ssh_public));

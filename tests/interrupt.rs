@@ -15,19 +15,7 @@ use std::time::Duration;
 
 use hostile::*;
 
-fn noise(n: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761) | 1;
-    let mut out = Vec::with_capacity(n);
-    while out.len() < n {
-        // xorshift32: incompressible enough that zstd cannot shrink the work away.
-        x ^= x << 13;
-        x ^= x >> 17;
-        x ^= x << 5;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(n);
-    out
-}
+use common::noise;
 
 /// `parts` files of 8 MiB under /var/lib/mirror, plus a host key.
 fn big_bundle(parts: u32) -> Vec<u8> {

@@ -47,6 +47,17 @@ pub const SIGNALS: [i32; 3] = [
 /// The first signal received (0: none).
 static RECEIVED: AtomicI32 = AtomicI32::new(0);
 
+/// Called with the signal and the message just before an immediate exit (see
+/// [`before_immediate_exit`]).
+static BEFORE_EXIT: std::sync::OnceLock<fn(i32, &str)> = std::sync::OnceLock::new();
+
+/// Has `report` called with the signal and the message just before vault exits at once on a
+/// signal (a prompt, the key derivation, a second signal): the command line's `--json`
+/// document. Set once; later calls are ignored.
+pub fn before_immediate_exit(report: fn(i32, &str)) {
+    let _ = BEFORE_EXIT.set(report);
+}
+
 /// Set once the command has committed (see [`commit`]).
 static COMMITTED: AtomicBool = AtomicBool::new(false);
 
@@ -128,7 +139,11 @@ fn on_signal(sig: i32) {
     } else {
         String::new()
     };
-    eprintln!("error: interrupted by {}{what}", signal_name(sig));
+    let message = format!("interrupted by {}{what}", signal_name(sig));
+    if let Some(report) = BEFORE_EXIT.get() {
+        report(sig, &message);
+    }
+    eprintln!("error: {message}");
     // Still holding the lock: no scope can start now.
     std::process::exit(128 + sig);
 }

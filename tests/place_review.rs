@@ -103,6 +103,45 @@ fn unlock_killed_at_syncfs(s: &Scratch, n: u32, extra: &[&str]) -> std::process:
         .expect("run strace")
 }
 
+/// A `--json` run ended by a caught signal still prints its one JSON document: the error
+/// object, kind `interrupted`, with the exit code the process ends with.
+#[test]
+fn a_json_run_ended_by_a_signal_prints_its_error_document() {
+    if Command::new("strace").arg("-V").output().is_err() {
+        assert!(std::env::var_os("CI").is_none(), "strace is missing");
+        eprintln!("skipped: no strace");
+        return;
+    }
+    let s = Scratch::new();
+    let b = honest(vec![(
+        file_item("/etc/ssh/ssh_host_ed25519_key", b"bundle key\n"),
+        Some(b"bundle key\n".to_vec()),
+    )]);
+    std::fs::write(s.path("b.vault"), &b).unwrap();
+    let o = Command::new("strace")
+        .args(["-f", "-qq", "-o", "/dev/null", "-e", "trace=syncfs", "-e"])
+        .arg("inject=syncfs:signal=INT:when=1")
+        .arg(vault_bin())
+        .arg("unlock")
+        .arg(s.path("b.vault"))
+        .arg("--root")
+        .arg(s.mnt())
+        .arg("--root-not-mountpoint")
+        .arg("--disk-root")
+        .arg(s.live())
+        .arg("--passphrase-file")
+        .arg(s.path("pw"))
+        .arg("--json")
+        .output()
+        .expect("run strace");
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", text(&o)));
+    assert_eq!(doc["error"]["kind"], "interrupted", "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 130, "{doc}");
+    assert!(!s.mnt().join("etc/ssh/ssh_host_ed25519_key").exists());
+}
+
 /// `unlock --force` replacing a file whose name leaves no room for `.vault-…was.NAME`,
 /// SIGKILLed after its renames (at the `syncfs` that makes them durable): the original must
 /// still have a name a later run puts back. Under a temporary's name the next run's sweep
@@ -204,4 +243,88 @@ fn place_without_a_staging_area_says_nothing_is_staged() {
     assert!(out.contains("nothing is staged"), "{out}");
     assert!(out.contains("--stage disk"), "{out}");
     assert!(!s.path("no-such-area").exists(), "{out}");
+}
+
+/// A signal during the key derivation ends the run at once (nothing to roll back): a `--json`
+/// run still prints its error document, kind `interrupted`, exit code 130.
+#[test]
+fn a_json_run_stopped_during_the_key_derivation_prints_its_error_document() {
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    std::fs::write(d.join("key"), "k\n").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/etc/key\"\n",
+    )
+    .unwrap();
+    std::fs::write(d.join("pw"), "pw\n").unwrap();
+    // 256 MiB and many passes: the derivation lasts long enough to be caught inside it.
+    let o = common::vault_in(
+        d,
+        &[
+            "pack",
+            "-o",
+            "b.vault",
+            "--passphrase-file",
+            "pw",
+            "--weak-passphrase",
+            "--weak-kdf",
+            "--kdf-memory",
+            "256",
+            "--kdf-iterations",
+            "40",
+            "--kdf-parallelism",
+            "1",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    std::fs::create_dir(d.join("mnt")).unwrap();
+    let child = Command::new(vault_bin())
+        .current_dir(d)
+        .args([
+            "unlock",
+            "b.vault",
+            "--root",
+            "mnt",
+            "--root-not-mountpoint",
+            "--passphrase-file",
+            "pw",
+            "--json",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Inside the derivation once its 256 MiB of work memory are resident.
+    let status = format!("/proc/{}/status", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        let rss_kib = std::fs::read_to_string(&status)
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmRSS:"))
+                    .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse::<u64>().ok())
+            })
+            .unwrap_or(0);
+        if rss_kib > 128 << 10 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never reached the derivation"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&child),
+        rustix::process::Signal::INT,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(130), "{}", text(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {}", text(&o)));
+    assert_eq!(doc["error"]["kind"], "interrupted", "{doc}");
+    assert_eq!(doc["error"]["exit_code"], 130, "{doc}");
 }

@@ -91,6 +91,13 @@ fn wants_json() -> bool {
 
 pub fn main() -> ProcessExitCode {
     let json = wants_json();
+    if json {
+        vault::interrupt::before_immediate_exit(|signal, message| {
+            if !json::printed() {
+                util::report_json_interrupted(signal, message, None);
+            }
+        });
+    }
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) if json && e.use_stderr() => {
@@ -144,10 +151,14 @@ pub fn main() -> ProcessExitCode {
             code
         }
         (Ok(_), Some(signal)) => vault::interrupt::exit_for(signal, || {
-            eprintln!(
-                "error: interrupted by {} after the command had completed",
+            let message = format!(
+                "interrupted by {} after the command had completed",
                 vault::interrupt::signal_name(signal)
-            )
+            );
+            if json && !json::printed() {
+                util::report_json_interrupted(signal, &message, None);
+            }
+            eprintln!("error: {message}")
         }),
         (Err(e), None) | (Err(e @ vault::Error::Incomplete { .. }), Some(_)) => {
             if json && !json::printed() {
@@ -156,9 +167,13 @@ pub fn main() -> ProcessExitCode {
             util::report(&e);
             e.exit_code()
         }
-        (Err(e), Some(signal)) => {
-            vault::interrupt::exit_for(signal, || util::report(&vault::interrupt::explain(e)))
-        }
+        (Err(e), Some(signal)) => vault::interrupt::exit_for(signal, || {
+            let e = vault::interrupt::explain(e);
+            if json && !json::printed() {
+                util::report_json_interrupted(signal, &e.to_string(), vault::Hint::hint(&e));
+            }
+            util::report(&e)
+        }),
     };
     // A reader that went away (EPIPE) is not an error (vault::output); a full disk behind
     // `>` is, once the work is done.

@@ -30,6 +30,21 @@ pub fn report_json(e: &vault::Error) {
     let _ = super::json::print(&json_error(e));
 }
 
+/// The `{"error": …}` document of a run a signal ended: kind `interrupted`, and the exit
+/// code the process ends with (128 + the signal).
+pub fn report_json_interrupted(signal: i32, message: &str, hint: Option<String>) {
+    let doc = serde_json::json!({
+        "error": {
+            "kind": "interrupted",
+            "message": message,
+            "causes": [],
+            "hint": hint,
+            "exit_code": vault::interrupt::exit_code(signal),
+        }
+    });
+    let _ = super::json::print(&doc);
+}
+
 /// The `{"error": …}` object for `e`.
 pub fn json_error(e: &vault::Error) -> serde_json::Value {
     let mut causes = Vec::new();

@@ -85,7 +85,8 @@ impl SyncBehind {
 /// for it (Linux's `sync_file_range(SYNC_FILE_RANGE_WRITE)`; elsewhere nothing). What that
 /// write-back meets is reported by the `fsync`/`syncfs` that makes the data durable later,
 /// not here.
-#[allow(unsafe_code)] // sync_file_range: no safe wrapper in rustix or std.
+// The call below has no safe wrapper in rustix or std.
+#[allow(unsafe_code)]
 pub fn start_writeback(file: &impl std::os::fd::AsFd) {
     #[cfg(target_os = "linux")]
     {

@@ -224,9 +224,9 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
 }
 
 /// BLKRRPART: the kernel re-reads the partition table, so `/dev/sdX3` appears.
-#[cfg(target_os = "linux")]
-// SAFETY: one argument-less ioctl (BLKRRPART) on an open block device.
+// SAFETY: one argument-less ioctl on an open block device.
 #[allow(unsafe_code)]
+#[cfg(target_os = "linux")]
 fn reread_partitions(f: &File) -> std::io::Result<()> {
     const BLKRRPART: rustix::ioctl::Opcode = rustix::ioctl::opcode::none(0x12, 95);
     // SAFETY: BLKRRPART takes no argument; the fd is an open block device.

@@ -277,7 +277,12 @@ fn rotate(
     // Before the slow key generation: the copy below takes only files and folders.
     only_files_and_folders(real)?;
     let earlier = layout::retired_db_certs(&real.join("retired"))?;
-    let stamp = format!("db-{}", time.to_compact());
+    // Second resolution: a second rotation in the same second gets `-2`, `-3`, ...
+    let base = format!("db-{}", time.to_compact());
+    let stamp = std::iter::once(base.clone())
+        .chain((2..).map(|n| format!("{base}-{n}")))
+        .find(|s| std::fs::symlink_metadata(real.join("retired").join(s)).is_err())
+        .unwrap_or(base);
     let new_db = KeyPair::generate(Role::Db, &layout::common_name(name, Role::Db), now)?;
     let new = Hierarchy {
         guid: old.guid,
@@ -438,4 +443,33 @@ fn sweep(parent: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| std::fs::remove_dir_all(p).is_ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two rotations in the same second (a script, a retry) retire both old keys, each in a
+    /// folder of its own.
+    #[test]
+    fn two_rotations_in_one_second_retire_both_keys() {
+        let t = tempfile::tempdir().unwrap();
+        let manifest = t.path().join("vault.toml");
+        std::fs::write(&manifest, "version = 1\n\n[hosts.web1]\n").unwrap();
+        let mut opts = Options {
+            manifest,
+            name: "web1".into(),
+            pki_bundle: None,
+            rotate: false,
+        };
+        let now = SystemTime::now();
+        add(&opts, now).unwrap();
+        opts.rotate = true;
+        let first = add(&opts, now).unwrap().rotated.unwrap().retired;
+        let second = add(&opts, now).unwrap().rotated.unwrap().retired;
+        assert_ne!(first, second);
+        for r in [&first, &second] {
+            assert!(r.join("db.key").is_file(), "{}", r.display());
+        }
+    }
 }

@@ -103,13 +103,7 @@ pub(crate) fn write_atomically(
         .unwrap_or_else(|| "bundle".into());
     let prefix = format!(".{file_name}");
     // Held open until the rename: its lock marks the temporary as a live run's.
-    let held = rustix::fs::open(
-        &dir,
-        rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map_err(|e| Error::io("cannot open", &dir, e.into()))?;
-    let _ = crate::stale::hold(&held);
+    let held = crate::stale::HeldDir::open(&dir).map_err(|e| Error::io("cannot open", &dir, e))?;
     remove_stale_temps(&held, &dir, &prefix);
     let temp = dir.join(crate::stale::temp_name(&prefix));
     // Created and registered in one step: a signal removes it too (see crate::interrupt).
@@ -256,14 +250,15 @@ impl Write for Writeback {
 
 /// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
 /// the output, saying so (see [`crate::stale`]).
-fn remove_stale_temps(held: &std::os::fd::OwnedFd, dir: &Path, prefix: &str) {
+fn remove_stale_temps(held: &crate::stale::HeldDir, dir: &Path, prefix: &str) {
     let Ok(entries) = fs::read_dir(dir) else {
         return;
     };
     for e in entries.flatten() {
-        let stale = e.file_name().to_str().is_some_and(|n| {
-            crate::stale::dead_writers(held, n, prefix) == Some(crate::stale::Leftover::Temp)
-        });
+        let stale = e
+            .file_name()
+            .to_str()
+            .is_some_and(|n| held.is_dead_temp(n, prefix));
         if stale && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
             eprintln!(
                 "note: removed {}, a partial bundle left by an interrupted earlier run",

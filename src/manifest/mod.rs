@@ -92,7 +92,7 @@ struct RawManifest {
     entry: Vec<toml::Spanned<RawEntry>>,
     #[serde(default)]
     // Not `Spanned`: toml cannot span a table written with dotted keys (`hosts.a.flake = …`);
-    // lines come from `key_line` instead.
+    // lines come from `key_offset` instead.
     hosts: BTreeMap<String, RawHost>,
     #[serde(default)]
     recovery_recipients: Option<toml::Spanned<Vec<String>>>,
@@ -167,10 +167,15 @@ impl Manifest {
             let line = line_of(e.span().start);
             shared.push(check_entry(path, &dir, text, e.into_inner(), line)?);
         }
+        // Parsed once more, for spans of tables toml cannot give (see `RawManifest::hosts`).
+        let spans = toml_edit::ImDocument::parse(text).ok();
         let mut hosts = BTreeMap::new();
         let mut identity_lines: Vec<(String, usize)> = Vec::new();
         for (name, h) in raw.hosts {
-            let hline = key_line(text, &["hosts", &name]).unwrap_or(0);
+            let hline = spans
+                .as_ref()
+                .and_then(|d| key_offset(d, &["hosts", &name]))
+                .map_or(0, line_of);
             check_host_name(&name).map_err(|why| {
                 Error::manifest(path, format!("line {hline}: host name {name:?} {why}"))
             })?;
@@ -192,7 +197,10 @@ impl Manifest {
             let identity = match h.identity {
                 None => None,
                 Some(i) => {
-                    let line = key_line(text, &["hosts", &name, "identity"]).unwrap_or(hline);
+                    let line = spans
+                        .as_ref()
+                        .and_then(|d| key_offset(d, &["hosts", &name, "identity"]))
+                        .map_or(hline, line_of);
                     let id = identity::Identity::from_raw(i).map_err(|why| {
                         Error::manifest(path, format!("line {line}: hosts.{name}.identity: {why}"))
                     })?;
@@ -302,10 +310,9 @@ impl Manifest {
 
 /// A TOML error with its line and column: a syntax error says "invalid TOML", an unknown key
 /// or a value of the wrong type says which.
-/// The line of the key at `path` (`["hosts", "laptop"]`), however it was written: a
+/// The offset of the key at `path` (`["hosts", "laptop"]`), however it was written: a
 /// `[hosts.laptop]` header, a dotted `hosts.laptop.flake = …` or an inline table.
-fn key_line(text: &str, path: &[&str]) -> Option<usize> {
-    let doc = toml_edit::ImDocument::parse(text).ok()?;
+fn key_offset(doc: &toml_edit::ImDocument<&str>, path: &[&str]) -> Option<usize> {
     let mut table: &dyn toml_edit::TableLike = doc.as_table();
     let mut span = None;
     for (i, segment) in path.iter().enumerate() {
@@ -315,8 +322,7 @@ fn key_line(text: &str, path: &[&str]) -> Option<usize> {
             table = item.as_table_like()?;
         }
     }
-    let offset = span?.start.min(text.len());
-    Some(text[..offset].matches('\n').count() + 1)
+    Some(span?.start)
 }
 
 fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {

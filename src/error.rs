@@ -1,5 +1,11 @@
 //! The library's error type. Every variant names the file or entry it is about, and
 //! [`Hint::hint`] says what to do next; the binary prints the error, then the hint.
+//!
+//! This is a foundation: it imports nothing of vault's. The layers above (keys, the secrets
+//! repository, media, hosts, the configuration check, Secure Boot) have errors of their own
+//! vocabulary; each marks its error as a [`Layer`] error, and [`Error`] carries it whole
+//! ([`Error::Layer`]) with its own message, hint and exit code, so that this file never names
+//! a layer above it. Every layer reports a failed read or write as the one [`IoError`].
 
 use std::path::PathBuf;
 
@@ -59,19 +65,95 @@ pub trait Hint {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Reading or writing a named file failed: the one I/O error of every layer.
+#[derive(Debug, thiserror::Error)]
+#[error("{action} {path}: {source}")]
+pub struct IoError {
+    /// What was being done, as a phrase that the path completes ("cannot read").
+    pub action: &'static str,
+    pub path: PathBuf,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl IoError {
+    pub fn new(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        IoError {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+
+    /// The hint for a refused permission, the same in every layer.
+    pub fn permission_hint(&self) -> Option<String> {
+        if self.source.kind() != std::io::ErrorKind::PermissionDenied {
+            return None;
+        }
+        if rustix::process::geteuid().is_root() {
+            Some("check the file's permissions, or run as the user that owns it".into())
+        } else {
+            // On the installer the console user (`nixos`) is not root.
+            Some("check the file's permissions, or run as the user that owns it; on the installer, `vault unlock`, `place` and `wipe` need root: run them with sudo".into())
+        }
+    }
+}
+
+/// The error of a layer above this file, carried whole by [`Error::Layer`]. A layer marks its
+/// error with an empty `impl Layer for Error {}`; `?` then converts it.
+pub trait Layer: std::error::Error + Hint + Send + Sync + 'static {}
+
+impl<E: Layer> From<E> for Error {
+    fn from(e: E) -> Self {
+        Error::Layer(LayerError(Box::new(e)))
+    }
+}
+
+/// A layer's error inside [`Error`]: its message, source, hint and exit code are its own.
+#[derive(Debug)]
+pub struct LayerError(Box<dyn Layer>);
+
+impl LayerError {
+    /// The layer's error, if it is an `E`.
+    pub fn downcast_ref<E: Layer>(&self) -> Option<&E> {
+        let inner: &(dyn std::error::Error + 'static) = &*self.0;
+        inner.downcast_ref::<E>()
+    }
+}
+
+impl std::fmt::Display for LayerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for LayerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+/// The `action` of a manifest that cannot be read: its hint says how to write one.
+pub(crate) const MANIFEST_READ: &str = "cannot read the manifest";
+
+/// A signal's name as messages print it.
+pub fn signal_name(sig: i32) -> String {
+    match sig {
+        signal_hook::consts::SIGINT => "SIGINT".into(),
+        signal_hook::consts::SIGTERM => "SIGTERM".into(),
+        signal_hook::consts::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
+}
+
 /// Errors from the core pack/unlock path. Subsystems with their own vocabulary (keys, rekey,
 /// media) have their own enums, wrapped here.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a named file failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 
     /// `vault.toml` could not be parsed or failed validation.
     #[error("{path}: {message}")]
@@ -153,26 +235,13 @@ pub enum Error {
     EmptyPassphrase,
 
     /// SIGINT, SIGTERM or SIGHUP arrived; everything this run wrote was removed again.
-    #[error("interrupted by {}; everything this run wrote was removed again", crate::interrupt::signal_name(*signal))]
+    #[error("interrupted by {}; everything this run wrote was removed again", signal_name(*signal))]
     Interrupted { signal: i32 },
 
+    /// An error of a layer above this file (keys, the secrets repository, media, hosts, the
+    /// configuration check, Secure Boot).
     #[error(transparent)]
-    Keys(#[from] crate::keys::Error),
-
-    #[error(transparent)]
-    Rekey(#[from] crate::rekey::Error),
-
-    #[error(transparent)]
-    Media(#[from] crate::media::Error),
-
-    #[error(transparent)]
-    Hosts(#[from] crate::hosts::Error),
-
-    #[error(transparent)]
-    ConfigCheck(#[from] crate::config_check::Error),
-
-    #[error(transparent)]
-    SecureBoot(#[from] crate::secure_boot::Error),
+    Layer(LayerError),
 }
 
 impl Error {
@@ -181,10 +250,14 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
+        Error::Io(IoError::new(action, path, source))
+    }
+
+    /// The layer's error inside, if this is one and it is an `E`.
+    pub fn layer<E: Layer>(&self) -> Option<&E> {
+        match self {
+            Error::Layer(e) => e.downcast_ref(),
+            _ => None,
         }
     }
 
@@ -204,7 +277,7 @@ fn incomplete_message(cause: &Error, left: &[PathBuf]) -> String {
             format!("placing files failed at {}: {source}", path.display())
         }
         Error::Interrupted { signal } => {
-            format!("interrupted by {}", crate::interrupt::signal_name(*signal))
+            format!("interrupted by {}", signal_name(*signal))
         }
         other => other.to_string(),
     };
@@ -252,16 +325,11 @@ fn closest<'a>(name: &str, known: &'a [String]) -> Option<&'a str> {
 impl Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied => {
-                if rustix::process::geteuid().is_root() {
-                    Some("check the file's permissions, or run as the user that owns it".into())
-                } else {
-                    // On the installer the console user (`nixos`) is not root.
-                    Some("check the file's permissions, or run as the user that owns it; on the installer, `vault unlock`, `place` and `wipe` need root: run them with sudo".into())
-                }
+            Error::Io(e) if e.source.kind() == std::io::ErrorKind::PermissionDenied => {
+                e.permission_hint()
             }
-            Error::Io { action, path, source }
-                if *action == crate::manifest::MANIFEST_READ
+            Error::Io(IoError { action, path, source })
+                if *action == MANIFEST_READ
                     && source.kind() == std::io::ErrorKind::NotFound =>
             {
                 Some(format!(
@@ -272,7 +340,7 @@ impl Hint for Error {
                     }
                 ))
             }
-            Error::Io { .. } => None,
+            Error::Io(_) => None,
             Error::Manifest { path, .. } => Some(format!(
                 "fix the entry in {} (format: docs/MANIFEST.md); `vault init` writes a commented example",
                 path.display()
@@ -324,12 +392,7 @@ impl Hint for Error {
                 "remove those files by hand, they may hold decrypted secrets (a folder marked append-only or immutable needs `chattr -a -i FOLDER` first); then run the same command again"
                     .into(),
             ),
-            Error::Keys(e) => e.hint(),
-            Error::Rekey(e) => e.hint(),
-            Error::Media(e) => e.hint(),
-            Error::Hosts(e) => e.hint(),
-            Error::ConfigCheck(e) => e.hint(),
-            Error::SecureBoot(e) => e.hint(),
+            Error::Layer(e) => e.0.hint(),
         }
     }
 
@@ -347,12 +410,7 @@ impl Hint for Error {
             Error::UnknownHost { .. } => ExitCode::Usage,
             Error::RolledBack { .. } => ExitCode::RolledBack,
             Error::Incomplete { .. } => ExitCode::Incomplete,
-            Error::Keys(e) => e.exit_code(),
-            Error::Rekey(e) => e.exit_code(),
-            Error::Media(e) => e.exit_code(),
-            Error::Hosts(e) => e.exit_code(),
-            Error::ConfigCheck(e) => e.exit_code(),
-            Error::SecureBoot(e) => e.exit_code(),
+            Error::Layer(e) => e.0.exit_code(),
             _ => ExitCode::Failure,
         }
     }

@@ -32,13 +32,8 @@ pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     #[error("host name {name:?} {why}")]
     BadName { name: String, why: &'static str },
     #[error("host {name} already has a host key in {manifest}")]
@@ -66,11 +61,7 @@ pub enum Error {
 
 impl Error {
     fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
     fn edit(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Edit {
@@ -83,7 +74,8 @@ impl Error {
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } | Error::Interrupted { .. } => None,
+            Error::Io(e) => e.permission_hint(),
+            Error::Interrupted { .. } => None,
             Error::BadName { .. } => Some("use a hostname-like name, e.g. `web1`".into()),
             Error::Exists { name, .. } => Some(format!(
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
@@ -428,3 +420,5 @@ pub fn list(manifest: &Path) -> Result<Vec<HostInfo>, Error> {
         })
         .collect())
 }
+
+impl crate::error::Layer for Error {}

@@ -66,10 +66,12 @@ pub fn add(manifest_path: &Path, name: &str) -> Result<InitrdKey, Error> {
     let new = edit_manifest(manifest_path, &text, name, &rel)?;
 
     let host_dir = key_path.parent().unwrap_or(&dir);
-    std::fs::create_dir_all(host_dir).map_err(|e| Error::Io {
-        action: "cannot create",
-        path: host_dir.into(),
-        source: e,
+    std::fs::create_dir_all(host_dir).map_err(|e| {
+        Error::Io(crate::error::IoError {
+            action: "cannot create",
+            path: host_dir.into(),
+            source: e,
+        })
     })?;
     key.write_pair(&key_path, &pub_path)?;
     if let Err(e) = hosts::replace(manifest_path, &new) {

@@ -5,9 +5,8 @@
 //! but a write happens in the handler itself). What that thread does depends on the work in
 //! progress:
 //!
-//! - While a [`Polled`] scope is alive (a [`crate::place::Placer`], a
-//!   [`crate::staging::Stager`] or a rekey's staged files, holding temporaries, created
-//!   directories, renamed files),
+//! - While a [`Polled`] scope is alive (held by the layers above while they hold temporaries,
+//!   created directories or renamed files: placing files, staging, a rekey's staged files),
 //!   it only records the signal. The copy and commit loops call [`check`], which returns
 //!   [`Error::Interrupted`]; that error travels the normal error path, whose rollback removes
 //!   everything, and the binary exits 128 + n. A second signal ends the process at once (the
@@ -214,14 +213,7 @@ pub fn exit_code(signal: i32) -> u8 {
     (128 + signal).clamp(0, 255) as u8
 }
 
-pub fn signal_name(sig: i32) -> String {
-    match sig {
-        signal_hook::consts::SIGINT => "SIGINT".into(),
-        signal_hook::consts::SIGTERM => "SIGTERM".into(),
-        signal_hook::consts::SIGHUP => "SIGHUP".into(),
-        n => format!("signal {n}"),
-    }
-}
+pub use crate::error::signal_name;
 
 /// While alive, a signal is only recorded: the holder polls [`check`] and rolls back.
 pub struct Polled(());

@@ -98,7 +98,7 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
             None => Ok(None),
             Some(p) => hash_file(p).map(Some).map_err(|e| match e {
                 // Named by its entry's line, as every other source problem is.
-                Error::Io { path, source, .. } => {
+                Error::Io(crate::error::IoError { path, source, .. }) => {
                     let fix = if source.kind() == std::io::ErrorKind::PermissionDenied {
                         " (check its permissions, or run as the user that owns it)"
                     } else {

@@ -338,7 +338,7 @@ fn a_read_error_after_the_header_is_an_io_error() {
     let (_, key) = unwrapped(&sealed);
     let locked = Locked::open(ThenFail(&sealed[..header]), Path::new("b")).unwrap();
     let e = locked.decrypt(key).map(drop).unwrap_err();
-    assert!(matches!(e, Error::Io { .. }), "{e}");
+    assert!(matches!(e, Error::Io(crate::error::IoError { .. })), "{e}");
 }
 
 /// A recovery recipient (a plugin can return any stanza) whose stanza is a passphrase stanza,

@@ -76,26 +76,30 @@ pub fn run_man(a: ManArgs) -> vault::Result<ExitCode> {
     let cmd = Cli::command();
     match a.out_dir {
         Some(dir) => {
-            std::fs::create_dir_all(&dir).map_err(|e| Error::Io {
-                action: "cannot create",
-                path: dir.clone(),
-                source: e,
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                Error::Io(vault::error::IoError {
+                    action: "cannot create",
+                    path: dir.clone(),
+                    source: e,
+                })
             })?;
-            clap_mangen::generate_to(cmd, &dir).map_err(|e| Error::Io {
-                action: "cannot write man pages into",
-                path: dir,
-                source: e,
+            clap_mangen::generate_to(cmd, &dir).map_err(|e| {
+                Error::Io(vault::error::IoError {
+                    action: "cannot write man pages into",
+                    path: dir,
+                    source: e,
+                })
             })?;
         }
         None => {
             let mut page = Vec::new();
-            clap_mangen::Man::new(cmd)
-                .render(&mut page)
-                .map_err(|e| Error::Io {
+            clap_mangen::Man::new(cmd).render(&mut page).map_err(|e| {
+                Error::Io(vault::error::IoError {
                     action: "cannot write",
                     path: "standard output".into(),
                     source: e,
-                })?;
+                })
+            })?;
             vault::output::out_bytes(&page);
         }
     }

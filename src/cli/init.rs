@@ -18,10 +18,12 @@ pub struct InitArgs {
 }
 
 pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
-    std::fs::create_dir_all(&a.dir).map_err(|e| Error::Io {
-        action: "cannot create",
-        path: a.dir.clone(),
-        source: e,
+    std::fs::create_dir_all(&a.dir).map_err(|e| {
+        Error::Io(vault::error::IoError {
+            action: "cannot create",
+            path: a.dir.clone(),
+            source: e,
+        })
     })?;
     let path = a.dir.join("vault.toml");
     let mut opts = std::fs::OpenOptions::new();
@@ -38,18 +40,20 @@ pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
                 hint: Some("edit it, or pass --force to start over".into()),
             }
         } else {
-            Error::Io {
+            Error::Io(vault::error::IoError {
                 action: "cannot create",
                 path: path.clone(),
                 source: e,
-            }
+            })
         }
     })?;
     f.write_all(vault::manifest::TEMPLATE.as_bytes())
-        .map_err(|e| Error::Io {
-            action: "cannot write",
-            path: path.clone(),
-            source: e,
+        .map_err(|e| {
+            Error::Io(vault::error::IoError {
+                action: "cannot write",
+                path: path.clone(),
+                source: e,
+            })
         })?;
     if !quiet {
         let shown = escape_path(&path);

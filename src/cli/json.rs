@@ -12,10 +12,12 @@ static PRINTED: AtomicBool = AtomicBool::new(false);
 /// Prints `value` as the run's document. A second document is never printed (and would be a
 /// bug: debug builds stop on it).
 pub fn print<T: Serialize + ?Sized>(value: &T) -> vault::Result<()> {
-    let line = vault::escape::json::to_line(value).map_err(|e| vault::Error::Io {
-        action: "cannot write the result as JSON to",
-        path: "standard output".into(),
-        source: std::io::Error::other(e),
+    let line = vault::escape::json::to_line(value).map_err(|e| {
+        vault::Error::Io(vault::error::IoError {
+            action: "cannot write the result as JSON to",
+            path: "standard output".into(),
+            source: std::io::Error::other(e),
+        })
     })?;
     if PRINTED.swap(true, Ordering::SeqCst) {
         debug_assert!(false, "a second JSON document: {line}");

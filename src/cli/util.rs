@@ -11,7 +11,10 @@ pub fn report(e: &vault::Error) {
     eprintln!("error: {}", escape_message(&e.to_string()));
     let mut source = e.source();
     // `Io`'s message already includes its source; print deeper causes only.
-    if matches!(e, vault::Error::Io { .. } | vault::Error::RolledBack { .. }) {
+    if matches!(
+        e,
+        vault::Error::Io(vault::error::IoError { .. }) | vault::Error::RolledBack { .. }
+    ) {
         source = source.and_then(|s| s.source());
     }
     while let Some(s) = source {
@@ -49,7 +52,10 @@ pub fn report_json_interrupted(signal: i32, message: &str, hint: Option<String>)
 pub fn json_error(e: &vault::Error) -> serde_json::Value {
     let mut causes = Vec::new();
     let mut source = e.source();
-    if matches!(e, vault::Error::Io { .. } | vault::Error::RolledBack { .. }) {
+    if matches!(
+        e,
+        vault::Error::Io(vault::error::IoError { .. }) | vault::Error::RolledBack { .. }
+    ) {
         source = source.and_then(|s| s.source());
     }
     while let Some(s) = source {

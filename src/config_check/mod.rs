@@ -205,3 +205,5 @@ pub fn check(
 pub fn escape(s: &str) -> String {
     crate::escape::escape(s).into_owned()
 }
+
+impl crate::error::Layer for Error {}

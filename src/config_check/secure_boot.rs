@@ -141,7 +141,7 @@ fn pair(
         ),
         Err(e) => {
             let (p, pl) = match &e {
-                Error::Parse { path, .. } | Error::Io { path, .. }
+                Error::Parse { path, .. } | Error::Io(crate::error::IoError { path, .. })
                     if path == &cert_pl.source =>
                 {
                     (cert, cert_pl)

@@ -19,10 +19,12 @@ pub const MAX_REPORT: u64 = 64 << 20;
 
 /// Reads the report at `path`.
 pub fn read_file(path: &Path) -> Result<Reading, crate::hosts::Error> {
-    let io = |source| crate::hosts::Error::Io {
-        action: "cannot read",
-        path: path.into(),
-        source,
+    let io = |source| {
+        crate::hosts::Error::Io(crate::error::IoError {
+            action: "cannot read",
+            path: path.into(),
+            source,
+        })
     };
     let bad = |message: String| crate::hosts::Error::Edit {
         path: path.into(),

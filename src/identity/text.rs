@@ -89,10 +89,12 @@ pub fn read_file(path: &Path) -> Result<Identity, crate::hosts::Error> {
         path: path.into(),
         message,
     };
-    let io = |source| crate::hosts::Error::Io {
-        action: "cannot read",
-        path: path.into(),
-        source,
+    let io = |source| {
+        crate::hosts::Error::Io(crate::error::IoError {
+            action: "cannot read",
+            path: path.into(),
+            source,
+        })
     };
     let f = std::fs::File::open(path).map_err(io)?;
     let mut bytes = Vec::new();

@@ -25,13 +25,8 @@ pub use ssh::{load_private_key, HostKey};
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a key file failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// The input is not a key vault understands.
     #[error("{what}: {why}")]
     Parse { what: String, why: String },
@@ -51,18 +46,14 @@ pub enum Error {
 
 impl Error {
     pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
 }
 
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io(e) => e.permission_hint(),
             Error::Parse { .. } => Some(
                 "give an OpenSSH ed25519 key (`ssh-keygen -t ed25519`), its .pub line, or an age identity file"
                     .into(),
@@ -89,3 +80,5 @@ impl crate::Hint for Error {
         }
     }
 }
+
+impl crate::error::Layer for Error {}

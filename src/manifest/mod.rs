@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{Error, Result};
+use crate::error::{Error, Result, MANIFEST_READ};
 
 pub mod entry;
 pub mod identity;
@@ -134,10 +134,6 @@ enum RawMode {
     Int(i64),
     Str(String),
 }
-
-/// The action of the error for a manifest that cannot be read: a missing one gets the hint
-/// to write it with `vault init` ([`crate::Hint`]).
-pub(crate) const MANIFEST_READ: &str = "cannot read the manifest";
 
 impl Manifest {
     /// Reads and validates a manifest file.

@@ -62,7 +62,7 @@ struct Failure {
 
 impl Failure {
     fn denied(&self) -> bool {
-        matches!(&self.error, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::PermissionDenied)
+        matches!(&self.error, Error::Io(crate::error::IoError { source, .. }) if source.kind() == std::io::ErrorKind::PermissionDenied)
     }
 }
 
@@ -71,9 +71,11 @@ impl Failure {
 fn vanished(e: &Error) -> bool {
     use rustix::io::Errno;
     match e {
-        Error::Io { source, .. } => [Errno::NOENT, Errno::NXIO, Errno::NODEV, Errno::NOMEDIUM]
-            .iter()
-            .any(|n| source.raw_os_error() == Some(n.raw_os_error())),
+        Error::Io(crate::error::IoError { source, .. }) => {
+            [Errno::NOENT, Errno::NXIO, Errno::NODEV, Errno::NOMEDIUM]
+                .iter()
+                .any(|n| source.raw_os_error() == Some(n.raw_os_error()))
+        }
         _ => false,
     }
 }
@@ -413,7 +415,7 @@ fn note(f: Failure, own: &mut Vec<Failure>, others: &mut Vec<Failure>) {
 /// "PATH (ROLE): ERROR", or "PATH: ERROR".
 fn describe(f: &Failure) -> String {
     let error = match &f.error {
-        Error::Io { source, .. } => source.to_string(),
+        Error::Io(crate::error::IoError { source, .. }) => source.to_string(),
         e => e.to_string(),
     };
     if f.role.is_empty() {

@@ -57,13 +57,8 @@ pub const ISO_BUNDLE_PATH: &str = "/vault/bundle";
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a named file or device failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// The image or device has no usable MBR (no 0x55AA signature, or a broken entry).
     #[error("{path} has no usable MBR partition table: {why}")]
     NoTable { path: PathBuf, why: String },
@@ -225,11 +220,7 @@ const GET_STATIC: &str = "build one with `scripts/build-static` (or `nix build .
 
 impl Error {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
 }
 
@@ -238,16 +229,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         Some(match self {
-            Error::Io { source, .. } if source.kind() == io::ErrorKind::PermissionDenied => {
+            Error::Io(crate::error::IoError { source, .. }) if source.kind() == io::ErrorKind::PermissionDenied => {
                 "run it with sudo (reading or writing a device needs root), or check the file's permissions".into()
             }
-            Error::Io { source, .. } if source.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
+            Error::Io(crate::error::IoError { source, .. }) if source.raw_os_error() == Some(rustix::io::Errno::IO.raw_os_error()) => {
                 "an input/output error: the disk or stick (or its USB port) may be failing; check `dmesg`, plug it into another port, or write the image to another stick".into()
             }
-            Error::Io { source, .. } if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
+            Error::Io(crate::error::IoError { source, .. }) if source.raw_os_error() == Some(rustix::io::Errno::NOSPC.raw_os_error()) => {
                 "the disk is full: free some space, or give -o on another filesystem".into()
             }
-            Error::Io { .. } | Error::Interrupted { .. } => return None,
+            Error::Io(_) | Error::Interrupted { .. } => return None,
             Error::NoTable { .. } => {
                 "give an isohybrid installer image (nixpkgs builds them), or use `vault attach --iso-file`"
                     .into()
@@ -401,3 +392,5 @@ pub(crate) fn byte_len(file: &mut File, path: &Path) -> Result<u64> {
 pub(crate) fn align_up(n: u64, to: u64) -> Option<u64> {
     n.checked_add(to - 1).map(|v| v / to * to)
 }
+
+impl crate::error::Layer for Error {}

@@ -7,13 +7,8 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// Reading or writing a named file failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// `vault.toml` names no secrets repo.
     #[error("{manifest} has no [secrets] table naming {what}")]
     NoRepo {
@@ -73,18 +68,14 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
 }
 
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io(e) => e.permission_hint(),
             Error::NoRepo { manifest, .. } => Some(format!(
                 "add `[secrets]` with `sops_config = \"…/.sops.yaml\"` and/or `agenix_rules = \"…/secrets.nix\"` to {}",
                 manifest.display()
@@ -116,10 +107,4 @@ impl crate::Hint for Error {
     }
 }
 
-// An identity or plugin error reaches the user as the rekey error it is wrapped in (its message,
-// hint and exit code are its own): `crate::Error` has no variant for the keys layer's age errors.
-impl From<crate::keys::age::Error> for crate::Error {
-    fn from(e: crate::keys::age::Error) -> Self {
-        crate::Error::Rekey(e.into())
-    }
-}
+impl crate::error::Layer for Error {}

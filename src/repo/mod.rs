@@ -21,13 +21,8 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// Reading a named file failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// `.sops.yaml`, `secrets.nix` or the rekey record is invalid.
     #[error("{path}: {message}")]
     Config { path: PathBuf, message: String },
@@ -42,11 +37,7 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
 
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
@@ -60,7 +51,7 @@ impl Error {
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io(e) => e.permission_hint(),
             Error::Config { .. } => Some("fix the file, then run `vault rekey --dry-run`".into()),
             Error::Nix { .. } => Some(
                 "vault evaluates it in Nix's restricted mode: it may import files of its own folder (and of the agenix_keys file's), nothing else, and fetch nothing (docs/REKEY.md); nix-instantiate comes with Debian's nix-bin".into(),
@@ -75,3 +66,5 @@ impl crate::Hint for Error {
         }
     }
 }
+
+impl crate::error::Layer for Error {}

@@ -140,15 +140,15 @@ pub fn create_dir(dir: &Path) -> Result<(), Error> {
 /// Creates `path` with `mode` from the start (never a later chmod); it must not exist.
 pub fn write_new(path: &Path, bytes: &[u8], mode: u32) -> Result<(), Error> {
     crate::keys::ssh::write_new(path, bytes, mode).map_err(|e| match e {
-        crate::keys::Error::Io {
+        crate::keys::Error::Io(crate::error::IoError {
             action,
             path,
             source,
-        } => Error::Io {
+        }) => Error::Io(crate::error::IoError {
             action,
             path,
             source,
-        },
+        }),
         other => Error::io(
             "cannot create",
             path,

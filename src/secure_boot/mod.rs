@@ -60,13 +60,8 @@ impl Role {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// A key, certificate or GUID file that cannot be used.
     #[error("{path}: {why}")]
     Parse { path: PathBuf, why: String },
@@ -93,11 +88,7 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
     pub(crate) fn crypto(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
         Error::Crypto {
@@ -116,7 +107,8 @@ impl Error {
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } | Error::Crypto { .. } => None,
+            Error::Io(e) => e.permission_hint(),
+            Error::Crypto { .. } => None,
             Error::Parse { .. } => Some(
                 "sbctl's layout holds PKCS#8 PEM RSA keys (`PRIVATE KEY`), PEM certificates and a GUID file; restore the file from your secrets repository".into(),
             ),
@@ -143,3 +135,5 @@ impl crate::Hint for Error {
         }
     }
 }
+
+impl crate::error::Layer for Error {}

@@ -28,13 +28,8 @@ pub use recipients::{Recipient, Recipients};
 #[non_exhaustive]
 pub enum Error {
     /// Reading an identity file failed.
-    #[error("{action} {path}: {source}")]
-    Io {
-        action: &'static str,
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] crate::error::IoError),
     /// An identity file could not be used.
     #[error("identity {path}: {message}")]
     Identity { path: PathBuf, message: String },
@@ -49,18 +44,14 @@ impl Error {
         path: impl Into<PathBuf>,
         source: std::io::Error,
     ) -> Self {
-        Error::Io {
-            action,
-            path: path.into(),
-            source,
-        }
+        Error::Io(crate::error::IoError::new(action, path, source))
     }
 }
 
 impl crate::Hint for Error {
     fn hint(&self) -> Option<String> {
         match self {
-            Error::Io { .. } => None,
+            Error::Io(e) => e.permission_hint(),
             Error::Identity { .. } => Some(
                 "give an age identity file or an OpenSSH private key with -i FILE".into(),
             ),
@@ -74,3 +65,5 @@ impl crate::Hint for Error {
         crate::ExitCode::Failure
     }
 }
+
+impl crate::error::Layer for Error {}

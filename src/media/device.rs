@@ -18,6 +18,7 @@ use super::image::{
 use super::input::{check_open, open_input};
 use super::mbr::{self, Extent, Table};
 use super::output::interrupted;
+use super::partition;
 use super::{byte_len, Error, Result};
 
 /// What [`attach_in_place`] will do.
@@ -99,7 +100,7 @@ pub fn plan_in_place(
     refuse_iso_file_bundle(&mut f, target)?;
     if replace {
         if let Some(old) = table.vault_slots().next() {
-            mbr::check_partition(&mut f, target, old, capacity)?;
+            partition::check_partition(&mut f, target, old, capacity)?;
         }
     }
     let end = data_end(&mut f, target, &table)?;
@@ -201,7 +202,7 @@ pub fn attach_in_place(plan: &InPlacePlan) -> Result<Option<String>> {
         });
     }
     let mut bf = open_input(&plan.bundle)?;
-    mbr::write_partition(&mut f, path, &mut bf, &plan.bundle, &plan.extent)?;
+    partition::write_partition(&mut f, path, &mut bf, &plan.bundle, &plan.extent)?;
     if let (Some(v), Some((_, start, _))) = (&plan.volume, plan.binary) {
         write_binary(&f, path, start, v)?;
     }

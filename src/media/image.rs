@@ -10,6 +10,7 @@ use super::carry::{self, Binary, Carried};
 use super::input::{open_input, FileId, Input};
 use super::mbr::{self, Extent, Table, BIN_PART_TYPE};
 use super::output::{check_output, check_space, copy_sparse, data_len, parent_dir, Temp};
+use super::partition;
 use super::{align_up, byte_len, iso9660, read_prefix, Error, Result, ALIGN, SECTOR};
 
 /// What `attach` did.
@@ -253,7 +254,7 @@ pub fn attach_image(
     let (slot, extent) = place(&table, input, len, in_len, replace)?;
     if replace {
         if let Some(old) = table.vault_slots().next() {
-            mbr::check_partition(&mut inf, input, old, in_len)?;
+            partition::check_partition(&mut inf, input, old, in_len)?;
         }
         if data_end(&mut inf, input, &table)? > extent.start {
             return Err(Error::Overlap {
@@ -284,7 +285,7 @@ pub fn attach_image(
     tmp.file
         .set_len(extent.start)
         .map_err(|e| Error::io("cannot extend", &tmp.path, e))?;
-    mbr::write_partition(&mut tmp.file, &tmp.path, &mut bf, bundle, &extent)?;
+    partition::write_partition(&mut tmp.file, &tmp.path, &mut bf, bundle, &extent)?;
     if let (Some(v), Some((_, bstart, _))) = (&volume, bin_place) {
         write_binary(&tmp.file, &tmp.path, bstart, v)?;
     }

@@ -10,7 +10,8 @@
 use std::fs::File;
 use std::path::Path;
 
-use super::{read_at_most, Result};
+use super::error::Result;
+use super::io::read_at_most;
 
 /// The logical sector size of every volume vault writes and of the descriptors it reads.
 pub const SECTOR: u64 = 2048;

@@ -10,7 +10,15 @@ use std::path::Path;
 
 use mbrman::{MBRHeader, MBRPartitionEntry, CHS};
 
-use super::{align_up, Error, Result, ALIGN, PART_TYPE, SECTOR};
+use super::error::{Error, Result};
+use super::io::{align_up, read_at_most};
+
+/// Sector size of MBR addressing. Installer images and USB sticks use 512-byte sectors.
+pub const SECTOR: u64 = 512;
+/// Partitions start on a 1 MiB boundary, as every partitioning tool aligns them.
+pub const ALIGN: u64 = 1 << 20;
+/// MBR type of the bundle partition: 0xDA, "non-FS data" — nothing tries to mount it.
+pub const PART_TYPE: u8 = 0xDA;
 
 /// MBR type of the binary partition: 0x96, "CHRP ISO-9660", which is what it holds.
 pub const BIN_PART_TYPE: u8 = 0x96;
@@ -283,7 +291,7 @@ pub fn bundle_len(file: &mut File, path: &Path, offset: u64, part_len: u64) -> R
     let last = part_len
         .checked_sub(SECTOR)
         .ok_or_else(|| damaged("it is smaller than one sector"))?;
-    let sector = super::read_at_most(file, path, offset + last, SECTOR as usize)?;
+    let sector = read_at_most(file, path, offset + last, SECTOR as usize)?;
     let len = parse_trailer(&sector).ok_or_else(|| {
         damaged("its last sector is not a vault trailer (was it written by `vault attach`?)")
     })?;
@@ -293,60 +301,6 @@ pub fn bundle_len(file: &mut File, path: &Path, offset: u64, part_len: u64) -> R
         ));
     }
     Ok(len)
-}
-
-/// Checks the bundle partition in `slot` of an image or device of `total` bytes: inside it,
-/// starting with a bundle, ending in a trailer. Returns the bundle's exact length.
-pub fn check_partition(file: &mut File, path: &Path, slot: &Slot, total: u64) -> Result<u64> {
-    let start = slot.start();
-    let part_len = slot.sectors * SECTOR;
-    if start.checked_add(part_len).is_none_or(|end| end > total) {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset: start,
-            why: format!(
-                "MBR slot {} extends past the end ({total} bytes); was the image truncated?",
-                slot.index
-            ),
-        });
-    }
-    let head = super::read_prefix(file, path, start)?;
-    if !super::looks_like_bundle(&head) {
-        return Err(Error::Damaged {
-            path: path.into(),
-            offset: start,
-            why: format!(
-                "MBR slot {} (type 0xDA) does not start with a vault bundle",
-                slot.index
-            ),
-        });
-    }
-    bundle_len(file, path, start, part_len)
-}
-
-/// Writes the bundle (from `bundle`, exactly `extent.len` bytes), zero padding and the trailer
-/// at `extent.start` of `out`. Stops at a signal (see [`super::output::copy_range`]).
-pub fn write_partition(
-    out: &mut File,
-    out_path: &Path,
-    bundle: &mut File,
-    bundle_path: &Path,
-    extent: &Extent,
-) -> Result<()> {
-    super::output::copy_range(
-        bundle,
-        bundle_path,
-        0,
-        out,
-        out_path,
-        extent.start,
-        extent.len,
-    )?;
-    let pad = (extent.sectors() - 1) * SECTOR - extent.len;
-    let mut tail = vec![0u8; pad as usize];
-    tail.extend_from_slice(&trailer(extent.len));
-    std::os::unix::fs::FileExt::write_all_at(out, &tail, extent.start + extent.len)
-        .map_err(|e| Error::io("cannot write the bundle to", out_path, e))
 }
 
 /// Writes the MBR sector.

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use super::input::open_input;
 use super::mbr::{self, Table};
+use super::partition;
 use super::{byte_len, iso9660, looks_like_bundle, read_prefix, Error, Result, SECTOR};
 
 /// A bundle inside some file: `file` is positioned at its first byte, and exactly `len` bytes
@@ -98,7 +99,7 @@ pub fn open_source(path: &Path) -> Result<BundleSource> {
     // may still be an ISO with /vault/bundle.
     if let Ok(Some(table)) = Table::read(&mut f, path) {
         if let Some(slot) = table.vault_slots().next().copied() {
-            let len = mbr::check_partition(&mut f, path, &slot, total)?;
+            let len = partition::check_partition(&mut f, path, &slot, total)?;
             // Two bundles: taking either silently could unlock the wrong one.
             if let Some(file) = iso_file {
                 return Err(Error::TwoBundles {

@@ -2,7 +2,7 @@
 //! `home.persistence`) as the paths they bind-mount and the storages they keep them in.
 
 use super::escape;
-use super::eval::Evaluated;
+use super::eval::{Evaluated, Persisted};
 
 /// nixpkgs' `utils.pathsNeededForBoot`: impermanence bind-mounts a persisted directory of
 /// this list in the initrd, before activation (every other one by systemd, after it).
@@ -43,23 +43,16 @@ pub(super) fn binds(ev: &Evaluated) -> (Vec<(String, String)>, Vec<Bind>) {
         if storage != "/" {
             storages.push((root.clone(), storage.clone()));
         }
-        for (list, dir) in [(&p.directories, true), (&p.files, false)] {
-            for b in list {
-                let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
-                    continue;
-                };
-                if path.is_empty() {
-                    continue;
-                }
-                binds.push(Bind {
-                    path: path.to_owned(),
-                    storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                    origin: format!("environment.persistence.\"{}\"", escape(root)),
-                    dir,
-                    in_initrd: dir && NEEDED_FOR_BOOT.contains(&path),
-                });
-            }
-        }
+        let origin = format!("environment.persistence.\"{}\"", escape(root));
+        // NixOS mounts the directories it needs for boot in the initrd.
+        let initrd = |path: &str, dir: bool| dir && NEEDED_FOR_BOOT.contains(&path);
+        push_binds(
+            &mut binds,
+            [&p.directories, &p.files],
+            &storage,
+            &origin,
+            initrd,
+        );
     }
     // Home Manager's home.persistence (impermanence): paths under the user's home.
     for hp in &ev.home_persistence {
@@ -69,23 +62,42 @@ pub(super) fn binds(ev: &Evaluated) -> (Vec<(String, String)>, Vec<Bind>) {
         if storage != "/" && !storages.iter().any(|(_, s)| *s == storage) {
             storages.push((storage.clone(), storage.clone()));
         }
-        for (list, dir) in [(&hp.directories, true), (&hp.files, false)] {
-            for b in list {
-                let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
-                    continue;
-                };
-                if path.is_empty() {
-                    continue;
-                }
-                binds.push(Bind {
-                    path: path.to_owned(),
-                    storage: b.storage.clone().unwrap_or_else(|| storage.clone()),
-                    origin: format!("home.persistence.\"{}\"", escape(&storage)),
-                    dir,
-                    in_initrd: false,
-                });
-            }
-        }
+        let origin = format!("home.persistence.\"{}\"", escape(&storage));
+        push_binds(
+            &mut binds,
+            [&hp.directories, &hp.files],
+            &storage,
+            &origin,
+            |_, _| false,
+        );
     }
     (storages, binds)
+}
+
+/// The binds of one persistence option's `directories` and `files` (paths without a trailing
+/// slash; empty ones skipped), each in its own storage or the option's.
+fn push_binds(
+    binds: &mut Vec<Bind>,
+    [directories, files]: [&Vec<Persisted>; 2],
+    storage: &str,
+    origin: &str,
+    in_initrd: impl Fn(&str, bool) -> bool,
+) {
+    for (list, dir) in [(directories, true), (files, false)] {
+        for b in list {
+            let Some(path) = b.path.as_deref().map(|x| x.trim_end_matches('/')) else {
+                continue;
+            };
+            if path.is_empty() {
+                continue;
+            }
+            binds.push(Bind {
+                path: path.to_owned(),
+                storage: b.storage.clone().unwrap_or_else(|| storage.to_owned()),
+                origin: origin.to_owned(),
+                dir,
+                in_initrd: in_initrd(path, dir),
+            });
+        }
+    }
 }

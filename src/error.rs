@@ -99,6 +99,22 @@ impl IoError {
     }
 }
 
+/// `fn io(action, path, source) -> Self` for an error enum with an `Io(IoError)` variant: the
+/// constructor every layer's `map_err` calls.
+macro_rules! io_constructor {
+    ($vis:vis) => {
+        /// A failed read or write of `path` (`action`: "cannot read", ...).
+        $vis fn io(
+            action: &'static str,
+            path: impl Into<std::path::PathBuf>,
+            source: std::io::Error,
+        ) -> Self {
+            Self::Io($crate::error::IoError::new(action, path, source))
+        }
+    };
+}
+pub(crate) use io_constructor;
+
 /// The error of a layer above this file, carried whole by [`Error::Layer`]. A layer marks its
 /// error with an empty `impl Layer for Error {}`; `?` then converts it.
 pub trait Layer: std::error::Error + Hint + Send + Sync + 'static {}
@@ -245,13 +261,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(IoError::new(action, path, source))
-    }
+    io_constructor!(pub(crate));
 
     /// The layer's error inside, if this is one and it is an `E`.
     pub fn layer<E: Layer>(&self) -> Option<&E> {

@@ -60,9 +60,7 @@ pub enum Error {
 }
 
 impl Error {
-    fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub(crate));
     fn edit(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Edit {
             path: path.into(),

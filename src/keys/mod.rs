@@ -45,9 +45,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub);
 }
 
 impl crate::Hint for Error {

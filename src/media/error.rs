@@ -172,9 +172,7 @@ pub enum Error {
 const GET_STATIC: &str = "build one with `scripts/build-static` (or `nix build .#vault-static`, `.#vault-static-aarch64` for aarch64) and give it with --vault-binary PATH; or add --no-binary if the installer has vault already (the NixOS installer module)";
 
 impl Error {
-    pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: io::Error) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub(crate));
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -63,13 +63,7 @@ fn list(failures: &[(PathBuf, String)]) -> String {
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub(crate));
 }
 
 impl crate::Hint for Error {

@@ -32,13 +32,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub(crate));
 
     pub(crate) fn config(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
         Error::Config {

@@ -83,13 +83,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub(crate));
     pub(crate) fn crypto(what: impl Into<String>, why: impl std::fmt::Display) -> Self {
         Error::Crypto {
             what: what.into(),

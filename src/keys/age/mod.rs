@@ -39,13 +39,7 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-        source: std::io::Error,
-    ) -> Self {
-        Error::Io(crate::error::IoError::new(action, path, source))
-    }
+    crate::error::io_constructor!(pub(crate));
 }
 
 impl crate::Hint for Error {

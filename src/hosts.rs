@@ -19,6 +19,7 @@ mod journal;
 mod manifest_edit;
 mod remove;
 mod text_file;
+pub use journal::Outcome;
 use manifest_edit::edit_manifest_add;
 pub(crate) use manifest_edit::{entry_table, push_host_entry};
 pub use remove::{remove, Removed};
@@ -150,8 +151,9 @@ pub struct Added {
     pub sops_registered: bool,
     /// The agenix keys file already held this key: left as it was.
     pub keys_registered: bool,
-    /// Records of host adds a killed run left unfinished, undone before this one.
-    pub undone: Vec<PathBuf>,
+    /// Records of host adds and removes a killed run left unfinished, undone (or finished)
+    /// before this one.
+    pub undone: Vec<(PathBuf, Outcome)>,
 }
 
 /// Paths of a host's key pair beside the manifest, relative and absolute.

@@ -55,6 +55,18 @@ pub(super) fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
 
+/// The folders of `dir` (itself included) that do not exist yet, outermost first, as
+/// [`Undo::dirs`] keeps them.
+pub(super) fn missing_dirs(dir: &Path) -> Vec<Vec<u8>> {
+    let mut dirs = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && !d.exists() {
+        dirs.insert(0, bytes(d));
+        d = d.parent().unwrap_or(Path::new(""));
+    }
+    dirs
+}
+
 fn path(b: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(b.to_vec()))
 }

@@ -138,6 +138,33 @@ fn host_removed_with_keys(sc: &Scene) -> Result<(), String> {
     holds_only(sc, "hosts/web1", &[])
 }
 
+fn initrd_add(sc: &Scene) -> Command {
+    sc.vault(&["host", "add", "web1", "--initrd-ssh"])
+}
+
+/// `web1` has its initrd key pair, placed by an entry of vault.toml, and no undo record is
+/// left.
+fn initrd_added(sc: &Scene) -> Result<(), String> {
+    let left = leftovers(sc.s.dir.path());
+    if !left.is_empty() {
+        return Err(format!("left behind: {left:?}"));
+    }
+    holds_only(
+        sc,
+        "hosts/web1",
+        &[
+            "initrd_ssh_host_ed25519_key",
+            "initrd_ssh_host_ed25519_key.pub",
+            "ssh_host_ed25519_key",
+            "ssh_host_ed25519_key.pub",
+        ],
+    )?;
+    let toml = std::fs::read_to_string(sc.s.path("vault.toml")).unwrap();
+    toml.contains("/etc/secrets/initrd/ssh_host_ed25519_key")
+        .then_some(())
+        .ok_or(format!("no initrd entry:\n{toml}"))
+}
+
 /// The attach row's image with the bundle (`out/stick.img`), and an empty `plain/`.
 fn detach_scene(sc: &Scene) {
     attach_scene(sc);
@@ -237,6 +264,16 @@ pub(super) const SMALL_ROWS: &[Row] = &[
         complete: host_removed_with_keys,
         finished: host_removed_with_keys,
         finish: |sc| again_unless(sc, host_removed_with_keys, host_remove_keys),
+    },
+    Row {
+        name: "host add --initrd-ssh to a known host",
+        stages: false,
+        needs: &[],
+        setup: added_host,
+        command: initrd_add,
+        complete: initrd_added,
+        finished: initrd_added,
+        finish: |sc| again_unless(sc, initrd_added, initrd_add),
     },
     Row {
         name: "detach -o",

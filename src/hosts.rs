@@ -24,7 +24,7 @@ use manifest_edit::edit_manifest_add;
 pub(crate) use manifest_edit::{entry_table, push_host_entry};
 pub use remove::{remove, Removed};
 use text_file::sweep_edits_beside;
-pub(crate) use text_file::{read, replace};
+pub(crate) use text_file::{read, replace, replace_as_commit};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";

@@ -165,6 +165,33 @@ fn initrd_added(sc: &Scene) -> Result<(), String> {
         .ok_or(format!("no initrd entry:\n{toml}"))
 }
 
+/// `web1` known, and what `vault host identify` printed on its machine in `web1.id`.
+fn identity_scene(sc: &Scene) {
+    added_host(sc);
+    std::fs::write(
+        sc.s.path("web1.id"),
+        "product_uuid = \"6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f\"\nmacs = [\"00:00:5e:00:53:01\"]\n",
+    )
+    .unwrap();
+}
+
+fn identity_add(sc: &Scene) -> Command {
+    sc.vault(&["host", "add", "web1", "--identity", "web1.id"])
+}
+
+/// vault.toml records `web1`'s identity, and no temporary is left beside it.
+fn identity_added(sc: &Scene) -> Result<(), String> {
+    let left = leftovers(sc.s.dir.path());
+    if !left.is_empty() {
+        return Err(format!("left behind: {left:?}"));
+    }
+    let toml = std::fs::read_to_string(sc.s.path("vault.toml")).unwrap();
+    (toml.contains("[hosts.web1.identity]")
+        && toml.contains("6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f"))
+    .then_some(())
+    .ok_or(format!("no identity recorded:\n{toml}"))
+}
+
 /// The attach row's image with the bundle (`out/stick.img`), and an empty `plain/`.
 fn detach_scene(sc: &Scene) {
     attach_scene(sc);
@@ -274,6 +301,16 @@ pub(super) const SMALL_ROWS: &[Row] = &[
         complete: initrd_added,
         finished: initrd_added,
         finish: |sc| again_unless(sc, initrd_added, initrd_add),
+    },
+    Row {
+        name: "host add --identity to a known host",
+        stages: false,
+        needs: &[],
+        setup: identity_scene,
+        command: identity_add,
+        complete: identity_added,
+        finished: identity_added,
+        finish: |sc| again_unless(sc, identity_added, identity_add),
     },
     Row {
         name: "detach -o",

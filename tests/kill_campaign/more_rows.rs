@@ -150,8 +150,8 @@ fn attached(sc: &Scene) -> Result<(), String> {
     o.status.success().then_some(()).ok_or_else(|| text(&o))
 }
 
-/// Rows for the commands outside placement that write: host add, rekey, attach. `keys
-/// convert` writes only to standard output, so it has no row.
+/// Rows for the commands outside placement that write: host add, rekey, attach (the smaller
+/// workstation commands are in `small_rows.rs`).
 pub(super) const MORE_ROWS: &[Row] = &[
     Row {
         name: "host add",

@@ -1,5 +1,6 @@
 //! Rows of the campaign for the workstation commands that write a few files or one copy:
-//! `init`, `keys convert -o`, `host remove` and `detach -o`, run by
+//! `init`, `keys convert -o`, `host remove`, `host add --initrd-ssh` and `--identity` to a known
+//! host, and `detach -o`, run by
 //! `workstation_commands_that_write_survive_kills_at_random_points` (docs/TESTING.md, "Kill
 //! points"). Their runs are short, so most kill points fall in startup or after the exit; the
 //! rows still hold them to the same promises as the long ones.

@@ -19,11 +19,12 @@ mod journal;
 mod manifest_edit;
 mod remove;
 mod text_file;
+pub use journal::Outcome;
 use manifest_edit::edit_manifest_add;
 pub(crate) use manifest_edit::{entry_table, push_host_entry};
 pub use remove::{remove, Removed};
 use text_file::sweep_edits_beside;
-pub(crate) use text_file::{read, replace};
+pub(crate) use text_file::{read, replace, replace_as_commit};
 
 /// Where the host key lands on the installed system.
 pub const KEY_TARGET: &str = "/etc/ssh/ssh_host_ed25519_key";
@@ -140,8 +141,9 @@ pub struct Added {
     pub sops_registered: bool,
     /// The agenix keys file already held this key: left as it was.
     pub keys_registered: bool,
-    /// Records of host adds a killed run left unfinished, undone before this one.
-    pub undone: Vec<PathBuf>,
+    /// Records of host adds and removes a killed run left unfinished, undone (or finished)
+    /// before this one.
+    pub undone: Vec<(PathBuf, Outcome)>,
 }
 
 /// Paths of a host's key pair beside the manifest, relative and absolute.
@@ -312,11 +314,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
     let mut undo = journal::Undo::default();
     if !adopt_in_place {
         undo.created = vec![journal::bytes(&key_path), journal::bytes(&pub_path)];
-        let mut d = host_dir.as_path();
-        while !d.as_os_str().is_empty() && !d.exists() {
-            undo.dirs.insert(0, journal::bytes(d));
-            d = d.parent().unwrap_or(Path::new(""));
-        }
+        undo.dirs = journal::missing_dirs(&host_dir);
     } else if !pub_path.exists() {
         undo.created = vec![journal::bytes(&pub_path)];
     }
@@ -351,6 +349,40 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         keys_registered,
         undone,
     })
+}
+
+/// Undoes (or finishes) what killed `host add` and `host remove` runs left beside `manifest`
+/// (see `journal`); the records found.
+pub(crate) fn sweep_records(manifest: &Path) -> Result<Vec<(PathBuf, Outcome)>, Error> {
+    journal::sweep(manifest)
+}
+
+/// Writes `key` as a new pair (folders made as needed) and replaces `manifest` with
+/// `new_manifest`, under the undo record `add` writes: on an error or a caught signal nothing
+/// is left of it, and after SIGKILL the next run's [`sweep_records`] removes the pair and puts
+/// the manifest's text back.
+pub(crate) fn add_key_pair(
+    manifest: &Path,
+    key: &HostKey,
+    (key_path, pub_path): (&Path, &Path),
+    new_manifest: &str,
+) -> Result<(), Error> {
+    let host_dir = match key_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let undo = journal::Undo {
+        created: vec![journal::bytes(key_path), journal::bytes(pub_path)],
+        dirs: journal::missing_dirs(host_dir),
+        restore: vec![(journal::bytes(manifest), read(manifest)?)],
+        ..journal::Undo::default()
+    };
+    let journal = journal::Journal::begin(manifest, undo)?;
+    std::fs::create_dir_all(host_dir).map_err(|e| Error::io("cannot create", host_dir, e))?;
+    key.write_pair(key_path, pub_path)?;
+    journal.check()?;
+    replace(manifest, new_manifest)?;
+    journal.commit()
 }
 
 /// `p` as the manifest records it: relative to the manifest's folder (with `..` when it lies

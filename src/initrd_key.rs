@@ -14,6 +14,9 @@ use crate::manifest::Manifest;
 /// What `--initrd-ssh` did.
 #[derive(Debug)]
 pub struct InitrdKey {
+    /// Records of host adds and removes a killed run left unfinished, undone (or finished)
+    /// before this one.
+    pub undone: Vec<(PathBuf, hosts::Outcome)>,
     pub private_key: PathBuf,
     pub public_key: PathBuf,
     pub ssh_public: String,
@@ -36,6 +39,8 @@ pub fn key_paths(manifest_dir: &Path, name: &str) -> (String, PathBuf, PathBuf) 
 /// Generates the host's initrd key pair and adds the entry placing it at
 /// [`INITRD_KEY_TARGET`]. The host must already be in the manifest.
 pub fn add(manifest_path: &Path, name: &str) -> Result<InitrdKey, Error> {
+    // A killed run's half-done edits are undone before vault.toml is read.
+    let undone = hosts::sweep_records(manifest_path)?;
     let manifest = hosts::load_manifest(manifest_path)?;
     manifest.hosts.get(name).ok_or_else(|| Error::NotFound {
         name: name.into(),
@@ -65,21 +70,9 @@ pub fn add(manifest_path: &Path, name: &str) -> Result<InitrdKey, Error> {
     let text = hosts::read(manifest_path)?;
     let new = edit_manifest(manifest_path, &text, name, &rel)?;
 
-    let host_dir = key_path.parent().unwrap_or(&dir);
-    std::fs::create_dir_all(host_dir).map_err(|e| {
-        Error::Io(crate::error::IoError {
-            action: "cannot create",
-            path: host_dir.into(),
-            source: e,
-        })
-    })?;
-    key.write_pair(&key_path, &pub_path)?;
-    if let Err(e) = hosts::replace(manifest_path, &new) {
-        let _ = std::fs::remove_file(&key_path);
-        let _ = std::fs::remove_file(&pub_path);
-        return Err(e);
-    }
+    hosts::add_key_pair(manifest_path, &key, (&key_path, &pub_path), &new)?;
     Ok(InitrdKey {
+        undone,
         private_key: key_path,
         public_key: pub_path,
         ssh_public,

@@ -48,6 +48,7 @@ pub mod keys;
 pub mod manifest;
 pub mod media;
 pub mod mounts;
+pub mod new_file;
 pub mod output;
 pub mod pack;
 pub mod place;

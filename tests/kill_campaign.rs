@@ -32,6 +32,10 @@ use hostile::*;
 mod more_rows;
 use more_rows::MORE_ROWS;
 
+#[path = "kill_campaign/small_rows.rs"]
+mod small_rows;
+use small_rows::SMALL_ROWS;
+
 /// A scene: a scratch installer (and workstation), a staging area when the row needs one.
 struct Scene {
     s: Scratch,
@@ -568,4 +572,11 @@ fn every_command_that_writes_survives_kills_at_random_points() {
 #[test]
 fn more_commands_that_write_survive_kills_at_random_points() {
     campaign(MORE_ROWS);
+}
+
+/// The workstation commands that write a few files or one copy: init, keys convert -o, host
+/// remove, detach -o.
+#[test]
+fn workstation_commands_that_write_survive_kills_at_random_points() {
+    campaign(SMALL_ROWS);
 }

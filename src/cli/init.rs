@@ -1,6 +1,5 @@
 //! `vault init`.
 
-use std::io::Write;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -18,43 +17,26 @@ pub struct InitArgs {
 }
 
 pub fn run(a: InitArgs, quiet: bool) -> vault::Result<ExitCode> {
-    std::fs::create_dir_all(&a.dir).map_err(|e| {
-        Error::Io(vault::error::IoError {
-            action: "cannot create",
-            path: a.dir.clone(),
-            source: e,
-        })
-    })?;
     let path = a.dir.join("vault.toml");
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true);
-    if a.force {
-        opts.create(true).truncate(true);
-    } else {
-        opts.create_new(true);
-    }
-    let mut f = opts.open(&path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::Declined {
-                why: format!("{} already exists", path.display()),
-                hint: Some("edit it, or pass --force to start over".into()),
-            }
-        } else {
-            Error::Io(vault::error::IoError {
-                action: "cannot create",
-                path: path.clone(),
-                source: e,
-            })
+    // Written whole through a temporary (vault::new_file): an interrupted init leaves no
+    // half-written vault.toml, and --force never a truncated one. --force keeps the mode of
+    // the file it replaces.
+    let old_mode = std::fs::metadata(&path)
+        .ok()
+        .filter(|_| a.force)
+        .map(|m| std::os::unix::fs::PermissionsExt::mode(&m.permissions()) & 0o7777);
+    let opts = vault::new_file::Options {
+        mode: old_mode.unwrap_or(0o666),
+        exact: old_mode.is_some(),
+        dir_mode: 0o777,
+        force: a.force,
+    };
+    vault::new_file::write(&path, vault::manifest::TEMPLATE.as_bytes(), opts, || {
+        Error::Declined {
+            why: format!("{} already exists", path.display()),
+            hint: Some("edit it, or pass --force to start over".into()),
         }
     })?;
-    f.write_all(vault::manifest::TEMPLATE.as_bytes())
-        .map_err(|e| {
-            Error::Io(vault::error::IoError {
-                action: "cannot write",
-                path: path.clone(),
-                source: e,
-            })
-        })?;
     if !quiet {
         let shown = escape_path(&path);
         println!(

@@ -1,6 +1,7 @@
-//! The undo record of a `vault host add` while it writes: which files and folders it creates
-//! (the key pair, `hosts/NAME/`) and the original text of each file it edits (`vault.toml`,
-//! `.sops.yaml`, the agenix keys file).
+//! The undo record of a `vault host add` or `vault host remove` while it writes: which files
+//! and folders it creates (the key pair, `hosts/NAME/`), the original text of each file it
+//! edits (`vault.toml`, `.sops.yaml`, the agenix keys file), and the files it deletes as its
+//! commit (`host remove --delete-keys`).
 //!
 //! It is written (and made durable) beside `vault.toml` before the first change, as a
 //! lock-marked temporary ([`crate::stale`]), and removed as the commit. So:
@@ -8,7 +9,9 @@
 //! - an error or a caught signal before the commit undoes every change from it;
 //! - after SIGKILL or power loss, the next `host add` finds a dead writer's record, undoes
 //!   what it lists and removes it, before reading `vault.toml`;
-//! - no record, no undo: the host was added in full.
+//! - no record, no undo: the host was added (or removed) in full;
+//! - a record whose files to delete are partly gone was left in its commit: the next run
+//!   deletes the rest and keeps the edits instead.
 
 use std::io::Write;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
@@ -29,6 +32,21 @@ pub(super) struct Undo {
     pub dirs: Vec<Vec<u8>>,
     /// Files the run edits, with their text before: written back where it differs.
     pub restore: Vec<(Vec<u8>, String)>,
+    /// Files the run deletes in its commit step (they all exist when the record is written).
+    #[serde(default)]
+    pub delete: Vec<Vec<u8>>,
+    /// The host a `host remove` removes.
+    #[serde(default)]
+    pub removes: Option<String>,
+}
+
+/// What [`Undo::apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every change undone.
+    Undone,
+    /// A `host remove` of this host killed in its commit step: finished instead.
+    Finished(String),
 }
 
 /// `p` as the record keeps it: absolute (a later run may start elsewhere), as bytes.
@@ -37,13 +55,55 @@ pub(super) fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_bytes().to_vec()
 }
 
+/// The folders of `dir` (itself included) that do not exist yet, outermost first, as
+/// [`Undo::dirs`] keeps them.
+pub(super) fn missing_dirs(dir: &Path) -> Vec<Vec<u8>> {
+    let mut dirs = Vec::new();
+    let mut d = dir;
+    while !d.as_os_str().is_empty() && !d.exists() {
+        dirs.insert(0, bytes(d));
+        d = d.parent().unwrap_or(Path::new(""));
+    }
+    dirs
+}
+
 fn path(b: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(b.to_vec()))
 }
 
 impl Undo {
-    /// Undoes what the record lists; the paths it could not put back.
-    fn apply(&self) -> Vec<PathBuf> {
+    /// Whether the run was in its commit step: one of the files it deletes is gone.
+    fn committing(&self) -> bool {
+        self.delete
+            .iter()
+            .any(|p| std::fs::symlink_metadata(path(p)).is_err())
+    }
+
+    /// Deletes the files the commit step deletes; the paths it could not delete.
+    fn finish(&self) -> Vec<PathBuf> {
+        let mut failed = Vec::new();
+        for f in &self.delete {
+            let f = path(f);
+            if let Err(e) = std::fs::remove_file(&f) {
+                if e.kind() != std::io::ErrorKind::NotFound {
+                    failed.push(f);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Undoes what the record lists, or finishes a run killed in its commit step; the paths
+    /// it could not put back (or delete).
+    fn apply(&self) -> (Outcome, Vec<PathBuf>) {
+        if self.committing() {
+            let host = self.removes.clone().unwrap_or_default();
+            return (Outcome::Finished(host), self.finish());
+        }
+        (Outcome::Undone, self.undo())
+    }
+
+    fn undo(&self) -> Vec<PathBuf> {
         let mut failed = Vec::new();
         for (p, text) in &self.restore {
             let p = path(p);
@@ -81,9 +141,10 @@ fn folder(manifest: &Path) -> &Path {
     }
 }
 
-/// Undoes the host adds a killed run left unfinished beside `manifest`; returns the records
-/// found (an unreadable record was written before any change: it is only removed).
-pub(super) fn sweep(manifest: &Path) -> Result<Vec<PathBuf>, Error> {
+/// Undoes (or finishes, see [`Outcome`]) the host adds and removes a killed run left
+/// unfinished beside `manifest`; returns the records found (an unreadable record was written
+/// before any change: it is only removed).
+pub(super) fn sweep(manifest: &Path) -> Result<Vec<(PathBuf, Outcome)>, Error> {
     let dir = folder(manifest);
     // A folder that cannot be read holds no record; loading vault.toml then says why.
     let (Ok(held), Ok(entries)) = (crate::stale::HeldDir::open(dir), std::fs::read_dir(dir)) else {
@@ -100,16 +161,18 @@ pub(super) fn sweep(manifest: &Path) -> Result<Vec<PathBuf>, Error> {
         let undo: Option<Undo> = std::fs::read(&p)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
-        let failed = undo.map(|u| u.apply()).unwrap_or_default();
+        let (outcome, failed) = undo
+            .map(|u| u.apply())
+            .unwrap_or((Outcome::Undone, Vec::new()));
         if let Some(f) = failed.first() {
             return Err(Error::io(
-                "cannot undo an interrupted `vault host add` at",
+                "cannot undo an interrupted `vault host add` or `vault host remove` at",
                 f,
                 std::io::Error::other(format!("its record {} stays", p.display())),
             ));
         }
         std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove", &p, e))?;
-        undone.push(p);
+        undone.push((p, outcome));
     }
     Ok(undone)
 }
@@ -168,9 +231,19 @@ impl Journal {
 
     /// Removes the record: the host is added for good, and a signal from now on no longer
     /// changes the outcome ([`crate::interrupt::commit`]).
-    pub(super) fn commit(mut self) -> Result<(), Error> {
+    pub(super) fn commit(self) -> Result<(), Error> {
+        self.commit_with(|| Ok(()))
+    }
+
+    /// [`Journal::commit`], with `last` (deleting the record's files to delete) as the first
+    /// part of the commit step: a signal waits for the record to go.
+    pub(super) fn commit_with(
+        mut self,
+        last: impl FnOnce() -> Result<(), Error>,
+    ) -> Result<(), Error> {
         crate::interrupt::commit(|| {
             self.check()?;
+            last()?;
             std::fs::remove_file(&self.path).map_err(|e| Error::io("cannot remove", &self.path, e))
         })?;
         self.done = true;
@@ -187,8 +260,63 @@ impl Drop for Journal {
             return;
         }
         // What cannot be put back now stays listed for the next run.
-        if self.undo.apply().is_empty() {
+        if self.undo.apply().1.is_empty() {
             let _ = std::fs::remove_file(&self.path);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dead `host remove --delete-keys` run's record beside an edited `vault.toml`, with
+    /// key files `a` and `b` (`b` already deleted when `b_gone`).
+    fn killed_remove(d: &Path, b_gone: bool) -> PathBuf {
+        std::fs::write(d.join("vault.toml"), "version = 1\n").unwrap();
+        std::fs::write(d.join("a"), "key").unwrap();
+        if !b_gone {
+            std::fs::write(d.join("b"), "key.pub").unwrap();
+        }
+        let undo = Undo {
+            restore: vec![(
+                bytes(&d.join("vault.toml")),
+                "version = 1\n[hosts.web1]\n".into(),
+            )],
+            delete: vec![bytes(&d.join("a")), bytes(&d.join("b"))],
+            removes: Some("web1".into()),
+            ..Undo::default()
+        };
+        // RUN 7 with no lock held on it: a dead writer.
+        let record = d.join(format!("{PREFIX}.vault-1-0000000000000007-0.tmp"));
+        std::fs::write(&record, serde_json::to_vec(&undo).unwrap()).unwrap();
+        record
+    }
+
+    #[test]
+    fn a_remove_killed_while_deleting_keys_is_finished_not_undone() {
+        let d = tempfile::tempdir().unwrap();
+        let record = killed_remove(d.path(), true);
+        let swept = sweep(&d.path().join("vault.toml")).unwrap();
+        assert_eq!(swept, [(record.clone(), Outcome::Finished("web1".into()))]);
+        assert!(!d.path().join("a").exists() && !record.exists());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("vault.toml")).unwrap(),
+            "version = 1\n"
+        );
+    }
+
+    #[test]
+    fn a_remove_killed_before_deleting_keys_is_undone() {
+        let d = tempfile::tempdir().unwrap();
+        let record = killed_remove(d.path(), false);
+        let swept = sweep(&d.path().join("vault.toml")).unwrap();
+        assert_eq!(swept, [(record.clone(), Outcome::Undone)]);
+        assert!(d.path().join("a").exists() && d.path().join("b").exists());
+        assert!(!record.exists());
+        assert_eq!(
+            std::fs::read_to_string(d.path().join("vault.toml")).unwrap(),
+            "version = 1\n[hosts.web1]\n"
+        );
     }
 }

@@ -16,6 +16,17 @@ pub(crate) fn read(path: &Path) -> Result<String, Error> {
 /// signal removes the sibling before the process exits ([`crate::interrupt::TempFile`]); the
 /// siblings a killed run left are removed first.
 pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
+    replace_with(path, text, false)
+}
+
+/// [`replace`] as a command's one change: the rename is its commit
+/// ([`crate::interrupt::commit`]), so a signal is handled wholly before it (nothing changed,
+/// exit 128 + n) or after it (the command completes, exit 0).
+pub(crate) fn replace_as_commit(path: &Path, text: &str) -> Result<(), Error> {
+    replace_with(path, text, true)
+}
+
+fn replace_with(path: &Path, text: &str, commit: bool) -> Result<(), Error> {
     let mode = std::fs::metadata(path)
         .map(|m| m.permissions().mode() & 0o7777)
         .map_err(|e| Error::io("cannot stat", path, e))?;
@@ -33,11 +44,19 @@ pub(crate) fn replace(path: &Path, text: &str) -> Result<(), Error> {
     let res = f
         .set_permissions(std::fs::Permissions::from_mode(mode))
         .and_then(|()| f.write_all(text.as_bytes()))
-        .and_then(|()| f.sync_all())
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|()| f.sync_all());
+    let res = match (res, commit) {
+        (Ok(()), true) => crate::interrupt::commit(|| match crate::interrupt::received() {
+            Some(signal) => Err(Error::Interrupted { signal }),
+            None => std::fs::rename(&tmp, path).map_err(|e| Error::io("cannot write", path, e)),
+        }),
+        (res, _) => res
+            .and_then(|()| std::fs::rename(&tmp, path))
+            .map_err(|e| Error::io("cannot write", path, e)),
+    };
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
-        return Err(Error::io("cannot write", path, e));
+        return Err(e);
     }
     Ok(())
 }

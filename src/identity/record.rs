@@ -73,11 +73,13 @@ pub fn check(path: &Path, name: &str, id: &Identity) -> Result<(), Error> {
     edit(path, &hosts::read(path)?, name, id).map(|_| ())
 }
 
-/// Records `id` as host `name`'s identity in the manifest at `path`.
+/// Records `id` as host `name`'s identity in the manifest at `path`: the rename of its new
+/// copy is the command's commit (a signal before it changes nothing, exit 128 + n; one after
+/// it no longer stops the command).
 pub fn record(path: &Path, name: &str, id: &Identity) -> Result<(), Error> {
     let text = hosts::read(path)?;
     let out = edit(path, &text, name, id)?;
-    hosts::replace(path, &out)
+    hosts::replace_as_commit(path, &out)
 }
 
 #[cfg(test)]

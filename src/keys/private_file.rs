@@ -2,9 +2,8 @@
 //! whatever the umask (a shell's `> FILE` creates it 0644 under the usual umask 022), never
 //! over an existing file unless asked, and never over the key it was made from.
 
-use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use crate::{Error, Result};
@@ -43,50 +42,17 @@ fn exists(path: &Path) -> Error {
     }
 }
 
-/// Writes `bytes` to `path` with mode 0600, making missing folders with mode 0700. An existing
-/// `path` is refused unless `force`, which replaces it through a 0600 temporary renamed over
-/// it; `input` (the key read; standard input when `None`) is never replaced.
+/// Writes `bytes` to `path` with mode 0600, making missing folders with mode 0700, whole or
+/// not at all ([`crate::new_file`]): through a 0600 temporary renamed to `path`. An existing
+/// `path` is refused unless `force`, which replaces it; `input` (the key read; standard input
+/// when `None`) is never replaced.
 pub fn write_private(path: &Path, bytes: &[u8], force: bool, input: Option<&Path>) -> Result<()> {
     check_output(path, force, input)?;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
+    let opts = crate::new_file::Options {
+        mode: 0o600,
+        exact: true,
+        dir_mode: 0o700,
+        force,
     };
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .map_err(|e| Error::io("cannot create", dir, e))?;
-    if !force {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    exists(path)
-                } else {
-                    Error::io("cannot create", path, e)
-                }
-            })?;
-        if let Err(e) = f.write_all(bytes).and_then(|()| f.sync_all()) {
-            let _ = fs::remove_file(path);
-            return Err(Error::io("cannot write", path, e));
-        }
-        return Ok(());
-    }
-    let mut temp = tempfile::Builder::new()
-        .prefix(".vault-key-")
-        .permissions(fs::Permissions::from_mode(0o600))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("cannot create a temporary in", dir, e))?;
-    // A signal while it exists removes it too (crate::interrupt).
-    let _registered = crate::interrupt::TempFile::register(temp.path());
-    temp.write_all(bytes)
-        .and_then(|()| temp.as_file().sync_all())
-        .map_err(|e| Error::io("cannot write", temp.path(), e))?;
-    temp.persist(path)
-        .map_err(|e| Error::io("cannot replace", path, e.error))?;
-    Ok(())
+    crate::new_file::write(path, bytes, opts, || exists(path))
 }

@@ -5,7 +5,7 @@ use super::*;
 
 const SOPS_YAML: &str = "keys:\n  - &admin age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p\ncreation_rules:\n  - path_regex: secrets/.*\n    age:\n      - *admin\n";
 
-fn host_scene(sc: &Scene) {
+pub(super) fn host_scene(sc: &Scene) {
     std::fs::write(sc.s.path(".sops.yaml"), SOPS_YAML).unwrap();
     std::fs::write(
         sc.s.path("vault.toml"),
@@ -14,7 +14,7 @@ fn host_scene(sc: &Scene) {
     .unwrap();
 }
 
-fn host_add(sc: &Scene) -> Command {
+pub(super) fn host_add(sc: &Scene) -> Command {
     sc.vault(&["host", "add", "web1"])
 }
 
@@ -81,7 +81,7 @@ fn rekeyed(sc: &Scene) -> Result<(), String> {
 }
 
 /// An isohybrid installer image (32 MiB of contents, so that copying it takes a while).
-fn attach_scene(sc: &Scene) {
+pub(super) fn attach_scene(sc: &Scene) {
     write_bundle(sc);
     let tree = sc.s.path("tree");
     std::fs::create_dir_all(tree.join("isolinux")).unwrap();
@@ -121,7 +121,7 @@ fn attach_scene(sc: &Scene) {
     std::fs::create_dir_all(sc.s.path("out")).unwrap();
 }
 
-fn attach(sc: &Scene) -> Command {
+pub(super) fn attach(sc: &Scene) -> Command {
     sc.vault(&[
         "attach",
         "--no-binary",
@@ -150,8 +150,8 @@ fn attached(sc: &Scene) -> Result<(), String> {
     o.status.success().then_some(()).ok_or_else(|| text(&o))
 }
 
-/// Rows for the commands outside placement that write: host add, rekey, attach. `keys
-/// convert` writes only to standard output, so it has no row.
+/// Rows for the commands outside placement that write: host add, rekey, attach (the smaller
+/// workstation commands are in `small_rows.rs`).
 pub(super) const MORE_ROWS: &[Row] = &[
     Row {
         name: "host add",

@@ -20,6 +20,7 @@ pub fn add(
         add_main(a, quiet)?;
     }
     let k = initrd_key::add(&manifest_path, &name)?;
+    super::swept(&k.undone);
     if !quiet {
         println!("initrd key  {}", escape_path(&k.private_key));
         println!("initrd pub  {}", escape(&k.ssh_public));

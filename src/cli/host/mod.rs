@@ -95,12 +95,7 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         passphrase: passphrase::Source::from_option(a.passphrase_file),
     };
     let added = hosts::add(&opts)?;
-    for r in &added.undone {
-        eprintln!(
-            "note: undid an interrupted earlier `vault host add` (its record {})",
-            escape_path(r)
-        );
-    }
+    swept(&added.undone);
     if !quiet {
         println!("host key    {}", escape_path(&added.private_key));
         println!("public key  {}", escape(&added.ssh_public));
@@ -143,6 +138,22 @@ fn add_main(a: AddArgs, quiet: bool) -> vault::Result<ExitCode> {
         next_steps(&opts.manifest, &a.name, &added);
     }
     Ok(ExitCode::Ok)
+}
+
+/// Says what was done to the records of killed `host add` and `host remove` runs.
+fn swept(records: &[(std::path::PathBuf, hosts::Outcome)]) {
+    for (r, outcome) in records {
+        let did = match outcome {
+            hosts::Outcome::Undone => {
+                "undid an interrupted earlier `vault host add` or `vault host remove`"
+            }
+            hosts::Outcome::Finished(host) => &format!(
+                "finished an interrupted earlier `vault host remove {} --delete-keys`",
+                escape(host)
+            ),
+        };
+        eprintln!("note: {did} (its record {})", escape_path(r));
+    }
 }
 
 /// What to do after `host add`, for what vault.toml configures: `vault rekey` only when a
@@ -208,6 +219,7 @@ fn remove(a: RemoveArgs, quiet: bool) -> vault::Result<ExitCode> {
         a.agenix_keys.as_deref(),
         a.delete_keys,
     )?;
+    swept(&r.undone);
     if !quiet {
         let keys = match &r.keys_file {
             Some(p) => format!(", {} of {}", r.keys_lines, escape_path(p)),

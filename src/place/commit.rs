@@ -44,9 +44,19 @@ impl Placer {
         crate::interrupt::check()?;
         syncfs(&self.root.fd).map_err(|e| self.io_error("/", e))?;
         let mut still_there = HashMap::new();
+        self.reveal_dirs(&mut still_there)?;
         let pending = std::mem::take(&mut self.pending);
         let mut rest = pending.into_iter();
         while let Some(p) = rest.next() {
+            if p.dir.fresh {
+                // Under its own name in a folder the renames above made visible.
+                self.committed.push(Committed {
+                    target: p.target,
+                    dir: p.dir,
+                    displaced: None,
+                });
+                continue;
+            }
             let done = crate::interrupt::check()
                 .and_then(|()| self.still_there(&p.dir, &mut still_there))
                 .and_then(|()| self.commit_one(&p));
@@ -58,6 +68,37 @@ impl Placer {
             }
         }
         syncfs(&self.root.fd).map_err(|e| self.io_error("/", e))?;
+        Ok(())
+    }
+
+    /// Renames each folder this run created under a temporary name (see
+    /// [`Placer::make_dir`]) to its own, never over anything that appeared there meanwhile.
+    fn reveal_dirs(&mut self, seen: &mut HashMap<String, bool>) -> Result<()> {
+        for i in 0..self.created_dirs.len() {
+            let c = &self.created_dirs[i];
+            if c.name == c.last {
+                continue;
+            }
+            crate::interrupt::check()?;
+            self.still_there(&c.parent, seen)?;
+            let c = &self.created_dirs[i];
+            let d = &c.parent.fd;
+            match rustix::fs::renameat_with(d, c.name.as_str(), d, c.last.as_str(), RenameFlags::NOREPLACE) {
+                Ok(()) => {}
+                Err(Errno::EXIST | Errno::NOTEMPTY) => {
+                    return Err(Error::Refused {
+                        why: format!(
+                            "{} appeared while vault was placing files",
+                            self.display_path(&c.target).display()
+                        ),
+                        hint: Some("nothing was changed; check what else is writing to the target, then run the same command again".into()),
+                    })
+                }
+                Err(e) => return Err(self.io_error(&c.target, e)),
+            }
+            let c = &mut self.created_dirs[i];
+            c.name = c.last.clone();
+        }
         Ok(())
     }
 
@@ -239,7 +280,21 @@ impl Placer {
             match rustix::fs::unlinkat(&c.parent.fd, c.name.as_str(), AtFlags::REMOVEDIR) {
                 Ok(()) | Err(Errno::NOENT) => {}
                 // What this run wrote in it is gone (or listed above): what is left there is
-                // another writer's, and so is the folder now.
+                // another writer's, and so is the folder now, under its own name (a
+                // temporary's would be swept, with that writer's files, by a later run).
+                Err(Errno::NOTEMPTY | Errno::EXIST) if c.name != c.last => {
+                    let d = &c.parent.fd;
+                    let named = rustix::fs::renameat_with(
+                        d,
+                        c.name.as_str(),
+                        d,
+                        c.last.as_str(),
+                        RenameFlags::NOREPLACE,
+                    );
+                    if named.is_err() {
+                        left.push(in_dir(&c.parent, &c.name));
+                    }
+                }
                 Err(Errno::NOTEMPTY | Errno::EXIST) => {}
                 Err(_) => left.push(self.display_path(&c.target)),
             }

@@ -84,7 +84,13 @@ fn a_created_folder_holding_another_writers_file_is_not_left_over() {
     let t = tempfile::tempdir().unwrap();
     let mut p = Placer::new(t.path(), opts()).unwrap();
     p.file("/d/f", 0o600, 0, 0, &mut &b"secret"[..]).unwrap();
-    std::fs::write(t.path().join("d/theirs"), "another writer's").unwrap();
+    // Until the commit the folder has a temporary name: the only entry of the root.
+    let hidden = std::fs::read_dir(t.path())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    std::fs::write(hidden.path().join("theirs"), "another writer's").unwrap();
     let left = p.rollback();
     assert_eq!(left, Vec::<std::path::PathBuf>::new());
     let names: Vec<_> = std::fs::read_dir(t.path().join("d"))
@@ -92,4 +98,39 @@ fn a_created_folder_holding_another_writers_file_is_not_left_over() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(names, ["theirs"]);
+}
+
+/// A folder this run creates stays under a temporary name until the commit, which renames it
+/// once (the files in it already have their own names); a dead run's such folder, found in
+/// the deepest folder on the way to a target that exists, is swept with what it holds.
+#[test]
+fn a_created_folder_is_revealed_by_the_commit_and_a_dead_runs_is_swept() {
+    let t = tempfile::tempdir().unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    p.file("/new/a/f", 0o600, 0, 0, &mut &b"secret"[..])
+        .unwrap();
+    assert!(!t.path().join("new").exists(), "visible before the commit");
+    p.commit().unwrap();
+    assert_eq!(std::fs::read(t.path().join("new/a/f")).unwrap(), b"secret");
+    let names: Vec<_> = std::fs::read_dir(t.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["new"]);
+    drop(p);
+
+    // What a run killed before its commit leaves: no process holds run 5's lock.
+    let dead = t.path().join(".vault-1-0000000000000005-9.tmp");
+    std::fs::create_dir_all(dead.join("b")).unwrap();
+    std::fs::write(dead.join("b/g"), "secret").unwrap();
+    let mut p = Placer::new(t.path(), opts()).unwrap();
+    let swept = p.sweep_stale([&item("/other/b/g", b"secret", 0o600)], false);
+    assert_eq!(
+        swept,
+        [Swept {
+            path: dead.clone(),
+            what: SweptKind::Removed
+        }]
+    );
+    assert!(!dead.exists());
 }

@@ -73,10 +73,13 @@ struct Dir {
     id: (u64, u64),
     /// Set-group-ID: what is created here takes the folder's group, not the creator's.
     setgid: bool,
+    /// Created by this run, inside a folder that is still under a temporary name (see
+    /// [`Placer::make_dir`]): nothing in it is visible, so files go in under their own names.
+    fresh: bool,
 }
 
 impl Dir {
-    fn new(fd: OwnedFd, path: String) -> std::result::Result<Arc<Dir>, Errno> {
+    fn new(fd: OwnedFd, path: String, fresh: bool) -> std::result::Result<Arc<Dir>, Errno> {
         let st = rustix::fs::fstat(&fd)?;
         // This run's leftovers in it are recognisably a live run's (see crate::stale); a
         // file system without locks falls back to the PID.
@@ -86,6 +89,7 @@ impl Dir {
             path,
             id: file_id(&st),
             setgid: st.st_mode & 0o2000 != 0,
+            fresh,
         }))
     }
 }
@@ -100,6 +104,7 @@ fn file_id(st: &rustix::fs::Stat) -> (u64, u64) {
 struct Pending {
     target: String,
     dir: Arc<Dir>,
+    /// Its name in `dir`: a temporary's, or in a fresh folder its own.
     temp: String,
 }
 
@@ -115,7 +120,10 @@ struct Committed {
 /// A directory this run created.
 struct Created {
     parent: Arc<Dir>,
+    /// Its name in `parent` now: a temporary's until the commit renames it to `last`, where
+    /// `parent` existed before this run; else `last` from the start.
     name: String,
+    last: String,
     target: String,
 }
 
@@ -182,7 +190,7 @@ impl Placer {
             OFlags::DIRECTORY | OFlags::RDONLY | OFlags::CLOEXEC,
             Mode::empty(),
         )
-        .and_then(|fd| Dir::new(fd, String::new()))
+        .and_then(|fd| Dir::new(fd, String::new(), false))
         .map_err(|e| Error::io("cannot open target root", root, io::Error::from(e)))?;
         Ok(Placer {
             root_path: root.to_path_buf(),
@@ -220,20 +228,30 @@ impl Placer {
                 dir = d.clone();
                 continue;
             }
-            let fd = match open_dir(&dir.fd, c) {
-                Ok(fd) => fd,
+            dir = match open_dir(&dir.fd, c) {
+                Ok(fd) => {
+                    let fresh = dir.fresh;
+                    self.keep_dir(fd, &walked, fresh)?
+                }
                 Err(Errno::NOENT) => self.make_dir(&dir, c, &walked, PARENT_DIR_MODE, 0, 0)?,
                 Err(e) => return Err(self.walk_error(&walked, e)),
             };
-            let d = Dir::new(fd, walked.clone()).map_err(|e| self.io_error(&walked, e))?;
-            self.dirs.insert(walked.clone(), d.clone());
-            dir = d;
         }
         Ok((dir, name.to_owned()))
     }
 
+    /// Remembers the open directory `fd` at `path` for the run.
+    fn keep_dir(&mut self, fd: OwnedFd, path: &str, fresh: bool) -> Result<Arc<Dir>> {
+        let d = Dir::new(fd, path.to_owned(), fresh).map_err(|e| self.io_error(path, e))?;
+        self.dirs.insert(path.to_owned(), d.clone());
+        Ok(d)
+    }
+
     /// Creates directory `name` in `parent` with its owner and mode set while still empty;
-    /// returns it open.
+    /// returns it open (and remembered). In a folder that existed before this run it is
+    /// created under a temporary name, which the commit renames to `name` after the `syncfs`:
+    /// until then nothing in it is visible, so what goes in below needs no temporary names
+    /// and no rename of its own (one rename at the commit instead of one per file).
     fn make_dir(
         &mut self,
         parent: &Arc<Dir>,
@@ -242,18 +260,24 @@ impl Placer {
         mode: u32,
         uid: u32,
         gid: u32,
-    ) -> Result<OwnedFd> {
-        rustix::fs::mkdirat(&parent.fd, name, Mode::from_raw_mode(0o700))
+    ) -> Result<Arc<Dir>> {
+        let on_disk = if parent.fresh {
+            name.to_owned()
+        } else {
+            crate::stale::temp_name("")
+        };
+        rustix::fs::mkdirat(&parent.fd, on_disk.as_str(), Mode::from_raw_mode(0o700))
             .map_err(|e| self.io_error(target, e))?;
         self.created_dirs.push(Created {
             parent: parent.clone(),
-            name: name.to_owned(),
+            name: on_disk.clone(),
+            last: name.to_owned(),
             target: target.to_owned(),
         });
         // Owner and mode set on the still-empty directory, before anything goes in (umask-proof).
-        let fd = open_dir(&parent.fd, name).map_err(|e| self.io_error(target, e))?;
+        let fd = open_dir(&parent.fd, &on_disk).map_err(|e| self.io_error(target, e))?;
         self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
-        Ok(fd)
+        self.keep_dir(fd, target, true)
     }
 
     /// Owner (when running as root) then mode, on an object nothing has been written into yet.
@@ -306,6 +330,9 @@ impl Placer {
     /// left as it is.
     pub fn dir(&mut self, target: &str, mode: u32, uid: u32, gid: u32) -> Result<()> {
         let (parent, name) = self.parent(target)?;
+        if self.dirs.contains_key(target) {
+            return Ok(());
+        }
         match open_dir(&parent.fd, &name) {
             Ok(_) => Ok(()),
             Err(Errno::NOENT) => self
@@ -325,8 +352,12 @@ impl Placer {
         gid: u32,
         data: &mut dyn Read,
     ) -> Result<()> {
-        let (dir, _) = self.parent(target)?;
-        let temp = crate::stale::temp_name("");
+        let (dir, name) = self.parent(target)?;
+        let temp = if dir.fresh {
+            name
+        } else {
+            crate::stale::temp_name("")
+        };
         // Created with its final permission bits when the umask keeps them all, and no
         // special bits (which a change of owner would clear): then nothing is left to change
         // afterwards. Otherwise 0600, and the owner then the mode are set before any byte.

@@ -13,12 +13,16 @@ pub(super) fn umask() -> u32 {
     })
 }
 
-/// Who owns what this process creates (in a folder without set-group-ID).
+/// Who owns what this process creates (in a folder without set-group-ID). Asked once: vault
+/// never changes its effective IDs, and a placement asks for every file.
 pub(super) fn creator() -> (u32, u32) {
-    (
-        rustix::process::geteuid().as_raw(),
-        rustix::process::getegid().as_raw(),
-    )
+    static CREATOR: std::sync::OnceLock<(u32, u32)> = std::sync::OnceLock::new();
+    *CREATOR.get_or_init(|| {
+        (
+            rustix::process::geteuid().as_raw(),
+            rustix::process::getegid().as_raw(),
+        )
+    })
 }
 
 /// Raises this process's limit of open files to what it may: a placement keeps every

@@ -52,7 +52,7 @@ impl Placer {
         for item in files {
             parents.entry(split(&item.target).0).or_default().push(item);
         }
-        let mut out = Vec::new();
+        let mut out = self.sweep_stale_dirs(parents.keys().copied(), dry_run);
         for (parent, items) in parents {
             let Ok((dir, _)) = self.parent_no_create(&format!("{parent}/x")) else {
                 continue;
@@ -148,6 +148,58 @@ impl Placer {
         out
     }
 
+    /// Removes the folders a dead run created under a temporary name (see
+    /// [`Placer::make_dir`]) with everything in them, looking in every folder on the way to
+    /// `parents` that exists: such a folder sits where the dead run found the first one
+    /// missing.
+    fn sweep_stale_dirs<'a>(
+        &self,
+        parents: impl Iterator<Item = &'a str>,
+        dry_run: bool,
+    ) -> Vec<Swept> {
+        let mut ancestors = std::collections::BTreeSet::new();
+        for parent in parents {
+            let mut at = parent;
+            loop {
+                if !ancestors.insert(at) {
+                    break;
+                }
+                match at.rfind('/') {
+                    Some(i) => at = &at[..i],
+                    None => break,
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for at in ancestors {
+            let Ok((dir, _)) = self.parent_no_create(&format!("{at}/x")) else {
+                continue;
+            };
+            let Ok(listing) = rustix::fs::Dir::read_from(&dir) else {
+                continue;
+            };
+            let dead: Vec<String> = listing
+                .filter_map(|e| e.ok())
+                .filter(|e| matches!(e.file_type(), FileType::Directory | FileType::Unknown))
+                .filter_map(|e| e.file_name().to_str().ok().map(str::to_owned))
+                .filter(|n| {
+                    rustix::fs::statat(&dir, n.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                        .is_ok_and(|st| FileType::from_raw_mode(st.st_mode) == FileType::Directory)
+                })
+                .filter(|n| crate::stale::dead_writers(&dir, n, "") == Some(Leftover::Temp))
+                .collect();
+            for name in dead {
+                if dry_run || remove_tree(&dir, &name, 0).is_ok() {
+                    out.push(Swept {
+                        path: self.display_path(&format!("{at}/{name}")),
+                        what: SweptKind::Removed,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// What to do with a displaced original (`st`) of `target` in `dir`, whose item in this
     /// placement is `item`.
     fn put_back(&self, dir: &OwnedFd, st: &Stat, target: &str, item: Option<&&Item>) -> Restore {
@@ -177,4 +229,40 @@ enum Restore {
     Rename,
     /// Left as it is, and named.
     Keep,
+}
+
+/// Deepest folder [`remove_tree`] descends into: deeper than any bundle's targets go.
+const MAX_TREE_DEPTH: usize = 256;
+
+/// Removes folder `name` in `dir` and everything in it, never following a link: a link is
+/// removed as a link, and a folder is entered only by an `O_NOFOLLOW` open from its parent.
+fn remove_tree(dir: &OwnedFd, name: &str, depth: usize) -> rustix::io::Result<()> {
+    if depth > MAX_TREE_DEPTH {
+        return Err(Errno::LOOP);
+    }
+    let sub = super::open_dir(dir, name)?;
+    let names: Vec<(String, bool)> = rustix::fs::Dir::read_from(&sub)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let is_dir = e.file_type() == FileType::Directory;
+            e.file_name()
+                .to_str()
+                .ok()
+                .filter(|n| *n != "." && *n != "..")
+                .map(|n| (n.to_owned(), is_dir))
+        })
+        .collect();
+    for (n, is_dir) in names {
+        if is_dir {
+            remove_tree(&sub, &n, depth + 1)?;
+        } else {
+            match rustix::fs::unlinkat(&sub, n.as_str(), AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => {}
+                // A folder after all (a file system that reports no types): go in.
+                Err(Errno::ISDIR) => remove_tree(&sub, &n, depth + 1)?,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }

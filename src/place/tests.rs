@@ -213,8 +213,9 @@ fn a_file_with_another_owner_or_group_is_not_in_place() {
 }
 
 /// `sweep_stale` finds the regular temporaries of dead writers beside the targets, lists
-/// them without touching them in a dry run, removes them otherwise, and leaves this run's
-/// temporary, links and directories with the pattern, and other files alone.
+/// them without touching them in a dry run, removes them otherwise (a folder with everything
+/// in it, never following a link), and leaves this run's temporary, links with the pattern,
+/// and other files alone.
 #[test]
 fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
     let t = tempfile::tempdir().unwrap();
@@ -232,7 +233,11 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
         ssh.join(".vault-1-0000000000000005-4.tmp"),
     )
     .unwrap();
-    std::fs::create_dir(ssh.join(".vault-1-0000000000000005-5.tmp")).unwrap();
+    // A folder a dead run created under a temporary name: removed with what it holds.
+    let stale_dir = ".vault-1-0000000000000005-5.tmp";
+    std::fs::create_dir_all(ssh.join(stale_dir).join("sub")).unwrap();
+    std::fs::write(ssh.join(stale_dir).join("sub/key"), "secret").unwrap();
+    symlink(t.path(), ssh.join(stale_dir).join("up")).unwrap();
     let names = || {
         let mut v: Vec<_> = std::fs::read_dir(&ssh)
             .unwrap()
@@ -259,15 +264,20 @@ fn sweep_stale_takes_only_dead_writers_files_and_nothing_in_a_dry_run() {
         v.sort();
         v
     };
-    let want = vec![ssh.join(stale), ssh.join(older)];
+    let mut want = vec![ssh.join(stale), ssh.join(older), ssh.join(stale_dir)];
+    want.sort();
     assert_eq!(removed(p.sweep_stale(targets, true)), want);
     assert_eq!(names(), before, "a dry run removes nothing");
     assert_eq!(removed(p.sweep_stale(targets, false)), want);
     let after: Vec<_> = before
         .into_iter()
-        .filter(|n| n != stale && n != older)
+        .filter(|n| n != stale && n != older && n != stale_dir)
         .collect();
     assert_eq!(names(), after);
+    assert!(
+        t.path().join("etc/ssh/other").exists(),
+        "the link in it was not followed"
+    );
     assert!(p.sweep_stale(targets, false).is_empty());
 }
 

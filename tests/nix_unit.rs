@@ -8,7 +8,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use expectrl::{Eof, Session};
 
@@ -235,16 +234,7 @@ fn pty(dir: &Path, script: &str) -> Session {
         dir.join("script").display(),
         dir.join("journal").display()
     ));
-    let mut s = Session::spawn(c).expect("spawn in a pty");
-    s.set_expect_timeout(Some(Duration::from_secs(60)));
-    s
-}
-
-fn exit_code(s: &mut Session) -> i32 {
-    match s.get_process().wait().expect("wait") {
-        expectrl::WaitStatus::Exited(_, code) => code,
-        other => panic!("the script did not exit normally: {other:?}"),
-    }
+    common::pty::session(c)
 }
 
 #[test]
@@ -264,7 +254,7 @@ fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_i
     s.expect("exit code 3").unwrap();
     s.expect("sudo vault unlock --stage disk").unwrap();
     s.expect(Eof).unwrap();
-    assert_eq!(exit_code(&mut s), 3);
+    assert_eq!(common::pty::exit_code(&mut s), 3);
     let journal = std::fs::read_to_string(d.join("journal")).unwrap();
     assert!(journal.contains("vault: wrong passphrase"), "{journal}");
     assert!(journal.contains("exit code 3"), "{journal}");
@@ -282,7 +272,7 @@ fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_i
     s.send_line("right").unwrap();
     s.expect("sudo vault place --root /mnt").unwrap();
     s.expect(Eof).unwrap();
-    assert_eq!(exit_code(&mut s), 0);
+    assert_eq!(common::pty::exit_code(&mut s), 0);
     let journal = std::fs::read_to_string(d.join("journal")).unwrap();
     assert!(
         journal.contains("disk-stage files are in place"),
@@ -306,7 +296,7 @@ fn with_no_answer_the_prompt_gives_up_after_the_timeout_with_the_hint() {
     s.expect("no passphrase within 1 seconds").unwrap();
     s.expect("sudo vault unlock --stage disk").unwrap();
     s.expect(Eof).unwrap();
-    assert_eq!(exit_code(&mut s), 0);
+    assert_eq!(common::pty::exit_code(&mut s), 0);
     let journal = std::fs::read_to_string(d.join("journal")).unwrap();
     assert!(
         journal.contains("no passphrase within 1 seconds"),

@@ -1,6 +1,7 @@
 //! Shared by the integration tests. Each test file does `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod guest;
 pub mod pty;
 pub mod qemu;

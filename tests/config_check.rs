@@ -124,11 +124,9 @@ fn host_key_readable_by_others_is_refused() {
 
 #[test]
 fn missing_sops_key_file() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
     ws.config(
         r#"{
         sops.age.keyFile = "/var/lib/sops-nix/key.txt";

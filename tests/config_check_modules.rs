@@ -79,11 +79,9 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
 /// extra path vault does not place is no problem while another one is placed.
 #[test]
 fn sops_skips_unreadable_ssh_key_paths() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
     ws.config(
         r#"{
         sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" "/etc/ssh/extra_ed25519_key" ];

@@ -93,11 +93,9 @@ fn directories_needed_for_boot_are_mounted_before_activation() {
 /// secrets. With no other key, the generated one cannot open them.
 #[test]
 fn sops_generate_key_makes_a_missing_key_file_no_error() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
     let config = |ssh: &str| {
         format!(
             r#"{{
@@ -307,11 +305,9 @@ fn keys_and_secrets_in_the_store_are_reported() {
 /// sops.useSystemdActivation says.
 #[test]
 fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
     ws.host_key_also_at(&format!("/persist{HOST_KEY}"));
     let config = |persist: &str, extra: &str| {
         format!(

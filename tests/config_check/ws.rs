@@ -335,6 +335,16 @@ pub fn refused_with<S: AsRef<str>>(o: &Output, expected: &[S]) {
     assert_eq!(problems(o), expected, "{}", err(o));
 }
 
+/// A workspace for `laptop` whose `nixcfg/secrets/wifi.yaml` (made by the real `sops`)
+/// laptop's key opens; None (skip) without nix or sops.
+pub fn with_sops_for_laptop() -> Option<Ws> {
+    tools()?;
+    let sops = require_tool("sops")?;
+    let ws = Ws::new(&["laptop"]);
+    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
+    Some(ws)
+}
+
 pub fn tools() -> Option<()> {
     require_tool("nix")?;
     Some(())

@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::qemu::static_vault;
 use sha2::{Digest, Sha256};
 
 fn s(p: &Path) -> &str {
@@ -43,28 +44,6 @@ fn tools() -> bool {
         .iter()
         .all(|t| common::require_tool(t).is_some())
         && Path::new("/usr/lib/ISOLINUX/isohdpfx.bin").exists()
-}
-
-/// The static vault from `scripts/build-static` (or `VAULT_STATIC_BIN`).
-fn static_vault() -> PathBuf {
-    if let Some(p) = std::env::var_os("VAULT_STATIC_BIN") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
 }
 
 fn sha256(p: &Path) -> String {

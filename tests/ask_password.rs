@@ -278,34 +278,6 @@ fn systemds_own_tty_agent_answers_the_question() {
     assert!(!shown.contains("typed at the agent"), "{shown}");
 }
 
-/// A bundle packed with the test passphrase, and an empty target root, in `d`.
-fn packed(d: &Path) -> PathBuf {
-    std::fs::write(d.join("key"), "k").unwrap();
-    std::fs::write(d.join("pw"), "right one\n").unwrap();
-    std::fs::write(
-        d.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
-    )
-    .unwrap();
-    std::fs::create_dir(d.join("mnt")).unwrap();
-    let o = Command::new(common::vault_bin())
-        .args([
-            "pack",
-            "-m",
-            "vault.toml",
-            "-o",
-            "b",
-            "--passphrase-file",
-            "pw",
-        ])
-        .args(common::FAST_KDF)
-        .current_dir(d)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    d.join("b")
-}
-
 /// `vault unlock` in its own session (no controlling terminal), stdin from /dev/null.
 fn unlock_without_terminal(d: &Path, extra: &[&str]) -> Command {
     let mut c = Command::new(common::vault_bin());
@@ -326,7 +298,7 @@ fn with_no_agent_unlock_says_what_it_waits_for_and_gives_up() {
     }
     let _one = one_question_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    packed(dir.path());
+    common::one_file_bundle(dir.path(), "right one");
     let o = unlock_without_terminal(dir.path(), &["--ask-password-timeout", "2"])
         .output()
         .unwrap();
@@ -363,7 +335,7 @@ fn the_question_ends_with_vault_however_vault_ends() {
     }
     let _one = one_question_at_a_time();
     let dir = tempfile::tempdir().unwrap();
-    packed(dir.path());
+    common::one_file_bundle(dir.path(), "right one");
     for (signal, code) in [
         (rustix::process::Signal::TERM, Some(143)),
         (rustix::process::Signal::INT, Some(130)),

@@ -10,7 +10,7 @@ mod common;
 #[path = "config_check/ws.rs"]
 mod ws;
 
-use ws::{err, problems, refused_with, tools, Ws};
+use ws::{err, packs_cleanly, problems, refused_first, refused_with, says, succeeds, tools, Ws};
 
 use common::require_tool;
 
@@ -22,26 +22,15 @@ fn initrd_key_given_as_a_nix_path_is_reported_without_copying_it() {
     let Some(()) = tools() else { return };
     let ws = Ws::new(&["laptop"]);
     std::fs::write(ws.d.join("nixcfg/initrd_key"), "PRIVATE KEY\n").unwrap();
-    ws.flake(&[(
-        "laptop",
-        r#"{
+    ws.config(r#"{
         boot.initrd.network = { enable = true; ssh = { enable = true; hostKeys = [ ./initrd_key ]; }; };
-      }"#,
-    )]);
+      }"#);
     let o = ws.pack(&[]);
     refused_with(&o, &["vault: laptop: boot.initrd.network.ssh.hostKeys names the file initrd_key as a Nix path: NixOS copies that private key into the world-readable Nix store"]);
-    assert!(
-        err(&o).contains("write the path as a string"),
-        "{}",
-        err(&o)
-    );
+    says(&o, "write the path as a string");
     // Without the initrd network, the initrd's sshd does not run: nothing is read.
-    ws.flake(&[(
-        "laptop",
-        r#"{ boot.initrd.network.ssh = { enable = true; hostKeys = [ ./initrd_key "/etc/secrets/initrd/missing" ]; }; }"#,
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(r#"{ boot.initrd.network.ssh = { enable = true; hostKeys = [ ./initrd_key "/etc/secrets/initrd/missing" ]; }; }"#);
+    succeeds(&ws.pack(&[]));
 }
 
 /// sops-nix and agenix read their keys in an activation script (unless systemd-sysusers or
@@ -53,15 +42,7 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
         return;
     };
     let ws = Ws::new(&["laptop"]);
-    let id = common::write_identity(&ws.d.join("age-key.txt"));
-    ws.sops_file(&sops, "wifi.yaml", &id);
-    let key = std::fs::read_to_string(ws.d.join("age-key.txt")).unwrap();
-    let line = ws.place(
-        "laptop",
-        "hosts/laptop/age-key.txt",
-        &key,
-        "/persist/var/lib/sops-nix/key.txt",
-    );
+    let line = ws.sops_key_placed_at(&sops, "/persist/var/lib/sops-nix/key.txt");
     let config = |key_file: &str, extra: &str| {
         format!(
             r#"{{
@@ -73,60 +54,48 @@ fn keys_read_during_activation_must_be_named_at_the_persistent_path() {
       }}"#
         )
     };
-    ws.flake(&[("laptop", &config("/var/lib/sops-nix/key.txt", ""))]);
+    ws.config(&config("/var/lib/sops-nix/key.txt", ""));
     let o = ws.pack(&[]);
     refused_with(&o, &["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt in an activation script, before impermanence bind-mounts it from /persist/var/lib/sops-nix/key.txt (environment.persistence.\"/persist\"): it finds nothing there"]);
-    assert!(
-        err(&o).contains("(sops.age.keyFile: \"/persist/var/lib/sops-nix/key.txt\")"),
-        "{}",
-        err(&o)
+    says(
+        &o,
+        "(sops.age.keyFile: \"/persist/var/lib/sops-nix/key.txt\")",
     );
     let v: serde_json::Value = serde_json::from_slice(&ws.pack(&["--json"]).stdout).unwrap();
     assert_eq!(v["config_check"]["problems"][0]["line"], line);
     // Named at the persistent path: accepted, and the file opens with the placed key.
-    ws.flake(&[("laptop", &config("/persist/var/lib/sops-nix/key.txt", ""))]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&config("/persist/var/lib/sops-nix/key.txt", ""));
+    succeeds(&ws.pack(&[]));
     // With systemd-sysusers, sops-nix uses a unit ordered after the mounts: the bind mount
     // is there.
-    ws.flake(&[(
-        "laptop",
-        &config(
-            "/var/lib/sops-nix/key.txt",
-            "systemd.sysusers.enable = true;",
-        ),
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&config(
+        "/var/lib/sops-nix/key.txt",
+        "systemd.sysusers.enable = true;",
+    ));
+    succeeds(&ws.pack(&[]));
 }
 
 /// sops-nix skips an sshKeyPaths entry it cannot read (only a missing keyFile stops it): an
 /// extra path vault does not place is no problem while another one is placed.
 #[test]
 fn sops_skips_unreadable_ssh_key_paths() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
-    ws.flake(&[(
-        "laptop",
+    ws.config(
         r#"{
         sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" "/etc/ssh/extra_ed25519_key" ];
         sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
       }"#,
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(problems(&o).is_empty(), "{}", err(&o));
+    );
+    packs_cleanly(&ws.pack(&[]));
     // None of them placed: that is a problem.
-    ws.flake(&[(
-        "laptop",
+    ws.config(
         r#"{
         sops.age.sshKeyPaths = [ "/etc/ssh/a_key" "/etc/ssh/b_key" ];
         sops.secrets.wifi.sopsFile = ./secrets/wifi.yaml;
       }"#,
-    )]);
+    );
     let o = ws.pack(&[]);
     refused_with(&o, &["vault: laptop: sops.age.sshKeyPaths reads /etc/ssh/a_key, /etc/ssh/b_key, but vault.toml places none of them for laptop"]);
 }
@@ -138,24 +107,12 @@ fn sops_skips_unreadable_ssh_key_paths() {
 fn without_sshd_no_host_key_is_read() {
     let Some(()) = tools() else { return };
     let ws = Ws::new(&["laptop"]);
-    let toml = std::fs::read_to_string(ws.d.join("vault.toml")).unwrap();
-    std::fs::write(
-        ws.d.join("vault.toml"),
-        toml.replacen("mode = \"0600\"", "mode = \"0640\"", 1),
-    )
-    .unwrap();
-    ws.flake(&[(
-        "laptop",
-        r#"{ boot.initrd.network.ssh.hostKeys = [ "/etc/secrets/initrd/missing_key" ]; }"#,
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(problems(&o).is_empty(), "{}", err(&o));
+    ws.edit_toml(|toml| toml.replacen("mode = \"0600\"", "mode = \"0640\"", 1));
+    ws.config(r#"{ boot.initrd.network.ssh.hostKeys = [ "/etc/secrets/initrd/missing_key" ]; }"#);
+    packs_cleanly(&ws.pack(&[]));
     // With sshd, its default hostKeys are read: the 0640 key is refused.
-    ws.flake(&[("laptop", r#"{ services.openssh.enable = true; }"#)]);
-    let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert!(problems(&o)[0].contains("with mode 0640"), "{}", err(&o));
+    ws.config(r#"{ services.openssh.enable = true; }"#);
+    refused_first(&ws.pack(&[]), |p| p.contains("with mode 0640"));
 }
 
 /// impermanence's users.<name>.directories and Home Manager's home.persistence bind-mount
@@ -174,17 +131,14 @@ fn impermanence_user_and_home_manager_paths_are_bind_mounted() {
             "x",
             "/home/alice/.ssh/ssh_host_ed25519_key",
         );
-        ws.flake(&[(
-            "laptop",
-            &format!(
+        ws.config(&format!(
                 r#"{{
         users.users.alice.isNormalUser = true;
         services.openssh.enable = true;
         services.openssh.hostKeys = [ {{ path = "/home/alice/.ssh/ssh_host_ed25519_key"; type = "rsa"; }} ];
         {persist}
       }}"#
-            ),
-        )]);
+            ));
         let o = ws.pack(&[]);
         assert_eq!(o.status.code(), Some(6), "{persist}: {}", err(&o));
         let p = problems(&o);
@@ -209,7 +163,7 @@ fn lanzaboote_keys_must_be_placed() {
     };
     let ws = Ws::new(&["laptop"]);
     let body = r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#;
-    ws.flake(&[("laptop", body)]);
+    ws.config(body);
     let o = ws.pack(&[]);
     refused_with(&o, &[
             "vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but vault.toml places nothing there for laptop",
@@ -218,24 +172,18 @@ fn lanzaboote_keys_must_be_placed() {
     for t in ["keys/db/db.key", "keys/db/db.pem"] {
         ws.place_sb("laptop", t, &format!("/var/lib/sbctl/{t}"));
     }
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&ws.pack(&[]));
     // Under impermanence, the bootloader install sees no bind mount: the bundle must be
     // named at its persistent path.
-    ws.flake(&[(
-        "laptop",
+    ws.config(
         r#"{
         boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; };
         environment.persistence."/persist".directories = [ "/var/lib/sbctl" ];
       }"#,
-    )]);
-    let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert!(
-        problems(&o)[0].starts_with("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key during the bootloader install inside nixos-install, before impermanence bind-mounts it from /persist/var/lib/sbctl/keys/db/db.key"),
-        "{}",
-        err(&o)
     );
+    refused_first(&ws.pack(&[]), |p| {
+        p.starts_with("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key during the bootloader install inside nixos-install, before impermanence bind-mounts it from /persist/var/lib/sbctl/keys/db/db.key")
+    });
 }
 
 /// `vault host add --secure-boot` places sbctl's layout with one directory entry: the keys
@@ -249,44 +197,26 @@ fn secure_boot_keys_placed_as_a_folder_are_checked() {
     let ws = Ws::new(&["laptop"]);
     let pki = ws.secure_boot("laptop", &[]);
     let line = ws.line_of("laptop", "/var/lib/sbctl");
-    ws.flake(&[(
-        "laptop",
-        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; autoEnrollKeys.enable = true; }; }"#,
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(problems(&o).is_empty(), "{}", err(&o));
+    ws.config(r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; autoEnrollKeys.enable = true; }; }"#);
+    packs_cleanly(&ws.pack(&[]));
 
     let key = pki.join("keys/db/db.key");
     let saved = std::fs::read(&key).unwrap();
     std::fs::remove_file(&key).unwrap();
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [format!("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the folder vault.toml places at /var/lib/sbctl (line {line}), hosts/laptop/secure-boot/pki, has no keys/db/db.key")],
-        "{}",
-        err(&o)
-    );
-    assert!(
-        err(&o).contains("hint: put the file at hosts/laptop/secure-boot/pki/keys/db/db.key"),
-        "{}",
-        err(&o)
+    refused_with(&o, &[format!("vault: laptop: boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the folder vault.toml places at /var/lib/sbctl (line {line}), hosts/laptop/secure-boot/pki, has no keys/db/db.key")]);
+    says(
+        &o,
+        "hint: put the file at hosts/laptop/secure-boot/pki/keys/db/db.key",
     );
     std::fs::write(&key, &saved).unwrap();
 
     let cert = pki.join("keys/db/db.pem");
     std::fs::copy(pki.join("keys/KEK/KEK.pem"), &cert).unwrap();
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/secure-boot/pki/keys/db/db.pem) does not belong to the key (hosts/laptop/secure-boot/pki/keys/db/db.key; line {line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &[format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/secure-boot/pki/keys/db/db.pem) does not belong to the key (hosts/laptop/secure-boot/pki/keys/db/db.key; line {line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")]);
     let fix = "move hosts/laptop/secure-boot aside, then `vault host add laptop --secure-boot`";
-    assert!(err(&o).contains(fix), "{}", err(&o));
+    says(&o, fix);
     // sbsign, as lzbt calls it, refuses the pair the check refused, and signs with the new
     // one.
     let efi = std::path::Path::new("/usr/lib/systemd/boot/efi/systemd-bootx64.efi");
@@ -315,8 +245,7 @@ fn secure_boot_keys_placed_as_a_folder_are_checked() {
     )
     .unwrap();
     ws.secure_boot("laptop", &[]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&ws.pack(&[]));
     if let Some(sbsign) = &sbsign {
         assert!(signs(sbsign), "sbsign refused the new pair");
     }
@@ -355,10 +284,7 @@ fn lanzaboote_certificate_must_belong_to_its_key() {
     let t = tempfile::tempdir().unwrap();
     let (db_key, db_pem) = openssl_pair(t.path(), "db");
     let (_, other_pem) = openssl_pair(t.path(), "other");
-    ws.flake(&[(
-        "laptop",
-        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#,
-    )]);
+    ws.config(r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/sbctl"; }; }"#);
     let key_line = ws.place(
         "laptop",
         "hosts/laptop/sb/db.key",
@@ -378,25 +304,14 @@ fn lanzaboote_certificate_must_belong_to_its_key() {
         "/var/lib/sbctl/GUID",
     );
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/sb/db.pem) does not belong to the key (hosts/laptop/sb/db.key; line {key_line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &[format!("vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/sbctl/keys/db/db.pem and boot.lanzaboote.privateKeyFile reads /var/lib/sbctl/keys/db/db.key, but the certificate vault.toml places there (hosts/laptop/sb/db.pem) does not belong to the key (hosts/laptop/sb/db.key; line {key_line}): sbsign refuses to sign the boot files with them during the bootloader install inside nixos-install")]);
     // Not a certificate at all: said with the reason.
     std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), "x").unwrap();
-    let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert!(
-        problems(&o)[0].contains("db.pem") && problems(&o)[0].contains("not a PEM certificate"),
-        "{}",
-        err(&o)
-    );
+    refused_first(&ws.pack(&[]), |p| {
+        p.contains("db.pem") && p.contains("not a PEM certificate")
+    });
     std::fs::write(ws.d.join("hosts/laptop/sb/db.pem"), &db_pem).unwrap();
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&ws.pack(&[]));
     // A GUID sbctl cannot read is its enrolment's problem (autoEnrollKeys):
     // config_check_when::what_sbctl_reads_to_enroll_must_be_usable.
 }
@@ -405,11 +320,9 @@ fn lanzaboote_certificate_must_belong_to_its_key() {
 #[test]
 fn the_evaluation_builds_nothing() {
     let Some(()) = tools() else { return };
-    let ws = Ws::new(&["laptop"]);
-    ws.flake(&[(
-        "laptop",
+    let ws = Ws::laptop(
         r#"{ services.openssh = { enable = true; hostKeys = [ { type = "ed25519"; path = builtins.readFile (derivation { name = "ifd"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ "-c" "echo /etc/ssh/k > $out" ]; }); } ]; }; }"#,
-    )]);
+    );
     let o = ws.pack(&[]);
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(

@@ -12,7 +12,10 @@ mod common;
 mod ws;
 
 use common::require_tool;
-use ws::{err, problems, refused_with, tools, Ws, HOST_KEY};
+use ws::{
+    err, packs_cleanly, problems, refused, refused_first, refused_with, says, succeeds, tools, Ws,
+    HOST_KEY,
+};
 
 /// agenix with systemd-sysusers (or userborn) decrypts in agenix-install-secrets.service,
 /// which has DefaultDependencies=no and is ordered only after systemd-sysusers.service: not
@@ -25,13 +28,7 @@ fn agenix_under_sysusers_still_reads_before_the_bind_mounts() {
     };
     let ws = Ws::new(&["laptop"]);
     ws.age_file(&age, "r.age", &ws.ssh_public("laptop"));
-    let key = std::fs::read_to_string(ws.key("laptop")).unwrap();
-    ws.place(
-        "laptop",
-        "hosts/laptop/persisted_host_key",
-        &key,
-        "/persist/etc/ssh/ssh_host_ed25519_key",
-    );
+    ws.host_key_also_at("/persist/etc/ssh/ssh_host_ed25519_key");
     let config = |identity: &str, users: &str| {
         format!(
             r#"{{
@@ -46,7 +43,7 @@ fn agenix_under_sysusers_still_reads_before_the_bind_mounts() {
         "systemd.sysusers.enable = true;",
         "services.userborn.enable = true;",
     ] {
-        ws.flake(&[("laptop", &config(HOST_KEY, users))]);
+        ws.config(&config(HOST_KEY, users));
         let o = ws.pack(&[]);
         assert_eq!(o.status.code(), Some(6), "{users}: {}", err(&o));
         assert_eq!(
@@ -56,7 +53,7 @@ fn agenix_under_sysusers_still_reads_before_the_bind_mounts() {
             err(&o)
         );
         // Named at the persistent path: accepted (and the file opens with it).
-        ws.flake(&[("laptop", &config(&format!("/persist{HOST_KEY}"), users))]);
+        ws.config(&config(&format!("/persist{HOST_KEY}"), users));
         let o = ws.pack(&[]);
         assert!(o.status.success(), "{users}: {}", err(&o));
     }
@@ -71,15 +68,7 @@ fn directories_needed_for_boot_are_mounted_before_activation() {
         return;
     };
     let ws = Ws::new(&["laptop"]);
-    let id = common::write_identity(&ws.d.join("age-key.txt"));
-    ws.sops_file(&sops, "wifi.yaml", &id);
-    let key = std::fs::read_to_string(ws.d.join("age-key.txt")).unwrap();
-    ws.place(
-        "laptop",
-        "hosts/laptop/age-key.txt",
-        &key,
-        "/persist/var/lib/sops-nix/key.txt",
-    );
+    ws.sops_key_placed_at(&sops, "/persist/var/lib/sops-nix/key.txt");
     let config = |dir: &str| {
         format!(
             r#"{{
@@ -90,18 +79,13 @@ fn directories_needed_for_boot_are_mounted_before_activation() {
       }}"#
         )
     };
-    ws.flake(&[("laptop", &config("/var/lib"))]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&config("/var/lib"));
+    succeeds(&ws.pack(&[]));
     // A directory mounted by systemd after activation is still a problem.
-    ws.flake(&[("laptop", &config("/var/lib/sops-nix"))]);
-    let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert!(
-        problems(&o)[0].contains("in an activation script, before impermanence bind-mounts it"),
-        "{}",
-        err(&o)
-    );
+    ws.config(&config("/var/lib/sops-nix"));
+    refused_first(&ws.pack(&[]), |p| {
+        p.contains("in an activation script, before impermanence bind-mounts it")
+    });
 }
 
 /// sops-nix with `age.generateKey` creates a missing keyFile in an activation script before it
@@ -109,11 +93,9 @@ fn directories_needed_for_boot_are_mounted_before_activation() {
 /// secrets. With no other key, the generated one cannot open them.
 #[test]
 fn sops_generate_key_makes_a_missing_key_file_no_error() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
     let config = |ssh: &str| {
         format!(
             r#"{{
@@ -124,11 +106,9 @@ fn sops_generate_key_makes_a_missing_key_file_no_error() {
       }}"#
         )
     };
-    ws.flake(&[("laptop", &config(&format!("\"{HOST_KEY}\"")))]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
-    assert!(problems(&o).is_empty(), "{}", err(&o));
-    ws.flake(&[("laptop", &config(""))]);
+    ws.config(&config(&format!("\"{HOST_KEY}\"")));
+    packs_cleanly(&ws.pack(&[]));
+    ws.config(&config(""));
     let o = ws.pack(&[]);
     refused_with(&o, &["vault: laptop: sops.age.keyFile reads /var/lib/sops-nix/key.txt, but vault.toml places nothing there for laptop; sops.age.generateKey would make a new key, which cannot open the secrets"]);
 }
@@ -150,28 +130,20 @@ fn lanzaboote_reads_the_bundle_only_to_enroll() {
     }
     let keys =
         r#"privateKeyFile = "/etc/secureboot/db.key"; publicKeyFile = "/etc/secureboot/db.pem";"#;
-    ws.flake(&[(
-        "laptop",
-        &format!(
-            r#"{{ boot.lanzaboote = {{ enable = true; pkiBundle = "/var/lib/sbctl"; {keys} }}; }}"#
-        ),
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&format!(
+        r#"{{ boot.lanzaboote = {{ enable = true; pkiBundle = "/var/lib/sbctl"; {keys} }}; }}"#
+    ));
+    succeeds(&ws.pack(&[]));
     // Enrolling at boot: the bundle's GUID and keys, read after the mounts (a bind-mounted
     // bundle is placed at its persistent path and may be named at the bind-mounted one).
-    ws.flake(&[(
-        "laptop",
-        &format!(
+    ws.config(&format!(
             r#"{{
         boot.lanzaboote = {{ enable = true; pkiBundle = "/var/lib/sbctl"; {keys} autoEnrollKeys.enable = true; }};
         environment.persistence."/persist".directories = [ "/var/lib/sbctl" ];
       }}"#
-        ),
-    )]);
+        ));
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    let p = problems(&o);
+    let p = refused(&o);
     assert_eq!(p.len(), 7, "{}", err(&o));
     assert_eq!(
         p[0],
@@ -190,28 +162,16 @@ fn lanzaboote_reads_the_bundle_only_to_enroll() {
     ] {
         ws.place_sb("laptop", t, &format!("/persist/var/lib/sbctl/{t}"));
     }
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&ws.pack(&[]));
     // autoGenerateKeys: nothing needs to be placed.
-    ws.flake(&[(
-        "laptop",
-        r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/other"; autoGenerateKeys.enable = true; }; }"#,
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(r#"{ boot.lanzaboote = { enable = true; pkiBundle = "/var/lib/other"; autoGenerateKeys.enable = true; }; }"#);
+    succeeds(&ws.pack(&[]));
     // Unless one of the two is there: then lzbt signs, and needs the other.
     ws.place_sb("laptop", "keys/db/db.key", "/var/lib/other/keys/db/db.key");
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        ["vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/other/keys/db/db.pem, but vault.toml places nothing there for laptop"],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &["vault: laptop: boot.lanzaboote.publicKeyFile reads /var/lib/other/keys/db/db.pem, but vault.toml places nothing there for laptop"]);
     ws.place_sb("laptop", "keys/db/db.pem", "/var/lib/other/keys/db/db.pem");
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&ws.pack(&[]));
 }
 
 /// sbctl reads the bundle's GUID and its PK and KEK pairs only with autoEnrollKeys: then the
@@ -236,39 +196,26 @@ fn what_sbctl_reads_to_enroll_must_be_usable() {
         )
     };
     // Not enrolling: lzbt reads the db pair only.
-    ws.flake(&[("laptop", &config(""))]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&config(""));
+    succeeds(&ws.pack(&[]));
 
-    ws.flake(&[("laptop", &config("autoEnrollKeys.enable = true;"))]);
+    ws.config(&config("autoEnrollKeys.enable = true;"));
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [
+    refused_with(&o, &[
             format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/GUID, but the file vault.toml places there (hosts/laptop/secure-boot/pki/GUID, line {line}) is not usable: the GUID ends with a newline or spaces, and sbctl parses the file as it is"),
             format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/keys/PK/PK.pem and /var/lib/sbctl/keys/PK/PK.key, but the certificate vault.toml places there (hosts/laptop/secure-boot/pki/keys/PK/PK.pem) does not belong to the key (hosts/laptop/secure-boot/pki/keys/PK/PK.key; line {line}): the firmware refuses the KEK that sbctl's enrolment signs with this key"),
-        ],
-        "{}",
-        err(&o)
-    );
+        ]);
     let fix = "truncate -s 36 hosts/laptop/secure-boot/pki/GUID";
-    assert!(err(&o).contains(fix), "{}", err(&o));
-    let o = std::process::Command::new("sh")
-        .args(["-c", fix])
-        .current_dir(&ws.d)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", err(&o));
+    says(&o, fix);
+    ws.sh(fix);
     std::fs::write(&pk, &saved_pk).unwrap();
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&ws.pack(&[]));
 
     // Not a GUID at all.
     std::fs::write(&guid, "laptop").unwrap();
-    let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert!(problems(&o)[0].ends_with("is not usable: it holds no GUID (sbctl writes one like 6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f50, with no newline)"), "{}", err(&o));
+    refused_first(&ws.pack(&[]), |p| {
+        p.ends_with("is not usable: it holds no GUID (sbctl writes one like 6a3c1e52-9f4b-4c7e-8d2a-0b1c2d3e4f50, with no newline)")
+    });
     std::fs::write(&guid, &text).unwrap();
 
     // A PKCS#1 key: sbctl reads only PKCS#8; the conversion the hint gives is accepted.
@@ -283,19 +230,13 @@ fn what_sbctl_reads_to_enroll_must_be_usable() {
         .arg(ws.d.join("pkcs1.key"))
         .output()
         .unwrap();
-    assert!(o.status.success(), "{}", err(&o));
+    succeeds(&o);
     std::fs::rename(ws.d.join("pkcs1.key"), &kek).unwrap();
     assert!(std::fs::read_to_string(&kek)
         .unwrap()
         .starts_with("-----BEGIN RSA PRIVATE KEY-----"));
     let o = ws.pack(&[]);
-    assert_eq!(o.status.code(), Some(6), "{}", err(&o));
-    assert_eq!(
-        problems(&o),
-        [format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/keys/KEK/KEK.key, but the key vault.toml places there (hosts/laptop/secure-boot/pki/keys/KEK/KEK.key, line {line}) is in PKCS#1 form (-----BEGIN RSA PRIVATE KEY-----); sbctl reads only PKCS#8 (-----BEGIN PRIVATE KEY-----)")],
-        "{}",
-        err(&o)
-    );
+    refused_with(&o, &[format!("vault: laptop: boot.lanzaboote.autoEnrollKeys reads /var/lib/sbctl/keys/KEK/KEK.key, but the key vault.toml places there (hosts/laptop/secure-boot/pki/keys/KEK/KEK.key, line {line}) is in PKCS#1 form (-----BEGIN RSA PRIVATE KEY-----); sbctl reads only PKCS#8 (-----BEGIN PRIVATE KEY-----)")]);
     let hint = err(&o);
     let fix = hint
         .split("hint: convert it in place: ")
@@ -303,14 +244,8 @@ fn what_sbctl_reads_to_enroll_must_be_usable() {
         .and_then(|r| r.lines().next())
         .unwrap()
         .to_owned();
-    let o = std::process::Command::new("sh")
-        .args(["-c", &fix])
-        .current_dir(&ws.d)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{fix}: {}", err(&o));
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.sh(&fix);
+    succeeds(&ws.pack(&[]));
 }
 
 /// A key or secret named by a Nix path inside the flake is read from the flake's copy in the
@@ -339,7 +274,7 @@ fn keys_and_secrets_in_the_store_are_reported() {
             r#"{ sops.age.sshKeyPaths = [ "/etc/ssh/ssh_host_ed25519_key" ./wg.key ]; sops.secrets.r.sopsFile = "/s/r.yaml"; }"#,
         ),
     ] {
-        ws.flake(&[("laptop", body)]);
+        ws.config(body);
         let o = ws.pack(&["--json"]);
         assert_eq!(o.status.code(), Some(6), "{option}: {}", err(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
@@ -370,18 +305,10 @@ fn keys_and_secrets_in_the_store_are_reported() {
 /// sops.useSystemdActivation says.
 #[test]
 fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
-    let (Some(()), Some(sops)) = (tools(), require_tool("sops")) else {
+    let Some(ws) = ws::with_sops_for_laptop() else {
         return;
     };
-    let ws = Ws::new(&["laptop"]);
-    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
-    let key = std::fs::read_to_string(ws.key("laptop")).unwrap();
-    ws.place(
-        "laptop",
-        "hosts/laptop/persisted_host_key",
-        &key,
-        &format!("/persist{HOST_KEY}"),
-    );
+    ws.host_key_also_at(&format!("/persist{HOST_KEY}"));
     let config = |persist: &str, extra: &str| {
         format!(
             r#"{{
@@ -392,12 +319,8 @@ fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
       }}"#
         )
     };
-    ws.flake(&[(
-        "laptop",
-        &config(&format!("files = [ \"{HOST_KEY}\" ]"), ""),
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&config(&format!("files = [ \"{HOST_KEY}\" ]"), ""));
+    succeeds(&ws.pack(&[]));
     let early = format!("vault: laptop: sops.age.sshKeyPaths reads {HOST_KEY} in an activation script, before impermanence bind-mounts it from /persist{HOST_KEY}");
     for (persist, extra) in [
         ("directories = [ \"/etc/ssh\" ]", ""),
@@ -410,7 +333,7 @@ fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
             "sops.useSystemdActivation = true; sops.secrets.wifi.neededForUsers = true;",
         ),
     ] {
-        ws.flake(&[("laptop", &config(persist, extra))]);
+        ws.config(&config(persist, extra));
         let o = ws.pack(&[]);
         assert_eq!(o.status.code(), Some(6), "{persist} {extra}: {}", err(&o));
         assert!(
@@ -420,13 +343,9 @@ fn sops_reads_persisted_files_after_they_are_linked_except_for_users() {
         );
     }
     // With systemd-sysusers, both are units ordered after the mounts.
-    ws.flake(&[(
-        "laptop",
-        &config(
-            "directories = [ \"/etc/ssh\" ]",
-            "systemd.sysusers.enable = true; sops.secrets.wifi.neededForUsers = true;",
-        ),
-    )]);
-    let o = ws.pack(&[]);
-    assert!(o.status.success(), "{}", err(&o));
+    ws.config(&config(
+        "directories = [ \"/etc/ssh\" ]",
+        "systemd.sysusers.enable = true; sops.secrets.wifi.neededForUsers = true;",
+    ));
+    succeeds(&ws.pack(&[]));
 }

@@ -5,111 +5,23 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
-use std::time::Duration;
-
+use common::fleet::{Fleet, MAC_A, UUID_A, UUID_B};
+use common::pty::exit_code;
 use common::vault_in as vault;
 use common::{fake_machine as machine, text};
-use expectrl::{Eof, Session};
+use expectrl::Eof;
 
-const UUID_A: &str = "6f1c2a4e-8d3b-4c5a-9e7f-0a1b2c3d4e5f";
-const UUID_B: &str = "0b7d6e2a-5c4f-4b3a-8e1d-9f8a7b6c5d4e";
-const MAC_A: &str = "00:00:5e:00:53:01";
-const MAC_B: &str = "00:00:5e:00:53:02";
-
-struct Fleet {
-    _tmp: tempfile::TempDir,
-    dir: PathBuf,
-    alpha: PathBuf,
-    beta: PathBuf,
-    bundle: PathBuf,
-}
-
-impl Fleet {
-    /// Two machines identified, added with their identities, packed into one bundle.
-    fn new() -> Fleet {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().to_path_buf();
-        std::fs::write(dir.join("shared"), "for every host\n").unwrap();
-        std::fs::write(
-            dir.join("vault.toml"),
-            "version = 1\n# the fleet\n[[entry]]\nsource = \"shared\"\ntarget = \"/etc/shared\"\n",
-        )
-        .unwrap();
-        std::fs::write(dir.join("pw"), "fleet passphrase\n").unwrap();
-        let alpha = machine(&dir, "alpha", UUID_A, "ALPHA-0001", MAC_A);
-        let beta = machine(&dir, "beta", UUID_B, "BETA-0002", MAC_B);
-        for (name, sys) in [("alpha", &alpha), ("beta", &beta)] {
-            let o = vault(
-                &dir,
-                &["host", "identify", "--sysfs-root", sys.to_str().unwrap()],
-            );
-            let id = common::ok(o);
-            std::fs::write(dir.join(format!("{name}.id")), id).unwrap();
-            let o = vault(
-                &dir,
-                &["host", "add", name, "--identity", &format!("{name}.id")],
-            );
-            let out = common::ok(o);
-            assert!(out.contains("identity    product UUID"), "{out}");
-        }
-        let o = vault(
-            &dir,
-            &[
-                &["pack", "-o", "fleet.bundle", "--passphrase-file", "pw"][..],
-                common::FAST_KDF,
-            ]
-            .concat(),
-        );
-        common::ok(o);
-        let bundle = dir.join("fleet.bundle");
-        Fleet {
-            _tmp: tmp,
-            dir,
-            alpha,
-            beta,
-            bundle,
-        }
-    }
-
-    /// `vault unlock` on the machine whose sysfs is `sys`, into a fresh root `mnt-LABEL`.
-    fn unlock(&self, sys: &Path, label: &str, extra: &[&str]) -> (Output, PathBuf) {
-        self.unlock_bundle(&self.bundle, sys, label, extra)
-    }
-
-    fn unlock_bundle(
-        &self,
-        bundle: &Path,
-        sys: &Path,
-        label: &str,
-        extra: &[&str],
-    ) -> (Output, PathBuf) {
-        let mnt = self.dir.join(format!("mnt-{label}"));
-        std::fs::create_dir(&mnt).unwrap();
-        let mut args = vec![
-            "unlock",
-            bundle.to_str().unwrap(),
-            "--root",
-            mnt.to_str().unwrap(),
-            "--root-not-mountpoint",
-            "--passphrase-file",
-            "pw",
-            "--sysfs-root",
-            sys.to_str().unwrap(),
-        ];
-        args.extend_from_slice(extra);
-        (vault(&self.dir, &args), mnt)
-    }
-
-    fn host_key(&self, host: &str) -> Vec<u8> {
-        std::fs::read(self.dir.join(format!("hosts/{host}/ssh_host_ed25519_key"))).unwrap()
-    }
+/// Hosts alpha and beta, each identified on its machine, and a file for every host.
+fn fleet() -> Fleet {
+    Fleet::new(
+        "version = 1\n# the fleet\n[[entry]]\nsource = \"shared\"\ntarget = \"/etc/shared\"\n",
+        &["alpha", "beta"],
+    )
 }
 
 #[test]
 fn each_machine_places_its_own_hosts_files() {
-    let f = Fleet::new();
+    let f = fleet();
     let toml = std::fs::read_to_string(f.dir.join("vault.toml")).unwrap();
     assert!(toml.contains("# the fleet\n"), "comments are kept: {toml}");
     assert!(toml.contains("[hosts.alpha.identity]"), "{toml}");
@@ -145,15 +57,9 @@ fn each_machine_places_its_own_hosts_files() {
 
 #[test]
 fn no_match_junk_and_a_given_host() {
-    let f = Fleet::new();
+    let f = fleet();
     // An unknown machine, with no terminal: refused, with the hosts and why; nothing placed.
-    let gamma = machine(
-        &f.dir,
-        "gamma",
-        "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9",
-        "GAMMA-3",
-        "00:00:5e:00:53:03",
-    );
+    let gamma = f.gamma();
     let (o, mnt) = f.unlock(&gamma, "gamma", &[]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(
@@ -173,10 +79,7 @@ fn no_match_junk_and_a_given_host() {
         "To be filled by O.E.M.",
         "52:54:00:12:34:56",
     );
-    let o = vault(
-        &f.dir,
-        &["host", "identify", "--sysfs-root", junk.to_str().unwrap()],
-    );
+    let o = f.vault(&["host", "identify", "--sysfs-root", junk.to_str().unwrap()]);
     assert!(o.status.success());
     let stdout = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -196,7 +99,7 @@ fn no_match_junk_and_a_given_host() {
     // `host add --identity` with nothing usable is refused before anything is written.
     std::fs::write(f.dir.join("junk.id"), &*o.stdout).unwrap();
     let before = common::snapshot(&f.dir);
-    let o = vault(&f.dir, &["host", "add", "delta", "--identity", "junk.id"]);
+    let o = f.vault(&["host", "add", "delta", "--identity", "junk.id"]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(text(&o).contains("holds no identifier"), "{}", text(&o));
     common::assert_same(&before, &common::snapshot(&f.dir), "a refused host add");
@@ -205,8 +108,7 @@ fn no_match_junk_and_a_given_host() {
     let mut t = std::fs::read_to_string(&toml).unwrap();
     t.push_str("[hosts.junky]\n[hosts.junky.identity]\nproduct_uuid = \"ffffffff-ffff-ffff-ffff-ffffffffffff\"\nproduct_serial = \"To be filled by O.E.M.\"\nmacs = [\"52:54:00:12:34:56\"]\n[[hosts.junky.entry]]\nsource = \"shared\"\ntarget = \"/etc/junky\"\n");
     std::fs::write(&toml, t).unwrap();
-    let o = vault(
-        &f.dir,
+    let o = f.vault(
         &[
             &["pack", "-o", "junk.bundle", "--passphrase-file", "pw"][..],
             common::FAST_KDF,
@@ -236,10 +138,7 @@ fn no_match_junk_and_a_given_host() {
         "{}",
         text(&o)
     );
-    assert_eq!(
-        std::fs::read(mnt.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
-        f.host_key("beta")
-    );
+    f.placed(&mnt, "beta");
 }
 
 #[test]
@@ -295,7 +194,7 @@ fn a_shared_identifier_is_refused_naming_both_hosts() {
 
 #[test]
 fn a_replaced_board_is_recorded_again() {
-    let f = Fleet::new();
+    let f = fleet();
     // The new board: another UUID and serial, the same network card.
     let new_board = machine(
         &f.dir,
@@ -306,20 +205,7 @@ fn a_replaced_board_is_recorded_again() {
     );
     let (o, _) = f.unlock(&new_board, "before", &["--dry-run"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let id = common::ok(vault(
-        &f.dir,
-        &[
-            "host",
-            "identify",
-            "--sysfs-root",
-            new_board.to_str().unwrap(),
-        ],
-    ));
-    std::fs::write(f.dir.join("alpha.id"), id).unwrap();
-    let out = common::ok(vault(
-        &f.dir,
-        &["host", "add", "alpha", "--identity", "alpha.id"],
-    ));
+    let out = f.identify_and_add("alpha", &new_board);
     // Only the identity changed: the host key stays.
     assert!(!out.contains("host key"), "{out}");
     let toml = std::fs::read_to_string(f.dir.join("vault.toml")).unwrap();
@@ -328,21 +214,7 @@ fn a_replaced_board_is_recorded_again() {
         toml.contains("ALPHA-NEW") && !toml.contains("ALPHA-0001"),
         "{toml}"
     );
-    common::ok(vault(
-        &f.dir,
-        &[
-            &[
-                "pack",
-                "-o",
-                "fleet.bundle",
-                "--force",
-                "--passphrase-file",
-                "pw",
-            ][..],
-            common::FAST_KDF,
-        ]
-        .concat(),
-    ));
+    f.pack(&["--force"]);
     let (o, _) = f.unlock(&new_board, "after", &["--dry-run"]);
     assert!(
         text(&o).contains("this machine is \"alpha\"")
@@ -356,30 +228,10 @@ fn a_replaced_board_is_recorded_again() {
 /// something else), then places the chosen host's files.
 #[test]
 fn the_host_menu_on_a_terminal() {
-    let f = Fleet::new();
-    let gamma = machine(
-        &f.dir,
-        "gamma",
-        "1f2e3d4c-5b6a-4978-8695-a4b3c2d1e0f9",
-        "GAMMA-3",
-        "00:00:5e:00:53:03",
-    );
-    let mnt = f.dir.join("mnt-menu");
-    std::fs::create_dir(&mnt).unwrap();
-    let mut cmd = Command::new(common::vault_bin());
-    cmd.current_dir(&f.dir).args([
-        "unlock",
-        f.bundle.to_str().unwrap(),
-        "--root",
-        mnt.to_str().unwrap(),
-        "--root-not-mountpoint",
-        "--passphrase-file",
-        "pw",
-        "--sysfs-root",
-        gamma.to_str().unwrap(),
-    ]);
-    let mut s = Session::spawn(cmd).expect("spawn in a pty");
-    s.set_expect_timeout(Some(Duration::from_secs(60)));
+    let f = fleet();
+    let gamma = f.gamma();
+    let mnt = f.mnt("menu");
+    let mut s = f.unlock_on_terminal(&gamma, &mnt);
     s.expect("no host's recorded identity matches this machine; which host is this machine?")
         .unwrap();
     s.expect("1) alpha  (product UUID differs, product serial differs and none of its MAC addresses is on this machine)").unwrap();
@@ -389,12 +241,6 @@ fn the_host_menu_on_a_terminal() {
     s.expect("Host number (1-2): ").unwrap();
     s.send_line("2").unwrap();
     s.expect(Eof).unwrap();
-    match s.get_process().wait().unwrap() {
-        expectrl::WaitStatus::Exited(_, 0) => {}
-        other => panic!("vault ended with {other:?}"),
-    }
-    assert_eq!(
-        std::fs::read(mnt.join("etc/ssh/ssh_host_ed25519_key")).unwrap(),
-        f.host_key("beta")
-    );
+    assert_eq!(exit_code(&mut s), 0);
+    f.placed(&mnt, "beta");
 }

@@ -9,7 +9,7 @@ mod common;
 mod media_common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -41,6 +41,15 @@ fn vault_bounded(args: &[&str]) -> Output {
     child.wait_with_output().unwrap()
 }
 
+/// [`scene`] with a 3000-byte bundle attached as a partition to a copy of the image,
+/// `stick.img`: (folder, bundle, stick image).
+fn attached() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    let (dir, iso, b) = scene(3000)?;
+    let img = dir.path().join("stick.img");
+    common::ok(attach(&iso, &b, &img, &[]));
+    Some((dir, b, img))
+}
+
 fn mkfifo(p: &Path) {
     rustix::fs::mknodat(
         rustix::fs::CWD,
@@ -56,69 +65,23 @@ fn mkfifo(p: &Path) {
 /// `inspect` or `unlock`: refused at once (exit 6), naming what it is; nothing is written.
 #[test]
 fn special_files_as_inputs_are_refused_without_blocking() {
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, iso, b)) = scene(100) else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 100);
     let fifo = d.join("fifo");
     mkfifo(&fifo);
     let out = d.join("out.img");
     let pass = d.join("b-src/pass");
     let cases: Vec<Vec<&str>> = vec![
-        vec![
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&fifo),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ],
-        vec![
-            "attach",
-            "--no-binary",
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&fifo),
-            "-o",
-            s(&out),
-        ],
-        vec![
-            "attach",
-            "--no-binary",
-            "--iso-file",
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&fifo),
-            "-o",
-            s(&out),
-        ],
-        vec![
-            "attach",
-            "--no-binary",
-            "--device",
-            s(&fifo),
-            "--bundle",
-            s(&b),
-            "--yes",
-            "--test-file-as-device",
-        ],
+        attach_args(&fifo, &b, &out, &[]),
+        attach_args(&iso, &fifo, &out, &[]),
+        attach_args(&iso, &fifo, &out, &["--iso-file"]),
+        stick_args(&fifo, &b, &[]),
         vec!["detach", "--image", s(&fifo)],
         vec!["detach", "--image", s(&fifo), "-o", s(&out)],
         vec!["inspect", s(&fifo)],
-        vec![
-            "unlock",
-            s(&fifo),
-            "--dry-run",
-            "--root",
-            s(d),
-            "--root-not-mountpoint",
-            "--passphrase-file",
-            s(&pass),
-        ],
+        dry_unlock_args(&fifo, d, &pass),
     ];
     for args in &cases {
         let err = failed_with(vault_bounded(args), 6, "is a FIFO (named pipe)");
@@ -128,20 +91,7 @@ fn special_files_as_inputs_are_refused_without_blocking() {
         (d, "is a directory"),
         (Path::new("/dev/zero"), "is a character device"),
     ] {
-        failed_with(
-            vault_bounded(&[
-                "attach",
-                "--no-binary",
-                "--image",
-                s(&iso),
-                "--bundle",
-                s(what),
-                "-o",
-                s(&out),
-            ]),
-            6,
-            kind,
-        );
+        failed_with(vault_bounded(&attach_args(&iso, what, &out, &[])), 6, kind);
         failed_with(vault_bounded(&["detach", "--image", s(what)]), 6, kind);
     }
     assert!(!out.exists());
@@ -152,45 +102,22 @@ fn special_files_as_inputs_are_refused_without_blocking() {
 /// stays as it was; so is a device that is the bundle.
 #[test]
 fn the_output_is_never_the_bundle() {
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, iso, b)) = scene(100) else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 100);
     let before = fs::read(&b).unwrap();
     let link = d.join("link.vault");
     std::os::unix::fs::symlink(&b, &link).unwrap();
     for out in [&b, &link] {
         for extra in [&[][..], &["--iso-file"][..]] {
-            let mut args = vec![
-                "attach",
-                "--no-binary",
-                "--force",
-                "--image",
-                s(&iso),
-                "--bundle",
-                s(&b),
-                "-o",
-                s(out),
-            ];
-            args.extend(extra);
-            refused(vault(&args), "is the bundle");
+            let args = [&["--force"][..], extra].concat();
+            refused(attach(&iso, &b, out, &args), "is the bundle");
         }
     }
     assert_eq!(fs::read(&b).unwrap(), before);
     // A stick (a file standing in for one) that is also the bundle.
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--device",
-            s(&b),
-            "--bundle",
-            s(&link),
-            "--yes",
-            "--test-file-as-device",
-        ]),
-        "is the bundle",
-    );
+    refused(attach_stick(&b, &link, &[]), "is the bundle");
     assert_eq!(fs::read(&b).unwrap(), before);
 }
 
@@ -199,12 +126,10 @@ fn the_output_is_never_the_bundle() {
 /// does the same in place on a stick.
 #[test]
 fn replace_refuses_a_bundle_entry_that_points_past_the_end() {
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, b, img)) = attached() else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
-    let img = d.join("stick.img");
-    common::ok(attach(&iso, &b, &img, &[]));
     let (sys, start, sectors) = entry(&img, 3);
     assert_eq!(sys, 0xDA);
     patch_entry(&img, 3, 0xDA, 1 << 31, sectors);
@@ -223,17 +148,7 @@ fn replace_refuses_a_bundle_entry_that_points_past_the_end() {
     );
     assert!(temporaries(d).is_empty());
     failed_with(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--replace",
-            "--device",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "--yes",
-            "--test-file-as-device",
-        ]),
+        attach_stick(&img, &b, &["--replace"]),
         4,
         "extends past the end",
     );
@@ -255,12 +170,10 @@ fn replace_refuses_a_bundle_entry_that_points_past_the_end() {
 /// as truncated, not a 1 TiB copy.
 #[test]
 fn detach_refuses_records_that_reach_past_the_end() {
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, _, img)) = attached() else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
-    let img = d.join("stick.img");
-    common::ok(attach(&iso, &b, &img, &[]));
     let (_, _, sectors) = entry(&img, 3);
     patch_entry(&img, 3, 0xDA, 1 << 31, sectors);
     // The primary volume descriptor's size: 2^29 blocks of 2048 bytes.
@@ -288,19 +201,7 @@ fn a_missing_mbr_signature_is_a_refusal() {
     fs::write(&img, vec![0u8; 1 << 20]).unwrap();
     let out = d.join("o.img");
     refused(attach(&img, &b, &out, &[]), "no usable MBR");
-    refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--device",
-            s(&img),
-            "--bundle",
-            s(&b),
-            "--yes",
-            "--test-file-as-device",
-        ]),
-        "no usable MBR",
-    );
+    refused(attach_stick(&img, &b, &[]), "no usable MBR");
     assert!(!out.exists());
 }
 
@@ -309,12 +210,9 @@ fn a_missing_mbr_signature_is_a_refusal() {
 /// `inspect` reads the bundle and says the same.
 #[test]
 fn a_damaged_binary_partition_is_named_and_hides_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
-    let img = d.join("stick.img");
-    common::ok(attach(&iso, &b, &img, &[]));
+    let Some((_dir, _, img)) = attached() else {
+        return;
+    };
     // One MiB of zeros after the image, recorded as the binary partition in slot 4.
     let len = fs::metadata(&img).unwrap().len();
     let start = len.div_ceil(1 << 20) << 20;
@@ -365,10 +263,10 @@ fn a_damaged_binary_partition_is_named_and_hides_nothing() {
 /// both, instead of silently taking one.
 #[test]
 fn one_image_carries_one_bundle() {
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, iso, b)) = scene(3000) else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
     let other = bundle(d, "other", 3000);
     let with_file = d.join("with-file.iso");
     common::ok(attach(&iso, &b, &with_file, &["--iso-file"]));
@@ -387,16 +285,7 @@ fn one_image_carries_one_bundle() {
         .set_len(fs::metadata(&with_file).unwrap().len() + (4 << 20))
         .unwrap();
     refused(
-        vault(&[
-            "attach",
-            "--no-binary",
-            "--device",
-            s(&stick),
-            "--bundle",
-            s(&other),
-            "--yes",
-            "--test-file-as-device",
-        ]),
+        attach_stick(&stick, &other, &[]),
         "already carries a vault bundle as /vault/bundle",
     );
     let with_part = d.join("with-part.img");
@@ -420,19 +309,7 @@ fn one_image_carries_one_bundle() {
     let two = d.join("both.img");
     fs::write(&two, &img).unwrap();
     let pass = d.join("b-src/pass");
-    for args in [
-        vec!["inspect", s(&two)],
-        vec![
-            "unlock",
-            s(&two),
-            "--dry-run",
-            "--root",
-            s(d),
-            "--root-not-mountpoint",
-            "--passphrase-file",
-            s(&pass),
-        ],
-    ] {
+    for args in [vec!["inspect", s(&two)], dry_unlock_args(&two, d, &pass)] {
         let err = failed_with(vault(&args), 6, "carries two vault bundles");
         assert!(
             err.contains("MBR slot 3") && err.contains("/vault/bundle"),

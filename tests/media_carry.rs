@@ -10,6 +10,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use common::qemu::static_vault;
 use sha2::{Digest, Sha256};
 
 fn s(p: &Path) -> &str {
@@ -21,6 +22,11 @@ fn vault(args: &[&str]) -> Output {
         .args(args)
         .output()
         .unwrap()
+}
+
+/// Runs `cmd`; asserts success and returns its stdout.
+fn run(cmd: &mut Command) -> String {
+    common::ok(cmd.output().unwrap())
 }
 
 fn refused(o: Output, needles: &[&str]) -> String {
@@ -40,60 +46,75 @@ fn tools() -> bool {
         && Path::new("/usr/lib/ISOLINUX/isohdpfx.bin").exists()
 }
 
-/// The static vault from `scripts/build-static` (or `VAULT_STATIC_BIN`).
-fn static_vault() -> PathBuf {
-    if let Some(p) = std::env::var_os("VAULT_STATIC_BIN") {
-        return PathBuf::from(p);
-    }
-    let out = Command::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/build-static"))
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    PathBuf::from(
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .unwrap()
-            .trim(),
-    )
-}
-
 fn sha256(p: &Path) -> String {
     hex::encode(Sha256::digest(fs::read(p).unwrap()))
 }
 
-fn bundle(dir: &Path) -> PathBuf {
-    let src = dir.join("src");
+/// A bundle of one file, `blob` with `content`, packed (cheap KDF) from `dir/NAME` to
+/// `dir/NAME.vault`.
+fn pack(dir: &Path, name: &str, content: &[u8]) -> PathBuf {
+    let src = dir.join(name);
     fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("blob"), "secret\n").unwrap();
+    fs::write(src.join("blob"), content).unwrap();
     fs::write(
         src.join("vault.toml"),
         "version = 1\n[[entry]]\nsource = \"blob\"\ntarget = \"/etc/blob\"\nmode = \"0600\"\n",
     )
     .unwrap();
     fs::write(src.join("pass"), "correct horse battery staple\n").unwrap();
-    let out = dir.join("b.vault");
-    let mut args = vec![
-        "pack".to_string(),
-        "-m".into(),
-        s(&src.join("vault.toml")).into(),
-        "-o".into(),
-        s(&out).into(),
-        "--passphrase-file".into(),
-        s(&src.join("pass")).into(),
-    ];
-    args.extend(common::FAST_KDF.iter().map(|a| a.to_string()));
-    common::ok(
-        Command::new(common::vault_bin())
-            .args(&args)
-            .output()
-            .unwrap(),
-    );
+    let out = dir.join(format!("{name}.vault"));
+    let manifest = src.join("vault.toml");
+    let pass = src.join("pass");
+    let mut args = vec!["pack", "-m", s(&manifest), "-o", s(&out)];
+    args.extend(["--passphrase-file", s(&pass)]);
+    args.extend(common::FAST_KDF);
+    common::ok(vault(&args));
     out
+}
+
+/// `--image IMAGE --bundle BUNDLE -o OUT`, the arguments of an attach to an image file.
+fn to_image<'a>(image: &'a Path, bundle: &'a Path, out: &'a Path) -> [&'a str; 6] {
+    ["--image", s(image), "--bundle", s(bundle), "-o", s(out)]
+}
+
+/// `--device STICK --test-file-as-device --yes --bundle BUNDLE`: an attach to a file standing
+/// in for a stick.
+fn to_stick<'a>(stick: &'a Path, bundle: &'a Path) -> [&'a str; 6] {
+    [
+        "--device",
+        s(stick),
+        "--test-file-as-device",
+        "--yes",
+        "--bundle",
+        s(bundle),
+    ]
+}
+
+/// `vault attach` with `before`, then `target` (see [`to_image`], [`to_stick`]).
+fn attach(before: &[&str], target: &[&str]) -> Output {
+    attach_with(&common::vault_bin(), before, target)
+}
+
+/// [`attach`] run by the binary `bin`.
+fn attach_with(bin: &Path, before: &[&str], target: &[&str]) -> Output {
+    Command::new(bin)
+        .arg("attach")
+        .args(before)
+        .args(target)
+        .output()
+        .unwrap()
+}
+
+/// A scratch folder with an x86_64 installer image and a small bundle in it; None (skip)
+/// without the tools.
+fn scene() -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    if !tools() {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let iso = make_iso(dir.path(), "nixos-minimal-25.11-x86_64");
+    let bundle = pack(dir.path(), "src", b"secret\n");
+    Some((dir, iso, bundle))
 }
 
 /// An isohybrid image as nixpkgs makes them, with volume label `volid`.
@@ -125,52 +146,44 @@ fn check_binary_partition(dir: &Path, img: &Path, slot: usize, binary: &Path) {
     );
     let part = dir.join("part.iso");
     fs::write(&part, &bytes[start as usize..(start + len) as usize]).unwrap();
-    let probe = common::ok(
-        Command::new("blkid")
-            .args(["-p", "-o", "export"])
-            .arg(&part)
-            .output()
-            .unwrap(),
-    );
+    let probe = run(Command::new("blkid")
+        .args(["-p", "-o", "export"])
+        .arg(&part));
     assert!(probe.contains("LABEL=VAULT-BIN"), "{probe}");
     assert!(probe.contains("TYPE=iso9660"), "{probe}");
     let got = dir.join("extracted");
     let _ = fs::remove_file(&got);
-    common::ok(
-        Command::new("xorriso")
-            .args(["-osirrox", "on", "-indev"])
-            .arg(&part)
-            .args(["-extract", "/VAULT"])
-            .arg(&got)
-            .output()
-            .unwrap(),
-    );
+    run(Command::new("xorriso")
+        .args(["-osirrox", "on", "-indev"])
+        .arg(&part)
+        .args(["-extract", "/VAULT"])
+        .arg(&got));
     assert_eq!(fs::read(&got).unwrap(), fs::read(binary).unwrap());
+}
+
+/// The binary partition (slot 4) of `img` starts at the first MiB boundary after the bundle's
+/// (slot 3), and holds `binary` (see [`check_binary_partition`]).
+fn check_binary_follows_bundle(dir: &Path, img: &Path, binary: &Path) {
+    let bytes = fs::read(img).unwrap();
+    let (_, start3, len3) = entry(&bytes, 3);
+    let (_, start4, _) = entry(&bytes, 4);
+    assert_eq!(start4, (start3 + len3).div_ceil(1 << 20) << 20);
+    check_binary_partition(dir, img, 4, binary);
 }
 
 #[test]
 fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
-    if !tools() {
+    let Some((dir, iso, b)) = scene() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
-    let b = bundle(d);
     let bin = static_vault();
     let before = fs::read(&iso).unwrap();
     let out = d.join("stick.img");
-    let o = common::ok(vault(&[
-        "attach",
-        "--vault-binary",
-        s(&bin),
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&out),
-    ]));
+    let o = common::ok(attach(
+        &["--vault-binary", s(&bin)],
+        &to_image(&iso, &b, &out),
+    ));
     // The SHA-256, and the command to run on the live system, which checks it before it runs
     // the binary (tests/qemu_boot.rs types it into a booted installer).
     assert!(o.contains(&format!("sha256 {}", sha256(&bin))), "{o}");
@@ -192,11 +205,9 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
         changed.iter().all(|&i| (478..510).contains(&i)),
         "{changed:?}"
     );
-    let (sys3, start3, len3) = entry(&after, 3);
+    let (sys3, start3, _) = entry(&after, 3);
     assert_eq!(sys3, 0xDA);
-    let (_, start4, _) = entry(&after, 4);
-    assert_eq!(start4, (start3 + len3).div_ceil(1 << 20) << 20);
-    check_binary_partition(d, &out, 4, &bin);
+    check_binary_follows_bundle(d, &out, &bin);
     // The bundle is found as before.
     let src = vault::media::open_source(&out).unwrap();
     assert_eq!(src.offset, start3);
@@ -226,16 +237,7 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
     let i = common::ok(vault(&["inspect", s(&b)]));
     assert!(!i.contains("vault binary"), "{i}");
     let bare = d.join("bare.img");
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&bare),
-    ]));
+    common::ok(attach(&["--no-binary"], &to_image(&iso, &b, &bare)));
     let i = common::ok(vault(&["inspect", s(&bare)]));
     assert!(i.contains("vault binary: none"), "{i}");
 }
@@ -244,176 +246,86 @@ fn attach_carries_the_static_vault_in_a_labelled_iso9660_partition() {
 /// the resized bundle.
 #[test]
 fn the_running_static_vault_carries_itself_and_replace_moves_it() {
-    if !tools() {
+    let Some((dir, iso, b)) = scene() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
-    let b = bundle(d);
     let bin = static_vault();
     let out = d.join("stick.img");
-    let o = common::ok(
-        Command::new(&bin)
-            .args([
-                "attach",
-                "--json",
-                "--image",
-                s(&iso),
-                "--bundle",
-                s(&b),
-                "-o",
-                s(&out),
-            ])
-            .output()
-            .unwrap(),
-    );
+    let o = common::ok(attach_with(&bin, &["--json"], &to_image(&iso, &b, &out)));
     let j: serde_json::Value = serde_json::from_str(&o).unwrap();
     assert_eq!(j["binary"]["sha256"], sha256(&bin));
     assert_eq!(j["binary"]["slot"], 4);
     check_binary_partition(d, &out, 4, &bin);
 
     // A bundle larger by more than the 1 MiB gap: the binary partition moves behind it.
-    let big_src = d.join("big");
-    fs::create_dir_all(&big_src).unwrap();
     let mut data = vec![0u8; 3 << 20];
     std::io::Read::read_exact(&mut fs::File::open("/dev/urandom").unwrap(), &mut data).unwrap();
-    fs::write(big_src.join("blob"), data).unwrap();
-    fs::write(
-        big_src.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"blob\"\ntarget = \"/etc/blob\"\nmode = \"0600\"\n",
-    )
-    .unwrap();
-    fs::write(big_src.join("pass"), "pw pw pw pw pw\n").unwrap();
-    let big = d.join("big.vault");
-    let mut args = vec![
-        "pack".to_string(),
-        "-m".into(),
-        s(&big_src.join("vault.toml")).into(),
-        "-o".into(),
-        s(&big).into(),
-        "--passphrase-file".into(),
-        s(&big_src.join("pass")).into(),
-    ];
-    args.extend(common::FAST_KDF.iter().map(|a| a.to_string()));
-    common::ok(
-        Command::new(common::vault_bin())
-            .args(&args)
-            .output()
-            .unwrap(),
-    );
+    let big = pack(d, "big", &data);
     let out2 = d.join("stick2.img");
-    common::ok(
-        Command::new(&bin)
-            .args([
-                "attach",
-                "--replace",
-                "--image",
-                s(&out),
-                "--bundle",
-                s(&big),
-                "-o",
-                s(&out2),
-            ])
-            .output()
-            .unwrap(),
-    );
-    let after = fs::read(&out2).unwrap();
-    let (_, start3, len3) = entry(&after, 3);
+    common::ok(attach_with(
+        &bin,
+        &["--replace"],
+        &to_image(&out, &big, &out2),
+    ));
+    let (_, _, len3) = entry(&fs::read(&out2).unwrap(), 3);
     assert!(len3 > 3 << 20);
-    let (_, start4, _) = entry(&after, 4);
-    assert_eq!(start4, (start3 + len3).div_ceil(1 << 20) << 20);
-    check_binary_partition(d, &out2, 4, &bin);
+    check_binary_follows_bundle(d, &out2, &bin);
 }
 
 #[test]
 fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
-    if !tools() {
+    let Some((dir, iso, b)) = scene() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
-    let b = bundle(d);
     let before = fs::read(&iso).unwrap();
     let out = d.join("out.img");
-    let untouched = || {
-        assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
+    // Refused, with no output written and `image` as it was.
+    let refused_to = |binary: &[&str], image: &Path, needles: &[&str]| {
+        let image_before = fs::read(image).unwrap();
+        let err = refused(attach(binary, &to_image(image, &b, &out)), needles);
+        assert_eq!(
+            fs::read(image).unwrap(),
+            image_before,
+            "the input was modified"
+        );
         assert!(!out.exists(), "an output was written");
+        err
     };
     // This test's vault is dynamically linked: as the default binary and given explicitly.
-    let err = refused(
-        vault(&[
-            "attach",
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+    let err = refused_to(
+        &[],
+        &iso,
         &["dynamically linked", "scripts/build-static", "--no-binary"],
     );
     assert!(
         err.contains(s(&fs::canonicalize(common::vault_bin()).unwrap())),
         "{err}"
     );
-    untouched();
     let dynamic = common::vault_bin();
-    refused(
-        vault(&[
-            "attach",
-            "--vault-binary",
-            s(&dynamic),
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+    refused_to(
+        &["--vault-binary", s(&dynamic)],
+        &iso,
         &["dynamically linked", "scripts/build-static"],
     );
-    untouched();
     // Not vault at all.
     let not_elf = d.join("script");
     fs::write(&not_elf, "#!/bin/sh\necho hi\n").unwrap();
-    refused(
-        vault(&[
-            "attach",
-            "--vault-binary",
-            s(&not_elf),
-            "--image",
-            s(&iso),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+    refused_to(
+        &["--vault-binary", s(&not_elf)],
+        &iso,
         &["not an ELF executable"],
     );
-    untouched();
 
     let bin = static_vault();
     // An aarch64 installer and the x86_64 static build.
     let arm = make_iso(d, "nixos-minimal-25.11-aarch64");
-    let arm_before = fs::read(&arm).unwrap();
-    refused(
-        vault(&[
-            "attach",
-            "--vault-binary",
-            s(&bin),
-            "--image",
-            s(&arm),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+    refused_to(
+        &["--vault-binary", s(&bin)],
+        &arm,
         &["built for x86_64", "is for aarch64", "aarch64"],
     );
-    assert_eq!(fs::read(&arm).unwrap(), arm_before);
-    assert!(!out.exists());
 
     // No slot: an image whose slots 2 and 4 are taken has room for the bundle (slot 3) only.
     let full = d.join("full.iso");
@@ -424,22 +336,12 @@ fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
         img[e + 12..e + 16].copy_from_slice(&1u32.to_le_bytes());
     }
     fs::write(&full, &img).unwrap();
-    refused(
-        vault(&[
-            "attach",
-            "--vault-binary",
-            s(&bin),
-            "--image",
-            s(&full),
-            "--bundle",
-            s(&b),
-            "-o",
-            s(&out),
-        ]),
+    refused_to(
+        &["--vault-binary", s(&bin)],
+        &full,
         &["no free MBR slot", "--no-binary"],
     );
-    assert_eq!(fs::read(&full).unwrap(), img);
-    assert!(!out.exists());
+    assert_eq!(fs::read(&iso).unwrap(), before, "the input was modified");
 
     // No room: a stick with room for the bundle but not for the binary after it.
     let start = (before.len() as u64).div_ceil(1 << 20) << 20;
@@ -448,60 +350,27 @@ fn refuses_a_dynamic_binary_a_wrong_architecture_and_no_room() {
     content.resize((start + (1 << 20)) as usize, 0xA5);
     fs::write(&stick, &content).unwrap();
     refused(
-        vault(&[
-            "attach",
-            "--vault-binary",
-            s(&bin),
-            "--device",
-            s(&stick),
-            "--test-file-as-device",
-            "--yes",
-            "--bundle",
-            s(&b),
-        ]),
+        attach(&["--vault-binary", s(&bin)], &to_stick(&stick, &b)),
         &["too small", "--no-binary"],
     );
     assert_eq!(fs::read(&stick).unwrap(), content, "the stick was modified");
     // Without the binary the same stick has room.
-    common::ok(vault(&[
-        "attach",
-        "--no-binary",
-        "--device",
-        s(&stick),
-        "--test-file-as-device",
-        "--yes",
-        "--bundle",
-        s(&b),
-    ]));
+    common::ok(attach(&["--no-binary"], &to_stick(&stick, &b)));
 }
 
 /// `--device` (on a file standing in for a stick) and `--iso-file` carry the binary too.
 #[test]
 fn device_and_iso_file_modes_carry_the_binary() {
-    if !tools() {
+    let Some((dir, iso, b)) = scene() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
-    let b = bundle(d);
     let bin = static_vault();
-    let iso_bytes = fs::read(&iso).unwrap();
     let stick = d.join("stick.img");
-    let mut content = iso_bytes.clone();
+    let mut content = fs::read(&iso).unwrap();
     content.resize(content.len() + (64 << 20), 0);
     fs::write(&stick, &content).unwrap();
-    let o = common::ok(vault(&[
-        "attach",
-        "--vault-binary",
-        s(&bin),
-        "--device",
-        s(&stick),
-        "--test-file-as-device",
-        "--yes",
-        "--bundle",
-        s(&b),
-    ]));
+    let o = common::ok(attach(&["--vault-binary", s(&bin)], &to_stick(&stick, &b)));
     assert!(o.contains(&sha256(&bin)), "{o}");
     let info = vault::media::inspect_image(&stick).unwrap();
     let carried = info.binary.expect("the stick carries vault");
@@ -515,28 +384,16 @@ fn device_and_iso_file_modes_carry_the_binary() {
     check_binary_partition(d, &cut, 4, &bin);
 
     let out = d.join("file.iso");
-    let o = common::ok(vault(&[
-        "attach",
-        "--iso-file",
-        "--vault-binary",
-        s(&bin),
-        "--image",
-        s(&iso),
-        "--bundle",
-        s(&b),
-        "-o",
-        s(&out),
-    ]));
+    let o = common::ok(attach(
+        &["--iso-file", "--vault-binary", s(&bin)],
+        &to_image(&iso, &b, &out),
+    ));
     assert!(o.contains("sudo /iso/vault/vault unlock"), "{o}");
     // Executable for everyone in the Rock Ridge attributes, so /iso/vault/vault runs.
-    let ls = common::ok(
-        Command::new("xorriso")
-            .args(["-indev"])
-            .arg(&out)
-            .args(["-lsl", "/vault/vault"])
-            .output()
-            .unwrap(),
-    );
+    let ls = run(Command::new("xorriso")
+        .args(["-indev"])
+        .arg(&out)
+        .args(["-lsl", "/vault/vault"]));
     assert!(ls.contains("-rwxr-xr-x"), "{ls}");
     let i = common::ok(vault(&["inspect", s(&out)]));
     assert!(i.contains("/vault/vault in the ISO tree"), "{i}");
@@ -547,13 +404,10 @@ fn device_and_iso_file_modes_carry_the_binary() {
 /// binary stays as it was (docs/MEDIA.md: never an input).
 #[test]
 fn the_output_is_never_the_carried_binary() {
-    if !tools() {
+    let Some((dir, iso, b)) = scene() else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    let iso = make_iso(d, "nixos-minimal-25.11-x86_64");
-    let b = bundle(d);
     let bin = d.join("vault-static");
     fs::copy(static_vault(), &bin).unwrap();
     let before = fs::read(&bin).unwrap();
@@ -561,20 +415,12 @@ fn the_output_is_never_the_carried_binary() {
     fs::hard_link(&bin, &link).unwrap();
     for out in [&bin, &link] {
         for extra in [&[][..], &["--iso-file"][..]] {
-            let mut args = vec![
-                "attach",
-                "--force",
-                "--vault-binary",
-                s(&bin),
-                "--image",
-                s(&iso),
-                "--bundle",
-                s(&b),
-                "-o",
-                s(out),
-            ];
+            let mut args = vec!["--force", "--vault-binary", s(&bin)];
             args.extend(extra);
-            refused(vault(&args), &["is the vault binary"]);
+            refused(
+                attach(&args, &to_image(&iso, &b, out)),
+                &["is the vault binary"],
+            );
         }
     }
     assert_eq!(fs::read(&bin).unwrap(), before);

@@ -49,10 +49,10 @@ fn holes_are_copied_as_holes() {
     if !root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, iso, b)) = scene(3000) else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
     let img = d.join("sparse.img");
     fs::copy(&iso, &img).unwrap();
     let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
@@ -92,10 +92,10 @@ fn too_little_room_is_refused_before_writing() {
     if !root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, iso, b)) = scene(3000) else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
     let img = big_image(d, &iso, 48);
     let Some(small) = common::Tmpfs::new("size=32m") else {
         return;
@@ -150,10 +150,10 @@ fn signals_during_attach_leave_nothing_behind() {
     if !root() {
         return;
     }
-    let dir = tempfile::tempdir().unwrap();
+    let Some((dir, iso, b)) = scene(3000) else {
+        return;
+    };
     let d = dir.path();
-    let Some(iso) = iso(d) else { return };
-    let b = bundle(d, "b", 3000);
     let outdir = d.join("out");
     fs::create_dir(&outdir).unwrap();
     let out = outdir.join("stick.img");

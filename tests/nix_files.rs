@@ -8,20 +8,57 @@ mod common;
 #[path = "nix_files/support.rs"]
 mod support;
 
-use std::process::Command;
+use std::path::Path;
+use std::process::{Command, Output};
 
 use support::{copy_checkout, eval_module, names, nix_eval, repo, text};
+
+/// The start of an expression that evaluates NixOS modules through the stand-in nixpkgs.
+const NIXOS: &str = "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix { inherit lib; }; ";
+
+/// scripts/check-nix run in the checkout `root`: the run and what it printed.
+fn check_nix(root: &Path) -> (Output, String) {
+    let o = Command::new(root.join("scripts/check-nix"))
+        .current_dir(root)
+        .output()
+        .unwrap();
+    let out = text(&o);
+    (o, out)
+}
+
+/// `expr` evaluated in the repository, with a store of its own.
+fn eval(expr: &str) -> Output {
+    let store = tempfile::tempdir().unwrap();
+    nix_eval(&repo(), &store.path().join("store"), expr)
+}
+
+/// [`eval`] succeeds; its JSON value.
+fn eval_json<T: serde::de::DeserializeOwned>(expr: &str) -> T {
+    let o = eval(expr);
+    assert!(o.status.success(), "{}", text(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The first `ini` block of docs/NIXOS.md (`doc`): the unit it shows.
+fn unit_block(doc: &str) -> &str {
+    doc.split("```ini\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("docs/NIXOS.md has no ini block")
+}
+
+/// What `systemd-escape ARGS` prints, trimmed.
+fn systemd_escape(args: &[&str]) -> String {
+    let o = Command::new("systemd-escape").args(args).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).trim().to_string()
+}
 
 #[test]
 fn check_nix_passes_on_the_repository() {
     if common::require_tool("nix-instantiate").is_none() {
         return;
     }
-    let o = Command::new(repo().join("scripts/check-nix"))
-        .current_dir(repo())
-        .output()
-        .unwrap();
-    let out = text(&o);
+    let (o, out) = check_nix(&repo());
     assert!(o.status.success(), "{out}");
     assert!(out.contains("check-nix: all checks passed"), "{out}");
     assert!(out.contains("check-nix: ok nix flake check"), "{out}");
@@ -93,11 +130,7 @@ fn check_nix_fails_on_a_file_that_does_not_parse() {
     let root = dir.path();
     copy_checkout(root);
     std::fs::write(root.join("nix/broken.nix"), "{ a = ; }\n").unwrap();
-    let o = Command::new(root.join("scripts/check-nix"))
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let out = text(&o);
+    let (o, out) = check_nix(root);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("FAIL parse ./nix/broken.nix"), "{out}");
     // The evaluation checks still ran and passed on the intact files.
@@ -143,11 +176,7 @@ fn nix_flake_check_refuses_a_module_given_as_a_bare_path() {
         &flake[end..]
     );
     std::fs::write(root.join("flake.nix"), old).unwrap();
-    let o = Command::new(root.join("scripts/check-nix"))
-        .current_dir(root)
-        .output()
-        .unwrap();
-    let out = text(&o);
+    let (o, out) = check_nix(root);
     assert_eq!(o.status.code(), Some(1), "{out}");
     assert!(out.contains("FAIL nix flake check"), "{out}");
     assert!(
@@ -175,45 +204,23 @@ fn escape_systemd_path_matches_systemd_escape() {
         "/dev/disk/by-label/a b=c~",
         "/a/./b",
     ];
-    let store = tempfile::tempdir().unwrap();
     let list = serde_json::to_string(&paths).unwrap();
     // The installer module names the units itself (stage "all" with each path as its root).
-    let o = nix_eval(
-        &repo(),
-        &store.path().join("store"),
-        &format!(
-            "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix {{ inherit lib; }}; \
+    let module: Vec<String> = eval_json(&format!(
+            "{NIXOS}\
              unit = p: builtins.head (nixos.evalNixos {{ modules = [ ./nix/installer.nix {{ programs.vault-installer = {{ enable = true; autoUnlock = {{ enable = true; stage = \"all\"; root = p; }}; }}; }} ]; \
                pkgsFor = _: {{ callPackage = _: _: {{ type = \"derivation\"; name = \"v\"; outPath = \"/v\"; meta.mainProgram = \"vault\"; }}; coreutils = {{ type = \"derivation\"; name = \"c\"; outPath = \"/c\"; }}; util-linux = {{ type = \"derivation\"; name = \"u\"; outPath = \"/u\"; }}; }}; }}).config.systemd.services.vault-unlock.wants; \
              in map unit (builtins.fromJSON ''{list}'')"
-        ),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let module: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+        ));
     for (p, got) in paths.iter().zip(module) {
-        let o = Command::new("systemd-escape")
-            .args(["--path", "--suffix=mount", p])
-            .output()
-            .unwrap();
-        let want = String::from_utf8_lossy(&o.stdout).trim().to_string();
+        let want = systemd_escape(&["--path", "--suffix=mount", p]);
         assert_eq!(got, want, "the module's unit for {p}");
     }
-    let o = nix_eval(
-        &repo(),
-        &store.path().join("store"),
-        &format!(
+    let ours: Vec<String> = eval_json(&format!(
             "map (import ./nix/tests/nixpkgs/nixos.nix {{ lib = import ./nix/tests/nixpkgs/lib.nix; }}).utils.escapeSystemdPath (builtins.fromJSON ''{list}'')"
-        ),
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let ours: Vec<String> = serde_json::from_slice(&o.stdout).unwrap();
+        ));
     for (p, got) in paths.iter().zip(ours) {
-        let o = Command::new("systemd-escape")
-            .args(["--path", p])
-            .output()
-            .unwrap();
-        let want = String::from_utf8_lossy(&o.stdout).trim().to_string();
-        assert_eq!(got, want, "{p}");
+        assert_eq!(got, systemd_escape(&["--path", p]), "{p}");
     }
 }
 
@@ -222,14 +229,11 @@ fn a_tty_with_a_space_is_refused_with_the_option_and_the_pattern() {
     if common::require_tool("nix-instantiate").is_none() {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let o = nix_eval(
-        &repo(),
-        &store.path().join("store"),
-        "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix { inherit lib; }; \
-         in (nixos.evalNixos { modules = [ ./nix/installer.nix { programs.vault-installer = { enable = true; autoUnlock = { enable = true; tty = \"tty 1\"; }; }; } ]; \
-         pkgsFor = _: { callPackage = _: _: { type = \"derivation\"; name = \"v\"; outPath = \"/v\"; }; }; }).config.programs.vault-installer.autoUnlock.tty",
-    );
+    let o = eval(&format!(
+        "{NIXOS}\
+         in (nixos.evalNixos {{ modules = [ ./nix/installer.nix {{ programs.vault-installer = {{ enable = true; autoUnlock = {{ enable = true; tty = \"tty 1\"; }}; }}; }} ]; \
+         pkgsFor = _: {{ callPackage = _: _: {{ type = \"derivation\"; name = \"v\"; outPath = \"/v\"; }}; }}; }}).config.programs.vault-installer.autoUnlock.tty"
+    ));
     let out = text(&o);
     assert!(!o.status.success(), "{out}");
     assert!(
@@ -243,11 +247,7 @@ fn a_tty_with_a_space_is_refused_with_the_option_and_the_pattern() {
 fn the_docs_match_the_module() {
     let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
     // systemd-lib.nix writes [Install] for wantedBy, and one line per dependency list.
-    let ini = doc
-        .split("```ini\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .unwrap();
+    let ini = unit_block(&doc);
     assert!(ini.lines().any(|l| l == "[Install]"), "{ini}");
     assert!(
         ini.lines().any(|l| l == "WantedBy=multi-user.target"),
@@ -324,20 +324,9 @@ fn the_unit_shown_in_the_docs_is_the_one_rendered() {
     if common::require_tool("nix-instantiate").is_none() {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let o = nix_eval(
-        &repo(),
-        &store.path().join("store"),
-        "(import ./nix/tests/eval-module.nix { }).units.default",
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let unit: String = serde_json::from_slice(&o.stdout).unwrap();
+    let unit: String = eval_json("(import ./nix/tests/eval-module.nix { }).units.default");
     let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
-    let block = doc
-        .split("```ini\n")
-        .nth(1)
-        .and_then(|b| b.split("```").next())
-        .expect("docs/NIXOS.md has no ini block");
+    let block = unit_block(&doc);
     for line in unit.lines() {
         // Store paths are shown as `…`: the variable's name must be there.
         if let Some(var) = line.strip_prefix("Environment=\"") {
@@ -369,15 +358,9 @@ fn the_host_option_says_how_vault_recognises_the_machine() {
     if common::require_tool("nix-instantiate").is_none() {
         return;
     }
-    let store = tempfile::tempdir().unwrap();
-    let o = nix_eval(
-        &repo(),
-        &store.path().join("store"),
-        "let lib = import ./nix/tests/nixpkgs/lib.nix; nixos = import ./nix/tests/nixpkgs/nixos.nix { inherit lib; }; \
-         in (nixos.evalNixos { modules = [ ./nix/installer.nix ]; pkgsFor = _: { }; }).options.programs.vault-installer.autoUnlock.host.description",
-    );
-    assert!(o.status.success(), "{}", text(&o));
-    let module: String = serde_json::from_slice(&o.stdout).unwrap();
+    let module: String = eval_json(&format!(
+        "{NIXOS}in (nixos.evalNixos {{ modules = [ ./nix/installer.nix ]; pkgsFor = _: {{ }}; }}).options.programs.vault-installer.autoUnlock.host.description"
+    ));
     let module = module.split_whitespace().collect::<Vec<_>>().join(" ");
     let doc = std::fs::read_to_string(repo().join("docs/NIXOS.md")).unwrap();
     let row = doc

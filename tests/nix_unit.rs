@@ -4,16 +4,34 @@
 //! checked is what the user sees and types: the arguments vault receives, the console, the
 //! journal (the script's standard error), and that every printed hint works as typed.
 mod common;
+#[path = "nix_files/support.rs"]
+mod support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use expectrl::{Eof, Session};
+use support::{nix_eval, repo};
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+/// A scratch folder with a [`fake_vault`] in `mode`; None (skip) without nix-instantiate.
+fn with_fake_vault(mode: &str) -> Option<tempfile::TempDir> {
+    common::require_tool("nix-instantiate")?;
+    let dir = tempfile::tempdir().unwrap();
+    fake_vault(dir.path(), mode);
+    Some(dir)
+}
+
+/// What the script wrote to its standard error, the journal.
+fn read_journal(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("journal")).unwrap()
+}
+
+/// Asserts that `text` contains every one of `needles`.
+fn contains_all(text: &str, needles: &[&str]) {
+    for needle in needles {
+        assert!(text.contains(needle), "{needle:?} not in:\n{text}");
+    }
 }
 
 /// A fake vault at `dir/bin/vault`. It records its argv in `dir/argv`, then, by `dir/mode`:
@@ -52,24 +70,12 @@ fn scripts(vault_out: &Path) -> BTreeMap<String, String> {
 /// An attribute of eval-module.nix's result, as JSON.
 fn eval_attr<T: serde::de::DeserializeOwned>(vault_out: &Path, attr: &str) -> T {
     let store = tempfile::tempdir().unwrap();
-    let o = Command::new("nix-instantiate")
-        .args([
-            "--eval",
-            "--strict",
-            "--json",
-            "--read-write-mode",
-            "--store",
-        ])
-        .arg(store.path().join("store"))
-        .arg("-E")
-        .arg(format!(
-            "(import ./nix/tests/eval-module.nix {{ vaultOut = {}; toolsOut = \"/usr\"; }}).{attr}",
-            serde_json::to_string(&vault_out.to_str().unwrap()).unwrap()
-        ))
-        .env("NIX_CONFIG", "build-users-group =")
-        .current_dir(repo())
-        .output()
-        .unwrap();
+    let vault_out = serde_json::to_string(&vault_out.to_str().unwrap()).unwrap();
+    let o = nix_eval(
+        &repo(),
+        &store.path().join("store"),
+        &format!("(import ./nix/tests/eval-module.nix {{ vaultOut = {vault_out}; toolsOut = \"/usr\"; }}).{attr}"),
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let _ = Command::new("chmod")
         .args(["-R", "u+w"])
@@ -145,12 +151,10 @@ fn strs(v: &[&str]) -> Vec<String> {
 
 #[test]
 fn the_rendered_command_gives_vault_exactly_the_configured_arguments() {
-    if common::require_tool("nix-instantiate").is_none() {
+    let Some(dir) = with_fake_vault("ok") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    fake_vault(d, "ok");
     let s = scripts(d);
     for (scenario, want, next) in [
         (
@@ -198,12 +202,10 @@ fn the_rendered_command_gives_vault_exactly_the_configured_arguments() {
 
 #[test]
 fn stage_all_with_the_target_not_mounted_asks_nothing_and_says_what_to_do() {
-    if common::require_tool("nix-instantiate").is_none() {
+    let Some(dir) = with_fake_vault("ok") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    fake_vault(d, "ok");
     let r = run(d, &scripts(d)["stage-all-unmounted"], false);
     assert_eq!(r.code, 0, "{}", r.console);
     assert!(!d.join("argv").exists(), "vault ran");
@@ -235,26 +237,15 @@ fn pty(dir: &Path, script: &str) -> Session {
         dir.join("script").display(),
         dir.join("journal").display()
     ));
-    let mut s = Session::spawn(c).expect("spawn in a pty");
-    s.set_expect_timeout(Some(Duration::from_secs(60)));
-    s
-}
-
-fn exit_code(s: &mut Session) -> i32 {
-    match s.get_process().wait().expect("wait") {
-        expectrl::WaitStatus::Exited(_, code) => code,
-        other => panic!("the script did not exit normally: {other:?}"),
-    }
+    common::pty::session(c)
 }
 
 #[test]
 fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_in_the_journal() {
-    if common::require_tool("nix-instantiate").is_none() {
+    let Some(dir) = with_fake_vault("ask") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    fake_vault(d, "ask");
     let script = scripts(d)["default"].clone();
 
     let mut s = pty(d, &script);
@@ -264,13 +255,15 @@ fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_i
     s.expect("exit code 3").unwrap();
     s.expect("sudo vault unlock --stage disk").unwrap();
     s.expect(Eof).unwrap();
-    assert_eq!(exit_code(&mut s), 3);
-    let journal = std::fs::read_to_string(d.join("journal")).unwrap();
-    assert!(journal.contains("vault: wrong passphrase"), "{journal}");
-    assert!(journal.contains("exit code 3"), "{journal}");
-    assert!(
-        journal.contains("sudo vault unlock --stage disk"),
-        "{journal}"
+    assert_eq!(common::pty::exit_code(&mut s), 3);
+    let journal = read_journal(d);
+    contains_all(
+        &journal,
+        &[
+            "vault: wrong passphrase",
+            "exit code 3",
+            "sudo vault unlock --stage disk",
+        ],
     );
     assert!(
         !journal.contains("hunter2"),
@@ -282,12 +275,9 @@ fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_i
     s.send_line("right").unwrap();
     s.expect("sudo vault place --root /mnt").unwrap();
     s.expect(Eof).unwrap();
-    assert_eq!(exit_code(&mut s), 0);
-    let journal = std::fs::read_to_string(d.join("journal")).unwrap();
-    assert!(
-        journal.contains("disk-stage files are in place"),
-        "{journal}"
-    );
+    assert_eq!(common::pty::exit_code(&mut s), 0);
+    let journal = read_journal(d);
+    contains_all(&journal, &["disk-stage files are in place"]);
     assert!(
         !journal.contains("right"),
         "the passphrase reached the journal"
@@ -296,22 +286,16 @@ fn on_a_terminal_a_wrong_passphrase_ends_with_the_sudo_hint_on_the_console_and_i
 
 #[test]
 fn with_no_answer_the_prompt_gives_up_after_the_timeout_with_the_hint() {
-    if common::require_tool("nix-instantiate").is_none() {
+    let Some(dir) = with_fake_vault("hang") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    fake_vault(d, "hang");
     let mut s = pty(d, &scripts(d)["short-timeout"]);
     s.expect("no passphrase within 1 seconds").unwrap();
     s.expect("sudo vault unlock --stage disk").unwrap();
     s.expect(Eof).unwrap();
-    assert_eq!(exit_code(&mut s), 0);
-    let journal = std::fs::read_to_string(d.join("journal")).unwrap();
-    assert!(
-        journal.contains("no passphrase within 1 seconds"),
-        "{journal}"
-    );
+    assert_eq!(common::pty::exit_code(&mut s), 0);
+    contains_all(&read_journal(d), &["no passphrase within 1 seconds"]);
 }
 
 /// vault's own hints for live-system commands: with `sudo` when the reader is not in a root
@@ -421,12 +405,10 @@ fn as_a_normal_user_permission_errors_say_sudo() {
 /// the login prompt, and the login shell of that console prints it after the login.
 #[test]
 fn the_result_is_still_on_the_console_after_the_getty_clears_it() {
-    if common::require_tool("nix-instantiate").is_none() {
+    let Some(dir) = with_fake_vault("ok") else {
         return;
-    }
-    let dir = tempfile::tempdir().unwrap();
+    };
     let d = dir.path();
-    fake_vault(d, "ok");
     let r = run(d, &scripts(d)["default"], true);
     assert_eq!(r.code, 0, "{}{}", r.console, r.journal);
     let result = runtime_dir(d).join("result");
@@ -450,7 +432,7 @@ fn the_result_is_still_on_the_console_after_the_getty_clears_it() {
         kept.starts_with("vault-unlock.service at boot:\n"),
         "{kept}"
     );
-    assert!(kept.contains("journalctl -u vault-unlock"), "{kept}");
+    contains_all(&kept, &["journalctl -u vault-unlock"]);
     let retry = strs(&[
         "unlock",
         "--stage",
@@ -511,8 +493,7 @@ fn the_result_is_still_on_the_console_after_the_getty_clears_it() {
         .unwrap();
     let shown = String::from_utf8_lossy(&o.stdout).replace('\r', "");
     assert!(o.status.success(), "{shown}");
-    assert!(shown.contains("Welcome"), "{shown}");
-    assert!(shown.contains("To try again, run:"), "{shown}");
+    contains_all(&shown, &["Welcome", "To try again, run:"]);
     // agetty reads backslashes as escapes: the issue file doubles them, so the hint shown is
     // the one that works.
     assert_eq!(hint_args(&shown, "unlock"), retry, "{shown}");

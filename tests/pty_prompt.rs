@@ -3,23 +3,37 @@
 
 mod common;
 
+use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
 
+use common::pty::{exit_code, session, with_echo_on};
 use common::vault_bin;
 use expectrl::{Eof, Session};
 
-fn session(cmd: Command) -> Session {
-    let mut s = Session::spawn(cmd).expect("spawn in a pty");
-    s.set_expect_timeout(Some(Duration::from_secs(60)));
-    s
+/// `vault unlock BUNDLE --root ROOT --root-not-mountpoint`, arguments as strings.
+fn unlock_args<'a>(bundle: &'a Path, root: &'a Path) -> [&'a str; 5] {
+    let s = |p: &'a Path| p.to_str().unwrap();
+    [
+        "unlock",
+        s(bundle),
+        "--root",
+        s(root),
+        "--root-not-mountpoint",
+    ]
 }
 
-fn exit_code(s: &mut Session) -> i32 {
-    match s.get_process().wait().expect("wait") {
-        expectrl::WaitStatus::Exited(_, code) => code,
-        other => panic!("vault did not exit normally: {other:?}"),
-    }
+/// `pack` of `d/vault.toml` into `d/b`, asking for the passphrase.
+fn pack_asking(d: &Path) -> Command {
+    let mut pack = Command::new(vault_bin());
+    pack.args(["pack", "-m", "vault.toml", "-o", "b"])
+        .args(common::FAST_KDF)
+        .current_dir(d);
+    pack
+}
+
+/// Everything up to the end of what the session shows.
+fn rest(s: &mut Session) -> String {
+    String::from_utf8_lossy(s.expect(Eof).unwrap().as_bytes()).into_owned()
 }
 
 #[test]
@@ -35,16 +49,7 @@ fn pack_then_unlock_with_typed_passphrases() {
     std::fs::create_dir(d.join("mnt")).unwrap();
     let bundle = d.join("b");
 
-    let mut pack = Command::new(vault_bin());
-    pack.args([
-        "pack",
-        "-m",
-        d.join("vault.toml").to_str().unwrap(),
-        "-o",
-        bundle.to_str().unwrap(),
-    ]);
-    pack.args(common::FAST_KDF);
-    let mut p = session(pack);
+    let mut p = session(pack_asking(d));
     // Everything the terminal showed, to check that no typed passphrase was echoed.
     let mut seen = Vec::new();
     let mut expect = |p: &mut Session, what: &str| {
@@ -72,13 +77,7 @@ fn pack_then_unlock_with_typed_passphrases() {
     assert!(bundle.exists());
 
     let mut unlock = Command::new(vault_bin());
-    unlock.args([
-        "unlock",
-        bundle.to_str().unwrap(),
-        "--root",
-        d.join("mnt").to_str().unwrap(),
-        "--root-not-mountpoint",
-    ]);
+    unlock.args(unlock_args(&bundle, &d.join("mnt")));
     let mut u = session(unlock);
     u.expect("Passphrase for").unwrap();
     u.send_line("not it").unwrap();
@@ -99,36 +98,9 @@ fn pack_then_unlock_with_typed_passphrases() {
 fn three_wrong_passphrases_exit_3_and_place_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("key"), "k").unwrap();
-    std::fs::write(d.join("pw"), "right one\n").unwrap();
-    std::fs::write(
-        d.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
-    )
-    .unwrap();
-    std::fs::create_dir(d.join("mnt")).unwrap();
-    let bundle = d.join("b");
-    let o = Command::new(vault_bin())
-        .args([
-            "pack",
-            "-m",
-            d.join("vault.toml").to_str().unwrap(),
-            "-o",
-            bundle.to_str().unwrap(),
-        ])
-        .args(["--passphrase-file", d.join("pw").to_str().unwrap()])
-        .args(common::FAST_KDF)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let bundle = common::one_file_bundle(d, "right one");
     let mut unlock = Command::new(vault_bin());
-    unlock.args([
-        "unlock",
-        bundle.to_str().unwrap(),
-        "--root",
-        d.join("mnt").to_str().unwrap(),
-        "--root-not-mountpoint",
-    ]);
+    unlock.args(unlock_args(&bundle, &d.join("mnt")));
     let mut u = session(unlock);
     for attempt in 1..=3 {
         u.expect("Passphrase for").unwrap();
@@ -144,45 +116,16 @@ fn three_wrong_passphrases_exit_3_and_place_nothing() {
 fn ctrl_c_at_the_passphrase_prompt_exits_130_and_restores_echo() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("key"), "k").unwrap();
-    std::fs::write(d.join("pw"), "right one\n").unwrap();
-    std::fs::write(
-        d.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
-    )
-    .unwrap();
-    std::fs::create_dir(d.join("mnt")).unwrap();
-    let bundle = d.join("b");
-    let o = Command::new(vault_bin())
-        .args([
-            "pack",
-            "-m",
-            d.join("vault.toml").to_str().unwrap(),
-            "-o",
-            bundle.to_str().unwrap(),
-        ])
-        .args(["--passphrase-file", d.join("pw").to_str().unwrap()])
-        .args(common::FAST_KDF)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let bundle = common::one_file_bundle(d, "right one");
     // The pty starts with echo off: turn it on, as on a console, before vault starts.
-    let mut unlock = Command::new("sh");
-    unlock.args(["-c", "stty echo && exec \"$0\" \"$@\""]);
-    unlock.arg(vault_bin());
-    unlock.args([
-        "unlock",
-        bundle.to_str().unwrap(),
-        "--root",
-        d.join("mnt").to_str().unwrap(),
-        "--root-not-mountpoint",
-    ]);
-    let mut u = session(unlock);
+    let mut u = session(with_echo_on(
+        &vault_bin(),
+        &unlock_args(&bundle, &d.join("mnt")),
+    ));
     u.expect("Passphrase for").unwrap();
     // Ctrl-C, typed at the prompt.
     u.send([3u8]).unwrap();
-    let rest = u.expect(Eof).unwrap();
-    let shown = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+    let shown = rest(&mut u);
     assert_eq!(exit_code(&mut u), 130, "{shown}");
     assert!(shown.contains("interrupted by SIGINT"), "{shown}");
     assert_eq!(std::fs::read_dir(d.join("mnt")).unwrap().count(), 0);
@@ -194,27 +137,12 @@ fn ctrl_c_at_the_passphrase_prompt_exits_130_and_restores_echo() {
 fn an_empty_passphrase_at_the_terminal_gets_a_hint_about_typing_it() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("key"), "k").unwrap();
-    std::fs::write(
-        d.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
-    )
-    .unwrap();
-    let mut pack = Command::new(vault_bin());
-    pack.args([
-        "pack",
-        "-m",
-        d.join("vault.toml").to_str().unwrap(),
-        "-o",
-        d.join("b").to_str().unwrap(),
-    ]);
-    pack.args(common::FAST_KDF);
-    let mut p = session(pack);
+    common::one_file_manifest(d);
+    let mut p = session(pack_asking(d));
     p.expect("New passphrase for").unwrap();
     p.send_line("").unwrap();
     // Everything up to the end: the error and its hint.
-    let rest = p.expect(Eof).unwrap();
-    let shown = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+    let shown = rest(&mut p);
     assert_ne!(exit_code(&mut p), 0, "{shown}");
     assert!(shown.contains("empty"), "{shown}");
     assert!(shown.contains("hint:"), "{shown}");
@@ -226,37 +154,17 @@ fn an_empty_passphrase_at_the_terminal_gets_a_hint_about_typing_it() {
 fn a_passphrase_typed_as_the_prompt_appears_is_never_echoed() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    std::fs::write(d.join("key"), "k").unwrap();
-    std::fs::write(d.join("pw"), "typed at once\n").unwrap();
-    std::fs::write(
-        d.join("vault.toml"),
-        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
-    )
-    .unwrap();
-    let bundle = d.join("b");
-    let o = Command::new(vault_bin())
-        .args(["pack", "-m", d.join("vault.toml").to_str().unwrap()])
-        .args(["-o", bundle.to_str().unwrap()])
-        .args(["--passphrase-file", d.join("pw").to_str().unwrap()])
-        .args(common::FAST_KDF)
-        .output()
-        .unwrap();
-    assert!(o.status.success());
+    let bundle = common::one_file_bundle(d, "typed at once");
     // The answer is written the moment the prompt's first bytes arrive, as a fast typist or a
     // paste would: echo must already be off. A race, so many runs.
     let mut echoed = 0;
     const RUNS: usize = 30;
     for _ in 0..RUNS {
-        let mut unlock = Command::new("sh");
-        unlock.args(["-c", "stty echo && exec \"$0\" \"$@\""]);
-        unlock.arg(vault_bin());
-        unlock.args(["unlock", bundle.to_str().unwrap(), "--dry-run"]);
-        unlock.args(["--root", d.to_str().unwrap(), "--root-not-mountpoint"]);
-        let mut u = session(unlock);
+        let args = [&unlock_args(&bundle, d)[..], &["--dry-run"]].concat();
+        let mut u = session(with_echo_on(&vault_bin(), &args));
         u.expect("Passphrase").unwrap();
         u.send_line("typed at once").unwrap();
-        let rest = u.expect(Eof).unwrap();
-        let shown = String::from_utf8_lossy(rest.as_bytes()).into_owned();
+        let shown = rest(&mut u);
         assert_eq!(exit_code(&mut u), 0, "{shown}");
         echoed += usize::from(shown.contains("typed at once"));
     }

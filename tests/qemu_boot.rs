@@ -42,16 +42,73 @@ fn fixture() -> Fixture {
     Fixture { dir, bundle }
 }
 
-/// Boots, answers the prompts, returns the console transcript.
-fn boot_and_unlock(args: Vec<String>, label: &str) -> String {
-    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
-    let mut g = Guest::boot(&args);
-    g.wait_for("vault-e2e: running vault unlock", 1);
+impl Fixture {
+    /// `vault attach FLAGS --image IMAGE --bundle BUNDLE -o OUT`: what it printed.
+    fn attach(&self, flags: &[&str], image: &Path, out: &Path) -> String {
+        run(Command::new(common::vault_bin())
+            .arg("attach")
+            .args(flags)
+            .arg("--image")
+            .arg(image)
+            .arg("--bundle")
+            .arg(&self.bundle)
+            .arg("-o")
+            .arg(out))
+    }
+
+    /// [`Fixture::attach`] carrying the static vault (`--vault-binary`).
+    fn attach_carrying(&self, flags: &[&str], image: &Path, out: &Path) -> String {
+        let bin = static_vault();
+        let flags = [flags, &["--vault-binary", bin.to_str().unwrap()]].concat();
+        self.attach(&flags, image, out)
+    }
+}
+
+/// The test installer, running `detach --discover` and then `unlock` without a FILE.
+fn discovering_iso(dir: &Path) -> PathBuf {
+    let unlock = format!("unlock --root /mnt --host {HOST}");
+    make_iso(dir, "iso", &["detach --discover", &unlock])
+}
+
+/// The fixture and an installer like the official ISO (see [`make_official_iso`]).
+fn official() -> (Fixture, PathBuf) {
+    let fx = fixture();
+    let iso = make_official_iso(fx.dir.path());
+    (fx, iso)
+}
+
+/// [`official`], attached (carrying the static vault, with `flags`) to `dir/NAME`: the
+/// fixture, that image, and the command attach printed for the installer.
+fn official_attached(flags: &[&str], name: &str) -> (Fixture, PathBuf, String) {
+    let (fx, iso) = official();
+    let out = fx.dir.path().join(name);
+    let printed = printed_command(&fx.attach_carrying(flags, &iso, &out));
+    (fx, out, printed)
+}
+
+/// Makes `path` `by` bytes longer (zeros), as a stick larger than the image written to it.
+fn grow(path: &Path, by: u64) {
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.set_len(f.metadata().unwrap().len() + by).unwrap();
+}
+
+/// At the passphrase prompt: a wrong passphrase, the retry message, then the right one.
+/// Returns when the first prompt appeared.
+fn wrong_then_right(g: &mut Guest) -> std::time::Duration {
     let t_prompt = g.wait_for("Passphrase for ", 1);
     g.type_line("not the passphrase");
     g.wait_for("wrong passphrase, try again (attempt 2 of 3)", 1);
     g.wait_for("Passphrase for ", 2);
     g.type_line(PASSPHRASE);
+    t_prompt
+}
+
+/// Boots, answers the prompts, returns the console transcript.
+fn boot_and_unlock(args: Vec<String>, label: &str) -> String {
+    let _one = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let mut g = Guest::boot(&args);
+    g.wait_for("vault-e2e: running vault unlock", 1);
+    let t_prompt = wrong_then_right(&mut g);
     let started = g.started;
     let t = g.wait_exit();
     eprintln!(
@@ -187,22 +244,9 @@ fn bios_partition_mode_virtio_and_usb() {
     }
     let fx = fixture();
     let dir = fx.dir.path();
-    let iso = make_iso(
-        dir,
-        "iso",
-        &[
-            "detach --discover",
-            &format!("unlock --root /mnt --host {HOST}"),
-        ],
-    );
+    let iso = discovering_iso(dir);
     let stick = dir.join("stick.img");
-    run(Command::new(common::vault_bin())
-        .args(["attach", "--no-binary", "--image"])
-        .arg(&iso)
-        .arg("--bundle")
-        .arg(&fx.bundle)
-        .arg("-o")
-        .arg(&stick));
+    fx.attach(&["--no-binary"], &iso, &stick);
     for (how, disk, label) in [
         (Attach::Virtio, "vda", "bios-virtio"),
         (Attach::Usb, "sda", "bios-usb"),
@@ -239,13 +283,7 @@ fn bios_iso_file_mode() {
         )],
     );
     let stick = dir.join("stick.iso");
-    run(Command::new(common::vault_bin())
-        .args(["attach", "--no-binary", "--iso-file", "--image"])
-        .arg(&iso)
-        .arg("--bundle")
-        .arg(&fx.bundle)
-        .arg("-o")
-        .arg(&stick));
+    fx.attach(&["--no-binary", "--iso-file"], &iso, &stick);
     let target = make_target(dir, "target.img");
     boot_and_unlock(
         qemu_args(dir, &stick, &target, Firmware::Bios, Attach::Virtio),
@@ -270,22 +308,9 @@ fn uefi_partition_mode() {
     }
     let fx = fixture();
     let dir = fx.dir.path();
-    let iso = make_iso(
-        dir,
-        "iso",
-        &[
-            "detach --discover",
-            &format!("unlock --root /mnt --host {HOST}"),
-        ],
-    );
+    let iso = discovering_iso(dir);
     let stick = dir.join("stick.img");
-    run(Command::new(common::vault_bin())
-        .args(["attach", "--no-binary", "--image"])
-        .arg(&iso)
-        .arg("--bundle")
-        .arg(&fx.bundle)
-        .arg("-o")
-        .arg(&stick));
+    fx.attach(&["--no-binary"], &iso, &stick);
     let target = make_target(dir, "target.img");
     let t = boot_and_unlock(
         qemu_args(dir, &stick, &target, Firmware::Uefi, Attach::Virtio),
@@ -307,41 +332,9 @@ fn bios_device_mode_in_the_guest() {
     let fx = fixture();
     let dir = fx.dir.path();
     // The second stick: an isohybrid ISO with its own label, plus 4 MiB of room.
-    let tree = dir.join("stick2-tree");
-    std::fs::create_dir_all(tree.join("isolinux")).unwrap();
-    std::fs::copy(
-        "/usr/lib/ISOLINUX/isolinux.bin",
-        tree.join("isolinux/isolinux.bin"),
-    )
-    .unwrap();
-    let stick2 = dir.join("stick2.img");
-    run(Command::new("xorriso")
-        .args([
-            "-as",
-            "mkisofs",
-            "-iso-level",
-            "3",
-            "-volid",
-            "second-stick",
-        ])
-        .args(["-eltorito-boot", "isolinux/isolinux.bin"])
-        .args(["-eltorito-catalog", "isolinux/boot.cat", "-no-emul-boot"])
-        .args(["-boot-load-size", "4", "-boot-info-table"])
-        .args([
-            "-isohybrid-mbr",
-            "/usr/lib/ISOLINUX/isohdpfx.bin",
-            "-r",
-            "-o",
-        ])
-        .arg(&stick2)
-        .arg(&tree));
+    let stick2 = common::isohybrid(dir, "second-stick", "stick2.img").expect("xorriso");
     let iso_len = std::fs::metadata(&stick2).unwrap().len();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&stick2)
-        .unwrap();
-    f.set_len(iso_len + (4 << 20)).unwrap();
-    drop(f);
+    grow(&stick2, 4 << 20);
 
     let attach = "attach --no-binary --device /dev/vdc --bundle /bundle.vault --yes";
     let mut c = Command::new(repo().join("scripts/mkiso-test"));
@@ -464,11 +457,7 @@ fn boot_official_with(
     g.type_line("command -v vault || echo no-vault-$((40+2))");
     g.wait_for("no-vault-42", 1);
     g.type_line(&format!("{command} --host {HOST}"));
-    let t_prompt = g.wait_for("Passphrase for ", 1);
-    g.type_line("not the passphrase");
-    g.wait_for("wrong passphrase, try again (attempt 2 of 3)", 1);
-    g.wait_for("Passphrase for ", 2);
-    g.type_line(PASSPHRASE);
+    let t_prompt = wrong_then_right(&mut g);
     g.wait_for("Unlocked ", 1);
     g.type_line("echo vault-rc-$?");
     g.wait_for("vault-rc-0", 1);
@@ -524,21 +513,9 @@ fn official_iso_usb_bios_and_uefi() {
     if !tools() || !have_ovmf() {
         return;
     }
-    let fx = fixture();
+    let (fx, stick, command) = official_attached(&[], "stick.img");
     let dir = fx.dir.path();
-    let iso = make_official_iso(dir);
-    let stick = dir.join("stick.img");
-    let out = run(Command::new(common::vault_bin())
-        .args(["attach", "--vault-binary"])
-        .arg(static_vault())
-        .arg("--image")
-        .arg(&iso)
-        .arg("--bundle")
-        .arg(&fx.bundle)
-        .arg("-o")
-        .arg(&stick));
     // The command checks the SHA-256 of the binary it runs, the one attach carried.
-    let command = printed_command(&out);
     assert_eq!(
         command,
         vault::media::carry::run_command(&sha256_hex(&static_vault()))
@@ -569,18 +546,11 @@ fn official_iso_written_stick_attach_device_bios() {
     if !tools() {
         return;
     }
-    let fx = fixture();
+    let (fx, iso) = official();
     let dir = fx.dir.path();
-    let iso = make_official_iso(dir);
     let stick = dir.join("stick.img");
     std::fs::copy(&iso, &stick).unwrap();
-    let f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(&stick)
-        .unwrap();
-    f.set_len(std::fs::metadata(&iso).unwrap().len() + (64 << 20))
-        .unwrap();
-    drop(f);
+    grow(&stick, 64 << 20);
     let out = run(Command::new(common::vault_bin())
         .args(["attach", "--test-file-as-device", "--yes", "--vault-binary"])
         .arg(static_vault())
@@ -606,20 +576,8 @@ fn official_iso_file_mode_as_cd_bios() {
     if !tools() {
         return;
     }
-    let fx = fixture();
+    let (fx, cd, command) = official_attached(&["--iso-file"], "cd.iso");
     let dir = fx.dir.path();
-    let iso = make_official_iso(dir);
-    let cd = dir.join("cd.iso");
-    let out = run(Command::new(common::vault_bin())
-        .args(["attach", "--iso-file", "--vault-binary"])
-        .arg(static_vault())
-        .arg("--image")
-        .arg(&iso)
-        .arg("--bundle")
-        .arg(&fx.bundle)
-        .arg("-o")
-        .arg(&cd));
-    let command = printed_command(&out);
     assert_eq!(
         command,
         vault::media::carry::iso_run_command(&sha256_hex(&static_vault()))
@@ -644,20 +602,8 @@ fn official_iso_binary_with_another_hash_is_not_run_bios() {
     if !tools() {
         return;
     }
-    let fx = fixture();
+    let (fx, stick, command) = official_attached(&[], "stick.img");
     let dir = fx.dir.path();
-    let iso = make_official_iso(dir);
-    let stick = dir.join("stick.img");
-    let out = run(Command::new(common::vault_bin())
-        .args(["attach", "--vault-binary"])
-        .arg(static_vault())
-        .arg("--image")
-        .arg(&iso)
-        .arg("--bundle")
-        .arg(&fx.bundle)
-        .arg("-o")
-        .arg(&stick));
-    let command = printed_command(&out);
     let carried = vault::media::inspect_image(&stick).unwrap().binary.unwrap();
     // A byte in the middle of the binary's data: it would still run.
     let at = carried.offset + carried.len / 2;

@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use common::{text, vault_bin, FAST_KDF};
+use common::{ok, vault_bin, FAST_KDF};
 
 /// Cheap Argon2id settings for the bundles `repack` writes (it takes none from the bundle).
 const REPACK_KDF: &[&str] = common::CHEAP_KDF;
@@ -92,45 +92,51 @@ mode = "0600"
 
     /// An X25519 identity from the real `age-keygen`: its recipient.
     fn age_key(&self, name: &str) -> String {
-        let o = Command::new("age-keygen")
-            .args(["-o", &self.p(name)])
+        let run = |flag: &str| common::ok(self.age_keygen(flag, name));
+        run("-o");
+        run("-y").trim().to_owned()
+    }
+
+    /// `age-keygen FLAG FILE`, FILE in the fixture's folder.
+    fn age_keygen(&self, flag: &str, name: &str) -> Output {
+        Command::new("age-keygen")
+            .args([flag, &self.p(name)])
             .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        let o = Command::new("age-keygen")
-            .args(["-y", &self.p(name)])
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
-        String::from_utf8(o.stdout).unwrap().trim().to_owned()
+            .unwrap()
     }
 
     /// An unprotected ed25519 key from the real `ssh-keygen`: its public key line.
     fn ssh_key(&self, name: &str) -> String {
-        let o = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-C", "admin@laptop", "-f"])
-            .arg(self.p(name))
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        common::ok(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "admin@laptop", "-f"])
+                .arg(self.p(name))
+                .output()
+                .unwrap(),
+        );
         std::fs::read_to_string(self.p(&format!("{name}.pub")))
             .unwrap()
             .trim()
             .to_owned()
     }
 
+    /// `b.bundle`, packed with a recovery recipient whose key is `recovery.txt`: the recipient.
+    fn packed_for_recovery(&self) -> String {
+        let recipient = self.age_key("recovery.txt");
+        self.pack("b.bundle", &["--recovery-recipient", &recipient]);
+        recipient
+    }
+
+    /// `pack -o OUT` of the fixture's vault.toml to the old passphrase, then `extra`.
     fn pack(&self, out: &str, extra: &[&str]) {
-        let mut args = vec![
-            "pack",
-            "-o",
-            out,
-            "--passphrase-file",
-            "old-pw",
-            "--no-config-check",
-        ];
-        args.extend_from_slice(FAST_KDF);
-        args.extend_from_slice(extra);
-        ok(self.vault(&args));
+        ok(self.vault(&[&pack_args(out), extra].concat()));
+    }
+
+    /// `repack BUNDLE -i KEY -o OUT` to the new passphrase, then `extra`.
+    fn repack(&self, bundle: &str, key: &str, out: &str, extra: &[&str]) -> Output {
+        let args = ["repack", bundle, "-i", key, "-o", out];
+        let to = ["--passphrase-file", "new-pw", "--weak-passphrase"];
+        self.vault(&[&args[..], &to, extra].concat())
     }
 
     /// A real unlock into a fresh root (`--staging-memory 0`: the streamed path, files
@@ -155,16 +161,21 @@ mode = "0600"
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         (self.vault(&refs), root)
     }
+
+    /// [`Fixture::unlock`] succeeds and places the two items.
+    fn unlock_placed(&self, bundle: &str, pw: &str, streamed: bool) {
+        let (o, root) = self.unlock(bundle, pw, streamed);
+        ok(o);
+        assert_placed(&root);
+    }
 }
 
-fn ok(o: Output) -> String {
-    assert!(
-        o.status.success(),
-        "failed ({:?}): {}",
-        o.status.code(),
-        text(&o)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
+/// `pack -o OUT --passphrase-file old-pw` with cheap settings and no config check.
+fn pack_args(out: &str) -> Vec<&str> {
+    let mut args = vec!["pack", "-o", out, "--passphrase-file", "old-pw"];
+    args.push("--no-config-check");
+    args.extend_from_slice(FAST_KDF);
+    args
 }
 
 /// The two items, placed under `root` with their bytes and modes.
@@ -187,14 +198,11 @@ fn assert_placed(root: &Path) {
 fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
     let Some(t) = tools() else { return };
     let f = Fixture::new();
-    let recipient = f.age_key("recovery.txt");
-    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    let recipient = f.packed_for_recovery();
 
     // The passphrase still unlocks the bundle that carries a recovery stanza, both paths.
     for streamed in [false, true] {
-        let (o, root) = f.unlock("b.bundle", "old-pw", streamed);
-        ok(o);
-        assert_placed(&root);
+        f.unlock_placed("b.bundle", "old-pw", streamed);
     }
 
     // The stanza is plain age: the real age and rage open the payload (zstd) with the key.
@@ -228,33 +236,16 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
     );
 
     // The bundle's own recovery recipients are not carried over unasked: refused, each named.
-    let o = f.vault(&[
-        "repack",
-        "b.bundle",
-        "-i",
-        "recovery.txt",
-        "-o",
-        "new.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-    ]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains(&recipient), "{}", text(&o));
+    let o = f.repack("b.bundle", "recovery.txt", "new.bundle", &[]);
+    let said = common::exits(&o, 6);
+    assert!(said.contains(&recipient), "{said}");
     assert!(!f.dir.path().join("new.bundle").exists());
-    let o = f.vault(&[
-        "repack",
+    let o = f.repack(
         "b.bundle",
-        "-i",
         "recovery.txt",
-        "-o",
         "new.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-        "--recovery-recipient",
-        &recipient,
-    ]);
+        &["--recovery-recipient", &recipient],
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let out = ok(o);
     assert!(out.contains("1 recovery recipient"), "{out}");
@@ -263,12 +254,10 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
         "{err}"
     );
     for streamed in [false, true] {
-        let (o, root) = f.unlock("new.bundle", "new-pw", streamed);
-        ok(o);
-        assert_placed(&root);
+        f.unlock_placed("new.bundle", "new-pw", streamed);
     }
     let (o, root) = f.unlock("new.bundle", "old-pw", false);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
     assert!(std::fs::read_dir(&root).unwrap().next().is_none());
     // The recovery recipient was given again: its key opens the new bundle too.
     ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
@@ -285,7 +274,7 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
         "new-pw",
         "--weak-passphrase",
     ]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
     assert!(!f.dir.path().join("again.bundle").exists());
 
     // --no-recovery drops it: the key no longer opens the result.
@@ -302,10 +291,8 @@ fn an_x25519_recovery_key_inspects_and_repacks_without_the_passphrase() {
         "--no-recovery",
     ]));
     let o = f.vault(&["inspect", "bare.bundle", "-i", "recovery.txt"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let (o, root) = f.unlock("bare.bundle", "old-pw", false);
-    ok(o);
-    assert_placed(&root);
+    common::exits(&o, 3);
+    f.unlock_placed("bare.bundle", "old-pw", false);
 }
 
 /// An SSH recovery key from a recipients file (comments skipped, as age's -R): the private
@@ -327,22 +314,15 @@ fn an_ssh_recovery_key_from_a_recipients_file_opens_and_can_be_replaced() {
     assert_eq!(v["recovery_recipients"][0], ssh.as_str());
 
     let age_recipient = f.age_key("new-recovery.txt");
-    ok(f.vault(&[
-        "repack",
+    ok(f.repack(
         "b.bundle",
-        "-i",
         "id_admin",
-        "-o",
         "new.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-        "--recovery-recipient",
-        &age_recipient,
-    ]));
+        &["--recovery-recipient", &age_recipient],
+    ));
     ok(f.vault(&["inspect", "new.bundle", "-i", "new-recovery.txt"]));
     let o = f.vault(&["inspect", "new.bundle", "-i", "id_admin"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
 }
 
 /// A key that has no stanza in the bundle: exit 3, naming the bundle and the key; a bundle
@@ -357,7 +337,7 @@ fn a_key_the_bundle_was_not_packed_for_is_a_clear_error() {
     f.pack("plain.bundle", &[]);
     for bundle in ["b.bundle", "plain.bundle"] {
         let o = f.vault(&["inspect", bundle, "-i", "other.txt"]);
-        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        common::exits(&o, 3);
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(
             err.contains(bundle)
@@ -365,18 +345,8 @@ fn a_key_the_bundle_was_not_packed_for_is_a_clear_error() {
                 && err.contains("none of the identities"),
             "{err}"
         );
-        let o = f.vault(&[
-            "repack",
-            bundle,
-            "-i",
-            "other.txt",
-            "-o",
-            "x.bundle",
-            "--passphrase-file",
-            "new-pw",
-            "--weak-passphrase",
-        ]);
-        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+        let o = f.repack(bundle, "other.txt", "x.bundle", &[]);
+        common::exits(&o, 3);
         assert!(!f.dir.path().join("x.bundle").exists());
     }
 }
@@ -394,11 +364,12 @@ fn a_swapped_recovery_stanza_is_refused() {
     f.pack("b.bundle", &["--recovery-recipient", &victim]);
 
     std::fs::write(f.dir.path().join("dummy"), b"x").unwrap();
-    let o = Command::new(&t.age)
-        .args(["-r", &attacker, "-o", &f.p("dummy.age"), &f.p("dummy")])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o));
+    common::ok(
+        Command::new(&t.age)
+            .args(["-r", &attacker, "-o", &f.p("dummy.age"), &f.p("dummy")])
+            .output()
+            .unwrap(),
+    );
     let theirs = std::fs::read(f.p("dummy.age")).unwrap();
     let their_stanza = x25519_stanza(&theirs);
 
@@ -416,29 +387,19 @@ fn a_swapped_recovery_stanza_is_refused() {
 
     for streamed in [false, true] {
         let (o, root) = f.unlock("forged.bundle", "old-pw", streamed);
-        assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-        assert!(text(&o).contains("header MAC"), "{}", text(&o));
+        let said = common::exits(&o, 4);
+        assert!(said.contains("header MAC"), "{said}");
         assert!(std::fs::read_dir(&root).unwrap().next().is_none());
     }
     let o = f.vault(&["inspect", "forged.bundle", "-i", "attacker.txt"]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(text(&o).contains("header MAC"), "{}", text(&o));
-    assert!(!text(&o).contains("/etc/ssh"), "{}", text(&o));
-    let o = f.vault(&[
-        "repack",
-        "forged.bundle",
-        "-i",
-        "attacker.txt",
-        "-o",
-        "x.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-    ]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    let said = common::exits(&o, 4);
+    assert!(said.contains("header MAC"), "{said}");
+    assert!(!said.contains("/etc/ssh"), "{said}");
+    let o = f.repack("forged.bundle", "attacker.txt", "x.bundle", &[]);
+    common::exits(&o, 4);
     assert!(!f.dir.path().join("x.bundle").exists());
     let o = f.vault(&["inspect", "forged.bundle", "-i", "recovery.txt"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
 }
 
 /// The `-> X25519 …` line and its body line in an age header.
@@ -459,15 +420,7 @@ fn x25519_stanza(file: &[u8]) -> Vec<u8> {
 fn bad_recovery_recipients_and_outputs_are_refused_before_writing() {
     let Some(_) = tools() else { return };
     let f = Fixture::new();
-    let mut args = vec![
-        "pack",
-        "-o",
-        "b.bundle",
-        "--passphrase-file",
-        "old-pw",
-        "--no-config-check",
-    ];
-    args.extend_from_slice(FAST_KDF);
+    let args = pack_args("b.bundle");
     let plugin = "age1yubikey1qwt50d05nh5vutpdzmlg5wn80xq5negm4uj9ghv0snvdd3yysf5yw3rhl3t";
     let zero = bech32::encode(
         "age",
@@ -484,20 +437,19 @@ fn bad_recovery_recipients_and_outputs_are_refused_before_writing() {
         let mut a = args.clone();
         a.extend(["--recovery-recipient", bad]);
         let o = f.vault(&a);
-        assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-        assert!(text(&o).contains(says), "{}", text(&o));
-        assert!(text(&o).contains("--recovery-recipient #1"), "{}", text(&o));
+        let said = common::exits(&o, 6);
+        assert!(said.contains(says), "{said}");
+        assert!(said.contains("--recovery-recipient #1"), "{said}");
         assert!(!f.dir.path().join("b.bundle").exists());
     }
     std::fs::write(f.p("r.txt"), format!("# ok\n{zero}\n")).unwrap();
     let mut a = args.clone();
     a.extend(["--recovery-recipients-file", "r.txt"]);
     let o = f.vault(&a);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("r.txt, line 2"), "{}", text(&o));
+    let said = common::exits(&o, 6);
+    assert!(said.contains("r.txt, line 2"), "{said}");
 
-    let recipient = f.age_key("recovery.txt");
-    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    f.packed_for_recovery();
     let before = std::fs::read(f.p("b.bundle")).unwrap();
     for (out, force) in [("b.bundle", true), ("b.bundle", false)] {
         let mut a = vec![
@@ -515,22 +467,12 @@ fn bad_recovery_recipients_and_outputs_are_refused_before_writing() {
             a.push("--force");
         }
         let o = f.vault(&a);
-        assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+        common::exits(&o, 6);
     }
     std::fs::write(f.p("taken"), b"keep").unwrap();
-    let o = f.vault(&[
-        "repack",
-        "b.bundle",
-        "-i",
-        "recovery.txt",
-        "-o",
-        "taken",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-    ]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("--force"), "{}", text(&o));
+    let o = f.repack("b.bundle", "recovery.txt", "taken", &[]);
+    let said = common::exits(&o, 6);
+    assert!(said.contains("--force"), "{said}");
     assert_eq!(std::fs::read(f.p("taken")).unwrap(), b"keep");
     assert_eq!(std::fs::read(f.p("b.bundle")).unwrap(), before);
 }
@@ -543,8 +485,7 @@ fn bad_recovery_recipients_and_outputs_are_refused_before_writing() {
 fn repack_with_an_updated_manifest_takes_missing_sources_from_the_bundle() {
     let Some(_) = tools() else { return };
     let f = Fixture::new();
-    let recipient = f.age_key("recovery.txt");
-    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    let recipient = f.packed_for_recovery();
     let d = f.dir.path();
     // The host key's source is gone; the shared file changed; a new file appears.
     std::fs::remove_file(d.join("host_key")).unwrap();
@@ -566,19 +507,7 @@ mode = "0400"
     )
     .unwrap();
     let repack = |manifest: &str, out: &str| {
-        f.vault(&[
-            "repack",
-            "b.bundle",
-            "-i",
-            "recovery.txt",
-            "-o",
-            out,
-            "--passphrase-file",
-            "new-pw",
-            "--weak-passphrase",
-            "--manifest",
-            manifest,
-        ])
+        f.repack("b.bundle", "recovery.txt", out, &["--manifest", manifest])
     };
     let o = repack("v2.toml", "new.bundle");
     ok(o);
@@ -595,22 +524,14 @@ mode = "0400"
     ok(f.vault(&["inspect", "new.bundle", "-i", "recovery.txt"]));
 
     // A source of the manifest is never the output, --force or not.
-    let o = f.vault(&[
-        "repack",
+    let o = f.repack(
         "b.bundle",
-        "-i",
         "recovery.txt",
-        "-o",
         "shared",
-        "--force",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-        "--manifest",
-        "v2.toml",
-    ]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("source"), "{}", text(&o));
+        &["--force", "--manifest", "v2.toml"],
+    );
+    let said = common::exits(&o, 6);
+    assert!(said.contains("source"), "{said}");
     assert_eq!(std::fs::read(d.join("shared")).unwrap(), b"rotated\n");
 
     // Only the host's entry: the shared item is dropped, and said so.
@@ -648,7 +569,7 @@ mode = "0400"
     )
     .unwrap();
     let o = repack("v4.toml", "x.bundle");
-    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    common::exits(&o, 5);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("line 10") && err.contains("/etc/gone"),
@@ -693,19 +614,10 @@ fn recovery_recipients_in_vault_toml_and_flags_add_up() {
         ),
     )
     .unwrap();
-    let mut args = vec![
-        "pack",
-        "-o",
-        "c.bundle",
-        "--passphrase-file",
-        "old-pw",
-        "--no-config-check",
-    ];
-    args.extend_from_slice(FAST_KDF);
-    let o = f.vault(&args);
+    let o = f.vault(&pack_args("c.bundle"));
     // A hardware key's recipient is read from vault.toml; packing needs its plugin, and
     // names it (none is installed here).
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    common::exits(&o, 6);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("recovery recipient 1") && err.contains("install age-plugin-yubikey"),
@@ -718,11 +630,10 @@ fn recovery_recipients_in_vault_toml_and_flags_add_up() {
 /// the bundle it writes unlocks with what was typed.
 #[test]
 fn repack_asks_for_the_new_passphrase_on_the_terminal() {
-    use expectrl::{Eof, Session};
+    use expectrl::Eof;
     let Some(_) = tools() else { return };
     let f = Fixture::new();
-    let recipient = f.age_key("recovery.txt");
-    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    f.packed_for_recovery();
     let mut cmd = Command::new(vault_bin());
     cmd.current_dir(f.dir.path())
         .args([
@@ -736,8 +647,7 @@ fn repack_asks_for_the_new_passphrase_on_the_terminal() {
             "--no-recovery",
         ])
         .args(REPACK_KDF);
-    let mut s = Session::spawn(cmd).expect("spawn in a pty");
-    s.set_expect_timeout(Some(std::time::Duration::from_secs(60)));
+    let mut s = common::pty::session(cmd);
     let mut seen = Vec::new();
     for (prompt, answer) in [
         ("New passphrase for", "typed new words"),
@@ -752,14 +662,9 @@ fn repack_asks_for_the_new_passphrase_on_the_terminal() {
         !shown.contains("typed new words"),
         "the passphrase was echoed: {shown}"
     );
-    match s.get_process().wait().expect("wait") {
-        expectrl::WaitStatus::Exited(_, code) => assert_eq!(code, 0, "{shown}"),
-        other => panic!("vault did not exit normally: {other:?}"),
-    }
+    assert_eq!(common::pty::exit_code(&mut s), 0, "{shown}");
     std::fs::write(f.dir.path().join("typed-pw"), "typed new words\n").unwrap();
-    let (o, root) = f.unlock("typed.bundle", "typed-pw", false);
-    ok(o);
-    assert_placed(&root);
+    f.unlock_placed("typed.bundle", "typed-pw", false);
 }
 
 /// `repack --manifest` with a directory entry whose source is gone: the bundle's directory
@@ -780,24 +685,15 @@ fn repack_with_a_manifest_takes_a_missing_directory_from_the_bundle() {
         )
     };
     std::fs::write(d.join("vault.toml"), toml("0600")).unwrap();
-    let recipient = f.age_key("recovery.txt");
-    f.pack("b.bundle", &["--recovery-recipient", &recipient]);
+    f.packed_for_recovery();
     std::fs::remove_dir_all(d.join("ssh")).unwrap();
     std::fs::write(d.join("v2.toml"), toml("0400")).unwrap();
-    let o = f.vault(&[
-        "repack",
+    let o = f.repack(
         "b.bundle",
-        "-i",
         "recovery.txt",
-        "-o",
         "new.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-        "--manifest",
-        "v2.toml",
-        "--json",
-    ]);
+        &["--manifest", "v2.toml", "--json"],
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let v: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
     for target in [
@@ -887,7 +783,7 @@ fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
 
     // The victim's passphrase does not open it: it looks forgotten.
     let o = f.vault(&["inspect", "forged.bundle", "--passphrase-file", "old-pw"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
 
     // Opened with the victim's recovery key: intact, and said to prove nothing about its maker.
     let listed = ok(f.vault(&["inspect", "forged.bundle", "-i", "id_victim"]));
@@ -930,18 +826,8 @@ fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
 
     // The guide's repack: the bundle's recovery recipients are not taken over unasked; each
     // is named, and nothing is written.
-    let o = f.vault(&[
-        "repack",
-        "forged.bundle",
-        "-i",
-        "id_victim",
-        "-o",
-        "new.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-    ]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    let o = f.repack("forged.bundle", "id_victim", "new.bundle", &[]);
+    common::exits(&o, 6);
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&attacker) && err.contains(&victim), "{err}");
     assert!(err.contains("proves nothing about who made it"), "{err}");
@@ -949,19 +835,12 @@ fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
 
     // Given the victim's own recovery key: only it opens the result, and what is not kept
     // is listed before anything is written.
-    let o = f.vault(&[
-        "repack",
+    let o = f.repack(
         "forged.bundle",
-        "-i",
         "id_victim",
-        "-o",
         "new.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-        "--recovery-recipient",
-        &victim,
-    ]);
+        &["--recovery-recipient", &victim],
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     ok(o);
     assert!(
@@ -973,7 +852,7 @@ fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
         "{err}"
     );
     let o = f.vault(&["inspect", "new.bundle", "-i", "evil/attacker.txt"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
     assert!(common::run_decrypt(
         &t.age,
         &f.dir.path().join("new.bundle"),
@@ -982,20 +861,12 @@ fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
     .is_err());
 
     // repack -m with the victim's vault.toml: every difference from the sources is named.
-    let o = f.vault(&[
-        "repack",
+    let o = f.repack(
         "forged.bundle",
-        "-i",
         "id_victim",
-        "-o",
         "m.bundle",
-        "--passphrase-file",
-        "new-pw",
-        "--weak-passphrase",
-        "-m",
-        "vault.toml",
-        "--json",
-    ]);
+        &["-m", "vault.toml", "--json"],
+    );
     let err = String::from_utf8_lossy(&o.stderr).into_owned();
     let v: serde_json::Value = serde_json::from_str(&ok(o)).unwrap();
     for (target, says) in [
@@ -1013,12 +884,10 @@ fn a_bundle_forged_for_the_victims_recovery_key_is_not_trusted() {
     assert_eq!(v["opened_with"], "recovery_key");
     assert_eq!(v["recovery_recipients"], serde_json::json!([]));
     let o = f.vault(&["inspect", "m.bundle", "-i", "evil/attacker.txt"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    common::exits(&o, 3);
     let o = f.vault(&["inspect", "m.bundle", "-i", "id_victim"]);
-    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
-    let (o, root) = f.unlock("m.bundle", "new-pw", false);
-    ok(o);
-    assert_placed(&root);
+    common::exits(&o, 3);
+    f.unlock_placed("m.bundle", "new-pw", false);
 }
 
 /// `repack` takes no Argon2id settings from the bundle: without flags the new bundle gets the
@@ -1067,8 +936,8 @@ fn repack_takes_its_argon2id_settings_from_flags_not_the_bundle() {
         "1",
     ];
     let o = run("weak.bundle", &weak);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("--weak-kdf"), "{}", text(&o));
+    let said = common::exits(&o, 6);
+    assert!(said.contains("--weak-kdf"), "{said}");
     assert!(!f.dir.path().join("weak.bundle").exists());
     let mut with = weak.to_vec();
     with.push("--weak-kdf");

@@ -19,6 +19,26 @@ fn vault(args: &[&str]) -> Output {
         .expect("run vault")
 }
 
+/// `pack -m MANIFEST -o OUT --passphrase-file PW`.
+fn pack_args<'a>(manifest: &'a Path, out: &'a Path, pw: &'a Path) -> Vec<&'a str> {
+    let s = |p: &'a Path| p.to_str().unwrap();
+    vec![
+        "pack",
+        "-m",
+        s(manifest),
+        "-o",
+        s(out),
+        "--passphrase-file",
+        s(pw),
+    ]
+}
+
+/// [`pack_args`] with cheap KDF settings; succeeds.
+fn pack(manifest: &Path, out: &Path, pw: &Path) {
+    let o = vault(&[pack_args(manifest, out, pw), FAST_KDF.to_vec()].concat());
+    assert!(o.status.success(), "{}", text(&o));
+}
+
 struct Scratch {
     dir: tempfile::TempDir,
 }
@@ -36,21 +56,19 @@ impl Scratch {
     }
     fn pack(&self) -> String {
         let out = self.p("example.bundle");
-        let manifest = example().join("vault.toml");
-        let mut args = vec![
-            "pack",
-            "-m",
-            manifest.to_str().unwrap(),
-            "-o",
-            &out,
-            "--passphrase-file",
-        ];
         let pw = self.p("pw");
-        args.push(&pw);
-        args.extend_from_slice(FAST_KDF);
-        let o = vault(&args);
-        assert!(o.status.success(), "{}", text(&o));
+        pack(
+            &example().join("vault.toml"),
+            Path::new(&out),
+            Path::new(&pw),
+        );
         out
+    }
+    /// How many entries the folder `rel` holds.
+    fn entries(&self, rel: &str) -> usize {
+        std::fs::read_dir(self.dir.path().join(rel))
+            .unwrap()
+            .count()
     }
     fn unlock(&self, bundle: &str, host: &str, extra: &[&str]) -> Output {
         let (pw, mnt, live) = (self.p("pw"), self.p("mnt"), self.p("live"));
@@ -205,12 +223,7 @@ fn example_round_trip_server_root_stage_only() {
     );
     assert_eq!(mode_of(&key), 0o400);
     assert!(!s.dir.path().join("mnt/var/lib/sops-nix").exists());
-    assert_eq!(
-        std::fs::read_dir(s.dir.path().join("live"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(s.entries("live"), 0);
 }
 
 #[test]
@@ -228,16 +241,8 @@ fn dry_run_writes_nothing_and_json_reports_the_plan() {
         .unwrap()
         .iter()
         .all(|i| i["action"] == "create"));
-    assert_eq!(
-        std::fs::read_dir(s.dir.path().join("mnt")).unwrap().count(),
-        0
-    );
-    assert_eq!(
-        std::fs::read_dir(s.dir.path().join("live"))
-            .unwrap()
-            .count(),
-        0
-    );
+    assert_eq!(s.entries("mnt"), 0);
+    assert_eq!(s.entries("live"), 0);
 }
 
 #[test]
@@ -304,10 +309,7 @@ fn host_must_be_chosen_and_known() {
         "{}",
         text(&o)
     );
-    assert_eq!(
-        std::fs::read_dir(s.dir.path().join("mnt")).unwrap().count(),
-        0
-    );
+    assert_eq!(s.entries("mnt"), 0);
 }
 
 #[test]
@@ -382,15 +384,7 @@ fn pack_errors_name_the_entry() {
         let m = dir.path().join("vault.toml");
         std::fs::write(&m, toml).unwrap();
         let out = dir.path().join("out.bundle");
-        let o = vault(&[
-            "pack",
-            "-m",
-            m.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--passphrase-file",
-            pw.to_str().unwrap(),
-        ]);
+        let o = vault(&pack_args(&m, &out, &pw));
         assert_eq!(o.status.code(), Some(5), "{}", text(&o));
         let t = text(&o);
         assert!(
@@ -421,18 +415,7 @@ fn init_writes_a_manifest_that_packs() {
     manifest.push_str("\n[[entry]]\nsource = \"pw\"\ntarget = \"/etc/example\"\n");
     std::fs::write(&m, manifest).unwrap();
     let out = dir.path().join("b");
-    let mut args = vec![
-        "pack",
-        "-m",
-        m.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--passphrase-file",
-        pw.to_str().unwrap(),
-    ];
-    args.extend_from_slice(FAST_KDF);
-    let o = vault(&args);
-    assert!(o.status.success(), "{}", text(&o));
+    pack(&m, &out, &pw);
 }
 
 #[test]
@@ -457,18 +440,7 @@ fn a_hosts_directory_keeps_its_mode_around_a_shared_file() {
     .unwrap();
     let out = d.join("b.vault");
     let (m, pw) = (d.join("vault.toml"), d.join("pw"));
-    let mut args = vec![
-        "pack",
-        "-m",
-        m.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--passphrase-file",
-        pw.to_str().unwrap(),
-    ];
-    args.extend_from_slice(FAST_KDF);
-    let o = vault(&args);
-    assert!(o.status.success(), "{}", text(&o));
+    pack(&m, &out, &pw);
     let s = Scratch::new();
     std::fs::write(s.p("pw"), "x-passphrase\n").unwrap();
     let o = s.unlock(out.to_str().unwrap(), "h", &[]);

@@ -4,43 +4,44 @@
 //! ramfs for the hidden `--staging-dir`, and one runs the default `/run/vault` path inside a
 //! private mount namespace.
 
+mod common;
 mod hostile;
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 
 use hostile::*;
 
-fn is_root() -> bool {
-    rustix::process::geteuid().is_root()
+/// The ramfs a test stages into; None (skip, with a message) when not root.
+fn ram() -> Option<common::Ramfs> {
+    common::Ramfs::new()
 }
 
-/// A ramfs mounted on a fresh directory, unmounted on drop.
-struct Ram {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl Ram {
-    fn new() -> Ram {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("ram");
-        std::fs::create_dir(&path).unwrap();
-        let st = Command::new("mount")
-            .args(["-t", "ramfs", "-o", "mode=0700", "ramfs"])
-            .arg(&path)
-            .status()
-            .unwrap();
-        assert!(st.success(), "mount ramfs");
-        Ram { _dir: dir, path }
+/// `unshare`, for the tests that use the real `/run/vault` in a private mount namespace;
+/// None (skip, with a message) when not root, when `/run/vault` exists or without unshare.
+fn unshare() -> Option<&'static str> {
+    if !rustix::process::geteuid().is_root() || Path::new("/run/vault").exists() {
+        eprintln!("SKIP: needs root and no existing /run/vault");
+        return None;
     }
+    let found = ["/usr/bin/unshare", "/bin/unshare"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    if found.is_none() {
+        eprintln!("SKIP: unshare not found");
+    }
+    found
 }
 
-impl Drop for Ram {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
+/// Runs the shell `script` in a private mount namespace; removes the `/run/vault` it left.
+fn in_namespace(unshare: &str, script: &str) -> Output {
+    let o = Command::new(unshare)
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir("/run/vault");
+    o
 }
 
 fn items() -> Vec<(vault::archive::Item, Option<Vec<u8>>)> {
@@ -89,30 +90,33 @@ fn place(s: &Scratch, staging: &Path, extra: &[&str]) -> Output {
     vault(&args, staging)
 }
 
+/// `unlock --stage disk` of `bundle` with `staging` as the area, and `extra` flags.
+fn stage_disk_with(s: &Scratch, bundle: &[u8], staging: &Path, extra: &[&str]) -> Output {
+    let args = [
+        "--stage",
+        "disk",
+        "--staging-dir",
+        staging.to_str().unwrap(),
+    ];
+    s.unlock(bundle, &[&args[..], extra].concat())
+}
+
 fn stage_disk(s: &Scratch, bundle: &[u8], staging: &Path) -> Output {
-    s.unlock(
-        bundle,
-        &[
-            "--stage",
-            "disk",
-            "--staging-dir",
-            staging.to_str().unwrap(),
-        ],
-    )
+    stage_disk_with(s, bundle, staging, &[])
+}
+
+/// [`items`] staged into `ram`: succeeds; what it printed.
+fn staged(s: &Scratch, ram: &common::Ramfs) -> String {
+    common::exits(&stage_disk(s, &honest(items()), &ram.path), 0)
 }
 
 #[test]
 fn stage_disk_then_place_without_the_passphrase() {
-    if !is_root() {
-        eprintln!("SKIP: needs root to mount a ramfs");
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
     let mnt_before = snapshot(&s.mnt());
-    let o = stage_disk(&s, &honest(items()), &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("vault place"), "{}", text(&o));
+    let said = staged(&s, &ram);
+    assert!(said.contains("vault place"), "{said}");
     // Disk entries placed; root entries not yet.
     assert_eq!(
         std::fs::read(s.path("live/tmp/disko-password")).unwrap(),
@@ -131,7 +135,7 @@ fn stage_disk_then_place_without_the_passphrase() {
     // The passphrase file is gone: place must not need it (stdin is /dev/null too).
     std::fs::remove_file(s.path("pw")).unwrap();
     let o = place(&s, &ram.path, &[]);
-    assert!(o.status.success(), "{}", text(&o));
+    common::exits(&o, 0);
     assert_eq!(
         std::fs::read(s.path("mnt/root/.ssh/id_ed25519")).unwrap(),
         b"deploy key\n"
@@ -147,42 +151,29 @@ fn stage_disk_then_place_without_the_passphrase() {
     assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
     // A second place has nothing to do.
     let o = place(&s, &ram.path, &[]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("nothing is staged"), "{}", text(&o));
+    let said = common::exits(&o, 6);
+    assert!(said.contains("nothing is staged"), "{said}");
 }
 
 #[test]
 fn wipe_discards_the_staged_bundle() {
-    if !is_root() {
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
-    let o = stage_disk(&s, &honest(items()), &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
+    staged(&s, &ram);
     // Staging twice is refused, before the passphrase; a dry run reaches the same verdict.
     let o = stage_disk(&s, &honest(items()), &ram.path);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("already staged"), "{}", text(&o));
-    let o = s.unlock(
-        &honest(items()),
-        &[
-            "--stage",
-            "disk",
-            "--dry-run",
-            "--staging-dir",
-            ram.path.to_str().unwrap(),
-        ],
-    );
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("already staged"), "{}", text(&o));
+    let said = common::exits(&o, 6);
+    assert!(said.contains("already staged"), "{said}");
+    let o = stage_disk_with(&s, &honest(items()), &ram.path, &["--dry-run"]);
+    let said = common::exits(&o, 6);
+    assert!(said.contains("already staged"), "{said}");
     let o = vault(&["wipe"], &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
-    assert!(text(&o).contains("Wiped"), "{}", text(&o));
+    let said = common::exits(&o, 0);
+    assert!(said.contains("Wiped"), "{said}");
     assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
     let before = s.state();
     let o = place(&s, &ram.path, &[]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
+    common::exits(&o, 6);
     assert_eq!(s.state(), before);
     let o = vault(&["wipe"], &ram.path);
     assert!(text(&o).contains("Nothing was staged"), "{}", text(&o));
@@ -203,9 +194,9 @@ fn a_disk_backed_staging_area_is_refused() {
     }
     let before = s.state();
     let o = stage_disk(&s, &honest(items()), &disk);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("not on ramfs or tmpfs"), "{}", text(&o));
-    assert!(text(&o).contains("hint:"), "{}", text(&o));
+    let said = common::exits(&o, 6);
+    assert!(said.contains("not on ramfs or tmpfs"), "{said}");
+    assert!(said.contains("hint:"), "{said}");
     assert_eq!(
         s.state(),
         before,
@@ -216,22 +207,14 @@ fn a_disk_backed_staging_area_is_refused() {
 
 #[test]
 fn a_modified_staging_area_is_refused_at_place() {
-    if !is_root() {
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
-    let o = stage_disk(&s, &honest(items()), &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
+    staged(&s, &ram);
     std::fs::write(ram.path.join("staged/2"), b"evil key\n").unwrap();
     let before = s.state();
     let o = place(&s, &ram.path, &[]);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(
-        text(&o).contains("does not match its SHA-256"),
-        "{}",
-        text(&o)
-    );
+    let said = common::exits(&o, 4);
+    assert!(said.contains("does not match its SHA-256"), "{said}");
     assert_eq!(
         s.state(),
         before,
@@ -243,21 +226,17 @@ fn a_modified_staging_area_is_refused_at_place() {
 
 #[test]
 fn place_refuses_existing_files_and_keeps_the_staged_copy() {
-    if !is_root() {
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
-    let o = stage_disk(&s, &honest(items()), &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
+    staged(&s, &ram);
     std::fs::write(s.path("mnt/etc/ssh/ssh_host_ed25519_key"), b"old").unwrap();
     let before = s.state();
     let o = place(&s, &ram.path, &[]);
-    assert_eq!(o.status.code(), Some(6), "{}", text(&o));
-    assert!(text(&o).contains("exists"), "{}", text(&o));
+    let said = common::exits(&o, 6);
+    assert!(said.contains("exists"), "{said}");
     assert_eq!(s.state(), before);
     let o = place(&s, &ram.path, &["--force"]);
-    assert!(o.status.success(), "{}", text(&o));
+    common::exits(&o, 0);
     assert_eq!(
         std::fs::read(s.path("mnt/etc/ssh/ssh_host_ed25519_key")).unwrap(),
         b"host key\n"
@@ -271,10 +250,7 @@ fn place_refuses_existing_files_and_keeps_the_staged_copy() {
 
 #[test]
 fn a_hostile_bundle_stages_nothing() {
-    if !is_root() {
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
     // The last item's contents do not match: the walk fails after the root items were copied
     // into the incoming area, which must be wiped.
@@ -284,7 +260,7 @@ fn a_hostile_bundle_stages_nothing() {
     let b = honest(its);
     let before = s.state();
     let o = stage_disk(&s, &b, &ram.path);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    common::exits(&o, 4);
     assert_eq!(s.state(), before);
     assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
 }
@@ -293,22 +269,14 @@ fn a_hostile_bundle_stages_nothing() {
 fn an_owner_chown_cannot_take_is_refused_before_staging() {
     // A root-stage item with uid 4294967295 used to stage fine and panic in `vault place`,
     // leaving the secrets in the area.
-    if !is_root() {
-        eprintln!("SKIP: needs root to mount a ramfs");
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
     let mut its = items();
     its[2].0.uid = u32::MAX;
     let before = s.state();
     let o = stage_disk(&s, &honest(its), &ram.path);
-    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
-    assert!(
-        text(&o).contains("uid 4294967295 is out of range"),
-        "{}",
-        text(&o)
-    );
+    let said = common::exits(&o, 4);
+    assert!(said.contains("uid 4294967295 is out of range"), "{said}");
     assert_eq!(s.state(), before);
     assert_eq!(std::fs::read_dir(&ram.path).unwrap().count(), 0);
 }
@@ -317,17 +285,7 @@ fn an_owner_chown_cannot_take_is_refused_before_staging() {
 fn the_default_area_is_a_fresh_ramfs_under_run() {
     // The real default path, /run/vault, in a private mount namespace so the ramfs vault
     // mounts there cannot outlive the test or meet another run.
-    if !is_root() || Path::new("/run/vault").exists() {
-        eprintln!("SKIP: needs root and no existing /run/vault");
-        return;
-    }
-    let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-    else {
-        eprintln!("SKIP: unshare not found");
-        return;
-    };
+    let Some(unshare) = unshare() else { return };
     let s = Scratch::new();
     std::fs::write(s.path("b.vault"), honest(items())).unwrap();
     let script = format!(
@@ -344,11 +302,7 @@ fn the_default_area_is_a_fresh_ramfs_under_run() {
         live = s.live().display(),
         pw = s.path("pw").display(),
     );
-    let o = Command::new(unshare)
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir("/run/vault");
+    let o = in_namespace(unshare, &script);
     let out = text(&o);
     assert!(o.status.success(), "{out}");
     assert!(out.contains("\nramfs\n700\n"), "{out}");
@@ -362,37 +316,22 @@ fn the_default_area_is_a_fresh_ramfs_under_run() {
 #[test]
 fn the_disk_stage_can_be_run_again_after_wipe() {
     // docs/guide/disko-luks.md: `vault wipe`, then `vault unlock --stage disk` again.
-    if !is_root() {
-        eprintln!("SKIP: needs root to mount a ramfs");
-        return;
-    }
-    let ram = Ram::new();
+    let Some(ram) = ram() else { return };
     let s = Scratch::new();
     let b = honest(items());
     let o = stage_disk(&s, &b, &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
+    common::exits(&o, 0);
     let placed = s.state();
     let o = vault(&["wipe"], &ram.path);
-    assert!(o.status.success(), "{}", text(&o));
+    common::exits(&o, 0);
     for extra in [&[][..], &["--force"][..]] {
-        let o = s.unlock(
-            &b,
-            &[
-                &[
-                    "--stage",
-                    "disk",
-                    "--staging-dir",
-                    ram.path.to_str().unwrap(),
-                ][..],
-                extra,
-            ]
-            .concat(),
-        );
-        assert!(o.status.success(), "{extra:?}: {}", text(&o));
-        assert!(text(&o).contains("in place"), "{}", text(&o));
+        let o = stage_disk_with(&s, &b, &ram.path, extra);
+        let said = text(&o);
+        assert!(o.status.success(), "{extra:?}: {said}");
+        assert!(said.contains("in place"), "{said}");
         assert_eq!(s.state(), placed, "{extra:?}: a copy or a change was left");
         let o = vault(&["wipe"], &ram.path);
-        assert!(o.status.success(), "{}", text(&o));
+        common::exits(&o, 0);
     }
 }
 
@@ -400,17 +339,7 @@ fn the_disk_stage_can_be_run_again_after_wipe() {
 fn a_refused_run_unmounts_the_ramfs_it_mounted() {
     // A hostile bundle (exit 4) and a wrong passphrase (exit 3) after vault mounted its ramfs
     // at /run/vault: nothing is staged, so nothing stays mounted. In a private mount namespace.
-    if !is_root() || Path::new("/run/vault").exists() {
-        eprintln!("SKIP: needs root and no existing /run/vault");
-        return;
-    }
-    let Some(unshare) = ["/usr/bin/unshare", "/bin/unshare"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
-    else {
-        eprintln!("SKIP: unshare not found");
-        return;
-    };
+    let Some(unshare) = unshare() else { return };
     let s = Scratch::new();
     let mut its = items();
     let last = its.len() - 1;
@@ -432,11 +361,7 @@ fn a_refused_run_unmounts_the_ramfs_it_mounted() {
         live = s.live().display(),
         pw = s.path("pw").display(),
     );
-    let o = Command::new(unshare)
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir("/run/vault");
+    let o = in_namespace(unshare, &script);
     let out = text(&o);
     assert!(
         out.contains("exit=4\nunmounted\nexit=3\nunmounted\n"),

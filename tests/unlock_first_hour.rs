@@ -11,10 +11,9 @@ mod common;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::Duration;
 
 use common::{ok, text, vault_bin, FAST_KDF};
-use expectrl::{Eof, Session};
+use expectrl::Eof;
 
 const PASSPHRASE: &str = "correct horse battery staple";
 
@@ -38,6 +37,29 @@ fn bundle(d: &Path) -> PathBuf {
     b
 }
 
+/// A scratch folder with [`bundle`] and an empty target root `mnt`.
+fn scene() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = bundle(tmp.path());
+    let mnt = tmp.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    (tmp, b, mnt)
+}
+
+/// `unlock BUNDLE --host laptop --stage root` into `mnt` with the passphrase in `pw`.
+fn laptop_root_stage<'a>(b: &'a Path, mnt: &'a Path, pw: &'a Path) -> Vec<&'a str> {
+    let s = |p: &'a Path| p.to_str().unwrap();
+    let mut args = vec!["unlock", s(b), "--host", "laptop", "--stage", "root"];
+    args.extend([
+        "--root",
+        s(mnt),
+        "--root-not-mountpoint",
+        "--passphrase-file",
+        s(pw),
+    ]);
+    args
+}
+
 /// `vault ARGS` as user nobody (65534).
 fn as_nobody(d: &Path, args: &[&str]) -> Option<Output> {
     if !rustix::process::geteuid().is_root() {
@@ -58,30 +80,15 @@ fn as_nobody(d: &Path, args: &[&str]) -> Option<Output> {
 
 #[test]
 fn without_root_an_unwritable_target_is_refused_before_the_passphrase() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, b, mnt) = scene();
     let d = tmp.path();
-    let b = bundle(d);
-    let mnt = d.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     std::fs::set_permissions(&mnt, std::fs::Permissions::from_mode(0o755)).unwrap();
     // A wrong passphrase: refused for the target, it is never tried (not exit 3).
     let wrong = d.join("wrong");
     std::fs::write(&wrong, "not it\n").unwrap();
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
     for dry in [false, true] {
-        let mut args = vec![
-            "unlock",
-            b.to_str().unwrap(),
-            "--host",
-            "laptop",
-            "--stage",
-            "root",
-            "--root",
-            mnt.to_str().unwrap(),
-            "--root-not-mountpoint",
-            "--passphrase-file",
-            wrong.to_str().unwrap(),
-        ];
+        let mut args = laptop_root_stage(&b, &mnt, &wrong);
         if dry {
             args.push("--dry-run");
         }
@@ -96,28 +103,10 @@ fn without_root_an_unwritable_target_is_refused_before_the_passphrase() {
 
 #[test]
 fn without_root_the_lines_show_the_owner_the_files_get() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, b, mnt) = scene();
     let d = tmp.path();
-    let b = bundle(d);
-    let mnt = d.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     std::os::unix::fs::chown(&mnt, Some(65534), Some(65534)).unwrap();
-    let Some(o) = as_nobody(
-        d,
-        &[
-            "unlock",
-            b.to_str().unwrap(),
-            "--host",
-            "laptop",
-            "--stage",
-            "root",
-            "--root",
-            mnt.to_str().unwrap(),
-            "--root-not-mountpoint",
-            "--passphrase-file",
-            d.join("pw").to_str().unwrap(),
-        ],
-    ) else {
+    let Some(o) = as_nobody(d, &laptop_root_stage(&b, &mnt, &d.join("pw"))) else {
         return;
     };
     let t = text(&o);
@@ -134,11 +123,8 @@ fn without_root_the_lines_show_the_owner_the_files_get() {
 
 #[test]
 fn several_hosts_without_host_are_asked_for_on_the_terminal() {
-    let tmp = tempfile::tempdir().unwrap();
+    let (tmp, b, mnt) = scene();
     let d = tmp.path();
-    let b = bundle(d);
-    let mnt = d.join("mnt");
-    std::fs::create_dir(&mnt).unwrap();
     let mut c = Command::new(vault_bin());
     c.current_dir(d).args([
         "unlock",
@@ -149,8 +135,7 @@ fn several_hosts_without_host_are_asked_for_on_the_terminal() {
         mnt.to_str().unwrap(),
         "--root-not-mountpoint",
     ]);
-    let mut p = Session::spawn(c).expect("spawn in a pty");
-    p.set_expect_timeout(Some(Duration::from_secs(60)));
+    let mut p = common::pty::session(c);
     let mut seen = Vec::new();
     seen.extend_from_slice(p.expect("Passphrase for").unwrap().as_bytes());
     p.send_line(PASSPHRASE).unwrap();
@@ -160,10 +145,7 @@ fn several_hosts_without_host_are_asked_for_on_the_terminal() {
     seen.extend_from_slice(p.expect("Host number (1-2)").unwrap().as_bytes());
     p.send_line("2").unwrap();
     seen.extend_from_slice(p.expect(Eof).unwrap().as_bytes());
-    let code = match p.get_process().wait().expect("wait") {
-        expectrl::WaitStatus::Exited(_, code) => code,
-        other => panic!("vault did not exit normally: {other:?}"),
-    };
+    let code = common::pty::exit_code(&mut p);
     let t = String::from_utf8_lossy(&seen).into_owned();
     assert_eq!(code, 0, "{t}");
     assert!(t.contains("1) laptop") && t.contains("2) server"), "{t}");

@@ -1,7 +1,9 @@
 //! Shared by the integration tests. Each test file does `mod common;` and uses what it needs.
 #![allow(dead_code)]
 
+pub mod fleet;
 pub mod guest;
+pub mod pty;
 pub mod qemu;
 pub mod repo;
 
@@ -135,6 +137,38 @@ pub fn incompressible(n: usize) -> Vec<u8> {
         .collect()
 }
 
+/// In `d`: a source `key`, a `vault.toml` placing it at `/k`, and an empty target root `mnt`.
+pub fn one_file_manifest(d: &Path) {
+    std::fs::write(d.join("key"), "k").unwrap();
+    std::fs::write(
+        d.join("vault.toml"),
+        "version = 1\n[[entry]]\nsource = \"key\"\ntarget = \"/k\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(d.join("mnt")).unwrap();
+}
+
+/// [`one_file_manifest`] packed (cheap KDF) into `d/b` with `passphrase`, which `d/pw` holds.
+pub fn one_file_bundle(d: &Path, passphrase: &str) -> PathBuf {
+    one_file_manifest(d);
+    std::fs::write(d.join("pw"), format!("{passphrase}\n")).unwrap();
+    ok(Command::new(vault_bin())
+        .args([
+            "pack",
+            "-m",
+            "vault.toml",
+            "-o",
+            "b",
+            "--passphrase-file",
+            "pw",
+        ])
+        .args(FAST_KDF)
+        .current_dir(d)
+        .output()
+        .unwrap());
+    d.join("b")
+}
+
 /// Runs the vault binary in `dir`.
 pub fn vault_in(dir: &Path, args: &[&str]) -> Output {
     Command::new(vault_bin())
@@ -161,6 +195,14 @@ pub fn ok(o: Output) -> String {
         String::from_utf8_lossy(&o.stderr)
     );
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// Asserts that the run exited with `code` (showing what it printed otherwise); returns what
+/// it printed, stdout then stderr.
+pub fn exits(o: &Output, code: i32) -> String {
+    let t = text(o);
+    assert_eq!(o.status.code(), Some(code), "{t}");
+    t
 }
 
 /// Every file under `dir` with its bytes.

@@ -38,6 +38,35 @@ impl Ws {
         ws
     }
 
+    /// [`Ws::new`] for one host, `laptop`, whose configuration is `body` (see [`Ws::config`]).
+    pub fn laptop(body: &str) -> Ws {
+        let ws = Ws::new(&["laptop"]);
+        ws.config(body);
+        ws
+    }
+
+    /// nixcfg/flake.nix with the one configuration `laptop` (see [`Ws::flake`]).
+    pub fn config(&self, body: &str) {
+        self.flake(&[("laptop", body)]);
+    }
+
+    /// vault.toml rewritten by `edit`.
+    pub fn edit_toml(&self, edit: impl FnOnce(&str) -> String) {
+        let path = self.d.join("vault.toml");
+        let toml = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(&toml)).unwrap();
+    }
+
+    /// Runs the shell command `line` (a fix a hint gives) in the workspace; asserts success.
+    pub fn sh(&self, line: &str) {
+        let o = Command::new("sh")
+            .args(["-c", line])
+            .current_dir(&self.d)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{line}: {}", err(&o));
+    }
+
     pub fn vault(&self, args: &[&str]) -> Output {
         Command::new(vault_bin())
             .args(args)
@@ -103,6 +132,21 @@ impl Ws {
         let o = self.vault(&[&["host", "add", host, "--secure-boot"], args].concat());
         assert!(o.status.success(), "{}", err(&o));
         self.d.join(format!("hosts/{host}/secure-boot/pki"))
+    }
+
+    /// A new age identity, which `nixcfg/secrets/wifi.yaml` (made by the real `sops`) is
+    /// encrypted to, placed for `laptop` at `target`: the entry's line.
+    pub fn sops_key_placed_at(&self, sops: &Path, target: &str) -> usize {
+        let id = super::common::write_identity(&self.d.join("age-key.txt"));
+        self.sops_file(sops, "wifi.yaml", &id);
+        let key = std::fs::read_to_string(self.d.join("age-key.txt")).unwrap();
+        self.place("laptop", "hosts/laptop/age-key.txt", &key, target)
+    }
+
+    /// `laptop`'s host key placed a second time, at `target`.
+    pub fn host_key_also_at(&self, target: &str) {
+        let key = std::fs::read_to_string(self.key("laptop")).unwrap();
+        self.place("laptop", "hosts/laptop/persisted_host_key", &key, target);
     }
 
     pub fn key(&self, host: &str) -> PathBuf {
@@ -255,11 +299,50 @@ pub fn problems(o: &Output) -> Vec<String> {
         .collect()
 }
 
+/// Asserts that the run succeeded, showing stderr otherwise.
+pub fn succeeds(o: &Output) {
+    assert!(o.status.success(), "{}", err(o));
+}
+
+/// Asserts that the pack succeeded with no problem line.
+pub fn packs_cleanly(o: &Output) {
+    succeeds(o);
+    assert!(problems(o).is_empty(), "{}", err(o));
+}
+
+/// Asserts that the check refused the pack (exit 6); returns the problem lines.
+pub fn refused(o: &Output) -> Vec<String> {
+    assert_eq!(o.status.code(), Some(6), "{}", err(o));
+    problems(o)
+}
+
+/// Asserts that the check refused the pack (exit 6) and that its first problem line passes
+/// `check`.
+pub fn refused_first(o: &Output, check: impl FnOnce(&str) -> bool) {
+    let p = refused(o);
+    assert!(p.first().is_some_and(|l| check(l)), "{}", err(o));
+}
+
+/// Asserts that stderr contains `needle`.
+pub fn says(o: &Output, needle: &str) {
+    assert!(err(o).contains(needle), "{}", err(o));
+}
+
 /// Asserts that the check refused the pack (exit 6) with exactly these problem lines.
 pub fn refused_with<S: AsRef<str>>(o: &Output, expected: &[S]) {
     assert_eq!(o.status.code(), Some(6), "{}", err(o));
     let expected: Vec<&str> = expected.iter().map(AsRef::as_ref).collect();
     assert_eq!(problems(o), expected, "{}", err(o));
+}
+
+/// A workspace for `laptop` whose `nixcfg/secrets/wifi.yaml` (made by the real `sops`)
+/// laptop's key opens; None (skip) without nix or sops.
+pub fn with_sops_for_laptop() -> Option<Ws> {
+    tools()?;
+    let sops = require_tool("sops")?;
+    let ws = Ws::new(&["laptop"]);
+    ws.sops_file(&sops, "wifi.yaml", &ws.age_recipient("laptop"));
+    Some(ws)
 }
 
 pub fn tools() -> Option<()> {

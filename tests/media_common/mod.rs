@@ -21,6 +21,16 @@ pub fn s(p: &Path) -> &str {
 
 /// `vault attach --no-binary --image IMAGE --bundle BUNDLE -o OUT` and `extra` flags.
 pub fn attach(image: &Path, bundle: &Path, out: &Path, extra: &[&str]) -> Output {
+    vault(&attach_args(image, bundle, out, extra))
+}
+
+/// The arguments of [`attach`].
+pub fn attach_args<'a>(
+    image: &'a Path,
+    bundle: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
     let mut args = vec![
         "attach",
         "--no-binary",
@@ -28,11 +38,39 @@ pub fn attach(image: &Path, bundle: &Path, out: &Path, extra: &[&str]) -> Output
         s(image),
         "--bundle",
         s(bundle),
-        "-o",
-        s(out),
     ];
+    args.extend(["-o", s(out)]);
     args.extend_from_slice(extra);
-    vault(&args)
+    args
+}
+
+/// `vault attach --no-binary` of `bundle` onto `stick`, a file standing in for a device, and
+/// `extra` flags.
+pub fn attach_stick(stick: &Path, bundle: &Path, extra: &[&str]) -> Output {
+    vault(&stick_args(stick, bundle, extra))
+}
+
+/// The arguments of [`attach_stick`].
+pub fn stick_args<'a>(stick: &'a Path, bundle: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "attach",
+        "--no-binary",
+        "--device",
+        s(stick),
+        "--bundle",
+        s(bundle),
+    ];
+    args.extend(["--yes", "--test-file-as-device"]);
+    args.extend_from_slice(extra);
+    args
+}
+
+/// `vault unlock BUNDLE --dry-run` into `root` with the passphrase file `pass` (a
+/// [`bundle`] NAME has it at `NAME-src/pass`).
+pub fn dry_unlock_args<'a>(bundle: &'a Path, root: &'a Path, pass: &'a Path) -> Vec<&'a str> {
+    let mut args = vec!["unlock", s(bundle), "--dry-run", "--root", s(root)];
+    args.extend(["--root-not-mountpoint", "--passphrase-file", s(pass)]);
+    args
 }
 
 /// Asserts exit 6 with `needle` in the message and a hint.
@@ -52,6 +90,15 @@ pub fn failed_with(o: Output, code: i32, needle: &str) -> String {
     assert!(err.contains(needle), "expected {needle:?} in: {err}");
     assert!(err.contains("hint:"), "no hint in: {err}");
     err
+}
+
+/// A scratch folder with the installer image and a bundle `b` of `size` random bytes: (folder,
+/// image, bundle); None (skip) without xorriso.
+pub fn scene(size: usize) -> Option<(tempfile::TempDir, PathBuf, PathBuf)> {
+    let dir = tempfile::tempdir().unwrap();
+    let iso = iso(dir.path())?;
+    let b = bundle(dir.path(), "b", size);
+    Some((dir, iso, b))
 }
 
 /// A bundle packed from `size` random (incompressible) bytes, passphrase [`PASSPHRASE`].

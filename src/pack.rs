@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use crate::archive::write::Stamp;
 use crate::archive::{self, BundleManifest, Item, Kind};
@@ -42,6 +43,9 @@ pub struct PackPlan {
     /// For each file that had settled before it was hashed: its stamp then, so streaming
     /// need not hash it again (see [`archive::write::Stamp`]).
     pub settled: Vec<Option<Stamp>>,
+    /// For each item: whether it is a file whose first bytes, as hashed, are a private key's
+    /// (see [`check_key_modes`]). Taken in the hashing pass, so no file is opened a third time.
+    pub private_keys: Vec<bool>,
     pub total_bytes: u64,
 }
 
@@ -118,8 +122,10 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
         .collect();
     let mut total = 0u64;
     let mut settled = Vec::with_capacity(items.len());
+    let mut private_keys = Vec::with_capacity(items.len());
     for (item, h) in items.iter_mut().zip(hashed) {
         let h = h?;
+        private_keys.push(h.as_ref().is_some_and(|h| h.private_key));
         settled.push(
             h.as_ref()
                 .and_then(|h| h.stamp)
@@ -147,6 +153,7 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
         sources,
         lines,
         settled,
+        private_keys,
         total_bytes: total,
     })
 }
@@ -251,6 +258,8 @@ struct Hashed {
     sha256: String,
     /// Taken after reading; `None` if `fstat` failed (then the file is hashed again).
     stamp: Option<Stamp>,
+    /// Whether its first bytes are a private key's ([`checks::starts_like_private_key`]).
+    private_key: bool,
 }
 
 fn hash_file(path: &Path) -> Result<Hashed> {
@@ -263,11 +272,32 @@ fn hash_file(path: &Path) -> Result<Hashed> {
     let mut f = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut h = Sha256::new();
     let mut n = 0u64;
+    // The head the private-key check reads, kept apart only if the first read was short.
+    let mut head = Vec::new();
+    let mut private_key = false;
     BUF.with_borrow_mut(|buf| loop {
         match std::io::Read::read(&mut f, buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => {
+                if n < checks::KEY_HEAD as u64 {
+                    private_key = checks::starts_like_private_key(&head);
+                }
+                head.zeroize();
+                return Ok(());
+            }
             Ok(k) => {
-                h.update(&buf[..k]);
+                let chunk = &buf[..k];
+                h.update(chunk);
+                if n < checks::KEY_HEAD as u64 {
+                    if n == 0 && k >= checks::KEY_HEAD {
+                        private_key = checks::starts_like_private_key(&chunk[..checks::KEY_HEAD]);
+                    } else {
+                        let more = (checks::KEY_HEAD - head.len()).min(k);
+                        head.extend_from_slice(&chunk[..more]);
+                        if head.len() == checks::KEY_HEAD {
+                            private_key = checks::starts_like_private_key(&head);
+                        }
+                    }
+                }
                 n += k as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -279,5 +309,6 @@ fn hash_file(path: &Path) -> Result<Hashed> {
         size: n,
         sha256: hex::encode(h.finalize()),
         stamp: Stamp::of(&f).ok(),
+        private_key,
     })
 }

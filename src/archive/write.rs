@@ -1,15 +1,17 @@
 //! Writing the payload: `vault.json` first, then each item as a tar entry, through zstd.
 
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use super::{BundleManifest, Kind, MANIFEST_NAME};
 use crate::{Error, Result};
 
-/// Read and write buffer size: fewer syscalls and zstd calls than tar's own 8 KiB.
+/// The buffer a file goes through to zstd: a small file (the header, its data, the padding)
+/// fits whole; a larger one passes in pieces of this size.
 const IO_BUF: usize = 256 * 1024;
 
 /// zstd job size when compressing on worker threads (bounds pack's memory).
@@ -93,7 +95,7 @@ pub fn write_checked<W: Write>(
     compression: Compression,
     progress: &dyn Fn(u64),
 ) -> Result<W> {
-    let mut tar = start(out, manifest, compression)?;
+    let mut tar = TarZstd::start(out, manifest, compression)?;
     for (i, (item, source)) in manifest.items.iter().zip(sources).enumerate() {
         let name = item.archive_path();
         match (item.kind, source) {
@@ -101,42 +103,35 @@ pub fn write_checked<W: Write>(
             (Kind::File, Some(path)) => {
                 let file = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
                 let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
-                if let Some(stamp) = settled.get(i).copied().flatten() {
-                    let mut reader = CountingReader(
-                        BufReader::with_capacity(
-                            IO_BUF,
-                            Reported((&file).take(item.size), progress),
-                        ),
-                        0,
-                    );
-                    tar.append_data(&mut h, &name, &mut reader)
-                        .map_err(|e| Error::io("cannot pack", path, e))?;
-                    let now = Stamp::of(&file).map_err(|e| Error::io("cannot read", path, e))?;
-                    if reader.1 != item.size || now != stamp {
-                        return Err(changed(path));
+                let stamp = settled.get(i).copied().flatten();
+                let mut hasher = stamp.is_none().then(Sha256::new);
+                let streamed =
+                    tar.append_file(&mut h, &name, &file, item.size, hasher.as_mut(), progress);
+                match streamed {
+                    Ok(()) => {}
+                    // Shorter than when it was hashed.
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                        return Err(changed(path))
                     }
-                } else {
-                    let mut reader = HashingReader {
-                        inner: BufReader::with_capacity(
-                            IO_BUF,
-                            Reported(file.take(item.size), progress),
-                        ),
-                        hasher: Sha256::new(),
-                        count: 0,
-                    };
-                    tar.append_data(&mut h, &name, &mut reader)
-                        .map_err(|e| Error::io("cannot pack", path, e))?;
-                    let digest = hex::encode(reader.hasher.finalize());
-                    if reader.count != item.size || Some(digest.as_str()) != item.sha256.as_deref()
-                    {
-                        return Err(changed(path));
+                    Err(e) => return Err(Error::io("cannot pack", path, e)),
+                }
+                let same = match (stamp, hasher) {
+                    (Some(stamp), _) => {
+                        Stamp::of(&file).map_err(|e| Error::io("cannot read", path, e))? == stamp
                     }
+                    (None, Some(hasher)) => {
+                        Some(hex::encode(hasher.finalize()).as_str()) == item.sha256.as_deref()
+                    }
+                    (None, None) => unreachable!("a file without a stamp is hashed"),
+                };
+                if !same {
+                    return Err(changed(path));
                 }
             }
             (Kind::File, None) => unreachable!("pack plan gives every file a source"),
         }
     }
-    finish(tar)
+    tar.finish()
 }
 
 /// Writes the archive for `manifest` to `out` from contents held in memory (`vault repack`):
@@ -148,7 +143,7 @@ pub fn write_contents<W: Write>(
     contents: &[Option<&[u8]>],
     compression: Compression,
 ) -> Result<W> {
-    let mut tar = start(out, manifest, compression)?;
+    let mut tar = TarZstd::start(out, manifest, compression)?;
     for (item, data) in manifest.items.iter().zip(contents) {
         match (item.kind, data) {
             (Kind::Dir, _) => append_dir(&mut tar, item)?,
@@ -163,7 +158,7 @@ pub fn write_contents<W: Write>(
                     ));
                 }
                 let mut h = regular_header(item.size, item.mode, item.uid, item.gid);
-                tar.append_data(&mut h, item.archive_path(), *data)
+                tar.append(&mut h, &item.archive_path(), data)
                     .map_err(|e| Error::io("cannot write", "bundle", e))?;
             }
             (Kind::File, None) => {
@@ -175,38 +170,145 @@ pub fn write_contents<W: Write>(
             }
         }
     }
-    finish(tar)
+    tar.finish()
 }
 
-type Tar<W> = tar::Builder<BufWriter<zstd::Encoder<'static, W>>>;
+/// A tar archive written into a zstd stream. Each entry's header blocks come from the `tar`
+/// crate's builder (so a long name gets its GNU extension entry exactly as `tar` writes it),
+/// and a file's data goes from one reused buffer straight into zstd: one `read` per small
+/// file and one copy into zstd, where a `BufReader`, `io::copy` and a `BufWriter` made three.
+struct TarZstd<W: Write> {
+    zstd: zstd::Encoder<'static, W>,
+    /// Writes only headers: its output is taken after each entry.
+    headers: tar::Builder<Vec<u8>>,
+    /// A file's header, data and padding on their way to zstd; wiped when dropped (the data
+    /// may be a secret).
+    buf: Zeroizing<Vec<u8>>,
+}
 
-/// The zstd stream and the tar builder on it, with `vault.json` written.
-fn start<W: Write>(out: W, manifest: &BundleManifest, compression: Compression) -> Result<Tar<W>> {
-    let json = serde_json::to_vec_pretty(manifest)
-        .map_err(|e| Error::io("cannot encode", MANIFEST_NAME, io::Error::other(e)))?;
-    let mut encoder = zstd::Encoder::new(out, compression.level)
-        .map_err(|e| Error::io("cannot start zstd for", "bundle", e))?;
-    if compression.threads > 0 {
-        encoder
-            .multithread(compression.threads)
-            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
-        // Each worker holds about two jobs of input and output; libzstd's default job (4×
-        // the window, 8 MiB at level 3) made peak RSS ~115 MiB higher for large payloads.
-        encoder
-            .set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB_SIZE))
-            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+const BLOCK: usize = 512;
+
+impl<W: Write> TarZstd<W> {
+    /// The zstd stream with `vault.json` written.
+    fn start(out: W, manifest: &BundleManifest, compression: Compression) -> Result<Self> {
+        let json = serde_json::to_vec_pretty(manifest)
+            .map_err(|e| Error::io("cannot encode", MANIFEST_NAME, io::Error::other(e)))?;
+        let mut zstd = zstd::Encoder::new(out, compression.level)
+            .map_err(|e| Error::io("cannot start zstd for", "bundle", e))?;
+        if compression.threads > 0 {
+            zstd.multithread(compression.threads)
+                .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+            // Each worker holds about two jobs of input and output; libzstd's default job (4×
+            // the window, 8 MiB at level 3) made peak RSS ~115 MiB higher for large payloads.
+            zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB_SIZE))
+                .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+        }
+        let mut tar = TarZstd {
+            zstd,
+            headers: tar::Builder::new(Vec::with_capacity(4 * BLOCK)),
+            buf: Zeroizing::new(vec![0; IO_BUF]),
+        };
+        let mut header = regular_header(json.len() as u64, 0o600, 0, 0);
+        tar.append(&mut header, MANIFEST_NAME, &json)
+            .map_err(|e| Error::io("cannot write", "bundle", e))?;
+        Ok(tar)
     }
-    // tar copies in 8 KiB pieces: batch them so zstd sees large writes.
-    let mut tar = tar::Builder::new(BufWriter::with_capacity(IO_BUF, encoder));
-    tar.mode(tar::HeaderMode::Deterministic);
 
-    let mut header = regular_header(json.len() as u64, 0o600, 0, 0);
-    tar.append_data(&mut header, MANIFEST_NAME, json.as_slice())
-        .map_err(|e| Error::io("cannot write", "bundle", e))?;
-    Ok(tar)
+    /// Writes `h`'s header blocks for an entry named `name` (which sets its path and
+    /// checksum) into `self.headers`' buffer and returns them.
+    fn header(&mut self, h: &mut tar::Header, name: &str) -> io::Result<Vec<u8>> {
+        self.headers.get_mut().clear();
+        // With no data, `append_data` writes the header blocks alone (no padding); the
+        // caller writes the `h.size()` bytes and their padding.
+        self.headers.append_data(h, name, io::empty())?;
+        Ok(std::mem::take(self.headers.get_mut()))
+    }
+
+    /// Gives the header buffer back for the next entry.
+    fn reuse(&mut self, mut headers: Vec<u8>) {
+        headers.clear();
+        *self.headers.get_mut() = headers;
+    }
+
+    /// An entry whose data is in memory.
+    fn append(&mut self, h: &mut tar::Header, name: &str, data: &[u8]) -> io::Result<()> {
+        let headers = self.header(h, name)?;
+        self.zstd.write_all(&headers)?;
+        self.zstd.write_all(data)?;
+        self.zstd
+            .write_all(&[0; BLOCK][..padding(data.len() as u64)])?;
+        self.reuse(headers);
+        Ok(())
+    }
+
+    /// An entry of `size` bytes read from `file`, hashed into `hasher` if given. A file that
+    /// is shorter than `size` is an `UnexpectedEof` error; only `size` bytes are read.
+    fn append_file(
+        &mut self,
+        h: &mut tar::Header,
+        name: &str,
+        mut file: &File,
+        size: u64,
+        mut hasher: Option<&mut Sha256>,
+        progress: &dyn Fn(u64),
+    ) -> io::Result<()> {
+        let headers = self.header(h, name)?;
+        // The header goes in front of the data when it fits (it does unless the name is
+        // longer than the buffer), so that a small file is one write into zstd.
+        let mut used = match headers.len() <= self.buf.len() - BLOCK {
+            true => {
+                self.buf[..headers.len()].copy_from_slice(&headers);
+                headers.len()
+            }
+            false => {
+                self.zstd.write_all(&headers)?;
+                0
+            }
+        };
+        self.reuse(headers);
+        let buf = &mut self.buf[..];
+        let mut left = size;
+        while left > 0 {
+            let n = (buf.len() - used).min(usize::try_from(left).unwrap_or(usize::MAX));
+            let data = &mut buf[used..used + n];
+            file.read_exact(data)?;
+            if let Some(hasher) = hasher.as_mut() {
+                hasher.update(&*data);
+            }
+            progress(n as u64);
+            used += n;
+            left -= n as u64;
+            if left > 0 {
+                self.zstd.write_all(&buf[..used])?;
+                used = 0;
+            }
+        }
+        let pad = padding(size);
+        if used + pad > buf.len() {
+            self.zstd.write_all(&buf[..used])?;
+            used = 0;
+        }
+        buf[used..used + pad].fill(0);
+        self.zstd.write_all(&buf[..used + pad])
+    }
+
+    /// Ends the tar archive (two zero blocks, as `tar::Builder::finish`) and the zstd stream.
+    fn finish(mut self) -> Result<W> {
+        self.zstd
+            .write_all(&[0; 2 * BLOCK])
+            .map_err(|e| Error::io("cannot write", "bundle", e))?;
+        self.zstd
+            .finish()
+            .map_err(|e| Error::io("cannot write", "bundle", e))
+    }
 }
 
-fn append_dir<W: Write>(tar: &mut Tar<W>, item: &crate::archive::Item) -> Result<()> {
+/// Zero bytes after `len` bytes of data up to the next tar block.
+fn padding(len: u64) -> usize {
+    (BLOCK - (len % BLOCK as u64) as usize) % BLOCK
+}
+
+fn append_dir<W: Write>(tar: &mut TarZstd<W>, item: &crate::archive::Item) -> Result<()> {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Directory);
     h.set_size(0);
@@ -214,18 +316,7 @@ fn append_dir<W: Write>(tar: &mut Tar<W>, item: &crate::archive::Item) -> Result
     h.set_uid(item.uid.into());
     h.set_gid(item.gid.into());
     h.set_mtime(0);
-    tar.append_data(&mut h, item.archive_path(), io::empty())
-        .map_err(|e| Error::io("cannot write", "bundle", e))
-}
-
-/// Ends the tar archive and the zstd stream.
-fn finish<W: Write>(tar: Tar<W>) -> Result<W> {
-    let encoder = tar
-        .into_inner()
-        .and_then(|b| b.into_inner().map_err(|e| e.into_error()))
-        .map_err(|e| Error::io("cannot write", "bundle", e))?;
-    encoder
-        .finish()
+    tar.append(&mut h, &item.archive_path(), &[])
         .map_err(|e| Error::io("cannot write", "bundle", e))
 }
 
@@ -248,29 +339,6 @@ fn regular_header(size: u64, mode: u32, uid: u32, gid: u32) -> tar::Header {
     h
 }
 
-/// Reports each read to the progress callback: one call per buffer refill (256 KiB), so a
-/// bar moves within a large file, not only between files.
-struct Reported<'p, R>(R, &'p dyn Fn(u64));
-
-impl<R: Read> Read for Reported<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read(buf)?;
-        (self.1)(n as u64);
-        Ok(n)
-    }
-}
-
-/// Counts what passes through.
-struct CountingReader<R>(R, u64);
-
-impl<R: Read> Read for CountingReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.0.read(buf)?;
-        self.1 += n as u64;
-        Ok(n)
-    }
-}
-
 /// Hashes and counts what passes through.
 pub(crate) struct HashingReader<R> {
     pub(crate) inner: R,
@@ -284,5 +352,146 @@ impl<R: Read> Read for HashingReader<R> {
         self.hasher.update(&buf[..n]);
         self.count += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::Item;
+    use crate::manifest::Stage;
+
+    fn item(kind: Kind, target: &str, data: Option<&[u8]>) -> Item {
+        Item {
+            host: None,
+            stage: Stage::Root,
+            kind,
+            target: target.into(),
+            mode: if kind == Kind::Dir { 0o755 } else { 0o640 },
+            uid: 1,
+            gid: 2,
+            size: data.map_or(0, |d| d.len() as u64),
+            sha256: data.map(|d| hex::encode(Sha256::digest(d))),
+        }
+    }
+
+    /// The tar the `tar` crate's own builder writes for `manifest` and `contents`.
+    fn reference(manifest: &BundleManifest, contents: &[Option<Vec<u8>>]) -> Vec<u8> {
+        let json = serde_json::to_vec_pretty(manifest).unwrap();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = regular_header(json.len() as u64, 0o600, 0, 0);
+        b.append_data(&mut h, MANIFEST_NAME, json.as_slice())
+            .unwrap();
+        for (item, data) in manifest.items.iter().zip(contents) {
+            let mut h = match item.kind {
+                Kind::Dir => {
+                    let mut h = tar::Header::new_gnu();
+                    h.set_entry_type(tar::EntryType::Directory);
+                    h.set_size(0);
+                    h.set_mode(item.mode);
+                    h.set_uid(item.uid.into());
+                    h.set_gid(item.gid.into());
+                    h.set_mtime(0);
+                    h
+                }
+                Kind::File => regular_header(item.size, item.mode, item.uid, item.gid),
+            };
+            let data = data.as_deref().unwrap_or_default();
+            b.append_data(&mut h, item.archive_path(), data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    /// Files streamed through the reused buffer give exactly the archive `tar::Builder`
+    /// writes, whatever their size against the buffer and tar's blocks, with a name long
+    /// enough for the GNU extension entry; so do contents written from memory.
+    #[test]
+    fn streamed_files_make_the_archive_tar_writes() {
+        let t = tempfile::tempdir().unwrap();
+        let long = format!("/srv/{}/key", "d".repeat(150));
+        let header_room = IO_BUF - BLOCK;
+        let sizes = [
+            0,
+            1,
+            BLOCK,
+            BLOCK + 1,
+            header_room - BLOCK,
+            header_room,
+            header_room + 1,
+            IO_BUF,
+            3 * IO_BUF + 7,
+        ];
+        let mut items = vec![item(Kind::Dir, "/srv", None)];
+        let mut contents = vec![None];
+        let mut sources = vec![None];
+        for (i, &n) in sizes.iter().enumerate() {
+            let data: Vec<u8> = (0..n).map(|j| (j * 31 + i) as u8).collect();
+            let target = match i {
+                3 => long.clone(),
+                _ => format!("/srv/f{i}"),
+            };
+            let path = t.path().join(format!("f{i}"));
+            std::fs::write(&path, &data).unwrap();
+            items.push(item(Kind::File, &target, Some(&data)));
+            contents.push(Some(data));
+            sources.push(Some(path));
+        }
+        let manifest = BundleManifest {
+            format: crate::archive::FORMAT,
+            created_by: "t".into(),
+            hosts: vec![],
+            items,
+            recovery_recipients: Vec::new(),
+            identities: Default::default(),
+        };
+        let expected = reference(&manifest, &contents);
+        let one_thread = Compression {
+            level: 3,
+            threads: 0,
+        };
+        let seen = std::cell::Cell::new(0);
+        let streamed = write(Vec::new(), &manifest, &sources, one_thread, &|n| {
+            seen.set(seen.get() + n)
+        })
+        .unwrap();
+        assert!(zstd::decode_all(streamed.as_slice()).unwrap() == expected);
+        assert_eq!(seen.get(), sizes.iter().sum::<usize>() as u64);
+        let in_memory: Vec<Option<&[u8]>> = contents.iter().map(|c| c.as_deref()).collect();
+        let written = write_contents(Vec::new(), &manifest, &in_memory, one_thread).unwrap();
+        assert!(zstd::decode_all(written.as_slice()).unwrap() == expected);
+    }
+
+    /// A file shorter than when it was hashed is reported as changed, settled or not.
+    #[test]
+    fn a_file_that_shrank_is_reported_as_changed() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("k");
+        std::fs::write(&path, b"secret two\n").unwrap();
+        let file = File::open(&path).unwrap();
+        let stamp = Stamp::of(&file).unwrap();
+        let manifest = BundleManifest {
+            format: crate::archive::FORMAT,
+            created_by: "t".into(),
+            hosts: vec![],
+            items: vec![item(Kind::File, "/k", Some(b"secret two\n"))],
+            recovery_recipients: Vec::new(),
+            identities: Default::default(),
+        };
+        std::fs::write(&path, b"secret\n").unwrap();
+        for settled in [None, Some(stamp)] {
+            let e = write_checked(
+                Vec::new(),
+                &manifest,
+                &[Some(path.clone())],
+                &[settled],
+                Compression::default(),
+                &|_| {},
+            )
+            .unwrap_err();
+            assert!(
+                e.to_string().contains("changed while vault was packing"),
+                "{e}"
+            );
+        }
     }
 }

@@ -216,7 +216,7 @@ fn expand(
             .map_err(|err| at(format!("cannot list {}: {err}", dir.display())))?
             .collect::<std::io::Result<_>>()
             .map_err(|err| at(format!("cannot list {}: {err}", dir.display())))?;
-        children.sort_by_key(|c| c.file_name());
+        children.sort_by_cached_key(|c| c.file_name());
         let mut subdirs = Vec::new();
         for c in children {
             let path = c.path();
@@ -225,7 +225,9 @@ fn expand(
                 .into_string()
                 .map_err(|_| at(format!("{} has a name that is not UTF-8", path.display())))?;
             let child_target = format!("{target}/{name}");
-            let meta = fs::symlink_metadata(&path)
+            // Not followed, and looked up from the open folder rather than by the whole path.
+            let meta = c
+                .metadata()
                 .map_err(|err| at(format!("{}: {err}", path.display())))?;
             let mode = meta.permissions().mode() & 0o777;
             if meta.file_type().is_symlink() {

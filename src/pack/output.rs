@@ -121,12 +121,16 @@ pub(crate) fn write_atomically(
     let stream =
         bundle::encrypt_with_recovery(Writeback::new(file), passphrase, opts.kdf, &recovery)
             .map_err(write_err)?;
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH);
+    // Written chunks go back to be filled again: no allocation and no fresh pages per chunk.
+    let (back, spare) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH + 2);
     let (file, packed) = std::thread::scope(|s| {
         let encryptor = s.spawn(move || -> std::io::Result<File> {
             let mut stream = stream;
-            for chunk in rx {
+            for mut chunk in rx {
                 stream.write_all(&chunk)?;
+                chunk.clear();
+                let _ = back.try_send(chunk);
             }
             // age writes whole 64 KiB chunks: no buffer needed in front of the file.
             let file = stream.finish()?.into_file()?;
@@ -135,7 +139,8 @@ pub(crate) fn write_atomically(
         });
         let pipe = Pipe(ChunkSender {
             tx,
-            buf: Vec::with_capacity(PIPE_CHUNK),
+            spare,
+            buf: Chunk::new(Vec::with_capacity(PIPE_CHUNK)),
         });
         let packed = fill(pipe).and_then(|mut pipe| pipe.0.send().map_err(write_err));
         // On error the sender is dropped with `packed`, so the encryptor stops too.
@@ -172,10 +177,15 @@ pub(crate) fn write_atomically(
 const PIPE_DEPTH: usize = 8;
 const PIPE_CHUNK: usize = 1 << 20;
 
+/// Compressed payload on its way to encryption: secret, so wiped when dropped.
+type Chunk = zeroize::Zeroizing<Vec<u8>>;
+
 /// The writing end of the pipe to the encryption thread: batches writes into whole chunks.
 struct ChunkSender {
-    tx: mpsc::SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
+    tx: mpsc::SyncSender<Chunk>,
+    /// Chunks the encryption thread has written, to be filled again.
+    spare: mpsc::Receiver<Chunk>,
+    buf: Chunk,
 }
 
 impl ChunkSender {
@@ -183,7 +193,11 @@ impl ChunkSender {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Chunk::new(Vec::with_capacity(PIPE_CHUNK)));
+        let full = std::mem::replace(&mut self.buf, next);
         self.tx.send(full).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,

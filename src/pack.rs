@@ -9,7 +9,6 @@ use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroize;
 
@@ -78,14 +77,32 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     };
     let mut items = Vec::new();
     let mut sources = Vec::new();
-    for e in &m.shared {
-        expand(m, e, None, &mut items, &mut sources)?;
-    }
-    for h in &selected {
-        for e in &m.hosts[h].entries {
-            expand(m, e, Some(h), &mut items, &mut sources)?;
+    // Each file is hashed on rayon's pool as soon as the walk finds it, so that the walk
+    // overlaps the hashing: reading the files is most of a large pack's first pass.
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Hashed>)>();
+    let walked = rayon::scope(|sc| -> Result<()> {
+        let mut hash = |i: usize, path: &Path| {
+            let (tx, path) = (tx.clone(), path.to_path_buf());
+            sc.spawn(move |_| {
+                let _ = tx.send((i, hash_file(&path)));
+            });
+        };
+        for e in &m.shared {
+            expand(m, e, None, &mut items, &mut sources, &mut hash)?;
         }
+        for h in &selected {
+            for e in &m.hosts[h].entries {
+                expand(m, e, Some(h), &mut items, &mut sources, &mut hash)?;
+            }
+        }
+        Ok(())
+    });
+    drop(tx);
+    let mut hashed: Vec<Option<Result<Hashed>>> = (0..items.len()).map(|_| None).collect();
+    for (i, h) in rx {
+        hashed[i] = Some(h);
     }
+    walked?;
     // Parents before children (docs/FORMAT.md §5), whichever entry or host lists them: a
     // path sorts before every path it is a prefix of. Stable, so the order is reproducible.
     let mut order: Vec<usize> = (0..items.len()).collect();
@@ -93,14 +110,13 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     let mut items: Vec<Item> = order.iter().map(|&i| items[i].clone()).collect();
     let lines: Vec<usize> = order.iter().map(|&i| sources[i].1).collect();
     let sources: Vec<Option<PathBuf>> = order.iter().map(|&i| sources[i].0.clone()).collect();
-
-    // Hash in parallel: reading the files is most of a large pack's first pass.
-    let hashed: Vec<Result<Option<Hashed>>> = sources
-        .par_iter()
+    let hashed: Vec<Result<Option<Hashed>>> = order
+        .iter()
+        .map(|&i| hashed[i].take())
         .zip(&lines)
-        .map(|(s, line)| match s {
+        .map(|(h, line)| match h {
             None => Ok(None),
-            Some(p) => hash_file(p).map(Some).map_err(|e| match e {
+            Some(h) => h.map(Some).map_err(|e| match e {
                 // Named by its entry's line, as every other source problem is.
                 Error::Io { path, source, .. } => {
                     let fix = if source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -164,6 +180,7 @@ fn expand(
     host: Option<&String>,
     items: &mut Vec<Item>,
     sources: &mut Vec<(Option<PathBuf>, usize)>,
+    hash: &mut dyn FnMut(usize, &Path),
 ) -> Result<()> {
     let at = |msg: String| Error::manifest(&m.path, format!("line {}: {msg}", e.line));
     let meta = fs::metadata(&e.source).map_err(|err| {
@@ -195,6 +212,7 @@ fn expand(
             e.target.clone(),
             e.mode.unwrap_or(DEFAULT_FILE_MODE),
         ));
+        hash(sources.len(), &e.source);
         sources.push((Some(e.source.clone()), e.line));
         return Ok(());
     }
@@ -241,6 +259,7 @@ fn expand(
                 subdirs.push((path, child_target));
             } else if meta.is_file() {
                 items.push(item(Kind::File, child_target, e.file_mode.unwrap_or(mode)));
+                hash(sources.len(), &path);
                 sources.push((Some(path), e.line));
             } else {
                 return Err(at(format!(

@@ -17,6 +17,12 @@ const IO_BUF: usize = 256 * 1024;
 /// zstd job size when compressing on worker threads (bounds pack's memory).
 const MT_JOB_SIZE: u32 = 1 << 20;
 
+/// How much of the data before a job its worker loads as history: 1/32 of the window (64 KiB
+/// at level 3). libzstd's default for this level, 1/8 (256 KiB), made a worker index a
+/// quarter of a 1 MiB job again before compressing it: about 8 % of the compression's CPU
+/// for 0.4 % smaller text.
+const MT_OVERLAP_LOG: u32 = 4;
+
 /// Compression settings for the payload.
 #[derive(Debug, Clone, Copy)]
 pub struct Compression {
@@ -202,6 +208,10 @@ impl<W: Write> TarZstd<W> {
             // the window, 8 MiB at level 3) made peak RSS ~115 MiB higher for large payloads.
             zstd.set_parameter(zstd::stream::raw::CParameter::JobSize(MT_JOB_SIZE))
                 .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
+            zstd.set_parameter(zstd::stream::raw::CParameter::OverlapSizeLog(
+                MT_OVERLAP_LOG,
+            ))
+            .map_err(|e| Error::io("cannot start zstd workers for", "bundle", e))?;
         }
         let mut tar = TarZstd {
             zstd,

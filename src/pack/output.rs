@@ -12,6 +12,7 @@ use age_core::secrecy::SecretString;
 use super::{checks, recovery, PackPlan};
 use crate::archive::{self, write::Compression};
 use crate::bundle::{self, KdfParams};
+use crate::sync_behind::WriteBehind;
 use crate::{Error, Result};
 
 /// Settings for [`write_bundle`].
@@ -39,10 +40,10 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Encrypts `plan` to `out`. The bundle appears at `out` only when complete; until then it
 /// is a 0600 temporary in the same folder, removed on any error.
 ///
-/// Three stages overlap (docs/BENCHMARKS.md): this thread reads, hashes and tars the files
-/// and feeds zstd, whose worker threads compress; a second thread encrypts the compressed
-/// stream and writes it, starting the write-back of every few MiB as it goes so that the
-/// final `fsync` has little left to wait for.
+/// Four stages overlap (docs/BENCHMARKS.md): this thread reads and tars the files (hashing
+/// those not settled) and feeds zstd, whose worker threads compress; a second thread
+/// encrypts the compressed stream; a third writes it, starting the write-back of every few
+/// MiB as it goes so that the final `fsync` has little left to wait for.
 pub fn write_bundle(
     plan: &PackPlan,
     out: &Path,
@@ -118,9 +119,9 @@ pub(crate) fn write_atomically(
     let guard = TempGuard(Some((temp.clone(), registered)));
     let write_err = |e| Error::io("cannot write", &temp, e);
     // The KDF runs here, before any thread starts.
-    let stream =
-        bundle::encrypt_with_recovery(Writeback::new(file), passphrase, opts.kdf, &recovery)
-            .map_err(write_err)?;
+    let behind = WriteBehind::start(file, WRITEBACK_EVERY).map_err(write_err)?;
+    let stream = bundle::encrypt_with_recovery(behind, passphrase, opts.kdf, &recovery)
+        .map_err(write_err)?;
     let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH);
     // Written chunks go back to be filled again: no allocation and no fresh pages per chunk.
     let (back, spare) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH + 2);
@@ -132,8 +133,7 @@ pub(crate) fn write_atomically(
                 chunk.clear();
                 let _ = back.try_send(chunk);
             }
-            // age writes whole 64 KiB chunks: no buffer needed in front of the file.
-            let file = stream.finish()?.into_file()?;
+            let file = stream.finish()?.finish()?;
             file.sync_all()?;
             Ok(file)
         });
@@ -223,44 +223,11 @@ impl Write for ChunkSender {
     }
 }
 
-/// A file whose written data goes to the disk as it is written: every [`WRITEBACK_EVERY`]
-/// bytes its write-back is started (without waiting, see
-/// [`crate::sync_behind::start_writeback`]), so the disk works while the CPU compresses and
+/// How much is written before its write-back is started (see
+/// [`crate::sync_behind::WriteBehind`]): the disk works while the CPU compresses and
 /// encrypts, and the final `fsync` waits only for the tail. Write-back errors reach that
 /// `fsync`: the descriptor was opened before the first byte.
-pub(crate) struct Writeback {
-    file: File,
-    unsent: u64,
-}
-
-/// How much is written before its write-back is started.
 const WRITEBACK_EVERY: u64 = 4 << 20;
-
-impl Writeback {
-    pub(crate) fn new(file: File) -> Writeback {
-        Writeback { file, unsent: 0 }
-    }
-
-    pub(crate) fn into_file(self) -> std::io::Result<File> {
-        Ok(self.file)
-    }
-}
-
-impl Write for Writeback {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(data)?;
-        self.unsent += n as u64;
-        if self.unsent >= WRITEBACK_EVERY {
-            crate::sync_behind::start_writeback(&self.file);
-            self.unsent = 0;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
 
 /// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
 /// the output, saying so (see [`crate::stale`]).

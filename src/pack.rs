@@ -9,8 +9,8 @@ use std::fs::{self, File};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use rayon::prelude::*;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
 
 use crate::archive::write::Stamp;
 use crate::archive::{self, BundleManifest, Item, Kind};
@@ -42,6 +42,9 @@ pub struct PackPlan {
     /// For each file that had settled before it was hashed: its stamp then, so streaming
     /// need not hash it again (see [`archive::write::Stamp`]).
     pub settled: Vec<Option<Stamp>>,
+    /// For each item: whether it is a file whose first bytes, as hashed, are a private key's
+    /// (see [`check_key_modes`]). Taken in the hashing pass, so no file is opened a third time.
+    pub private_keys: Vec<bool>,
     pub total_bytes: u64,
 }
 
@@ -74,14 +77,32 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     };
     let mut items = Vec::new();
     let mut sources = Vec::new();
-    for e in &m.shared {
-        expand(m, e, None, &mut items, &mut sources)?;
-    }
-    for h in &selected {
-        for e in &m.hosts[h].entries {
-            expand(m, e, Some(h), &mut items, &mut sources)?;
+    // Each file is hashed on rayon's pool as soon as the walk finds it, so that the walk
+    // overlaps the hashing: reading the files is most of a large pack's first pass.
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Result<Hashed>)>();
+    let walked = rayon::scope(|sc| -> Result<()> {
+        let mut hash = |i: usize, path: &Path| {
+            let (tx, path) = (tx.clone(), path.to_path_buf());
+            sc.spawn(move |_| {
+                let _ = tx.send((i, hash_file(&path)));
+            });
+        };
+        for e in &m.shared {
+            expand(m, e, None, &mut items, &mut sources, &mut hash)?;
         }
+        for h in &selected {
+            for e in &m.hosts[h].entries {
+                expand(m, e, Some(h), &mut items, &mut sources, &mut hash)?;
+            }
+        }
+        Ok(())
+    });
+    drop(tx);
+    let mut hashed: Vec<Option<Result<Hashed>>> = (0..items.len()).map(|_| None).collect();
+    for (i, h) in rx {
+        hashed[i] = Some(h);
     }
+    walked?;
     // Parents before children (docs/FORMAT.md §5), whichever entry or host lists them: a
     // path sorts before every path it is a prefix of. Stable, so the order is reproducible.
     let mut order: Vec<usize> = (0..items.len()).collect();
@@ -89,14 +110,13 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
     let mut items: Vec<Item> = order.iter().map(|&i| items[i].clone()).collect();
     let lines: Vec<usize> = order.iter().map(|&i| sources[i].1).collect();
     let sources: Vec<Option<PathBuf>> = order.iter().map(|&i| sources[i].0.clone()).collect();
-
-    // Hash in parallel: reading the files is most of a large pack's first pass.
-    let hashed: Vec<Result<Option<Hashed>>> = sources
-        .par_iter()
+    let hashed: Vec<Result<Option<Hashed>>> = order
+        .iter()
+        .map(|&i| hashed[i].take())
         .zip(&lines)
-        .map(|(s, line)| match s {
+        .map(|(h, line)| match h {
             None => Ok(None),
-            Some(p) => hash_file(p).map(Some).map_err(|e| match e {
+            Some(h) => h.map(Some).map_err(|e| match e {
                 // Named by its entry's line, as every other source problem is.
                 Error::Io(crate::error::IoError { path, source, .. }) => {
                     let fix = if source.kind() == std::io::ErrorKind::PermissionDenied {
@@ -118,8 +138,10 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
         .collect();
     let mut total = 0u64;
     let mut settled = Vec::with_capacity(items.len());
+    let mut private_keys = Vec::with_capacity(items.len());
     for (item, h) in items.iter_mut().zip(hashed) {
         let h = h?;
+        private_keys.push(h.as_ref().is_some_and(|h| h.private_key));
         settled.push(
             h.as_ref()
                 .and_then(|h| h.stamp)
@@ -147,6 +169,7 @@ pub fn plan_at(m: &Manifest, hosts: &[String], start: i64) -> Result<PackPlan> {
         sources,
         lines,
         settled,
+        private_keys,
         total_bytes: total,
     })
 }
@@ -157,6 +180,7 @@ fn expand(
     host: Option<&String>,
     items: &mut Vec<Item>,
     sources: &mut Vec<(Option<PathBuf>, usize)>,
+    hash: &mut dyn FnMut(usize, &Path),
 ) -> Result<()> {
     let at = |msg: String| Error::manifest(&m.path, format!("line {}: {msg}", e.line));
     let meta = fs::metadata(&e.source).map_err(|err| {
@@ -188,6 +212,7 @@ fn expand(
             e.target.clone(),
             e.mode.unwrap_or(DEFAULT_FILE_MODE),
         ));
+        hash(sources.len(), &e.source);
         sources.push((Some(e.source.clone()), e.line));
         return Ok(());
     }
@@ -209,7 +234,7 @@ fn expand(
             .map_err(|err| at(format!("cannot list {}: {err}", dir.display())))?
             .collect::<std::io::Result<_>>()
             .map_err(|err| at(format!("cannot list {}: {err}", dir.display())))?;
-        children.sort_by_key(|c| c.file_name());
+        children.sort_by_cached_key(|c| c.file_name());
         let mut subdirs = Vec::new();
         for c in children {
             let path = c.path();
@@ -218,7 +243,9 @@ fn expand(
                 .into_string()
                 .map_err(|_| at(format!("{} has a name that is not UTF-8", path.display())))?;
             let child_target = format!("{target}/{name}");
-            let meta = fs::symlink_metadata(&path)
+            // Not followed, and looked up from the open folder rather than by the whole path.
+            let meta = c
+                .metadata()
                 .map_err(|err| at(format!("{}: {err}", path.display())))?;
             let mode = meta.permissions().mode() & 0o777;
             if meta.file_type().is_symlink() {
@@ -232,6 +259,7 @@ fn expand(
                 subdirs.push((path, child_target));
             } else if meta.is_file() {
                 items.push(item(Kind::File, child_target, e.file_mode.unwrap_or(mode)));
+                hash(sources.len(), &path);
                 sources.push((Some(path), e.line));
             } else {
                 return Err(at(format!(
@@ -251,6 +279,8 @@ struct Hashed {
     sha256: String,
     /// Taken after reading; `None` if `fstat` failed (then the file is hashed again).
     stamp: Option<Stamp>,
+    /// Whether its first bytes are a private key's ([`checks::starts_like_private_key`]).
+    private_key: bool,
 }
 
 fn hash_file(path: &Path) -> Result<Hashed> {
@@ -263,11 +293,32 @@ fn hash_file(path: &Path) -> Result<Hashed> {
     let mut f = File::open(path).map_err(|e| Error::io("cannot read", path, e))?;
     let mut h = Sha256::new();
     let mut n = 0u64;
+    // The head the private-key check reads, kept apart only if the first read was short.
+    let mut head = Vec::new();
+    let mut private_key = false;
     BUF.with_borrow_mut(|buf| loop {
         match std::io::Read::read(&mut f, buf) {
-            Ok(0) => return Ok(()),
+            Ok(0) => {
+                if n < checks::KEY_HEAD as u64 {
+                    private_key = checks::starts_like_private_key(&head);
+                }
+                head.zeroize();
+                return Ok(());
+            }
             Ok(k) => {
-                h.update(&buf[..k]);
+                let chunk = &buf[..k];
+                h.update(chunk);
+                if n < checks::KEY_HEAD as u64 {
+                    if n == 0 && k >= checks::KEY_HEAD {
+                        private_key = checks::starts_like_private_key(&chunk[..checks::KEY_HEAD]);
+                    } else {
+                        let more = (checks::KEY_HEAD - head.len()).min(k);
+                        head.extend_from_slice(&chunk[..more]);
+                        if head.len() == checks::KEY_HEAD {
+                            private_key = checks::starts_like_private_key(&head);
+                        }
+                    }
+                }
                 n += k as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -279,5 +330,6 @@ fn hash_file(path: &Path) -> Result<Hashed> {
         size: n,
         sha256: hex::encode(h.finalize()),
         stamp: Stamp::of(&f).ok(),
+        private_key,
     })
 }

@@ -297,6 +297,8 @@ pub(super) fn recovery_recipients(
 
 pub fn run(a: PackArgs, quiet: bool) -> vault::Result<ExitCode> {
     let manifest = Manifest::load(&a.manifest)?;
+    // While the files are hashed: the passphrase's strength is estimated after.
+    vault::keys::strength::warm_up();
     let mut plan = pack::plan(&manifest, &a.hosts)?;
     let mut recovery = manifest.recovery_recipients.clone();
     for r in recovery_recipients(&a.recovery_recipient, &a.recovery_recipients_file)? {

@@ -144,6 +144,15 @@ fn as_qwerty(p: &str, from: &str, to: &str) -> String {
         .collect()
 }
 
+/// Builds zxcvbn's dictionaries and patterns (built on first use, some 10 ms of CPU) on a
+/// thread of its own, so that an [`estimate`] made later need not wait for them. `vault pack`
+/// calls it before hashing its files.
+pub fn warm_up() {
+    let _ = std::thread::Builder::new()
+        .name("zxcvbn-warm-up".into())
+        .spawn(|| estimate("warm up", &KdfParams::DEFAULT, &[]));
+}
+
 /// Estimates `passphrase` against `kdf`. zxcvbn reads only the first 100 characters, which can
 /// only underestimate a longer passphrase. `context` lists words the attacker may know (host
 /// names): a passphrase built from them counts as weaker. What zxcvbn does not know is added:

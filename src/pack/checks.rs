@@ -165,15 +165,16 @@ pub fn warnings(m: &Manifest, plan: &PackPlan) -> Vec<String> {
 pub fn check_key_modes(m: &Manifest, plan: &PackPlan) -> Result<Vec<String>> {
     let mut refused = Vec::new();
     let mut warnings = Vec::new();
-    for ((item, source), line) in plan
+    for (((item, source), line), &private_key) in plan
         .manifest
         .items
         .iter()
         .zip(&plan.sources)
         .zip(&plan.lines)
+        .zip(&plan.private_keys)
     {
         let Some(source) = source else { continue };
-        if item.kind != Kind::File || item.mode & 0o077 == 0 || !is_private_key(source) {
+        if item.kind != Kind::File || item.mode & 0o077 == 0 || !private_key {
             continue;
         }
         let what = format!(
@@ -205,21 +206,19 @@ pub fn check_key_modes(m: &Manifest, plan: &PackPlan) -> Result<Vec<String>> {
     })
 }
 
-/// Whether the file starts like a private key (within its first 4 KiB, after comments).
-fn is_private_key(path: &Path) -> bool {
-    let Ok(f) = fs::File::open(path) else {
-        return false;
-    };
-    let mut head = Vec::new();
-    if f.take(4096).read_to_end(&mut head).is_err() {
-        return false;
-    }
-    let text = String::from_utf8_lossy(&head);
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .take(1)
-        .any(|l| {
+/// How much of a file's start [`starts_like_private_key`] looks at.
+pub(super) const KEY_HEAD: usize = 4096;
+
+/// Whether `head`, a file's first [`KEY_HEAD`] bytes (or all of a shorter file), starts like
+/// a private key: its first line that is neither empty nor a comment. The hashing pass
+/// ([`super::plan`]) calls it on the bytes it reads anyway.
+pub(super) fn starts_like_private_key(head: &[u8]) -> bool {
+    // Line by line: only the lines up to the first that counts are decoded.
+    head.split(|&b| b == b'\n')
+        .map(String::from_utf8_lossy)
+        .find(|l| !l.trim().is_empty() && !l.trim().starts_with('#'))
+        .is_some_and(|l| {
+            let l = l.trim();
             (l.starts_with("-----BEGIN ") && l.contains("PRIVATE KEY-----"))
                 || l.starts_with("AGE-SECRET-KEY-1")
         })
@@ -292,6 +291,28 @@ mod tests {
             ..d
         };
         assert!(kdf_weakness(&more_mem_fewer_passes).is_none());
+    }
+
+    #[test]
+    fn private_keys_by_their_first_line_that_counts() {
+        let yes: [&[u8]; 4] = [
+            b"-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blb\n",
+            b"# created: 2024\r\n\r\n  AGE-SECRET-KEY-1QQQ\r\n",
+            b"\n\n-----BEGIN RSA PRIVATE KEY-----",
+            b"# \xff\xfe not UTF-8\n-----BEGIN EC PRIVATE KEY-----\n",
+        ];
+        for head in yes {
+            assert!(starts_like_private_key(head), "{head:?}");
+        }
+        let no: [&[u8]; 4] = [
+            b"",
+            b"ssh-ed25519 AAAA host\n",
+            b"hello\n-----BEGIN OPENSSH PRIVATE KEY-----\n",
+            b"-----BEGIN PUBLIC KEY-----\n",
+        ];
+        for head in no {
+            assert!(!starts_like_private_key(head), "{head:?}");
+        }
     }
 
     #[test]

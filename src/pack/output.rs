@@ -12,6 +12,7 @@ use age_core::secrecy::SecretString;
 use super::{checks, recovery, PackPlan};
 use crate::archive::{self, write::Compression};
 use crate::bundle::{self, KdfParams};
+use crate::sync_behind::WriteBehind;
 use crate::{Error, Result};
 
 /// Settings for [`write_bundle`].
@@ -39,10 +40,10 @@ fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
 /// Encrypts `plan` to `out`. The bundle appears at `out` only when complete; until then it
 /// is a 0600 temporary in the same folder, removed on any error.
 ///
-/// Three stages overlap (docs/BENCHMARKS.md): this thread reads, hashes and tars the files
-/// and feeds zstd, whose worker threads compress; a second thread encrypts the compressed
-/// stream and writes it, starting the write-back of every few MiB as it goes so that the
-/// final `fsync` has little left to wait for.
+/// Four stages overlap (docs/BENCHMARKS.md): this thread reads and tars the files (hashing
+/// those not settled) and feeds zstd, whose worker threads compress; a second thread
+/// encrypts the compressed stream; a third writes it, starting the write-back of every few
+/// MiB as it goes so that the final `fsync` has little left to wait for.
 pub fn write_bundle(
     plan: &PackPlan,
     out: &Path,
@@ -118,24 +119,28 @@ pub(crate) fn write_atomically(
     let guard = TempGuard(Some((temp.clone(), registered)));
     let write_err = |e| Error::io("cannot write", &temp, e);
     // The KDF runs here, before any thread starts.
-    let stream =
-        bundle::encrypt_with_recovery(Writeback::new(file), passphrase, opts.kdf, &recovery)
-            .map_err(write_err)?;
-    let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(PIPE_DEPTH);
+    let behind = WriteBehind::start(file, WRITEBACK_EVERY).map_err(write_err)?;
+    let stream = bundle::encrypt_with_recovery(behind, passphrase, opts.kdf, &recovery)
+        .map_err(write_err)?;
+    let (tx, rx) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH);
+    // Written chunks go back to be filled again: no allocation and no fresh pages per chunk.
+    let (back, spare) = mpsc::sync_channel::<Chunk>(PIPE_DEPTH + 2);
     let (file, packed) = std::thread::scope(|s| {
         let encryptor = s.spawn(move || -> std::io::Result<File> {
             let mut stream = stream;
-            for chunk in rx {
+            for mut chunk in rx {
                 stream.write_all(&chunk)?;
+                chunk.clear();
+                let _ = back.try_send(chunk);
             }
-            // age writes whole 64 KiB chunks: no buffer needed in front of the file.
-            let file = stream.finish()?.into_file()?;
+            let file = stream.finish()?.finish()?;
             file.sync_all()?;
             Ok(file)
         });
         let pipe = Pipe(ChunkSender {
             tx,
-            buf: Vec::with_capacity(PIPE_CHUNK),
+            spare,
+            buf: Chunk::new(Vec::with_capacity(PIPE_CHUNK)),
         });
         let packed = fill(pipe).and_then(|mut pipe| pipe.0.send().map_err(write_err));
         // On error the sender is dropped with `packed`, so the encryptor stops too.
@@ -172,10 +177,15 @@ pub(crate) fn write_atomically(
 const PIPE_DEPTH: usize = 8;
 const PIPE_CHUNK: usize = 1 << 20;
 
+/// Compressed payload on its way to encryption: secret, so wiped when dropped.
+type Chunk = zeroize::Zeroizing<Vec<u8>>;
+
 /// The writing end of the pipe to the encryption thread: batches writes into whole chunks.
 struct ChunkSender {
-    tx: mpsc::SyncSender<Vec<u8>>,
-    buf: Vec<u8>,
+    tx: mpsc::SyncSender<Chunk>,
+    /// Chunks the encryption thread has written, to be filled again.
+    spare: mpsc::Receiver<Chunk>,
+    buf: Chunk,
 }
 
 impl ChunkSender {
@@ -183,7 +193,11 @@ impl ChunkSender {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let full = std::mem::replace(&mut self.buf, Vec::with_capacity(PIPE_CHUNK));
+        let next = self
+            .spare
+            .try_recv()
+            .unwrap_or_else(|_| Chunk::new(Vec::with_capacity(PIPE_CHUNK)));
+        let full = std::mem::replace(&mut self.buf, next);
         self.tx.send(full).map_err(|_| {
             std::io::Error::new(
                 std::io::ErrorKind::BrokenPipe,
@@ -209,44 +223,11 @@ impl Write for ChunkSender {
     }
 }
 
-/// A file whose written data goes to the disk as it is written: every [`WRITEBACK_EVERY`]
-/// bytes its write-back is started (without waiting, see
-/// [`crate::sync_behind::start_writeback`]), so the disk works while the CPU compresses and
+/// How much is written before its write-back is started (see
+/// [`crate::sync_behind::WriteBehind`]): the disk works while the CPU compresses and
 /// encrypts, and the final `fsync` waits only for the tail. Write-back errors reach that
 /// `fsync`: the descriptor was opened before the first byte.
-pub(crate) struct Writeback {
-    file: File,
-    unsent: u64,
-}
-
-/// How much is written before its write-back is started.
 const WRITEBACK_EVERY: u64 = 4 << 20;
-
-impl Writeback {
-    pub(crate) fn new(file: File) -> Writeback {
-        Writeback { file, unsent: 0 }
-    }
-
-    pub(crate) fn into_file(self) -> std::io::Result<File> {
-        Ok(self.file)
-    }
-}
-
-impl Write for Writeback {
-    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
-        let n = self.file.write(data)?;
-        self.unsent += n as u64;
-        if self.unsent >= WRITEBACK_EVERY {
-            crate::sync_behind::start_writeback(&self.file);
-            self.unsent = 0;
-        }
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.file.flush()
-    }
-}
 
 /// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
 /// the output, saying so (see [`crate::stale`]).

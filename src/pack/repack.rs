@@ -168,7 +168,8 @@ impl Contents {
             if fs::metadata(&e.source).is_ok() {
                 let mut new_items = Vec::new();
                 let mut sources = Vec::new();
-                super::expand(m, e, host, &mut new_items, &mut sources)?;
+                // Read below, not hashed while walking.
+                super::expand(m, e, host, &mut new_items, &mut sources, &mut |_, _| {})?;
                 for (mut item, (source, _)) in new_items.into_iter().zip(sources) {
                     let bytes = match &source {
                         Some(p) => {

@@ -63,7 +63,10 @@ fn refused(w: &Ws, record: serde_json::Value) {
         common::assert_same(&before.0, &after.0, "the repo");
         common::assert_same(&before.1, &after.1, "the home folder");
         assert_eq!(w.home.join("empty").is_dir(), dirs_before);
-        assert!(p.exists(), "the refused record stays for the user to inspect");
+        assert!(
+            p.exists(),
+            "the refused record stays for the user to inspect"
+        );
     }
 }
 
@@ -188,7 +191,10 @@ fn a_record_of_the_repos_own_files_is_undone() {
     assert!(t.contains("undid an interrupted"), "{t}");
     assert!(!w.repo.join("hosts/old").exists() && !w.repo.join(RECORD).exists());
     let now = std::fs::read_to_string(w.repo.join("vault.toml")).unwrap();
-    assert!(now.contains("[hosts.web]") && !now.contains("[hosts.old]"), "{now}");
+    assert!(
+        now.contains("[hosts.web]") && !now.contains("[hosts.old]"),
+        "{now}"
+    );
 }
 
 /// Six `host add` at once on one vault.toml: each host is either in vault.toml with its key
@@ -221,7 +227,10 @@ fn concurrent_host_adds_lose_no_host() {
             let keys = w.repo.join(format!("hosts/h{i}")).exists();
             match o.status.code() {
                 Some(0) => {
-                    assert!(in_manifest && keys, "h{i} exited 0 but vault.toml lost it:\n{manifest}");
+                    assert!(
+                        in_manifest && keys,
+                        "h{i} exited 0 but vault.toml lost it:\n{manifest}"
+                    );
                     added += 1;
                 }
                 Some(6) => {

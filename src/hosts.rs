@@ -16,10 +16,13 @@ use crate::repo::agenix::keys_file;
 use crate::repo::sops::splice;
 
 mod journal;
+mod lock;
 mod manifest_edit;
+mod record_trust;
 mod remove;
 mod text_file;
 pub use journal::Outcome;
+pub use lock::{lock, HostLock};
 use manifest_edit::edit_manifest_add;
 pub(crate) use manifest_edit::{entry_table, push_host_entry};
 pub use remove::{remove, Removed};
@@ -55,9 +58,21 @@ pub enum Error {
     Keys(#[from] crate::keys::Error),
     #[error(transparent)]
     Manifest(Box<crate::Error>),
+    /// An undo record beside `vault.toml` that a host command does not act on
+    /// (`record_trust`).
+    #[error("{}: not acted on: {why}", crate::escape::escape_path(.record))]
+    Record { record: PathBuf, why: String },
+    /// Another host command holds `vault.toml`'s folder.
+    #[error("another vault host command is running on {}{}", crate::escape::escape_path(.dir), by_pid(.pid))]
+    Busy { dir: PathBuf, pid: Option<u32> },
     /// A signal stopped the run before its commit; every change was undone.
     #[error("interrupted by {}", crate::interrupt::signal_name(*signal))]
     Interrupted { signal: i32 },
+}
+
+/// ` (pid N)` when the holder of the lock is known.
+fn by_pid(pid: &Option<u32>) -> String {
+    pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
 }
 
 impl Error {
@@ -75,6 +90,13 @@ impl crate::Hint for Error {
         match self {
             Error::Io(e) => e.permission_hint(),
             Error::Interrupted { .. } => None,
+            Error::Record { record, .. } => Some(format!(
+                "it is the undo record of an interrupted `vault host add` or `vault host remove`, but not one this repository's host commands wrote (nothing was changed). Inspect it (JSON: the files it would put back, create or delete); if no host command of yours was interrupted here, remove it: `rm {}`, then run the command again",
+                crate::invocation::shell_quote(&record.to_string_lossy())
+            )),
+            Error::Busy { .. } => Some(
+                "wait for it to finish (nothing was changed), then run this command again".into(),
+            ),
             Error::BadName { .. } => Some("use a hostname-like name, e.g. `web1`".into()),
             Error::Exists { name, .. } => Some(format!(
                 "`vault host list` shows it; `vault host remove {name}` first to replace it"
@@ -97,7 +119,9 @@ impl crate::Hint for Error {
     fn exit_code(&self) -> crate::ExitCode {
         match self {
             Error::Edit { .. } | Error::BadName { .. } => crate::ExitCode::BadManifest,
-            Error::Registered { .. } => crate::ExitCode::Refused,
+            Error::Registered { .. } | Error::Record { .. } | Error::Busy { .. } => {
+                crate::ExitCode::Refused
+            }
             Error::Keys(e) => crate::Hint::exit_code(e),
             Error::Manifest(e) => crate::Hint::exit_code(e.as_ref()),
             _ => crate::ExitCode::Failure,
@@ -160,7 +184,13 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
         why,
     })?;
     // A killed run's half-done edits are undone before vault.toml is read.
-    let undone = journal::sweep(&opts.manifest)?;
+    let flags: Vec<&Path> = opts
+        .sops_config
+        .iter()
+        .chain(&opts.agenix_keys)
+        .map(PathBuf::as_path)
+        .collect();
+    let undone = journal::sweep(&opts.manifest, &flags)?;
     let manifest = load_manifest(&opts.manifest)?;
     if manifest
         .hosts
@@ -354,7 +384,7 @@ pub fn add(opts: &AddOptions) -> Result<Added, Error> {
 /// Undoes (or finishes) what killed `host add` and `host remove` runs left beside `manifest`
 /// (see `journal`); the records found.
 pub(crate) fn sweep_records(manifest: &Path) -> Result<Vec<(PathBuf, Outcome)>, Error> {
-    journal::sweep(manifest)
+    journal::sweep(manifest, &[])
 }
 
 /// Writes `key` as a new pair (folders made as needed) and replaces `manifest` with

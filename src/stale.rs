@@ -182,6 +182,11 @@ impl HeldDir {
         Ok(HeldDir(fd))
     }
 
+    /// The open directory.
+    pub fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.0.as_fd()
+    }
+
     /// Whether `name` in this directory is a temporary with `prefix` whose writer is gone.
     pub fn is_dead_temp(&self, name: &str, prefix: &str) -> bool {
         dead_writers(&self.0, name, prefix) == Some(Leftover::Temp)

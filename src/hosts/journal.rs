@@ -18,7 +18,7 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::Error;
+use super::{record_trust, Error};
 
 /// The record's name: `.vault-host-add.vault-PID-RUN-SEQ.tmp`.
 const PREFIX: &str = ".vault-host-add";
@@ -38,6 +38,10 @@ pub(super) struct Undo {
     /// The host a `host remove` removes.
     #[serde(default)]
     pub removes: Option<String>,
+    /// The device and inode of `vault.toml`'s folder when the record was written: a record is
+    /// acted on only in that folder ([`super::record_trust`]).
+    #[serde(default)]
+    pub folder: Option<[u64; 2]>,
 }
 
 /// What [`Undo::apply`] did.
@@ -49,7 +53,8 @@ pub enum Outcome {
     Finished(String),
 }
 
-/// `p` as the record keeps it: absolute (a later run may start elsewhere), as bytes.
+/// `p` as the running command keeps it: absolute (it may change folder), as bytes. The record
+/// on disk keeps it relative to `vault.toml`'s folder ([`record_trust::for_record`]).
 pub(super) fn bytes(p: &Path) -> Vec<u8> {
     let p = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
     p.as_os_str().as_bytes().to_vec()
@@ -67,7 +72,7 @@ pub(super) fn missing_dirs(dir: &Path) -> Vec<Vec<u8>> {
     dirs
 }
 
-fn path(b: &[u8]) -> PathBuf {
+pub(super) fn path(b: &[u8]) -> PathBuf {
     PathBuf::from(std::ffi::OsString::from_vec(b.to_vec()))
 }
 
@@ -134,7 +139,7 @@ impl Undo {
 }
 
 /// The folder that holds `manifest`.
-fn folder(manifest: &Path) -> &Path {
+pub(super) fn folder(manifest: &Path) -> &Path {
     match manifest.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
         _ => Path::new("."),
@@ -143,14 +148,17 @@ fn folder(manifest: &Path) -> &Path {
 
 /// Undoes (or finishes, see [`Outcome`]) the host adds and removes a killed run left
 /// unfinished beside `manifest`; returns the records found (an unreadable record was written
-/// before any change: it is only removed).
-pub(super) fn sweep(manifest: &Path) -> Result<Vec<(PathBuf, Outcome)>, Error> {
+/// before any change: it is only removed). Every record is checked first
+/// ([`record_trust`]): one that is not trusted stops the command before anything changes.
+/// `extra`: the `.sops.yaml` and keys file the command line names.
+pub(super) fn sweep(manifest: &Path, extra: &[&Path]) -> Result<Vec<(PathBuf, Outcome)>, Error> {
     let dir = folder(manifest);
     // A folder that cannot be read holds no record; loading vault.toml then says why.
     let (Ok(held), Ok(entries)) = (crate::stale::HeldDir::open(dir), std::fs::read_dir(dir)) else {
         return Ok(Vec::new());
     };
-    let mut undone = Vec::new();
+    let scope = record_trust::Scope::new(manifest, extra);
+    let mut records = Vec::new();
     for e in entries.flatten() {
         let name = e.file_name();
         let Some(name) = name.to_str() else { continue };
@@ -158,9 +166,23 @@ pub(super) fn sweep(manifest: &Path) -> Result<Vec<(PathBuf, Outcome)>, Error> {
             continue;
         }
         let p = e.path();
-        let undo: Option<Undo> = std::fs::read(&p)
+        let refuse = |why: String| Error::Record {
+            record: p.clone(),
+            why,
+        };
+        let meta = std::fs::symlink_metadata(&p).map_err(|e| Error::io("cannot stat", &p, e))?;
+        record_trust::check_file(&meta).map_err(refuse)?;
+        let undo = match std::fs::read(&p)
             .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
+            .and_then(|b| serde_json::from_slice::<Undo>(&b).ok())
+        {
+            Some(u) => Some(scope.resolve(held.as_fd(), &u).map_err(refuse)?),
+            None => None,
+        };
+        records.push((p, undo));
+    }
+    let mut undone = Vec::new();
+    for (p, undo) in records {
         let (outcome, failed) = undo
             .map(|u| u.apply())
             .unwrap_or((Outcome::Undone, Vec::new()));
@@ -195,8 +217,19 @@ impl Journal {
         let held =
             crate::stale::HeldDir::open(dir).map_err(|e| Error::io("cannot open", dir, e))?;
         let path = dir.join(crate::stale::temp_name(PREFIX));
+        let rel = |l: &[Vec<u8>]| l.iter().map(|p| record_trust::for_record(dir, p)).collect();
+        let on_disk = Undo {
+            created: rel(&undo.created),
+            dirs: rel(&undo.dirs),
+            restore: (undo.restore.iter())
+                .map(|(p, t)| (record_trust::for_record(dir, p), t.clone()))
+                .collect(),
+            delete: rel(&undo.delete),
+            removes: undo.removes.clone(),
+            folder: record_trust::folder_id(held.as_fd()),
+        };
         let json =
-            serde_json::to_vec(&undo).map_err(|e| Error::io("cannot write", &path, e.into()))?;
+            serde_json::to_vec(&on_disk).map_err(|e| Error::io("cannot write", &path, e.into()))?;
         let res = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -270,20 +303,25 @@ impl Drop for Journal {
 mod tests {
     use super::*;
 
-    /// A dead `host remove --delete-keys` run's record beside an edited `vault.toml`, with
-    /// key files `a` and `b` (`b` already deleted when `b_gone`).
+    const A: &str = "hosts/web1/ssh_host_ed25519_key";
+    const B: &str = "hosts/web1/ssh_host_ed25519_key.pub";
+
+    /// A dead `host remove --delete-keys` run's record (as an older vault wrote it: absolute
+    /// paths, no folder) beside an edited `vault.toml`, with key files `a` and `b` (`b`
+    /// already deleted when `b_gone`).
     fn killed_remove(d: &Path, b_gone: bool) -> PathBuf {
         std::fs::write(d.join("vault.toml"), "version = 1\n").unwrap();
-        std::fs::write(d.join("a"), "key").unwrap();
+        std::fs::create_dir_all(d.join("hosts/web1")).unwrap();
+        std::fs::write(d.join(A), "key").unwrap();
         if !b_gone {
-            std::fs::write(d.join("b"), "key.pub").unwrap();
+            std::fs::write(d.join(B), "key.pub").unwrap();
         }
         let undo = Undo {
             restore: vec![(
                 bytes(&d.join("vault.toml")),
                 "version = 1\n[hosts.web1]\n".into(),
             )],
-            delete: vec![bytes(&d.join("a")), bytes(&d.join("b"))],
+            delete: vec![bytes(&d.join(A)), bytes(&d.join(B))],
             removes: Some("web1".into()),
             ..Undo::default()
         };
@@ -297,9 +335,9 @@ mod tests {
     fn a_remove_killed_while_deleting_keys_is_finished_not_undone() {
         let d = tempfile::tempdir().unwrap();
         let record = killed_remove(d.path(), true);
-        let swept = sweep(&d.path().join("vault.toml")).unwrap();
+        let swept = sweep(&d.path().join("vault.toml"), &[]).unwrap();
         assert_eq!(swept, [(record.clone(), Outcome::Finished("web1".into()))]);
-        assert!(!d.path().join("a").exists() && !record.exists());
+        assert!(!d.path().join(A).exists() && !record.exists());
         assert_eq!(
             std::fs::read_to_string(d.path().join("vault.toml")).unwrap(),
             "version = 1\n"
@@ -310,9 +348,9 @@ mod tests {
     fn a_remove_killed_before_deleting_keys_is_undone() {
         let d = tempfile::tempdir().unwrap();
         let record = killed_remove(d.path(), false);
-        let swept = sweep(&d.path().join("vault.toml")).unwrap();
+        let swept = sweep(&d.path().join("vault.toml"), &[]).unwrap();
         assert_eq!(swept, [(record.clone(), Outcome::Undone)]);
-        assert!(d.path().join("a").exists() && d.path().join("b").exists());
+        assert!(d.path().join(A).exists() && d.path().join(B).exists());
         assert!(!record.exists());
         assert_eq!(
             std::fs::read_to_string(d.path().join("vault.toml")).unwrap(),

@@ -36,7 +36,8 @@ pub fn remove(
     agenix_keys: Option<&Path>,
     delete_keys: bool,
 ) -> Result<Removed, Error> {
-    let undone = journal::sweep(manifest_path)?;
+    let flags: Vec<&Path> = sops_config.into_iter().chain(agenix_keys).collect();
+    let undone = journal::sweep(manifest_path, &flags)?;
     let manifest = load_manifest(manifest_path)?;
     // A host the secrets repo knows but vault.toml does not (a secrets folder started anew):
     // its lines in the repo still go, by its name.

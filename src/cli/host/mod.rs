@@ -38,11 +38,18 @@ pub enum HostCommand {
 }
 
 pub fn run(cmd: HostCommand, quiet: bool) -> vault::Result<ExitCode> {
+    // One host command at a time on a vault.toml: each reads, edits and writes it back.
     match cmd {
-        HostCommand::Add(a) => add(a, quiet),
+        HostCommand::Add(a) => {
+            let _lock = hosts::lock(&a.manifest)?;
+            add(a, quiet)
+        }
         HostCommand::Identify(a) => super::identify::identify(a, quiet),
         HostCommand::List(a) => list(a),
-        HostCommand::Remove(a) => remove(a, quiet),
+        HostCommand::Remove(a) => {
+            let _lock = hosts::lock(&a.manifest)?;
+            remove(a, quiet)
+        }
     }
 }
 

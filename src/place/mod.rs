@@ -31,12 +31,16 @@ use crate::{Error, Result};
 mod check;
 mod commit;
 mod process;
+mod space;
 mod sweep;
+mod tree;
+mod verify;
 mod writer;
 pub use check::{refuse_conflicts, refuse_conflicts_with, Conflict, ConflictKind};
 use process::{creator, raise_open_files_limit, umask};
-pub use sweep::{Swept, SweptKind};
-use writer::Writer;
+pub use space::Room;
+pub use sweep::{NotSwept, Swept, SweptKind};
+use writer::{fill, Writer};
 
 /// `syncfs(2)` of the filesystem holding `fd`. Placing runs on the Linux installer; other
 /// systems (a macOS workstation builds the crate but never places files) have no syncfs, and
@@ -106,6 +110,8 @@ struct Pending {
     dir: Arc<Dir>,
     /// Its name in `dir`: a temporary's, or in a fresh folder its own.
     temp: String,
+    /// `(st_dev, st_ino)` of the file written.
+    id: (u64, u64),
 }
 
 /// A file renamed into place.
@@ -115,6 +121,8 @@ struct Committed {
     /// The file `--force` replaced, under a name in `dir` until the commit is complete (so a
     /// rollback can put it back), then removed.
     displaced: Option<String>,
+    /// `(st_dev, st_ino)` of the file written (see [`Placer::verify_placed`]).
+    id: (u64, u64),
 }
 
 /// A directory this run created.
@@ -369,11 +377,14 @@ impl Placer {
             Mode::from_raw_mode(if direct { mode as _ } else { 0o600 }),
         )
         .map_err(|e| self.io_error(target, e))?;
+        let id = rustix::fs::fstat(&fd).map(|st| file_id(&st));
         self.pending.push(Pending {
             target: target.to_owned(),
             dir: dir.clone(),
             temp,
+            id: *id.as_ref().unwrap_or(&(0, 0)),
         });
+        id.map_err(|e| self.io_error(target, e))?;
         let owned = !self.opts.chown || (!dir.setgid && (uid, gid) == creator());
         if !(direct && owned) {
             self.set_owner_and_mode(&fd, target, mode, uid, gid)?;
@@ -449,21 +460,6 @@ impl Placer {
     pub fn root(&self) -> &Path {
         &self.root_path
     }
-}
-
-/// Reads from `data` until `buf` is full or `data` ends: how much, and whether it ended. A
-/// read interrupted by a signal is read again.
-fn fill(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-    let mut n = 0;
-    while n < buf.len() {
-        match data.read(&mut buf[n..]) {
-            Ok(0) => return Ok((n, true)),
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((n, false))
 }
 
 fn open_dir(dir: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {

@@ -54,7 +54,6 @@ impl Placer {
                     target: p.target,
                     dir: p.dir,
                     displaced: None,
-                    id: p.id,
                 });
                 continue;
             }
@@ -170,7 +169,6 @@ impl Placer {
             target: p.target.clone(),
             dir: p.dir.clone(),
             displaced,
-            id: p.id,
         });
         Ok(())
     }

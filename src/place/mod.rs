@@ -110,8 +110,6 @@ struct Pending {
     dir: Arc<Dir>,
     /// Its name in `dir`: a temporary's, or in a fresh folder its own.
     temp: String,
-    /// `(st_dev, st_ino)` of the file written.
-    id: (u64, u64),
 }
 
 /// A file renamed into place.
@@ -121,8 +119,6 @@ struct Committed {
     /// The file `--force` replaced, under a name in `dir` until the commit is complete (so a
     /// rollback can put it back), then removed.
     displaced: Option<String>,
-    /// `(st_dev, st_ino)` of the file written (see [`Placer::verify_placed`]).
-    id: (u64, u64),
 }
 
 /// A directory this run created.
@@ -377,14 +373,11 @@ impl Placer {
             Mode::from_raw_mode(if direct { mode as _ } else { 0o600 }),
         )
         .map_err(|e| self.io_error(target, e))?;
-        let id = rustix::fs::fstat(&fd).map(|st| file_id(&st));
         self.pending.push(Pending {
             target: target.to_owned(),
             dir: dir.clone(),
             temp,
-            id: *id.as_ref().unwrap_or(&(0, 0)),
         });
-        id.map_err(|e| self.io_error(target, e))?;
         let owned = !self.opts.chown || (!dir.setgid && (uid, gid) == creator());
         if !(direct && owned) {
             self.set_owner_and_mode(&fd, target, mode, uid, gid)?;

@@ -340,7 +340,7 @@ impl Ext4 {
 
     /// Free bytes (for an unprivileged user: `f_bavail`).
     pub fn free(&self) -> u64 {
-        let st = rustix::fs::statvfs(&self.mnt()).unwrap();
+        let st = rustix::fs::statvfs(self.mnt()).unwrap();
         st.f_bavail * st.f_frsize
     }
 

@@ -127,7 +127,7 @@ impl Placer {
         #[allow(clippy::unnecessary_cast)]
         let dev = st.st_dev as u64;
         if let Some(n) = by_fs.get_mut(&dev) {
-            let shown = self.display_path(&walk.deepest);
+            let shown = self.folder_path(&walk.deepest);
             if shown.as_os_str().len() < n.shown.as_os_str().len() {
                 n.shown = shown;
             }
@@ -141,7 +141,7 @@ impl Placer {
         by_fs.insert(
             dev,
             Need {
-                shown: self.display_path(&walk.deepest),
+                shown: self.folder_path(&walk.deepest),
                 block: vfs.f_frsize,
                 blocks: 0,
                 inodes: 0,
@@ -150,5 +150,13 @@ impl Placer {
             },
         );
         Some((dev, walk.deepest))
+    }
+
+    /// Where folder `path` is, for messages (the root without a trailing `/`).
+    fn folder_path(&self, path: &str) -> PathBuf {
+        match path {
+            "" => self.root().to_path_buf(),
+            p => self.display_path(p),
+        }
     }
 }

@@ -47,7 +47,7 @@ impl Placer {
         Err(Error::RolledBack {
             path: first.clone(),
             source: std::io::Error::other(format!(
-                "a folder on the way was moved, removed or replaced (by a link?) while vault renamed files into place, so these paths no longer lead to the files vault wrote (check what else is changing the target tree):{list}\n"
+                "a folder on the way was moved, removed or replaced (by a link?) while vault renamed files into place, so these paths no longer lead to the files vault wrote:{list}\n(check what else is changing the target tree)"
             )),
         })
     }

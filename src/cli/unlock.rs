@@ -163,6 +163,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     };
     bar.finish();
 
+    warn_not_swept(&report.not_swept);
     if a.json {
         super::json::print(&report)?;
         return Ok(ExitCode::Ok);
@@ -242,6 +243,18 @@ fn print_swept(swept: &[PathBuf], restored: &[PathBuf], dry_run: bool) {
     }
 }
 
+/// What a killed earlier run left and this one could not remove: on stderr, also with
+/// `--quiet` and `--json` (the JSON report lists them too).
+fn warn_not_swept(left: &[vault::place::NotSwept]) {
+    for n in left {
+        eprintln!(
+            "warning: could not remove {} (a temporary folder left by an interrupted earlier run): {}",
+            escape_path(&n.path),
+            n.why
+        );
+    }
+}
+
 /// Calls [`vault::staging::release`] when dropped.
 struct Release(PathBuf);
 
@@ -263,6 +276,7 @@ pub fn run_place(a: PlaceArgs, quiet: bool) -> vault::Result<ExitCode> {
         );
     }
     let report = vault::staging::place(&a.staging_dir, &a.root, opts.place)?;
+    warn_not_swept(&report.not_swept);
     if let Some(why) = &report.not_wiped {
         eprintln!(
             "warning: the files are placed, but the staging area could not be wiped: {}; run `{}`",

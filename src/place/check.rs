@@ -72,7 +72,7 @@ impl ConflictKind {
 
 /// The conflicts found so far, each path once.
 #[derive(Default)]
-struct Found {
+pub(super) struct Found {
     out: Vec<Conflict>,
     seen: HashSet<PathBuf>,
 }
@@ -86,10 +86,10 @@ impl Found {
 }
 
 /// Where the walk to a parent directory ended.
-struct Walk {
+pub(super) struct Walk {
     /// The deepest folder on the way that exists, and its path.
-    dir: OwnedFd,
-    deepest: String,
+    pub(super) dir: OwnedFd,
+    pub(super) deepest: String,
     /// Whether a folder below `deepest` is missing (vault creates it; nothing below exists).
     missing: bool,
     /// Whether `dir` is append-only or immutable (asked once, when needed).
@@ -151,7 +151,7 @@ impl Placer {
 
     /// Walks to `parent` without following links or creating anything: the deepest folder
     /// that exists, or `None` when a link or a non-directory is in the way (reported).
-    fn walk(&self, parent: &str, found: &mut Found) -> Option<Walk> {
+    pub(super) fn walk(&self, parent: &str, found: &mut Found) -> Option<Walk> {
         let mut dir = rustix::io::dup(&self.root.fd).ok()?;
         let mut walked = String::new();
         let mut deepest = String::new();

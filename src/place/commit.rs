@@ -67,6 +67,7 @@ impl Placer {
                 return Err(e);
             }
         }
+        self.verify_placed()?;
         syncfs(&self.root.fd).map_err(|e| self.io_error("/", e))?;
         Ok(())
     }
@@ -81,6 +82,8 @@ impl Placer {
             }
             crate::interrupt::check()?;
             self.still_there(&c.parent, seen)?;
+            #[cfg(test)]
+            super::verify::before_rename();
             let c = &self.created_dirs[i];
             let d = &c.parent.fd;
             match rustix::fs::renameat_with(d, c.name.as_str(), d, c.last.as_str(), RenameFlags::NOREPLACE) {
@@ -109,17 +112,9 @@ impl Placer {
         if dir.path.is_empty() {
             return Ok(());
         }
-        let same = match seen.get(&dir.path) {
-            Some(same) => *same,
-            None => {
-                let now = self
-                    .parent_no_create(&format!("{}/x", dir.path))
-                    .and_then(|(fd, _)| rustix::fs::fstat(&fd));
-                let same = now.is_ok_and(|st| super::file_id(&st) == dir.id);
-                seen.insert(dir.path.clone(), same);
-                same
-            }
-        };
+        let same = *seen
+            .entry(dir.path.clone())
+            .or_insert_with(|| self.leads_to(dir));
         if same {
             return Ok(());
         }
@@ -136,6 +131,8 @@ impl Placer {
     }
 
     fn commit_one(&mut self, p: &Pending) -> Result<()> {
+        #[cfg(test)]
+        super::verify::before_rename();
         let (_, name) = split(&p.target);
         let d = &p.dir.fd;
         // Nearly always nothing is there: try that first, one system call per file.

@@ -31,12 +31,16 @@ use crate::{Error, Result};
 mod check;
 mod commit;
 mod process;
+mod space;
 mod sweep;
+mod tree;
+mod verify;
 mod writer;
 pub use check::{refuse_conflicts, refuse_conflicts_with, Conflict, ConflictKind};
 use process::{creator, raise_open_files_limit, umask};
-pub use sweep::{Swept, SweptKind};
-use writer::Writer;
+pub use space::Room;
+pub use sweep::{NotSwept, Swept, SweptKind};
+use writer::{fill, Writer};
 
 /// `syncfs(2)` of the filesystem holding `fd`. Placing runs on the Linux installer; other
 /// systems (a macOS workstation builds the crate but never places files) have no syncfs, and
@@ -449,21 +453,6 @@ impl Placer {
     pub fn root(&self) -> &Path {
         &self.root_path
     }
-}
-
-/// Reads from `data` until `buf` is full or `data` ends: how much, and whether it ended. A
-/// read interrupted by a signal is read again.
-fn fill(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
-    let mut n = 0;
-    while n < buf.len() {
-        match data.read(&mut buf[n..]) {
-            Ok(0) => return Ok((n, true)),
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok((n, false))
 }
 
 fn open_dir(dir: &OwnedFd, name: &str) -> std::result::Result<OwnedFd, Errno> {

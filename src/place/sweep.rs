@@ -26,6 +26,14 @@ pub struct Swept {
     pub what: SweptKind,
 }
 
+/// A dead run's temporary folder a sweep could not remove, and why (with what to do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NotSwept {
+    #[serde(serialize_with = "crate::escape::json::serialize_path")]
+    pub path: PathBuf,
+    pub why: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SweptKind {
@@ -34,6 +42,8 @@ pub enum SweptKind {
     /// A displaced original, put back at this path (replacing what the dead run had put
     /// there).
     Restored(PathBuf),
+    /// A temporary folder that could not be removed (whole): why, and what to do.
+    NotRemoved(String),
 }
 
 impl Placer {
@@ -189,12 +199,26 @@ impl Placer {
                 .filter(|n| crate::stale::dead_writers(&dir, n, "") == Some(Leftover::Temp))
                 .collect();
             for name in dead {
-                if dry_run || remove_tree(&dir, &name, 0).is_ok() {
-                    out.push(Swept {
-                        path: self.display_path(&format!("{at}/{name}")),
-                        what: SweptKind::Removed,
-                    });
-                }
+                let left = if dry_run {
+                    Vec::new()
+                } else {
+                    super::tree::remove_tree(&dir, &name)
+                };
+                let what = match left.as_slice() {
+                    [] => SweptKind::Removed,
+                    [first, ..] => {
+                        let parent = self.display_path(at);
+                        let why = first.describe_in(&parent);
+                        SweptKind::NotRemoved(match left.len() - 1 {
+                            0 => why,
+                            n => format!("{why} (and {n} more)"),
+                        })
+                    }
+                };
+                out.push(Swept {
+                    path: self.display_path(&format!("{at}/{name}")),
+                    what,
+                });
             }
         }
         out
@@ -229,40 +253,4 @@ enum Restore {
     Rename,
     /// Left as it is, and named.
     Keep,
-}
-
-/// Deepest folder [`remove_tree`] descends into: deeper than any bundle's targets go.
-const MAX_TREE_DEPTH: usize = 256;
-
-/// Removes folder `name` in `dir` and everything in it, never following a link: a link is
-/// removed as a link, and a folder is entered only by an `O_NOFOLLOW` open from its parent.
-fn remove_tree(dir: &OwnedFd, name: &str, depth: usize) -> rustix::io::Result<()> {
-    if depth > MAX_TREE_DEPTH {
-        return Err(Errno::LOOP);
-    }
-    let sub = super::open_dir(dir, name)?;
-    let names: Vec<(String, bool)> = rustix::fs::Dir::read_from(&sub)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let is_dir = e.file_type() == FileType::Directory;
-            e.file_name()
-                .to_str()
-                .ok()
-                .filter(|n| *n != "." && *n != "..")
-                .map(|n| (n.to_owned(), is_dir))
-        })
-        .collect();
-    for (n, is_dir) in names {
-        if is_dir {
-            remove_tree(&sub, &n, depth + 1)?;
-        } else {
-            match rustix::fs::unlinkat(&sub, n.as_str(), AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => {}
-                // A folder after all (a file system that reports no types): go in.
-                Err(Errno::ISDIR) => remove_tree(&sub, &n, depth + 1)?,
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    rustix::fs::unlinkat(dir, name, AtFlags::REMOVEDIR)
 }

@@ -388,7 +388,7 @@ fn without_force_an_existing_file_is_never_replaced() {
 }
 
 /// Every vault name (temporaries, displaced originals) under `dir`, at any depth.
-fn vault_names(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+pub(super) fn vault_names(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
         let e = e.unwrap();

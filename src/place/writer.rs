@@ -16,7 +16,7 @@
 //! byte.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::fd::OwnedFd;
 use std::sync::mpsc;
 use std::thread::JoinHandle;
@@ -183,4 +183,19 @@ fn write_loop(
     })();
     let flushed = behind.finish().map_err(|e| (String::from("/"), e));
     result.and(flushed)
+}
+
+/// Reads from `data` until `buf` is full or `data` ends: how much, and whether it ended. A
+/// read interrupted by a signal is read again.
+pub(super) fn fill(data: &mut dyn Read, buf: &mut [u8]) -> io::Result<(usize, bool)> {
+    let mut n = 0;
+    while n < buf.len() {
+        match data.read(&mut buf[n..]) {
+            Ok(0) => return Ok((n, true)),
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((n, false))
 }

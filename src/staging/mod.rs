@@ -36,7 +36,7 @@ use zeroize::Zeroizing;
 
 use crate::archive::{BundleManifest, Item, Kind, Limits, FORMAT};
 use crate::manifest::Stage;
-use crate::place::{with_leftovers, ConflictKind, PlaceOptions, Placer, SweptKind};
+use crate::place::{with_leftovers, ConflictKind, NotSwept, PlaceOptions, Placer, SweptKind};
 use crate::{Error, Result};
 
 mod area;
@@ -244,6 +244,8 @@ pub struct PlaceReport {
     pub swept: Vec<PathBuf>,
     /// Files a killed earlier run had replaced, whose originals were put back.
     pub restored: Vec<PathBuf>,
+    /// Temporary folders a killed earlier run left that could not be removed, and why.
+    pub not_swept: Vec<NotSwept>,
     /// Why the staging area could not be wiped after the files were placed (they are placed;
     /// `vault wipe` discards the area).
     pub not_wiped: Option<String>,
@@ -264,12 +266,13 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
     })?;
     let staged = dir.join(STAGED);
     let mut placer = Placer::new(root, opts)?;
-    let (mut swept, mut restored) = (Vec::new(), Vec::new());
+    let (mut swept, mut restored, mut not_swept) = (Vec::new(), Vec::new(), Vec::new());
     let files = m.items.iter().filter(|i| i.kind == Kind::File);
     for s in placer.sweep_stale(files, false) {
         match s.what {
             SweptKind::Removed => swept.push(s.path),
             SweptKind::Restored(at) => restored.push(at),
+            SweptKind::NotRemoved(why) => not_swept.push(NotSwept { path: s.path, why }),
         }
     }
     let in_place = refuse_conflicts(&placer, &m.items, opts.force)?;
@@ -290,6 +293,7 @@ pub fn place(dir: &Path, root: &Path, opts: PlaceOptions) -> Result<PlaceReport>
         placed,
         swept,
         restored,
+        not_swept,
         not_wiped,
     })
 }
@@ -359,6 +363,9 @@ fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<
             as_root("vault place")
         ),
     )?;
+    let mut room = crate::place::Room::default();
+    placer.count_room(&mut room, items, &found);
+    room.check()?;
     Ok(in_place)
 }
 

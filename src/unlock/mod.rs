@@ -111,6 +111,9 @@ pub struct Report {
     /// Files an earlier, killed run had replaced with `--force` and whose originals were put
     /// back (in a dry run: would be).
     pub restored: Vec<PathBuf>,
+    /// Temporary folders an earlier, killed run left that could not be removed (another file
+    /// system mounted inside, a permission error), and why.
+    pub not_swept: Vec<crate::place::NotSwept>,
 }
 
 /// Checks that can fail before a passphrase is asked for.
@@ -213,6 +216,7 @@ fn unlock_inner<R: Read>(
         stager,
         swept: Vec::new(),
         restored: Vec::new(),
+        not_swept: Vec::new(),
         in_place: Default::default(),
     };
     // Three threads: this one decrypts, a second decompresses, a third verifies and places
@@ -250,6 +254,7 @@ fn unlock_inner<R: Read>(
         verified_bytes,
         swept: sink.swept,
         restored: sink.restored,
+        not_swept: sink.not_swept,
     })
 }
 

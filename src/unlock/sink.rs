@@ -2,7 +2,7 @@
 //! placer, or into zeroizing memory when the whole run is staged there first.
 
 use super::*;
-use crate::place::refuse_conflicts;
+use crate::place::{refuse_conflicts, NotSwept};
 
 /// Reads a file item into one zeroizing buffer of its declared size, allocated up front: a
 /// buffer that grew would leave freed copies of the secret behind. The declared size is
@@ -47,6 +47,7 @@ pub(super) struct UnlockSink<'a> {
     pub(super) stager: Option<&'a mut Stager>,
     pub(super) swept: Vec<PathBuf>,
     pub(super) restored: Vec<PathBuf>,
+    pub(super) not_swept: Vec<NotSwept>,
     /// Targets that already hold exactly what would be placed: left alone.
     pub(super) in_place: std::collections::BTreeSet<(Stage, String)>,
 }
@@ -151,6 +152,8 @@ impl Sink for UnlockSink<'_> {
         // refuse before writing anything: links in the way, and existing files without
         // --force. A dry run reaches the same verdict here and stops before writing.
         let mut conflicts: Vec<Conflict> = Vec::new();
+        // What the stages need on each file system (judged after the conflicts).
+        let mut room = crate::place::Room::default();
         for stage in [Stage::Disk, Stage::Root] {
             let items: Vec<&Item> = wanted
                 .iter()
@@ -166,9 +169,13 @@ impl Sink for UnlockSink<'_> {
                 match s.what {
                     SweptKind::Removed => self.swept.push(s.path),
                     SweptKind::Restored(at) => self.restored.push(at),
+                    SweptKind::NotRemoved(why) => {
+                        self.not_swept.push(NotSwept { path: s.path, why })
+                    }
                 }
             }
             let found = placer.check(items.iter().copied());
+            placer.count_room(&mut room, items.iter().copied(), &found);
             for i in &items {
                 let path = placer.display_path(&i.target);
                 let action = match (
@@ -199,6 +206,7 @@ impl Sink for UnlockSink<'_> {
             conflicts.extend(found);
         }
         refuse_conflicts(&conflicts, self.opts.place.force)?;
+        room.check()?;
         let total: u64 = wanted.iter().map(|i| i.size).sum();
         self.memory = (total <= self.opts.memory_limit).then(Vec::new);
         Ok(())

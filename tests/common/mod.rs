@@ -291,6 +291,86 @@ impl Drop for Tmpfs {
     }
 }
 
+/// An ext4 of `mib` MiB (made with `mkfs.ext4 -m 0 ARGS`) on a loop device, mounted on a
+/// fresh folder; unmounted when dropped. `None` (skip) without root or the tools, outside CI.
+pub struct Ext4 {
+    dir: tempfile::TempDir,
+}
+
+impl Ext4 {
+    pub fn new(mib: u64, args: &[&str]) -> Option<Ext4> {
+        for t in ["mkfs.ext4", "mount", "umount", "fallocate"] {
+            require_tool(t)?;
+        }
+        if !rustix::process::geteuid().is_root() {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root"
+            );
+            eprintln!("SKIP: loop mounts need root");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("img");
+        std::fs::File::create(&img)
+            .unwrap()
+            .set_len(mib << 20)
+            .unwrap();
+        let o = Command::new("mkfs.ext4")
+            .args(["-q", "-F", "-m", "0"])
+            .args(args)
+            .arg(&img)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mkfs: {}", text(&o));
+        std::fs::create_dir(dir.path().join("mnt")).unwrap();
+        let o = Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(dir.path().join("mnt"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "mount: {}", text(&o));
+        Some(Ext4 { dir })
+    }
+
+    pub fn mnt(&self) -> PathBuf {
+        self.dir.path().join("mnt")
+    }
+
+    /// Free bytes (for an unprivileged user: `f_bavail`).
+    pub fn free(&self) -> u64 {
+        let st = rustix::fs::statvfs(self.mnt()).unwrap();
+        st.f_bavail * st.f_frsize
+    }
+
+    /// Fills the file system until exactly `left` bytes are free: a large filler, then a
+    /// small one for what the first one's own bookkeeping made uncertain.
+    pub fn fill_to(&self, left: u64) {
+        for (i, margin) in [(0, 256 * 1024), (1, 0)] {
+            let free = self.free();
+            assert!(free >= left + margin, "{free} free, {left} wanted");
+            if free == left {
+                return;
+            }
+            let o = Command::new("fallocate")
+                .arg("-l")
+                .arg((free - left - margin).to_string())
+                .arg(self.mnt().join(format!("filler{i}")))
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "fallocate: {}", text(&o));
+        }
+        assert_eq!(self.free(), left);
+    }
+}
+
+impl Drop for Ext4 {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.mnt()).status();
+    }
+}
+
 /// A fake machine's sysfs under `dir/sys-NAME`, for `--sysfs-root`: product UUID and serial,
 /// `eth0` with `mac`, loopback, a disk without serial.
 pub fn fake_machine(dir: &Path, name: &str, uuid: &str, serial: &str, mac: &str) -> PathBuf {

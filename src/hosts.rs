@@ -21,6 +21,7 @@ mod manifest_edit;
 mod record_trust;
 mod remove;
 mod text_file;
+mod undo;
 pub use journal::Outcome;
 pub use lock::{lock, HostLock};
 use manifest_edit::edit_manifest_add;

@@ -14,35 +14,15 @@
 //!   deletes the rest and keeps the edits instead.
 
 use std::io::Write;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+pub(super) use super::undo::{folder, path, Undo};
 use super::{record_trust, Error};
 
 /// The record's name: `.vault-host-add.vault-PID-RUN-SEQ.tmp`.
 const PREFIX: &str = ".vault-host-add";
-
-/// What undoing a host add takes. Paths are kept as bytes: they need not be UTF-8.
-#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
-pub(super) struct Undo {
-    /// Files the run creates: removed.
-    pub created: Vec<Vec<u8>>,
-    /// Folders the run creates, outermost first: removed (innermost first) when empty.
-    pub dirs: Vec<Vec<u8>>,
-    /// Files the run edits, with their text before: written back where it differs.
-    pub restore: Vec<(Vec<u8>, String)>,
-    /// Files the run deletes in its commit step (they all exist when the record is written).
-    #[serde(default)]
-    pub delete: Vec<Vec<u8>>,
-    /// The host a `host remove` removes.
-    #[serde(default)]
-    pub removes: Option<String>,
-    /// The device and inode of `vault.toml`'s folder when the record was written: a record is
-    /// acted on only in that folder ([`super::record_trust`]).
-    #[serde(default)]
-    pub folder: Option<[u64; 2]>,
-}
 
 /// What [`Undo::apply`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -70,10 +50,6 @@ pub(super) fn missing_dirs(dir: &Path) -> Vec<Vec<u8>> {
         d = d.parent().unwrap_or(Path::new(""));
     }
     dirs
-}
-
-pub(super) fn path(b: &[u8]) -> PathBuf {
-    PathBuf::from(std::ffi::OsString::from_vec(b.to_vec()))
 }
 
 impl Undo {
@@ -135,14 +111,6 @@ impl Undo {
             let _ = std::fs::remove_dir(path(d));
         }
         failed
-    }
-}
-
-/// The folder that holds `manifest`.
-pub(super) fn folder(manifest: &Path) -> &Path {
-    match manifest.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
     }
 }
 

@@ -21,7 +21,7 @@ use std::path::{Component, Path, PathBuf};
 
 use rustix::fs::{AtFlags, FileType, Mode, OFlags};
 
-use super::journal::{path, Undo};
+use super::undo::{folder, path, Undo};
 use crate::escape::escape_path;
 
 /// The key files `host add` (`--initrd-ssh` too) writes under `hosts/NAME/`.
@@ -103,7 +103,7 @@ enum Role {
 
 impl Scope {
     pub(super) fn new(manifest: &Path, extra: &[&Path]) -> Scope {
-        let folder = lexical_abs(super::journal::folder(manifest));
+        let folder = lexical_abs(folder(manifest));
         let mut secrets: Vec<PathBuf> = extra.iter().map(|p| lexical_abs(p)).collect();
         // vault.toml is always whole (every edit is a rename); one that does not load names
         // no secrets files.

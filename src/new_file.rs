@@ -155,16 +155,7 @@ impl Drop for Undo {
 
 /// Removes the temporaries with `prefix` in `dir` whose writer is gone.
 fn sweep(held: &crate::stale::HeldDir, dir: &Path, prefix: &str) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let stale = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| held.is_dead_temp(n, prefix));
-        if stale && e.file_type().is_ok_and(|t| t.is_file()) {
-            let _ = std::fs::remove_file(e.path());
-        }
+    for path in held.dead_temp_files(dir, prefix) {
+        let _ = std::fs::remove_file(path);
     }
 }

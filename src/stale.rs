@@ -191,6 +191,24 @@ impl HeldDir {
     pub fn is_dead_temp(&self, name: &str, prefix: &str) -> bool {
         dead_writers(&self.0, name, prefix) == Some(Leftover::Temp)
     }
+
+    /// The regular files in `dir` (the folder this holds) that are temporaries with `prefix`
+    /// of a writer that is gone: what a sweep removes.
+    pub fn dead_temp_files(&self, dir: &std::path::Path, prefix: &str) -> Vec<std::path::PathBuf> {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| self.is_dead_temp(n, prefix))
+                    && e.file_type().is_ok_and(|t| t.is_file())
+            })
+            .map(|e| e.path())
+            .collect()
+    }
 }
 
 /// Open-file-description locks (`F_OFD_SETLK`, Linux ≥ 3.15): owned by the open directory,

@@ -175,18 +175,7 @@ impl Drop for Temp {
 /// Removes the temporaries in `dir` whose writer is gone (killed, or the machine lost power),
 /// saying so. A temporary whose lock is held belongs to a running vault and stays.
 pub(crate) fn sweep(held: &crate::stale::HeldDir, dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let stale = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| held.is_dead_temp(n, TEMP_PREFIX));
-        if !stale || !e.file_type().is_ok_and(|t| t.is_file()) {
-            continue;
-        }
-        let path = e.path();
+    for path in held.dead_temp_files(dir, TEMP_PREFIX) {
         let Ok(f) = File::open(&path) else { continue };
         if rustix::fs::flock(&f, FlockOperation::NonBlockingLockExclusive).is_err() {
             continue;

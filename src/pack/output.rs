@@ -232,18 +232,11 @@ const WRITEBACK_EVERY: u64 = 4 << 20;
 /// Removes the partial bundles that a killed earlier run (SIGKILL, power loss) left beside
 /// the output, saying so (see [`crate::stale`]).
 fn remove_stale_temps(held: &crate::stale::HeldDir, dir: &Path, prefix: &str) {
-    let Ok(entries) = fs::read_dir(dir) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let stale = e
-            .file_name()
-            .to_str()
-            .is_some_and(|n| held.is_dead_temp(n, prefix));
-        if stale && e.file_type().is_ok_and(|t| t.is_file()) && fs::remove_file(e.path()).is_ok() {
+    for path in held.dead_temp_files(dir, prefix) {
+        if fs::remove_file(&path).is_ok() {
             eprintln!(
                 "note: removed {}, a partial bundle left by an interrupted earlier run",
-                e.path().display()
+                crate::escape::escape_path(&path)
             );
         }
     }

@@ -102,22 +102,6 @@ fn the_sweep_never_crosses_into_a_mounted_file_system() {
     }
 }
 
-fn unlock_onto(s: &Scratch, root: &Path, bundle: &[u8], extra: &[&str]) -> std::process::Output {
-    std::fs::write(s.path("b.vault"), bundle).unwrap();
-    Command::new(vault_bin())
-        .arg("unlock")
-        .arg(s.path("b.vault"))
-        .arg("--root")
-        .arg(root)
-        .arg("--disk-root")
-        .arg(s.live())
-        .arg("--passphrase-file")
-        .arg(s.path("pw"))
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 /// A target file system with 2 KiB free: the dry run and the real run refuse it alike (exit
 /// 6, naming the file system and what is needed), before writing anything, in both placement
 /// paths; the same bundle on a file system with room is placed.
@@ -139,7 +123,7 @@ fn a_full_target_is_refused_by_the_dry_run_and_the_real_run_alike() {
     let s = Scratch::new();
     let before = snapshot(&full.mnt());
     for extra in [&["--dry-run"][..], &[], &["--staging-memory", "0"]] {
-        let o = unlock_onto(&s, &full.mnt(), &bundle, extra);
+        let o = s.unlock_onto(&full.mnt(), &bundle, extra);
         let out = text(&o);
         assert_eq!(o.status.code(), Some(6), "{extra:?}: {out}");
         assert!(out.contains("not enough free space"), "{extra:?}: {out}");
@@ -153,7 +137,7 @@ fn a_full_target_is_refused_by_the_dry_run_and_the_real_run_alike() {
         return;
     };
     for extra in [&["--dry-run"][..], &[]] {
-        let o = unlock_onto(&s, &roomy.mnt(), &bundle, extra);
+        let o = s.unlock_onto(&roomy.mnt(), &bundle, extra);
         assert!(o.status.success(), "{extra:?}: {}", text(&o));
     }
     assert_eq!(

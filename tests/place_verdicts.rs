@@ -6,7 +6,6 @@
 mod hostile;
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::{Command, Output};
 
 use hostile::*;
 
@@ -98,21 +97,6 @@ fn force_replaces_without_leaving_a_copy_of_the_old_file() {
     assert!(!all.contains("backup"), "{all}");
 }
 
-fn unlock_args(s: &Scratch, extra: &[&str]) -> Output {
-    Command::new(vault_bin())
-        .arg("unlock")
-        .arg(s.path("b.vault"))
-        .arg("--root")
-        .arg(s.mnt())
-        .arg("--disk-root")
-        .arg(s.live())
-        .arg("--passphrase-file")
-        .arg(s.path("pw"))
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 #[test]
 fn a_dry_run_reaches_the_verdict_of_the_real_run() {
     let s = Scratch::new();
@@ -127,8 +111,12 @@ fn a_dry_run_reaches_the_verdict_of_the_real_run() {
         ),
         (&[][..], "is not a mount point"),
     ] {
-        let real = unlock_args(&s, extra);
-        let dry = unlock_args(&s, &[extra, &["--dry-run"][..]].concat());
+        let real = s.unlock_at(&s.path("b.vault"), &s.mnt(), extra);
+        let dry = s.unlock_at(
+            &s.path("b.vault"),
+            &s.mnt(),
+            &[extra, &["--dry-run"][..]].concat(),
+        );
         assert_eq!(real.status.code(), Some(6), "{}", text(&real));
         assert_eq!(dry.status.code(), real.status.code(), "{}", text(&dry));
         assert!(text(&dry).contains(needle), "{}", text(&dry));
@@ -136,7 +124,11 @@ fn a_dry_run_reaches_the_verdict_of_the_real_run() {
         assert_eq!(s.state(), before);
     }
     // With --force both go ahead; the dry run writes nothing.
-    let dry = unlock_args(&s, &["--root-not-mountpoint", "--force", "--dry-run"]);
+    let dry = s.unlock_at(
+        &s.path("b.vault"),
+        &s.mnt(),
+        &["--root-not-mountpoint", "--force", "--dry-run"],
+    );
     assert!(dry.status.success(), "{}", text(&dry));
     assert!(text(&dry).contains("would replace"), "{}", text(&dry));
     assert_eq!(s.state(), before);

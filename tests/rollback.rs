@@ -6,9 +6,6 @@
 mod common;
 mod hostile;
 
-use std::path::Path;
-use std::process::Command;
-
 use common::{Ext4, Tmpfs};
 use hostile::*;
 
@@ -32,23 +29,6 @@ fn too_big() -> Vec<u8> {
     honest(items)
 }
 
-fn unlock(s: &Scratch, root: &Path, bundle: Vec<u8>, extra: &[&str]) -> std::process::Output {
-    std::fs::write(s.path("b.vault"), bundle).unwrap();
-    // --root is a real mount point here: no --root-not-mountpoint.
-    Command::new(vault_bin())
-        .arg("unlock")
-        .arg(s.path("b.vault"))
-        .arg("--root")
-        .arg(root)
-        .arg("--disk-root")
-        .arg(s.live())
-        .arg("--passphrase-file")
-        .arg(s.path("pw"))
-        .args(extra)
-        .output()
-        .unwrap()
-}
-
 /// Too big for the target: refused before anything is written (exit 6, the free-space check
 /// both placement paths share with the dry run).
 #[test]
@@ -60,7 +40,7 @@ fn a_bundle_too_big_for_the_target_is_refused_before_writing() {
         std::fs::create_dir_all(t.path.join("etc/ssh")).unwrap();
         let s = Scratch::new();
         let before = snapshot(&t.path);
-        let o = unlock(&s, &t.path, too_big(), mode);
+        let o = s.unlock_onto(&t.path, &too_big(), mode);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(6), "{mode:?}: {err}");
         assert!(err.contains("not enough free space"), "{mode:?}: {err}");
@@ -100,7 +80,7 @@ fn out_of_space_half_way_rolls_back() {
             l
         };
         let before = listing();
-        let o = unlock(&s, &fs.mnt(), many.clone(), mode);
+        let o = s.unlock_onto(&fs.mnt(), &many, mode);
         let err = String::from_utf8_lossy(&o.stderr);
         assert_eq!(o.status.code(), Some(7), "{mode:?}: {err}");
         assert!(
@@ -120,7 +100,7 @@ fn a_bundle_that_fits_places_on_the_same_tmpfs() {
         return;
     };
     let s = Scratch::new();
-    let o = unlock(&s, &t.path, too_big(), &[]);
+    let o = s.unlock_onto(&t.path, &too_big(), &[]);
     assert!(o.status.success(), "{}", text(&o));
     assert_eq!(
         std::fs::read(t.path.join("var/lib/mirror/part3")).unwrap(),

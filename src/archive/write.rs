@@ -318,7 +318,8 @@ fn padding(len: u64) -> usize {
     (BLOCK - (len % BLOCK as u64) as usize) % BLOCK
 }
 
-fn append_dir<W: Write>(tar: &mut TarZstd<W>, item: &crate::archive::Item) -> Result<()> {
+/// A folder's tar header: its mode and owner, no size, mtime 0.
+fn dir_header(item: &crate::archive::Item) -> tar::Header {
     let mut h = tar::Header::new_gnu();
     h.set_entry_type(tar::EntryType::Directory);
     h.set_size(0);
@@ -326,6 +327,11 @@ fn append_dir<W: Write>(tar: &mut TarZstd<W>, item: &crate::archive::Item) -> Re
     h.set_uid(item.uid.into());
     h.set_gid(item.gid.into());
     h.set_mtime(0);
+    h
+}
+
+fn append_dir<W: Write>(tar: &mut TarZstd<W>, item: &crate::archive::Item) -> Result<()> {
+    let mut h = dir_header(item);
     tar.append(&mut h, &item.archive_path(), &[])
         .map_err(|e| Error::io("cannot write", "bundle", e))
 }

@@ -27,16 +27,7 @@ fn reference(manifest: &BundleManifest, contents: &[Option<Vec<u8>>]) -> Vec<u8>
         .unwrap();
     for (item, data) in manifest.items.iter().zip(contents) {
         let mut h = match item.kind {
-            Kind::Dir => {
-                let mut h = tar::Header::new_gnu();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                h.set_mode(item.mode);
-                h.set_uid(item.uid.into());
-                h.set_gid(item.gid.into());
-                h.set_mtime(0);
-                h
-            }
+            Kind::Dir => dir_header(item),
             Kind::File => regular_header(item.size, item.mode, item.uid, item.gid),
         };
         let data = data.as_deref().unwrap_or_default();

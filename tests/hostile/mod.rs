@@ -350,12 +350,26 @@ impl Scratch {
     }
 
     pub fn unlock_file(&self, bundle: &Path, extra: &[&str]) -> Output {
+        let extra = [&["--root-not-mountpoint"][..], extra].concat();
+        self.unlock_at(bundle, &self.mnt(), &extra)
+    }
+
+    /// Writes `bundle` and runs `vault unlock` on it into `root`, a real mount point (so no
+    /// `--root-not-mountpoint`), with `extra` arguments.
+    pub fn unlock_onto(&self, root: &Path, bundle: &[u8], extra: &[&str]) -> Output {
+        let path = self.path("b.vault");
+        std::fs::write(&path, bundle).expect("write bundle");
+        self.unlock_at(&path, root, extra)
+    }
+
+    /// Runs `vault unlock BUNDLE --root ROOT` with this scene's disk-stage root and passphrase
+    /// file, and `extra` arguments.
+    pub fn unlock_at(&self, bundle: &Path, root: &Path, extra: &[&str]) -> Output {
         Command::new(vault_bin())
             .arg("unlock")
             .arg(bundle)
             .arg("--root")
-            .arg(self.mnt())
-            .arg("--root-not-mountpoint")
+            .arg(root)
             .arg("--disk-root")
             .arg(self.live())
             .arg("--passphrase-file")

@@ -115,7 +115,7 @@ impl std::io::Read for Flaky<'_> {
 /// the archive's end); any other read error, once, fails the walk: never retried into a pass.
 #[test]
 fn interrupted_reads_are_retried_and_other_read_errors_fail_the_walk() {
-    use vault::archive::read::{walk, walk_pipelined, Discard};
+    use vault::archive::read::{buffered, walk, walk_pipelined, Discard};
     let items = [
         (file_item("/etc/a", b"alpha"), Some(b"alpha".to_vec())),
         (file_item("/etc/b", &[9; 3000]), Some(vec![9; 3000])),
@@ -138,12 +138,13 @@ fn interrupted_reads_are_retried_and_other_read_errors_fail_the_walk() {
     };
     let walked = walk(flaky(None), name, &limits, None, &mut Discard).unwrap();
     assert_eq!(walked.items.len(), 2);
-    let walked = walk_pipelined(flaky(None), name, &limits, None, &mut Discard).unwrap();
+    let walked = walk_pipelined(buffered(flaky(None)), name, &limits, None, &mut Discard).unwrap();
     assert_eq!(walked.items.len(), 2);
     for at in [0, payload.len() / 2, payload.len()] {
         let e = walk(flaky(Some(at)), name, &limits, None, &mut Discard).unwrap_err();
         assert!(e.to_string().contains("device error"), "at {at}: {e}");
-        let e = walk_pipelined(flaky(Some(at)), name, &limits, None, &mut Discard).unwrap_err();
+        let e = walk_pipelined(buffered(flaky(Some(at))), name, &limits, None, &mut Discard)
+            .unwrap_err();
         assert!(e.to_string().contains("device error"), "at {at}: {e}");
     }
 }

@@ -2,7 +2,7 @@
 //! name, size, SHA-256, order) and the stream is read to its authenticated end. Nothing here
 //! writes to disk; a [`Sink`] receives the contents and decides where they are staged.
 
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 
@@ -62,22 +62,21 @@ pub fn walk<R: Read>(
     probe: Option<&FailureProbe>,
     sink: &mut dyn Sink,
 ) -> Result<BundleManifest> {
-    let decoder = match decompress(input) {
+    let decoder = match decompress(buffered(input)) {
         Ok(d) => d,
-        Err(e) => {
-            let w = Walker {
-                name: name.to_path_buf(),
-                probe: probe.cloned(),
-            };
-            return Err(w.stream_error(e));
-        }
+        Err(e) => return Err(Walker::new(name, probe).stream_error(e)),
     };
     walk_tar(decoder, name, limits, probe, sink)
 }
 
+/// `input` with the read buffer zstd's own constructor would give it.
+pub fn buffered<R: Read>(input: R) -> io::BufReader<R> {
+    io::BufReader::with_capacity(zstd::zstd_safe::DCtx::in_size(), input)
+}
+
 /// The zstd decoder of a payload, its window capped.
-fn decompress<R: Read>(input: R) -> io::Result<zstd::Decoder<'static, io::BufReader<R>>> {
-    let mut decoder = zstd::Decoder::new(input)?;
+fn decompress<B: BufRead>(input: B) -> io::Result<zstd::Decoder<'static, B>> {
+    let mut decoder = zstd::Decoder::with_buffer(input)?;
     // A frame may ask for a window of up to 2 GiB of decoder memory; 2^27 (128 MiB, libzstd's
     // own default, enough for `vault pack --level 22`) is stated here so it cannot drift.
     decoder.window_log_max(MAX_WINDOW_LOG)?;
@@ -92,10 +91,7 @@ fn walk_tar<R: Read>(
     probe: Option<&FailureProbe>,
     sink: &mut dyn Sink,
 ) -> Result<BundleManifest> {
-    let mut w = Walker {
-        name: name.to_path_buf(),
-        probe: probe.cloned(),
-    };
+    let mut w = Walker::new(name, probe);
     let mut tar = TarReader::new(decoder);
     let manifest = w.read_manifest(&mut tar, limits)?;
     sink.manifest(&manifest)?;
@@ -136,6 +132,13 @@ struct Walker {
 }
 
 impl Walker {
+    fn new(name: &Path, probe: Option<&FailureProbe>) -> Walker {
+        Walker {
+            name: name.to_path_buf(),
+            probe: probe.cloned(),
+        }
+    }
+
     fn bad(&self, why: String) -> Error {
         Error::BadPayload {
             path: self.name.clone(),
@@ -283,61 +286,28 @@ impl<R: Read> Read for RecordingReader<'_, R> {
     }
 }
 
-/// [`walk`] split over two threads: this one reads `input` (for a bundle, that is the
-/// ChaCha20-Poly1305 decryption) and decompresses it, a second one does everything else (tar,
-/// SHA-256, the sink), so the two halves of the work overlap (docs/BENCHMARKS.md). The same
-/// checks in the same order, the same errors: the second thread runs [`walk`]'s tar half on
-/// the bytes this one passes along in order, and sees a read error (of the input, or of zstd)
-/// exactly where it happened.
-pub fn walk_pipelined<R: Read>(
-    input: R,
+/// [`walk`] split over two threads: this one decompresses `input` (for a bundle, the
+/// decrypted stream, read without a copy when it comes from [`read_ahead`]), a second one does
+/// everything else (tar, SHA-256, the sink), so the two halves of the work overlap
+/// (docs/BENCHMARKS.md). The same checks in the same order, the same errors: the second
+/// thread runs [`walk`]'s tar half on the bytes this one passes along in order, and sees a
+/// read error (of the input, or of zstd) exactly where it happened.
+pub fn walk_pipelined<B: BufRead>(
+    input: B,
     name: &Path,
     limits: &Limits,
     probe: Option<&FailureProbe>,
     sink: &mut (dyn Sink + Send),
 ) -> Result<BundleManifest> {
-    let (tx, rx) = mpsc::sync_channel::<io::Result<Zeroizing<Vec<u8>>>>(PIPE_DEPTH);
-    // Buffers come back for reuse; they hold plaintext, so they are zeroized when dropped.
-    let (back_tx, back_rx) = mpsc::channel::<Zeroizing<Vec<u8>>>();
-    std::thread::scope(|s| {
-        let worker = s.spawn(move || {
-            let reader = ChannelReader {
-                rx,
-                back: back_tx,
-                current: Zeroizing::new(Vec::new()),
-                pos: 0,
-            };
-            walk_tar(reader, name, limits, probe, sink)
-        });
-        let mut input = match decompress(input) {
-            Ok(d) => d,
-            Err(e) => {
-                let _ = tx.send(Err(e));
-                drop(tx);
-                return join(worker, name);
-            }
-        };
-        loop {
-            let mut buf = back_rx
-                .try_recv()
-                .unwrap_or_else(|_| Zeroizing::new(Vec::with_capacity(PIPE_CHUNK)));
-            buf.resize(PIPE_CHUNK, 0);
-            let msg = match read_full(&mut input, &mut buf) {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.truncate(n);
-                    Ok(buf)
-                }
-                Err(e) => Err(e),
-            };
-            let failed = msg.is_err();
-            // A closed channel means the walker stopped early: its result says why.
-            if tx.send(msg).is_err() || failed {
-                break;
-            }
-        }
-        drop(tx);
-        join(worker, name)
+    let decoder = match decompress(input) {
+        Ok(d) => d,
+        Err(e) => return Err(Walker::new(name, probe).stream_error(e)),
+    };
+    read_ahead(decoder, |plain| walk_tar(plain, name, limits, probe, sink)).unwrap_or_else(|_| {
+        Err(Error::BadPayload {
+            path: name.to_path_buf(),
+            why: "the verifying thread panicked".into(),
+        })
     })
 }
 
@@ -350,6 +320,7 @@ pub(crate) fn read_ahead<R: Read, T: Send>(
     consume: impl FnOnce(ChannelReader) -> T + Send,
 ) -> std::thread::Result<T> {
     let (tx, rx) = mpsc::sync_channel::<io::Result<Zeroizing<Vec<u8>>>>(PIPE_DEPTH);
+    // Buffers come back for reuse; they hold plaintext, so they are zeroized when dropped.
     let (back_tx, back_rx) = mpsc::channel::<Zeroizing<Vec<u8>>>();
     std::thread::scope(|s| {
         let worker = s.spawn(move || {
@@ -374,6 +345,7 @@ pub(crate) fn read_ahead<R: Read, T: Send>(
                 Err(e) => Err(e),
             };
             let failed = msg.is_err();
+            // A closed channel means the consumer stopped early: its result says why.
             if tx.send(msg).is_err() || failed {
                 break;
             }
@@ -383,19 +355,7 @@ pub(crate) fn read_ahead<R: Read, T: Send>(
     })
 }
 
-fn join(
-    worker: std::thread::ScopedJoinHandle<'_, Result<BundleManifest>>,
-    name: &Path,
-) -> Result<BundleManifest> {
-    worker.join().unwrap_or_else(|_| {
-        Err(Error::BadPayload {
-            path: name.to_path_buf(),
-            why: "the verifying thread panicked".into(),
-        })
-    })
-}
-
-/// Chunks in flight between the two threads of [`walk_pipelined`] (memory: depth × chunk).
+/// Chunks in flight between the two threads of [`read_ahead`] (memory: depth × chunk).
 const PIPE_DEPTH: usize = 16;
 const PIPE_CHUNK: usize = 256 * 1024;
 
@@ -422,8 +382,8 @@ pub(crate) struct ChannelReader {
     pos: usize,
 }
 
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
         while self.pos == self.current.len() {
             match self.rx.recv() {
                 Ok(Ok(next)) => {
@@ -433,12 +393,23 @@ impl Read for ChannelReader {
                 }
                 Ok(Err(e)) => return Err(e),
                 // The sender is dropped only after the input's end (or after an error sent above).
-                Err(_) => return Ok(0),
+                Err(_) => return Ok(&[]),
             }
         }
-        let n = buf.len().min(self.current.len() - self.pos);
-        buf[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
-        self.pos += n;
+        Ok(&self.current[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.current.len());
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let ready = self.fill_buf()?;
+        let n = buf.len().min(ready.len());
+        buf[..n].copy_from_slice(&ready[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

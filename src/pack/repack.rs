@@ -80,8 +80,13 @@ pub fn read_contents<R: Read>(payload: Payload<R>, name: &Path) -> Result<Conten
         budget: crate::bundle::argon2id::mem_available().map(|b| b / 2),
         data: Vec::new(),
     };
-    let manifest =
-        archive::read::walk_pipelined(payload, name, &Limits::default(), Some(&probe), &mut sink)?;
+    let manifest = archive::read::walk_pipelined(
+        archive::read::buffered(payload),
+        name,
+        &Limits::default(),
+        Some(&probe),
+        &mut sink,
+    )?;
     Ok(Contents {
         manifest,
         data: sink.data,

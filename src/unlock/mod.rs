@@ -266,7 +266,7 @@ pub fn inspect<R: Read>(
 ) -> Result<BundleManifest> {
     let probe = payload.probe();
     walk_pipelined(
-        payload,
+        crate::archive::read::buffered(payload),
         name,
         limits,
         Some(&probe),

@@ -240,7 +240,11 @@ impl Placer {
     /// newest first, each through the directory it was written in. Returns what could not be
     /// removed or put back (empty: the target is as it was).
     pub fn rollback(&mut self) -> Vec<PathBuf> {
-        // Nothing may still be writing into a temporary this removes.
+        // Nothing may still be writing into a temporary this removes, and what was not
+        // written yet is not written now.
+        if let Some(w) = self.writer.as_mut() {
+            w.discard_packed();
+        }
         let _ = self.drain_writer();
         // Whether there is anything to undo (a placer used only to check and sweep has not).
         let undid =

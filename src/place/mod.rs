@@ -40,7 +40,7 @@ pub use check::{refuse_conflicts, refuse_conflicts_with, Conflict, ConflictKind}
 use process::{creator, raise_open_files_limit, umask};
 pub use space::Room;
 pub use sweep::{NotSwept, Swept, SweptKind};
-use writer::{fill, Writer};
+use writer::{Stop, Writer};
 
 /// `syncfs(2)` of the filesystem holding `fd`. Placing runs on the Linux installer; other
 /// systems (a macOS workstation builds the crate but never places files) have no syncfs, and
@@ -150,13 +150,6 @@ pub struct Placer {
     /// A signal makes the copy and commit loops stop with [`Error::Interrupted`], and the
     /// normal rollback runs.
     _polled: crate::interrupt::Polled,
-}
-
-/// Why copying a file's contents stopped.
-enum Stop {
-    Interrupted(Error),
-    Read(io::Error),
-    Write(writer::Failure),
 }
 
 /// Splits `/a/b/c` into (`/a/b`, `c`).
@@ -393,28 +386,7 @@ impl Placer {
         let Some(writer) = self.writer.as_mut() else {
             unreachable!("started above")
         };
-        let copied = (|| {
-            let mut file = Some(file);
-            loop {
-                crate::interrupt::check().map_err(Stop::Interrupted)?;
-                let mut buf = writer.buffer();
-                let (n, end) = fill(data, &mut buf).map_err(Stop::Read)?;
-                match (file.take(), end) {
-                    // The whole file in one buffer.
-                    (Some(f), true) => return writer.whole(f, target, buf, n).map_err(Stop::Write),
-                    (Some(f), false) => writer.open(f, target).map_err(Stop::Write)?,
-                    (None, _) => {}
-                }
-                if n > 0 {
-                    writer.data(buf, n).map_err(Stop::Write)?;
-                } else {
-                    writer.unused(buf);
-                }
-                if end {
-                    return writer.close().map_err(Stop::Write);
-                }
-            }
-        })();
+        let copied = writer.copy(file, target, data);
         copied.map_err(|stop| match stop {
             Stop::Interrupted(e) => e,
             Stop::Read(e) => Error::io("cannot read bundle data for", self.display_path(target), e),

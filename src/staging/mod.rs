@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::archive::write::HashingReader;
 use crate::archive::{BundleManifest, Item, Kind, Limits, FORMAT};
 use crate::manifest::Stage;
 use crate::place::{with_leftovers, ConflictKind, NotSwept, PlaceOptions, Placer, SweptKind};
@@ -319,7 +320,7 @@ fn copy_staged(
                     .custom_flags(libc_nofollow())
                     .open(&path)
                     .map_err(|e| Error::io("cannot read staged file", &path, e))?;
-                let mut hashing = HashCount {
+                let mut hashing = HashingReader {
                     inner: f.take(item.size.saturating_add(1)),
                     hasher: Sha256::new(),
                     count: 0,
@@ -367,21 +368,6 @@ fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<
     placer.count_room(&mut room, items, &found);
     room.check()?;
     Ok(in_place)
-}
-
-struct HashCount<R> {
-    inner: R,
-    hasher: Sha256,
-    count: u64,
-}
-
-impl<R: Read> Read for HashCount<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -391,6 +391,9 @@ impl Hint for Error {
             {
                 Some("vault places the installed system's files as root: run the same command with sudo".into())
             }
+            Error::RolledBack { source, .. } if source.raw_os_error() == Some(24) => Some(
+                "vault keeps every folder it writes into open until the commit: raise the limit of open files (`ulimit -n`), then run the same command again".into(),
+            ),
             Error::RolledBack { .. } => Some("free space or fix permissions on the target, then run the same command again".into()),
             Error::Prompt(_) => Some("run in a terminal, or give --passphrase-file FILE".into()),
             Error::NoAnswer { hint, .. } => Some(hint.clone()),
@@ -423,5 +426,30 @@ impl Hint for Error {
             Error::Layer(e) => e.0.exit_code(),
             _ => ExitCode::Failure,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of descriptors half way is not a full disk or a permission: the hint names the
+    /// limit to raise.
+    #[test]
+    fn too_many_open_files_says_which_limit() {
+        let e = Error::RolledBack {
+            path: "/mnt/etc/ssh".into(),
+            source: std::io::Error::from_raw_os_error(24),
+        };
+        let hint = e.hint().unwrap_or_default();
+        assert!(
+            hint.contains("raise the limit of open files (`ulimit -n`)"),
+            "{hint}"
+        );
+        let e = Error::RolledBack {
+            path: "/mnt/etc/ssh".into(),
+            source: std::io::Error::from_raw_os_error(28),
+        };
+        assert!(e.hint().unwrap_or_default().starts_with("free space"));
     }
 }

@@ -151,3 +151,49 @@ fn a_link_in_the_way_of_several_targets_is_listed_once() {
     let link = format!("{} is a link", s.path("mnt/etc").display());
     assert_eq!(out.matches(&link).count(), 1, "{out}");
 }
+
+/// A folder that exists is kept as it is, and the report (text and `--json`) shows its real
+/// mode and owner, not the bundle's: a world-writable `~/.ssh` must not read as 0700.
+#[test]
+fn a_kept_folder_is_reported_with_its_real_mode_and_owner() {
+    let mut ssh = dir_item("/root/.ssh");
+    ssh.mode = 0o700;
+    let bundle = honest(vec![
+        (ssh, None),
+        (
+            file_item("/root/.ssh/id_ed25519", b"key\n"),
+            Some(b"key\n".to_vec()),
+        ),
+    ]);
+    let s = Scratch::new();
+    let dir = s.mnt().join("root/.ssh");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    std::os::unix::fs::chown(&dir, Some(1234), Some(5678)).unwrap();
+    let o = s.unlock(&bundle, &["--dry-run", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let kept = report["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["target"] == "/root/.ssh")
+        .expect("the folder's line");
+    assert_eq!(kept["action"], "exists", "{kept}");
+    assert_eq!(
+        (&kept["mode"], &kept["uid"], &kept["gid"]),
+        (&511.into(), &1234.into(), &5678.into())
+    );
+    let o = s.unlock(&bundle, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("(0777 1234:5678, dir)"), "{}", text(&o));
+    // The summary counts what was placed, not the folder kept.
+    assert!(
+        text(&o).contains("placed 1 item(s) for host h (1 already in place or kept)."),
+        "{}",
+        text(&o)
+    );
+    // Kept as it was.
+    let m = std::fs::metadata(&dir).unwrap();
+    assert_eq!(m.permissions().mode() & 0o7777, 0o777);
+}

@@ -107,3 +107,53 @@ fn a_bundle_that_fits_places_on_the_same_tmpfs() {
         noise(300 * 1024, 3)
     );
 }
+
+/// A limit of open files too low for the folders a placement keeps open (it holds each one
+/// it writes into until the commit): refused before anything is written, by the dry run and
+/// the real run alike (exit 6), naming the limit and how to raise it. It used to fail half
+/// way, or in the conflict check, where `Too many open files` read as "a link or not a
+/// directory" with a hint to remove real folders.
+#[test]
+fn too_few_open_files_is_refused_up_front_and_says_which_limit() {
+    let items: Vec<(vault::archive::Item, Option<Vec<u8>>)> = (0..200)
+        .map(|i| {
+            let d = noise(100, i);
+            (file_item(&format!("/srv/d{i}/f"), &d), Some(d))
+        })
+        .collect();
+    let s = Scratch::new();
+    let path = s.path("b.vault");
+    std::fs::write(&path, honest(items)).unwrap();
+    let before = s.state();
+    for dry in [true, false] {
+        let o = std::process::Command::new("prlimit")
+            .arg("--nofile=200:200")
+            .arg(vault_bin())
+            .args(["unlock", "--root-not-mountpoint", "--root"])
+            .arg(s.mnt())
+            .arg("--disk-root")
+            .arg(s.live())
+            .arg("--passphrase-file")
+            .arg(s.path("pw"))
+            .args(dry.then_some("--dry-run"))
+            .arg(&path)
+            .output()
+            .expect("run prlimit (util-linux)");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(6), "dry run {dry}: {err}");
+        assert!(
+            err.contains("places files in 201 folders"),
+            "dry run {dry}: {err}"
+        );
+        assert!(
+            err.contains("may open only 200 files"),
+            "dry run {dry}: {err}"
+        );
+        assert!(
+            err.contains("hint: raise the limit of open files to at least 265"),
+            "{err}"
+        );
+        assert!(!err.contains("link"), "dry run {dry}: {err}");
+        assert_eq!(s.state(), before, "dry run {dry}");
+    }
+}

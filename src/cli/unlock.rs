@@ -190,7 +190,8 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
             human_bytes(i.size)
         };
         // Without root the files keep this user as owner: say that, not the bundle's uid:gid.
-        let (uid, gid) = match opts.place.chown {
+        let (uid, gid) = match opts.place.chown || i.action == "exists" {
+            // A kept folder's line shows its real owner (the report carries it).
             true => (i.uid, i.gid),
             false => (
                 rustix::process::geteuid().as_raw(),
@@ -203,12 +204,22 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
             i.mode,
         );
     }
-    let n = report.items.len();
+    // Items already in place and folders kept are not counted as placed.
+    let n = report
+        .items
+        .iter()
+        .filter(|i| matches!(i.action, "create" | "replace"))
+        .count();
+    let left = report.items.len() - n;
+    let kept = match left {
+        0 => String::new(),
+        k => format!(" ({k} already in place or kept)"),
+    };
     if report.dry_run {
-        println!("Dry run for host {host}: the bundle verified ({}); {n} item(s) would be placed. Nothing was written.", human_bytes(report.verified_bytes));
+        println!("Dry run for host {host}: the bundle verified ({}); {n} item(s) would be placed{kept}. Nothing was written.", human_bytes(report.verified_bytes));
     } else {
         println!(
-            "Unlocked {}: placed {n} item(s) for host {host}.",
+            "Unlocked {}: placed {n} item(s) for host {host}{kept}.",
             escape_path(&name)
         );
     }

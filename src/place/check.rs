@@ -43,6 +43,8 @@ pub enum ConflictKind {
     /// An append-only or immutable directory that vault would write into: what it writes
     /// there could not be renamed or removed again. Always refused.
     Unwritable,
+    /// A folder on the way that could not be opened (the error number): always refused.
+    CannotOpen(i32),
 }
 
 impl ConflictKind {
@@ -51,21 +53,26 @@ impl ConflictKind {
         match self {
             ConflictKind::InPlace => false,
             ConflictKind::Exists => !force,
-            ConflictKind::NotADirectory | ConflictKind::IsADirectory | ConflictKind::Unwritable => {
-                true
-            }
+            ConflictKind::NotADirectory
+            | ConflictKind::IsADirectory
+            | ConflictKind::Unwritable
+            | ConflictKind::CannotOpen(_) => true,
         }
     }
 
-    pub fn describe(self) -> &'static str {
+    pub fn describe(self) -> String {
         match self {
-            ConflictKind::Exists => "exists",
-            ConflictKind::NotADirectory => "is a link or not a directory (never followed)",
-            ConflictKind::IsADirectory => "is a directory where a file goes",
-            ConflictKind::InPlace => "is already in place",
+            ConflictKind::Exists => "exists".into(),
+            ConflictKind::NotADirectory => "is a link or not a directory (never followed)".into(),
+            ConflictKind::IsADirectory => "is a directory where a file goes".into(),
+            ConflictKind::InPlace => "is already in place".into(),
             ConflictKind::Unwritable => {
-                "is append-only or immutable (`chattr -a -i` it first): vault could not remove what it writes there"
+                "is append-only or immutable (`chattr -a -i` it first): vault could not remove what it writes there".into()
             }
+            ConflictKind::CannotOpen(errno) => format!(
+                "could not be opened ({})",
+                std::io::Error::from_raw_os_error(errno)
+            ),
         }
     }
 }
@@ -152,7 +159,16 @@ impl Placer {
     /// Walks to `parent` without following links or creating anything: the deepest folder
     /// that exists, or `None` when a link or a non-directory is in the way (reported).
     pub(super) fn walk(&self, parent: &str, found: &mut Found) -> Option<Walk> {
-        let mut dir = rustix::io::dup(&self.root.fd).ok()?;
+        let mut dir = match rustix::io::dup(&self.root.fd) {
+            Ok(d) => d,
+            Err(e) => {
+                found.push(Conflict {
+                    path: self.display_path(""),
+                    what: ConflictKind::CannotOpen(e.raw_os_error()),
+                });
+                return None;
+            }
+        };
         let mut walked = String::new();
         let mut deepest = String::new();
         let mut missing = false;
@@ -173,10 +189,16 @@ impl Placer {
                     missing = true;
                     break;
                 }
-                Err(_) => {
+                Err(e) => {
+                    let what = match e {
+                        Errno::LOOP | Errno::NOTDIR => ConflictKind::NotADirectory,
+                        // Not what stands there: that it could not be looked at (EACCES on a
+                        // root-squashed NFS, EIO, EMFILE).
+                        e => ConflictKind::CannotOpen(e.raw_os_error()),
+                    };
                     found.push(Conflict {
                         path: self.display_path(&walked),
-                        what: ConflictKind::NotADirectory,
+                        what,
                     });
                     return None;
                 }

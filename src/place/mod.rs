@@ -37,6 +37,7 @@ mod tree;
 mod verify;
 mod writer;
 pub use check::{refuse_conflicts, refuse_conflicts_with, Conflict, ConflictKind};
+pub use process::check_open_files;
 use process::{creator, raise_open_files_limit, umask};
 pub use space::Room;
 pub use sweep::{NotSwept, Swept, SweptKind};

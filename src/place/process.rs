@@ -43,3 +43,48 @@ pub(super) fn raise_open_files_limit() {
         }
     });
 }
+
+/// Descriptors a placement holds besides its folders: the standard streams, the bundle,
+/// each root and its flusher, and the files waiting in the writer's queue.
+const OTHER_OPEN_FILES: u64 = 64;
+
+/// Refuses, before anything is written (a dry run alike), a placement of `items` that would
+/// run out of open files: it keeps every folder it writes into open until its commit, so that
+/// no folder can be swapped under it, and `Too many open files` half way would only roll
+/// everything back. Each item is `(stage, item)`: the stages have roots of their own.
+pub fn check_open_files<'a>(
+    items: impl IntoIterator<Item = (crate::manifest::Stage, &'a crate::archive::Item)>,
+) -> crate::Result<()> {
+    let mut folders = std::collections::HashSet::new();
+    for (stage, item) in items {
+        let own = match item.kind {
+            crate::archive::Kind::Dir => item.target.as_str(),
+            crate::archive::Kind::File => super::split(&item.target).0,
+        };
+        let mut at = 0;
+        while let Some(i) = own[at + 1..].find('/').map(|i| i + at + 1) {
+            folders.insert((stage, &own[..i]));
+            at = i;
+        }
+        if !own.trim_matches('/').is_empty() {
+            folders.insert((stage, own));
+        }
+    }
+    raise_open_files_limit();
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let need = folders.len() as u64 + OTHER_OPEN_FILES;
+    if need <= limit {
+        return Ok(());
+    }
+    Err(crate::Error::Refused {
+        why: format!(
+            "nothing was written: this bundle places files in {} folders and vault keeps each one open until the commit (so that none can be swapped under it), but this process may open only {limit} files",
+            folders.len()
+        ),
+        hint: Some(format!(
+            "raise the limit of open files to at least {need} (in this shell: `ulimit -n {need}`; the hard limit, `ulimit -Hn`, is raised only by root or the service's LimitNOFILE=), then run the same command again"
+        )),
+    })
+}

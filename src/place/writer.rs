@@ -36,7 +36,8 @@ const QUEUE: usize = 32;
 const FLUSH_EVERY: u64 = 32 << 20;
 /// Bytes of one file between two requests to start its write-back.
 const KICK_EVERY: u64 = 8 << 20;
-/// Most files packed into one buffer: bounds the descriptors in flight (with [`QUEUE`]).
+/// Most files packed into one buffer: bounds the descriptors in flight (with [`QUEUE`]), and
+/// lower under a low limit of open files (see [`packed_files`]).
 const PACKED_FILES: usize = 8;
 /// A packing buffer with less room than this left is sent.
 const PACKED_ROOM: usize = 4 << 10;
@@ -77,6 +78,8 @@ pub struct Writer {
     /// Buffers taken but not sent (the read that found a file's end).
     spare: Vec<Buf>,
     packing: Option<Packing>,
+    /// Most files to a packing buffer here.
+    packed_files: usize,
     thread: Option<JoinHandle<std::result::Result<(), Failure>>>,
 }
 
@@ -93,6 +96,7 @@ impl Writer {
             back,
             spare: Vec::new(),
             packing: None,
+            packed_files: packed_files(),
             thread: Some(thread),
         })
     }
@@ -162,7 +166,7 @@ impl Writer {
 
     /// Keeps `packing` for the next small file, or sends it when it is full.
     fn keep_packing(&mut self, packing: Packing) -> std::result::Result<(), Stop> {
-        if packing.files.len() >= PACKED_FILES || CHUNK - packing.used < PACKED_ROOM {
+        if packing.files.len() >= self.packed_files || CHUNK - packing.used < PACKED_ROOM {
             self.send(Op::Packed(packing.buf, packing.files))
                 .map_err(Stop::Write)
         } else {
@@ -287,6 +291,17 @@ fn write_loop(
     })();
     let flushed = behind.finish().map_err(|e| (String::from("/"), e));
     result.and(flushed)
+}
+
+/// How many files may share a packing buffer: [`PACKED_FILES`], or fewer when the limit of
+/// open files is so low that the descriptors waiting in the queue would use more than a
+/// quarter of it (the placement also keeps every folder it writes into open).
+fn packed_files() -> usize {
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let share = limit / 4 / (QUEUE as u64 + 1);
+    (share as usize).clamp(1, PACKED_FILES)
 }
 
 /// Reads from `data` until `buf` is full or `data` ends: how much, and whether it ended. A

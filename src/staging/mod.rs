@@ -345,6 +345,7 @@ fn copy_staged(
 /// The same refusal `vault unlock` gives: links in the way always, existing files without
 /// `--force`. Returns the targets already in place (exactly these bytes, mode and owner).
 fn refuse_conflicts(placer: &Placer, items: &[Item], force: bool) -> Result<Vec<String>> {
+    crate::place::check_open_files(items.iter().map(|i| (Stage::Root, i)))?;
     let found = placer.check(items);
     let in_place = items
         .iter()

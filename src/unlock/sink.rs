@@ -146,6 +146,11 @@ impl Sink for UnlockSink<'_> {
             st.set_host(self.host.clone());
         }
         let wanted: Vec<&Item> = manifest.items.iter().filter(|i| self.wanted(i)).collect();
+        // Before anything opens a folder: too few open files is refused like a full target.
+        let placed_now = wanted
+            .iter()
+            .filter(|i| !self.stager.as_deref().is_some_and(|s| s.wants(i)));
+        crate::place::check_open_files(placed_now.map(|i| (i.stage, *i)))?;
 
         // What a killed earlier run left beside these targets goes first (its originals back
         // where they were), so that the check below sees the target as it really is. Then
@@ -191,14 +196,23 @@ impl Sink for UnlockSink<'_> {
                     (_, None) => "create",
                     (_, Some(_)) => "refused",
                 };
+                // A folder kept as it is reports what it is, not what the bundle asked for
+                // (a world-writable ~/.ssh must not read as 0700).
+                let kept = (action == "exists")
+                    .then(|| std::fs::symlink_metadata(&path).ok())
+                    .flatten();
+                let (mode, uid, gid) = kept.map_or((i.mode, i.uid, i.gid), |m| {
+                    use std::os::unix::fs::MetadataExt;
+                    (m.mode() & 0o7777, m.uid(), m.gid())
+                });
                 self.report.push(Placed {
                     path,
                     target: i.target.clone(),
                     stage: stage.as_str(),
                     kind: i.kind,
-                    mode: i.mode,
-                    uid: i.uid,
-                    gid: i.gid,
+                    mode,
+                    uid,
+                    gid,
                     size: i.size,
                     action,
                 });

@@ -55,36 +55,82 @@ const OTHER_OPEN_FILES: u64 = 64;
 pub fn check_open_files<'a>(
     items: impl IntoIterator<Item = (crate::manifest::Stage, &'a crate::archive::Item)>,
 ) -> crate::Result<()> {
+    let folders = folders_held(items);
+    raise_open_files_limit();
+    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX);
+    let need = folders as u64 + OTHER_OPEN_FILES;
+    if need <= limit {
+        return Ok(());
+    }
+    Err(crate::Error::Refused {
+        why: format!(
+            "nothing was written: this bundle places files in {folders} folders and vault keeps each one open until the commit (so that none can be swapped under it), but this process may open only {limit} files"
+        ),
+        hint: Some(format!(
+            "raise the limit of open files to at least {need} (in this shell: `ulimit -n {need}`; the hard limit, `ulimit -Hn`, is raised only by root or the service's LimitNOFILE=), then run the same command again"
+        )),
+    })
+}
+
+/// How many folders placing `items` keeps open: every folder on the way to each target (the
+/// target itself for a directory), per stage.
+fn folders_held<'a>(
+    items: impl IntoIterator<Item = (crate::manifest::Stage, &'a crate::archive::Item)>,
+) -> usize {
     let mut folders = std::collections::HashSet::new();
     for (stage, item) in items {
         let own = match item.kind {
             crate::archive::Kind::Dir => item.target.as_str(),
             crate::archive::Kind::File => super::split(&item.target).0,
         };
-        let mut at = 0;
-        while let Some(i) = own[at + 1..].find('/').map(|i| i + at + 1) {
+        for (i, _) in own.match_indices('/').skip(1) {
             folders.insert((stage, &own[..i]));
-            at = i;
         }
         if !own.trim_matches('/').is_empty() {
             folders.insert((stage, own));
         }
     }
-    raise_open_files_limit();
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
-    let need = folders.len() as u64 + OTHER_OPEN_FILES;
-    if need <= limit {
-        return Ok(());
+    folders.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::archive::{Item, Kind};
+    use crate::manifest::Stage;
+
+    fn item(target: &str, kind: Kind) -> Item {
+        Item {
+            host: None,
+            stage: Stage::Root,
+            kind,
+            target: target.into(),
+            mode: 0o600,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            sha256: None,
+        }
     }
-    Err(crate::Error::Refused {
-        why: format!(
-            "nothing was written: this bundle places files in {} folders and vault keeps each one open until the commit (so that none can be swapped under it), but this process may open only {limit} files",
-            folders.len()
-        ),
-        hint: Some(format!(
-            "raise the limit of open files to at least {need} (in this shell: `ulimit -n {need}`; the hard limit, `ulimit -Hn`, is raised only by root or the service's LimitNOFILE=), then run the same command again"
-        )),
-    })
+
+    #[test]
+    fn every_folder_on_the_way_counts_once_per_stage() {
+        let items = [
+            item("/top", Kind::File),
+            item("/a/b/f", Kind::File),
+            item("/a/b/g", Kind::File),
+            item("/a/b", Kind::Dir),
+            item("/a/c", Kind::Dir),
+        ];
+        let root = items.iter().map(|i| (Stage::Root, i));
+        assert_eq!(folders_held(root), 3); // /a, /a/b, /a/c
+        let both = items
+            .iter()
+            .map(|i| (Stage::Root, i))
+            .chain(items.iter().map(|i| (Stage::Disk, i)));
+        assert_eq!(folders_held(both), 6);
+        assert_eq!(folders_held([(Stage::Root, &item("/f", Kind::File))]), 0);
+    }
 }

@@ -187,6 +187,12 @@ fn a_kept_folder_is_reported_with_its_real_mode_and_owner() {
     let o = s.unlock(&bundle, &[]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(text(&o).contains("(0777 1234:5678, dir)"), "{}", text(&o));
+    // And says what that means.
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("is kept as it is, and every user may write to it (mode 0777, no sticky bit)"),
+        "{err}"
+    );
     // The summary counts what was placed, not the folder kept.
     assert!(
         text(&o).contains("placed 1 item(s) for host h (1 already in place or kept)."),

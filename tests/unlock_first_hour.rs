@@ -121,6 +121,57 @@ fn without_root_the_lines_show_the_owner_the_files_get() {
     assert_eq!(std::fs::metadata(&key).unwrap().uid(), 65534);
 }
 
+/// Without root, a folder the files go into that this user may not write into, or a folder
+/// on the way it may not search, is refused before anything is written by the dry run and
+/// the real run alike (exit 6), naming the folder to fix: the dry run used to pass and the
+/// real run to roll back (exit 7), and a folder that could not be searched was reported as
+/// the one below it.
+#[test]
+fn without_root_a_folder_it_cannot_write_or_search_is_refused_by_the_dry_run_too() {
+    use std::os::unix::fs::PermissionsExt;
+    for (mode, culprit, needle) in [
+        (
+            0o555,
+            "etc/ssh",
+            "cannot be written into by this user (Permission denied",
+        ),
+        (
+            0o000,
+            "etc/ssh",
+            "cannot be written into by this user (Permission denied",
+        ),
+        (0o000, "etc", "could not be opened (Permission denied"),
+    ] {
+        let (tmp, b, mnt) = scene();
+        let d = tmp.path();
+        std::fs::create_dir_all(mnt.join("etc/ssh")).unwrap();
+        for p in [&mnt, &mnt.join("etc"), &mnt.join("etc/ssh")] {
+            std::os::unix::fs::chown(p, Some(65534), Some(65534)).unwrap();
+        }
+        let bad = mnt.join(culprit);
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(mode)).unwrap();
+        let pw = d.join("pw");
+        for dry in [true, false] {
+            let mut args = laptop_root_stage(&b, &mnt, &pw);
+            if dry {
+                args.push("--dry-run");
+            }
+            let Some(o) = as_nobody(d, &args) else { return };
+            let t = text(&o);
+            let what = format!("{culprit} {mode:o}, dry run {dry}");
+            assert_eq!(o.status.code(), Some(6), "{what}: {t}");
+            let line = format!("{} {needle}", bad.display());
+            assert!(t.contains(&line), "{what}: expected {line:?} in {t}");
+        }
+        std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(
+            std::fs::read_dir(mnt.join("etc/ssh")).unwrap().count(),
+            0,
+            "{culprit}"
+        );
+    }
+}
+
 #[test]
 fn several_hosts_without_host_are_asked_for_on_the_terminal() {
     let (tmp, b, mnt) = scene();

@@ -164,6 +164,7 @@ pub fn run(a: UnlockArgs, quiet: bool) -> vault::Result<ExitCode> {
     bar.finish();
 
     warn_not_swept(&report.not_swept);
+    warn_open_folders(&report.items);
     if a.json {
         super::json::print(&report)?;
         return Ok(ExitCode::Ok);
@@ -256,6 +257,21 @@ fn print_swept(swept: &[PathBuf], restored: &[PathBuf], dry_run: bool) {
 
 /// What a killed earlier run left and this one could not remove: on stderr, also with
 /// `--quiet` and `--json` (the JSON report lists them too).
+/// A folder kept as it is that every user may write into (and without the sticky bit, which
+/// would stop them removing others' files): what vault places in it can be renamed or
+/// replaced by anyone.
+fn warn_open_folders(items: &[vault::unlock::Placed]) {
+    for i in items {
+        if i.action == "exists" && i.mode & 0o002 != 0 && i.mode & 0o1000 == 0 {
+            eprintln!(
+                "warning: {} is kept as it is, and every user may write to it (mode {:04o}, no sticky bit): anyone can rename or replace what vault places in it; `chmod o-w` it before the installed system boots",
+                escape_path(&i.path),
+                i.mode
+            );
+        }
+    }
+}
+
 fn warn_not_swept(left: &[vault::place::NotSwept]) {
     for n in left {
         eprintln!(

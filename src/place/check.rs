@@ -45,6 +45,9 @@ pub enum ConflictKind {
     Unwritable,
     /// A folder on the way that could not be opened (the error number): always refused.
     CannotOpen(i32),
+    /// A folder vault would write into that this user may not write into or search (the
+    /// error number of the access check): always refused.
+    CannotWrite(i32),
 }
 
 impl ConflictKind {
@@ -56,7 +59,8 @@ impl ConflictKind {
             ConflictKind::NotADirectory
             | ConflictKind::IsADirectory
             | ConflictKind::Unwritable
-            | ConflictKind::CannotOpen(_) => true,
+            | ConflictKind::CannotOpen(_)
+            | ConflictKind::CannotWrite(_) => true,
         }
     }
 
@@ -71,6 +75,10 @@ impl ConflictKind {
             }
             ConflictKind::CannotOpen(errno) => format!(
                 "could not be opened ({})",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+            ConflictKind::CannotWrite(errno) => format!(
+                "cannot be written into by this user ({})",
                 std::io::Error::from_raw_os_error(errno)
             ),
         }
@@ -99,8 +107,8 @@ pub(super) struct Walk {
     pub(super) deepest: String,
     /// Whether a folder below `deepest` is missing (vault creates it; nothing below exists).
     missing: bool,
-    /// Whether `dir` is append-only or immutable (asked once, when needed).
-    unwritable: Option<bool>,
+    /// Why vault could not write into `dir`, if it could not (asked once, when needed).
+    unwritable: Option<Option<ConflictKind>>,
 }
 
 impl Placer {
@@ -146,10 +154,13 @@ impl Placer {
                     }
                 }
             }
-            if creates && *w.unwritable.get_or_insert_with(|| unwritable(&w.dir)) {
+            if let Some(what) = creates
+                .then(|| *w.unwritable.get_or_insert_with(|| why_unwritable(&w.dir)))
+                .flatten()
+            {
                 found.push(Conflict {
                     path: self.display_path(&w.deepest),
-                    what: ConflictKind::Unwritable,
+                    what,
                 });
             }
         }
@@ -190,14 +201,18 @@ impl Placer {
                     break;
                 }
                 Err(e) => {
-                    let what = match e {
-                        Errno::LOOP | Errno::NOTDIR => ConflictKind::NotADirectory,
-                        // Not what stands there: that it could not be looked at (EACCES on a
-                        // root-squashed NFS, EIO, EMFILE).
-                        e => ConflictKind::CannotOpen(e.raw_os_error()),
+                    let (what, at) = match e {
+                        Errno::LOOP | Errno::NOTDIR => (ConflictKind::NotADirectory, walked),
+                        // The folder that may not be searched is the one this walk is in.
+                        Errno::ACCESS | Errno::PERM => {
+                            (ConflictKind::CannotOpen(e.raw_os_error()), deepest)
+                        }
+                        // Not what stands there: that it could not be looked at (EIO, EMFILE,
+                        // a name too long).
+                        e => (ConflictKind::CannotOpen(e.raw_os_error()), walked),
                     };
                     found.push(Conflict {
-                        path: self.display_path(&walked),
+                        path: self.display_path(&at),
                         what,
                     });
                     return None;
@@ -253,6 +268,22 @@ impl Placer {
             return false;
         };
         size == item.size && bool::from(digest.ct_eq(&want))
+    }
+}
+
+/// Why vault could not create entries in `dir`: append-only or immutable, or not writable
+/// and searchable by this process (without root: its mode or owner; with root: a
+/// root-squashed NFS, a read-only mount), judged as the real run would meet it.
+fn why_unwritable(dir: &OwnedFd) -> Option<ConflictKind> {
+    if unwritable(dir) {
+        return Some(ConflictKind::Unwritable);
+    }
+    let access = rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK;
+    match rustix::fs::accessat(dir, ".", access, AtFlags::EACCESS) {
+        Err(e @ (Errno::ACCESS | Errno::PERM | Errno::ROFS)) => {
+            Some(ConflictKind::CannotWrite(e.raw_os_error()))
+        }
+        _ => None,
     }
 }
 
@@ -318,7 +349,10 @@ pub fn refuse_conflicts_with(
     let only_existing = blocking.iter().all(|c| c.what == ConflictKind::Exists);
     let list: String = blocking
         .iter()
-        .map(|c| format!("\n  {} {}", c.path.display(), c.what.describe()))
+        .map(|c| {
+            let path = crate::escape::escape_path(&c.path);
+            format!("\n  {path} {}", c.what.describe())
+        })
         .collect();
     Err(Error::Refused {
         why: format!("nothing was written; in the way:{list}"),

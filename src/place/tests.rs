@@ -506,3 +506,16 @@ fn a_folder_that_cannot_be_opened_is_not_called_a_link() {
     assert!(found[0].what.describe().contains("File name too long"));
     assert!(found[0].what.blocks(true));
 }
+
+/// A path in the list of what is in the way is escaped like every path vault prints: a
+/// newline in it (the target root's own name, here) cannot start a line of its own.
+#[test]
+fn paths_in_the_way_are_escaped() {
+    let c = Conflict {
+        path: "/mnt\nerror: forged/etc".into(),
+        what: ConflictKind::NotADirectory,
+    };
+    let e = refuse_conflicts(&[c], false).unwrap_err().to_string();
+    assert!(e.contains("/mnt\\nerror: forged/etc is a link"), "{e}");
+    assert!(!e.contains("\nerror: forged"), "{e}");
+}

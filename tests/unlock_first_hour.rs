@@ -78,6 +78,15 @@ fn as_nobody(d: &Path, args: &[&str]) -> Option<Output> {
     )
 }
 
+/// [`laptop_root_stage`] as user nobody, with `--dry-run` when `dry`.
+fn laptop_as_nobody(d: &Path, b: &Path, mnt: &Path, pw: &Path, dry: bool) -> Option<Output> {
+    let mut args = laptop_root_stage(b, mnt, pw);
+    if dry {
+        args.push("--dry-run");
+    }
+    as_nobody(d, &args)
+}
+
 #[test]
 fn without_root_an_unwritable_target_is_refused_before_the_passphrase() {
     let (tmp, b, mnt) = scene();
@@ -88,11 +97,9 @@ fn without_root_an_unwritable_target_is_refused_before_the_passphrase() {
     std::fs::write(&wrong, "not it\n").unwrap();
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
     for dry in [false, true] {
-        let mut args = laptop_root_stage(&b, &mnt, &wrong);
-        if dry {
-            args.push("--dry-run");
-        }
-        let Some(o) = as_nobody(d, &args) else { return };
+        let Some(o) = laptop_as_nobody(d, &b, &mnt, &wrong, dry) else {
+            return;
+        };
         let t = text(&o);
         assert_eq!(o.status.code(), Some(6), "dry run {dry}: {t}");
         assert!(t.contains("not writable") && t.contains("sudo"), "{t}");
@@ -152,11 +159,9 @@ fn without_root_a_folder_it_cannot_write_or_search_is_refused_by_the_dry_run_too
         std::fs::set_permissions(&bad, std::fs::Permissions::from_mode(mode)).unwrap();
         let pw = d.join("pw");
         for dry in [true, false] {
-            let mut args = laptop_root_stage(&b, &mnt, &pw);
-            if dry {
-                args.push("--dry-run");
-            }
-            let Some(o) = as_nobody(d, &args) else { return };
+            let Some(o) = laptop_as_nobody(d, &b, &mnt, &pw, dry) else {
+                return;
+            };
             let t = text(&o);
             let what = format!("{culprit} {mode:o}, dry run {dry}");
             assert_eq!(o.status.code(), Some(6), "{what}: {t}");

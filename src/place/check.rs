@@ -363,3 +363,38 @@ pub fn refuse_conflicts_with(
         }),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{item, opts};
+    use super::*;
+
+    /// A folder on the way that cannot be opened for another reason than a link or a file in
+    /// the way (here a name longer than the file system allows; on a root-squashed NFS, EACCES;
+    /// out of descriptors, EMFILE) is reported with the system's reason, not as a link.
+    #[test]
+    fn a_folder_that_cannot_be_opened_is_not_called_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("srv")).unwrap();
+        let p = Placer::new(t.path(), opts()).unwrap();
+        let long = "n".repeat(300);
+        let found = p.check([&item(&format!("/srv/{long}/key"), b"k", 0o600)]);
+        let kinds: Vec<_> = found.iter().map(|c| c.what).collect();
+        assert_eq!(kinds, vec![ConflictKind::CannotOpen(36)]);
+        assert!(found[0].what.describe().contains("File name too long"));
+        assert!(found[0].what.blocks(true));
+    }
+
+    /// A path in the list of what is in the way is escaped like every path vault prints: a
+    /// newline in it (the target root's own name, here) cannot start a line of its own.
+    #[test]
+    fn paths_in_the_way_are_escaped() {
+        let c = Conflict {
+            path: "/mnt\nerror: forged/etc".into(),
+            what: ConflictKind::NotADirectory,
+        };
+        let e = refuse_conflicts(&[c], false).unwrap_err().to_string();
+        assert!(e.contains("/mnt\\nerror: forged/etc is a link"), "{e}");
+        assert!(!e.contains("\nerror: forged"), "{e}");
+    }
+}

@@ -44,6 +44,13 @@ pub(super) fn raise_open_files_limit() {
     });
 }
 
+/// How many files this process may have open (its soft limit).
+pub(super) fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile)
+        .current
+        .unwrap_or(u64::MAX)
+}
+
 /// Descriptors a placement holds besides its folders: the standard streams, the bundle,
 /// each root and its flusher, and the files waiting in the writer's queue.
 const OTHER_OPEN_FILES: u64 = 64;
@@ -57,9 +64,7 @@ pub fn check_open_files<'a>(
 ) -> crate::Result<()> {
     let folders = folders_held(items);
     raise_open_files_limit();
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
+    let limit = open_files_limit();
     let need = folders as u64 + OTHER_OPEN_FILES;
     if need <= limit {
         return Ok(());

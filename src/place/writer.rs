@@ -297,10 +297,7 @@ fn write_loop(
 /// open files is so low that the descriptors waiting in the queue would use more than a
 /// quarter of it (the placement also keeps every folder it writes into open).
 fn packed_files() -> usize {
-    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile)
-        .current
-        .unwrap_or(u64::MAX);
-    let share = limit / 4 / (QUEUE as u64 + 1);
+    let share = super::process::open_files_limit() / 4 / (QUEUE as u64 + 1);
     (share as usize).clamp(1, PACKED_FILES)
 }
 

@@ -255,8 +255,6 @@ fn print_swept(swept: &[PathBuf], restored: &[PathBuf], dry_run: bool) {
     }
 }
 
-/// What a killed earlier run left and this one could not remove: on stderr, also with
-/// `--quiet` and `--json` (the JSON report lists them too).
 /// A folder kept as it is that every user may write into (and without the sticky bit, which
 /// would stop them removing others' files): what vault places in it can be renamed or
 /// replaced by anyone.
@@ -272,6 +270,8 @@ fn warn_open_folders(items: &[vault::unlock::Placed]) {
     }
 }
 
+/// What a killed earlier run left and this one could not remove: on stderr, also with
+/// `--quiet` and `--json` (the JSON report lists them too).
 fn warn_not_swept(left: &[vault::place::NotSwept]) {
     for n in left {
         eprintln!(
